@@ -1,0 +1,460 @@
+//! Newline-delimited JSON: one JSON object per line.
+//!
+//! Lines are gathered into blocks of `batch_rows` and decoded by `arrow-json` in one pass. When a
+//! block holds a bad line (invalid JSON, not an object, a value that does not fit the schema), the
+//! block is decoded again line by line so that exactly the bad lines become rejects — with their line
+//! number and arrow-json's reason — and every good line goes on. Blank lines are skipped; `\r\n`
+//! endings are accepted; a line longer than `max_line_bytes` is rejected without being buffered whole.
+//!
+//! Without a declared schema, the schema is inferred from the first block: JSON types map to int64,
+//! float64, bool, string, lists and structs, and strings that all look like RFC 3339 timestamps (or
+//! dates) become timestamps (or dates).
+//!
+//! # Example
+//!
+//! ```
+//! use sluice_processors::decode::{Decoded, Decoder, ndjson::NdjsonDecoder};
+//!
+//! let mut d = NdjsonDecoder::builder().build();
+//! let mut out = Decoded::default();
+//! d.decode(b"{\"page\":\"/\",\"ms\":12}\n{broken\n{\"page\":\"/a\",", &mut out)?;
+//! d.decode(b"\"ms\":7}\n", &mut out)?;
+//! d.finish(&mut out)?;
+//! assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+//! assert_eq!(out.rejects[0].position, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_json::reader::{Decoder as JsonDecoder, ReaderBuilder, infer_json_schema_from_iterator};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::{Decoded, Decoder};
+use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
+
+/// Lines longer than this are rejected unless configured otherwise (4 MiB).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 4 << 20;
+
+/// Settings for [`NdjsonDecoder`].
+#[derive(Debug, Clone)]
+pub struct NdjsonDecoderBuilder {
+    schema: Option<SchemaRef>,
+    batch_rows: usize,
+    max_line_bytes: usize,
+}
+
+impl NdjsonDecoderBuilder {
+    /// Decode into `schema` instead of inferring one. Fields absent from it are ignored.
+    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+    /// Rows per emitted batch (default 8 192).
+    pub fn with_batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows.max(1);
+        self
+    }
+    /// Longest accepted line in bytes (default 4 MiB).
+    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes.max(1);
+        self
+    }
+    /// The decoder.
+    pub fn build(self) -> NdjsonDecoder {
+        NdjsonDecoder {
+            schema: self.schema,
+            batch_rows: self.batch_rows,
+            max_line_bytes: self.max_line_bytes,
+            inner: None,
+            block: Vec::new(),
+            lines: Vec::new(),
+            partial: Vec::new(),
+            partial_len: 0,
+            line_no: 0,
+        }
+    }
+}
+
+/// Streaming NDJSON decoder with per-line rejects.
+pub struct NdjsonDecoder {
+    schema: Option<SchemaRef>,
+    batch_rows: usize,
+    max_line_bytes: usize,
+    inner: Option<JsonDecoder>,
+    /// Complete lines of the current block, each followed by `\n`.
+    block: Vec<u8>,
+    /// (line number, start, end) of each line in `block`.
+    lines: Vec<(u64, usize, usize)>,
+    /// The start of a line not yet ended (at most `max_line_bytes`, or 4 KiB once oversized).
+    partial: Vec<u8>,
+    /// The full length of that line so far.
+    partial_len: usize,
+    line_no: u64,
+}
+
+impl std::fmt::Debug for NdjsonDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonDecoder").field("schema", &self.schema).field("line_no", &self.line_no).finish()
+    }
+}
+
+impl NdjsonDecoder {
+    /// Start configuring a decoder.
+    pub fn builder() -> NdjsonDecoderBuilder {
+        NdjsonDecoderBuilder { schema: None, batch_rows: DEFAULT_BATCH_ROWS, max_line_bytes: DEFAULT_MAX_LINE_BYTES }
+    }
+
+    fn json_decoder(&self, schema: &SchemaRef) -> Result<JsonDecoder, Error> {
+        ReaderBuilder::new(schema.clone())
+            .with_batch_size(self.batch_rows)
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .map_err(|e| Error::arrow("building the NDJSON decoder", e))
+    }
+
+    fn end_line(&mut self, line: &[u8], out: &mut Decoded) -> Result<(), Error> {
+        self.line_no += 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let start = self.block.len();
+        self.block.extend_from_slice(line);
+        self.lines.push((self.line_no, start, self.block.len()));
+        self.block.push(b'\n');
+        if self.lines.len() >= self.batch_rows {
+            self.flush_block(out)?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self, out: &mut Decoded) -> Result<(), Error> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let schema = match &self.schema {
+            Some(s) => s.clone(),
+            None => match self.infer() {
+                Some(s) => {
+                    self.schema = Some(s.clone());
+                    s
+                }
+                None => {
+                    // Nothing in this block is a JSON object: every line is a reject.
+                    for &(no, s, e) in &self.lines {
+                        out.rejects.push(Reject::new(no, json_reason(&self.block[s..e]), &self.block[s..e]));
+                    }
+                    self.block.clear();
+                    self.lines.clear();
+                    return Ok(());
+                }
+            },
+        };
+        let fast = self.decode_block(&schema);
+        match fast {
+            Ok(Some(batch)) if batch.num_rows() == self.lines.len() => out.batches.push(batch),
+            _ => {
+                self.inner = None;
+                self.decode_lines(&schema, out)?;
+            }
+        }
+        self.block.clear();
+        self.lines.clear();
+        Ok(())
+    }
+
+    fn decode_block(&mut self, schema: &SchemaRef) -> Result<Option<RecordBatch>, Error> {
+        if self.inner.is_none() {
+            self.inner = Some(self.json_decoder(schema)?);
+        }
+        let Some(dec) = self.inner.as_mut() else { return Ok(None) };
+        let n = dec.decode(&self.block).map_err(|e| Error::arrow("ndjson", e))?;
+        if n != self.block.len() {
+            return Ok(None);
+        }
+        dec.flush().map_err(|e| Error::arrow("ndjson", e))
+    }
+
+    /// The slow path: one line at a time, so each bad line is found and rejected.
+    fn decode_lines(&mut self, schema: &SchemaRef, out: &mut Decoded) -> Result<(), Error> {
+        let mut good = Vec::new();
+        let mut dec = self.json_decoder(schema)?;
+        for &(no, s, e) in &self.lines {
+            let line = &self.block[s..e];
+            let res = dec.decode(line).and_then(|n| {
+                if n != line.len() {
+                    return Err(arrow_schema::ArrowError::JsonError("more than one JSON value on the line".into()));
+                }
+                dec.flush()
+            });
+            match res {
+                Ok(Some(b)) if b.num_rows() == 1 => good.push(b),
+                Ok(Some(b)) => {
+                    out.rejects.push(Reject::new(
+                        no,
+                        format!("expected one JSON object on the line, found {}", b.num_rows()),
+                        line,
+                    ));
+                }
+                Ok(None) => out.rejects.push(Reject::new(no, "the line holds no JSON object", line)),
+                Err(err) => {
+                    out.rejects.push(Reject::new(no, clean_reason(&err.to_string(), line), line));
+                    dec = self.json_decoder(schema)?;
+                }
+            }
+        }
+        if !good.is_empty() {
+            let batch =
+                arrow_select::concat::concat_batches(schema, &good).map_err(|e| Error::arrow("ndjson", e))?;
+            out.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Infer a schema from the objects in the current block; `None` if it holds none.
+    fn infer(&self) -> Option<SchemaRef> {
+        let values: Vec<serde_json::Value> = self
+            .lines
+            .iter()
+            .filter_map(|&(_, s, e)| serde_json::from_slice::<serde_json::Value>(&self.block[s..e]).ok())
+            .filter(serde_json::Value::is_object)
+            .collect();
+        if values.is_empty() {
+            return None;
+        }
+        let schema = infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone()))).ok()?;
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.data_type() == &DataType::Utf8 {
+                    if let Some(dt) = temporal_type(values.iter().filter_map(|v| v.get(f.name()))) {
+                        return Field::new(f.name(), dt, true);
+                    }
+                }
+                f.as_ref().clone().with_nullable(true)
+            })
+            .collect();
+        Some(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// `Timestamp` when every non-null string looks like an RFC 3339 timestamp, `Date32` for dates.
+fn temporal_type<'a>(values: impl Iterator<Item = &'a serde_json::Value>) -> Option<DataType> {
+    let mut kind = None;
+    for v in values {
+        let Some(s) = v.as_str() else {
+            if v.is_null() {
+                continue;
+            }
+            return None;
+        };
+        let this = if s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+            DataType::Date32
+        } else if s.len() >= 19 && s.as_bytes().get(10).is_some_and(|c| *c == b'T' || *c == b' ') && crate::expr::parse_timestamp(s).is_some() {
+            crate::expr::timestamp_type()
+        } else {
+            return None;
+        };
+        match &kind {
+            None => kind = Some(this),
+            Some(k) if *k == this => {}
+            Some(_) => return None,
+        }
+    }
+    kind
+}
+
+fn json_reason(line: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(line) {
+        Err(e) => format!("invalid JSON: {e}"),
+        Ok(v) if !v.is_object() => "expected a JSON object, found another JSON value".to_string(),
+        Ok(_) => "could not decode the object".to_string(),
+    }
+}
+
+fn clean_reason(msg: &str, line: &[u8]) -> String {
+    let msg = msg.strip_prefix("Json error: ").unwrap_or(msg);
+    if msg.contains("whilst decoding field") || msg.contains("failed to parse") || msg.contains("more than one") {
+        format!("does not fit the schema: {msg}")
+    } else if std::str::from_utf8(line).is_err() {
+        "the line is not valid UTF-8".to_string()
+    } else {
+        json_reason(line)
+    }
+}
+
+impl Decoder for NdjsonDecoder {
+    fn decode(&mut self, mut buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
+        while let Some(nl) = memchr::memchr(b'\n', buf) {
+            let (line, rest) = (&buf[..nl], &buf[nl + 1..]);
+            buf = rest;
+            if self.partial_len == 0 {
+                if line.len() > self.max_line_bytes {
+                    self.oversized(line.len(), line, out);
+                } else {
+                    self.end_line(line, out)?;
+                }
+            } else {
+                self.partial_len += line.len();
+                if self.partial_len > self.max_line_bytes {
+                    let mut head = std::mem::take(&mut self.partial);
+                    head.extend_from_slice(&line[..line.len().min(crate::REJECT_RAW_BYTES)]);
+                    let len = self.partial_len;
+                    self.partial_len = 0;
+                    self.oversized(len, &head, out);
+                } else {
+                    let mut whole = std::mem::take(&mut self.partial);
+                    whole.extend_from_slice(line);
+                    self.partial_len = 0;
+                    self.end_line(&whole, out)?;
+                    whole.clear();
+                    self.partial = whole;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            self.partial_len += buf.len();
+            if self.partial_len <= self.max_line_bytes {
+                self.partial.extend_from_slice(buf);
+            } else if self.partial.len() < crate::REJECT_RAW_BYTES {
+                // Oversized: keep only what a reject shows.
+                self.partial.truncate(crate::REJECT_RAW_BYTES);
+                let room = crate::REJECT_RAW_BYTES.saturating_sub(self.partial.len());
+                self.partial.extend_from_slice(&buf[..buf.len().min(room)]);
+            } else {
+                self.partial.truncate(crate::REJECT_RAW_BYTES);
+                self.partial.shrink_to(crate::REJECT_RAW_BYTES);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
+        if self.partial_len > 0 {
+            let whole = std::mem::take(&mut self.partial);
+            let len = self.partial_len;
+            self.partial_len = 0;
+            if len > self.max_line_bytes {
+                self.oversized(len, &whole, out);
+            } else {
+                self.end_line(&whole, out)?;
+            }
+        }
+        self.flush_block(out)
+    }
+
+    fn schema(&self) -> Option<SchemaRef> {
+        self.schema.clone()
+    }
+}
+
+impl NdjsonDecoder {
+    fn oversized(&mut self, len: usize, head: &[u8], out: &mut Decoded) {
+        self.line_no += 1;
+        out.rejects.push(Reject::new(
+            self.line_no,
+            format!("line is {len} bytes, longer than max_line_bytes ({})", self.max_line_bytes),
+            head,
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+
+    fn run(d: &mut NdjsonDecoder, chunks: &[&[u8]]) -> Decoded {
+        let mut out = Decoded::default();
+        for c in chunks {
+            d.decode(c, &mut out).unwrap();
+        }
+        d.finish(&mut out).unwrap();
+        out
+    }
+
+    fn schema() -> SchemaRef {
+        crate::decode::schema_from_types([("page", "string"), ("ms", "int64"), ("ts", "timestamp")]).unwrap()
+    }
+
+    #[test]
+    fn bad_lines_become_rejects_and_good_lines_go_on() {
+        let input = b"{\"page\":\"/\",\"ms\":1,\"ts\":\"2026-11-22T10:00:00Z\"}\n\
+{\"page\":\"/a\",\"ms\":\"slow\"}\n\
+not json\n\
+\n\
+[1,2]\n\
+{\"page\":\"/b\",\"ms\":3} {\"page\":\"/c\"}\n\
+{\"page\":\"/d\",\"ms\":4}\r\n\
+{\"page\":\"/e\",\"ms\":5}";
+        let mut d = NdjsonDecoder::builder().with_schema(schema()).with_batch_rows(3).build();
+        let out = run(&mut d, &[&input[..50], &input[50..51], &input[51..]]);
+        let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 3, "{:?}", out.rejects);
+        let ms: Vec<i64> =
+            out.batches.iter().flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec()).collect();
+        assert_eq!(ms, vec![1, 4, 5]);
+        let pos: Vec<u64> = out.rejects.iter().map(|r| r.position).collect();
+        assert_eq!(pos, vec![2, 3, 5, 6]);
+        assert!(out.rejects[0].reason.contains("does not fit the schema"), "{}", out.rejects[0].reason);
+        assert!(out.rejects[0].reason.contains("ms"), "{}", out.rejects[0].reason);
+        assert!(out.rejects[1].reason.starts_with("invalid JSON"), "{}", out.rejects[1].reason);
+        assert_eq!(out.rejects[1].raw, b"not json");
+    }
+
+    #[test]
+    fn infers_types_including_timestamps() {
+        let mut d = NdjsonDecoder::builder().build();
+        let out = run(
+            &mut d,
+            &[b"{\"a\":1,\"b\":\"x\",\"t\":\"2026-11-22T10:00:00.5Z\",\"d\":\"2026-11-22\",\"g\":{\"lat\":1.5},\"f\":1.5}\n{\"a\":null,\"f\":2}\n"],
+        );
+        let s = d.schema().unwrap();
+        let types: Vec<String> = s.fields().iter().map(|f| crate::expr::type_name(f.data_type())).collect();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        let by_name: std::collections::HashMap<_, _> = names.into_iter().zip(types).collect();
+        assert_eq!(by_name["a"], "int64");
+        assert_eq!(by_name["b"], "string");
+        assert_eq!(by_name["t"], "timestamp");
+        assert_eq!(by_name["d"], "date");
+        assert_eq!(by_name["g"], "struct");
+        assert_eq!(by_name["f"], "float64");
+        assert_eq!(out.batches[0].num_rows(), 2);
+    }
+
+    #[test]
+    fn oversized_lines_are_rejected_without_buffering() {
+        let mut d = NdjsonDecoder::builder().with_schema(schema()).with_max_line_bytes(100).build();
+        let big = vec![b'x'; 10_000];
+        let out = run(&mut d, &[b"{\"ms\":1}\n{\"page\":\"", &big, &big, b"\"}\n{\"ms\":2}\n", &big]);
+        assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        assert_eq!(out.rejects.len(), 2);
+        assert_eq!(out.rejects[0].position, 2);
+        assert!(out.rejects[0].reason.contains("20011 bytes"), "{}", out.rejects[0].reason);
+        assert_eq!(out.rejects[0].raw.len(), crate::REJECT_RAW_BYTES);
+        assert_eq!(out.rejects[1].position, 4);
+        assert!(d.partial.capacity() <= 100 + crate::REJECT_RAW_BYTES + 16_384);
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_reject() {
+        let mut d = NdjsonDecoder::builder().with_schema(schema()).build();
+        let out = run(&mut d, &[b"{\"page\":\"\xff\xfe\"}\n{\"ms\":2}\n"]);
+        assert_eq!(out.batches[0].num_rows(), 1);
+        assert_eq!(out.rejects.len(), 1);
+        assert_eq!(out.rejects[0].position, 1);
+    }
+
+    #[test]
+    fn no_objects_at_all_rejects_everything() {
+        let mut d = NdjsonDecoder::builder().build();
+        let out = run(&mut d, &[b"hello\nworld\n"]);
+        assert!(out.batches.is_empty());
+        assert_eq!(out.rejects.len(), 2);
+        assert!(d.schema().is_none());
+    }
+}

@@ -1,0 +1,126 @@
+//! Pure, synchronous data stages for Sluice: decoding bytes into Arrow record batches, the expression
+//! language, and the tabular stages that run on it.
+//!
+//! Nothing here does I/O, talks to AWS or needs an async runtime: the `sluice-pipeline` crate reads
+//! objects and records, feeds their bytes to a [`decode::Decoder`], pushes the batches through a chain of
+//! [`Stage`]s and writes what comes out. Every stage is a streaming operator: it is pushed bounded
+//! batches, emits zero or more batches, and is finished exactly once at the end of its input.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{Int64Array, RecordBatch, StringArray};
+//! use arrow_schema::{DataType, Field, Schema};
+//! use sluice_processors::{Stage, filter::Filter};
+//!
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("page", DataType::Utf8, true),
+//!     Field::new("latency_ms", DataType::Int64, true),
+//! ]));
+//! let batch = RecordBatch::try_new(schema.clone(), vec![
+//!     Arc::new(StringArray::from(vec!["/", "/cart", "/pay"])),
+//!     Arc::new(Int64Array::from(vec![120, 900, 640])),
+//! ])?;
+//! let mut filter = Filter::new("latency_ms > 500 AND page <> '/pay'", &schema)?;
+//! let mut out = Vec::new();
+//! filter.push(batch, &mut out)?;
+//! filter.finish(&mut out)?;
+//! assert_eq!(out[0].num_rows(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Crate Features
+//!
+//! - `json` (default): the NDJSON decoder, on `arrow-json`.
+#![warn(missing_docs)]
+
+pub mod decode;
+mod error;
+pub mod expr;
+pub mod filter;
+pub mod select;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+pub use error::Error;
+
+/// Rows per batch unless configured otherwise.
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
+
+/// A streaming tabular operator: pushed batches, emits batches, finished once.
+///
+/// Implement this for a stage of your own and hand it to the pipeline through a
+/// [`StageFactory`]; it then runs after decode exactly like the built-in stages.
+pub trait Stage: Send {
+    /// Stable snake_case name; used in config, spans and errors.
+    fn name(&self) -> &'static str;
+    /// The schema of the batches this stage emits.
+    fn schema(&self) -> SchemaRef;
+    /// Consume one batch and emit zero or more batches.
+    fn push(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), Error>;
+    /// End of input: flush buffered state. Called exactly once.
+    fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Builds a [`Stage`] once the schema of its input is known (declared in config, or inferred from
+/// the first records of an object).
+pub trait StageFactory: Send + Sync {
+    /// Stable snake_case name of the stages this builds.
+    fn name(&self) -> &'static str;
+    /// Check the stage against its input schema and build it.
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Stage>, Error>;
+}
+
+/// A [`StageFactory`] from a name and a closure.
+pub struct FnFactory<F> {
+    name: &'static str,
+    f: F,
+}
+
+impl<F> FnFactory<F>
+where
+    F: Fn(&SchemaRef) -> Result<Box<dyn Stage>, Error> + Send + Sync,
+{
+    /// A factory named `name` that builds with `f`.
+    pub fn new(name: &'static str, f: F) -> Self {
+        Self { name, f }
+    }
+}
+
+impl<F> StageFactory for FnFactory<F>
+where
+    F: Fn(&SchemaRef) -> Result<Box<dyn Stage>, Error> + Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Stage>, Error> {
+        (self.f)(input)
+    }
+}
+
+/// A record that could not be decoded or did not fit the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// 1-based line (or record) number within its source.
+    pub position: u64,
+    /// What was wrong, in words a person can act on.
+    pub reason: String,
+    /// The raw bytes, truncated to [`REJECT_RAW_BYTES`].
+    pub raw: Vec<u8>,
+}
+
+/// Rejected raw bytes are truncated to this many bytes.
+pub const REJECT_RAW_BYTES: usize = 4096;
+
+impl Reject {
+    /// A reject at `position` for `reason`, keeping at most [`REJECT_RAW_BYTES`] of `raw`.
+    pub fn new(position: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
+        let keep = raw.len().min(REJECT_RAW_BYTES);
+        Self { position, reason: reason.into(), raw: raw[..keep].to_vec() }
+    }
+}

@@ -1,1 +1,194 @@
-fn main() {}
+//! The `sluice` command line: validate, replay, serve, event.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice_pipeline::store::{FsStore, ObjectStore};
+use sluice_pipeline::{Pipeline, event, lambda, replay};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Stream and file pipelines on AWS Lambda: validate, replay, serve.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a pipeline and print the resolved plan.
+    Validate {
+        /// The pipeline.toml.
+        config: PathBuf,
+    },
+    /// Run captured events through the handler the Lambda runs, against local files or an endpoint.
+    Replay {
+        /// The pipeline.toml.
+        config: PathBuf,
+        /// Event files, folders of them, or .jsonl files of events.
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+        /// Local store: s3://bucket/key is read from DIR/bucket/key.
+        #[arg(long, value_name = "DIR", default_value = "fixtures/objects")]
+        store: PathBuf,
+        /// Where S3 outputs are written, as OUT/bucket/key (default: the store).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Read and write through this S3-compatible endpoint instead of local folders.
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
+        /// Print one JSON summary line per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The Lambda runtime loop (what the deployed bootstrap runs).
+    Serve {
+        /// The pipeline.toml; defaults to $SLUICE_CONFIG, then ./pipeline.toml.
+        config: Option<PathBuf>,
+    },
+    /// Write a realistic event for local objects, for replay.
+    Event {
+        #[command(subcommand)]
+        kind: EventKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventKind {
+    /// An S3 ObjectCreated:Put notification (optionally delivered through SQS).
+    S3 {
+        /// Bucket name.
+        #[arg(long)]
+        bucket: String,
+        /// Object key, as uploaded (it is encoded the way S3 encodes notification keys).
+        #[arg(long, required = true)]
+        key: Vec<String>,
+        /// Object size in bytes; default: the size of STORE/bucket/key if it exists, else 0.
+        #[arg(long)]
+        size: Option<u64>,
+        /// Local store used to look up sizes.
+        #[arg(long, value_name = "DIR", default_value = "fixtures/objects")]
+        store: PathBuf,
+        /// Wrap the notification in an SQS message.
+        #[arg(long)]
+        sqs: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Validate { config } => match Pipeline::load(&config) {
+            Ok(p) => {
+                print!("{}", p.plan());
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(2)
+            }
+        },
+        Command::Replay { config, events, store, out, endpoint_url, json } => {
+            let pipeline = match Pipeline::load(&config) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(2);
+                }
+            };
+            let events = match replay::collect(&events) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    return Ok(2);
+                }
+            };
+            let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match endpoint_url {
+                Some(url) => {
+                    let s3: Arc<dyn ObjectStore> = Arc::new(sluice_pipeline::store::S3Store::from_env(Some(&url)).await);
+                    (s3.clone(), s3)
+                }
+                None => {
+                    let out = out.unwrap_or_else(|| store.clone());
+                    (Arc::new(FsStore::new(store)), Arc::new(FsStore::new(out)))
+                }
+            };
+            let handler = pipeline.handler(input, output);
+            let total = events.len();
+            let mut failed = false;
+            for (i, s) in replay::replay(&handler, events).await.into_iter().enumerate() {
+                failed |= s.failed();
+                if json {
+                    println!("{}", serde_json::to_string(&s).context("printing the summary")?);
+                } else {
+                    println!("{}", replay::describe(&s));
+                    if total > 1 && i + 1 == total {
+                        println!("{total} events replayed");
+                    }
+                }
+            }
+            Ok(u8::from(failed))
+        }
+        Command::Serve { config } => {
+            lambda::init_logging();
+            let path = config
+                .or_else(|| std::env::var_os("SLUICE_CONFIG").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("pipeline.toml"));
+            let pipeline = match Pipeline::load(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Logged as JSON so it reaches CloudWatch; the init error fails the cold start.
+                    tracing::error!(error = %e, "Invalid pipeline config.");
+                    eprintln!("{e}");
+                    return Ok(2);
+                }
+            };
+            let s3: Arc<dyn ObjectStore> = Arc::new(sluice_pipeline::store::S3Store::from_env(None).await);
+            lambda::serve(pipeline.handler(s3.clone(), s3)).await.map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
+            Ok(0)
+        }
+        Command::Event { kind: EventKind::S3 { bucket, key, size, store, sqs } } => {
+            let fs = FsStore::new(&store);
+            let mut records = Vec::new();
+            for k in &key {
+                let size = match size {
+                    Some(s) => s,
+                    None => fs.path(&bucket, k).ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0),
+                };
+                let etag = format!("{:x}", size.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                records.push(event::s3_record(&bucket, k, size, &etag));
+            }
+            let mut ev = event::s3_event(records);
+            if sqs {
+                ev = event::sqs_event(&ev, "059f36b4-87a3-44ab-83d2-661975830a7d");
+            }
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,693 @@
+//! `pipeline.toml`: the configuration a user writes, checked into a [`Plan`] that is ready to run.
+//!
+//! Unknown keys are errors. Every error names the file, the line and the key, and says what would
+//! be valid. Expressions are type-checked here when the input schema is declared, so a typo in a
+//! column name fails `sluice validate`, not the first invocation.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use globset::GlobMatcher;
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use sluice_processors::expr::type_name;
+use sluice_processors::filter::FilterFactory;
+use sluice_processors::select::SelectFactory;
+use sluice_processors::{DEFAULT_BATCH_ROWS, StageFactory};
+
+use crate::error::ConfigError;
+
+/// The whole `pipeline.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Used in output names, logs and metrics.
+    pub name: String,
+    /// What the objects hold and how to read them.
+    pub input: InputConfig,
+    /// The stages, in order (`[[stage]]` tables).
+    #[serde(default, rename = "stage")]
+    pub stages: Vec<StageConfig>,
+    /// Where and how results are written.
+    pub output: OutputConfig,
+    /// Where rejected records go (NDJSON). Without it rejects are only counted and logged.
+    #[serde(default)]
+    pub rejects: Option<RejectsConfig>,
+}
+
+/// `[input]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// The record format. This build reads `ndjson`.
+    pub format: String,
+    /// `auto` (by magic bytes, the default), `none`, `gzip` or `zstd`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Globs selecting the object keys to process (`*` stays within a `/` segment, `**` crosses them).
+    /// Objects that match none are skipped and reported. Empty: every key.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Column name → type (`string`, `int64`, `float64`, `bool`, `timestamp`, `date`, …). Columns not
+    /// listed are not decoded. Absent: inferred from the first `batch_rows` records of each object.
+    #[serde(default)]
+    pub schema: Option<OrderedMap>,
+    /// Rows per Arrow batch (default 8192).
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Longest accepted record line in bytes (default 4 MiB); longer lines are rejects.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn default_batch_rows() -> usize {
+    DEFAULT_BATCH_ROWS
+}
+fn default_max_line_bytes() -> usize {
+    sluice_processors::decode::ndjson::DEFAULT_MAX_LINE_BYTES
+}
+
+/// `[input] compression`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Detect gzip and zstd by their magic bytes; anything else is read as is.
+    #[default]
+    Auto,
+    /// Read as is.
+    None,
+    /// gzip, including concatenated members.
+    Gzip,
+    /// zstd, including concatenated frames.
+    Zstd,
+}
+
+/// One `[[stage]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StageConfig {
+    /// Keep rows where `where` is true.
+    Filter {
+        /// A boolean expression.
+        #[serde(rename = "where")]
+        predicate: String,
+    },
+    /// Project, rename and derive columns: `columns = { name = "expression", … }`.
+    Select {
+        /// Output column → expression, in order.
+        columns: OrderedMap,
+    },
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `s3://bucket/prefix/` or a local folder.
+    pub uri: String,
+    /// `parquet` (default) or `ndjson`.
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// Parquet: `zstd` (default), `snappy` or `none`. NDJSON: `none` (default) or `gzip`.
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Columns whose values name Hive-style folders (`day=2026-11-22/`); they are not repeated in the files.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Parquet row groups are closed at this many bytes of encoded data (default 32 MiB), which bounds
+    /// memory per open file and keeps ranged S3 reads efficient.
+    #[serde(default = "default_row_group_bytes")]
+    pub max_row_group_bytes: usize,
+    /// Most open partition files per object (default 64); more is an error naming this setting.
+    #[serde(default = "default_max_open_partitions")]
+    pub max_open_partitions: usize,
+}
+
+fn default_row_group_bytes() -> usize {
+    32 << 20
+}
+fn default_max_open_partitions() -> usize {
+    64
+}
+
+/// `[output] format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Apache Parquet.
+    #[default]
+    Parquet,
+    /// Newline-delimited JSON.
+    Ndjson,
+}
+
+/// `[rejects]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectsConfig {
+    /// `s3://bucket/prefix/` or a local folder.
+    pub uri: String,
+}
+
+/// A TOML table read in document order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderedMap(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of name = \"text\" pairs")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OrderedMap, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Where outputs or rejects go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An S3 bucket and key prefix (empty, or ending in `/`).
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// A local folder.
+    Dir(PathBuf),
+}
+
+impl Destination {
+    /// Parse `s3://bucket/prefix/` or a local path.
+    pub fn parse(uri: &str) -> Result<Self, String> {
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("`{uri}` has no bucket; write s3://bucket/prefix/"));
+            }
+            let mut prefix = prefix.to_string();
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            return Ok(Destination::S3 { bucket: bucket.to_string(), prefix });
+        }
+        if let Some((scheme, _)) = uri.split_once("://") {
+            return Err(format!("`{scheme}://` is not supported; use s3://bucket/prefix/ or a local folder"));
+        }
+        if uri.is_empty() {
+            return Err("is empty; use s3://bucket/prefix/ or a local folder".into());
+        }
+        Ok(Destination::Dir(PathBuf::from(uri)))
+    }
+
+    /// True when `bucket/key` lies under this destination.
+    pub fn contains(&self, bucket: &str, key: &str) -> bool {
+        matches!(self, Destination::S3 { bucket: b, prefix } if b == bucket && key.starts_with(prefix.as_str()))
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Destination::Dir(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A stage ready to be built once the input schema is known, with its description.
+#[derive(Clone)]
+pub struct PlannedStage {
+    /// The factory.
+    pub factory: Arc<dyn StageFactory>,
+    /// One line for `sluice validate`.
+    pub describe: String,
+}
+
+impl fmt::Debug for PlannedStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+/// A checked pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config as written.
+    pub config: PipelineConfig,
+    /// Where it was read from.
+    pub file: PathBuf,
+    /// The declared input schema, if any.
+    pub schema: Option<SchemaRef>,
+    /// Key globs; empty means every key.
+    pub keys: Vec<GlobMatcher>,
+    /// The stages.
+    pub stages: Vec<PlannedStage>,
+    /// Output destination.
+    pub output: Destination,
+    /// Rejects destination.
+    pub rejects: Option<Destination>,
+    /// Warnings worth printing (e.g. a possible recursive trigger).
+    pub warnings: Vec<String>,
+}
+
+/// One step of a key path.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Find the byte span of a key path in a TOML document.
+fn locate(text: &str, path: &[Seg<'_>]) -> Option<Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let span = root.span();
+    let mut cur = toml::Spanned::new(span, DeValue::Table(root.into_inner()));
+    let mut best = None;
+    for seg in path {
+        let next = match seg {
+            Seg::Key(k) => cur.get_ref().get(*k),
+            Seg::Index(i) => cur.get_ref().get(*i),
+        };
+        let Some(next) = next else { break };
+        best = Some(next.span());
+        cur = next.clone();
+    }
+    best
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
+        let key = path
+            .iter()
+            .map(|s| match s {
+                Seg::Key(k) => format!(".{k}"),
+                Seg::Index(i) => format!("[{i}]"),
+            })
+            .collect::<String>();
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: locate(self.text, path).map(|r| line_of(self.text, r.start)),
+            key: Some(key.trim_start_matches('.').to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parse TOML text into the config structs, with file/line/key errors.
+pub fn parse(file: &Path, text: &str) -> Result<PipelineConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: e.span().map(|s| line_of(text, s.start)),
+        key: None,
+        message: format!("not valid TOML: {}", e.message()),
+    })?;
+    serde_path_to_error::deserialize::<_, PipelineConfig>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut message = inner.message().trim().to_string();
+        if message.starts_with("unknown variant") && path.ends_with(".type") {
+            message = format!(
+                "{message} (aggregate, resize and index stages are not in this build yet)"
+            );
+        }
+        ConfigError {
+            file: file.to_path_buf(),
+            line: inner.span().map(|s| line_of(text, s.start)),
+            key: (path != ".").then_some(path),
+            message,
+        }
+    })
+}
+
+impl Plan {
+    /// Read and check a config file.
+    pub fn load(file: &Path) -> Result<Plan, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read the config: {e}"),
+        })?;
+        Self::from_str(file, &text)
+    }
+
+    /// Check config text; `file` names it in errors.
+    pub fn from_str(file: &Path, text: &str) -> Result<Plan, ConfigError> {
+        let config = parse(file, text)?;
+        Self::check(config, file, text)
+    }
+
+    /// Check a config built in code (errors name `<code>` and the key).
+    pub fn from_config(config: PipelineConfig) -> Result<Plan, ConfigError> {
+        Self::check(config, Path::new("<code>"), "")
+    }
+
+    fn check(config: PipelineConfig, file: &Path, text: &str) -> Result<Plan, ConfigError> {
+        let cx = Ctx { file, text };
+        let input = &config.input;
+        if input.format != "ndjson" {
+            return Err(cx.err(
+                &[Seg::Key("input"), Seg::Key("format")],
+                format!(
+                    "format `{}` is not available in this build; it reads `ndjson` (json, csv, parquet, lines and the AWS log presets are planned)",
+                    input.format
+                ),
+            ));
+        }
+        if input.batch_rows == 0 || input.batch_rows > 1 << 20 {
+            return Err(cx.err(&[Seg::Key("input"), Seg::Key("batch_rows")], "must be between 1 and 1048576"));
+        }
+        let mut keys = Vec::new();
+        for (i, k) in input.keys.iter().enumerate() {
+            let g = globset::GlobBuilder::new(k).literal_separator(true).build().map_err(|e| {
+                cx.err(&[Seg::Key("input"), Seg::Key("keys"), Seg::Index(i)], format!("not a valid glob: {e}"))
+            })?;
+            keys.push(g.compile_matcher());
+        }
+        let schema = match &input.schema {
+            None => None,
+            Some(m) => {
+                if m.0.is_empty() {
+                    return Err(cx.err(&[Seg::Key("input"), Seg::Key("schema")], "is empty; list columns or remove it to infer"));
+                }
+                let s = sluice_processors::decode::schema_from_types(m.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|e| cx.err(&[Seg::Key("input"), Seg::Key("schema")], e.to_string()))?;
+                Some(s)
+            }
+        };
+
+        let mut stages = Vec::new();
+        let mut current = schema.clone();
+        for (i, st) in config.stages.iter().enumerate() {
+            let (factory, describe, key): (Arc<dyn StageFactory>, String, &str) = match st {
+                StageConfig::Filter { predicate } => {
+                    // Parse now, whatever the schema, so syntax errors never wait for data.
+                    sluice_processors::expr::parse(predicate)
+                        .map_err(|e| cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key("where")], e.to_string()))?;
+                    (Arc::new(FilterFactory::new(predicate.clone())), format!("filter where {predicate}"), "where")
+                }
+                StageConfig::Select { columns } => {
+                    for (name, e) in &columns.0 {
+                        sluice_processors::expr::parse(e).map_err(|err| {
+                            cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key("columns"), Seg::Key(name)], err.to_string())
+                        })?;
+                    }
+                    let d = columns.0.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+                    (Arc::new(SelectFactory::new(columns.0.clone())), format!("select {d}"), "columns")
+                }
+            };
+            if let Some(s) = &current {
+                let built = factory.build(s).map_err(|e| {
+                    // Point at the one select column that fails, not the whole table.
+                    if let StageConfig::Select { columns } = st {
+                        for (name, text) in &columns.0 {
+                            if let Err(e) = sluice_processors::expr::Compiled::new(text, s) {
+                                return cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key(key), Seg::Key(name)], e.to_string());
+                            }
+                        }
+                    }
+                    cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key(key)], e.to_string())
+                })?;
+                current = Some(built.schema());
+            }
+            stages.push(PlannedStage { factory, describe });
+        }
+
+        let out = &config.output;
+        let output =
+            Destination::parse(&out.uri).map_err(|m| cx.err(&[Seg::Key("output"), Seg::Key("uri")], format!("`{}` {m}", out.uri)))?;
+        let valid_compression: &[&str] = match out.format {
+            OutputFormat::Parquet => &["zstd", "snappy", "none"],
+            OutputFormat::Ndjson => &["none", "gzip"],
+        };
+        if let Some(c) = &out.compression {
+            if !valid_compression.contains(&c.as_str()) {
+                return Err(cx.err(
+                    &[Seg::Key("output"), Seg::Key("compression")],
+                    format!("`{c}` is not valid for this format; use one of: {}", valid_compression.join(", ")),
+                ));
+            }
+        }
+        if out.max_row_group_bytes < 1 << 20 {
+            return Err(cx.err(&[Seg::Key("output"), Seg::Key("max_row_group_bytes")], "must be at least 1048576 (1 MiB)"));
+        }
+        if let Some(s) = &current {
+            for (i, p) in out.partition_by.iter().enumerate() {
+                let Ok(f) = s.field_with_name(p) else {
+                    let cols: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+                    return Err(cx.err(
+                        &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
+                        format!("no column `{p}` reaches the output; columns are: {}", cols.join(", ")),
+                    ));
+                };
+                if matches!(f.data_type(), arrow_schema::DataType::Struct(_) | arrow_schema::DataType::List(_)) {
+                    return Err(cx.err(
+                        &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
+                        format!("`{p}` is a {}; partition by a string, number, bool or date", type_name(f.data_type())),
+                    ));
+                }
+            }
+            if !out.partition_by.is_empty() && out.partition_by.len() == s.fields().len() {
+                return Err(cx.err(
+                    &[Seg::Key("output"), Seg::Key("partition_by")],
+                    "partitions by every column, which leaves nothing to write in the files",
+                ));
+            }
+        }
+        let rejects = match &config.rejects {
+            None => None,
+            Some(r) => Some(
+                Destination::parse(&r.uri)
+                    .map_err(|m| cx.err(&[Seg::Key("rejects"), Seg::Key("uri")], format!("`{}` {m}", r.uri)))?,
+            ),
+        };
+
+        // The recursive-invocation trap: outputs landing where the trigger's keys match.
+        let mut warnings = Vec::new();
+        let ext = match out.format {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Ndjson => {
+                if out.compression.as_deref() == Some("gzip") {
+                    "ndjson.gz"
+                } else {
+                    "ndjson"
+                }
+            }
+        };
+        let mut dests = vec![(&output, ext, "output")];
+        if let Some(r) = &rejects {
+            dests.push((r, "ndjson", "rejects"));
+        }
+        for (dest, ext, section) in dests {
+            let Destination::S3 { prefix, .. } = dest else { continue };
+            let mut part = String::new();
+            let mut samples = vec![format!("{prefix}x-0123456789abcdef.{ext}")];
+            for p in &out.partition_by {
+                part.push_str(&format!("{p}=v/"));
+                samples.push(format!("{prefix}{part}x-0123456789abcdef.{ext}"));
+            }
+            if keys.is_empty() {
+                warnings.push(format!(
+                    "[{section}] writes to {dest} and [input] keys is empty: if the trigger bucket is that bucket, \
+                     every output would trigger the function again. Set keys; at run time objects under {dest} are skipped."
+                ));
+            }
+            for (i, g) in keys.iter().enumerate() {
+                if let Some(s) = samples.iter().find(|s| g.is_match(s.as_str())) {
+                    return Err(cx.err(
+                        &[Seg::Key(section), Seg::Key("uri")],
+                        format!(
+                            "writes to {dest}, where [input] keys[{i}] `{}` matches what it writes (e.g. `{s}`): every output \
+                             would trigger the function again. Write outside the input keys or narrow the glob",
+                            input.keys[i]
+                        ),
+                    ));
+                }
+            }
+        }
+
+        Ok(Plan { schema, keys, stages, output, rejects, warnings, file: file.to_path_buf(), config })
+    }
+
+    /// True when `key` is selected by `[input] keys`.
+    pub fn key_selected(&self, key: &str) -> bool {
+        self.keys.is_empty() || self.keys.iter().any(|g| g.is_match(key))
+    }
+
+    /// The schema after every stage, when the input schema is declared.
+    pub fn output_schema(&self) -> Option<SchemaRef> {
+        let mut s = self.schema.clone()?;
+        for st in &self.stages {
+            s = st.factory.build(&s).ok()?.schema();
+        }
+        Some(s)
+    }
+}
+
+fn schema_line(s: &SchemaRef) -> String {
+    s.fields().iter().map(|f| format!("{} {}", f.name(), type_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(f, "pipeline {} ({})", c.name, self.file.display())?;
+        let keys = if c.input.keys.is_empty() { "every key".to_string() } else { c.input.keys.join(", ") };
+        writeln!(f, "input    {} · compression {:?} · keys {keys}", c.input.format, c.input.compression)?;
+        let mut current = self.schema.clone();
+        match &current {
+            Some(s) => writeln!(f, "         schema: {}", schema_line(s))?,
+            None => writeln!(f, "         schema: inferred from the first {} records of each object", c.input.batch_rows)?,
+        }
+        for (i, st) in self.stages.iter().enumerate() {
+            writeln!(f, "stage {}  {}", i + 1, st.describe)?;
+            if let Some(s) = &current {
+                match st.factory.build(s) {
+                    Ok(built) => {
+                        let out = built.schema();
+                        if out == *s {
+                            writeln!(f, "         schema unchanged")?;
+                        } else {
+                            writeln!(f, "         → {}", schema_line(&out))?;
+                        }
+                        current = Some(out);
+                    }
+                    Err(e) => writeln!(f, "         error: {e}")?,
+                }
+            }
+        }
+        let compression = c.output.compression.clone().unwrap_or_else(|| match c.output.format {
+            OutputFormat::Parquet => "zstd".into(),
+            OutputFormat::Ndjson => "none".into(),
+        });
+        write!(f, "output   {:?} ({compression}) → {}", c.output.format, self.output)?;
+        if !c.output.partition_by.is_empty() {
+            write!(f, " partitioned by {}", c.output.partition_by.join(", "))?;
+        }
+        writeln!(f)?;
+        match &self.rejects {
+            Some(r) => writeln!(f, "rejects  ndjson → {r}")?,
+            None => writeln!(f, "rejects  counted and logged only (no [rejects] section)")?,
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "clicks"
+
+[input]
+format = "ndjson"
+keys = ["logs/**/*.ndjson.gz"]
+schema = { ts = "timestamp", page = "string", latency_ms = "int64" }
+
+[[stage]]
+type = "filter"
+where = "latency_ms > 500"
+
+[[stage]]
+type = "select"
+columns = { page = "page", day = "date(ts)" }
+
+[output]
+uri = "s3://out/clicks/"
+partition_by = ["day"]
+
+[rejects]
+uri = "s3://out/rejects/"
+"#;
+
+    fn check(text: &str) -> Result<Plan, ConfigError> {
+        Plan::from_str(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn resolves_a_good_config() {
+        let p = check(GOOD).unwrap();
+        let printed = p.to_string();
+        assert!(printed.contains("→ page string, day date"), "{printed}");
+        assert!(p.key_selected("logs/2026/11/a.ndjson.gz"));
+        assert!(!p.key_selected("logs/a.csv"));
+        assert!(!p.key_selected("other/a.ndjson.gz"));
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = check(&GOOD.replace("keys =", "kyes =")).unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.to_string().starts_with("p.toml:6: `input.kyes`: unknown field `kyes`, expected one of"), "{e}");
+
+        let e = check(&GOOD.replace("latency_ms > 500", "latncy_ms > 500")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(11), Some("stage[0].where")), "{e}");
+        assert!(e.message.contains("unknown column `latncy_ms`"), "{e}");
+
+        let e = check(&GOOD.replace("\"date(ts)\"", "\"date(page + 1)\"")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(15), Some("stage[1].columns.day")), "{e}");
+
+        let e = check(&GOOD.replace("type = \"select\"", "type = \"aggregat\"")).unwrap_err();
+        assert!(e.message.contains("expected `filter` or `select`"), "{e}");
+        assert_eq!(e.line, Some(14), "{e}");
+
+        let e = check(&GOOD.replace("\"int64\"", "\"integer64\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("input.schema"), "{e}");
+        assert!(e.message.contains("valid types"), "{e}");
+
+        let e = check(&GOOD.replace("partition_by = [\"day\"]", "partition_by = [\"dya\"]")).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(19), Some("output.partition_by[0]")), "{e}");
+
+        let e = check(&GOOD.replace("s3://out/clicks/", "gs://out/clicks/")).unwrap_err();
+        assert!(e.message.contains("not supported"), "{e}");
+
+        let e = check("name = \"x\"\n[input\nformat = 1").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.starts_with("not valid TOML"), "{e}");
+
+        let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
+        assert!(e.message.contains("reads `ndjson`"), "{e}");
+    }
+
+    #[test]
+    fn refuses_the_recursive_invocation_trap() {
+        let text = GOOD.replace("s3://out/clicks/", "s3://in/logs/out/").replace("keys = [\"logs/**/*.ndjson.gz\"]", "keys = [\"logs/**\"]");
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("output.uri"), "{e}");
+        assert!(e.message.contains("trigger the function again"), "{e}");
+        // Same prefix but a glob that cannot match what is written is fine.
+        assert!(check(&GOOD.replace("s3://out/clicks/", "s3://in/logs/out/")).is_ok());
+        // No keys at all: allowed with a warning, guarded at run time.
+        let p = check(&GOOD.replace("keys = [\"logs/**/*.ndjson.gz\"]", "")).unwrap();
+        assert!(p.warnings[0].contains("keys is empty"));
+        assert!(p.output.contains("out", "clicks/day=x/a.parquet"));
+    }
+}

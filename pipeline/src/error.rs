@@ -1,0 +1,69 @@
+//! Errors of `sluice-pipeline`: configuration errors, and run-time errors classified for retries.
+
+use std::path::PathBuf;
+
+/// A problem with `pipeline.toml`, naming the file, line and key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}{}{message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_deref().map(|k| format!(": `{k}`: ")).unwrap_or_else(|| ": ".into()))]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// Dotted key path such as `stage[1].where`, where known.
+    pub key: Option<String>,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+/// A run-time error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The pipeline configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Reading or writing an object failed.
+    #[error("{location}: {message}")]
+    Store {
+        /// `s3://bucket/key` or a path.
+        location: String,
+        /// What happened.
+        message: String,
+        /// Whether retrying the same request may succeed (throttling, 5xx, network).
+        retryable: bool,
+    },
+    /// An object could not be processed.
+    #[error("{location}: {source}")]
+    Object {
+        /// `s3://bucket/key`.
+        location: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A stage or decoder failed.
+    #[error(transparent)]
+    Processor(#[from] sluice_processors::Error),
+    /// Decompression or reading failed part-way.
+    #[error("{0}")]
+    Io(String),
+    /// Writing Parquet failed.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The event could not be understood at all.
+    #[error("{0}")]
+    Event(String),
+}
+
+impl Error {
+    /// Whether a retry of the invocation may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Store { retryable, .. } => *retryable,
+            Error::Object { source, .. } => source.retryable(),
+            Error::Io(_) => true,
+            _ => false,
+        }
+    }
+}

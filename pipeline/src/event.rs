@@ -1,0 +1,55 @@
+//! `sluice event`: realistic event payloads for local objects, for replay and tests.
+//!
+//! The shapes follow the S3 User Guide's "Event message structure" (notification version 2.1) and
+//! the SQS and SNS delivery formats; keys are form-encoded the way S3 encodes them.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+/// Characters S3 leaves unescaped in notification keys besides alphanumerics.
+const S3_KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'*').remove(b'/').remove(b' ');
+
+/// Encode a key as S3 notifications do: spaces become `+`, other specials `%XX`.
+pub fn encode_key(key: &str) -> String {
+    utf8_percent_encode(key, S3_KEY).to_string().replace(' ', "+")
+}
+
+/// One S3 `ObjectCreated:Put` record.
+pub fn s3_record(bucket: &str, key: &str, size: u64, etag: &str) -> Value {
+    json!({
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-22T12:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": { "principalId": "AWS:AIDAEXAMPLE" },
+        "requestParameters": { "sourceIPAddress": "203.0.113.10" },
+        "responseElements": { "x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD" },
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "sluice-trigger",
+            "bucket": { "name": bucket, "ownerIdentity": { "principalId": "A3NL1KOZZKExample" }, "arn": format!("arn:aws:s3:::{bucket}") },
+            "object": { "key": encode_key(key), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5" }
+        }
+    })
+}
+
+/// A direct S3 notification.
+pub fn s3_event(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+/// The same notification delivered by SQS.
+pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
+    json!({ "Records": [{
+        "messageId": message_id,
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+        "body": s3.to_string(),
+        "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": "1763812800000", "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1763812800001" },
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:sluice-uploads",
+        "awsRegion": "us-east-1"
+    }]})
+}

@@ -1,0 +1,369 @@
+//! The handler: one event in, objects processed, one [`Summary`] out. The Lambda loop and
+//! `sluice replay` both call [`Handler::handle`], so replay does exactly what the Lambda does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use serde::Serialize;
+use serde_json::Value;
+use sluice_processors::decode::ndjson::NdjsonDecoder;
+use sluice_processors::decode::{Decoded, Decoder};
+use sluice_processors::{Stage, StageFactory};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tracing::{info, warn};
+
+use crate::Error;
+use crate::config::{Compression, Plan};
+use crate::output::{Outputs, Rejects, base_name};
+use crate::store::{ByteReader, ObjectStore};
+use crate::trigger::{self, Item, ObjectRef};
+
+/// Bytes read from an object per step (1 MiB).
+const READ_BYTES: usize = 1 << 20;
+
+/// What one event did; printed by `sluice replay --json`, returned by the Lambda.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// The event's name (file, or file:line for `.jsonl`); empty in the Lambda.
+    pub event: String,
+    /// The trigger shape seen: `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`, or `unknown`.
+    pub trigger: String,
+    /// S3 objects processed.
+    pub objects: u64,
+    /// Records ignored by rule: removals, test events, unmatched keys.
+    pub skipped: u64,
+    /// Records read (decoded or rejected).
+    pub records_in: u64,
+    /// Rows written.
+    pub records_out: u64,
+    /// Records rejected.
+    pub rejected: u64,
+    /// Files written (outputs, then rejects).
+    pub outputs: Vec<String>,
+    /// SQS message ids to retry (SQS-delivered events only).
+    pub batch_item_failures: Vec<String>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// The failure, when the event failed.
+    pub error: Option<String>,
+    /// What was skipped and why.
+    pub skips: Vec<Skip>,
+}
+
+/// A skipped record.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Skip {
+    /// `s3://bucket/key` or the record kind.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Summary {
+    /// True when something failed (the invocation errors, or SQS messages are retried).
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || !self.batch_item_failures.is_empty()
+    }
+
+    /// The Lambda response: `{"batchItemFailures": […]}` for SQS events, otherwise the summary.
+    pub fn lambda_response(&self, sqs: bool) -> Value {
+        if sqs {
+            let items: Vec<Value> =
+                self.batch_item_failures.iter().map(|id| serde_json::json!({ "itemIdentifier": id })).collect();
+            serde_json::json!({ "batchItemFailures": items })
+        } else {
+            serde_json::to_value(self).unwrap_or(Value::Null)
+        }
+    }
+}
+
+/// What processing one object produced.
+#[derive(Debug, Default)]
+struct ObjectResult {
+    records_in: u64,
+    records_out: u64,
+    rejected: u64,
+    outputs: Vec<String>,
+}
+
+/// Runs a [`Plan`] against objects in a store.
+#[derive(Clone)]
+pub struct Handler {
+    plan: Arc<Plan>,
+    input: Arc<dyn ObjectStore>,
+    output: Arc<dyn ObjectStore>,
+    extra: Vec<Arc<dyn StageFactory>>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").field("pipeline", &self.plan.config.name).finish()
+    }
+}
+
+impl Handler {
+    /// Read objects from `input`; write S3 destinations to `output` (local folders are always local).
+    pub fn new(plan: Plan, input: Arc<dyn ObjectStore>, output: Arc<dyn ObjectStore>) -> Self {
+        Self { plan: Arc::new(plan), input, output, extra: Vec::new() }
+    }
+
+    /// Append a stage of your own after the configured ones.
+    pub fn with_stage(mut self, stage: Arc<dyn StageFactory>) -> Self {
+        self.extra.push(stage);
+        self
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Process one event. Never panics; failures are in the summary.
+    pub async fn handle(&self, event: &Value) -> (Summary, bool) {
+        let started = Instant::now();
+        let parsed = trigger::parse(event);
+        let mut s = Summary { trigger: parsed.trigger.clone(), error: parsed.error.clone(), ..Summary::default() };
+        let mut errors = Vec::new();
+        for item in &parsed.items {
+            match item {
+                Item::Skipped { source, reason } => {
+                    s.skipped += 1;
+                    s.skips.push(Skip { source: source.clone(), reason: reason.clone() });
+                }
+                Item::Failed { message_id, reason } => {
+                    warn!(message_id, reason, "Cannot process an SQS message.");
+                    s.batch_item_failures.push(message_id.clone());
+                    errors.push(format!("message {message_id}: {reason}"));
+                }
+                Item::Object(obj) => {
+                    if let Some(reason) = self.skip_reason(obj) {
+                        s.skipped += 1;
+                        s.skips.push(Skip { source: obj.uri(), reason });
+                        continue;
+                    }
+                    let t = Instant::now();
+                    match self.process(obj).await {
+                        Ok(r) => {
+                            info!(
+                                bucket = %obj.bucket, key = %obj.key, records_in = r.records_in,
+                                records_out = r.records_out, rejected = r.rejected,
+                                ms = t.elapsed().as_millis() as u64, "Processed object."
+                            );
+                            s.objects += 1;
+                            s.records_in += r.records_in;
+                            s.records_out += r.records_out;
+                            s.rejected += r.rejected;
+                            s.outputs.extend(r.outputs);
+                        }
+                        Err(e) => {
+                            warn!(bucket = %obj.bucket, key = %obj.key, error = %e, retryable = e.retryable(), "Object failed.");
+                            if let Some(id) = &obj.message_id {
+                                if !s.batch_item_failures.contains(id) {
+                                    s.batch_item_failures.push(id.clone());
+                                }
+                            }
+                            errors.push(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            let first = errors[0].clone();
+            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+            s.error = Some(match &s.error {
+                Some(e) => format!("{e}; {first}{more}"),
+                None => format!("{first}{more}"),
+            });
+        }
+        s.duration_ms = started.elapsed().as_millis() as u64;
+        (s, parsed.sqs)
+    }
+
+    fn skip_reason(&self, obj: &ObjectRef) -> Option<String> {
+        if !self.plan.key_selected(&obj.key) {
+            return Some(format!("key does not match [input] keys ({})", self.plan.config.input.keys.join(", ")));
+        }
+        if self.plan.output.contains(&obj.bucket, &obj.key) {
+            return Some(format!("is under the output location {} (recursive-invocation guard)", self.plan.output));
+        }
+        if let Some(r) = &self.plan.rejects {
+            if r.contains(&obj.bucket, &obj.key) {
+                return Some(format!("is under the rejects location {r} (recursive-invocation guard)"));
+            }
+        }
+        None
+    }
+
+    async fn process(&self, obj: &ObjectRef) -> Result<ObjectResult, Error> {
+        let wrap = |e: Error| match e {
+            Error::Store { .. } => e,
+            other => Error::Object { location: obj.uri(), source: Box::new(other) },
+        };
+        let version = obj.version_id.as_deref().or(obj.etag.as_deref());
+        let base = base_name(&obj.bucket, &obj.key, version);
+        let mut outputs = Outputs::new(&self.plan.config.output, &self.plan.output, &self.output, base.clone());
+        let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, obj.uri(), base);
+        let mut result = ObjectResult::default();
+        match self.run(obj, &mut outputs, &mut rejects, &mut result).await {
+            Ok(()) => {}
+            Err(e) => {
+                outputs.abort().await;
+                rejects.abort().await;
+                return Err(wrap(e));
+            }
+        }
+        result.rejected = rejects.count;
+        let written = match outputs.finish().await {
+            Ok(w) => w,
+            Err(e) => {
+                rejects.abort().await;
+                return Err(wrap(e));
+            }
+        };
+        result.outputs = written.into_iter().map(|w| w.location).collect();
+        if let Some(loc) = rejects.finish().await.map_err(wrap)? {
+            result.outputs.push(loc);
+        }
+        if result.records_in > 0 && result.records_in == result.rejected {
+            return Err(wrap(Error::Io(format!(
+                "none of its {} records could be read as `{}` (all are in the rejects); check [input] format and compression",
+                result.rejected, self.plan.config.input.format
+            ))));
+        }
+        Ok(result)
+    }
+
+    async fn run(
+        &self,
+        obj: &ObjectRef,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
+        let input = &self.plan.config.input;
+        let reader = self.input.get(&obj.bucket, &obj.key).await?;
+        let mut reader = decompress(reader, input.compression).await?;
+        let mut b = NdjsonDecoder::builder().with_batch_rows(input.batch_rows).with_max_line_bytes(input.max_line_bytes);
+        if let Some(s) = &self.plan.schema {
+            b = b.with_schema(s.clone());
+        }
+        let mut decoder = b.build();
+        let mut chain: Option<Vec<Box<dyn Stage>>> = None;
+        let mut buf = vec![0u8; READ_BYTES];
+        let mut decoded = Decoded::default();
+        loop {
+            let n = reader.read(&mut buf).await.map_err(|e| read_error(&obj.uri(), e))?;
+            if n == 0 {
+                break;
+            }
+            decoder.decode(&buf[..n], &mut decoded)?;
+            self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result).await?;
+        }
+        decoder.finish(&mut decoded)?;
+        self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result).await?;
+        if let Some(stages) = chain.as_mut() {
+            for i in 0..stages.len() {
+                let mut out = Vec::new();
+                stages[i].finish(&mut out)?;
+                let out = push_through(&mut stages[i + 1..], out)?;
+                for b in out {
+                    result.records_out += b.num_rows() as u64;
+                    outputs.write(&b).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn drain(
+        &self,
+        decoder: &NdjsonDecoder,
+        decoded: &mut Decoded,
+        chain: &mut Option<Vec<Box<dyn Stage>>>,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
+        let rj = std::mem::take(&mut decoded.rejects);
+        result.records_in += rj.len() as u64;
+        rejects.write(&rj).await?;
+        let batches = std::mem::take(&mut decoded.batches);
+        if batches.is_empty() {
+            return Ok(());
+        }
+        if chain.is_none() {
+            let Some(mut schema) = decoder.schema() else { return Ok(()) };
+            let mut stages = Vec::new();
+            for f in self.plan.stages.iter().map(|s| &s.factory).chain(self.extra.iter()) {
+                let st = f.build(&schema)?;
+                schema = st.schema();
+                stages.push(st);
+            }
+            *chain = Some(stages);
+        }
+        let Some(stages) = chain.as_mut() else { return Ok(()) };
+        for b in batches {
+            result.records_in += b.num_rows() as u64;
+            for o in push_through(stages, vec![b])? {
+                result.records_out += o.num_rows() as u64;
+                outputs.write(&o).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_through(stages: &mut [Box<dyn Stage>], batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, Error> {
+    let mut cur = batches;
+    for st in stages.iter_mut() {
+        let mut next = Vec::with_capacity(cur.len());
+        for b in cur {
+            st.push(b, &mut next)?;
+        }
+        cur = next;
+    }
+    Ok(cur)
+}
+
+fn read_error(uri: &str, e: std::io::Error) -> Error {
+    let msg = e.to_string();
+    if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof {
+        Error::Io(format!("{uri} is corrupt or truncated: {msg}; the object was not processed"))
+    } else {
+        Error::Store { location: uri.to_string(), message: format!("reading failed: {msg}"), retryable: true }
+    }
+}
+
+/// Wrap a reader in the decompressor its magic bytes (or the configured compression) call for.
+pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<ByteReader, Error> {
+    let mut r = BufReader::with_capacity(256 << 10, reader);
+    let kind = match compression {
+        Compression::Auto => {
+            let head = r.fill_buf().await.map_err(|e| Error::Io(format!("reading failed: {e}")))?;
+            if head.starts_with(&[0x1f, 0x8b]) {
+                Compression::Gzip
+            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                Compression::Zstd
+            } else {
+                Compression::None
+            }
+        }
+        other => other,
+    };
+    Ok(match kind {
+        Compression::Gzip => {
+            let mut d = GzipDecoder::new(r);
+            d.multiple_members(true);
+            Box::pin(d)
+        }
+        Compression::Zstd => {
+            let mut d = ZstdDecoder::new(r);
+            d.multiple_members(true);
+            Box::pin(d)
+        }
+        _ => Box::pin(r),
+    })
+}

@@ -1,0 +1,452 @@
+//! Writing results: Parquet or NDJSON files (Hive-partitioned when asked), and NDJSON rejects.
+//!
+//! Files are streamed to the store as they are encoded: Parquet row groups are closed at
+//! `max_row_group_bytes`, so an output of any size needs one row group of memory per open file,
+//! and S3 outputs go up in multipart parts. Names are deterministic functions of the source object,
+//! so a retried invocation overwrites instead of duplicating.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_schema::{Schema, SchemaRef};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::basic::{Compression as PqCompression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use sha2::{Digest, Sha256};
+use sluice_processors::Reject;
+
+use crate::Error;
+use crate::config::{Destination, OutputConfig, OutputFormat};
+use crate::store::{FsStore, ObjectStore, ObjectWriter};
+
+/// What Hive escapes in partition values.
+const HIVE: &AsciiSet = &CONTROLS
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'\'')
+    .add(b'*')
+    .add(b'/')
+    .add(b':')
+    .add(b'=')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'{')
+    .add(b'[')
+    .add(b']')
+    .add(b'^');
+
+/// Hive's folder name for null partition values.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The deterministic base name of everything written for one source object:
+/// `{file stem}-{16 hex digits of sha256(bucket, key, version or etag)}`.
+pub fn base_name(bucket: &str, key: &str, version: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    for part in [bucket, key, version.unwrap_or("")] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let stem = file.split('.').next().unwrap_or(file);
+    let stem: String = stem.chars().filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_')).take(64).collect();
+    if stem.is_empty() { hex } else { format!("{stem}-{hex}") }
+}
+
+/// Resolve a destination to the store that holds it, its bucket and key prefix.
+pub fn resolve(dest: &Destination, object_store: &Arc<dyn ObjectStore>) -> (Arc<dyn ObjectStore>, String, String) {
+    match dest {
+        Destination::S3 { bucket, prefix } => (object_store.clone(), bucket.clone(), prefix.clone()),
+        Destination::Dir(path) => (Arc::new(FsStore::flat(path)), String::new(), String::new()),
+    }
+}
+
+/// Adapts an [`ObjectWriter`] to Parquet's async writer.
+struct PqSink {
+    inner: Box<dyn ObjectWriter>,
+}
+
+fn external(e: Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileWriter for PqSink {
+    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        self.inner.write(bs).map(|r| r.map_err(external)).boxed()
+    }
+    fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        self.inner.complete().map(|r| r.map(|_| ()).map_err(external)).boxed()
+    }
+}
+
+enum FileWriter {
+    Parquet(Box<AsyncArrowWriter<PqSink>>),
+    Ndjson { sink: Box<dyn ObjectWriter>, gzip: Option<flate2::write::GzEncoder<Vec<u8>>> },
+}
+
+struct OpenFile {
+    writer: FileWriter,
+    location: String,
+    rows: u64,
+}
+
+/// A written output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// `s3://…` or a path.
+    pub location: String,
+    /// Rows in it.
+    pub rows: u64,
+}
+
+/// The output files of one source object.
+pub struct Outputs {
+    config: OutputConfig,
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    prefix: String,
+    base: String,
+    files: HashMap<String, OpenFile>,
+    order: Vec<String>,
+    props: Option<WriterProperties>,
+}
+
+impl Outputs {
+    /// Outputs named after `base` (see [`base_name`]) under `dest`.
+    pub fn new(config: &OutputConfig, dest: &Destination, object_store: &Arc<dyn ObjectStore>, base: String) -> Self {
+        let (store, bucket, prefix) = resolve(dest, object_store);
+        Self {
+            config: config.clone(),
+            store,
+            bucket,
+            prefix,
+            base,
+            files: HashMap::new(),
+            order: Vec::new(),
+            props: None,
+        }
+    }
+
+    fn ext(&self) -> &'static str {
+        match (self.config.format, self.config.compression.as_deref()) {
+            (OutputFormat::Parquet, _) => "parquet",
+            (OutputFormat::Ndjson, Some("gzip")) => "ndjson.gz",
+            (OutputFormat::Ndjson, _) => "ndjson",
+        }
+    }
+
+    fn properties(&mut self) -> WriterProperties {
+        if let Some(p) = &self.props {
+            return p.clone();
+        }
+        let compression = match self.config.compression.as_deref() {
+            Some("none") => PqCompression::UNCOMPRESSED,
+            Some("snappy") => PqCompression::SNAPPY,
+            _ => PqCompression::ZSTD(ZstdLevel::default()),
+        };
+        let p = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_bytes(Some(self.config.max_row_group_bytes))
+            .set_max_row_group_row_count(Some(1 << 20))
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        self.props = Some(p.clone());
+        p
+    }
+
+    async fn open(&mut self, part: &str, schema: SchemaRef) -> Result<(), Error> {
+        if self.files.contains_key(part) {
+            return Ok(());
+        }
+        if self.files.len() >= self.config.max_open_partitions {
+            return Err(Error::Processor(sluice_processors::Error::Limit {
+                what: format!("the number of partitions written for one object ({})", self.files.len() + 1),
+                limit: self.config.max_open_partitions as u64,
+                setting: "output.max_open_partitions",
+            }));
+        }
+        let key = format!("{}{}{}.{}", self.prefix, part, self.base, self.ext());
+        let content_type = match self.config.format {
+            OutputFormat::Parquet => "application/vnd.apache.parquet",
+            OutputFormat::Ndjson => "application/x-ndjson",
+        };
+        let sink = self.store.create(&self.bucket, &key, content_type).await?;
+        let location = self.store.location(&self.bucket, &key);
+        let writer = match self.config.format {
+            OutputFormat::Parquet => {
+                let props = self.properties();
+                let w = AsyncArrowWriter::try_new(PqSink { inner: sink }, schema, Some(props))?;
+                FileWriter::Parquet(Box::new(w))
+            }
+            OutputFormat::Ndjson => {
+                let gzip = (self.config.compression.as_deref() == Some("gzip"))
+                    .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+                FileWriter::Ndjson { sink, gzip }
+            }
+        };
+        self.files.insert(part.to_string(), OpenFile { writer, location, rows: 0 });
+        self.order.push(part.to_string());
+        Ok(())
+    }
+
+    /// Write one batch (split by partition when configured).
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.config.partition_by.is_empty() {
+            return self.write_part("", batch).await;
+        }
+        let (groups, data) = split(batch, &self.config.partition_by)?;
+        for (part, idx) in groups {
+            let rows = arrow_select::take::take_record_batch(&data, &UInt32Array::from(idx))
+                .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
+            self.write_part(&part, &rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_part(&mut self, part: &str, batch: &RecordBatch) -> Result<(), Error> {
+        self.open(part, batch.schema()).await?;
+        let Some(f) = self.files.get_mut(part) else { return Ok(()) };
+        f.rows += batch.num_rows() as u64;
+        match &mut f.writer {
+            FileWriter::Parquet(w) => w.write(batch).await?,
+            FileWriter::Ndjson { sink, gzip } => {
+                let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
+                w.write(batch).and_then(|_| w.finish()).map_err(|e| Error::Processor(sluice_processors::Error::arrow("writing NDJSON", e)))?;
+                let bytes = w.into_inner();
+                let out = match gzip {
+                    Some(gz) => {
+                        use std::io::Write;
+                        gz.write_all(&bytes).map_err(|e| Error::Io(e.to_string()))?;
+                        std::mem::take(gz.get_mut())
+                    }
+                    None => bytes,
+                };
+                if !out.is_empty() {
+                    sink.write(Bytes::from(out)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Close every file, making them visible. Returns what was written, in first-written order.
+    pub async fn finish(mut self) -> Result<Vec<Written>, Error> {
+        let mut done = Vec::new();
+        let mut failure = None;
+        for part in std::mem::take(&mut self.order) {
+            let Some(f) = self.files.remove(&part) else { continue };
+            if failure.is_some() {
+                abort_file(f).await;
+                continue;
+            }
+            let (location, rows) = (f.location.clone(), f.rows);
+            match close_file(f).await {
+                Ok(()) => done.push(Written { location, rows }),
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// Drop every file without making any visible.
+    pub async fn abort(mut self) {
+        for (_, f) in self.files.drain() {
+            abort_file(f).await;
+        }
+    }
+}
+
+async fn close_file(f: OpenFile) -> Result<(), Error> {
+    match f.writer {
+        FileWriter::Parquet(mut w) => {
+            if let Err(e) = w.finish().await {
+                w.into_inner().inner.abort().await;
+                return Err(e.into());
+            }
+            Ok(())
+        }
+        FileWriter::Ndjson { mut sink, gzip } => {
+            if let Some(gz) = gzip {
+                let rest = gz.finish().map_err(|e| Error::Io(e.to_string()))?;
+                if !rest.is_empty() {
+                    sink.write(Bytes::from(rest)).await?;
+                }
+            }
+            sink.complete().await.map(|_| ())
+        }
+    }
+}
+
+async fn abort_file(f: OpenFile) {
+    match f.writer {
+        FileWriter::Parquet(w) => w.into_inner().inner.abort().await,
+        FileWriter::Ndjson { mut sink, .. } => sink.abort().await,
+    }
+}
+
+/// Group rows by the Hive path of their partition values; returns the groups in first-seen order
+/// and the batch without the partition columns.
+fn split(batch: &RecordBatch, columns: &[String]) -> Result<(Vec<(String, Vec<u32>)>, RecordBatch), Error> {
+    let schema = batch.schema();
+    let mut idx = Vec::with_capacity(columns.len());
+    for c in columns {
+        let i = schema.index_of(c).map_err(|_| {
+            Error::Processor(sluice_processors::Error::Schema(format!(
+                "partition column `{c}` is not in the output; columns are: {}",
+                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        })?;
+        idx.push(i);
+    }
+    let opts = arrow_cast::display::FormatOptions::default();
+    let formatters = idx
+        .iter()
+        .map(|&i| arrow_cast::display::ArrayFormatter::try_new(batch.column(i).as_ref(), &opts))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
+    let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut path = String::new();
+    for row in 0..batch.num_rows() {
+        path.clear();
+        for (n, (col, fmt)) in columns.iter().zip(&formatters).enumerate() {
+            path.push_str(col);
+            path.push('=');
+            if batch.column(idx[n]).is_null(row) {
+                path.push_str(NULL_PARTITION);
+            } else {
+                let v = fmt.value(row).to_string();
+                path.extend(utf8_percent_encode(&v, HIVE));
+            }
+            path.push('/');
+        }
+        match seen.get(&path) {
+            Some(&g) => groups[g].1.push(row as u32),
+            None => {
+                seen.insert(path.clone(), groups.len());
+                groups.push((path.clone(), vec![row as u32]));
+            }
+        }
+    }
+    let keep: Vec<usize> = (0..schema.fields().len()).filter(|i| !idx.contains(i)).collect();
+    let data = batch
+        .project(&keep)
+        .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
+    Ok((groups, data))
+}
+
+use arrow_array::Array;
+
+/// Rejected records of one source object, written as NDJSON when the first one arrives.
+pub struct Rejects {
+    dest: Option<(Arc<dyn ObjectStore>, String, String)>,
+    source: String,
+    base: String,
+    sink: Option<(Box<dyn ObjectWriter>, String)>,
+    /// How many were recorded.
+    pub count: u64,
+}
+
+impl Rejects {
+    /// Rejects of `source` (its `s3://` URI), named after `base`.
+    pub fn new(dest: Option<&Destination>, object_store: &Arc<dyn ObjectStore>, source: String, base: String) -> Self {
+        Self { dest: dest.map(|d| resolve(d, object_store)), source, base, sink: None, count: 0 }
+    }
+
+    /// Record some rejects.
+    pub async fn write(&mut self, rejects: &[Reject]) -> Result<(), Error> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        self.count += rejects.len() as u64;
+        let Some((store, bucket, prefix)) = &self.dest else {
+            for r in rejects.iter().take(3) {
+                tracing::warn!(source = %self.source, line = r.position, reason = %r.reason, "Rejected a record.");
+            }
+            return Ok(());
+        };
+        if self.sink.is_none() {
+            let key = format!("{prefix}{}.ndjson", self.base);
+            let w = store.create(bucket, &key, "application/x-ndjson").await?;
+            self.sink = Some((w, store.location(bucket, &key)));
+        }
+        let mut buf = Vec::new();
+        for r in rejects {
+            let mut line = serde_json::json!({
+                "source": self.source,
+                "position": { "line": r.position },
+                "reason": r.reason,
+            });
+            match std::str::from_utf8(&r.raw) {
+                Ok(s) => line["raw"] = serde_json::Value::String(s.to_string()),
+                Err(_) => {
+                    use base64::Engine;
+                    line["raw_base64"] = base64::engine::general_purpose::STANDARD.encode(&r.raw).into();
+                }
+            }
+            if r.raw.len() >= sluice_processors::REJECT_RAW_BYTES {
+                line["truncated"] = true.into();
+            }
+            serde_json::to_writer(&mut buf, &line).map_err(|e| Error::Io(e.to_string()))?;
+            buf.push(b'\n');
+        }
+        if let Some((w, _)) = self.sink.as_mut() {
+            w.write(Bytes::from(buf)).await?;
+        }
+        Ok(())
+    }
+
+    /// Make the rejects file visible; its location, if any were written.
+    pub async fn finish(mut self) -> Result<Option<String>, Error> {
+        match self.sink.take() {
+            Some((mut w, loc)) => {
+                w.complete().await?;
+                Ok(Some(loc))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Drop the rejects file without making it visible.
+    pub async fn abort(mut self) {
+        if let Some((mut w, _)) = self.sink.take() {
+            w.abort().await;
+        }
+    }
+}
+
+/// The schema written to files: the output schema less the partition columns.
+pub fn file_schema(schema: &Schema, partition_by: &[String]) -> Schema {
+    Schema::new(schema.fields().iter().filter(|f| !partition_by.contains(f.name())).cloned().collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_are_deterministic_and_distinct() {
+        let a = base_name("b", "logs/2026/a.ndjson.gz", Some("v1"));
+        assert_eq!(a, base_name("b", "logs/2026/a.ndjson.gz", Some("v1")));
+        assert!(a.starts_with("a-") && a.len() == 2 + 16, "{a}");
+        assert_ne!(a, base_name("b", "logs/2026/a.ndjson.gz", Some("v2")));
+        assert_ne!(a, base_name("b", "logs/2027/a.ndjson.gz", Some("v1")));
+        assert_ne!(base_name("ab", "c", None), base_name("a", "bc", None));
+        assert!(base_name("b", "dir/.hidden", None).len() == 16);
+    }
+}

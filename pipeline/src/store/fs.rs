@@ -1,0 +1,217 @@
+//! The filesystem store: `s3://bucket/key` is `ROOT/bucket/key`.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+
+use super::{ByteReader, ObjectStore, ObjectWriter, not_found};
+use crate::Error;
+
+/// Objects as files under a root folder. No bucket or key can reach outside the root.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+    /// Ignore the bucket: `key` is `ROOT/key` (for `[output] uri` that is a local folder).
+    flat: bool,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl FsStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), flat: false }
+    }
+
+    /// A store where every key is a path under `root`, whatever the bucket.
+    pub fn flat(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), flat: true }
+    }
+
+    /// The file for `bucket/key`, refusing anything that would leave the root.
+    pub fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, Error> {
+        let bad = |why: &str| Error::Store {
+            location: format!("s3://{bucket}/{key}"),
+            message: format!("refused: {why}"),
+            retryable: false,
+        };
+        if !self.flat && (bucket.is_empty() || bucket.contains(['/', '\\', '\0']) || bucket == "." || bucket == "..") {
+            return Err(bad("the bucket name cannot be used as a folder name"));
+        }
+        if key.contains('\0') {
+            return Err(bad("the key contains a NUL byte"));
+        }
+        let mut p = if self.flat { self.root.clone() } else { self.root.join(bucket) };
+        let mut any = false;
+        for seg in key.split('/') {
+            if seg.is_empty() {
+                continue;
+            }
+            if seg == "." || seg == ".." {
+                return Err(bad("the key has a `.` or `..` segment, which would leave the store folder"));
+            }
+            let sp = Path::new(seg);
+            if sp.components().count() != 1 || !matches!(sp.components().next(), Some(Component::Normal(_))) {
+                return Err(bad("the key has a segment that is not a plain file name"));
+            }
+            p.push(seg);
+            any = true;
+        }
+        if !any {
+            return Err(bad("the key is empty"));
+        }
+        Ok(p)
+    }
+}
+
+impl ObjectStore for FsStore {
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ByteReader, Error>> {
+        async move {
+            let path = self.path(bucket, key)?;
+            match tokio::fs::File::open(&path).await {
+                Ok(f) => {
+                    if f.metadata().await.map(|m| m.is_dir()).unwrap_or(false) {
+                        return Err(not_found(path.display().to_string()));
+                    }
+                    Ok(Box::pin(f) as ByteReader)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(path.display().to_string())),
+                Err(e) => Err(Error::Store { location: path.display().to_string(), message: e.to_string(), retryable: false }),
+            }
+        }
+        .boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        _content_type: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>> {
+        async move {
+            let path = self.path(bucket, key)?;
+            let io = |e: std::io::Error| Error::Store { location: path.display().to_string(), message: e.to_string(), retryable: false };
+            if let Some(dir) = path.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(io)?;
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = path.with_file_name(format!(
+                ".{name}.sluice-tmp-{}-{}",
+                std::process::id(),
+                TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            Ok(Box::new(FsWriter { file: Some(file), tmp, path, written: 0 }) as Box<dyn ObjectWriter>)
+        }
+        .boxed()
+    }
+
+    fn location(&self, bucket: &str, key: &str) -> String {
+        self.path(bucket, key).map(|p| p.display().to_string()).unwrap_or_else(|_| format!("s3://{bucket}/{key}"))
+    }
+}
+
+/// Writes to a temporary file beside the target and renames it into place on completion.
+struct FsWriter {
+    file: Option<tokio::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    written: u64,
+}
+
+impl FsWriter {
+    fn err(&self, e: std::io::Error) -> Error {
+        Error::Store { location: self.path.display().to_string(), message: e.to_string(), retryable: false }
+    }
+}
+
+impl ObjectWriter for FsWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        async move {
+            let Some(f) = self.file.as_mut() else {
+                return Err(self.err(std::io::Error::other("writer already closed")));
+            };
+            if let Err(e) = f.write_all(&data).await {
+                return Err(self.err(e));
+            }
+            self.written += data.len() as u64;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, Result<u64, Error>> {
+        async move {
+            let Some(mut f) = self.file.take() else {
+                return Err(self.err(std::io::Error::other("writer already closed")));
+            };
+            if let Err(e) = f.flush().await {
+                return Err(self.err(e));
+            }
+            drop(f);
+            if let Err(e) = tokio::fs::rename(&self.tmp, &self.path).await {
+                return Err(self.err(e));
+            }
+            Ok(self.written)
+        }
+        .boxed()
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        async move {
+            self.file = None;
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+        }
+        .boxed()
+    }
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            // Neither completed nor aborted: leave nothing half-written behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_key_leaves_the_root() {
+        let s = FsStore::new("/data");
+        assert_eq!(s.path("b", "a/b c/d.json").unwrap(), PathBuf::from("/data/b/a/b c/d.json"));
+        assert_eq!(s.path("b", "/lead//double").unwrap(), PathBuf::from("/data/b/lead/double"));
+        for (b, k) in [("b", "../x"), ("b", "a/../../x"), ("..", "x"), ("b/c", "x"), ("b", "a/./x"), ("b", ""), ("b", "a\0b"), ("", "x")] {
+            assert!(s.path(b, k).is_err(), "{b} {k}");
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_appear_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path());
+        let mut w = s.create("b", "out/x.txt", "text/plain").await.unwrap();
+        w.write(Bytes::from_static(b"hello ")).await.unwrap();
+        assert!(!dir.path().join("b/out/x.txt").exists());
+        w.write(Bytes::from_static(b"world")).await.unwrap();
+        assert_eq!(w.complete().await.unwrap(), 11);
+        assert_eq!(std::fs::read(dir.path().join("b/out/x.txt")).unwrap(), b"hello world");
+        let mut w = s.create("b", "out/y.txt", "text/plain").await.unwrap();
+        w.write(Bytes::from_static(b"partial")).await.unwrap();
+        w.abort().await;
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("b/out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.txt")]);
+        let err = match s.get("b", "missing").await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("found a missing object"),
+        };
+        assert!(err.contains("no such object"), "{err}");
+    }
+}

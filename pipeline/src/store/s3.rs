@@ -1,0 +1,229 @@
+//! The S3 store on `aws-sdk-s3`: streamed reads, multipart writes.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{ByteReader, ObjectStore, ObjectWriter, not_found};
+use crate::Error;
+
+/// Parts of multipart uploads are this large (8 MiB); objects smaller than one part are one PutObject.
+pub const PART_BYTES: usize = 8 << 20;
+
+/// Objects in S3 (or an S3-compatible endpoint).
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    location: String,
+    e: SdkError<E, R>,
+) -> Error {
+    let retryable = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            matches!(s.err().code(), Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout"))
+        }
+        _ => false,
+    };
+    Error::Store { location, message: DisplayErrorContext(&e).to_string(), retryable }
+}
+
+impl S3Store {
+    /// A store on an existing client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// A client from the standard chain (environment, profile, container and instance credentials;
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL`). `endpoint_url` overrides the endpoint. With any custom
+    /// endpoint, path-style addressing is used, as local S3-compatible servers expect.
+    pub async fn from_env(endpoint_url: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
+        }
+        let custom = endpoint_url.is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        if custom {
+            b = b.force_path_style(true);
+        }
+        Self { client: Client::from_conf(b.build()) }
+    }
+
+    /// The client, for callers that need more than get and put.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl ObjectStore for S3Store {
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ByteReader, Error>> {
+        async move {
+            let loc = format!("s3://{bucket}/{key}");
+            match self.client.get_object().bucket(bucket).key(key).send().await {
+                Ok(out) => Ok(Box::pin(out.body.into_async_read()) as ByteReader),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Err(not_found(loc)),
+                Err(e) => Err(classify(loc, e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn create<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>> {
+        async move {
+            Ok(Box::new(S3Writer {
+                client: self.client.clone(),
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                content_type: content_type.to_string(),
+                buf: BytesMut::new(),
+                upload_id: None,
+                parts: Vec::new(),
+                total: 0,
+            }) as Box<dyn ObjectWriter>)
+        }
+        .boxed()
+    }
+
+    fn location(&self, bucket: &str, key: &str) -> String {
+        format!("s3://{bucket}/{key}")
+    }
+}
+
+/// Buffers one part at a time; small objects become one PutObject.
+struct S3Writer {
+    client: Client,
+    bucket: String,
+    key: String,
+    content_type: String,
+    buf: BytesMut,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    total: u64,
+}
+
+impl S3Writer {
+    fn loc(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    async fn upload_part(&mut self) -> Result<(), Error> {
+        if self.upload_id.is_none() {
+            let out = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .send()
+                .await
+                .map_err(|e| classify(self.loc(), e))?;
+            self.upload_id = out.upload_id;
+        }
+        let Some(id) = self.upload_id.clone() else {
+            return Err(Error::Store { location: self.loc(), message: "S3 returned no upload id".into(), retryable: true });
+        };
+        let number = self.parts.len() as i32 + 1;
+        let body = self.buf.split().freeze();
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(self.loc(), e))?;
+        self.parts.push(CompletedPart::builder().set_e_tag(out.e_tag).part_number(number).build());
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Writer {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        async move {
+            self.total += data.len() as u64;
+            self.buf.extend_from_slice(&data);
+            if self.buf.len() >= PART_BYTES {
+                self.upload_part().await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, Result<u64, Error>> {
+        async move {
+            if self.upload_id.is_none() {
+                let body = self.buf.split().freeze();
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type(&self.content_type)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .map_err(|e| classify(self.loc(), e))?;
+                return Ok(self.total);
+            }
+            if !self.buf.is_empty() {
+                if let Err(e) = self.upload_part().await {
+                    self.abort().await;
+                    return Err(e);
+                }
+            }
+            let id = self.upload_id.clone().unwrap_or_default();
+            let done = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build();
+            let res = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&id)
+                .multipart_upload(done)
+                .send()
+                .await;
+            if let Err(e) = res {
+                let err = classify(self.loc(), e);
+                self.abort().await;
+                return Err(err);
+            }
+            self.upload_id = None;
+            Ok(self.total)
+        }
+        .boxed()
+    }
+
+    fn abort(&mut self) -> BoxFuture<'_, ()> {
+        async move {
+            self.buf.clear();
+            if let Some(id) = self.upload_id.take() {
+                let res = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await;
+                if let Err(e) = res {
+                    tracing::warn!(bucket = %self.bucket, key = %self.key, error = %DisplayErrorContext(&e), "Could not abort a multipart upload.");
+                }
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,278 @@
+//! Event JSON → work items: which objects to process, which records were skipped and why.
+//!
+//! One parser handles every shape S3 notifications arrive in: direct S3 notifications, inside SQS
+//! message bodies, inside SNS notifications, SNS inside SQS, and EventBridge `Object Created` events.
+//! AWS payloads are read leniently (unknown fields ignored); nothing in an event can make this panic.
+//!
+//! - `ObjectCreated:*` records become [`ObjectRef`]s, with keys form-decoded (`+` is a space, `%2B`
+//!   a plus, `%XX` UTF-8 bytes). EventBridge keys are taken as they are.
+//! - Removals, restores, lifecycle, replication and intelligent-tiering notifications, EventBridge
+//!   events other than `Object Created`, and the `s3:TestEvent` are [`Item::Skipped`] with a reason.
+//! - An SQS message that holds no S3 notification is [`Item::Failed`]: it is reported as a batch
+//!   item failure so the queue redrives it to its dead-letter queue instead of deleting it.
+
+use serde_json::Value;
+
+/// An object to process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Bucket name.
+    pub bucket: String,
+    /// Decoded object key.
+    pub key: String,
+    /// Size from the notification, if given.
+    pub size: Option<u64>,
+    /// ETag from the notification, if given.
+    pub etag: Option<String>,
+    /// Version id, if the bucket is versioned.
+    pub version_id: Option<String>,
+    /// The SQS message that carried it, for batch item failures.
+    pub message_id: Option<String>,
+}
+
+impl ObjectRef {
+    /// `s3://bucket/key`.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// One thing found in an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// Process this object.
+    Object(ObjectRef),
+    /// Ignored by rule; not an error.
+    Skipped {
+        /// What was skipped (`s3://bucket/key`, or the record kind).
+        source: String,
+        /// Why.
+        reason: String,
+    },
+    /// A message that cannot be processed; reported as a batch item failure.
+    Failed {
+        /// The SQS message id.
+        message_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The items of one event and the shape it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`, `sqs+eventbridge`, … or `unknown`.
+    pub trigger: String,
+    /// Found items in event order.
+    pub items: Vec<Item>,
+    /// Set when the event is not one Sluice understands at all.
+    pub error: Option<String>,
+    /// True when failures should be reported per SQS message instead of failing the invocation.
+    pub sqs: bool,
+}
+
+/// Decode an S3 notification key: `+` is a space, `%XX` are UTF-8 bytes.
+pub fn decode_key(key: &str) -> Result<String, String> {
+    let spaced = key.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| format!("key `{key}` does not decode to UTF-8"))
+}
+
+/// Parse an event.
+pub fn parse(event: &Value) -> Parsed {
+    let mut p = Parsed { trigger: String::new(), items: Vec::new(), error: None, sqs: false };
+    let shape = message(event, None, &mut p.items, 0);
+    match shape {
+        Ok(shape) => p.trigger = shape,
+        Err(e) => {
+            p.trigger = "unknown".into();
+            p.error = Some(e);
+        }
+    }
+    p.sqs = p.trigger.starts_with("sqs");
+    p
+}
+
+const MAX_NESTING: usize = 4;
+
+/// Parse one message; returns its shape name.
+fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: usize) -> Result<String, String> {
+    if depth > MAX_NESTING {
+        return Err("notifications nested too deeply".into());
+    }
+    if let Some(records) = v.get("Records").and_then(Value::as_array) {
+        let mut shape: Option<String> = None;
+        for r in records {
+            let source = r
+                .get("eventSource")
+                .or_else(|| r.get("EventSource"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let this = match source {
+                "aws:s3" => {
+                    items.push(s3_record(r, message_id));
+                    "s3".to_string()
+                }
+                "aws:sqs" => {
+                    let id = r.get("messageId").and_then(Value::as_str).unwrap_or("").to_string();
+                    let body = r.get("body").and_then(Value::as_str).unwrap_or("");
+                    let inner = serde_json::from_str::<Value>(body)
+                        .map_err(|e| format!("SQS message {id} body is not JSON: {e}"))
+                        .and_then(|b| {
+                            let mut inner_items = Vec::new();
+                            let shape = message(&b, Some(&id), &mut inner_items, depth + 1)?;
+                            items.extend(inner_items);
+                            Ok(shape)
+                        });
+                    match inner {
+                        Ok(s) => format!("sqs+{s}"),
+                        Err(reason) => {
+                            items.push(Item::Failed { message_id: id, reason });
+                            "sqs".to_string()
+                        }
+                    }
+                }
+                "aws:sns" => {
+                    let msg = r.pointer("/Sns/Message").and_then(Value::as_str).unwrap_or("");
+                    match serde_json::from_str::<Value>(msg) {
+                        Ok(m) => format!("sns+{}", message(&m, message_id, items, depth + 1)?),
+                        Err(e) => return Err(format!("SNS message is not JSON: {e}")),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "a record with eventSource `{other}` is not an S3 notification (nor SQS or SNS carrying one)"
+                    ));
+                }
+            };
+            // Name the event by its first record's shape; mixed batches keep the first.
+            shape.get_or_insert(this);
+        }
+        // `sqs+s3` is called `sqs`, `sqs+sns+s3` is `sqs+sns`.
+        return Ok(shape.map(|s| s.trim_end_matches("+s3").to_string()).unwrap_or_else(|| "s3".into()));
+    }
+    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        let bucket = v.get("Bucket").and_then(Value::as_str).unwrap_or("?");
+        items.push(Item::Skipped {
+            source: format!("s3://{bucket}"),
+            reason: "s3:TestEvent (sent when a notification is configured)".into(),
+        });
+        return Ok("s3".into());
+    }
+    if v.get("Type").and_then(Value::as_str) == Some("Notification") {
+        // An SNS envelope delivered through SQS without raw message delivery.
+        let msg = v.get("Message").and_then(Value::as_str).unwrap_or("");
+        let m = serde_json::from_str::<Value>(msg).map_err(|e| format!("SNS message is not JSON: {e}"))?;
+        let inner = message(&m, message_id, items, depth + 1)?;
+        return Ok(format!("sns+{inner}").trim_end_matches("+s3").to_string());
+    }
+    if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail-type").is_some() {
+        items.push(eventbridge(v, message_id));
+        return Ok("eventbridge".into());
+    }
+    Err("not an S3 notification: expected `Records`, an EventBridge event from aws.s3, or s3:TestEvent".into())
+}
+
+fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
+    let name = r.get("eventName").and_then(Value::as_str).unwrap_or("");
+    let bucket = r.pointer("/s3/bucket/name").and_then(Value::as_str).unwrap_or("");
+    let raw_key = r.pointer("/s3/object/key").and_then(Value::as_str).unwrap_or("");
+    let key = decode_key(raw_key);
+    let source = format!("s3://{bucket}/{}", key.as_deref().unwrap_or(raw_key));
+    if !name.starts_with("ObjectCreated:") {
+        return Item::Skipped { source, reason: format!("{} is not an upload", if name.is_empty() { "an unnamed event" } else { name }) };
+    }
+    let key = match key {
+        Ok(k) => k,
+        Err(reason) => return fail_or_skip(message_id, source, reason),
+    };
+    if bucket.is_empty() || key.is_empty() {
+        return fail_or_skip(message_id, source, "the notification names no bucket or key".into());
+    }
+    let obj = r.pointer("/s3/object");
+    Item::Object(ObjectRef {
+        bucket: bucket.to_string(),
+        key,
+        size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
+        etag: obj.and_then(|o| o.get("eTag").or_else(|| o.get("etag"))).and_then(Value::as_str).map(str::to_string),
+        version_id: obj.and_then(|o| o.get("versionId")).and_then(Value::as_str).map(str::to_string),
+        message_id: message_id.map(str::to_string),
+    })
+}
+
+fn fail_or_skip(message_id: Option<&str>, source: String, reason: String) -> Item {
+    match message_id {
+        Some(id) => Item::Failed { message_id: id.to_string(), reason: format!("{source}: {reason}") },
+        None => Item::Skipped { source, reason },
+    }
+}
+
+fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
+    let kind = v.get("detail-type").and_then(Value::as_str).unwrap_or("");
+    let bucket = v.pointer("/detail/bucket/name").and_then(Value::as_str).unwrap_or("");
+    let key = v.pointer("/detail/object/key").and_then(Value::as_str).unwrap_or("");
+    let source = format!("s3://{bucket}/{key}");
+    if kind != "Object Created" {
+        return Item::Skipped { source, reason: format!("EventBridge `{kind}` is not an upload") };
+    }
+    if bucket.is_empty() || key.is_empty() {
+        return fail_or_skip(message_id, source, "the event names no bucket or key".into());
+    }
+    let obj = v.pointer("/detail/object");
+    Item::Object(ObjectRef {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
+        etag: obj.and_then(|o| o.get("etag")).and_then(Value::as_str).map(str::to_string),
+        version_id: obj.and_then(|o| o.get("version-id")).and_then(Value::as_str).map(str::to_string),
+        message_id: message_id.map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_keys_like_aws_encodes_them() {
+        assert_eq!(decode_key("Happy+Face.jpg").unwrap(), "Happy Face.jpg");
+        assert_eq!(decode_key("c%2B%2B/a%2Bb.txt").unwrap(), "c++/a+b.txt");
+        assert_eq!(decode_key("caf%C3%A9/%E6%97%A5%E6%9C%AC.ndjson").unwrap(), "café/日本.ndjson");
+        assert_eq!(decode_key("dt%3D2026-11-22/_SUCCESS").unwrap(), "dt=2026-11-22/_SUCCESS");
+        assert!(decode_key("bad%FF").is_err());
+    }
+
+    #[test]
+    fn never_panics_on_odd_payloads() {
+        for v in [
+            json!(null),
+            json!(42),
+            json!("Records"),
+            json!({"Records": 5}),
+            json!({"Records": [1, "x", null, {}]}),
+            json!({"Records": [{"eventSource": "aws:s3"}]}),
+            json!({"Records": [{"eventSource": "aws:sqs", "body": 7}]}),
+            json!({"Records": [{"eventSource": "aws:sns", "Sns": {"Message": "{not json"}}]}),
+            json!({"source": "aws.s3", "detail-type": 3}),
+        ] {
+            let _ = parse(&v);
+        }
+        let p = parse(&json!({"hello": "world"}));
+        assert_eq!(p.trigger, "unknown");
+        assert!(p.error.unwrap().contains("not an S3 notification"));
+    }
+
+    #[test]
+    fn sqs_message_without_a_notification_is_a_failed_item() {
+        let p = parse(&json!({"Records": [
+            {"eventSource": "aws:sqs", "messageId": "m1", "body": "plain text"},
+            {"eventSource": "aws:sqs", "messageId": "m2", "body": "{\"Event\":\"s3:TestEvent\",\"Bucket\":\"b\"}"},
+        ]}));
+        assert!(p.sqs);
+        assert!(matches!(&p.items[0], Item::Failed { message_id, .. } if message_id == "m1"));
+        assert!(matches!(&p.items[1], Item::Skipped { .. }));
+    }
+}

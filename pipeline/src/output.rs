@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, UInt32Array};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -352,6 +352,26 @@ fn split(batch: &RecordBatch, columns: &[String]) -> Result<(Vec<(String, Vec<u3
 
 use arrow_array::Array;
 
+/// One line of a rejects file: `{source, position, reason, raw}`; bytes that are not UTF-8 are
+/// given as `raw_base64` instead of `raw`.
+#[derive(serde::Serialize)]
+struct RejectLine<'a> {
+    source: &'a str,
+    position: Position,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Position {
+    line: u64,
+}
+
 /// Rejected records of one source object, written as NDJSON when the first one arrives.
 pub struct Rejects {
     dest: Option<(Arc<dyn ObjectStore>, String, String)>,
@@ -387,21 +407,21 @@ impl Rejects {
         }
         let mut buf = Vec::new();
         for r in rejects {
-            let mut line = serde_json::json!({
-                "source": self.source,
-                "position": { "line": r.position },
-                "reason": r.reason,
-            });
-            match std::str::from_utf8(&r.raw) {
-                Ok(s) => line["raw"] = serde_json::Value::String(s.to_string()),
-                Err(_) => {
-                    use base64::Engine;
-                    line["raw_base64"] = base64::engine::general_purpose::STANDARD.encode(&r.raw).into();
-                }
-            }
-            if r.raw.len() >= sluice_processors::REJECT_RAW_BYTES {
-                line["truncated"] = true.into();
-            }
+            let text = std::str::from_utf8(&r.raw).ok();
+            let line = RejectLine {
+                source: &self.source,
+                position: Position { line: r.position },
+                reason: &r.reason,
+                raw: text,
+                raw_base64: match text {
+                    Some(_) => None,
+                    None => {
+                        use base64::Engine;
+                        Some(base64::engine::general_purpose::STANDARD.encode(&r.raw))
+                    }
+                },
+                truncated: r.raw.len() >= sluice_processors::REJECT_RAW_BYTES,
+            };
             serde_json::to_writer(&mut buf, &line).map_err(|e| Error::Io(e.to_string()))?;
             buf.push(b'\n');
         }
@@ -428,11 +448,6 @@ impl Rejects {
             w.abort().await;
         }
     }
-}
-
-/// The schema written to files: the output schema less the partition columns.
-pub fn file_schema(schema: &Schema, partition_by: &[String]) -> Schema {
-    Schema::new(schema.fields().iter().filter(|f| !partition_by.contains(f.name())).cloned().collect::<Vec<_>>())
 }
 
 #[cfg(test)]

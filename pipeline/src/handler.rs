@@ -82,6 +82,8 @@ impl Summary {
 /// What processing one object produced.
 #[derive(Debug, Default)]
 struct ObjectResult {
+    /// Set when the object was read but nothing in it was usable.
+    error: Option<Error>,
     records_in: u64,
     records_out: u64,
     rejected: u64,
@@ -151,35 +153,42 @@ impl Handler {
                                 records_out = r.records_out, rejected = r.rejected,
                                 ms = t.elapsed().as_millis() as u64, "Processed object."
                             );
-                            s.objects += 1;
                             s.records_in += r.records_in;
                             s.records_out += r.records_out;
                             s.rejected += r.rejected;
                             s.outputs.extend(r.outputs);
-                        }
-                        Err(e) => {
-                            warn!(bucket = %obj.bucket, key = %obj.key, error = %e, retryable = e.retryable(), "Object failed.");
-                            if let Some(id) = &obj.message_id {
-                                if !s.batch_item_failures.contains(id) {
-                                    s.batch_item_failures.push(id.clone());
-                                }
+                            match r.error {
+                                None => s.objects += 1,
+                                Some(e) => self.fail(obj, e, &mut s, &mut errors),
                             }
-                            errors.push(e.to_string());
                         }
+                        Err(e) => self.fail(obj, e, &mut s, &mut errors),
                     }
                 }
             }
         }
         if !errors.is_empty() {
-            let first = errors[0].clone();
-            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+            let mut text = errors.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+            if errors.len() > 3 {
+                text.push_str(&format!(" (and {} more)", errors.len() - 3));
+            }
             s.error = Some(match &s.error {
-                Some(e) => format!("{e}; {first}{more}"),
-                None => format!("{first}{more}"),
+                Some(e) => format!("{e}; {text}"),
+                None => text,
             });
         }
         s.duration_ms = started.elapsed().as_millis() as u64;
         (s, parsed.sqs)
+    }
+
+    fn fail(&self, obj: &ObjectRef, e: Error, s: &mut Summary, errors: &mut Vec<String>) {
+        warn!(bucket = %obj.bucket, key = %obj.key, error = %e, retryable = e.retryable(), "Object failed.");
+        if let Some(id) = &obj.message_id {
+            if !s.batch_item_failures.contains(id) {
+                s.batch_item_failures.push(id.clone());
+            }
+        }
+        errors.push(e.to_string());
     }
 
     fn skip_reason(&self, obj: &ObjectRef) -> Option<String> {
@@ -228,7 +237,7 @@ impl Handler {
             result.outputs.push(loc);
         }
         if result.records_in > 0 && result.records_in == result.rejected {
-            return Err(wrap(Error::Io(format!(
+            result.error = Some(wrap(Error::Io(format!(
                 "none of its {} records could be read as `{}` (all are in the rejects); check [input] format and compression",
                 result.rejected, self.plan.config.input.format
             ))));
@@ -331,7 +340,7 @@ fn push_through(stages: &mut [Box<dyn Stage>], batches: Vec<RecordBatch>) -> Res
 fn read_error(uri: &str, e: std::io::Error) -> Error {
     let msg = e.to_string();
     if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof {
-        Error::Io(format!("{uri} is corrupt or truncated: {msg}; the object was not processed"))
+        Error::Io(format!("the object is corrupt or truncated ({msg}); nothing was written for it"))
     } else {
         Error::Store { location: uri.to_string(), message: format!("reading failed: {msg}"), retryable: true }
     }

@@ -58,8 +58,20 @@ pub fn base_name(bucket: &str, key: &str, version: Option<&str>) -> String {
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let file = key.rsplit('/').next().unwrap_or(key);
     let stem = file.split('.').next().unwrap_or(file);
-    let stem: String = stem.chars().filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_')).take(64).collect();
-    if stem.is_empty() { hex } else { format!("{stem}-{hex}") }
+    // Letters and digits kept, runs of anything else become one `-`.
+    let mut clean = String::new();
+    for c in stem.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            clean.push(c);
+        } else if !clean.is_empty() && !clean.ends_with('-') {
+            clean.push('-');
+        }
+        if clean.chars().count() >= 64 {
+            break;
+        }
+    }
+    let clean = clean.trim_end_matches('-');
+    if clean.is_empty() { hex } else { format!("{clean}-{hex}") }
 }
 
 /// Resolve a destination to the store that holds it, its bucket and key prefix.
@@ -463,5 +475,6 @@ mod tests {
         assert_ne!(a, base_name("b", "logs/2027/a.ndjson.gz", Some("v1")));
         assert_ne!(base_name("ab", "c", None), base_name("a", "bc", None));
         assert!(base_name("b", "dir/.hidden", None).len() == 16);
+        assert!(base_name("b", "x/web+app events (2).ndjson", None).starts_with("web-app-events-2-"));
     }
 }

@@ -75,11 +75,11 @@ impl ObjectStore for FsStore {
             match tokio::fs::File::open(&path).await {
                 Ok(f) => {
                     if f.metadata().await.map(|m| m.is_dir()).unwrap_or(false) {
-                        return Err(not_found(path.display().to_string()));
+                        return Err(not_found(format!("s3://{bucket}/{key}")));
                     }
                     Ok(Box::pin(f) as ByteReader)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(path.display().to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(format!("s3://{bucket}/{key}"))),
                 Err(e) => Err(Error::Store { location: path.display().to_string(), message: e.to_string(), retryable: false }),
             }
         }

@@ -1,0 +1,73 @@
+//! Golden replays: every event in `fixtures/events/` and the example's events go through the
+//! handler with the example pipeline; the summary and every written file (Parquet read back as
+//! rows) must equal `fixtures/golden/<event>.txt`. `UPDATE_GOLDEN=1` rewrites the expectations.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_pipeline::Pipeline;
+use sluice_pipeline::store::FsStore;
+
+use crate::support::*;
+
+async fn render(event_path: &Path) -> String {
+    let pipeline = Pipeline::load(example_config()).expect("example config");
+    let out = tempfile::tempdir().expect("tempdir");
+    let handler = pipeline.handler(
+        Arc::new(FsStore::new(fixtures().join("objects"))),
+        Arc::new(FsStore::new(out.path())),
+    );
+    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(event_path).expect("event")).expect("json");
+    let (mut summary, sqs) = handler.handle(&event).await;
+    summary.duration_ms = 0;
+    let prefix = format!("{}/", out.path().display());
+    summary.outputs = summary.outputs.iter().map(|o| o.replace(&prefix, "OUT/")).collect();
+    let mut text = serde_json::to_string_pretty(&summary).expect("summary");
+    text.push_str(&format!("\nlambda response: {}\n", summary.lambda_response(sqs)));
+    for f in files(out.path()) {
+        let bytes = std::fs::read(out.path().join(&f)).expect("read output");
+        text.push_str(&format!("\n== OUT/{}\n", f.display()));
+        let lines = if f.extension().is_some_and(|e| e == "parquet") {
+            parquet_rows(&bytes)
+        } else {
+            String::from_utf8_lossy(&bytes).lines().map(str::to_string).collect()
+        };
+        for l in lines {
+            text.push_str(&l);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn every_fixture_event_matches_its_golden_output() {
+    let mut events: Vec<_> = std::fs::read_dir(fixtures().join("events"))
+        .expect("fixtures/events")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    events.push(root().join("examples/clickstream/events/s3-put.json"));
+    events.sort();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let golden_dir = fixtures().join("golden");
+    let mut mismatches = Vec::new();
+    for ev in &events {
+        let name = ev.file_stem().expect("name").to_string_lossy().into_owned();
+        let name = if ev.starts_with(root().join("examples")) { format!("example-{name}") } else { name };
+        let got = render(ev).await;
+        let path = golden_dir.join(format!("{name}.txt"));
+        if update {
+            std::fs::create_dir_all(&golden_dir).expect("golden dir");
+            std::fs::write(&path, &got).expect("write golden");
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+        if want != got {
+            let actual = golden_dir.join("actual");
+            std::fs::create_dir_all(&actual).expect("actual dir");
+            std::fs::write(actual.join(format!("{name}.txt")), &got).expect("write actual");
+            mismatches.push(name);
+        }
+    }
+    assert!(mismatches.is_empty(), "golden mismatches (see fixtures/golden/actual/): {mismatches:?}");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: golden replays of every fixture event, the `sluice` command line, and the
+//! S3 store against a real S3 endpoint (moto's server, started by the test command).
+
+mod cli;
+mod golden;
+mod s3;
+mod serve;
+mod support;

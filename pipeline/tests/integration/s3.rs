@@ -1,0 +1,178 @@
+//! The real `aws-sdk-s3` client against a local S3 endpoint (moto's server, started by
+//! `scripts/test.sh`, which exports `SLUICE_TEST_S3_ENDPOINT` and test credentials).
+
+use std::process::Command;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use sluice_pipeline::event;
+use sluice_pipeline::store::S3Store;
+
+use crate::support::*;
+
+/// The endpoint, or `None` (test skipped) when no server was started and none is required.
+pub fn endpoint() -> Option<String> {
+    match std::env::var("SLUICE_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_S3").is_none(),
+                "SLUICE_TEST_S3_ENDPOINT is not set; run the tests with scripts/test.sh, which starts moto"
+            );
+            eprintln!("skipped: no S3 endpoint (run scripts/test.sh to start moto)");
+            None
+        }
+    }
+}
+
+pub async fn client(endpoint: &str) -> Client {
+    S3Store::from_env(Some(endpoint)).await.client().clone()
+}
+
+/// A bucket name unique to this test run.
+pub fn bucket(name: &str) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{name}-{}-{}", std::process::id(), t % 1_000_000_000)
+}
+
+pub async fn put(c: &Client, bucket: &str, key: &str, body: Vec<u8>) {
+    c.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.expect("put_object");
+}
+
+pub async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let o = c.get_object().bucket(bucket).key(key).send().await.expect("get_object");
+    o.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+pub async fn keys(c: &Client, bucket: &str) -> Vec<String> {
+    let o = c.list_objects_v2().bucket(bucket).send().await.expect("list");
+    let mut k: Vec<String> = o.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+    k.sort();
+    k
+}
+
+/// The example pipeline writing to `output` instead of `analytics-out`.
+pub fn config(dir: &std::path::Path, output: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(example_config()).unwrap().replace("analytics-out", output);
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn replay_against_s3_matches_local_replay_byte_for_byte() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = (bucket("in"), bucket("out"));
+    c.create_bucket().bucket(&inb).send().await.unwrap();
+    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let local = fixtures().join("objects/analytics-in");
+    let mut records = Vec::new();
+    for key in ["clickstream/2026/11/22/web+app events.ndjson", "clickstream/2026/11/23/café-東京.ndjson.gz"] {
+        let body = std::fs::read(local.join(key)).unwrap();
+        records.push(event::s3_record(&inb, key, body.len() as u64, "etag-1"));
+        put(&c, &inb, key, body).await;
+    }
+    records.push(event::s3_record(&inb, "clickstream/2026/11/26/gone.ndjson", 5, "etag-2"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &outb);
+    let ev = dir.path().join("event.json");
+    std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
+
+    let o = sluice(&["replay", cfg.to_str().unwrap(), ev.to_str().unwrap(), "--endpoint-url", &ep, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["objects"], 2);
+    assert!(s["error"].as_str().unwrap().contains("gone.ndjson: no such object"), "{s}");
+    let written = keys(&c, &outb).await;
+    assert_eq!(written.len(), 3, "{written:?}");
+
+    // The same event replayed against local copies writes the same keys with the same bytes.
+    let store = tempfile::tempdir().unwrap();
+    for key in ["clickstream/2026/11/22/web+app events.ndjson", "clickstream/2026/11/23/café-東京.ndjson.gz"] {
+        let p = store.path().join(&inb).join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::copy(local.join(key), p).unwrap();
+    }
+    let o = sluice(&["replay", cfg.to_str().unwrap(), ev.to_str().unwrap(), "--store", store.path().to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    for key in &written {
+        let local_bytes = std::fs::read(store.path().join(&outb).join(key)).unwrap();
+        assert_eq!(get(&c, &outb, key).await, local_bytes, "{key}");
+    }
+    let parquet = written.iter().find(|k| k.contains("day=2026-11-23")).unwrap();
+    assert_eq!(parquet_rows(&get(&c, &outb, parquet).await).len(), 38);
+}
+
+#[tokio::test]
+async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = (bucket("big-in"), bucket("big-out"));
+    c.create_bucket().bucket(&inb).send().await.unwrap();
+    c.create_bucket().bucket(&outb).send().await.unwrap();
+    // ~40 MB of NDJSON: larger than several 8 MiB parts once written back out as NDJSON.
+    let mut body = Vec::with_capacity(42 << 20);
+    let mut n = 0u64;
+    while body.len() < 40 << 20 {
+        body.extend_from_slice(
+            format!(
+                "{{\"ts\":\"2026-11-22T10:{:02}:{:02}Z\",\"user_id\":\"u{n:06}\",\"event_type\":\"click\",\"page\":\"/p/{}\",\"latency_ms\":{},\"bytes\":{},\"geo\":{{\"country\":\"DE\",\"city\":\"Berlin\"}}}}\n",
+                n / 60 % 60, n % 60, n % 97, 500 + n % 1000, n % 5000
+            )
+            .as_bytes(),
+        );
+        n += 1;
+    }
+    let key = "clickstream/big/part-0000.ndjson";
+    let size = body.len() as u64;
+    put(&c, &inb, key, body).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace("analytics-out", &outb)
+        .replace("format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]", "format = \"ndjson\"");
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let ev = dir.path().join("event.json");
+    std::fs::write(&ev, serde_json::to_vec(&event::s3_event(vec![event::s3_record(&inb, key, size, "e")])).unwrap()).unwrap();
+
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["replay", cfg.to_str().unwrap(), ev.to_str().unwrap(), "--endpoint-url", &ep, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let peak = peak_rss_while_running(child.id());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["records_out"].as_u64(), Some(n));
+    let written = keys(&c, &outb).await;
+    assert_eq!(written.len(), 1, "{written:?}");
+    let out = get(&c, &outb, &written[0]).await;
+    assert!(out.len() > 3 * (8 << 20), "output is {} bytes", out.len());
+    assert_eq!(out.iter().filter(|b| **b == b'\n').count() as u64, n);
+    let uploads = c.list_multipart_uploads().bucket(&outb).send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "a multipart upload was left open");
+    // Input and output are both 40+ MB; the process must not hold either whole.
+    if let Some(peak) = peak {
+        assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
+    }
+}
+
+/// Highest VmHWM seen in /proc while the process runs (Linux), in bytes.
+pub fn peak_rss_while_running(pid: u32) -> Option<u64> {
+    let mut peak = None;
+    loop {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { break };
+        if status.contains("State:\tZ") {
+            break;
+        }
+        if let Some(kb) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()) {
+            peak = Some(peak.unwrap_or(0).max(kb * 1024));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    peak
+}

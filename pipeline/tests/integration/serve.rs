@@ -1,0 +1,148 @@
+//! `sluice serve` speaking the Lambda Runtime API: a minimal Runtime API endpoint on loopback hands
+//! out events and records what the function answers, the way Lambda's does.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use sluice_pipeline::event;
+
+use crate::s3::{bucket, client, config, endpoint, put};
+use crate::support::*;
+
+#[derive(Default)]
+struct State {
+    queue: Vec<(String, String)>,
+    answers: Vec<(String, String, String)>,
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>)> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((method, path, body))
+}
+
+fn serve_conn(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let mut w = stream.try_clone().expect("clone");
+    let mut r = BufReader::new(stream);
+    while let Some((method, path, body)) = read_request(&mut r) {
+        if method == "GET" && path.ends_with("/invocation/next") {
+            let next = loop {
+                if let Some(e) = state.lock().unwrap().queue.pop() {
+                    break e;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let (id, ev) = next;
+            let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 60_000;
+            let _ = write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:sluice\r\nLambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1\r\nContent-Length: {}\r\n\r\n{ev}",
+                ev.len()
+            );
+        } else {
+            let kind = if path.ends_with("/response") { "response" } else { "error" };
+            let id = path.split('/').nth(4).unwrap_or("").to_string();
+            state.lock().unwrap().answers.push((id, kind.to_string(), String::from_utf8_lossy(&body).into_owned()));
+            let _ = write!(w, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = (bucket("serve-in"), bucket("serve-out"));
+    c.create_bucket().bucket(&inb).send().await.unwrap();
+    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let key = "clickstream/2026/11/22/web+app events.ndjson";
+    let body = std::fs::read(fixtures().join("objects/analytics-in").join(key)).unwrap();
+    let size = body.len() as u64;
+    put(&c, &inb, key, body).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &outb);
+
+    let good = event::s3_event(vec![event::s3_record(&inb, key, size, "e1")]);
+    let missing = event::s3_event(vec![event::s3_record(&inb, "clickstream/none.ndjson", 1, "e2")]);
+    let sqs_mixed = serde_json::json!({"Records": [
+        event::sqs_event(&good, "msg-ok")["Records"][0].clone(),
+        event::sqs_event(&missing, "msg-missing")["Records"][0].clone(),
+    ]});
+    let state = Arc::new(Mutex::new(State::default()));
+    // Popped from the end: good, then missing, then the SQS batch.
+    state.lock().unwrap().queue = vec![
+        ("req-3".into(), sqs_mixed.to_string()),
+        ("req-2".into(), missing.to_string()),
+        ("req-1".into(), good.to_string()),
+    ];
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let st = state.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let st = st.clone();
+            std::thread::spawn(move || serve_conn(s, st));
+        }
+    });
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .env("SLUICE_CONFIG", &cfg)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sluice")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", &ep)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while state.lock().unwrap().answers.len() < 3 && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let answers = std::mem::take(&mut state.lock().unwrap().answers);
+    assert_eq!(answers.len(), 3, "{answers:?}\n{logs}");
+
+    assert_eq!((answers[0].0.as_str(), answers[0].1.as_str()), ("req-1", "response"));
+    let r: serde_json::Value = serde_json::from_str(&answers[0].2).unwrap();
+    assert_eq!((r["objects"].as_u64(), r["records_out"].as_u64(), r["rejected"].as_u64()), (Some(1), Some(26), Some(5)));
+
+    assert_eq!((answers[1].0.as_str(), answers[1].1.as_str()), ("req-2", "error"));
+    let e: serde_json::Value = serde_json::from_str(&answers[1].2).unwrap();
+    assert_eq!(e["errorType"], "Sluice.ObjectFailed");
+    assert!(e["errorMessage"].as_str().unwrap().contains("clickstream/none.ndjson: no such object"), "{e}");
+
+    assert_eq!((answers[2].0.as_str(), answers[2].1.as_str()), ("req-3", "response"));
+    let r: serde_json::Value = serde_json::from_str(&answers[2].2).unwrap();
+    assert_eq!(r, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "msg-missing"}]}));
+
+    // Structured JSON logs, one line per event.
+    let line = logs.lines().find(|l| l.contains("Processed object.")).unwrap_or_else(|| panic!("{logs}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fields"]["records_out"], 26);
+}

@@ -1,1 +1,133 @@
-fn main() {}
+//! NDJSON decode → filter → Parquet, per core, on ~100 MB of generated clickstream.
+//!
+//! `cargo bench -p sluice-benches` prints time per iteration and throughput (MB/s and records/s
+//! for the two groups). Set `SLUICE_BENCH_MB` to change the input size.
+
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_benches::{clickstream_ndjson, count_lines};
+use sluice_pipeline::Pipeline;
+use sluice_pipeline::store::FsStore;
+use sluice_processors::Stage;
+use sluice_processors::decode::ndjson::NdjsonDecoder;
+use sluice_processors::decode::{Decoded, Decoder, schema_from_types};
+use sluice_processors::filter::Filter;
+
+const CONFIG: &str = r#"
+name = "bench"
+[input]
+format = "ndjson"
+schema = { ts = "timestamp", user_id = "string", event_type = "string", page = "string", latency_ms = "int64", bytes = "int64" }
+[[stage]]
+type = "filter"
+where = "event_type <> 'view' OR latency_ms > 500"
+[output]
+uri = "s3://out/bench/"
+"#;
+
+fn input_mb() -> usize {
+    std::env::var("SLUICE_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+fn stages(c: &mut Criterion) {
+    let data = clickstream_ndjson(input_mb() << 20);
+    let schema = schema_from_types([
+        ("ts", "timestamp"),
+        ("user_id", "string"),
+        ("event_type", "string"),
+        ("page", "string"),
+        ("latency_ms", "int64"),
+        ("bytes", "int64"),
+    ])
+    .expect("schema");
+    let mut g = c.benchmark_group("ndjson clickstream (6 of 11 fields)");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let mut d = NdjsonDecoder::builder().with_schema(schema.clone()).build();
+            let mut out = Decoded::default();
+            let mut rows = 0;
+            for chunk in data.chunks(1 << 20) {
+                d.decode(chunk, &mut out).expect("decode");
+                rows += out.batches.drain(..).map(|b| b.num_rows()).sum::<usize>();
+            }
+            d.finish(&mut out).expect("finish");
+            rows + out.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+        })
+    });
+    g.bench_function("decode → filter → parquet zstd (memory)", |b| {
+        b.iter(|| {
+            let mut d = NdjsonDecoder::builder().with_schema(schema.clone()).build();
+            let mut f =
+                Filter::new("event_type <> 'view' OR latency_ms > 500", &schema).expect("filter");
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+                    .expect("writer");
+            let mut out = Decoded::default();
+            let mut kept = Vec::new();
+            let mut step =
+                |out: &mut Decoded,
+                 kept: &mut Vec<_>,
+                 w: &mut parquet::arrow::ArrowWriter<Vec<u8>>| {
+                    for b in out.batches.drain(..) {
+                        f.push(b, kept).expect("filter");
+                        for k in kept.drain(..) {
+                            w.write(&k).expect("write");
+                        }
+                    }
+                };
+            for chunk in data.chunks(1 << 20) {
+                d.decode(chunk, &mut out).expect("decode");
+                step(&mut out, &mut kept, &mut w);
+            }
+            d.finish(&mut out).expect("finish");
+            step(&mut out, &mut kept, &mut w);
+            w.into_inner().expect("close").len()
+        })
+    });
+    g.finish();
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let data = clickstream_ndjson(input_mb() << 20);
+    let records = count_lines(&data);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("in/clickstream/part-0.ndjson");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, &data).expect("write input");
+    let pipeline = Pipeline::from_toml(CONFIG).expect("config");
+    let store = Arc::new(FsStore::new(dir.path()));
+    let handler = pipeline.handler(store.clone(), store);
+    let event = sluice_pipeline::event::s3_event(vec![sluice_pipeline::event::s3_record(
+        "in",
+        "clickstream/part-0.ndjson",
+        data.len() as u64,
+        "etag",
+    )]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("handler: S3 event → fs store → NDJSON → filter → Parquet");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function(format!("{} MB, {records} records", data.len() >> 20), |b| {
+        b.iter(|| {
+            let (s, _) = rt.block_on(handler.handle(&event));
+            assert!(s.error.is_none(), "{:?}", s.error);
+            s.records_out
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end);
+criterion_main!(benches);

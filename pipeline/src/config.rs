@@ -202,10 +202,15 @@ impl Destination {
             if !prefix.is_empty() && !prefix.ends_with('/') {
                 prefix.push('/');
             }
-            return Ok(Destination::S3 { bucket: bucket.to_string(), prefix });
+            return Ok(Destination::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            });
         }
         if let Some((scheme, _)) = uri.split_once("://") {
-            return Err(format!("`{scheme}://` is not supported; use s3://bucket/prefix/ or a local folder"));
+            return Err(format!(
+                "`{scheme}://` is not supported; use s3://bucket/prefix/ or a local folder"
+            ));
         }
         if uri.is_empty() {
             return Err("is empty; use s3://bucket/prefix/ or a local folder".into());
@@ -290,7 +295,11 @@ fn locate(text: &str, path: &[Seg<'_>]) -> Option<Range<usize>> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 struct Ctx<'a> {
@@ -329,9 +338,8 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineConfig, ConfigError> {
         let inner = e.into_inner();
         let mut message = inner.message().trim().to_string();
         if message.starts_with("unknown variant") && path.ends_with(".type") {
-            message = format!(
-                "{message} (aggregate, resize and index stages are not in this build yet)"
-            );
+            message =
+                format!("{message} (aggregate, resize and index stages are not in this build yet)");
         }
         ConfigError {
             file: file.to_path_buf(),
@@ -378,23 +386,37 @@ impl Plan {
             ));
         }
         if input.batch_rows == 0 || input.batch_rows > 1 << 20 {
-            return Err(cx.err(&[Seg::Key("input"), Seg::Key("batch_rows")], "must be between 1 and 1048576"));
+            return Err(cx.err(
+                &[Seg::Key("input"), Seg::Key("batch_rows")],
+                "must be between 1 and 1048576",
+            ));
         }
         let mut keys = Vec::new();
         for (i, k) in input.keys.iter().enumerate() {
-            let g = globset::GlobBuilder::new(k).literal_separator(true).build().map_err(|e| {
-                cx.err(&[Seg::Key("input"), Seg::Key("keys"), Seg::Index(i)], format!("not a valid glob: {e}"))
-            })?;
+            let g = globset::GlobBuilder::new(k)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    cx.err(
+                        &[Seg::Key("input"), Seg::Key("keys"), Seg::Index(i)],
+                        format!("not a valid glob: {e}"),
+                    )
+                })?;
             keys.push(g.compile_matcher());
         }
         let schema = match &input.schema {
             None => None,
             Some(m) => {
                 if m.0.is_empty() {
-                    return Err(cx.err(&[Seg::Key("input"), Seg::Key("schema")], "is empty; list columns or remove it to infer"));
+                    return Err(cx.err(
+                        &[Seg::Key("input"), Seg::Key("schema")],
+                        "is empty; list columns or remove it to infer",
+                    ));
                 }
-                let s = sluice_processors::decode::schema_from_types(m.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(|e| cx.err(&[Seg::Key("input"), Seg::Key("schema")], e.to_string()))?;
+                let s = sluice_processors::decode::schema_from_types(
+                    m.0.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+                .map_err(|e| cx.err(&[Seg::Key("input"), Seg::Key("schema")], e.to_string()))?;
                 Some(s)
             }
         };
@@ -405,18 +427,43 @@ impl Plan {
             let (factory, describe, key): (Arc<dyn StageFactory>, String, &str) = match st {
                 StageConfig::Filter { predicate } => {
                     // Parse now, whatever the schema, so syntax errors never wait for data.
-                    sluice_processors::expr::parse(predicate)
-                        .map_err(|e| cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key("where")], e.to_string()))?;
-                    (Arc::new(FilterFactory::new(predicate.clone())), format!("filter where {predicate}"), "where")
+                    sluice_processors::expr::parse(predicate).map_err(|e| {
+                        cx.err(
+                            &[Seg::Key("stage"), Seg::Index(i), Seg::Key("where")],
+                            e.to_string(),
+                        )
+                    })?;
+                    (
+                        Arc::new(FilterFactory::new(predicate.clone())),
+                        format!("filter where {predicate}"),
+                        "where",
+                    )
                 }
                 StageConfig::Select { columns } => {
                     for (name, e) in &columns.0 {
                         sluice_processors::expr::parse(e).map_err(|err| {
-                            cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key("columns"), Seg::Key(name)], err.to_string())
+                            cx.err(
+                                &[
+                                    Seg::Key("stage"),
+                                    Seg::Index(i),
+                                    Seg::Key("columns"),
+                                    Seg::Key(name),
+                                ],
+                                err.to_string(),
+                            )
                         })?;
                     }
-                    let d = columns.0.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-                    (Arc::new(SelectFactory::new(columns.0.clone())), format!("select {d}"), "columns")
+                    let d = columns
+                        .0
+                        .iter()
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    (
+                        Arc::new(SelectFactory::new(columns.0.clone())),
+                        format!("select {d}"),
+                        "columns",
+                    )
                 }
             };
             if let Some(s) = &current {
@@ -425,11 +472,22 @@ impl Plan {
                     if let StageConfig::Select { columns } = st {
                         for (name, text) in &columns.0 {
                             if let Err(e) = sluice_processors::expr::Compiled::new(text, s) {
-                                return cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key(key), Seg::Key(name)], e.to_string());
+                                return cx.err(
+                                    &[
+                                        Seg::Key("stage"),
+                                        Seg::Index(i),
+                                        Seg::Key(key),
+                                        Seg::Key(name),
+                                    ],
+                                    e.to_string(),
+                                );
                             }
                         }
                     }
-                    cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key(key)], e.to_string())
+                    cx.err(
+                        &[Seg::Key("stage"), Seg::Index(i), Seg::Key(key)],
+                        e.to_string(),
+                    )
                 })?;
                 current = Some(built.schema());
             }
@@ -437,22 +495,32 @@ impl Plan {
         }
 
         let out = &config.output;
-        let output =
-            Destination::parse(&out.uri).map_err(|m| cx.err(&[Seg::Key("output"), Seg::Key("uri")], format!("`{}` {m}", out.uri)))?;
+        let output = Destination::parse(&out.uri).map_err(|m| {
+            cx.err(
+                &[Seg::Key("output"), Seg::Key("uri")],
+                format!("`{}` {m}", out.uri),
+            )
+        })?;
         let valid_compression: &[&str] = match out.format {
             OutputFormat::Parquet => &["zstd", "snappy", "none"],
             OutputFormat::Ndjson => &["none", "gzip"],
         };
-        if let Some(c) = &out.compression {
-            if !valid_compression.contains(&c.as_str()) {
-                return Err(cx.err(
-                    &[Seg::Key("output"), Seg::Key("compression")],
-                    format!("`{c}` is not valid for this format; use one of: {}", valid_compression.join(", ")),
-                ));
-            }
+        if let Some(c) = &out.compression
+            && !valid_compression.contains(&c.as_str())
+        {
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("compression")],
+                format!(
+                    "`{c}` is not valid for this format; use one of: {}",
+                    valid_compression.join(", ")
+                ),
+            ));
         }
         if out.max_row_group_bytes < 1 << 20 {
-            return Err(cx.err(&[Seg::Key("output"), Seg::Key("max_row_group_bytes")], "must be at least 1048576 (1 MiB)"));
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("max_row_group_bytes")],
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         if let Some(s) = &current {
             for (i, p) in out.partition_by.iter().enumerate() {
@@ -460,13 +528,22 @@ impl Plan {
                     let cols: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
                     return Err(cx.err(
                         &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
-                        format!("no column `{p}` reaches the output; columns are: {}", cols.join(", ")),
+                        format!(
+                            "no column `{p}` reaches the output; columns are: {}",
+                            cols.join(", ")
+                        ),
                     ));
                 };
-                if matches!(f.data_type(), arrow_schema::DataType::Struct(_) | arrow_schema::DataType::List(_)) {
+                if matches!(
+                    f.data_type(),
+                    arrow_schema::DataType::Struct(_) | arrow_schema::DataType::List(_)
+                ) {
                     return Err(cx.err(
                         &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
-                        format!("`{p}` is a {}; partition by a string, number, bool or date", type_name(f.data_type())),
+                        format!(
+                            "`{p}` is a {}; partition by a string, number, bool or date",
+                            type_name(f.data_type())
+                        ),
                     ));
                 }
             }
@@ -479,10 +556,12 @@ impl Plan {
         }
         let rejects = match &config.rejects {
             None => None,
-            Some(r) => Some(
-                Destination::parse(&r.uri)
-                    .map_err(|m| cx.err(&[Seg::Key("rejects"), Seg::Key("uri")], format!("`{}` {m}", r.uri)))?,
-            ),
+            Some(r) => Some(Destination::parse(&r.uri).map_err(|m| {
+                cx.err(
+                    &[Seg::Key("rejects"), Seg::Key("uri")],
+                    format!("`{}` {m}", r.uri),
+                )
+            })?),
         };
 
         // The recursive-invocation trap: outputs landing where the trigger's keys match.
@@ -502,7 +581,9 @@ impl Plan {
             dests.push((r, "ndjson", "rejects"));
         }
         for (dest, ext, section) in dests {
-            let Destination::S3 { prefix, .. } = dest else { continue };
+            let Destination::S3 { prefix, .. } = dest else {
+                continue;
+            };
             let mut part = String::new();
             let mut samples = vec![format!("{prefix}x-0123456789abcdef.{ext}")];
             for p in &out.partition_by {
@@ -529,7 +610,16 @@ impl Plan {
             }
         }
 
-        Ok(Plan { schema, keys, stages, output, rejects, warnings, file: file.to_path_buf(), config })
+        Ok(Plan {
+            schema,
+            keys,
+            stages,
+            output,
+            rejects,
+            warnings,
+            file: file.to_path_buf(),
+            config,
+        })
     }
 
     /// True when `key` is selected by `[input] keys`.
@@ -548,19 +638,35 @@ impl Plan {
 }
 
 fn schema_line(s: &SchemaRef) -> String {
-    s.fields().iter().map(|f| format!("{} {}", f.name(), type_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+    s.fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), type_name(f.data_type())))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         writeln!(f, "pipeline {} ({})", c.name, self.file.display())?;
-        let keys = if c.input.keys.is_empty() { "every key".to_string() } else { c.input.keys.join(", ") };
-        writeln!(f, "input    {} · compression {:?} · keys {keys}", c.input.format, c.input.compression)?;
+        let keys = if c.input.keys.is_empty() {
+            "every key".to_string()
+        } else {
+            c.input.keys.join(", ")
+        };
+        writeln!(
+            f,
+            "input    {} · compression {:?} · keys {keys}",
+            c.input.format, c.input.compression
+        )?;
         let mut current = self.schema.clone();
         match &current {
             Some(s) => writeln!(f, "         schema: {}", schema_line(s))?,
-            None => writeln!(f, "         schema: inferred from the first {} records of each object", c.input.batch_rows)?,
+            None => writeln!(
+                f,
+                "         schema: inferred from the first {} records of each object",
+                c.input.batch_rows
+            )?,
         }
         for (i, st) in self.stages.iter().enumerate() {
             writeln!(f, "stage {}  {}", i + 1, st.describe)?;
@@ -579,11 +685,19 @@ impl fmt::Display for Plan {
                 }
             }
         }
-        let compression = c.output.compression.clone().unwrap_or_else(|| match c.output.format {
-            OutputFormat::Parquet => "zstd".into(),
-            OutputFormat::Ndjson => "none".into(),
-        });
-        write!(f, "output   {:?} ({compression}) → {}", c.output.format, self.output)?;
+        let compression = c
+            .output
+            .compression
+            .clone()
+            .unwrap_or_else(|| match c.output.format {
+                OutputFormat::Parquet => "zstd".into(),
+                OutputFormat::Ndjson => "none".into(),
+            });
+        write!(
+            f,
+            "output   {:?} ({compression}) → {}",
+            c.output.format, self.output
+        )?;
         if !c.output.partition_by.is_empty() {
             write!(f, " partitioned by {}", c.output.partition_by.join(", "))?;
         }
@@ -646,14 +760,26 @@ uri = "s3://out/rejects/"
     fn errors_name_file_line_and_key() {
         let e = check(&GOOD.replace("keys =", "kyes =")).unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
-        assert!(e.to_string().starts_with("p.toml:6: `input.kyes`: unknown field `kyes`, expected one of"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("p.toml:6: `input.kyes`: unknown field `kyes`, expected one of"),
+            "{e}"
+        );
 
         let e = check(&GOOD.replace("latency_ms > 500", "latncy_ms > 500")).unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(11), Some("stage[0].where")), "{e}");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(11), Some("stage[0].where")),
+            "{e}"
+        );
         assert!(e.message.contains("unknown column `latncy_ms`"), "{e}");
 
         let e = check(&GOOD.replace("\"date(ts)\"", "\"date(page + 1)\"")).unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(15), Some("stage[1].columns.day")), "{e}");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(15), Some("stage[1].columns.day")),
+            "{e}"
+        );
 
         let e = check(&GOOD.replace("type = \"select\"", "type = \"aggregat\"")).unwrap_err();
         assert!(e.message.contains("expected `filter` or `select`"), "{e}");
@@ -663,8 +789,13 @@ uri = "s3://out/rejects/"
         assert_eq!(e.key.as_deref(), Some("input.schema"), "{e}");
         assert!(e.message.contains("valid types"), "{e}");
 
-        let e = check(&GOOD.replace("partition_by = [\"day\"]", "partition_by = [\"dya\"]")).unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(19), Some("output.partition_by[0]")), "{e}");
+        let e = check(&GOOD.replace("partition_by = [\"day\"]", "partition_by = [\"dya\"]"))
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(19), Some("output.partition_by[0]")),
+            "{e}"
+        );
 
         let e = check(&GOOD.replace("s3://out/clicks/", "gs://out/clicks/")).unwrap_err();
         assert!(e.message.contains("not supported"), "{e}");
@@ -679,7 +810,9 @@ uri = "s3://out/rejects/"
 
     #[test]
     fn refuses_the_recursive_invocation_trap() {
-        let text = GOOD.replace("s3://out/clicks/", "s3://in/logs/out/").replace("keys = [\"logs/**/*.ndjson.gz\"]", "keys = [\"logs/**\"]");
+        let text = GOOD
+            .replace("s3://out/clicks/", "s3://in/logs/out/")
+            .replace("keys = [\"logs/**/*.ndjson.gz\"]", "keys = [\"logs/**\"]");
         let e = check(&text).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("output.uri"), "{e}");
         assert!(e.message.contains("trigger the function again"), "{e}");

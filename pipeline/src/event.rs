@@ -7,11 +7,19 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 /// Characters S3 leaves unescaped in notification keys besides alphanumerics.
-const S3_KEY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'*').remove(b'/').remove(b' ');
+const S3_KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'*')
+    .remove(b'/')
+    .remove(b' ');
 
 /// Encode a key as S3 notifications do: spaces become `+`, other specials `%XX`.
 pub fn encode_key(key: &str) -> String {
-    utf8_percent_encode(key, S3_KEY).to_string().replace(' ', "+")
+    utf8_percent_encode(key, S3_KEY)
+        .to_string()
+        .replace(' ', "+")
 }
 
 /// One S3 `ObjectCreated:Put` record.

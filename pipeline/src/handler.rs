@@ -70,8 +70,11 @@ impl Summary {
     /// The Lambda response: `{"batchItemFailures": […]}` for SQS events, otherwise the summary.
     pub fn lambda_response(&self, sqs: bool) -> Value {
         if sqs {
-            let items: Vec<Value> =
-                self.batch_item_failures.iter().map(|id| serde_json::json!({ "itemIdentifier": id })).collect();
+            let items: Vec<Value> = self
+                .batch_item_failures
+                .iter()
+                .map(|id| serde_json::json!({ "itemIdentifier": id }))
+                .collect();
             serde_json::json!({ "batchItemFailures": items })
         } else {
             serde_json::to_value(self).unwrap_or(Value::Null)
@@ -101,14 +104,21 @@ pub struct Handler {
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handler").field("pipeline", &self.plan.config.name).finish()
+        f.debug_struct("Handler")
+            .field("pipeline", &self.plan.config.name)
+            .finish()
     }
 }
 
 impl Handler {
     /// Read objects from `input`; write S3 destinations to `output` (local folders are always local).
     pub fn new(plan: Plan, input: Arc<dyn ObjectStore>, output: Arc<dyn ObjectStore>) -> Self {
-        Self { plan: Arc::new(plan), input, output, extra: Vec::new() }
+        Self {
+            plan: Arc::new(plan),
+            input,
+            output,
+            extra: Vec::new(),
+        }
     }
 
     /// Append a stage of your own after the configured ones.
@@ -126,13 +136,20 @@ impl Handler {
     pub async fn handle(&self, event: &Value) -> (Summary, bool) {
         let started = Instant::now();
         let parsed = trigger::parse(event);
-        let mut s = Summary { trigger: parsed.trigger.clone(), error: parsed.error.clone(), ..Summary::default() };
+        let mut s = Summary {
+            trigger: parsed.trigger.clone(),
+            error: parsed.error.clone(),
+            ..Summary::default()
+        };
         let mut errors = Vec::new();
         for item in &parsed.items {
             match item {
                 Item::Skipped { source, reason } => {
                     s.skipped += 1;
-                    s.skips.push(Skip { source: source.clone(), reason: reason.clone() });
+                    s.skips.push(Skip {
+                        source: source.clone(),
+                        reason: reason.clone(),
+                    });
                 }
                 Item::Failed { message_id, reason } => {
                     warn!(message_id, reason, "Cannot process an SQS message.");
@@ -142,7 +159,10 @@ impl Handler {
                 Item::Object(obj) => {
                     if let Some(reason) = self.skip_reason(obj) {
                         s.skipped += 1;
-                        s.skips.push(Skip { source: obj.uri(), reason });
+                        s.skips.push(Skip {
+                            source: obj.uri(),
+                            reason,
+                        });
                         continue;
                     }
                     let t = Instant::now();
@@ -168,7 +188,12 @@ impl Handler {
             }
         }
         if !errors.is_empty() {
-            let mut text = errors.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+            let mut text = errors
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
             if errors.len() > 3 {
                 text.push_str(&format!(" (and {} more)", errors.len() - 3));
             }
@@ -183,25 +208,33 @@ impl Handler {
 
     fn fail(&self, obj: &ObjectRef, e: Error, s: &mut Summary, errors: &mut Vec<String>) {
         warn!(bucket = %obj.bucket, key = %obj.key, error = %e, retryable = e.retryable(), "Object failed.");
-        if let Some(id) = &obj.message_id {
-            if !s.batch_item_failures.contains(id) {
-                s.batch_item_failures.push(id.clone());
-            }
+        if let Some(id) = &obj.message_id
+            && !s.batch_item_failures.contains(id)
+        {
+            s.batch_item_failures.push(id.clone());
         }
         errors.push(e.to_string());
     }
 
     fn skip_reason(&self, obj: &ObjectRef) -> Option<String> {
         if !self.plan.key_selected(&obj.key) {
-            return Some(format!("key does not match [input] keys ({})", self.plan.config.input.keys.join(", ")));
+            return Some(format!(
+                "key does not match [input] keys ({})",
+                self.plan.config.input.keys.join(", ")
+            ));
         }
         if self.plan.output.contains(&obj.bucket, &obj.key) {
-            return Some(format!("is under the output location {} (recursive-invocation guard)", self.plan.output));
+            return Some(format!(
+                "is under the output location {} (recursive-invocation guard)",
+                self.plan.output
+            ));
         }
-        if let Some(r) = &self.plan.rejects {
-            if r.contains(&obj.bucket, &obj.key) {
-                return Some(format!("is under the rejects location {r} (recursive-invocation guard)"));
-            }
+        if let Some(r) = &self.plan.rejects
+            && r.contains(&obj.bucket, &obj.key)
+        {
+            return Some(format!(
+                "is under the rejects location {r} (recursive-invocation guard)"
+            ));
         }
         None
     }
@@ -209,11 +242,19 @@ impl Handler {
     async fn process(&self, obj: &ObjectRef) -> Result<ObjectResult, Error> {
         let wrap = |e: Error| match e {
             Error::Store { .. } => e,
-            other => Error::Object { location: obj.uri(), source: Box::new(other) },
+            other => Error::Object {
+                location: obj.uri(),
+                source: Box::new(other),
+            },
         };
         let version = obj.version_id.as_deref().or(obj.etag.as_deref());
         let base = base_name(&obj.bucket, &obj.key, version);
-        let mut outputs = Outputs::new(&self.plan.config.output, &self.plan.output, &self.output, base.clone());
+        let mut outputs = Outputs::new(
+            &self.plan.config.output,
+            &self.plan.output,
+            &self.output,
+            base.clone(),
+        );
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, obj.uri(), base);
         let mut result = ObjectResult::default();
         match self.run(obj, &mut outputs, &mut rejects, &mut result).await {
@@ -255,7 +296,9 @@ impl Handler {
         let input = &self.plan.config.input;
         let reader = self.input.get(&obj.bucket, &obj.key).await?;
         let mut reader = decompress(reader, input.compression).await?;
-        let mut b = NdjsonDecoder::builder().with_batch_rows(input.batch_rows).with_max_line_bytes(input.max_line_bytes);
+        let mut b = NdjsonDecoder::builder()
+            .with_batch_rows(input.batch_rows)
+            .with_max_line_bytes(input.max_line_bytes);
         if let Some(s) = &self.plan.schema {
             b = b.with_schema(s.clone());
         }
@@ -264,15 +307,20 @@ impl Handler {
         let mut buf = vec![0u8; READ_BYTES];
         let mut decoded = Decoded::default();
         loop {
-            let n = reader.read(&mut buf).await.map_err(|e| read_error(&obj.uri(), e))?;
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(|e| read_error(&obj.uri(), e))?;
             if n == 0 {
                 break;
             }
             decoder.decode(&buf[..n], &mut decoded)?;
-            self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result).await?;
+            self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result)
+                .await?;
         }
         decoder.finish(&mut decoded)?;
-        self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result).await?;
+        self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result)
+            .await?;
         if let Some(stages) = chain.as_mut() {
             for i in 0..stages.len() {
                 let mut out = Vec::new();
@@ -304,16 +352,26 @@ impl Handler {
             return Ok(());
         }
         if chain.is_none() {
-            let Some(mut schema) = decoder.schema() else { return Ok(()) };
+            let Some(mut schema) = decoder.schema() else {
+                return Ok(());
+            };
             let mut stages = Vec::new();
-            for f in self.plan.stages.iter().map(|s| &s.factory).chain(self.extra.iter()) {
+            for f in self
+                .plan
+                .stages
+                .iter()
+                .map(|s| &s.factory)
+                .chain(self.extra.iter())
+            {
                 let st = f.build(&schema)?;
                 schema = st.schema();
                 stages.push(st);
             }
             *chain = Some(stages);
         }
-        let Some(stages) = chain.as_mut() else { return Ok(()) };
+        let Some(stages) = chain.as_mut() else {
+            return Ok(());
+        };
         for b in batches {
             result.records_in += b.num_rows() as u64;
             for o in push_through(stages, vec![b])? {
@@ -325,7 +383,10 @@ impl Handler {
     }
 }
 
-fn push_through(stages: &mut [Box<dyn Stage>], batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, Error> {
+fn push_through(
+    stages: &mut [Box<dyn Stage>],
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, Error> {
     let mut cur = batches;
     for st in stages.iter_mut() {
         let mut next = Vec::with_capacity(cur.len());
@@ -339,10 +400,17 @@ fn push_through(stages: &mut [Box<dyn Stage>], batches: Vec<RecordBatch>) -> Res
 
 fn read_error(uri: &str, e: std::io::Error) -> Error {
     let msg = e.to_string();
-    if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof {
-        Error::Io(format!("the object is corrupt or truncated ({msg}); nothing was written for it"))
+    if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof
+    {
+        Error::Io(format!(
+            "the object is corrupt or truncated ({msg}); nothing was written for it"
+        ))
     } else {
-        Error::Store { location: uri.to_string(), message: format!("reading failed: {msg}"), retryable: true }
+        Error::Store {
+            location: uri.to_string(),
+            message: format!("reading failed: {msg}"),
+            retryable: true,
+        }
     }
 }
 
@@ -351,7 +419,10 @@ pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<
     let mut r = BufReader::with_capacity(256 << 10, reader);
     let kind = match compression {
         Compression::Auto => {
-            let head = r.fill_buf().await.map_err(|e| Error::Io(format!("reading failed: {e}")))?;
+            let head = r
+                .fill_buf()
+                .await
+                .map_err(|e| Error::Io(format!("reading failed: {e}")))?;
             if head.starts_with(&[0x1f, 0x8b]) {
                 Compression::Gzip
             } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {

@@ -33,7 +33,10 @@ pub async fn invoke(handler: &Handler, event: Value) -> Result<Value, Diagnostic
         "Invocation done."
     );
     match (&summary.error, sqs) {
-        (Some(e), false) => Err(Diagnostic { error_type: "Sluice.ObjectFailed".into(), error_message: e.clone() }),
+        (Some(e), false) => Err(Diagnostic {
+            error_type: "Sluice.ObjectFailed".into(),
+            error_message: e.clone(),
+        }),
         _ => Ok(summary.lambda_response(sqs)),
     }
 }

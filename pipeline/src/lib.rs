@@ -80,24 +80,35 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("plan", &self.plan).finish()
+        f.debug_struct("Pipeline")
+            .field("plan", &self.plan)
+            .finish()
     }
 }
 
 impl Pipeline {
     /// Load `pipeline.toml`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Ok(Self { plan: Plan::load(path.as_ref())?, extra: Vec::new() })
+        Ok(Self {
+            plan: Plan::load(path.as_ref())?,
+            extra: Vec::new(),
+        })
     }
 
     /// Config given as TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Ok(Self { plan: Plan::from_str(Path::new("<inline>"), text)?, extra: Vec::new() })
+        Ok(Self {
+            plan: Plan::from_str(Path::new("<inline>"), text)?,
+            extra: Vec::new(),
+        })
     }
 
     /// Config built in code.
     pub fn from_config(config: config::PipelineConfig) -> Result<Self, ConfigError> {
-        Ok(Self { plan: Plan::from_config(config)?, extra: Vec::new() })
+        Ok(Self {
+            plan: Plan::from_config(config)?,
+            extra: Vec::new(),
+        })
     }
 
     /// Append a stage of your own after the configured stages.
@@ -113,7 +124,11 @@ impl Pipeline {
 
     /// A handler reading from `input` and writing S3 destinations to `output`.
     pub fn handler(&self, input: Arc<dyn ObjectStore>, output: Arc<dyn ObjectStore>) -> Handler {
-        self.extra.iter().fold(Handler::new(self.plan.clone(), input, output), |h, s| h.with_stage(s.clone()))
+        self.extra
+            .iter()
+            .fold(Handler::new(self.plan.clone(), input, output), |h, s| {
+                h.with_stage(s.clone())
+            })
     }
 
     /// Run as a Lambda when `AWS_LAMBDA_RUNTIME_API` is set (S3 store from the standard chain);
@@ -152,8 +167,12 @@ impl Pipeline {
                 return 2;
             }
         };
-        let root = std::env::var_os("SLUICE_STORE").map(PathBuf::from).unwrap_or_else(|| "fixtures/objects".into());
-        let out = std::env::var_os("SLUICE_OUT").map(PathBuf::from).unwrap_or_else(|| root.clone());
+        let root = std::env::var_os("SLUICE_STORE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "fixtures/objects".into());
+        let out = std::env::var_os("SLUICE_OUT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.clone());
         let handler = self.handler(Arc::new(FsStore::new(root)), Arc::new(FsStore::new(out)));
         let mut failed = false;
         for s in replay::replay(&handler, events).await {

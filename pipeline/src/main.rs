@@ -10,7 +10,11 @@ use sluice_pipeline::store::{FsStore, ObjectStore};
 use sluice_pipeline::{Pipeline, event, lambda, replay};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Stream and file pipelines on AWS Lambda: validate, replay, serve.")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Stream and file pipelines on AWS Lambda: validate, replay, serve."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice: cannot start the async runtime: {e}");
@@ -113,7 +120,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Ok(2)
             }
         },
-        Command::Replay { config, events, store, out, endpoint_url, json } => {
+        Command::Replay {
+            config,
+            events,
+            store,
+            out,
+            endpoint_url,
+            json,
+        } => {
             let pipeline = match Pipeline::load(&config) {
                 Ok(p) => p,
                 Err(e) => {
@@ -130,7 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match endpoint_url {
                 Some(url) => {
-                    let s3: Arc<dyn ObjectStore> = Arc::new(sluice_pipeline::store::S3Store::from_env(Some(&url)).await);
+                    let s3: Arc<dyn ObjectStore> =
+                        Arc::new(sluice_pipeline::store::S3Store::from_env(Some(&url)).await);
                     (s3.clone(), s3)
                 }
                 None => {
@@ -141,10 +156,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let handler = pipeline.handler(input, output);
             let total = events.len();
             let mut failed = false;
-            for (i, s) in replay::replay(&handler, events).await.into_iter().enumerate() {
+            for (i, s) in replay::replay(&handler, events)
+                .await
+                .into_iter()
+                .enumerate()
+            {
                 failed |= s.failed();
                 if json {
-                    println!("{}", serde_json::to_string(&s).context("printing the summary")?);
+                    println!(
+                        "{}",
+                        serde_json::to_string(&s).context("printing the summary")?
+                    );
                 } else {
                     println!("{}", replay::describe(&s));
                     if total > 1 && i + 1 == total {
@@ -168,17 +190,34 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(2);
                 }
             };
-            let s3: Arc<dyn ObjectStore> = Arc::new(sluice_pipeline::store::S3Store::from_env(None).await);
-            lambda::serve(pipeline.handler(s3.clone(), s3)).await.map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
+            let s3: Arc<dyn ObjectStore> =
+                Arc::new(sluice_pipeline::store::S3Store::from_env(None).await);
+            lambda::serve(pipeline.handler(s3.clone(), s3))
+                .await
+                .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
             Ok(0)
         }
-        Command::Event { kind: EventKind::S3 { bucket, key, size, store, sqs } } => {
+        Command::Event {
+            kind:
+                EventKind::S3 {
+                    bucket,
+                    key,
+                    size,
+                    store,
+                    sqs,
+                },
+        } => {
             let fs = FsStore::new(&store);
             let mut records = Vec::new();
             for k in &key {
                 let size = match size {
                     Some(s) => s,
-                    None => fs.path(&bucket, k).ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0),
+                    None => fs
+                        .path(&bucket, k)
+                        .ok()
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map(|m| m.len())
+                        .unwrap_or(0),
                 };
                 let etag = format!("{:x}", size.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 records.push(event::s3_record(&bucket, k, size, &etag));

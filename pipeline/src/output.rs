@@ -71,13 +71,22 @@ pub fn base_name(bucket: &str, key: &str, version: Option<&str>) -> String {
         }
     }
     let clean = clean.trim_end_matches('-');
-    if clean.is_empty() { hex } else { format!("{clean}-{hex}") }
+    if clean.is_empty() {
+        hex
+    } else {
+        format!("{clean}-{hex}")
+    }
 }
 
 /// Resolve a destination to the store that holds it, its bucket and key prefix.
-pub fn resolve(dest: &Destination, object_store: &Arc<dyn ObjectStore>) -> (Arc<dyn ObjectStore>, String, String) {
+pub fn resolve(
+    dest: &Destination,
+    object_store: &Arc<dyn ObjectStore>,
+) -> (Arc<dyn ObjectStore>, String, String) {
     match dest {
-        Destination::S3 { bucket, prefix } => (object_store.clone(), bucket.clone(), prefix.clone()),
+        Destination::S3 { bucket, prefix } => {
+            (object_store.clone(), bucket.clone(), prefix.clone())
+        }
         Destination::Dir(path) => (Arc::new(FsStore::flat(path)), String::new(), String::new()),
     }
 }
@@ -96,13 +105,19 @@ impl AsyncFileWriter for PqSink {
         self.inner.write(bs).map(|r| r.map_err(external)).boxed()
     }
     fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
-        self.inner.complete().map(|r| r.map(|_| ()).map_err(external)).boxed()
+        self.inner
+            .complete()
+            .map(|r| r.map(|_| ()).map_err(external))
+            .boxed()
     }
 }
 
 enum FileWriter {
     Parquet(Box<AsyncArrowWriter<PqSink>>),
-    Ndjson { sink: Box<dyn ObjectWriter>, gzip: Option<flate2::write::GzEncoder<Vec<u8>>> },
+    Ndjson {
+        sink: Box<dyn ObjectWriter>,
+        gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    },
 }
 
 struct OpenFile {
@@ -134,7 +149,12 @@ pub struct Outputs {
 
 impl Outputs {
     /// Outputs named after `base` (see [`base_name`]) under `dest`.
-    pub fn new(config: &OutputConfig, dest: &Destination, object_store: &Arc<dyn ObjectStore>, base: String) -> Self {
+    pub fn new(
+        config: &OutputConfig,
+        dest: &Destination,
+        object_store: &Arc<dyn ObjectStore>,
+        base: String,
+    ) -> Self {
         let (store, bucket, prefix) = resolve(dest, object_store);
         Self {
             config: config.clone(),
@@ -181,7 +201,10 @@ impl Outputs {
         }
         if self.files.len() >= self.config.max_open_partitions {
             return Err(Error::Processor(sluice_processors::Error::Limit {
-                what: format!("the number of partitions written for one object ({})", self.files.len() + 1),
+                what: format!(
+                    "the number of partitions written for one object ({})",
+                    self.files.len() + 1
+                ),
                 limit: self.config.max_open_partitions as u64,
                 setting: "output.max_open_partitions",
             }));
@@ -200,12 +223,20 @@ impl Outputs {
                 FileWriter::Parquet(Box::new(w))
             }
             OutputFormat::Ndjson => {
-                let gzip = (self.config.compression.as_deref() == Some("gzip"))
-                    .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+                let gzip = (self.config.compression.as_deref() == Some("gzip")).then(|| {
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default())
+                });
                 FileWriter::Ndjson { sink, gzip }
             }
         };
-        self.files.insert(part.to_string(), OpenFile { writer, location, rows: 0 });
+        self.files.insert(
+            part.to_string(),
+            OpenFile {
+                writer,
+                location,
+                rows: 0,
+            },
+        );
         self.order.push(part.to_string());
         Ok(())
     }
@@ -221,7 +252,9 @@ impl Outputs {
         let (groups, data) = split(batch, &self.config.partition_by)?;
         for (part, idx) in groups {
             let rows = arrow_select::take::take_record_batch(&data, &UInt32Array::from(idx))
-                .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
+                .map_err(|e| {
+                    Error::Processor(sluice_processors::Error::arrow("partitioning", e))
+                })?;
             self.write_part(&part, &rows).await?;
         }
         Ok(())
@@ -229,13 +262,17 @@ impl Outputs {
 
     async fn write_part(&mut self, part: &str, batch: &RecordBatch) -> Result<(), Error> {
         self.open(part, batch.schema()).await?;
-        let Some(f) = self.files.get_mut(part) else { return Ok(()) };
+        let Some(f) = self.files.get_mut(part) else {
+            return Ok(());
+        };
         f.rows += batch.num_rows() as u64;
         match &mut f.writer {
             FileWriter::Parquet(w) => w.write(batch).await?,
             FileWriter::Ndjson { sink, gzip } => {
                 let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
-                w.write(batch).and_then(|_| w.finish()).map_err(|e| Error::Processor(sluice_processors::Error::arrow("writing NDJSON", e)))?;
+                w.write(batch).and_then(|_| w.finish()).map_err(|e| {
+                    Error::Processor(sluice_processors::Error::arrow("writing NDJSON", e))
+                })?;
                 let bytes = w.into_inner();
                 let out = match gzip {
                     Some(gz) => {
@@ -258,7 +295,9 @@ impl Outputs {
         let mut done = Vec::new();
         let mut failure = None;
         for part in std::mem::take(&mut self.order) {
-            let Some(f) = self.files.remove(&part) else { continue };
+            let Some(f) = self.files.remove(&part) else {
+                continue;
+            };
             if failure.is_some() {
                 abort_file(f).await;
                 continue;
@@ -311,16 +350,27 @@ async fn abort_file(f: OpenFile) {
     }
 }
 
+/// A partition's folder path (`day=2026-11-22/`) and the rows that belong in it.
+type PartitionRows = (String, Vec<u32>);
+
 /// Group rows by the Hive path of their partition values; returns the groups in first-seen order
 /// and the batch without the partition columns.
-fn split(batch: &RecordBatch, columns: &[String]) -> Result<(Vec<(String, Vec<u32>)>, RecordBatch), Error> {
+fn split(
+    batch: &RecordBatch,
+    columns: &[String],
+) -> Result<(Vec<PartitionRows>, RecordBatch), Error> {
     let schema = batch.schema();
     let mut idx = Vec::with_capacity(columns.len());
     for c in columns {
         let i = schema.index_of(c).map_err(|_| {
             Error::Processor(sluice_processors::Error::Schema(format!(
                 "partition column `{c}` is not in the output; columns are: {}",
-                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         })?;
         idx.push(i);
@@ -355,7 +405,9 @@ fn split(batch: &RecordBatch, columns: &[String]) -> Result<(Vec<(String, Vec<u3
             }
         }
     }
-    let keep: Vec<usize> = (0..schema.fields().len()).filter(|i| !idx.contains(i)).collect();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !idx.contains(i))
+        .collect();
     let data = batch
         .project(&keep)
         .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
@@ -396,8 +448,19 @@ pub struct Rejects {
 
 impl Rejects {
     /// Rejects of `source` (its `s3://` URI), named after `base`.
-    pub fn new(dest: Option<&Destination>, object_store: &Arc<dyn ObjectStore>, source: String, base: String) -> Self {
-        Self { dest: dest.map(|d| resolve(d, object_store)), source, base, sink: None, count: 0 }
+    pub fn new(
+        dest: Option<&Destination>,
+        object_store: &Arc<dyn ObjectStore>,
+        source: String,
+        base: String,
+    ) -> Self {
+        Self {
+            dest: dest.map(|d| resolve(d, object_store)),
+            source,
+            base,
+            sink: None,
+            count: 0,
+        }
     }
 
     /// Record some rejects.
@@ -475,6 +538,8 @@ mod tests {
         assert_ne!(a, base_name("b", "logs/2027/a.ndjson.gz", Some("v1")));
         assert_ne!(base_name("ab", "c", None), base_name("a", "bc", None));
         assert!(base_name("b", "dir/.hidden", None).len() == 16);
-        assert!(base_name("b", "x/web+app events (2).ndjson", None).starts_with("web-app-events-2-"));
+        assert!(
+            base_name("b", "x/web+app events (2).ndjson", None).starts_with("web-app-events-2-")
+        );
     }
 }

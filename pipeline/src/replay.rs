@@ -24,11 +24,20 @@ pub fn collect(args: &[PathBuf]) -> Result<Vec<NamedEvent>, String> {
             let mut files: Vec<PathBuf> = std::fs::read_dir(a)
                 .map_err(|e| format!("{}: {e}", a.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl")))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("json" | "jsonl")
+                        )
+                })
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(format!("{}: no .json or .jsonl event files in this folder", a.display()));
+                return Err(format!(
+                    "{}: no .json or .jsonl event files in this folder",
+                    a.display()
+                ));
             }
             for f in files {
                 read_file(&f, &mut out)?;
@@ -41,7 +50,8 @@ pub fn collect(args: &[PathBuf]) -> Result<Vec<NamedEvent>, String> {
 }
 
 fn read_file(path: &Path, out: &mut Vec<NamedEvent>) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read the event file: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the event file: {e}", path.display()))?;
     let name = path.display().to_string();
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
         for (i, line) in text.lines().enumerate() {
@@ -54,7 +64,10 @@ fn read_file(path: &Path, out: &mut Vec<NamedEvent>) -> Result<(), String> {
             });
         }
     } else {
-        out.push(NamedEvent { name, event: serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}")) });
+        out.push(NamedEvent {
+            name,
+            event: serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}")),
+        });
     }
     Ok(())
 }
@@ -69,7 +82,12 @@ pub async fn replay(handler: &Handler, events: Vec<NamedEvent>) -> Vec<Summary> 
                 s.event = e.name;
                 s
             }
-            Err(err) => Summary { event: e.name, trigger: "unknown".into(), error: Some(err), ..Summary::default() },
+            Err(err) => Summary {
+                event: e.name,
+                trigger: "unknown".into(),
+                error: Some(err),
+                ..Summary::default()
+            },
         };
         out.push(summary);
     }
@@ -97,7 +115,10 @@ pub fn describe(s: &Summary) -> String {
         line.push_str(&format!("\n  skipped {}: {}", k.source, k.reason));
     }
     if !s.batch_item_failures.is_empty() {
-        line.push_str(&format!("\n  batch item failures: {}", s.batch_item_failures.join(", ")));
+        line.push_str(&format!(
+            "\n  batch item failures: {}",
+            s.batch_item_failures.join(", ")
+        ));
     }
     if let Some(e) = &s.error {
         line.push_str(&format!("\n  error: {e}"));

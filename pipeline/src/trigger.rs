@@ -82,7 +82,12 @@ pub fn decode_key(key: &str) -> Result<String, String> {
 
 /// Parse an event.
 pub fn parse(event: &Value) -> Parsed {
-    let mut p = Parsed { trigger: String::new(), items: Vec::new(), error: None, sqs: false };
+    let mut p = Parsed {
+        trigger: String::new(),
+        items: Vec::new(),
+        error: None,
+        sqs: false,
+    };
     let shape = message(event, None, &mut p.items, 0);
     match shape {
         Ok(shape) => p.trigger = shape,
@@ -98,7 +103,12 @@ pub fn parse(event: &Value) -> Parsed {
 const MAX_NESTING: usize = 4;
 
 /// Parse one message; returns its shape name.
-fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: usize) -> Result<String, String> {
+fn message(
+    v: &Value,
+    message_id: Option<&str>,
+    items: &mut Vec<Item>,
+    depth: usize,
+) -> Result<String, String> {
     if depth > MAX_NESTING {
         return Err("notifications nested too deeply".into());
     }
@@ -116,7 +126,11 @@ fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: us
                     "s3".to_string()
                 }
                 "aws:sqs" => {
-                    let id = r.get("messageId").and_then(Value::as_str).unwrap_or("").to_string();
+                    let id = r
+                        .get("messageId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     let body = r.get("body").and_then(Value::as_str).unwrap_or("");
                     let inner = serde_json::from_str::<Value>(body)
                         .map_err(|e| format!("SQS message {id} body is not JSON: {e}"))
@@ -129,13 +143,19 @@ fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: us
                     match inner {
                         Ok(s) => format!("sqs+{s}"),
                         Err(reason) => {
-                            items.push(Item::Failed { message_id: id, reason });
+                            items.push(Item::Failed {
+                                message_id: id,
+                                reason,
+                            });
                             "sqs".to_string()
                         }
                     }
                 }
                 "aws:sns" => {
-                    let msg = r.pointer("/Sns/Message").and_then(Value::as_str).unwrap_or("");
+                    let msg = r
+                        .pointer("/Sns/Message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     match serde_json::from_str::<Value>(msg) {
                         Ok(m) => format!("sns+{}", message(&m, message_id, items, depth + 1)?),
                         Err(e) => return Err(format!("SNS message is not JSON: {e}")),
@@ -151,7 +171,9 @@ fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: us
             shape.get_or_insert(this);
         }
         // `sqs+s3` is called `sqs`, `sqs+sns+s3` is `sqs+sns`.
-        return Ok(shape.map(|s| s.trim_end_matches("+s3").to_string()).unwrap_or_else(|| "s3".into()));
+        return Ok(shape
+            .map(|s| s.trim_end_matches("+s3").to_string())
+            .unwrap_or_else(|| "s3".into()));
     }
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         let bucket = v.get("Bucket").and_then(Value::as_str).unwrap_or("?");
@@ -164,7 +186,8 @@ fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: us
     if v.get("Type").and_then(Value::as_str) == Some("Notification") {
         // An SNS envelope delivered through SQS without raw message delivery.
         let msg = v.get("Message").and_then(Value::as_str).unwrap_or("");
-        let m = serde_json::from_str::<Value>(msg).map_err(|e| format!("SNS message is not JSON: {e}"))?;
+        let m = serde_json::from_str::<Value>(msg)
+            .map_err(|e| format!("SNS message is not JSON: {e}"))?;
         let inner = message(&m, message_id, items, depth + 1)?;
         return Ok(format!("sns+{inner}").trim_end_matches("+s3").to_string());
     }
@@ -177,56 +200,104 @@ fn message(v: &Value, message_id: Option<&str>, items: &mut Vec<Item>, depth: us
 
 fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
     let name = r.get("eventName").and_then(Value::as_str).unwrap_or("");
-    let bucket = r.pointer("/s3/bucket/name").and_then(Value::as_str).unwrap_or("");
-    let raw_key = r.pointer("/s3/object/key").and_then(Value::as_str).unwrap_or("");
+    let bucket = r
+        .pointer("/s3/bucket/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let raw_key = r
+        .pointer("/s3/object/key")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let key = decode_key(raw_key);
     let source = format!("s3://{bucket}/{}", key.as_deref().unwrap_or(raw_key));
     if !name.starts_with("ObjectCreated:") {
-        return Item::Skipped { source, reason: format!("{} is not an upload", if name.is_empty() { "an unnamed event" } else { name }) };
+        return Item::Skipped {
+            source,
+            reason: format!(
+                "{} is not an upload",
+                if name.is_empty() {
+                    "an unnamed event"
+                } else {
+                    name
+                }
+            ),
+        };
     }
     let key = match key {
         Ok(k) => k,
         Err(reason) => return fail_or_skip(message_id, source, reason),
     };
     if bucket.is_empty() || key.is_empty() {
-        return fail_or_skip(message_id, source, "the notification names no bucket or key".into());
+        return fail_or_skip(
+            message_id,
+            source,
+            "the notification names no bucket or key".into(),
+        );
     }
     let obj = r.pointer("/s3/object");
     Item::Object(ObjectRef {
         bucket: bucket.to_string(),
         key,
         size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
-        etag: obj.and_then(|o| o.get("eTag").or_else(|| o.get("etag"))).and_then(Value::as_str).map(str::to_string),
-        version_id: obj.and_then(|o| o.get("versionId")).and_then(Value::as_str).map(str::to_string),
+        etag: obj
+            .and_then(|o| o.get("eTag").or_else(|| o.get("etag")))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        version_id: obj
+            .and_then(|o| o.get("versionId"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
         message_id: message_id.map(str::to_string),
     })
 }
 
 fn fail_or_skip(message_id: Option<&str>, source: String, reason: String) -> Item {
     match message_id {
-        Some(id) => Item::Failed { message_id: id.to_string(), reason: format!("{source}: {reason}") },
+        Some(id) => Item::Failed {
+            message_id: id.to_string(),
+            reason: format!("{source}: {reason}"),
+        },
         None => Item::Skipped { source, reason },
     }
 }
 
 fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
     let kind = v.get("detail-type").and_then(Value::as_str).unwrap_or("");
-    let bucket = v.pointer("/detail/bucket/name").and_then(Value::as_str).unwrap_or("");
-    let key = v.pointer("/detail/object/key").and_then(Value::as_str).unwrap_or("");
+    let bucket = v
+        .pointer("/detail/bucket/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let key = v
+        .pointer("/detail/object/key")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let source = format!("s3://{bucket}/{key}");
     if kind != "Object Created" {
-        return Item::Skipped { source, reason: format!("EventBridge `{kind}` is not an upload") };
+        return Item::Skipped {
+            source,
+            reason: format!("EventBridge `{kind}` is not an upload"),
+        };
     }
     if bucket.is_empty() || key.is_empty() {
-        return fail_or_skip(message_id, source, "the event names no bucket or key".into());
+        return fail_or_skip(
+            message_id,
+            source,
+            "the event names no bucket or key".into(),
+        );
     }
     let obj = v.pointer("/detail/object");
     Item::Object(ObjectRef {
         bucket: bucket.to_string(),
         key: key.to_string(),
         size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
-        etag: obj.and_then(|o| o.get("etag")).and_then(Value::as_str).map(str::to_string),
-        version_id: obj.and_then(|o| o.get("version-id")).and_then(Value::as_str).map(str::to_string),
+        etag: obj
+            .and_then(|o| o.get("etag"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        version_id: obj
+            .and_then(|o| o.get("version-id"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
         message_id: message_id.map(str::to_string),
     })
 }
@@ -240,8 +311,14 @@ mod tests {
     fn decodes_keys_like_aws_encodes_them() {
         assert_eq!(decode_key("Happy+Face.jpg").unwrap(), "Happy Face.jpg");
         assert_eq!(decode_key("c%2B%2B/a%2Bb.txt").unwrap(), "c++/a+b.txt");
-        assert_eq!(decode_key("caf%C3%A9/%E6%97%A5%E6%9C%AC.ndjson").unwrap(), "café/日本.ndjson");
-        assert_eq!(decode_key("dt%3D2026-11-22/_SUCCESS").unwrap(), "dt=2026-11-22/_SUCCESS");
+        assert_eq!(
+            decode_key("caf%C3%A9/%E6%97%A5%E6%9C%AC.ndjson").unwrap(),
+            "café/日本.ndjson"
+        );
+        assert_eq!(
+            decode_key("dt%3D2026-11-22/_SUCCESS").unwrap(),
+            "dt=2026-11-22/_SUCCESS"
+        );
         assert!(decode_key("bad%FF").is_err());
     }
 

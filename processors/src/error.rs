@@ -49,6 +49,9 @@ pub enum Error {
 impl Error {
     /// Wrap an Arrow error with what was being done.
     pub fn arrow(context: impl Into<String>, source: ArrowError) -> Self {
-        Error::Arrow { context: context.into(), source }
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
     }
 }

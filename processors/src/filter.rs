@@ -31,7 +31,10 @@ impl Filter {
                 ),
             });
         }
-        Ok(Self { predicate, schema: schema.clone() })
+        Ok(Self {
+            predicate,
+            schema: schema.clone(),
+        })
     }
 }
 
@@ -44,7 +47,8 @@ impl Stage for Filter {
     }
     fn push(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), Error> {
         let mask = self.predicate.evaluate(&batch)?;
-        let mask = arrow_cast::cast(&mask, &DataType::Boolean).map_err(|e| Error::arrow("filter", e))?;
+        let mask =
+            arrow_cast::cast(&mask, &DataType::Boolean).map_err(|e| Error::arrow("filter", e))?;
         let kept = arrow_select::filter::filter_record_batch(&batch, mask.as_boolean())
             .map_err(|e| Error::arrow("filter", e))?;
         if kept.num_rows() > 0 {
@@ -63,7 +67,9 @@ pub struct FilterFactory {
 impl FilterFactory {
     /// A factory for `where = predicate`.
     pub fn new(predicate: impl Into<String>) -> Self {
-        Self { predicate: predicate.into() }
+        Self {
+            predicate: predicate.into(),
+        }
     }
 }
 
@@ -79,16 +85,31 @@ impl StageFactory for FilterFactory {
 /// Shared by tests in this crate.
 #[cfg(test)]
 pub(crate) fn sample() -> RecordBatch {
-    use std::sync::Arc;
-    use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMicrosecondArray};
+    use arrow_array::{
+        BooleanArray, Float64Array, Int64Array, StringArray, StructArray, TimestampMicrosecondArray,
+    };
     use arrow_schema::{Field, Fields, Schema};
+    use std::sync::Arc;
     let ts = |s| crate::expr::parse_timestamp(s).expect("valid");
-    let geo_fields = Fields::from(vec![Field::new("lat", DataType::Float64, true), Field::new("cc", DataType::Utf8, true)]);
+    let geo_fields = Fields::from(vec![
+        Field::new("lat", DataType::Float64, true),
+        Field::new("cc", DataType::Utf8, true),
+    ]);
     let geo = StructArray::new(
         geo_fields.clone(),
         vec![
-            Arc::new(Float64Array::from(vec![Some(52.5), Some(0.0), None, Some(-33.9)])),
-            Arc::new(StringArray::from(vec![Some("DE"), Some("GH"), Some("XX"), Some("ZA")])),
+            Arc::new(Float64Array::from(vec![
+                Some(52.5),
+                Some(0.0),
+                None,
+                Some(-33.9),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("DE"),
+                Some("GH"),
+                Some("XX"),
+                Some("ZA"),
+            ])),
         ],
         Some(vec![true, true, false, true].into()),
     );
@@ -104,10 +125,25 @@ pub(crate) fn sample() -> RecordBatch {
     RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from(vec![Some("/"), Some("/Cart"), None, Some("/pay")])),
-            Arc::new(StringArray::from(vec![Some("view"), Some("click"), Some("view"), Some("buy")])),
+            Arc::new(StringArray::from(vec![
+                Some("/"),
+                Some("/Cart"),
+                None,
+                Some("/pay"),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("view"),
+                Some("click"),
+                Some("view"),
+                Some("buy"),
+            ])),
             Arc::new(Int64Array::from(vec![Some(120), Some(900), Some(0), None])),
-            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true)])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+                Some(true),
+            ])),
             Arc::new(
                 TimestampMicrosecondArray::from(vec![
                     ts("2026-11-22T10:00:00Z"),
@@ -118,7 +154,12 @@ pub(crate) fn sample() -> RecordBatch {
                 .with_timezone("UTC"),
             ),
             Arc::new(geo),
-            Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("c"), Some("d")])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                Some("c"),
+                Some("d"),
+            ])),
         ],
     )
     .expect("valid sample")
@@ -134,7 +175,13 @@ mod tests {
         let mut out = Vec::new();
         f.push(batch, &mut out).unwrap();
         out.iter()
-            .flat_map(|b| b.column(6).as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>())
+            .flat_map(|b| {
+                b.column(6)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -168,7 +215,10 @@ mod tests {
             ("latency_ms % 7 = 120 % 7", "a"),
             ("-latency_ms < -500", "b"),
             ("latency_ms / 1000.0 > 0.5", "b"),
-            ("CASE WHEN latency_ms > 500 THEN 'slow' WHEN latency_ms >= 0 THEN 'fast' ELSE 'unknown' END = 'fast'", "ac"),
+            (
+                "CASE WHEN latency_ms > 500 THEN 'slow' WHEN latency_ms >= 0 THEN 'fast' ELSE 'unknown' END = 'fast'",
+                "ac",
+            ),
             ("CASE WHEN latency_ms > 500 THEN 1 END IS NULL", "acd"),
             ("lower(page) = '/cart' AND upper(event_type) = 'CLICK'", "b"),
             ("length(page) = 4 AND trim('  x ') = 'x'", "d"),
@@ -178,12 +228,21 @@ mod tests {
             ("coalesce(page, 'none') = 'none'", "c"),
             ("coalesce(latency_ms, -1) < 0", "d"),
             ("cast(latency_ms AS string) = '900'", "b"),
-            ("cast('12' AS int64) = 12 AND cast(latency_ms AS float64) > 899.5", "b"),
+            (
+                "cast('12' AS int64) = 12 AND cast(latency_ms AS float64) > 899.5",
+                "b",
+            ),
             ("date(ts) = '2026-11-22'", "ab"),
             ("date(ts) = date('2026-11-22T05:00:00Z')", "ab"),
             ("hour(ts) = 10", "ab"),
-            ("date_trunc('hour', ts) = timestamp '2026-11-22T10:00:00Z'", "ab"),
-            ("ts >= '2026-11-22T00:00:00Z' AND ts < timestamp '2026-11-23T00:00:00Z'", "ab"),
+            (
+                "date_trunc('hour', ts) = timestamp '2026-11-22T10:00:00Z'",
+                "ab",
+            ),
+            (
+                "ts >= '2026-11-22T00:00:00Z' AND ts < timestamp '2026-11-23T00:00:00Z'",
+                "ab",
+            ),
             ("abs(latency_ms - 1000) = 100", "b"),
             ("round(geo.lat / 10) = 5 OR round(geo.lat, 1) = -33.9", "ad"),
             ("null", ""),
@@ -198,7 +257,11 @@ mod tests {
     fn type_errors_are_found_before_running() {
         let schema = sample().schema();
         let err = |p: &str| Filter::new(p, &schema).unwrap_err().to_string();
-        assert!(err("latency_ms > '500'").contains("cannot apply `>` to int64 and string"), "{}", err("latency_ms > '500'"));
+        assert!(
+            err("latency_ms > '500'").contains("cannot apply `>` to int64 and string"),
+            "{}",
+            err("latency_ms > '500'")
+        );
         assert!(err("latency_ms").contains("needs a true/false condition"));
         assert!(err("pgae = '/'").contains("unknown column `pgae`"));
         assert!(err("Page = '/'").contains("did you mean `page`"));

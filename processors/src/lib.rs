@@ -121,6 +121,10 @@ impl Reject {
     /// A reject at `position` for `reason`, keeping at most [`REJECT_RAW_BYTES`] of `raw`.
     pub fn new(position: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
         let keep = raw.len().min(REJECT_RAW_BYTES);
-        Self { position, reason: reason.into(), raw: raw[..keep].to_vec() }
+        Self {
+            position,
+            reason: reason.into(),
+            raw: raw[..keep].to_vec(),
+        }
     }
 }

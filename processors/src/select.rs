@@ -30,7 +30,10 @@ impl Select {
             fields.push(Field::new(name, c.data_type().clone(), true));
             compiled.push(c);
         }
-        Ok(Self { columns: compiled, schema: Arc::new(Schema::new(fields)) })
+        Ok(Self {
+            columns: compiled,
+            schema: Arc::new(Schema::new(fields)),
+        })
     }
 }
 
@@ -42,10 +45,15 @@ impl Stage for Select {
         self.schema.clone()
     }
     fn push(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), Error> {
-        let arrays = self.columns.iter().map(|c| c.evaluate(&batch)).collect::<Result<Vec<_>, _>>()?;
+        let arrays = self
+            .columns
+            .iter()
+            .map(|c| c.evaluate(&batch))
+            .collect::<Result<Vec<_>, _>>()?;
         let opts = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         out.push(
-            RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts).map_err(|e| Error::arrow("select", e))?,
+            RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts)
+                .map_err(|e| Error::arrow("select", e))?,
         );
         Ok(())
     }
@@ -92,9 +100,15 @@ mod tests {
         let mut out = Vec::new();
         s.push(batch, &mut out).unwrap();
         let b = &out[0];
-        assert_eq!(b.schema().field(1).data_type(), &arrow_schema::DataType::Date32);
-        assert_eq!(b.column(3).as_primitive::<Int64Type>().values().to_vec()[..3], [240, 1800, 0]);
-        assert_eq!(b.column(2).as_boolean().value(1), true);
+        assert_eq!(
+            b.schema().field(1).data_type(),
+            &arrow_schema::DataType::Date32
+        );
+        assert_eq!(
+            b.column(3).as_primitive::<Int64Type>().values().to_vec()[..3],
+            [240, 1800, 0]
+        );
+        assert!(b.column(2).as_boolean().value(1));
         assert_eq!(b.column(0).as_string::<i32>().value(1), "/Cart");
     }
 }

@@ -24,12 +24,18 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 impl FsStore {
     /// A store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), flat: false }
+        Self {
+            root: root.into(),
+            flat: false,
+        }
     }
 
     /// A store where every key is a path under `root`, whatever the bucket.
     pub fn flat(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), flat: true }
+        Self {
+            root: root.into(),
+            flat: true,
+        }
     }
 
     /// The file for `bucket/key`, refusing anything that would leave the root.
@@ -39,23 +45,36 @@ impl FsStore {
             message: format!("refused: {why}"),
             retryable: false,
         };
-        if !self.flat && (bucket.is_empty() || bucket.contains(['/', '\\', '\0']) || bucket == "." || bucket == "..") {
+        if !self.flat
+            && (bucket.is_empty()
+                || bucket.contains(['/', '\\', '\0'])
+                || bucket == "."
+                || bucket == "..")
+        {
             return Err(bad("the bucket name cannot be used as a folder name"));
         }
         if key.contains('\0') {
             return Err(bad("the key contains a NUL byte"));
         }
-        let mut p = if self.flat { self.root.clone() } else { self.root.join(bucket) };
+        let mut p = if self.flat {
+            self.root.clone()
+        } else {
+            self.root.join(bucket)
+        };
         let mut any = false;
         for seg in key.split('/') {
             if seg.is_empty() {
                 continue;
             }
             if seg == "." || seg == ".." {
-                return Err(bad("the key has a `.` or `..` segment, which would leave the store folder"));
+                return Err(bad(
+                    "the key has a `.` or `..` segment, which would leave the store folder",
+                ));
             }
             let sp = Path::new(seg);
-            if sp.components().count() != 1 || !matches!(sp.components().next(), Some(Component::Normal(_))) {
+            if sp.components().count() != 1
+                || !matches!(sp.components().next(), Some(Component::Normal(_)))
+            {
                 return Err(bad("the key has a segment that is not a plain file name"));
             }
             p.push(seg);
@@ -69,7 +88,11 @@ impl FsStore {
 }
 
 impl ObjectStore for FsStore {
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ByteReader, Error>> {
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let path = self.path(bucket, key)?;
             match tokio::fs::File::open(&path).await {
@@ -79,8 +102,14 @@ impl ObjectStore for FsStore {
                     }
                     Ok(Box::pin(f) as ByteReader)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(format!("s3://{bucket}/{key}"))),
-                Err(e) => Err(Error::Store { location: path.display().to_string(), message: e.to_string(), retryable: false }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(not_found(format!("s3://{bucket}/{key}")))
+                }
+                Err(e) => Err(Error::Store {
+                    location: path.display().to_string(),
+                    message: e.to_string(),
+                    retryable: false,
+                }),
             }
         }
         .boxed()
@@ -94,24 +123,38 @@ impl ObjectStore for FsStore {
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>> {
         async move {
             let path = self.path(bucket, key)?;
-            let io = |e: std::io::Error| Error::Store { location: path.display().to_string(), message: e.to_string(), retryable: false };
+            let io = |e: std::io::Error| Error::Store {
+                location: path.display().to_string(),
+                message: e.to_string(),
+                retryable: false,
+            };
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await.map_err(io)?;
             }
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = path.with_file_name(format!(
                 ".{name}.sluice-tmp-{}-{}",
                 std::process::id(),
                 TMP_SEQ.fetch_add(1, Ordering::Relaxed)
             ));
             let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
-            Ok(Box::new(FsWriter { file: Some(file), tmp, path, written: 0 }) as Box<dyn ObjectWriter>)
+            Ok(Box::new(FsWriter {
+                file: Some(file),
+                tmp,
+                path,
+                written: 0,
+            }) as Box<dyn ObjectWriter>)
         }
         .boxed()
     }
 
     fn location(&self, bucket: &str, key: &str) -> String {
-        self.path(bucket, key).map(|p| p.display().to_string()).unwrap_or_else(|_| format!("s3://{bucket}/{key}"))
+        self.path(bucket, key)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| format!("s3://{bucket}/{key}"))
     }
 }
 
@@ -125,7 +168,11 @@ struct FsWriter {
 
 impl FsWriter {
     fn err(&self, e: std::io::Error) -> Error {
-        Error::Store { location: self.path.display().to_string(), message: e.to_string(), retryable: false }
+        Error::Store {
+            location: self.path.display().to_string(),
+            message: e.to_string(),
+            retryable: false,
+        }
     }
 }
 
@@ -186,9 +233,24 @@ mod tests {
     #[test]
     fn no_key_leaves_the_root() {
         let s = FsStore::new("/data");
-        assert_eq!(s.path("b", "a/b c/d.json").unwrap(), PathBuf::from("/data/b/a/b c/d.json"));
-        assert_eq!(s.path("b", "/lead//double").unwrap(), PathBuf::from("/data/b/lead/double"));
-        for (b, k) in [("b", "../x"), ("b", "a/../../x"), ("..", "x"), ("b/c", "x"), ("b", "a/./x"), ("b", ""), ("b", "a\0b"), ("", "x")] {
+        assert_eq!(
+            s.path("b", "a/b c/d.json").unwrap(),
+            PathBuf::from("/data/b/a/b c/d.json")
+        );
+        assert_eq!(
+            s.path("b", "/lead//double").unwrap(),
+            PathBuf::from("/data/b/lead/double")
+        );
+        for (b, k) in [
+            ("b", "../x"),
+            ("b", "a/../../x"),
+            ("..", "x"),
+            ("b/c", "x"),
+            ("b", "a/./x"),
+            ("b", ""),
+            ("b", "a\0b"),
+            ("", "x"),
+        ] {
             assert!(s.path(b, k).is_err(), "{b} {k}");
         }
     }
@@ -202,11 +264,17 @@ mod tests {
         assert!(!dir.path().join("b/out/x.txt").exists());
         w.write(Bytes::from_static(b"world")).await.unwrap();
         assert_eq!(w.complete().await.unwrap(), 11);
-        assert_eq!(std::fs::read(dir.path().join("b/out/x.txt")).unwrap(), b"hello world");
+        assert_eq!(
+            std::fs::read(dir.path().join("b/out/x.txt")).unwrap(),
+            b"hello world"
+        );
         let mut w = s.create("b", "out/y.txt", "text/plain").await.unwrap();
         w.write(Bytes::from_static(b"partial")).await.unwrap();
         w.abort().await;
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("b/out")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("b/out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.txt")]);
         let err = match s.get("b", "missing").await {
             Err(e) => e.to_string(),

@@ -25,7 +25,8 @@ pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
 /// Read and write objects by bucket and key.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Open an object for reading.
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ByteReader, Error>>;
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str)
+    -> BoxFuture<'a, Result<ByteReader, Error>>;
     /// Start writing an object. Nothing is visible under `key` until [`ObjectWriter::complete`].
     fn create<'a>(
         &'a self,
@@ -49,5 +50,9 @@ pub trait ObjectWriter: Send {
 
 /// A "no such object" error for `location`.
 pub fn not_found(location: String) -> Error {
-    Error::Store { location, message: "no such object (deleted, or never written?)".into(), retryable: false }
+    Error::Store {
+        location,
+        message: "no such object (deleted, or never written?)".into(),
+        retryable: false,
+    }
 }

@@ -25,13 +25,22 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     e: SdkError<E, R>,
 ) -> Error {
     let retryable = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(s) => {
-            matches!(s.err().code(), Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout"))
+            matches!(
+                s.err().code(),
+                Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout")
+            )
         }
         _ => false,
     };
-    Error::Store { location, message: DisplayErrorContext(&e).to_string(), retryable }
+    Error::Store {
+        location,
+        message: DisplayErrorContext(&e).to_string(),
+        retryable,
+    }
 }
 
 impl S3Store {
@@ -59,7 +68,9 @@ impl S3Store {
         if custom {
             b = b.force_path_style(true);
         }
-        Self { client: Client::from_conf(b.build()) }
+        Self {
+            client: Client::from_conf(b.build()),
+        }
     }
 
     /// The client, for callers that need more than get and put.
@@ -69,12 +80,25 @@ impl S3Store {
 }
 
 impl ObjectStore for S3Store {
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<ByteReader, Error>> {
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            match self.client.get_object().bucket(bucket).key(key).send().await {
+            match self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+            {
                 Ok(out) => Ok(Box::pin(out.body.into_async_read()) as ByteReader),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Err(not_found(loc)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    Err(not_found(loc))
+                }
                 Err(e) => Err(classify(loc, e)),
             }
         }
@@ -138,7 +162,11 @@ impl S3Writer {
             self.upload_id = out.upload_id;
         }
         let Some(id) = self.upload_id.clone() else {
-            return Err(Error::Store { location: self.loc(), message: "S3 returned no upload id".into(), retryable: true });
+            return Err(Error::Store {
+                location: self.loc(),
+                message: "S3 returned no upload id".into(),
+                retryable: true,
+            });
         };
         let number = self.parts.len() as i32 + 1;
         let body = self.buf.split().freeze();
@@ -153,7 +181,12 @@ impl S3Writer {
             .send()
             .await
             .map_err(|e| classify(self.loc(), e))?;
-        self.parts.push(CompletedPart::builder().set_e_tag(out.e_tag).part_number(number).build());
+        self.parts.push(
+            CompletedPart::builder()
+                .set_e_tag(out.e_tag)
+                .part_number(number)
+                .build(),
+        );
         Ok(())
     }
 }
@@ -186,14 +219,16 @@ impl ObjectWriter for S3Writer {
                     .map_err(|e| classify(self.loc(), e))?;
                 return Ok(self.total);
             }
-            if !self.buf.is_empty() {
-                if let Err(e) = self.upload_part().await {
-                    self.abort().await;
-                    return Err(e);
-                }
+            if !self.buf.is_empty()
+                && let Err(e) = self.upload_part().await
+            {
+                self.abort().await;
+                return Err(e);
             }
             let id = self.upload_id.clone().unwrap_or_default();
-            let done = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build();
+            let done = CompletedMultipartUpload::builder()
+                .set_parts(Some(std::mem::take(&mut self.parts)))
+                .build();
             let res = self
                 .client
                 .complete_multipart_upload()

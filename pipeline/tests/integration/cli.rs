@@ -4,7 +4,14 @@ use crate::support::*;
 
 fn replay_json(event: &str, out: &std::path::Path) -> std::process::Output {
     let cfg = example_config();
-    sluice(&["replay", cfg.to_str().unwrap(), event, "--out", out.to_str().unwrap(), "--json"])
+    sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        event,
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ])
 }
 
 #[test]
@@ -12,21 +19,37 @@ fn validate_prints_the_plan_and_refuses_bad_configs() {
     let cfg = example_config();
     let o = sluice(&["validate", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("→ day date, ts timestamp, user_id string"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("→ day date, ts timestamp, user_id string"),
+        "{}",
+        stdout(&o)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("pipeline.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("latency_ms > 500\"", "latency > 500\"");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("latency_ms > 500\"", "latency > 500\"");
     std::fs::write(&bad, text).unwrap();
     let o = sluice(&["validate", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.starts_with(&format!("{}:12: `stage[0].where`: unknown column `latency`", bad.display())), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:12: `stage[0].where`: unknown column `latency`",
+            bad.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("columns are: ts, user_id"), "{err}");
 
     let o = sluice(&["validate", "/no/such/pipeline.toml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cannot read the config"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read the config"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = sluice(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
@@ -39,25 +62,49 @@ fn replay_reports_each_failure_clearly_and_keeps_the_good_objects() {
     assert_eq!(o.status.code(), Some(1));
     let s = &summaries(&o)[0];
     let err = s["error"].as_str().unwrap();
-    assert!(err.contains("corrupt.ndjson.gz: the object is corrupt or truncated"), "{err}");
+    assert!(
+        err.contains("corrupt.ndjson.gz: the object is corrupt or truncated"),
+        "{err}"
+    );
     // The good object in the same event is processed and written.
     assert_eq!(s["objects"], 1);
     assert_eq!(s["records_out"], 26);
     // Nothing half-written is visible for the corrupt one.
-    assert!(files(out.path()).iter().all(|f| !f.to_string_lossy().contains("corrupt")), "{:?}", files(out.path()));
+    assert!(
+        files(out.path())
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("corrupt")),
+        "{:?}",
+        files(out.path())
+    );
 
     let o = replay_json("fixtures/events/s3-missing-object.json", out.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(summaries(&o)[0]["error"].as_str().unwrap().contains("never-uploaded.ndjson: no such object"), "{}", stdout(&o));
+    assert!(
+        summaries(&o)[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("never-uploaded.ndjson: no such object"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = replay_json("fixtures/events/s3-not-json.json", out.path());
     assert_eq!(o.status.code(), Some(1));
     let err = summaries(&o)[0]["error"].as_str().unwrap().to_string();
-    assert!(err.contains("none of its 3 records could be read as `ndjson`"), "{err}");
+    assert!(
+        err.contains("none of its 3 records could be read as `ndjson`"),
+        "{err}"
+    );
 
     let o = replay_json("fixtures/events/not-s3.json", out.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(summaries(&o)[0]["error"].as_str().unwrap().contains("eventSource `aws:dynamodb` is not an S3 notification"));
+    assert!(
+        summaries(&o)[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("eventSource `aws:dynamodb` is not an S3 notification")
+    );
 
     let o = replay_json("fixtures/events/s3-test-event.json", out.path());
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
@@ -70,22 +117,52 @@ fn replay_takes_folders_and_jsonl_and_prints_one_line_per_event() {
     let dir = tempfile::tempdir().unwrap();
     let a = std::fs::read_to_string(fixtures().join("events/sqs-s3.json")).unwrap();
     let b = std::fs::read_to_string(fixtures().join("events/eventbridge-created.json")).unwrap();
-    let compact = |s: &str| serde_json::to_string(&serde_json::from_str::<serde_json::Value>(s).unwrap()).unwrap();
+    let compact = |s: &str| {
+        serde_json::to_string(&serde_json::from_str::<serde_json::Value>(s).unwrap()).unwrap()
+    };
     let jsonl = dir.path().join("events.jsonl");
-    std::fs::write(&jsonl, format!("{}\n\n{}\nnot json\n", compact(&a), compact(&b))).unwrap();
+    std::fs::write(
+        &jsonl,
+        format!("{}\n\n{}\nnot json\n", compact(&a), compact(&b)),
+    )
+    .unwrap();
     let o = replay_json(jsonl.to_str().unwrap(), out.path());
     let s = summaries(&o);
     assert_eq!(s.len(), 3, "{}", stdout(&o));
     assert_eq!(s[0]["event"], format!("{}:1", jsonl.display()));
-    assert_eq!((s[0]["trigger"].as_str(), s[0]["objects"].as_u64(), s[0]["skipped"].as_u64()), (Some("sqs"), Some(1), Some(1)));
+    assert_eq!(
+        (
+            s[0]["trigger"].as_str(),
+            s[0]["objects"].as_u64(),
+            s[0]["skipped"].as_u64()
+        ),
+        (Some("sqs"), Some(1), Some(1))
+    );
     assert_eq!(s[1]["event"], format!("{}:3", jsonl.display()));
     assert_eq!(s[1]["trigger"], "eventbridge");
     assert!(s[2]["error"].as_str().unwrap().starts_with("not JSON"));
     assert_eq!(o.status.code(), Some(1));
 
     let o = replay_json("fixtures/events", out.path());
-    assert_eq!(summaries(&o).len(), std::fs::read_dir(fixtures().join("events")).unwrap().count());
-    let fields = ["event", "trigger", "objects", "skipped", "records_in", "records_out", "rejected", "outputs", "batch_item_failures", "duration_ms", "error"];
+    assert_eq!(
+        summaries(&o).len(),
+        std::fs::read_dir(fixtures().join("events"))
+            .unwrap()
+            .count()
+    );
+    let fields = [
+        "event",
+        "trigger",
+        "objects",
+        "skipped",
+        "records_in",
+        "records_out",
+        "rejected",
+        "outputs",
+        "batch_item_failures",
+        "duration_ms",
+        "error",
+    ];
     for s in summaries(&o) {
         for f in fields {
             assert!(s.get(f).is_some(), "{f} missing from {s}");
@@ -97,24 +174,50 @@ fn replay_takes_folders_and_jsonl_and_prints_one_line_per_event() {
 fn replaying_twice_writes_identical_bytes() {
     let out = tempfile::tempdir().unwrap();
     let read_all = |d: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        files(d).into_iter().map(|f| (f.clone(), std::fs::read(d.join(&f)).unwrap())).collect()
+        files(d)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read(d.join(&f)).unwrap()))
+            .collect()
     };
-    assert_eq!(replay_json("examples/clickstream/events/s3-put.json", out.path()).status.code(), Some(0));
+    assert_eq!(
+        replay_json("examples/clickstream/events/s3-put.json", out.path())
+            .status
+            .code(),
+        Some(0)
+    );
     let first = read_all(out.path());
     assert_eq!(first.len(), 4);
-    assert_eq!(replay_json("examples/clickstream/events/s3-put.json", out.path()).status.code(), Some(0));
+    assert_eq!(
+        replay_json("examples/clickstream/events/s3-put.json", out.path())
+            .status
+            .code(),
+        Some(0)
+    );
     assert_eq!(first, read_all(out.path()));
 }
 
 #[test]
 fn event_s3_writes_a_replayable_notification() {
-    let o = sluice(&["event", "s3", "--bucket", "analytics-in", "--key", "clickstream/2026/11/22/web+app events.ndjson", "--sqs"]);
+    let o = sluice(&[
+        "event",
+        "s3",
+        "--bucket",
+        "analytics-in",
+        "--key",
+        "clickstream/2026/11/22/web+app events.ndjson",
+        "--sqs",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let ev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let body: serde_json::Value = serde_json::from_str(ev["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(ev["Records"][0]["body"].as_str().unwrap()).unwrap();
     let obj = &body["Records"][0]["s3"]["object"];
     assert_eq!(obj["key"], "clickstream/2026/11/22/web%2Bapp+events.ndjson");
-    let size = std::fs::metadata(fixtures().join("objects/analytics-in/clickstream/2026/11/22/web+app events.ndjson")).unwrap().len();
+    let size = std::fs::metadata(
+        fixtures().join("objects/analytics-in/clickstream/2026/11/22/web+app events.ndjson"),
+    )
+    .unwrap()
+    .len();
     assert_eq!(obj["size"].as_u64(), Some(size));
 
     let dir = tempfile::tempdir().unwrap();

@@ -17,20 +17,31 @@ async fn render(event_path: &Path) -> String {
         Arc::new(FsStore::new(fixtures().join("objects"))),
         Arc::new(FsStore::new(out.path())),
     );
-    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(event_path).expect("event")).expect("json");
+    let event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(event_path).expect("event")).expect("json");
     let (mut summary, sqs) = handler.handle(&event).await;
     summary.duration_ms = 0;
     let prefix = format!("{}/", out.path().display());
-    summary.outputs = summary.outputs.iter().map(|o| o.replace(&prefix, "OUT/")).collect();
+    summary.outputs = summary
+        .outputs
+        .iter()
+        .map(|o| o.replace(&prefix, "OUT/"))
+        .collect();
     let mut text = serde_json::to_string_pretty(&summary).expect("summary");
-    text.push_str(&format!("\nlambda response: {}\n", summary.lambda_response(sqs)));
+    text.push_str(&format!(
+        "\nlambda response: {}\n",
+        summary.lambda_response(sqs)
+    ));
     for f in files(out.path()) {
         let bytes = std::fs::read(out.path().join(&f)).expect("read output");
         text.push_str(&format!("\n== OUT/{}\n", f.display()));
         let lines = if f.extension().is_some_and(|e| e == "parquet") {
             parquet_rows(&bytes)
         } else {
-            String::from_utf8_lossy(&bytes).lines().map(str::to_string).collect()
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(str::to_string)
+                .collect()
         };
         for l in lines {
             text.push_str(&l);
@@ -53,7 +64,11 @@ async fn every_fixture_event_matches_its_golden_output() {
     let mut mismatches = Vec::new();
     for ev in &events {
         let name = ev.file_stem().expect("name").to_string_lossy().into_owned();
-        let name = if ev.starts_with(root().join("examples")) { format!("example-{name}") } else { name };
+        let name = if ev.starts_with(root().join("examples")) {
+            format!("example-{name}")
+        } else {
+            name
+        };
         let got = render(ev).await;
         let path = golden_dir.join(format!("{name}.txt"));
         if update {
@@ -61,7 +76,8 @@ async fn every_fixture_event_matches_its_golden_output() {
             std::fs::write(&path, &got).expect("write golden");
             continue;
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
         if want != got {
             let actual = golden_dir.join("actual");
             std::fs::create_dir_all(&actual).expect("actual dir");
@@ -69,5 +85,8 @@ async fn every_fixture_event_matches_its_golden_output() {
             mismatches.push(name);
         }
     }
-    assert!(mismatches.is_empty(), "golden mismatches (see fixtures/golden/actual/): {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "golden mismatches (see fixtures/golden/actual/): {mismatches:?}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Integration tests: golden replays of every fixture event, the `sluice` command line, and the
 //! S3 store against a real S3 endpoint (moto's server, started by the test command).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
 mod golden;

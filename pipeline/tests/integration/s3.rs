@@ -31,29 +31,55 @@ pub async fn client(endpoint: &str) -> Client {
 
 /// A bucket name unique to this test run.
 pub fn bucket(name: &str) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{name}-{}-{}", std::process::id(), t % 1_000_000_000)
 }
 
 pub async fn put(c: &Client, bucket: &str, key: &str, body: Vec<u8>) {
-    c.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.expect("put_object");
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .expect("put_object");
 }
 
 pub async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let o = c.get_object().bucket(bucket).key(key).send().await.expect("get_object");
+    let o = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("get_object");
     o.body.collect().await.expect("body").into_bytes().to_vec()
 }
 
 pub async fn keys(c: &Client, bucket: &str) -> Vec<String> {
-    let o = c.list_objects_v2().bucket(bucket).send().await.expect("list");
-    let mut k: Vec<String> = o.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+    let o = c
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list");
+    let mut k: Vec<String> = o
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
     k.sort();
     k
 }
 
 /// The example pipeline writing to `output` instead of `analytics-out`.
 pub fn config(dir: &std::path::Path, output: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(example_config()).unwrap().replace("analytics-out", output);
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace("analytics-out", output);
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -68,39 +94,73 @@ async fn replay_against_s3_matches_local_replay_byte_for_byte() {
     c.create_bucket().bucket(&outb).send().await.unwrap();
     let local = fixtures().join("objects/analytics-in");
     let mut records = Vec::new();
-    for key in ["clickstream/2026/11/22/web+app events.ndjson", "clickstream/2026/11/23/café-東京.ndjson.gz"] {
+    for key in [
+        "clickstream/2026/11/22/web+app events.ndjson",
+        "clickstream/2026/11/23/café-東京.ndjson.gz",
+    ] {
         let body = std::fs::read(local.join(key)).unwrap();
         records.push(event::s3_record(&inb, key, body.len() as u64, "etag-1"));
         put(&c, &inb, key, body).await;
     }
-    records.push(event::s3_record(&inb, "clickstream/2026/11/26/gone.ndjson", 5, "etag-2"));
+    records.push(event::s3_record(
+        &inb,
+        "clickstream/2026/11/26/gone.ndjson",
+        5,
+        "etag-2",
+    ));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &outb);
     let ev = dir.path().join("event.json");
     std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
 
-    let o = sluice(&["replay", cfg.to_str().unwrap(), ev.to_str().unwrap(), "--endpoint-url", &ep, "--json"]);
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        ev.to_str().unwrap(),
+        "--endpoint-url",
+        &ep,
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
     let s = &summaries(&o)[0];
     assert_eq!(s["objects"], 2);
-    assert!(s["error"].as_str().unwrap().contains("gone.ndjson: no such object"), "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("gone.ndjson: no such object"),
+        "{s}"
+    );
     let written = keys(&c, &outb).await;
     assert_eq!(written.len(), 3, "{written:?}");
 
     // The same event replayed against local copies writes the same keys with the same bytes.
     let store = tempfile::tempdir().unwrap();
-    for key in ["clickstream/2026/11/22/web+app events.ndjson", "clickstream/2026/11/23/café-東京.ndjson.gz"] {
+    for key in [
+        "clickstream/2026/11/22/web+app events.ndjson",
+        "clickstream/2026/11/23/café-東京.ndjson.gz",
+    ] {
         let p = store.path().join(&inb).join(key);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::copy(local.join(key), p).unwrap();
     }
-    let o = sluice(&["replay", cfg.to_str().unwrap(), ev.to_str().unwrap(), "--store", store.path().to_str().unwrap(), "--json"]);
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        ev.to_str().unwrap(),
+        "--store",
+        store.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     for key in &written {
         let local_bytes = std::fs::read(store.path().join(&outb).join(key)).unwrap();
         assert_eq!(get(&c, &outb, key).await, local_bytes, "{key}");
     }
-    let parquet = written.iter().find(|k| k.contains("day=2026-11-23")).unwrap();
+    let parquet = written
+        .iter()
+        .find(|k| k.contains("day=2026-11-23"))
+        .unwrap();
     assert_eq!(parquet_rows(&get(&c, &outb, parquet).await).len(), 38);
 }
 
@@ -131,14 +191,31 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     let text = std::fs::read_to_string(example_config())
         .unwrap()
         .replace("analytics-out", &outb)
-        .replace("format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]", "format = \"ndjson\"");
+        .replace(
+            "format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]",
+            "format = \"ndjson\"",
+        );
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(&cfg, text).unwrap();
     let ev = dir.path().join("event.json");
-    std::fs::write(&ev, serde_json::to_vec(&event::s3_event(vec![event::s3_record(&inb, key, size, "e")])).unwrap()).unwrap();
+    std::fs::write(
+        &ev,
+        serde_json::to_vec(&event::s3_event(vec![event::s3_record(
+            &inb, key, size, "e",
+        )]))
+        .unwrap(),
+    )
+    .unwrap();
 
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["replay", cfg.to_str().unwrap(), ev.to_str().unwrap(), "--endpoint-url", &ep, "--json"])
+        .args([
+            "replay",
+            cfg.to_str().unwrap(),
+            ev.to_str().unwrap(),
+            "--endpoint-url",
+            &ep,
+            "--json",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -153,8 +230,16 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     let out = get(&c, &outb, &written[0]).await;
     assert!(out.len() > 3 * (8 << 20), "output is {} bytes", out.len());
     assert_eq!(out.iter().filter(|b| **b == b'\n').count() as u64, n);
-    let uploads = c.list_multipart_uploads().bucket(&outb).send().await.unwrap();
-    assert!(uploads.uploads().is_empty(), "a multipart upload was left open");
+    let uploads = c
+        .list_multipart_uploads()
+        .bucket(&outb)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "a multipart upload was left open"
+    );
     // Input and output are both 40+ MB; the process must not hold either whole.
     if let Some(peak) = peak {
         assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
@@ -164,12 +249,12 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
 /// Highest VmHWM seen in /proc while the process runs (Linux), in bytes.
 pub fn peak_rss_while_running(pid: u32) -> Option<u64> {
     let mut peak = None;
-    loop {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { break };
+    while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
         if status.contains("State:\tZ") {
             break;
         }
-        if let Some(kb) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()) {
+        let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+        if let Some(kb) = hwm.and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()) {
             peak = Some(peak.unwrap_or(0).max(kb * 1024));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -31,10 +31,10 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>
         if h.is_empty() {
             break;
         }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().ok()?;
-            }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().ok()?;
         }
     }
     let mut body = vec![0; len];
@@ -54,17 +54,32 @@ fn serve_conn(stream: TcpStream, state: Arc<Mutex<State>>) {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             };
             let (id, ev) = next;
-            let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 60_000;
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 60_000;
             let _ = write!(
                 w,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:sluice\r\nLambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1\r\nContent-Length: {}\r\n\r\n{ev}",
                 ev.len()
             );
         } else {
-            let kind = if path.ends_with("/response") { "response" } else { "error" };
+            let kind = if path.ends_with("/response") {
+                "response"
+            } else {
+                "error"
+            };
             let id = path.split('/').nth(4).unwrap_or("").to_string();
-            state.lock().unwrap().answers.push((id, kind.to_string(), String::from_utf8_lossy(&body).into_owned()));
-            let _ = write!(w, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}");
+            state.lock().unwrap().answers.push((
+                id,
+                kind.to_string(),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+            let _ = write!(
+                w,
+                "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}"
+            );
         }
     }
 }
@@ -84,7 +99,12 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     let cfg = config(dir.path(), &outb);
 
     let good = event::s3_event(vec![event::s3_record(&inb, key, size, "e1")]);
-    let missing = event::s3_event(vec![event::s3_record(&inb, "clickstream/none.ndjson", 1, "e2")]);
+    let missing = event::s3_event(vec![event::s3_record(
+        &inb,
+        "clickstream/none.ndjson",
+        1,
+        "e2",
+    )]);
     let sqs_mixed = serde_json::json!({"Records": [
         event::sqs_event(&good, "msg-ok")["Records"][0].clone(),
         event::sqs_event(&missing, "msg-missing")["Records"][0].clone(),
@@ -124,25 +144,54 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    let logs = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let answers = std::mem::take(&mut state.lock().unwrap().answers);
     assert_eq!(answers.len(), 3, "{answers:?}\n{logs}");
 
-    assert_eq!((answers[0].0.as_str(), answers[0].1.as_str()), ("req-1", "response"));
+    assert_eq!(
+        (answers[0].0.as_str(), answers[0].1.as_str()),
+        ("req-1", "response")
+    );
     let r: serde_json::Value = serde_json::from_str(&answers[0].2).unwrap();
-    assert_eq!((r["objects"].as_u64(), r["records_out"].as_u64(), r["rejected"].as_u64()), (Some(1), Some(26), Some(5)));
+    assert_eq!(
+        (
+            r["objects"].as_u64(),
+            r["records_out"].as_u64(),
+            r["rejected"].as_u64()
+        ),
+        (Some(1), Some(26), Some(5))
+    );
 
-    assert_eq!((answers[1].0.as_str(), answers[1].1.as_str()), ("req-2", "error"));
+    assert_eq!(
+        (answers[1].0.as_str(), answers[1].1.as_str()),
+        ("req-2", "error")
+    );
     let e: serde_json::Value = serde_json::from_str(&answers[1].2).unwrap();
     assert_eq!(e["errorType"], "Sluice.ObjectFailed");
-    assert!(e["errorMessage"].as_str().unwrap().contains("clickstream/none.ndjson: no such object"), "{e}");
+    assert!(
+        e["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("clickstream/none.ndjson: no such object"),
+        "{e}"
+    );
 
-    assert_eq!((answers[2].0.as_str(), answers[2].1.as_str()), ("req-3", "response"));
+    assert_eq!(
+        (answers[2].0.as_str(), answers[2].1.as_str()),
+        ("req-3", "response")
+    );
     let r: serde_json::Value = serde_json::from_str(&answers[2].2).unwrap();
-    assert_eq!(r, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "msg-missing"}]}));
+    assert_eq!(
+        r,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "msg-missing"}]})
+    );
 
     // Structured JSON logs, one line per event.
-    let line = logs.lines().find(|l| l.contains("Processed object.")).unwrap_or_else(|| panic!("{logs}"));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Processed object."))
+        .unwrap_or_else(|| panic!("{logs}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["fields"]["records_out"], 26);
 }

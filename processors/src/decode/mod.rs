@@ -33,13 +33,20 @@ pub trait Decoder: Send {
 
 /// Build a schema from `(name, type name)` pairs as written in `[input] schema`. A dotted name such
 /// as `geo.country` declares a field of a struct column (`geo`), which is decoded from a nested object.
-pub fn schema_from_types<'a>(columns: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<SchemaRef, Error> {
+pub fn schema_from_types<'a>(
+    columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<SchemaRef, Error> {
     // (name, leaf type or children) in first-seen order.
     enum Node {
         Leaf(DataType),
         Struct(Vec<(String, Node)>),
     }
-    fn insert(nodes: &mut Vec<(String, Node)>, path: &[&str], dt: DataType, full: &str) -> Result<(), Error> {
+    fn insert(
+        nodes: &mut Vec<(String, Node)>,
+        path: &[&str],
+        dt: DataType,
+        full: &str,
+    ) -> Result<(), Error> {
         let pos = nodes.iter().position(|(n, _)| n == path[0]);
         if path.len() == 1 {
             if pos.is_some() {
@@ -57,7 +64,10 @@ pub fn schema_from_types<'a>(columns: impl IntoIterator<Item = (&'a str, &'a str
         };
         match &mut nodes[i].1 {
             Node::Struct(children) => insert(children, &path[1..], dt, full),
-            Node::Leaf(_) => Err(Error::Schema(format!("`{}` is declared as a value and as a struct by `{full}`", path[0]))),
+            Node::Leaf(_) => Err(Error::Schema(format!(
+                "`{}` is declared as a value and as a struct by `{full}`",
+                path[0]
+            ))),
         }
     }
     fn fields(nodes: Vec<(String, Node)>) -> Vec<Field> {
@@ -65,18 +75,25 @@ pub fn schema_from_types<'a>(columns: impl IntoIterator<Item = (&'a str, &'a str
             .into_iter()
             .map(|(name, n)| match n {
                 Node::Leaf(dt) => Field::new(name, dt, true),
-                Node::Struct(children) => Field::new(name, DataType::Struct(Fields::from(fields(children))), true),
+                Node::Struct(children) => {
+                    Field::new(name, DataType::Struct(Fields::from(fields(children))), true)
+                }
             })
             .collect()
     }
     let mut nodes = Vec::new();
     for (name, ty) in columns {
         let dt = crate::expr::parse_type(ty).ok_or_else(|| {
-            Error::Schema(format!("column `{name}` has unknown type `{ty}`; valid types: {}", crate::expr::TYPE_NAMES))
+            Error::Schema(format!(
+                "column `{name}` has unknown type `{ty}`; valid types: {}",
+                crate::expr::TYPE_NAMES
+            ))
         })?;
         let path: Vec<&str> = name.split('.').collect();
         if path.iter().any(|p| p.is_empty()) {
-            return Err(Error::Schema(format!("column name `{name}` has an empty part")));
+            return Err(Error::Schema(format!(
+                "column name `{name}` has an empty part"
+            )));
         }
         insert(&mut nodes, &path, dt, name)?;
     }
@@ -89,13 +106,26 @@ mod tests {
 
     #[test]
     fn dotted_names_declare_struct_fields() {
-        let s = schema_from_types([("ts", "timestamp"), ("geo.country", "string"), ("geo.lat", "float64"), ("n", "int64")]).unwrap();
+        let s = schema_from_types([
+            ("ts", "timestamp"),
+            ("geo.country", "string"),
+            ("geo.lat", "float64"),
+            ("n", "int64"),
+        ])
+        .unwrap();
         assert_eq!(s.fields().len(), 3);
-        let DataType::Struct(children) = s.field(1).data_type() else { panic!("{s:?}") };
+        let DataType::Struct(children) = s.field(1).data_type() else {
+            panic!("{s:?}")
+        };
         assert_eq!(children.len(), 2);
         assert_eq!(children[1].data_type(), &DataType::Float64);
         assert!(schema_from_types([("a", "string"), ("a.b", "string")]).is_err());
         assert!(schema_from_types([("a", "string"), ("a", "int64")]).is_err());
-        assert!(schema_from_types([("a", "blob")]).unwrap_err().to_string().contains("valid types"));
+        assert!(
+            schema_from_types([("a", "blob")])
+                .unwrap_err()
+                .to_string()
+                .contains("valid types")
+        );
     }
 }

@@ -96,14 +96,21 @@ pub struct NdjsonDecoder {
 
 impl std::fmt::Debug for NdjsonDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NdjsonDecoder").field("schema", &self.schema).field("line_no", &self.line_no).finish()
+        f.debug_struct("NdjsonDecoder")
+            .field("schema", &self.schema)
+            .field("line_no", &self.line_no)
+            .finish()
     }
 }
 
 impl NdjsonDecoder {
     /// Start configuring a decoder.
     pub fn builder() -> NdjsonDecoderBuilder {
-        NdjsonDecoderBuilder { schema: None, batch_rows: DEFAULT_BATCH_ROWS, max_line_bytes: DEFAULT_MAX_LINE_BYTES }
+        NdjsonDecoderBuilder {
+            schema: None,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
     }
 
     fn json_decoder(&self, schema: &SchemaRef) -> Result<JsonDecoder, Error> {
@@ -144,7 +151,11 @@ impl NdjsonDecoder {
                 None => {
                     // Nothing in this block is a JSON object: every line is a reject.
                     for &(no, s, e) in &self.lines {
-                        out.rejects.push(Reject::new(no, json_reason(&self.block[s..e]), &self.block[s..e]));
+                        out.rejects.push(Reject::new(
+                            no,
+                            json_reason(&self.block[s..e]),
+                            &self.block[s..e],
+                        ));
                     }
                     self.block.clear();
                     self.lines.clear();
@@ -169,8 +180,12 @@ impl NdjsonDecoder {
         if self.inner.is_none() {
             self.inner = Some(self.json_decoder(schema)?);
         }
-        let Some(dec) = self.inner.as_mut() else { return Ok(None) };
-        let n = dec.decode(&self.block).map_err(|e| Error::arrow("ndjson", e))?;
+        let Some(dec) = self.inner.as_mut() else {
+            return Ok(None);
+        };
+        let n = dec
+            .decode(&self.block)
+            .map_err(|e| Error::arrow("ndjson", e))?;
         if n != self.block.len() {
             return Ok(None);
         }
@@ -185,7 +200,9 @@ impl NdjsonDecoder {
             let line = &self.block[s..e];
             let res = dec.decode(line).and_then(|n| {
                 if n != line.len() {
-                    return Err(arrow_schema::ArrowError::JsonError("more than one JSON value on the line".into()));
+                    return Err(arrow_schema::ArrowError::JsonError(
+                        "more than one JSON value on the line".into(),
+                    ));
                 }
                 dec.flush()
             });
@@ -194,20 +211,27 @@ impl NdjsonDecoder {
                 Ok(Some(b)) => {
                     out.rejects.push(Reject::new(
                         no,
-                        format!("expected one JSON object on the line, found {}", b.num_rows()),
+                        format!(
+                            "expected one JSON object on the line, found {}",
+                            b.num_rows()
+                        ),
                         line,
                     ));
                 }
-                Ok(None) => out.rejects.push(Reject::new(no, "the line holds no JSON object", line)),
+                Ok(None) => {
+                    out.rejects
+                        .push(Reject::new(no, "the line holds no JSON object", line))
+                }
                 Err(err) => {
-                    out.rejects.push(Reject::new(no, clean_reason(&err.to_string(), line), line));
+                    out.rejects
+                        .push(Reject::new(no, clean_reason(&err.to_string(), line), line));
                     dec = self.json_decoder(schema)?;
                 }
             }
         }
         if !good.is_empty() {
-            let batch =
-                arrow_select::concat::concat_batches(schema, &good).map_err(|e| Error::arrow("ndjson", e))?;
+            let batch = arrow_select::concat::concat_batches(schema, &good)
+                .map_err(|e| Error::arrow("ndjson", e))?;
             out.batches.push(batch);
         }
         Ok(())
@@ -218,7 +242,9 @@ impl NdjsonDecoder {
         let values: Vec<serde_json::Value> = self
             .lines
             .iter()
-            .filter_map(|&(_, s, e)| serde_json::from_slice::<serde_json::Value>(&self.block[s..e]).ok())
+            .filter_map(|&(_, s, e)| {
+                serde_json::from_slice::<serde_json::Value>(&self.block[s..e]).ok()
+            })
             .filter(serde_json::Value::is_object)
             .collect();
         if values.is_empty() {
@@ -229,10 +255,10 @@ impl NdjsonDecoder {
             .fields()
             .iter()
             .map(|f| {
-                if f.data_type() == &DataType::Utf8 {
-                    if let Some(dt) = temporal_type(values.iter().filter_map(|v| v.get(f.name()))) {
-                        return Field::new(f.name(), dt, true);
-                    }
+                if f.data_type() == &DataType::Utf8
+                    && let Some(dt) = temporal_type(values.iter().filter_map(|v| v.get(f.name())))
+                {
+                    return Field::new(f.name(), dt, true);
                 }
                 f.as_ref().clone().with_nullable(true)
             })
@@ -253,7 +279,12 @@ fn temporal_type<'a>(values: impl Iterator<Item = &'a serde_json::Value>) -> Opt
         };
         let this = if s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
             DataType::Date32
-        } else if s.len() >= 19 && s.as_bytes().get(10).is_some_and(|c| *c == b'T' || *c == b' ') && crate::expr::parse_timestamp(s).is_some() {
+        } else if s.len() >= 19
+            && s.as_bytes()
+                .get(10)
+                .is_some_and(|c| *c == b'T' || *c == b' ')
+            && crate::expr::parse_timestamp(s).is_some()
+        {
             crate::expr::timestamp_type()
         } else {
             return None;
@@ -277,7 +308,10 @@ fn json_reason(line: &[u8]) -> String {
 
 fn clean_reason(msg: &str, line: &[u8]) -> String {
     let msg = msg.strip_prefix("Json error: ").unwrap_or(msg);
-    if msg.contains("whilst decoding field") || msg.contains("failed to parse") || msg.contains("more than one") {
+    if msg.contains("whilst decoding field")
+        || msg.contains("failed to parse")
+        || msg.contains("more than one")
+    {
         format!("does not fit the schema: {msg}")
     } else if std::str::from_utf8(line).is_err() {
         "the line is not valid UTF-8".to_string()
@@ -356,7 +390,10 @@ impl NdjsonDecoder {
         self.line_no += 1;
         out.rejects.push(Reject::new(
             self.line_no,
-            format!("line is {len} bytes, longer than max_line_bytes ({})", self.max_line_bytes),
+            format!(
+                "line is {len} bytes, longer than max_line_bytes ({})",
+                self.max_line_bytes
+            ),
             head,
         ));
     }
@@ -378,7 +415,8 @@ mod tests {
     }
 
     fn schema() -> SchemaRef {
-        crate::decode::schema_from_types([("page", "string"), ("ms", "int64"), ("ts", "timestamp")]).unwrap()
+        crate::decode::schema_from_types([("page", "string"), ("ms", "int64"), ("ts", "timestamp")])
+            .unwrap()
     }
 
     #[test]
@@ -391,18 +429,36 @@ not json\n\
 {\"page\":\"/b\",\"ms\":3} {\"page\":\"/c\"}\n\
 {\"page\":\"/d\",\"ms\":4}\r\n\
 {\"page\":\"/e\",\"ms\":5}";
-        let mut d = NdjsonDecoder::builder().with_schema(schema()).with_batch_rows(3).build();
+        let mut d = NdjsonDecoder::builder()
+            .with_schema(schema())
+            .with_batch_rows(3)
+            .build();
         let out = run(&mut d, &[&input[..50], &input[50..51], &input[51..]]);
         let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 3, "{:?}", out.rejects);
-        let ms: Vec<i64> =
-            out.batches.iter().flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec()).collect();
+        let ms: Vec<i64> = out
+            .batches
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
         assert_eq!(ms, vec![1, 4, 5]);
         let pos: Vec<u64> = out.rejects.iter().map(|r| r.position).collect();
         assert_eq!(pos, vec![2, 3, 5, 6]);
-        assert!(out.rejects[0].reason.contains("does not fit the schema"), "{}", out.rejects[0].reason);
-        assert!(out.rejects[0].reason.contains("ms"), "{}", out.rejects[0].reason);
-        assert!(out.rejects[1].reason.starts_with("invalid JSON"), "{}", out.rejects[1].reason);
+        assert!(
+            out.rejects[0].reason.contains("does not fit the schema"),
+            "{}",
+            out.rejects[0].reason
+        );
+        assert!(
+            out.rejects[0].reason.contains("ms"),
+            "{}",
+            out.rejects[0].reason
+        );
+        assert!(
+            out.rejects[1].reason.starts_with("invalid JSON"),
+            "{}",
+            out.rejects[1].reason
+        );
         assert_eq!(out.rejects[1].raw, b"not json");
     }
 
@@ -414,7 +470,11 @@ not json\n\
             &[b"{\"a\":1,\"b\":\"x\",\"t\":\"2026-11-22T10:00:00.5Z\",\"d\":\"2026-11-22\",\"g\":{\"lat\":1.5},\"f\":1.5}\n{\"a\":null,\"f\":2}\n"],
         );
         let s = d.schema().unwrap();
-        let types: Vec<String> = s.fields().iter().map(|f| crate::expr::type_name(f.data_type())).collect();
+        let types: Vec<String> = s
+            .fields()
+            .iter()
+            .map(|f| crate::expr::type_name(f.data_type()))
+            .collect();
         let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
         let by_name: std::collections::HashMap<_, _> = names.into_iter().zip(types).collect();
         assert_eq!(by_name["a"], "int64");
@@ -428,13 +488,29 @@ not json\n\
 
     #[test]
     fn oversized_lines_are_rejected_without_buffering() {
-        let mut d = NdjsonDecoder::builder().with_schema(schema()).with_max_line_bytes(100).build();
+        let mut d = NdjsonDecoder::builder()
+            .with_schema(schema())
+            .with_max_line_bytes(100)
+            .build();
         let big = vec![b'x'; 10_000];
-        let out = run(&mut d, &[b"{\"ms\":1}\n{\"page\":\"", &big, &big, b"\"}\n{\"ms\":2}\n", &big]);
+        let out = run(
+            &mut d,
+            &[
+                b"{\"ms\":1}\n{\"page\":\"",
+                &big,
+                &big,
+                b"\"}\n{\"ms\":2}\n",
+                &big,
+            ],
+        );
         assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         assert_eq!(out.rejects.len(), 2);
         assert_eq!(out.rejects[0].position, 2);
-        assert!(out.rejects[0].reason.contains("20011 bytes"), "{}", out.rejects[0].reason);
+        assert!(
+            out.rejects[0].reason.contains("20011 bytes"),
+            "{}",
+            out.rejects[0].reason
+        );
         assert_eq!(out.rejects[0].raw.len(), crate::REJECT_RAW_BYTES);
         assert_eq!(out.rejects[1].position, 4);
         assert!(d.partial.capacity() <= 100 + crate::REJECT_RAW_BYTES + 16_384);

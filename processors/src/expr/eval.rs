@@ -32,7 +32,10 @@ impl Val {
         }
     }
     /// Apply an element-wise function, keeping scalar-ness.
-    pub(crate) fn map(&self, f: impl FnOnce(&ArrayRef) -> Result<ArrayRef, ArrowError>) -> Result<Val, ArrowError> {
+    pub(crate) fn map(
+        &self,
+        f: impl FnOnce(&ArrayRef) -> Result<ArrayRef, ArrowError>,
+    ) -> Result<Val, ArrowError> {
         Ok(match self {
             Val::Array(a) => Val::Array(f(a)?),
             Val::Scalar(a) => Val::Scalar(f(a)?),
@@ -102,8 +105,17 @@ pub(crate) enum Node {
     Not(Box<Node>),
     Neg(Box<Node>),
     IsNull(Box<Node>, bool),
-    Like { expr: Box<Node>, pattern: Box<Node>, negated: bool, ci: bool },
-    Case { branches: Vec<(Node, Node)>, otherwise: Option<Box<Node>>, data_type: DataType },
+    Like {
+        expr: Box<Node>,
+        pattern: Box<Node>,
+        negated: bool,
+        ci: bool,
+    },
+    Case {
+        branches: Vec<(Node, Node)>,
+        otherwise: Option<Box<Node>>,
+        data_type: DataType,
+    },
     Func(Func, Vec<Node>),
 }
 
@@ -114,7 +126,11 @@ pub(crate) struct Planner<'a> {
 
 impl Planner<'_> {
     pub(crate) fn err(&self, offset: usize, message: impl Into<String>) -> Error {
-        Error::Expr { expr: self.text.to_string(), offset, message: message.into() }
+        Error::Expr {
+            expr: self.text.to_string(),
+            offset,
+            message: message.into(),
+        }
     }
 }
 
@@ -127,7 +143,10 @@ fn is_numeric(dt: &DataType) -> bool {
 }
 
 fn is_string(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 /// The type two operands are brought to before comparing or combining them.
@@ -152,7 +171,9 @@ pub(crate) fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
                 Int64
             }
         }
-        (Timestamp(..), Timestamp(..)) | (Timestamp(..), Date32) | (Date32, Timestamp(..)) => timestamp_type(),
+        (Timestamp(..), Timestamp(..)) | (Timestamp(..), Date32) | (Date32, Timestamp(..)) => {
+            timestamp_type()
+        }
         (Timestamp(..), s) | (s, Timestamp(..)) if is_string(s) => timestamp_type(),
         (Date32, s) | (s, Date32) if is_string(s) => Date32,
         _ => return None,
@@ -160,7 +181,11 @@ pub(crate) fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
 }
 
 pub(crate) fn cast_to(node: Node, from: &DataType, to: &DataType) -> Node {
-    if from == to { node } else { Node::Cast(Box::new(node), to.clone()) }
+    if from == to {
+        node
+    } else {
+        Node::Cast(Box::new(node), to.clone())
+    }
 }
 
 impl Planner<'_> {
@@ -176,7 +201,10 @@ impl Planner<'_> {
             ExprKind::Neg(inner) => {
                 let (n, dt) = self.plan(inner)?;
                 if !is_numeric(&dt) {
-                    return Err(self.err(inner.offset, format!("cannot negate a {} value", type_name(&dt))));
+                    return Err(self.err(
+                        inner.offset,
+                        format!("cannot negate a {} value", type_name(&dt)),
+                    ));
                 }
                 Ok((Node::Neg(Box::new(n)), dt))
             }
@@ -184,7 +212,11 @@ impl Planner<'_> {
                 let (n, _) = self.plan(expr)?;
                 Ok((Node::IsNull(Box::new(n), *negated), DataType::Boolean))
             }
-            ExprKind::InList { expr, list, negated } => {
+            ExprKind::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let mut acc: Option<Node> = None;
                 for item in list {
                     let (eq, _) = self.binary(BinOp::Eq, expr, item, item.offset)?;
@@ -194,30 +226,61 @@ impl Planner<'_> {
                     });
                 }
                 let n = acc.ok_or_else(|| self.err(e.offset, "IN needs at least one value"))?;
-                Ok((if *negated { Node::Not(Box::new(n)) } else { n }, DataType::Boolean))
-            }
-            ExprKind::Between { expr, low, high, negated } => {
-                let (ge, _) = self.binary(BinOp::GtEq, expr, low, low.offset)?;
-                let (le, _) = self.binary(BinOp::LtEq, expr, high, high.offset)?;
-                let n = Node::And(Box::new(ge), Box::new(le));
-                Ok((if *negated { Node::Not(Box::new(n)) } else { n }, DataType::Boolean))
-            }
-            ExprKind::Like { expr, pattern, negated, case_insensitive } => {
-                let s = self.string(expr, "LIKE")?;
-                let p = self.string(pattern, "LIKE pattern")?;
                 Ok((
-                    Node::Like { expr: Box::new(s), pattern: Box::new(p), negated: *negated, ci: *case_insensitive },
+                    if *negated { Node::Not(Box::new(n)) } else { n },
                     DataType::Boolean,
                 ))
             }
-            ExprKind::Case { branches, otherwise } => {
+            ExprKind::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let (ge, _) = self.binary(BinOp::GtEq, expr, low, low.offset)?;
+                let (le, _) = self.binary(BinOp::LtEq, expr, high, high.offset)?;
+                let n = Node::And(Box::new(ge), Box::new(le));
+                Ok((
+                    if *negated { Node::Not(Box::new(n)) } else { n },
+                    DataType::Boolean,
+                ))
+            }
+            ExprKind::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
+                let s = self.string(expr, "LIKE")?;
+                let p = self.string(pattern, "LIKE pattern")?;
+                Ok((
+                    Node::Like {
+                        expr: Box::new(s),
+                        pattern: Box::new(p),
+                        negated: *negated,
+                        ci: *case_insensitive,
+                    },
+                    DataType::Boolean,
+                ))
+            }
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => {
                 let mut planned = Vec::new();
                 let mut dt = DataType::Null;
                 for (c, v) in branches {
                     let c = self.boolean(c, "WHEN")?;
                     let (vn, vt) = self.plan(v)?;
                     dt = common_type(&dt, &vt).ok_or_else(|| {
-                        self.err(v.offset, format!("CASE branches mix {} and {}", type_name(&dt), type_name(&vt)))
+                        self.err(
+                            v.offset,
+                            format!(
+                                "CASE branches mix {} and {}",
+                                type_name(&dt),
+                                type_name(&vt)
+                            ),
+                        )
                     })?;
                     planned.push((c, vn, vt));
                 }
@@ -225,22 +288,45 @@ impl Planner<'_> {
                     Some(o) => {
                         let (on, ot) = self.plan(o)?;
                         dt = common_type(&dt, &ot).ok_or_else(|| {
-                            self.err(o.offset, format!("CASE branches mix {} and {}", type_name(&dt), type_name(&ot)))
+                            self.err(
+                                o.offset,
+                                format!(
+                                    "CASE branches mix {} and {}",
+                                    type_name(&dt),
+                                    type_name(&ot)
+                                ),
+                            )
                         })?;
                         Some(Box::new(cast_to(on, &ot, &dt)))
                     }
                     None => None,
                 };
-                let branches = planned.into_iter().map(|(c, v, vt)| (c, cast_to(v, &vt, &dt))).collect();
-                Ok((Node::Case { branches, otherwise, data_type: dt.clone() }, dt))
+                let branches = planned
+                    .into_iter()
+                    .map(|(c, v, vt)| (c, cast_to(v, &vt, &dt)))
+                    .collect();
+                Ok((
+                    Node::Case {
+                        branches,
+                        otherwise,
+                        data_type: dt.clone(),
+                    },
+                    dt,
+                ))
             }
             ExprKind::Cast { expr, to } => {
                 let dt = super::parse_type(to).ok_or_else(|| {
-                    self.err(e.offset, format!("unknown type `{to}`; valid types: {}", super::TYPE_NAMES))
+                    self.err(
+                        e.offset,
+                        format!("unknown type `{to}`; valid types: {}", super::TYPE_NAMES),
+                    )
                 })?;
                 let (n, from) = self.plan(expr)?;
                 if !arrow_cast::can_cast_types(&from, &dt) {
-                    return Err(self.err(e.offset, format!("cannot cast {} to {}", type_name(&from), type_name(&dt))));
+                    return Err(self.err(
+                        e.offset,
+                        format!("cannot cast {} to {}", type_name(&from), type_name(&dt)),
+                    ));
                 }
                 Ok((cast_to(n, &from, &dt), dt))
             }
@@ -253,7 +339,13 @@ impl Planner<'_> {
         match dt {
             DataType::Boolean => Ok(n),
             DataType::Null => Ok(cast_to(n, &dt, &DataType::Boolean)),
-            other => Err(self.err(e.offset, format!("{what} needs a true/false value, found {}", type_name(&other)))),
+            other => Err(self.err(
+                e.offset,
+                format!(
+                    "{what} needs a true/false value, found {}",
+                    type_name(&other)
+                ),
+            )),
         }
     }
 
@@ -262,7 +354,10 @@ impl Planner<'_> {
         if is_string(&dt) || dt == DataType::Null {
             Ok(cast_to(n, &dt, &DataType::Utf8))
         } else {
-            Err(self.err(e.offset, format!("{what} needs a string, found {}", type_name(&dt))))
+            Err(self.err(
+                e.offset,
+                format!("{what} needs a string, found {}", type_name(&dt)),
+            ))
         }
     }
 
@@ -273,8 +368,15 @@ impl Planner<'_> {
         for (depth, name) in path.iter().enumerate() {
             let Some((i, f)) = fields.find(name) else {
                 let known: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-                let hint = known.iter().find(|k| k.eq_ignore_ascii_case(name)).map(|k| format!("; did you mean `{k}`?"));
-                let scope = if depth == 0 { "the input".to_string() } else { format!("`{}`", path[..depth].join(".")) };
+                let hint = known
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(name))
+                    .map(|k| format!("; did you mean `{k}`?"));
+                let scope = if depth == 0 {
+                    "the input".to_string()
+                } else {
+                    format!("`{}`", path[..depth].join("."))
+                };
                 return Err(self.err(
                     offset,
                     format!(
@@ -291,7 +393,11 @@ impl Planner<'_> {
                     other => {
                         return Err(self.err(
                             offset,
-                            format!("`{}` is a {}, not a struct with fields", path[..=depth].join("."), type_name(other)),
+                            format!(
+                                "`{}` is a {}, not a struct with fields",
+                                path[..=depth].join("."),
+                                type_name(other)
+                            ),
                         ));
                     }
                 }
@@ -305,7 +411,13 @@ impl Planner<'_> {
         Ok((node, dt))
     }
 
-    fn binary(&self, op: BinOp, l: &Expr, r: &Expr, offset: usize) -> Result<(Node, DataType), Error> {
+    fn binary(
+        &self,
+        op: BinOp,
+        l: &Expr,
+        r: &Expr,
+        offset: usize,
+    ) -> Result<(Node, DataType), Error> {
         match op {
             BinOp::And | BinOp::Or => {
                 let ln = self.boolean(l, op.symbol())?;
@@ -328,7 +440,9 @@ impl Planner<'_> {
                             op.symbol(),
                             type_name(&lt),
                             type_name(&rt),
-                            if is_numeric(&lt) != is_numeric(&rt) && (is_string(&lt) || is_string(&rt)) {
+                            if is_numeric(&lt) != is_numeric(&rt)
+                                && (is_string(&lt) || is_string(&rt))
+                            {
                                 "; write numbers without quotes, or cast(x AS int64)"
                             } else {
                                 ""
@@ -339,14 +453,21 @@ impl Planner<'_> {
                 let (ln, rn) = (cast_to(ln, &lt, &ct), cast_to(rn, &rt, &ct));
                 if op.is_comparison() {
                     if matches!(ct, DataType::Struct(_) | DataType::List(_)) {
-                        return Err(self.err(offset, format!("cannot compare {} values", type_name(&ct))));
+                        return Err(
+                            self.err(offset, format!("cannot compare {} values", type_name(&ct)))
+                        );
                     }
                     return Ok((Node::Cmp(op, Box::new(ln), Box::new(rn)), DataType::Boolean));
                 }
                 if !is_numeric(&ct) {
                     return Err(self.err(
                         offset,
-                        format!("`{}` needs numbers, found {} and {}", op.symbol(), type_name(&lt), type_name(&rt)),
+                        format!(
+                            "`{}` needs numbers, found {} and {}",
+                            op.symbol(),
+                            type_name(&lt),
+                            type_name(&rt)
+                        ),
                     ));
                 }
                 Ok((Node::Arith(op, Box::new(ln), Box::new(rn), ct.clone()), ct))
@@ -362,16 +483,21 @@ fn literal(l: &Literal) -> (Node, DataType) {
         Literal::Int(v) => Arc::new(Int64Array::from(vec![*v])),
         Literal::Float(v) => Arc::new(Float64Array::from(vec![*v])),
         Literal::String(s) => Arc::new(StringArray::from(vec![s.as_str()])),
-        Literal::Timestamp(t) => Arc::new(TimestampMicrosecondArray::from(vec![*t]).with_timezone("UTC")),
+        Literal::Timestamp(t) => {
+            Arc::new(TimestampMicrosecondArray::from(vec![*t]).with_timezone("UTC"))
+        }
     };
     let dt = a.data_type().clone();
     (Node::Literal(a), dt)
 }
 
 fn bool_val(v: &Val) -> Result<&BooleanArray, ArrowError> {
-    v.array()
-        .as_boolean_opt()
-        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("expected booleans, found {}", v.array().data_type())))
+    v.array().as_boolean_opt().ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!(
+            "expected booleans, found {}",
+            v.array().data_type()
+        ))
+    })
 }
 
 impl Node {
@@ -410,11 +536,16 @@ impl Node {
                 if integer && matches!(op, BinOp::Div | BinOp::Rem) {
                     // Integer division by zero is null, not an error for the whole batch.
                     let zero = Val::Scalar(arrow_cast::cast(&Int64Array::from(vec![0]), dt)?);
-                    let is_zero = binary(&r, &zero, |a, b| Ok(Arc::new(cmp::eq(a, b)?) as ArrayRef))?;
+                    let is_zero =
+                        binary(&r, &zero, |a, b| Ok(Arc::new(cmp::eq(a, b)?) as ArrayRef))?;
                     r = match (&r, &is_zero) {
                         (Val::Scalar(a), Val::Scalar(z)) | (Val::Array(a), Val::Array(z)) => {
                             let v = arrow_select::nullif::nullif(a.as_ref(), z.as_boolean())?;
-                            if matches!(r, Val::Scalar(_)) { Val::Scalar(v) } else { Val::Array(v) }
+                            if matches!(r, Val::Scalar(_)) {
+                                Val::Scalar(v)
+                            } else {
+                                Val::Array(v)
+                            }
                         }
                         _ => r,
                     };
@@ -430,10 +561,20 @@ impl Node {
             Node::And(l, r) | Node::Or(l, r) => {
                 let (l, r) = (l.eval(batch)?, r.eval(batch)?);
                 let (a, b, scalar) = align(&l, &r)?;
-                let (a, b) = (bool_val(&Val::Array(a))?.clone(), bool_val(&Val::Array(b))?.clone());
-                let out: ArrayRef =
-                    Arc::new(if matches!(self, Node::And(..)) { and_kleene(&a, &b)? } else { or_kleene(&a, &b)? });
-                Ok(if scalar { Val::Scalar(out) } else { Val::Array(out) })
+                let (a, b) = (
+                    bool_val(&Val::Array(a))?.clone(),
+                    bool_val(&Val::Array(b))?.clone(),
+                );
+                let out: ArrayRef = Arc::new(if matches!(self, Node::And(..)) {
+                    and_kleene(&a, &b)?
+                } else {
+                    or_kleene(&a, &b)?
+                });
+                Ok(if scalar {
+                    Val::Scalar(out)
+                } else {
+                    Val::Array(out)
+                })
             }
             Node::Not(n) => {
                 let v = n.eval(batch)?;
@@ -442,9 +583,20 @@ impl Node {
             Node::Neg(n) => n.eval(batch)?.map(|a| numeric::neg(a)),
             Node::IsNull(n, negated) => {
                 let v = n.eval(batch)?;
-                v.map(|a| Ok(Arc::new(if *negated { is_not_null(a.as_ref())? } else { is_null(a.as_ref())? }) as ArrayRef))
+                v.map(|a| {
+                    Ok(Arc::new(if *negated {
+                        is_not_null(a.as_ref())?
+                    } else {
+                        is_null(a.as_ref())?
+                    }) as ArrayRef)
+                })
             }
-            Node::Like { expr, pattern, negated, ci } => {
+            Node::Like {
+                expr,
+                pattern,
+                negated,
+                ci,
+            } => {
                 let (s, p) = (expr.eval(batch)?, pattern.eval(batch)?);
                 binary(&s, &p, |a, b| {
                     use arrow_string::like;
@@ -457,7 +609,11 @@ impl Node {
                     Ok(Arc::new(out) as ArrayRef)
                 })
             }
-            Node::Case { branches, otherwise, data_type } => {
+            Node::Case {
+                branches,
+                otherwise,
+                data_type,
+            } => {
                 let rows = batch.num_rows();
                 let mut result = match otherwise {
                     Some(o) => o.eval(batch)?.into_array(rows)?,
@@ -473,7 +629,10 @@ impl Node {
                 Ok(Val::Array(result))
             }
             Node::Func(f, args) => {
-                let vals = args.iter().map(|a| a.eval(batch)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args
+                    .iter()
+                    .map(|a| a.eval(batch))
+                    .collect::<Result<Vec<_>, _>>()?;
                 f.eval(&vals, batch.num_rows())
             }
         }

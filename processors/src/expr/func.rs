@@ -5,7 +5,9 @@ use std::sync::Arc;
 use arrow_arith::temporal::{DatePart, date_part};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use arrow_schema::{ArrowError, DataType};
 use chrono::{Datelike, TimeZone, Utc};
 use regex::Regex;
@@ -47,12 +49,29 @@ pub(crate) enum TruncUnit {
 
 const FUNCTIONS: &str = "lower, upper, length, trim, starts_with, ends_with, contains, regexp_match, coalesce, \
 cast, date, hour, date_trunc, abs, round";
-const AGGREGATES: [&str; 10] =
-    ["count", "sum", "min", "max", "avg", "count_distinct", "approx_count_distinct", "first", "last", "mean"];
+const AGGREGATES: [&str; 10] = [
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count_distinct",
+    "approx_count_distinct",
+    "first",
+    "last",
+    "mean",
+];
 
 fn arity(p: &Planner<'_>, name: &str, args: &[Expr], n: usize, offset: usize) -> Result<(), Error> {
     if args.len() != n {
-        return Err(p.err(offset, format!("{name}() takes {n} argument{}, found {}", if n == 1 { "" } else { "s" }, args.len())));
+        return Err(p.err(
+            offset,
+            format!(
+                "{name}() takes {n} argument{}, found {}",
+                if n == 1 { "" } else { "s" },
+                args.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -67,19 +86,36 @@ fn string_literal<'e>(p: &Planner<'_>, e: &'e Expr, what: &str) -> Result<&'e st
 fn temporal(p: &Planner<'_>, e: &Expr, name: &str) -> Result<Node, Error> {
     let (n, dt) = p.plan(e)?;
     match dt {
-        DataType::Timestamp(..) | DataType::Date32 | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            Ok(cast_to(n, &dt, &timestamp_type()))
-        }
-        other => Err(p.err(e.offset, format!("{name}() needs a timestamp, found {}", type_name(&other)))),
+        DataType::Timestamp(..)
+        | DataType::Date32
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View => Ok(cast_to(n, &dt, &timestamp_type())),
+        other => Err(p.err(
+            e.offset,
+            format!("{name}() needs a timestamp, found {}", type_name(&other)),
+        )),
     }
 }
 
-pub(crate) fn plan(p: &Planner<'_>, name: &str, args: &[Expr], star: bool, offset: usize) -> Result<(Node, DataType), Error> {
+pub(crate) fn plan(
+    p: &Planner<'_>,
+    name: &str,
+    args: &[Expr],
+    star: bool,
+    offset: usize,
+) -> Result<(Node, DataType), Error> {
     if AGGREGATES.contains(&name) {
-        return Err(p.err(offset, format!("{name}() is an aggregate; use it in an aggregate stage's `measures`")));
+        return Err(p.err(
+            offset,
+            format!("{name}() is an aggregate; use it in an aggregate stage's `measures`"),
+        ));
     }
     if star {
-        return Err(p.err(offset, format!("{name}(*) is not a function; `*` is only valid in count(*)")));
+        return Err(p.err(
+            offset,
+            format!("{name}(*) is not a function; `*` is only valid in count(*)"),
+        ));
     }
     let (func, nodes, dt) = match name {
         "lower" | "upper" | "trim" => {
@@ -93,7 +129,11 @@ pub(crate) fn plan(p: &Planner<'_>, name: &str, args: &[Expr], star: bool, offse
         }
         "length" => {
             arity(p, name, args, 1, offset)?;
-            (Func::Length, vec![p.string(&args[0], name)?], DataType::Int64)
+            (
+                Func::Length,
+                vec![p.string(&args[0], name)?],
+                DataType::Int64,
+            )
         }
         "starts_with" | "ends_with" | "contains" => {
             arity(p, name, args, 2, offset)?;
@@ -102,35 +142,61 @@ pub(crate) fn plan(p: &Planner<'_>, name: &str, args: &[Expr], star: bool, offse
                 "ends_with" => Func::EndsWith,
                 _ => Func::Contains,
             };
-            (f, vec![p.string(&args[0], name)?, p.string(&args[1], name)?], DataType::Boolean)
+            (
+                f,
+                vec![p.string(&args[0], name)?, p.string(&args[1], name)?],
+                DataType::Boolean,
+            )
         }
         "regexp_match" => {
             arity(p, name, args, 2, offset)?;
             let pat = string_literal(p, &args[1], "the regexp_match pattern")?;
-            let re = Regex::new(pat).map_err(|e| p.err(args[1].offset, format!("invalid regular expression: {e}")))?;
-            (Func::RegexpMatch(re), vec![p.string(&args[0], name)?], DataType::Boolean)
+            let re = Regex::new(pat)
+                .map_err(|e| p.err(args[1].offset, format!("invalid regular expression: {e}")))?;
+            (
+                Func::RegexpMatch(re),
+                vec![p.string(&args[0], name)?],
+                DataType::Boolean,
+            )
         }
         "coalesce" => {
             if args.is_empty() {
                 return Err(p.err(offset, "coalesce() needs at least one argument"));
             }
-            let planned = args.iter().map(|a| p.plan(a)).collect::<Result<Vec<_>, _>>()?;
+            let planned = args
+                .iter()
+                .map(|a| p.plan(a))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut dt = DataType::Null;
             for ((_, t), a) in planned.iter().zip(args) {
                 dt = common_type(&dt, t).ok_or_else(|| {
-                    p.err(a.offset, format!("coalesce() mixes {} and {}", type_name(&dt), type_name(t)))
+                    p.err(
+                        a.offset,
+                        format!("coalesce() mixes {} and {}", type_name(&dt), type_name(t)),
+                    )
                 })?;
             }
-            let nodes = planned.into_iter().map(|(n, t)| cast_to(n, &t, &dt)).collect();
+            let nodes = planned
+                .into_iter()
+                .map(|(n, t)| cast_to(n, &t, &dt))
+                .collect();
             (Func::Coalesce, nodes, dt)
         }
         "date" => {
             arity(p, name, args, 1, offset)?;
-            (Func::Date, vec![temporal(p, &args[0], name)?], DataType::Date32)
+            (
+                Func::Date,
+                vec![temporal(p, &args[0], name)?],
+                DataType::Date32,
+            )
         }
         "hour" => {
             arity(p, name, args, 1, offset)?;
-            (Func::Hour, vec![temporal(p, &args[0], name)?], DataType::Int64)
+            (
+                Func::Hour,
+                vec![temporal(p, &args[0], name)?],
+                DataType::Int64,
+            )
         }
         "date_trunc" => {
             arity(p, name, args, 2, offset)?;
@@ -150,7 +216,11 @@ pub(crate) fn plan(p: &Planner<'_>, name: &str, args: &[Expr], star: bool, offse
                     ));
                 }
             };
-            (Func::DateTrunc(unit), vec![temporal(p, &args[1], name)?], timestamp_type())
+            (
+                Func::DateTrunc(unit),
+                vec![temporal(p, &args[1], name)?],
+                timestamp_type(),
+            )
         }
         "abs" | "round" => {
             if args.is_empty() || args.len() > if name == "round" { 2 } else { 1 } {
@@ -158,9 +228,16 @@ pub(crate) fn plan(p: &Planner<'_>, name: &str, args: &[Expr], star: bool, offse
             }
             let (n, dt) = p.plan(&args[0])?;
             if !dt.is_numeric() {
-                return Err(p.err(args[0].offset, format!("{name}() needs a number, found {}", type_name(&dt))));
+                return Err(p.err(
+                    args[0].offset,
+                    format!("{name}() needs a number, found {}", type_name(&dt)),
+                ));
             }
-            let out = if dt.is_floating() { DataType::Float64 } else { DataType::Int64 };
+            let out = if dt.is_floating() {
+                DataType::Float64
+            } else {
+                DataType::Int64
+            };
             let n = cast_to(n, &dt, &out);
             if name == "abs" {
                 (Func::Abs, vec![n], out)
@@ -168,26 +245,37 @@ pub(crate) fn plan(p: &Planner<'_>, name: &str, args: &[Expr], star: bool, offse
                 let digits = match args.get(1).map(|a| &a.kind) {
                     None => 0,
                     Some(ExprKind::Literal(Literal::Int(d))) if (-18..=18).contains(d) => *d as i32,
-                    Some(_) => return Err(p.err(args[1].offset, "round() digits must be an integer literal from -18 to 18")),
+                    Some(_) => {
+                        return Err(p.err(
+                            args[1].offset,
+                            "round() digits must be an integer literal from -18 to 18",
+                        ));
+                    }
                 };
                 (Func::Round(digits), vec![n], out)
             }
         }
         _ => {
-            return Err(p.err(offset, format!("unknown function `{name}`; functions are: {FUNCTIONS}")));
+            return Err(p.err(
+                offset,
+                format!("unknown function `{name}`; functions are: {FUNCTIONS}"),
+            ));
         }
     };
     Ok((Node::Func(func, nodes), dt))
 }
 
 fn strings(a: &ArrayRef) -> Result<&StringArray, ArrowError> {
-    a.as_string_opt::<i32>()
-        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("expected strings, found {}", a.data_type())))
+    a.as_string_opt::<i32>().ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("expected strings, found {}", a.data_type()))
+    })
 }
 
 fn map_str(a: &ArrayRef, f: impl Fn(&str) -> String) -> Result<ArrayRef, ArrowError> {
     let s = strings(a)?;
-    Ok(Arc::new(s.iter().map(|v| v.map(&f)).collect::<StringArray>()))
+    Ok(Arc::new(
+        s.iter().map(|v| v.map(&f)).collect::<StringArray>(),
+    ))
 }
 
 fn trunc_micros(t: i64, unit: TruncUnit) -> i64 {
@@ -202,9 +290,18 @@ fn trunc_micros(t: i64, unit: TruncUnit) -> i64 {
         // 1970-01-01 was a Thursday; weeks start on Monday.
         TruncUnit::Week => (t + 3 * DAY).div_euclid(7 * DAY) * 7 * DAY - 3 * DAY,
         TruncUnit::Month | TruncUnit::Year => {
-            let Some(dt) = Utc.timestamp_micros(t).single() else { return t };
-            let month = if matches!(unit, TruncUnit::Month) { dt.month() } else { 1 };
-            Utc.with_ymd_and_hms(dt.year(), month, 1, 0, 0, 0).single().map(|d| d.timestamp_micros()).unwrap_or(t)
+            let Some(dt) = Utc.timestamp_micros(t).single() else {
+                return t;
+            };
+            let month = if matches!(unit, TruncUnit::Month) {
+                dt.month()
+            } else {
+                1
+            };
+            Utc.with_ymd_and_hms(dt.year(), month, 1, 0, 0, 0)
+                .single()
+                .map(|d| d.timestamp_micros())
+                .unwrap_or(t)
         }
     }
 }
@@ -218,20 +315,30 @@ impl Func {
             Func::Trim => first.map(|a| map_str(a, |s| s.trim().to_string())),
             Func::Length => first.map(|a| {
                 let s = strings(a)?;
-                Ok(Arc::new(s.iter().map(|v| v.map(|v| v.chars().count() as i64)).collect::<Int64Array>()) as ArrayRef)
+                Ok(Arc::new(
+                    s.iter()
+                        .map(|v| v.map(|v| v.chars().count() as i64))
+                        .collect::<Int64Array>(),
+                ) as ArrayRef)
             }),
-            Func::StartsWith | Func::EndsWith | Func::Contains => binary(first, &args[1], |a, b| {
-                use arrow_string::like;
-                let out = match self {
-                    Func::StartsWith => like::starts_with(a, b),
-                    Func::EndsWith => like::ends_with(a, b),
-                    _ => like::contains(a, b),
-                }?;
-                Ok(Arc::new(out) as ArrayRef)
-            }),
+            Func::StartsWith | Func::EndsWith | Func::Contains => {
+                binary(first, &args[1], |a, b| {
+                    use arrow_string::like;
+                    let out = match self {
+                        Func::StartsWith => like::starts_with(a, b),
+                        Func::EndsWith => like::ends_with(a, b),
+                        _ => like::contains(a, b),
+                    }?;
+                    Ok(Arc::new(out) as ArrayRef)
+                })
+            }
             Func::RegexpMatch(re) => first.map(|a| {
                 let s = strings(a)?;
-                Ok(Arc::new(s.iter().map(|v| v.map(|v| re.is_match(v))).collect::<BooleanArray>()) as ArrayRef)
+                Ok(Arc::new(
+                    s.iter()
+                        .map(|v| v.map(|v| re.is_match(v)))
+                        .collect::<BooleanArray>(),
+                ) as ArrayRef)
             }),
             Func::Coalesce => {
                 let mut acc = args[args.len() - 1].clone().into_array(rows)?;
@@ -253,24 +360,43 @@ impl Func {
                 Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
             }),
             Func::Abs => first.map(|a| match a.data_type() {
-                DataType::Float64 => Ok(Arc::new(a.as_primitive::<Float64Type>().unary::<_, Float64Type>(f64::abs)) as ArrayRef),
-                _ => Ok(Arc::new(a.as_primitive::<Int64Type>().try_unary::<_, Int64Type, _>(|v| {
-                    v.checked_abs().ok_or_else(|| ArrowError::ComputeError(format!("abs({v}) overflows int64")))
-                })?) as ArrayRef),
+                DataType::Float64 => Ok(Arc::new(
+                    a.as_primitive::<Float64Type>()
+                        .unary::<_, Float64Type>(f64::abs),
+                ) as ArrayRef),
+                _ => Ok(
+                    Arc::new(
+                        a.as_primitive::<Int64Type>()
+                            .try_unary::<_, Int64Type, _>(|v| {
+                                v.checked_abs().ok_or_else(|| {
+                                    ArrowError::ComputeError(format!("abs({v}) overflows int64"))
+                                })
+                            })?,
+                    ) as ArrayRef,
+                ),
             }),
             Func::Round(d) => first.map(|a| match a.data_type() {
                 DataType::Float64 => {
                     let m = 10f64.powi(*d);
-                    Ok(Arc::new(a.as_primitive::<Float64Type>().unary::<_, Float64Type>(|v| (v * m).round() / m)) as ArrayRef)
+                    Ok(Arc::new(
+                        a.as_primitive::<Float64Type>()
+                            .unary::<_, Float64Type>(|v| (v * m).round() / m),
+                    ) as ArrayRef)
                 }
                 _ if *d >= 0 => Ok(a.clone()),
                 _ => {
                     let m = 10i64.pow(d.unsigned_abs());
-                    Ok(Arc::new(a.as_primitive::<Int64Type>().unary::<_, Int64Type>(|v| {
-                        let q = v.div_euclid(m);
-                        let r = v.rem_euclid(m);
-                        if r * 2 >= m { (q + 1).saturating_mul(m) } else { q.saturating_mul(m) }
-                    })) as ArrayRef)
+                    Ok(
+                        Arc::new(a.as_primitive::<Int64Type>().unary::<_, Int64Type>(|v| {
+                            let q = v.div_euclid(m);
+                            let r = v.rem_euclid(m);
+                            if r * 2 >= m {
+                                (q + 1).saturating_mul(m)
+                            } else {
+                                q.saturating_mul(m)
+                            }
+                        })) as ArrayRef,
+                    )
                 }
             }),
         }
@@ -285,13 +411,22 @@ mod tests {
     fn truncates_to_units() {
         let t = crate::expr::parse_timestamp("2026-11-22T13:47:31.5Z").unwrap();
         let at = |s| crate::expr::parse_timestamp(s).unwrap();
-        assert_eq!(trunc_micros(t, TruncUnit::Minute), at("2026-11-22T13:47:00Z"));
+        assert_eq!(
+            trunc_micros(t, TruncUnit::Minute),
+            at("2026-11-22T13:47:00Z")
+        );
         assert_eq!(trunc_micros(t, TruncUnit::Hour), at("2026-11-22T13:00:00Z"));
         assert_eq!(trunc_micros(t, TruncUnit::Day), at("2026-11-22T00:00:00Z"));
         assert_eq!(trunc_micros(t, TruncUnit::Week), at("2026-11-16T00:00:00Z"));
-        assert_eq!(trunc_micros(t, TruncUnit::Month), at("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            trunc_micros(t, TruncUnit::Month),
+            at("2026-11-01T00:00:00Z")
+        );
         assert_eq!(trunc_micros(t, TruncUnit::Year), at("2026-01-01T00:00:00Z"));
         let before_epoch = at("1969-12-31T23:59:59.9Z");
-        assert_eq!(trunc_micros(before_epoch, TruncUnit::Second), at("1969-12-31T23:59:59Z"));
+        assert_eq!(
+            trunc_micros(before_epoch, TruncUnit::Second),
+            at("1969-12-31T23:59:59Z")
+        );
     }
 }

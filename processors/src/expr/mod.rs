@@ -100,7 +100,11 @@ impl Compiled {
     /// Check a parsed expression against `schema`; `text` is its source, for errors.
     pub fn from_expr(expr: &Expr, text: &str, schema: &Schema) -> Result<Self, Error> {
         let (node, data_type) = eval::plan(expr, text, schema)?;
-        Ok(Self { node, data_type, text: text.to_string() })
+        Ok(Self {
+            node,
+            data_type,
+            text: text.to_string(),
+        })
     }
 
     /// The type the expression evaluates to.

@@ -68,7 +68,10 @@ impl BinOp {
     }
     /// True for `= <> < <= > >=`.
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq)
+        matches!(
+            self,
+            BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq
+        )
     }
 }
 
@@ -79,17 +82,48 @@ pub enum ExprKind {
     Literal(Literal),
     /// A column, possibly nested: `geo.lat` is `["geo", "lat"]`.
     Column(Vec<String>),
-    Binary { op: BinOp, left: Box<Expr>, right: Box<Expr> },
+    Binary {
+        op: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     Not(Box<Expr>),
     Neg(Box<Expr>),
-    IsNull { expr: Box<Expr>, negated: bool },
-    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool },
-    Between { expr: Box<Expr>, low: Box<Expr>, high: Box<Expr>, negated: bool },
-    Like { expr: Box<Expr>, pattern: Box<Expr>, negated: bool, case_insensitive: bool },
-    Case { branches: Vec<(Expr, Expr)>, otherwise: Option<Box<Expr>> },
-    Cast { expr: Box<Expr>, to: String },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+        negated: bool,
+    },
+    Like {
+        expr: Box<Expr>,
+        pattern: Box<Expr>,
+        negated: bool,
+        case_insensitive: bool,
+    },
+    Case {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
+    Cast {
+        expr: Box<Expr>,
+        to: String,
+    },
     /// A function call; `count(*)` has `star = true` and no arguments.
-    Call { name: String, args: Vec<Expr>, star: bool },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+        star: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,12 +148,19 @@ struct Lexer<'a> {
 }
 
 fn err(src: &str, offset: usize, message: impl Into<String>) -> Error {
-    Error::Expr { expr: src.to_string(), offset, message: message.into() }
+    Error::Expr {
+        expr: src.to_string(),
+        offset,
+        message: message.into(),
+    }
 }
 
 impl<'a> Lexer<'a> {
     fn run(src: &'a str) -> Result<Vec<(Tok, usize)>, Error> {
-        let mut lx = Lexer { src, toks: Vec::new() };
+        let mut lx = Lexer {
+            src,
+            toks: Vec::new(),
+        };
         let b = src.as_bytes();
         let mut i = 0;
         while i < b.len() {
@@ -171,7 +212,11 @@ impl<'a> Lexer<'a> {
                     i += n
                 }
                 b'>' => {
-                    let (op, n) = if b.get(i + 1) == Some(&b'=') { (">=", 2) } else { (">", 1) };
+                    let (op, n) = if b.get(i + 1) == Some(&b'=') {
+                        (">=", 2)
+                    } else {
+                        (">", 1)
+                    };
                     lx.push(Tok::Op(op), start);
                     i += n
                 }
@@ -211,13 +256,18 @@ impl<'a> Lexer<'a> {
                     }
                     let text: String = src[i..j].chars().filter(|c| *c != '_').collect();
                     let tok = if float {
-                        Tok::Float(text.parse().map_err(|_| err(src, i, format!("`{text}` is not a number")))?)
+                        Tok::Float(
+                            text.parse()
+                                .map_err(|_| err(src, i, format!("`{text}` is not a number")))?,
+                        )
                     } else {
                         match text.parse::<i64>() {
                             Ok(v) => Tok::Int(v),
-                            Err(_) => Tok::Float(
-                                text.parse().map_err(|_| err(src, i, format!("`{text}` is not a number")))?,
-                            ),
+                            Err(_) => {
+                                Tok::Float(text.parse().map_err(|_| {
+                                    err(src, i, format!("`{text}` is not a number"))
+                                })?)
+                            }
                         }
                     };
                     lx.push(tok, start);
@@ -225,7 +275,12 @@ impl<'a> Lexer<'a> {
                 }
                 _ if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
                     let mut j = i;
-                    while j < b.len() && (b[j] == b'_' || b[j] == b'$' || b[j].is_ascii_alphanumeric() || b[j] >= 0x80) {
+                    while j < b.len()
+                        && (b[j] == b'_'
+                            || b[j] == b'$'
+                            || b[j].is_ascii_alphanumeric()
+                            || b[j] >= 0x80)
+                    {
                         j += 1;
                     }
                     lx.push(Tok::Ident(src[i..j].to_string()), start);
@@ -252,7 +307,13 @@ impl<'a> Lexer<'a> {
         let mut j = i + 1;
         loop {
             match b.get(j) {
-                None => return Err(err(self.src, i, "unterminated quoted text; close it with the same quote")),
+                None => {
+                    return Err(err(
+                        self.src,
+                        i,
+                        "unterminated quoted text; close it with the same quote",
+                    ));
+                }
                 Some(&c) if c == q => {
                     if b.get(j + 1) == Some(&q) {
                         out.push(q);
@@ -276,11 +337,19 @@ impl<'a> Lexer<'a> {
 /// Parse an expression.
 pub fn parse(src: &str) -> Result<Expr, Error> {
     let toks = Lexer::run(src)?;
-    let mut p = Parser { src, toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        src,
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr()?;
     match p.peek() {
         Tok::End => Ok(e),
-        t => Err(p.err_here(format!("unexpected {} after a complete expression", describe(t)))),
+        t => Err(p.err_here(format!(
+            "unexpected {} after a complete expression",
+            describe(t)
+        ))),
     }
 }
 
@@ -353,7 +422,11 @@ impl Parser<'_> {
             self.bump();
             Ok(())
         } else {
-            Err(self.err_here(format!("expected {}, found {}", describe(&t), describe(self.peek()))))
+            Err(self.err_here(format!(
+                "expected {}, found {}",
+                describe(&t),
+                describe(self.peek())
+            )))
         }
     }
 
@@ -395,11 +468,16 @@ impl Parser<'_> {
             self.bump();
             self.depth += 1;
             if self.depth > MAX_DEPTH {
-                return Err(self.err_here(format!("expression nests deeper than {MAX_DEPTH} levels")));
+                return Err(
+                    self.err_here(format!("expression nests deeper than {MAX_DEPTH} levels"))
+                );
             }
             let e = self.not()?;
             self.depth -= 1;
-            return Ok(Expr { kind: ExprKind::Not(Box::new(e)), offset });
+            return Ok(Expr {
+                kind: ExprKind::Not(Box::new(e)),
+                offset,
+            });
         }
         self.comparison()
     }
@@ -427,10 +505,19 @@ impl Parser<'_> {
             self.bump();
             let negated = self.eat_kw("not");
             self.expect_kw("null")?;
-            return Ok(Expr { kind: ExprKind::IsNull { expr: Box::new(l), negated }, offset });
+            return Ok(Expr {
+                kind: ExprKind::IsNull {
+                    expr: Box::new(l),
+                    negated,
+                },
+                offset,
+            });
         }
         let negated = if self.is_kw("not")
-            && (self.is_kw_at(1, "in") || self.is_kw_at(1, "between") || self.is_kw_at(1, "like") || self.is_kw_at(1, "ilike"))
+            && (self.is_kw_at(1, "in")
+                || self.is_kw_at(1, "between")
+                || self.is_kw_at(1, "like")
+                || self.is_kw_at(1, "ilike"))
         {
             self.bump();
             true
@@ -445,14 +532,26 @@ impl Parser<'_> {
                 list.push(self.expr()?);
             }
             self.expect(Tok::RParen)?;
-            return Ok(Expr { kind: ExprKind::InList { expr: Box::new(l), list, negated }, offset });
+            return Ok(Expr {
+                kind: ExprKind::InList {
+                    expr: Box::new(l),
+                    list,
+                    negated,
+                },
+                offset,
+            });
         }
         if self.eat_kw("between") {
             let low = self.additive()?;
             self.expect_kw("and")?;
             let high = self.additive()?;
             return Ok(Expr {
-                kind: ExprKind::Between { expr: Box::new(l), low: Box::new(low), high: Box::new(high), negated },
+                kind: ExprKind::Between {
+                    expr: Box::new(l),
+                    low: Box::new(low),
+                    high: Box::new(high),
+                    negated,
+                },
                 offset,
             });
         }
@@ -460,7 +559,12 @@ impl Parser<'_> {
         if self.eat_kw("like") || self.eat_kw("ilike") {
             let pattern = self.additive()?;
             return Ok(Expr {
-                kind: ExprKind::Like { expr: Box::new(l), pattern: Box::new(pattern), negated, case_insensitive: ci },
+                kind: ExprKind::Like {
+                    expr: Box::new(l),
+                    pattern: Box::new(pattern),
+                    negated,
+                    case_insensitive: ci,
+                },
                 offset,
             });
         }
@@ -508,21 +612,34 @@ impl Parser<'_> {
                 self.bump();
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
-                    return Err(self.err_here(format!("expression nests deeper than {MAX_DEPTH} levels")));
+                    return Err(
+                        self.err_here(format!("expression nests deeper than {MAX_DEPTH} levels"))
+                    );
                 }
                 let e = self.unary()?;
                 self.depth -= 1;
                 Ok(match e.kind {
-                    ExprKind::Literal(Literal::Int(v)) => Expr { kind: ExprKind::Literal(Literal::Int(-v)), offset },
-                    ExprKind::Literal(Literal::Float(v)) => Expr { kind: ExprKind::Literal(Literal::Float(-v)), offset },
-                    _ => Expr { kind: ExprKind::Neg(Box::new(e)), offset },
+                    ExprKind::Literal(Literal::Int(v)) => Expr {
+                        kind: ExprKind::Literal(Literal::Int(-v)),
+                        offset,
+                    },
+                    ExprKind::Literal(Literal::Float(v)) => Expr {
+                        kind: ExprKind::Literal(Literal::Float(-v)),
+                        offset,
+                    },
+                    _ => Expr {
+                        kind: ExprKind::Neg(Box::new(e)),
+                        offset,
+                    },
                 })
             }
             Tok::Op("+") => {
                 self.bump();
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
-                    return Err(self.err_here(format!("expression nests deeper than {MAX_DEPTH} levels")));
+                    return Err(
+                        self.err_here(format!("expression nests deeper than {MAX_DEPTH} levels"))
+                    );
                 }
                 let e = self.unary();
                 self.depth -= 1;
@@ -534,7 +651,12 @@ impl Parser<'_> {
 
     fn primary(&mut self) -> Result<Expr, Error> {
         let offset = self.offset();
-        let lit = |l| Ok(Expr { kind: ExprKind::Literal(l), offset });
+        let lit = |l| {
+            Ok(Expr {
+                kind: ExprKind::Literal(l),
+                offset,
+            })
+        };
         match self.bump() {
             Tok::Int(v) => lit(Literal::Int(v)),
             Tok::Float(v) => lit(Literal::Float(v)),
@@ -554,9 +676,17 @@ impl Parser<'_> {
                     "case" => return self.case(offset),
                     "timestamp" if matches!(self.peek(), Tok::Str(_)) => {
                         let at = self.offset();
-                        let Tok::Str(s) = self.bump() else { unreachable!("peeked a string") };
+                        let Tok::Str(s) = self.bump() else {
+                            unreachable!("peeked a string")
+                        };
                         let ts = parse_timestamp(&s).ok_or_else(|| {
-                            err(self.src, at, format!("'{s}' is not an RFC 3339 timestamp like '2026-11-22T00:00:00Z'"))
+                            err(
+                                self.src,
+                                at,
+                                format!(
+                                    "'{s}' is not an RFC 3339 timestamp like '2026-11-22T00:00:00Z'"
+                                ),
+                            )
                         })?;
                         return lit(Literal::Timestamp(ts));
                     }
@@ -566,17 +696,32 @@ impl Parser<'_> {
                         self.expect_kw("as")?;
                         let to = match self.bump() {
                             Tok::Ident(t) => t.to_ascii_lowercase(),
-                            t => return Err(err(self.src, offset, format!("expected a type name, found {}", describe(&t)))),
+                            t => {
+                                return Err(err(
+                                    self.src,
+                                    offset,
+                                    format!("expected a type name, found {}", describe(&t)),
+                                ));
+                            }
                         };
                         self.expect(Tok::RParen)?;
-                        return Ok(Expr { kind: ExprKind::Cast { expr: Box::new(e), to }, offset });
+                        return Ok(Expr {
+                            kind: ExprKind::Cast {
+                                expr: Box::new(e),
+                                to,
+                            },
+                            offset,
+                        });
                     }
-                    "and" | "or" | "not" | "in" | "between" | "like" | "ilike" | "is" | "when" | "then" | "else"
-                    | "end" => {
+                    "and" | "or" | "not" | "in" | "between" | "like" | "ilike" | "is" | "when"
+                    | "then" | "else" | "end" => {
                         return Err(err(
                             self.src,
                             offset,
-                            format!("expected a value, found keyword {}; quote a column named like a keyword as \"{name}\"", name.to_uppercase()),
+                            format!(
+                                "expected a value, found keyword {}; quote a column named like a keyword as \"{name}\"",
+                                name.to_uppercase()
+                            ),
                         ));
                     }
                     _ => {}
@@ -596,11 +741,22 @@ impl Parser<'_> {
                         }
                     }
                     self.expect(Tok::RParen)?;
-                    return Ok(Expr { kind: ExprKind::Call { name: lower, args, star }, offset });
+                    return Ok(Expr {
+                        kind: ExprKind::Call {
+                            name: lower,
+                            args,
+                            star,
+                        },
+                        offset,
+                    });
                 }
                 self.column(name, offset)
             }
-            t => Err(err(self.src, offset, format!("expected a value, found {}", describe(&t)))),
+            t => Err(err(
+                self.src,
+                offset,
+                format!("expected a value, found {}", describe(&t)),
+            )),
         }
     }
 
@@ -610,10 +766,19 @@ impl Parser<'_> {
             self.bump();
             match self.bump() {
                 Tok::Ident(s) | Tok::Quoted(s) => path.push(s),
-                t => return Err(err(self.src, offset, format!("expected a field name after `.`, found {}", describe(&t)))),
+                t => {
+                    return Err(err(
+                        self.src,
+                        offset,
+                        format!("expected a field name after `.`, found {}", describe(&t)),
+                    ));
+                }
             }
         }
-        Ok(Expr { kind: ExprKind::Column(path), offset })
+        Ok(Expr {
+            kind: ExprKind::Column(path),
+            offset,
+        })
     }
 
     fn case(&mut self, offset: usize) -> Result<Expr, Error> {
@@ -627,14 +792,31 @@ impl Parser<'_> {
         if branches.is_empty() {
             return Err(self.err_here("CASE needs at least one WHEN … THEN …"));
         }
-        let otherwise = if self.eat_kw("else") { Some(Box::new(self.expr()?)) } else { None };
+        let otherwise = if self.eat_kw("else") {
+            Some(Box::new(self.expr()?))
+        } else {
+            None
+        };
         self.expect_kw("end")?;
-        Ok(Expr { kind: ExprKind::Case { branches, otherwise }, offset })
+        Ok(Expr {
+            kind: ExprKind::Case {
+                branches,
+                otherwise,
+            },
+            offset,
+        })
     }
 }
 
 fn bin(op: BinOp, l: Expr, r: Expr, offset: usize) -> Expr {
-    Expr { kind: ExprKind::Binary { op, left: Box::new(l), right: Box::new(r) }, offset }
+    Expr {
+        kind: ExprKind::Binary {
+            op,
+            left: Box::new(l),
+            right: Box::new(r),
+        },
+        offset,
+    }
 }
 
 /// Parse an RFC 3339 timestamp (or a bare date) into microseconds since the epoch, UTC.
@@ -648,7 +830,10 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
         return Some(t.and_utc().timestamp_micros());
     }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros())
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
 }
 
 #[cfg(test)]
@@ -658,8 +843,18 @@ mod tests {
     #[test]
     fn precedence_and_before_or() {
         let e = parse("a = 1 OR b = 2 AND c = 3").unwrap();
-        let ExprKind::Binary { op: BinOp::Or, right, .. } = e.kind else { panic!("{e:?}") };
-        assert!(matches!(right.kind, ExprKind::Binary { op: BinOp::And, .. }));
+        let ExprKind::Binary {
+            op: BinOp::Or,
+            right,
+            ..
+        } = e.kind
+        else {
+            panic!("{e:?}")
+        };
+        assert!(matches!(
+            right.kind,
+            ExprKind::Binary { op: BinOp::And, .. }
+        ));
     }
 
     #[test]

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every Sluice test on a fresh machine (Debian, Rust, Python 3 with pip):
+#   1. installs what the tests need into a cached virtualenv: moto's S3 server, pyarrow and duckdb;
+#   2. starts moto on a free loopback port and points the tests at it;
+#   3. runs cargo fmt --check, clippy, the whole workspace's tests, and the independent
+#      pyarrow/DuckDB check of the bundled example's Parquet output;
+#   4. stops what it started, whatever happens.
+# Build outputs are cached outside the clone (CARGO_TARGET_DIR, default ~/.cache/sluice/target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
+VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
+PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1")
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask" 2>/dev/null; then
+  echo "== installing test tools from PyPI: ${PY_DEPS[*]}"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_DEPS[@]}"
+fi
+
+port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp -t moto.XXXXXX.log)
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto_pid=$!
+cleanup() {
+  kill "$moto_pid" 2>/dev/null || true
+  wait "$moto_pid" 2>/dev/null || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do
+  if "$VENV/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('$endpoint/moto-api/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "moto failed to start:"; cat "$log"; exit 1
+  fi
+  sleep 0.2
+done
+echo "== moto S3 server at $endpoint"
+
+export SLUICE_TEST_S3_ENDPOINT="$endpoint"
+export SLUICE_REQUIRE_S3=1
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_ENDPOINT_URL AWS_SESSION_TOKEN || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --quiet
+echo "== example output checked independently with pyarrow and DuckDB"
+"$VENV/bin/python" scripts/check_example.py "$CARGO_TARGET_DIR/debug/sluice"

@@ -190,6 +190,10 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(example_config())
         .unwrap()
+        .replace(
+            "s3://analytics-out/clickstream/",
+            &format!("s3://{outb}/big/"),
+        )
         .replace("analytics-out", &outb)
         .replace(
             "format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]",

@@ -5,6 +5,8 @@
 //! size and the longest allowed record, never by the object size.
 
 #[cfg(feature = "json")]
+mod fastjson;
+#[cfg(feature = "json")]
 pub mod ndjson;
 
 use arrow_array::RecordBatch;

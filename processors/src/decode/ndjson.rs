@@ -31,6 +31,7 @@ use arrow_array::RecordBatch;
 use arrow_json::reader::{Decoder as JsonDecoder, ReaderBuilder, infer_json_schema_from_iterator};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use super::fastjson::FastDecoder;
 use super::{Decoded, Decoder};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 
@@ -64,6 +65,10 @@ impl NdjsonDecoderBuilder {
     /// The decoder.
     pub fn build(self) -> NdjsonDecoder {
         NdjsonDecoder {
+            fast: self
+                .schema
+                .as_ref()
+                .and_then(|s| FastDecoder::new(s, self.batch_rows)),
             schema: self.schema,
             batch_rows: self.batch_rows,
             max_line_bytes: self.max_line_bytes,
@@ -80,6 +85,8 @@ impl NdjsonDecoderBuilder {
 /// Streaming NDJSON decoder with per-line rejects.
 pub struct NdjsonDecoder {
     schema: Option<SchemaRef>,
+    /// The direct-to-builders parser, when the schema is known and its types are ones it handles.
+    fast: Option<FastDecoder>,
     batch_rows: usize,
     max_line_bytes: usize,
     inner: Option<JsonDecoder>,
@@ -127,6 +134,15 @@ impl NdjsonDecoder {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
+        if let Some(fast) = self.fast.as_mut() {
+            if let Err(e) = fast.push_line(line) {
+                out.rejects
+                    .push(Reject::new(self.line_no, e.to_string(), line));
+            } else if fast.len() >= self.batch_rows {
+                Self::flush_fast(fast, out)?;
+            }
+            return Ok(());
+        }
         let start = self.block.len();
         self.block.extend_from_slice(line);
         self.lines.push((self.line_no, start, self.block.len()));
@@ -146,6 +162,19 @@ impl NdjsonDecoder {
             None => match self.infer() {
                 Some(s) => {
                     self.schema = Some(s.clone());
+                    self.fast = FastDecoder::new(&s, self.batch_rows);
+                    if let Some(fast) = self.fast.as_mut() {
+                        for &(no, st, e) in &self.lines {
+                            let line = &self.block[st..e];
+                            if let Err(err) = fast.push_line(line) {
+                                out.rejects.push(Reject::new(no, err.to_string(), line));
+                            }
+                        }
+                        Self::flush_fast(fast, out)?;
+                        self.block.clear();
+                        self.lines.clear();
+                        return Ok(());
+                    }
                     s
                 }
                 None => {
@@ -173,6 +202,13 @@ impl NdjsonDecoder {
         }
         self.block.clear();
         self.lines.clear();
+        Ok(())
+    }
+
+    fn flush_fast(fast: &mut FastDecoder, out: &mut Decoded) -> Result<(), Error> {
+        if let Some(b) = fast.flush().map_err(|e| Error::arrow("ndjson", e))? {
+            out.batches.push(b);
+        }
         Ok(())
     }
 
@@ -377,7 +413,11 @@ impl Decoder for NdjsonDecoder {
                 self.end_line(&whole, out)?;
             }
         }
-        self.flush_block(out)
+        self.flush_block(out)?;
+        if let Some(fast) = self.fast.as_mut() {
+            Self::flush_fast(fast, out)?;
+        }
+        Ok(())
     }
 
     fn schema(&self) -> Option<SchemaRef> {
@@ -523,6 +563,34 @@ not json\n\
         assert_eq!(out.batches[0].num_rows(), 1);
         assert_eq!(out.rejects.len(), 1);
         assert_eq!(out.rejects[0].position, 1);
+    }
+
+    #[test]
+    fn schemas_with_lists_use_arrow_json_with_the_same_rejects() {
+        // Lists are not handled by the direct parser; arrow-json decodes them, line by line on errors.
+        let mut d = NdjsonDecoder::builder().with_batch_rows(2).build();
+        let out = run(&mut d, &[b"{\"tags\":[\"a\",\"b\"],\"n\":1}\n{\"tags\":[],\"n\":3}\n{\"tags\":[\"c\"],\"n\":\"x\"}\nnope\n"]);
+        assert!(matches!(
+            d.schema()
+                .unwrap()
+                .field_with_name("tags")
+                .unwrap()
+                .data_type(),
+            DataType::List(_)
+        ));
+        assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let pos: Vec<u64> = out.rejects.iter().map(|r| r.position).collect();
+        assert_eq!(pos, vec![3, 4]);
+        assert!(
+            out.rejects[0].reason.starts_with("does not fit the schema"),
+            "{}",
+            out.rejects[0].reason
+        );
+        assert!(
+            out.rejects[1].reason.starts_with("invalid JSON"),
+            "{}",
+            out.rejects[1].reason
+        );
     }
 
     #[test]

@@ -275,8 +275,9 @@ enum Seg<'a> {
     Index(usize),
 }
 
-/// Find the byte span of a key path in a TOML document.
-fn locate(text: &str, path: &[Seg<'_>]) -> Option<Range<usize>> {
+/// Find the byte span of a key path in a TOML document: of the whole path when `exact`, otherwise
+/// of its longest prefix that exists.
+fn locate(text: &str, path: &[Seg<'_>], exact: bool) -> Option<Range<usize>> {
     use toml::de::{DeTable, DeValue};
     let root = DeTable::parse(text).ok()?;
     let span = root.span();
@@ -287,11 +288,44 @@ fn locate(text: &str, path: &[Seg<'_>]) -> Option<Range<usize>> {
             Seg::Key(k) => cur.get_ref().get(*k),
             Seg::Index(i) => cur.get_ref().get(*i),
         };
-        let Some(next) = next else { break };
+        let Some(next) = next else {
+            return if exact { None } else { best };
+        };
         best = Some(next.span());
         cur = next.clone();
     }
     best
+}
+
+/// An owned path step, parsed from `stage[0].where`.
+enum OwnedSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl OwnedSeg {
+    fn as_seg(&self) -> Seg<'_> {
+        match self {
+            OwnedSeg::Key(k) => Seg::Key(k),
+            OwnedSeg::Index(i) => Seg::Index(*i),
+        }
+    }
+}
+
+fn path_segments(path: &str) -> Vec<OwnedSeg> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            out.push(OwnedSeg::Key(name.to_string()));
+        }
+        for idx in rest.split('[') {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                out.push(OwnedSeg::Index(i));
+            }
+        }
+    }
+    out
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -318,7 +352,7 @@ impl Ctx<'_> {
             .collect::<String>();
         ConfigError {
             file: self.file.to_path_buf(),
-            line: locate(self.text, path).map(|r| line_of(self.text, r.start)),
+            line: locate(self.text, path, false).map(|r| line_of(self.text, r.start)),
             key: Some(key.trim_start_matches('.').to_string()),
             message: message.into(),
         }
@@ -341,10 +375,28 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineConfig, ConfigError> {
             message =
                 format!("{message} (aggregate, resize and index stages are not in this build yet)");
         }
+        let mut line = inner.span().map(|s| line_of(text, s.start));
+        let mut key = (path != ".").then_some(path);
+        // Inside `[[stage]]` tables serde reports the table, not the key: find the key itself.
+        if let Some(name) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            let full = match &key {
+                Some(k) => format!("{k}.{name}"),
+                None => name.to_string(),
+            };
+            let segs = path_segments(&full);
+            let segs: Vec<Seg<'_>> = segs.iter().map(|s| s.as_seg()).collect();
+            if let Some(r) = locate(text, &segs, true) {
+                line = Some(line_of(text, r.start));
+                key = Some(full);
+            }
+        }
         ConfigError {
             file: file.to_path_buf(),
-            line: inner.span().map(|s| line_of(text, s.start)),
-            key: (path != ".").then_some(path),
+            line,
+            key,
             message,
         }
     })
@@ -803,6 +855,13 @@ uri = "s3://out/rejects/"
         let e = check("name = \"x\"\n[input\nformat = 1").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.message.starts_with("not valid TOML"), "{e}");
+
+        let e = check(&GOOD.replace("where =", "wher =")).unwrap_err();
+        assert_eq!(e.line, Some(11), "{e}");
+        assert!(
+            e.message.contains("unknown field `wher`, expected `where`"),
+            "{e}"
+        );
 
         let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
         assert!(e.message.contains("reads `ndjson`"), "{e}");

@@ -447,3 +447,150 @@ pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<
         _ => Box::pin(r),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FsStore;
+    use std::io::Write;
+    use tokio::io::AsyncWriteExt;
+
+    async fn read_all(r: ByteReader, c: Compression) -> Result<Vec<u8>, Error> {
+        let mut r = decompress(r, c).await?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)
+            .await
+            .map_err(|e| Error::Io(e.to_string()))?;
+        Ok(out)
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    async fn zst(data: &[u8]) -> Vec<u8> {
+        let mut e = async_compression::tokio::write::ZstdEncoder::new(Vec::new());
+        e.write_all(data).await.unwrap();
+        e.shutdown().await.unwrap();
+        e.into_inner()
+    }
+
+    #[tokio::test]
+    async fn detects_compression_and_reads_every_member() {
+        let plain = b"{\"a\":1}\n".repeat(1000);
+        let mut two_gz = gz(&plain);
+        two_gz.extend(gz(b"{\"a\":2}\n"));
+        let mut two_zst = zst(&plain).await;
+        two_zst.extend(zst(b"{\"a\":2}\n").await);
+        let mut want = plain.clone();
+        want.extend_from_slice(b"{\"a\":2}\n");
+        for (data, c) in [
+            (two_gz.clone(), Compression::Auto),
+            (two_zst.clone(), Compression::Auto),
+            (two_gz, Compression::Gzip),
+            (two_zst, Compression::Zstd),
+        ] {
+            let got = read_all(Box::pin(std::io::Cursor::new(data)), c)
+                .await
+                .unwrap();
+            assert_eq!(got, want);
+        }
+        let got = read_all(
+            Box::pin(std::io::Cursor::new(plain.clone())),
+            Compression::Auto,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got, plain);
+        // Forced gzip on plain bytes is a clear failure, not garbage rows.
+        assert!(
+            read_all(Box::pin(std::io::Cursor::new(plain)), Compression::Gzip)
+                .await
+                .is_err()
+        );
+        assert!(
+            read_all(
+                Box::pin(std::io::Cursor::new(Vec::new())),
+                Compression::Auto
+            )
+            .await
+            .unwrap()
+            .is_empty()
+        );
+    }
+
+    fn plan(text: &str) -> Plan {
+        Plan::from_str(std::path::Path::new("t.toml"), text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn infers_the_schema_and_writes_to_a_local_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let obj = dir.path().join("in/b/data/x.ndjson.zst");
+        std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+        let body = b"{\"ts\":\"2026-11-22T10:00:00Z\",\"n\":5,\"tags\":[\"a\"]}\n{\"ts\":\"2026-11-23T10:00:00Z\",\"n\":50,\"tags\":[]}\n{\"ts\":\"2026-11-23T11:00:00Z\",\"n\":\"many\"}\n";
+        std::fs::write(&obj, zst(body).await).unwrap();
+        let out = dir.path().join("out");
+        let p = plan(&format!(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 2\n[[stage]]\ntype = \"filter\"\nwhere = \"n > 1\"\n[[stage]]\ntype = \"select\"\ncolumns = {{ day = \"date(ts)\", n = \"n\" }}\n[output]\nuri = \"{}\"\nformat = \"ndjson\"\ncompression = \"gzip\"\npartition_by = [\"day\"]\n[rejects]\nuri = \"{}\"\n",
+            out.display(),
+            dir.path().join("rejects").display()
+        ));
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+        let h = Handler::new(p, store.clone(), store);
+        let ev = crate::event::s3_event(vec![crate::event::s3_record(
+            "b",
+            "data/x.ndjson.zst",
+            10,
+            "e",
+        )]);
+        let (s, _) = h.handle(&ev).await;
+        assert_eq!(s.error, None);
+        assert_eq!((s.records_in, s.records_out, s.rejected), (3, 2, 1));
+        assert_eq!(s.outputs.len(), 3, "{:?}", s.outputs);
+        let day23 = s
+            .outputs
+            .iter()
+            .find(|o| o.contains("day=2026-11-23"))
+            .unwrap();
+        assert!(day23.ends_with(".ndjson.gz"), "{day23}");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(day23).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "{\"n\":50}\n");
+        let rejects = std::fs::read_to_string(s.outputs.last().unwrap()).unwrap();
+        assert!(
+            rejects.contains("\"line\":3") && rejects.contains("'n'") && rejects.contains("many"),
+            "{rejects}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_type_error_against_an_inferred_schema_fails_the_object_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let obj = dir.path().join("b/k.ndjson");
+        std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+        std::fs::write(&obj, b"{\"n\":\"text\"}\n").unwrap();
+        let p = plan(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\n[[stage]]\ntype = \"filter\"\nwhere = \"n > 1\"\n[output]\nuri = \"s3://o/p/\"\n",
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let h = Handler::new(p, store.clone(), store);
+        let (s, _) = h
+            .handle(&crate::event::s3_event(vec![crate::event::s3_record(
+                "b", "k.ndjson", 1, "e",
+            )]))
+            .await;
+        let err = s.error.unwrap();
+        assert!(
+            err.contains("s3://b/k.ndjson") && err.contains("cannot apply `>` to string and int64"),
+            "{err}"
+        );
+        assert!(!dir.path().join("o").exists());
+    }
+}

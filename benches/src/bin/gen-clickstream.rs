@@ -12,5 +12,9 @@ fn main() {
         eprintln!("{out}: {e}");
         std::process::exit(1);
     }
-    println!("{out}: {} bytes, {} records", data.len(), sluice_benches::count_lines(&data));
+    println!(
+        "{out}: {} bytes, {} records",
+        data.len(),
+        sluice_benches::count_lines(&data)
+    );
 }

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "json")]
 mod fastjson;
+mod lines;
 #[cfg(feature = "json")]
 pub mod ndjson;
 

@@ -32,6 +32,7 @@ use arrow_json::reader::{Decoder as JsonDecoder, ReaderBuilder, infer_json_schem
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::fastjson::FastDecoder;
+use super::lines::{Line, LineBuffer};
 use super::{Decoded, Decoder};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 
@@ -71,13 +72,10 @@ impl NdjsonDecoderBuilder {
                 .and_then(|s| FastDecoder::new(s, self.batch_rows)),
             schema: self.schema,
             batch_rows: self.batch_rows,
-            max_line_bytes: self.max_line_bytes,
             inner: None,
             block: Vec::new(),
             lines: Vec::new(),
-            partial: Vec::new(),
-            partial_len: 0,
-            line_no: 0,
+            lines_in: LineBuffer::new(self.max_line_bytes),
         }
     }
 }
@@ -88,24 +86,19 @@ pub struct NdjsonDecoder {
     /// The direct-to-builders parser, when the schema is known and its types are ones it handles.
     fast: Option<FastDecoder>,
     batch_rows: usize,
-    max_line_bytes: usize,
     inner: Option<JsonDecoder>,
     /// Complete lines of the current block, each followed by `\n`.
     block: Vec<u8>,
     /// (line number, start, end) of each line in `block`.
     lines: Vec<(u64, usize, usize)>,
-    /// The start of a line not yet ended (at most `max_line_bytes`, or 4 KiB once oversized).
-    partial: Vec<u8>,
-    /// The full length of that line so far.
-    partial_len: usize,
-    line_no: u64,
+    /// Splits the input into lines.
+    lines_in: LineBuffer,
 }
 
 impl std::fmt::Debug for NdjsonDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NdjsonDecoder")
             .field("schema", &self.schema)
-            .field("line_no", &self.line_no)
             .finish()
     }
 }
@@ -128,16 +121,14 @@ impl NdjsonDecoder {
             .map_err(|e| Error::arrow("building the NDJSON decoder", e))
     }
 
-    fn end_line(&mut self, line: &[u8], out: &mut Decoded) -> Result<(), Error> {
-        self.line_no += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    fn end_line(&mut self, line_no: u64, line: &[u8], out: &mut Decoded) -> Result<(), Error> {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
         if let Some(fast) = self.fast.as_mut() {
             if let Err(e) = fast.push_line(line) {
                 out.rejects
-                    .push(Reject::new(self.line_no, e.to_string(), line));
+                    .push(Reject::new(line_no, e.to_string(), line));
             } else if fast.len() >= self.batch_rows {
                 Self::flush_fast(fast, out)?;
             }
@@ -145,7 +136,7 @@ impl NdjsonDecoder {
         }
         let start = self.block.len();
         self.block.extend_from_slice(line);
-        self.lines.push((self.line_no, start, self.block.len()));
+        self.lines.push((line_no, start, self.block.len()));
         self.block.push(b'\n');
         if self.lines.len() >= self.batch_rows {
             self.flush_block(out)?;
@@ -357,62 +348,18 @@ fn clean_reason(msg: &str, line: &[u8]) -> String {
 }
 
 impl Decoder for NdjsonDecoder {
-    fn decode(&mut self, mut buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
-        while let Some(nl) = memchr::memchr(b'\n', buf) {
-            let (line, rest) = (&buf[..nl], &buf[nl + 1..]);
-            buf = rest;
-            if self.partial_len == 0 {
-                if line.len() > self.max_line_bytes {
-                    self.oversized(line.len(), line, out);
-                } else {
-                    self.end_line(line, out)?;
-                }
-            } else {
-                self.partial_len += line.len();
-                if self.partial_len > self.max_line_bytes {
-                    let mut head = std::mem::take(&mut self.partial);
-                    head.extend_from_slice(&line[..line.len().min(crate::REJECT_RAW_BYTES)]);
-                    let len = self.partial_len;
-                    self.partial_len = 0;
-                    self.oversized(len, &head, out);
-                } else {
-                    let mut whole = std::mem::take(&mut self.partial);
-                    whole.extend_from_slice(line);
-                    self.partial_len = 0;
-                    self.end_line(&whole, out)?;
-                    whole.clear();
-                    self.partial = whole;
-                }
-            }
-        }
-        if !buf.is_empty() {
-            self.partial_len += buf.len();
-            if self.partial_len <= self.max_line_bytes {
-                self.partial.extend_from_slice(buf);
-            } else if self.partial.len() < crate::REJECT_RAW_BYTES {
-                // Oversized: keep only what a reject shows.
-                self.partial.truncate(crate::REJECT_RAW_BYTES);
-                let room = crate::REJECT_RAW_BYTES.saturating_sub(self.partial.len());
-                self.partial.extend_from_slice(&buf[..buf.len().min(room)]);
-            } else {
-                self.partial.truncate(crate::REJECT_RAW_BYTES);
-                self.partial.shrink_to(crate::REJECT_RAW_BYTES);
-            }
-        }
-        Ok(())
+    fn decode(&mut self, buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
+        let mut lines = std::mem::take(&mut self.lines_in);
+        let r = lines.feed(buf, &mut |l| self.on_line(l, out));
+        self.lines_in = lines;
+        r
     }
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
-        if self.partial_len > 0 {
-            let whole = std::mem::take(&mut self.partial);
-            let len = self.partial_len;
-            self.partial_len = 0;
-            if len > self.max_line_bytes {
-                self.oversized(len, &whole, out);
-            } else {
-                self.end_line(&whole, out)?;
-            }
-        }
+        let mut lines = std::mem::take(&mut self.lines_in);
+        let r = lines.finish(&mut |l| self.on_line(l, out));
+        self.lines_in = lines;
+        r?;
         self.flush_block(out)?;
         if let Some(fast) = self.fast.as_mut() {
             Self::flush_fast(fast, out)?;
@@ -426,16 +373,18 @@ impl Decoder for NdjsonDecoder {
 }
 
 impl NdjsonDecoder {
-    fn oversized(&mut self, len: usize, head: &[u8], out: &mut Decoded) {
-        self.line_no += 1;
-        out.rejects.push(Reject::new(
-            self.line_no,
-            format!(
-                "line is {len} bytes, longer than max_line_bytes ({})",
-                self.max_line_bytes
-            ),
-            head,
-        ));
+    fn on_line(&mut self, line: Line<'_>, out: &mut Decoded) -> Result<(), Error> {
+        match line {
+            Line::Text(no, text) => self.end_line(no, text, out),
+            Line::TooLong(no, len, head) => {
+                out.rejects.push(Reject::new(
+                    no,
+                    format!("line is {len} bytes, longer than max_line_bytes ({})", self.lines_in.max()),
+                    head,
+                ));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -553,7 +502,7 @@ not json\n\
         );
         assert_eq!(out.rejects[0].raw.len(), crate::REJECT_RAW_BYTES);
         assert_eq!(out.rejects[1].position, 4);
-        assert!(d.partial.capacity() <= 100 + crate::REJECT_RAW_BYTES + 16_384);
+        assert!(d.lines_in.held() <= 100 + crate::REJECT_RAW_BYTES + 16_384);
     }
 
     #[test]

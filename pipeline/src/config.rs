@@ -13,6 +13,9 @@ use arrow_schema::SchemaRef;
 use globset::GlobMatcher;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
+use sluice_processors::decode::Decoder;
+use sluice_processors::decode::logs::{LogDecoderBuilder, Preset};
+use sluice_processors::decode::ndjson::NdjsonDecoder;
 use sluice_processors::expr::type_name;
 use sluice_processors::filter::FilterFactory;
 use sluice_processors::select::SelectFactory;
@@ -42,11 +45,19 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// The record format. This build reads `ndjson`.
+    /// The record format: `ndjson`, `lines` (with `pattern`), or a log preset: `alb`, `cloudfront`,
+    /// `vpc-flow`, `s3-access`, `clf`.
     pub format: String,
+    /// `lines` only: a regular expression whose named groups are the columns.
+    #[serde(default)]
+    pub pattern: Option<String>,
     /// `auto` (by magic bytes, the default), `none`, `gzip` or `zstd`.
     #[serde(default)]
     pub compression: Compression,
+    /// Buckets whose objects are processed; objects from other buckets are skipped. Empty: any bucket.
+    /// Naming them also lets `validate` tell an output bucket apart from the trigger bucket.
+    #[serde(default)]
+    pub buckets: Vec<String>,
     /// Globs selecting the object keys to process (`*` stays within a `/` segment, `**` crosses them).
     /// Objects that match none are skipped and reported. Empty: every key.
     #[serde(default)]
@@ -253,6 +264,8 @@ impl fmt::Debug for PlannedStage {
 pub struct Plan {
     /// The config as written.
     pub config: PipelineConfig,
+    /// How objects are decoded.
+    pub input: InputSpec,
     /// Where it was read from.
     pub file: PathBuf,
     /// The declared input schema, if any.
@@ -267,6 +280,37 @@ pub struct Plan {
     pub rejects: Option<Destination>,
     /// Warnings worth printing (e.g. a possible recursive trigger).
     pub warnings: Vec<String>,
+}
+
+/// The formats this build reads.
+pub const FORMATS: &str = "ndjson, lines, alb, cloudfront, vpc-flow, s3-access, clf";
+
+/// How `[input]` is decoded.
+#[derive(Debug, Clone)]
+pub enum InputSpec {
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// A line format: `lines` with a pattern, or a log preset.
+    Log(LogDecoderBuilder),
+}
+
+impl Plan {
+    /// A fresh decoder for one object.
+    pub fn decoder(&self) -> Result<Box<dyn Decoder>, sluice_processors::Error> {
+        let input = &self.config.input;
+        Ok(match &self.input {
+            InputSpec::Ndjson => {
+                let mut b = NdjsonDecoder::builder()
+                    .with_batch_rows(input.batch_rows)
+                    .with_max_line_bytes(input.max_line_bytes);
+                if let Some(s) = &self.schema {
+                    b = b.with_schema(s.clone());
+                }
+                Box::new(b.build())
+            }
+            InputSpec::Log(b) => Box::new(b.clone().build()?),
+        })
+    }
 }
 
 /// One step of a key path.
@@ -428,15 +472,6 @@ impl Plan {
     fn check(config: PipelineConfig, file: &Path, text: &str) -> Result<Plan, ConfigError> {
         let cx = Ctx { file, text };
         let input = &config.input;
-        if input.format != "ndjson" {
-            return Err(cx.err(
-                &[Seg::Key("input"), Seg::Key("format")],
-                format!(
-                    "format `{}` is not available in this build; it reads `ndjson` (json, csv, parquet, lines and the AWS log presets are planned)",
-                    input.format
-                ),
-            ));
-        }
         if input.batch_rows == 0 || input.batch_rows > 1 << 20 {
             return Err(cx.err(
                 &[Seg::Key("input"), Seg::Key("batch_rows")],
@@ -456,7 +491,7 @@ impl Plan {
                 })?;
             keys.push(g.compile_matcher());
         }
-        let schema = match &input.schema {
+        let declared = match &input.schema {
             None => None,
             Some(m) => {
                 if m.0.is_empty() {
@@ -471,6 +506,63 @@ impl Plan {
                 .map_err(|e| cx.err(&[Seg::Key("input"), Seg::Key("schema")], e.to_string()))?;
                 Some(s)
             }
+        };
+        let format_err = |m: String| cx.err(&[Seg::Key("input"), Seg::Key("format")], m);
+        if input.pattern.is_some() && input.format != "lines" {
+            return Err(cx.err(
+                &[Seg::Key("input"), Seg::Key("pattern")],
+                "is only used with format = \"lines\"",
+            ));
+        }
+        let spec = match input.format.as_str() {
+            "ndjson" => InputSpec::Ndjson,
+            "lines" => {
+                let Some(pattern) = &input.pattern else {
+                    return Err(format_err(
+                        "format = \"lines\" needs `pattern`, a regular expression with named groups, e.g. '^(?P<level>\\S+) (?P<msg>.*)$'".into(),
+                    ));
+                };
+                let types: Vec<(String, arrow_schema::DataType)> = declared
+                    .iter()
+                    .flat_map(|s| {
+                        s.fields()
+                            .iter()
+                            .map(|f| (f.name().clone(), f.data_type().clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let b = LogDecoderBuilder::pattern(pattern, &types).map_err(|e| {
+                    cx.err(&[Seg::Key("input"), Seg::Key("pattern")], e.to_string())
+                })?;
+                InputSpec::Log(b)
+            }
+            name => match Preset::from_name(name) {
+                Some(p) => {
+                    if input.schema.is_some() {
+                        return Err(cx.err(
+                            &[Seg::Key("input"), Seg::Key("schema")],
+                            format!("format `{name}` has a fixed, documented schema; remove `schema` (or use format = \"lines\" with a pattern)"),
+                        ));
+                    }
+                    InputSpec::Log(LogDecoderBuilder::preset(p))
+                }
+                None => {
+                    return Err(format_err(format!(
+                        "unknown format `{name}`; this build reads: {FORMATS} (json, csv, parquet, cloudtrail, cloudwatch-logs and text are planned)"
+                    )));
+                }
+            },
+        };
+        let spec = match spec {
+            InputSpec::Log(b) => InputSpec::Log(
+                b.with_batch_rows(input.batch_rows)
+                    .with_max_line_bytes(input.max_line_bytes),
+            ),
+            other => other,
+        };
+        let schema = match &spec {
+            InputSpec::Ndjson => declared,
+            InputSpec::Log(b) => Some(b.schema()),
         };
 
         let mut stages = Vec::new();
@@ -633,9 +725,13 @@ impl Plan {
             dests.push((r, "ndjson", "rejects"));
         }
         for (dest, ext, section) in dests {
-            let Destination::S3 { prefix, .. } = dest else {
+            let Destination::S3 { prefix, bucket } = dest else {
                 continue;
             };
+            if !input.buckets.is_empty() && !input.buckets.contains(bucket) {
+                // A different bucket from every trigger bucket: no loop possible.
+                continue;
+            }
             let mut part = String::new();
             let mut samples = vec![format!("{prefix}x-0123456789abcdef.{ext}")];
             for p in &out.partition_by {
@@ -654,7 +750,8 @@ impl Plan {
                         &[Seg::Key(section), Seg::Key("uri")],
                         format!(
                             "writes to {dest}, where [input] keys[{i}] `{}` matches what it writes (e.g. `{s}`): every output \
-                             would trigger the function again. Write outside the input keys or narrow the glob",
+                             would trigger the function again. Write outside the input keys, narrow the glob, or \
+                             list the trigger buckets in [input] buckets if the output bucket is not one of them",
                             input.keys[i]
                         ),
                     ));
@@ -663,6 +760,7 @@ impl Plan {
         }
 
         Ok(Plan {
+            input: spec,
             schema,
             keys,
             stages,
@@ -672,6 +770,12 @@ impl Plan {
             file: file.to_path_buf(),
             config,
         })
+    }
+
+    /// True when objects of `bucket` are processed.
+    pub fn bucket_selected(&self, bucket: &str) -> bool {
+        self.config.input.buckets.is_empty()
+            || self.config.input.buckets.iter().any(|b| b == bucket)
     }
 
     /// True when `key` is selected by `[input] keys`.
@@ -864,7 +968,11 @@ uri = "s3://out/rejects/"
         );
 
         let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
-        assert!(e.message.contains("reads `ndjson`"), "{e}");
+        assert!(
+            e.message
+                .contains("unknown format `xml`; this build reads: ndjson, lines, alb"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ use arrow_array::RecordBatch;
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::Serialize;
 use serde_json::Value;
-use sluice_processors::decode::ndjson::NdjsonDecoder;
 use sluice_processors::decode::{Decoded, Decoder};
 use sluice_processors::{Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -217,6 +216,12 @@ impl Handler {
     }
 
     fn skip_reason(&self, obj: &ObjectRef) -> Option<String> {
+        if !self.plan.bucket_selected(&obj.bucket) {
+            return Some(format!(
+                "bucket is not in [input] buckets ({})",
+                self.plan.config.input.buckets.join(", ")
+            ));
+        }
         if !self.plan.key_selected(&obj.key) {
             return Some(format!(
                 "key does not match [input] keys ({})",
@@ -296,13 +301,7 @@ impl Handler {
         let input = &self.plan.config.input;
         let reader = self.input.get(&obj.bucket, &obj.key).await?;
         let mut reader = decompress(reader, input.compression).await?;
-        let mut b = NdjsonDecoder::builder()
-            .with_batch_rows(input.batch_rows)
-            .with_max_line_bytes(input.max_line_bytes);
-        if let Some(s) = &self.plan.schema {
-            b = b.with_schema(s.clone());
-        }
-        let mut decoder = b.build();
+        let mut decoder = self.plan.decoder()?;
         let mut chain: Option<Vec<Box<dyn Stage>>> = None;
         let mut buf = vec![0u8; READ_BYTES];
         let mut decoded = Decoded::default();
@@ -315,12 +314,26 @@ impl Handler {
                 break;
             }
             decoder.decode(&buf[..n], &mut decoded)?;
-            self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result)
-                .await?;
+            self.drain(
+                decoder.as_ref(),
+                &mut decoded,
+                &mut chain,
+                outputs,
+                rejects,
+                result,
+            )
+            .await?;
         }
         decoder.finish(&mut decoded)?;
-        self.drain(&decoder, &mut decoded, &mut chain, outputs, rejects, result)
-            .await?;
+        self.drain(
+            decoder.as_ref(),
+            &mut decoded,
+            &mut chain,
+            outputs,
+            rejects,
+            result,
+        )
+        .await?;
         if let Some(stages) = chain.as_mut() {
             for i in 0..stages.len() {
                 let mut out = Vec::new();
@@ -337,7 +350,7 @@ impl Handler {
 
     async fn drain(
         &self,
-        decoder: &NdjsonDecoder,
+        decoder: &dyn Decoder,
         decoded: &mut Decoded,
         chain: &mut Option<Vec<Box<dyn Stage>>>,
         outputs: &mut Outputs,

@@ -78,7 +78,9 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
         name: "tagged-slow-requests".into(),
         input: InputConfig {
             format: "ndjson".into(),
+            pattern: None,
             compression: Default::default(),
+            buckets: vec![],
             keys: vec!["clickstream/**".into()],
             schema: Some(OrderedMap(
                 schema

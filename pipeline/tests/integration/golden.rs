@@ -1,6 +1,7 @@
-//! Golden replays: every event in `fixtures/events/` and the example's events go through the
-//! handler with the example pipeline; the summary and every written file (Parquet read back as
-//! rows) must equal `fixtures/golden/<event>.txt`. `UPDATE_GOLDEN=1` rewrites the expectations.
+//! Golden replays: every event in `fixtures/events/` goes through the handler with the clickstream
+//! example pipeline, and every `examples/<name>/events/*.json` through its own example's pipeline;
+//! the summary and every written file (Parquet read back as rows) must equal
+//! `fixtures/golden/<case>.txt`. `UPDATE_GOLDEN=1` rewrites the expectations.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use sluice_pipeline::store::FsStore;
 
 use crate::support::*;
 
-async fn render(event_path: &Path) -> String {
-    let pipeline = Pipeline::load(example_config()).expect("example config");
+async fn render(config: &Path, event_path: &Path) -> String {
+    let pipeline = Pipeline::load(config).expect("example config");
     let out = tempfile::tempdir().expect("tempdir");
     let handler = pipeline.handler(
         Arc::new(FsStore::new(fixtures().join("objects"))),
@@ -53,23 +54,36 @@ async fn render(event_path: &Path) -> String {
 
 #[tokio::test]
 async fn every_fixture_event_matches_its_golden_output() {
-    let mut events: Vec<_> = std::fs::read_dir(fixtures().join("events"))
-        .expect("fixtures/events")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    events.push(root().join("examples/clickstream/events/s3-put.json"));
-    events.sort();
+    // (case name, config, event)
+    let mut cases = Vec::new();
+    for e in std::fs::read_dir(fixtures().join("events")).expect("fixtures/events") {
+        let ev = e.expect("entry").path();
+        let name = ev.file_stem().expect("name").to_string_lossy().into_owned();
+        cases.push((name, example_config(), ev));
+    }
+    for e in std::fs::read_dir(root().join("examples")).expect("examples") {
+        let dir = e.expect("entry").path();
+        let (cfg, evs) = (dir.join("pipeline.toml"), dir.join("events"));
+        if !cfg.exists() || !evs.is_dir() {
+            continue;
+        }
+        for ev in std::fs::read_dir(&evs).expect("events") {
+            let ev = ev.expect("entry").path();
+            let name = format!(
+                "example-{}-{}",
+                dir.file_name().expect("dir").to_string_lossy(),
+                ev.file_stem().expect("name").to_string_lossy()
+            );
+            cases.push((name, cfg.clone(), ev));
+        }
+    }
+    cases.sort();
+    assert!(cases.len() >= 18, "{} cases", cases.len());
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let golden_dir = fixtures().join("golden");
     let mut mismatches = Vec::new();
-    for ev in &events {
-        let name = ev.file_stem().expect("name").to_string_lossy().into_owned();
-        let name = if ev.starts_with(root().join("examples")) {
-            format!("example-{name}")
-        } else {
-            name
-        };
-        let got = render(ev).await;
+    for (name, cfg, ev) in &cases {
+        let got = render(cfg, ev).await;
         let path = golden_dir.join(format!("{name}.txt"));
         if update {
             std::fs::create_dir_all(&golden_dir).expect("golden dir");

@@ -774,7 +774,7 @@ fn unescape(raw: &[u8], out: &mut String) -> Res<()> {
 }
 
 /// An integer, also from a float with no fractional part (`3.0`) or in quotes.
-fn parse_int(s: &str) -> Option<i64> {
+pub(crate) fn parse_int(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let (neg, digits) = match b.first() {
         Some(b'-') => (true, &b[1..]),

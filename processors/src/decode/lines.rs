@@ -10,8 +10,8 @@ use crate::Error;
 pub(crate) enum Line<'a> {
     /// A line within the limit.
     Text(u64, &'a [u8]),
-    /// A line over the limit: its number, full length, and its first bytes.
-    TooLong(u64, usize, &'a [u8]),
+    /// A line over the limit: its number, full length, the limit, and its first bytes.
+    TooLong(u64, usize, usize, &'a [u8]),
 }
 
 /// Carries a partial line between chunks.
@@ -25,12 +25,10 @@ pub(crate) struct LineBuffer {
 
 impl LineBuffer {
     pub(crate) fn new(max_line_bytes: usize) -> Self {
-        Self { max: max_line_bytes.max(1), ..Self::default() }
-    }
-
-    /// The limit in bytes.
-    pub(crate) fn max(&self) -> usize {
-        self.max
+        Self {
+            max: max_line_bytes.max(1),
+            ..Self::default()
+        }
     }
 
     fn emit(
@@ -41,14 +39,23 @@ impl LineBuffer {
         f: &mut dyn FnMut(Line<'_>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         if len > max {
-            f(Line::TooLong(no, len, &line[..line.len().min(crate::REJECT_RAW_BYTES)]))
+            f(Line::TooLong(
+                no,
+                len,
+                max,
+                &line[..line.len().min(crate::REJECT_RAW_BYTES)],
+            ))
         } else {
             f(Line::Text(no, line.strip_suffix(b"\r").unwrap_or(line)))
         }
     }
 
     /// Feed bytes; `f` is called for every line completed by them.
-    pub(crate) fn feed(&mut self, mut buf: &[u8], f: &mut dyn FnMut(Line<'_>) -> Result<(), Error>) -> Result<(), Error> {
+    pub(crate) fn feed(
+        &mut self,
+        mut buf: &[u8],
+        f: &mut dyn FnMut(Line<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         while let Some(nl) = memchr::memchr(b'\n', buf) {
             let (line, rest) = (&buf[..nl], &buf[nl + 1..]);
             buf = rest;
@@ -57,8 +64,13 @@ impl LineBuffer {
                 Self::emit(self.line_no, line, line.len(), self.max, f)?;
             } else {
                 let len = self.partial_len + line.len();
-                let room = if len > self.max { crate::REJECT_RAW_BYTES.saturating_sub(self.partial.len()) } else { line.len() };
-                self.partial.extend_from_slice(&line[..line.len().min(room)]);
+                let room = if len > self.max {
+                    crate::REJECT_RAW_BYTES.saturating_sub(self.partial.len())
+                } else {
+                    line.len()
+                };
+                self.partial
+                    .extend_from_slice(&line[..line.len().min(room)]);
                 let whole = std::mem::take(&mut self.partial);
                 self.partial_len = 0;
                 Self::emit(self.line_no, &whole, len, self.max, f)?;
@@ -75,7 +87,8 @@ impl LineBuffer {
                 self.partial.extend_from_slice(buf);
             } else {
                 // Over the limit: keep only what a reject shows.
-                let room = crate::REJECT_RAW_BYTES.saturating_sub(self.partial.len().min(crate::REJECT_RAW_BYTES));
+                let room = crate::REJECT_RAW_BYTES
+                    .saturating_sub(self.partial.len().min(crate::REJECT_RAW_BYTES));
                 self.partial.truncate(crate::REJECT_RAW_BYTES);
                 self.partial.extend_from_slice(&buf[..buf.len().min(room)]);
                 self.partial.shrink_to(crate::REJECT_RAW_BYTES);
@@ -85,7 +98,10 @@ impl LineBuffer {
     }
 
     /// End of input: emit the last line if it had no newline.
-    pub(crate) fn finish(&mut self, f: &mut dyn FnMut(Line<'_>) -> Result<(), Error>) -> Result<(), Error> {
+    pub(crate) fn finish(
+        &mut self,
+        f: &mut dyn FnMut(Line<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         if self.partial_len > 0 {
             self.line_no += 1;
             let whole = std::mem::take(&mut self.partial);
@@ -112,7 +128,7 @@ mod tests {
         let mut f = |l: Line<'_>| {
             out.push(match l {
                 Line::Text(n, t) => format!("{n}:{}", String::from_utf8_lossy(t)),
-                Line::TooLong(n, len, head) => format!("{n}:long {len} {}", head.len()),
+                Line::TooLong(n, len, max, head) => format!("{n}:long {len}>{max} {}", head.len()),
             });
             Ok(())
         };
@@ -125,11 +141,14 @@ mod tests {
 
     #[test]
     fn splits_across_chunks_and_bounds_long_lines() {
-        assert_eq!(split(&[b"a\r\nb", b"c\n\nd"], 10), ["1:a", "2:bc", "3:", "4:d"]);
+        assert_eq!(
+            split(&[b"a\r\nb", b"c\n\nd"], 10),
+            ["1:a", "2:bc", "3:", "4:d"]
+        );
         let big = vec![b'x'; 5000];
         let got = split(&[b"ok\n", &big, &big, b"\nend"], 100);
-        assert_eq!(got, ["1:ok", "2:long 10000 4096", "3:end"]);
+        assert_eq!(got, ["1:ok", "2:long 10000>100 4096", "3:end"]);
         let got = split(&[&big], 100);
-        assert_eq!(got, ["1:long 5000 4096"]);
+        assert_eq!(got, ["1:long 5000>100 4096"]);
     }
 }

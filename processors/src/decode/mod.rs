@@ -7,8 +7,10 @@
 #[cfg(feature = "json")]
 mod fastjson;
 mod lines;
+pub mod logs;
 #[cfg(feature = "json")]
 pub mod ndjson;
+mod row;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};

@@ -127,8 +127,7 @@ impl NdjsonDecoder {
         }
         if let Some(fast) = self.fast.as_mut() {
             if let Err(e) = fast.push_line(line) {
-                out.rejects
-                    .push(Reject::new(line_no, e.to_string(), line));
+                out.rejects.push(Reject::new(line_no, e.to_string(), line));
             } else if fast.len() >= self.batch_rows {
                 Self::flush_fast(fast, out)?;
             }
@@ -376,10 +375,10 @@ impl NdjsonDecoder {
     fn on_line(&mut self, line: Line<'_>, out: &mut Decoded) -> Result<(), Error> {
         match line {
             Line::Text(no, text) => self.end_line(no, text, out),
-            Line::TooLong(no, len, head) => {
+            Line::TooLong(no, len, max, head) => {
                 out.rejects.push(Reject::new(
                     no,
-                    format!("line is {len} bytes, longer than max_line_bytes ({})", self.lines_in.max()),
+                    format!("line is {len} bytes, longer than max_line_bytes ({})", max),
                     head,
                 ));
                 Ok(())
@@ -501,6 +500,14 @@ not json\n\
             out.rejects[0].reason
         );
         assert_eq!(out.rejects[0].raw.len(), crate::REJECT_RAW_BYTES);
+        // Regression: the limit in the reason once read 0 (the splitter was moved out while it ran).
+        assert!(
+            out.rejects[0]
+                .reason
+                .ends_with("longer than max_line_bytes (100)"),
+            "{}",
+            out.rejects[0].reason
+        );
         assert_eq!(out.rejects[1].position, 4);
         assert!(d.lines_in.held() <= 100 + crate::REJECT_RAW_BYTES + 16_384);
     }

@@ -14,6 +14,7 @@ use globset::GlobMatcher;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use sluice_processors::decode::Decoder;
+use sluice_processors::decode::csv::CsvDecoderBuilder;
 use sluice_processors::decode::logs::{LogDecoderBuilder, Preset};
 use sluice_processors::decode::ndjson::NdjsonDecoder;
 use sluice_processors::expr::type_name;
@@ -51,6 +52,12 @@ pub struct InputConfig {
     /// `lines` only: a regular expression whose named groups are the columns.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// `csv` only: whether the first record names the columns (default true).
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// `csv` only: the field delimiter, one character (default `,`; `\t` for TSV).
+    #[serde(default)]
+    pub delimiter: Option<String>,
     /// `auto` (by magic bytes, the default), `none`, `gzip` or `zstd`.
     #[serde(default)]
     pub compression: Compression,
@@ -283,7 +290,7 @@ pub struct Plan {
 }
 
 /// The formats this build reads.
-pub const FORMATS: &str = "ndjson, lines, alb, cloudfront, vpc-flow, s3-access, clf";
+pub const FORMATS: &str = "ndjson, csv, lines, alb, cloudfront, vpc-flow, s3-access, clf";
 
 /// How `[input]` is decoded.
 #[derive(Debug, Clone)]
@@ -292,6 +299,8 @@ pub enum InputSpec {
     Ndjson,
     /// A line format: `lines` with a pattern, or a log preset.
     Log(LogDecoderBuilder),
+    /// CSV / TSV.
+    Csv(CsvDecoderBuilder),
 }
 
 impl Plan {
@@ -309,6 +318,7 @@ impl Plan {
                 Box::new(b.build())
             }
             InputSpec::Log(b) => Box::new(b.clone().build()?),
+            InputSpec::Csv(b) => Box::new(b.clone().build()),
         })
     }
 }
@@ -514,8 +524,54 @@ impl Plan {
                 "is only used with format = \"lines\"",
             ));
         }
+        if input.format != "csv" {
+            for (key, set) in [
+                ("header", input.header.is_some()),
+                ("delimiter", input.delimiter.is_some()),
+            ] {
+                if set {
+                    return Err(cx.err(
+                        &[Seg::Key("input"), Seg::Key(key)],
+                        "is only used with format = \"csv\"",
+                    ));
+                }
+            }
+        }
         let spec = match input.format.as_str() {
             "ndjson" => InputSpec::Ndjson,
+            "csv" => {
+                let delimiter = match input.delimiter.as_deref() {
+                    None => b',',
+                    Some("\t" | "tab" | "\\t") => b'\t',
+                    Some(d) if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
+                    Some(d) => {
+                        return Err(cx.err(
+                            &[Seg::Key("input"), Seg::Key("delimiter")],
+                            format!("`{d}` is not one ASCII character; use e.g. \",\", \";\", \"|\" or \"\\t\""),
+                        ));
+                    }
+                };
+                let mut b = CsvDecoderBuilder::default()
+                    .with_header(input.header.unwrap_or(true))
+                    .with_delimiter(delimiter)
+                    .with_batch_rows(input.batch_rows)
+                    .with_max_record_bytes(input.max_line_bytes);
+                if let Some(s) = &declared {
+                    for f in s.fields() {
+                        if matches!(f.data_type(), arrow_schema::DataType::Struct(_)) {
+                            return Err(cx.err(
+                                &[Seg::Key("input"), Seg::Key("schema")],
+                                format!(
+                                    "CSV has no nested fields; `{}` cannot be a struct",
+                                    f.name()
+                                ),
+                            ));
+                        }
+                    }
+                    b = b.with_schema(s.clone());
+                }
+                InputSpec::Csv(b)
+            }
             "lines" => {
                 let Some(pattern) = &input.pattern else {
                     return Err(format_err(
@@ -548,7 +604,7 @@ impl Plan {
                 }
                 None => {
                     return Err(format_err(format!(
-                        "unknown format `{name}`; this build reads: {FORMATS} (json, csv, parquet, cloudtrail, cloudwatch-logs and text are planned)"
+                        "unknown format `{name}`; this build reads: {FORMATS} (json, parquet, cloudtrail, cloudwatch-logs and text are planned)"
                     )));
                 }
             },
@@ -561,7 +617,7 @@ impl Plan {
             other => other,
         };
         let schema = match &spec {
-            InputSpec::Ndjson => declared,
+            InputSpec::Ndjson | InputSpec::Csv(_) => declared,
             InputSpec::Log(b) => Some(b.schema()),
         };
 
@@ -970,7 +1026,7 @@ uri = "s3://out/rejects/"
         let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
         assert!(
             e.message
-                .contains("unknown format `xml`; this build reads: ndjson, lines, alb"),
+                .contains("unknown format `xml`; this build reads: ndjson, csv, lines, alb"),
             "{e}"
         );
     }

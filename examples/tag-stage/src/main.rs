@@ -79,6 +79,8 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
         input: InputConfig {
             format: "ndjson".into(),
             pattern: None,
+            header: None,
+            delimiter: None,
             compression: Default::default(),
             buckets: vec![],
             keys: vec!["clickstream/**".into()],

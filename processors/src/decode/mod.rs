@@ -4,6 +4,7 @@
 //! emits bounded batches plus [`Reject`](crate::Reject)s with reasons. Memory is bounded by the batch
 //! size and the longest allowed record, never by the object size.
 
+pub mod csv;
 #[cfg(feature = "json")]
 mod fastjson;
 mod lines;

@@ -57,6 +57,8 @@ enum Kind {
     Ts,
     Date,
     Struct,
+    /// A string column holding the value's JSON text, whatever its shape.
+    Json,
 }
 
 enum Builder {
@@ -108,6 +110,20 @@ pub(crate) struct FastDecoder {
     rows: usize,
 }
 
+/// Field metadata marking a string column that holds raw JSON text (declared type `json`).
+pub const JSON_METADATA: &str = "sluice.json";
+
+fn is_json(f: &arrow_schema::Field) -> bool {
+    f.metadata().contains_key(JSON_METADATA)
+}
+
+fn kind_of_field(f: &arrow_schema::Field) -> Option<Kind> {
+    if is_json(f) && f.data_type() == &DataType::Utf8 {
+        return Some(Kind::Json);
+    }
+    kind_of(f.data_type())
+}
+
 fn kind_of(dt: &DataType) -> Option<Kind> {
     Some(match dt {
         DataType::Utf8 => Kind::Str,
@@ -118,7 +134,7 @@ fn kind_of(dt: &DataType) -> Option<Kind> {
         DataType::Boolean => Kind::Bool,
         DataType::Timestamp(TimeUnit::Microsecond, _) => Kind::Ts,
         DataType::Date32 => Kind::Date,
-        DataType::Struct(fields) if fields.iter().all(|f| kind_of(f.data_type()).is_some()) => {
+        DataType::Struct(fields) if fields.iter().all(|f| kind_of_field(f).is_some()) => {
             Kind::Struct
         }
         _ => return None,
@@ -139,7 +155,7 @@ impl FastDecoder {
         };
         let mut root = Vec::new();
         for f in schema.fields() {
-            let id = d.add(f.name().clone(), f.data_type(), None, capacity)?;
+            let id = d.add(f.name().clone(), f, None, capacity)?;
             root.push((f.name().as_bytes().into(), id));
         }
         d.root = root;
@@ -151,13 +167,14 @@ impl FastDecoder {
     fn add(
         &mut self,
         path: String,
-        dt: &DataType,
+        field: &arrow_schema::Field,
         parent: Option<usize>,
         cap: usize,
     ) -> Option<usize> {
-        let kind = kind_of(dt)?;
+        let dt = field.data_type();
+        let kind = kind_of_field(field)?;
         let builder = match kind {
-            Kind::Str => Builder::Str(StringBuilder::with_capacity(cap, cap * 16)),
+            Kind::Str | Kind::Json => Builder::Str(StringBuilder::with_capacity(cap, cap * 16)),
             Kind::I64 => Builder::I64(Int64Builder::with_capacity(cap)),
             Kind::I32 => Builder::I32(Int32Builder::with_capacity(cap)),
             Kind::F64 => Builder::F64(Float64Builder::with_capacity(cap)),
@@ -181,8 +198,7 @@ impl FastDecoder {
         if let DataType::Struct(fields) = dt {
             let mut keys = Vec::new();
             for f in fields {
-                let child =
-                    self.add(format!("{path}.{}", f.name()), f.data_type(), Some(id), cap)?;
+                let child = self.add(format!("{path}.{}", f.name()), f, Some(id), cap)?;
                 keys.push((f.name().as_bytes().into(), child));
             }
             self.nodes[id].keys = keys;
@@ -304,6 +320,7 @@ impl FastDecoder {
             Kind::Ts => "a timestamp",
             Kind::Date => "a date",
             Kind::Struct => "an object",
+            Kind::Json => "a JSON value",
         };
         let end = skip_value(b, i, 0).unwrap_or(b.len()).min(i + 60);
         let found = String::from_utf8_lossy(&b[i..end]);
@@ -328,6 +345,11 @@ impl FastDecoder {
         }
         let c = b[i];
         match kind {
+            Kind::Json => {
+                let end = skip_value(b, i, 0)?;
+                self.cells[n] = Cell::Text(i as u32, end as u32);
+                Ok(end)
+            }
             Kind::Struct => {
                 if c != b'{' {
                     return Err(self.mismatch(n, b, i));
@@ -417,7 +439,7 @@ impl FastDecoder {
                             None => return Err(self.mismatch(n, b, i)),
                         }
                     }
-                    Kind::Bool | Kind::Struct => return Err(self.mismatch(n, b, i)),
+                    Kind::Bool | Kind::Struct | Kind::Json => return Err(self.mismatch(n, b, i)),
                 };
                 self.cells[n] = cell;
                 Ok(next)
@@ -951,6 +973,24 @@ mod tests {
         assert!(g.is_valid(0) && g.is_null(1) && g.is_valid(2) && g.is_null(3));
         assert_eq!(g.column(0).as_string::<i32>().value(0), "DE");
         assert!(g.column(0).is_null(2));
+    }
+
+    #[test]
+    fn json_columns_keep_any_value_as_its_text() {
+        let schema =
+            crate::decode::schema_from_types([("p", "json"), ("q.r", "json"), ("n", "int64")])
+                .unwrap();
+        let mut d = FastDecoder::new(&schema, 4).unwrap();
+        d.push_line(br#"{"p":{"bucketName":"b","key":["x",{"y":null}]},"q":{"r":"s\"t"},"n":1}"#)
+            .unwrap();
+        d.push_line(br#"{"p":null,"q":{"r":12.5}}"#).unwrap();
+        assert!(d.push_line(br#"{"p":{"broken":}"#).is_err());
+        let b = d.flush().unwrap().unwrap();
+        let p = b.column(0).as_string::<i32>();
+        assert_eq!(p.value(0), r#"{"bucketName":"b","key":["x",{"y":null}]}"#);
+        assert!(p.is_null(1));
+        let r = b.column(1).as_struct().column(0).as_string::<i32>();
+        assert_eq!((r.value(0), r.value(1)), (r#""s\"t""#, "12.5"));
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! emits bounded batches plus [`Reject`](crate::Reject)s with reasons. Memory is bounded by the batch
 //! size and the longest allowed record, never by the object size.
 
+pub mod aws;
 pub mod csv;
 #[cfg(feature = "json")]
 mod fastjson;
+#[cfg(feature = "json")]
+pub mod jsondoc;
 mod lines;
 pub mod logs;
 #[cfg(feature = "json")]
@@ -37,6 +40,16 @@ pub trait Decoder: Send {
     fn schema(&self) -> Option<SchemaRef>;
 }
 
+#[cfg(feature = "json")]
+fn fastjson_metadata() -> &'static str {
+    fastjson::JSON_METADATA
+}
+
+#[cfg(not(feature = "json"))]
+fn fastjson_metadata() -> &'static str {
+    "sluice.json"
+}
+
 /// Build a schema from `(name, type name)` pairs as written in `[input] schema`. A dotted name such
 /// as `geo.country` declares a field of a struct column (`geo`), which is decoded from a nested object.
 pub fn schema_from_types<'a>(
@@ -44,7 +57,7 @@ pub fn schema_from_types<'a>(
 ) -> Result<SchemaRef, Error> {
     // (name, leaf type or children) in first-seen order.
     enum Node {
-        Leaf(DataType),
+        Leaf(DataType, bool),
         Struct(Vec<(String, Node)>),
     }
     fn insert(
@@ -52,13 +65,14 @@ pub fn schema_from_types<'a>(
         path: &[&str],
         dt: DataType,
         full: &str,
+        json: bool,
     ) -> Result<(), Error> {
         let pos = nodes.iter().position(|(n, _)| n == path[0]);
         if path.len() == 1 {
             if pos.is_some() {
                 return Err(Error::Schema(format!("column `{full}` is declared twice")));
             }
-            nodes.push((path[0].to_string(), Node::Leaf(dt)));
+            nodes.push((path[0].to_string(), Node::Leaf(dt, json)));
             return Ok(());
         }
         let i = match pos {
@@ -69,8 +83,8 @@ pub fn schema_from_types<'a>(
             }
         };
         match &mut nodes[i].1 {
-            Node::Struct(children) => insert(children, &path[1..], dt, full),
-            Node::Leaf(_) => Err(Error::Schema(format!(
+            Node::Struct(children) => insert(children, &path[1..], dt, full, json),
+            Node::Leaf(..) => Err(Error::Schema(format!(
                 "`{}` is declared as a value and as a struct by `{full}`",
                 path[0]
             ))),
@@ -80,7 +94,12 @@ pub fn schema_from_types<'a>(
         nodes
             .into_iter()
             .map(|(name, n)| match n {
-                Node::Leaf(dt) => Field::new(name, dt, true),
+                Node::Leaf(dt, false) => Field::new(name, dt, true),
+                Node::Leaf(dt, true) => Field::new(name, dt, true).with_metadata(
+                    [(fastjson_metadata().to_string(), "true".to_string())]
+                        .into_iter()
+                        .collect::<std::collections::HashMap<String, String>>(),
+                ),
                 Node::Struct(children) => {
                     Field::new(name, DataType::Struct(Fields::from(fields(children))), true)
                 }
@@ -101,7 +120,7 @@ pub fn schema_from_types<'a>(
                 "column name `{name}` has an empty part"
             )));
         }
-        insert(&mut nodes, &path, dt, name)?;
+        insert(&mut nodes, &path, dt, name, ty.eq_ignore_ascii_case("json"))?;
     }
     Ok(std::sync::Arc::new(Schema::new(fields(nodes))))
 }

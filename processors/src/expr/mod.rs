@@ -50,6 +50,8 @@ pub fn timestamp_type() -> DataType {
 pub fn parse_type(name: &str) -> Option<DataType> {
     Some(match name.to_ascii_lowercase().as_str() {
         "string" | "str" | "utf8" | "text" | "varchar" => DataType::Utf8,
+        // A string holding a value's JSON text (objects and arrays kept whole); for decoding.
+        "json" => DataType::Utf8,
         "int64" | "int" | "bigint" | "integer" | "long" => DataType::Int64,
         "int32" => DataType::Int32,
         "float64" | "float" | "double" => DataType::Float64,
@@ -62,7 +64,7 @@ pub fn parse_type(name: &str) -> Option<DataType> {
 }
 
 /// The type names [`parse_type`] accepts, for error messages.
-pub const TYPE_NAMES: &str = "string, int64, int32, float64, float32, bool, timestamp, date";
+pub const TYPE_NAMES: &str = "string, int64, int32, float64, float32, bool, timestamp, date, json";
 
 /// A short, user-facing name of an Arrow type.
 pub fn type_name(dt: &DataType) -> String {

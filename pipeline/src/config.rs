@@ -14,7 +14,9 @@ use globset::GlobMatcher;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use sluice_processors::decode::Decoder;
+use sluice_processors::decode::aws;
 use sluice_processors::decode::csv::CsvDecoderBuilder;
+use sluice_processors::decode::jsondoc::JsonRecordsDecoder;
 use sluice_processors::decode::logs::{LogDecoderBuilder, Preset};
 use sluice_processors::decode::ndjson::NdjsonDecoder;
 use sluice_processors::expr::type_name;
@@ -46,12 +48,17 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// The record format: `ndjson`, `lines` (with `pattern`), or a log preset: `alb`, `cloudfront`,
-    /// `vpc-flow`, `s3-access`, `clf`.
+    /// The record format: `ndjson`, `json` (with `records`), `csv`, `lines` (with `pattern`), a log
+    /// preset (`alb`, `cloudfront`, `vpc-flow`, `s3-access`, `clf`, `cloudtrail`, `cloudwatch-logs`),
+    /// or `text` (the whole object as one row).
     pub format: String,
     /// `lines` only: a regular expression whose named groups are the columns.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// `json` only: dotted path of the records array inside each document (`Records` for
+    /// CloudTrail-shaped files); empty or absent: the document itself is the array.
+    #[serde(default)]
+    pub records: Option<String>,
     /// `csv` only: whether the first record names the columns (default true).
     #[serde(default)]
     pub header: Option<bool>,
@@ -290,7 +297,7 @@ pub struct Plan {
 }
 
 /// The formats this build reads.
-pub const FORMATS: &str = "ndjson, csv, lines, alb, cloudfront, vpc-flow, s3-access, clf";
+pub const FORMATS: &str = "ndjson, json, csv, lines, alb, cloudfront, vpc-flow, s3-access, clf, cloudtrail, cloudwatch-logs, text";
 
 /// How `[input]` is decoded.
 #[derive(Debug, Clone)]
@@ -301,24 +308,51 @@ pub enum InputSpec {
     Log(LogDecoderBuilder),
     /// CSV / TSV.
     Csv(CsvDecoderBuilder),
+    /// JSON documents with records at a path.
+    Json {
+        /// Dotted path; empty for a top-level array.
+        records: String,
+    },
+    /// CloudTrail log files.
+    CloudTrail,
+    /// CloudWatch Logs subscription payloads.
+    CloudWatchLogs,
+    /// The whole object as one row.
+    Text,
 }
 
 impl Plan {
-    /// A fresh decoder for one object.
-    pub fn decoder(&self) -> Result<Box<dyn Decoder>, sluice_processors::Error> {
+    /// A fresh decoder for the object `key`.
+    pub fn decoder(&self, key: &str) -> Result<Box<dyn Decoder>, sluice_processors::Error> {
         let input = &self.config.input;
-        Ok(match &self.input {
-            InputSpec::Ndjson => {
-                let mut b = NdjsonDecoder::builder()
-                    .with_batch_rows(input.batch_rows)
-                    .with_max_line_bytes(input.max_line_bytes);
-                if let Some(s) = &self.schema {
-                    b = b.with_schema(s.clone());
-                }
-                Box::new(b.build())
+        let ndjson = || {
+            let b = NdjsonDecoder::builder()
+                .with_batch_rows(input.batch_rows)
+                .with_max_line_bytes(input.max_line_bytes);
+            match &self.schema {
+                Some(s) => b.with_schema(s.clone()),
+                None => b,
             }
+        };
+        Ok(match &self.input {
+            InputSpec::Ndjson => Box::new(ndjson().build()),
             InputSpec::Log(b) => Box::new(b.clone().build()?),
             InputSpec::Csv(b) => Box::new(b.clone().build()),
+            InputSpec::Json { records } => Box::new(JsonRecordsDecoder::new(
+                records,
+                ndjson(),
+                input.max_line_bytes,
+            )),
+            InputSpec::CloudTrail => Box::new(JsonRecordsDecoder::new(
+                "Records",
+                ndjson(),
+                input.max_line_bytes,
+            )),
+            InputSpec::CloudWatchLogs => Box::new(aws::CloudWatchLogsDecoder::new(
+                input.batch_rows,
+                input.max_line_bytes,
+            )?),
+            InputSpec::Text => Box::new(aws::TextDecoder::new(key, input.max_line_bytes)),
         })
     }
 }
@@ -524,6 +558,12 @@ impl Plan {
                 "is only used with format = \"lines\"",
             ));
         }
+        if input.records.is_some() && input.format != "json" {
+            return Err(cx.err(
+                &[Seg::Key("input"), Seg::Key("records")],
+                "is only used with format = \"json\"",
+            ));
+        }
         if input.format != "csv" {
             for (key, set) in [
                 ("header", input.header.is_some()),
@@ -537,8 +577,32 @@ impl Plan {
                 }
             }
         }
+        let fixed = |name: &str| -> Result<(), ConfigError> {
+            if input.schema.is_some() {
+                return Err(cx.err(
+                    &[Seg::Key("input"), Seg::Key("schema")],
+                    format!("format `{name}` has a fixed, documented schema; remove `schema`"),
+                ));
+            }
+            Ok(())
+        };
         let spec = match input.format.as_str() {
             "ndjson" => InputSpec::Ndjson,
+            "json" => InputSpec::Json {
+                records: input.records.clone().unwrap_or_default(),
+            },
+            "cloudtrail" => {
+                fixed("cloudtrail")?;
+                InputSpec::CloudTrail
+            }
+            "cloudwatch-logs" => {
+                fixed("cloudwatch-logs")?;
+                InputSpec::CloudWatchLogs
+            }
+            "text" => {
+                fixed("text")?;
+                InputSpec::Text
+            }
             "csv" => {
                 let delimiter = match input.delimiter.as_deref() {
                     None => b',',
@@ -604,7 +668,7 @@ impl Plan {
                 }
                 None => {
                     return Err(format_err(format!(
-                        "unknown format `{name}`; this build reads: {FORMATS} (json, parquet, cloudtrail, cloudwatch-logs and text are planned)"
+                        "unknown format `{name}`; this build reads: {FORMATS} (parquet is planned)"
                     )));
                 }
             },
@@ -617,8 +681,11 @@ impl Plan {
             other => other,
         };
         let schema = match &spec {
-            InputSpec::Ndjson | InputSpec::Csv(_) => declared,
+            InputSpec::Ndjson | InputSpec::Csv(_) | InputSpec::Json { .. } => declared,
             InputSpec::Log(b) => Some(b.schema()),
+            InputSpec::CloudTrail => Some(aws::cloudtrail_schema()),
+            InputSpec::CloudWatchLogs => Some(aws::cloudwatch_logs_schema()),
+            InputSpec::Text => Some(aws::text_schema()),
         };
 
         let mut stages = Vec::new();

@@ -301,7 +301,7 @@ impl Handler {
         let input = &self.plan.config.input;
         let reader = self.input.get(&obj.bucket, &obj.key).await?;
         let mut reader = decompress(reader, input.compression).await?;
-        let mut decoder = self.plan.decoder()?;
+        let mut decoder = self.plan.decoder(&obj.key)?;
         let mut chain: Option<Vec<Box<dyn Stage>>> = None;
         let mut buf = vec![0u8; READ_BYTES];
         let mut decoded = Decoded::default();

@@ -245,6 +245,9 @@ mod tests {
             ),
             ("abs(latency_ms - 1000) = 100", "b"),
             ("round(geo.lat / 10) = 5 OR round(geo.lat, 1) = -33.9", "ad"),
+            ("page || ':' || event_type = '/Cart:click'", "b"),
+            ("latency_ms || 'ms' = '120ms'", "a"),
+            ("(page || 'x') IS NULL", "c"),
             ("null", ""),
             ("true", "abcd"),
         ];

@@ -79,6 +79,7 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
         input: InputConfig {
             format: "ndjson".into(),
             pattern: None,
+            records: None,
             header: None,
             delimiter: None,
             compression: Default::default(),

@@ -117,6 +117,7 @@ pub(crate) enum Node {
         data_type: DataType,
     },
     Func(Func, Vec<Node>),
+    Concat(Box<Node>, Box<Node>),
 }
 
 pub(crate) struct Planner<'a> {
@@ -429,6 +430,24 @@ impl Planner<'_> {
                 };
                 Ok((n, DataType::Boolean))
             }
+            BinOp::Concat => {
+                // Any value concatenates as its text; null makes the result null, as in SQL.
+                let (ln, lt) = self.plan(l)?;
+                let (rn, rt) = self.plan(r)?;
+                for (t, e) in [(&lt, l), (&rt, r)] {
+                    if matches!(t, DataType::Struct(_) | DataType::List(_)) {
+                        return Err(self.err(
+                            e.offset,
+                            format!("cannot concatenate a {} value", type_name(t)),
+                        ));
+                    }
+                }
+                let (ln, rn) = (
+                    cast_to(ln, &lt, &DataType::Utf8),
+                    cast_to(rn, &rt, &DataType::Utf8),
+                );
+                Ok((Node::Concat(Box::new(ln), Box::new(rn)), DataType::Utf8))
+            }
             _ => {
                 let (ln, lt) = self.plan(l)?;
                 let (rn, rt) = self.plan(r)?;
@@ -627,6 +646,21 @@ impl Node {
                     result = arrow_select::zip::zip(&mask, &v, &result)?;
                 }
                 Ok(Val::Array(result))
+            }
+            Node::Concat(l, r) => {
+                let (l, r) = (l.eval(batch)?, r.eval(batch)?);
+                let (a, b, scalar) = align(&l, &r)?;
+                let (a, b) = (a.as_string_opt::<i32>(), b.as_string_opt::<i32>());
+                let (Some(a), Some(b)) = (a, b) else {
+                    return Err(ArrowError::InvalidArgumentError("|| needs strings".into()));
+                };
+                let out: ArrayRef =
+                    Arc::new(arrow_string::concat_elements::concat_elements_utf8(a, b)?);
+                Ok(if scalar {
+                    Val::Scalar(out)
+                } else {
+                    Val::Array(out)
+                })
             }
             Node::Func(f, args) => {
                 let vals = args

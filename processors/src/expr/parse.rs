@@ -45,6 +45,8 @@ pub enum BinOp {
     Mul,
     Div,
     Rem,
+    /// `||`, string concatenation.
+    Concat,
 }
 
 impl BinOp {
@@ -64,6 +66,7 @@ impl BinOp {
             BinOp::Mul => "*",
             BinOp::Div => "/",
             BinOp::Rem => "%",
+            BinOp::Concat => "||",
         }
     }
     /// True for `= <> < <= > >=`.
@@ -219,6 +222,10 @@ impl<'a> Lexer<'a> {
                     };
                     lx.push(Tok::Op(op), start);
                     i += n
+                }
+                b'|' if b.get(i + 1) == Some(&b'|') => {
+                    lx.push(Tok::Op("||"), start);
+                    i += 2
                 }
                 b'!' if b.get(i + 1) == Some(&b'=') => {
                     lx.push(Tok::Op("<>"), start);
@@ -581,6 +588,7 @@ impl Parser<'_> {
             let op = match self.peek() {
                 Tok::Op("+") => BinOp::Add,
                 Tok::Op("-") => BinOp::Sub,
+                Tok::Op("||") => BinOp::Concat,
                 _ => return Ok(l),
             };
             self.bump();

@@ -1093,7 +1093,7 @@ uri = "s3://out/rejects/"
         let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
         assert!(
             e.message
-                .contains("unknown format `xml`; this build reads: ndjson, csv, lines, alb"),
+                .contains("unknown format `xml`; this build reads: ndjson, json, csv, lines, alb"),
             "{e}"
         );
     }

@@ -129,5 +129,79 @@ fn end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, end_to_end);
+/// Decode throughput per input format, ~32 MB each (`SLUICE_BENCH_MB` scales it too).
+fn formats(c: &mut Criterion) {
+    use sluice_processors::decode::aws::cloudtrail_schema;
+    use sluice_processors::decode::csv::CsvDecoderBuilder;
+    use sluice_processors::decode::jsondoc::JsonRecordsDecoder;
+    use sluice_processors::decode::logs::{LogDecoderBuilder, Preset};
+    let mb = (input_mb() / 3).max(1) << 20;
+    let cases: Vec<(&str, Vec<u8>, Box<dyn Fn() -> Box<dyn Decoder>>)> = vec![
+        (
+            "alb",
+            sluice_benches::alb_log(mb),
+            Box::new(|| Box::new(LogDecoderBuilder::preset(Preset::Alb).build().expect("alb"))),
+        ),
+        (
+            "vpc-flow",
+            sluice_benches::vpc_flow_log(mb),
+            Box::new(|| {
+                Box::new(
+                    LogDecoderBuilder::preset(Preset::VpcFlow)
+                        .build()
+                        .expect("vpc"),
+                )
+            }),
+        ),
+        (
+            "csv (typed)",
+            sluice_benches::orders_csv(mb),
+            Box::new(|| {
+                let schema = schema_from_types([
+                    ("order_id", "int64"),
+                    ("customer", "string"),
+                    ("amount", "float64"),
+                    ("currency", "string"),
+                    ("placed_at", "timestamp"),
+                    ("express", "bool"),
+                ])
+                .expect("schema");
+                Box::new(CsvDecoderBuilder::default().with_schema(schema).build())
+            }),
+        ),
+        (
+            "cloudtrail (json Records)",
+            sluice_benches::cloudtrail_json(mb),
+            Box::new(|| {
+                Box::new(JsonRecordsDecoder::new(
+                    "Records",
+                    NdjsonDecoder::builder().with_schema(cloudtrail_schema()),
+                    4 << 20,
+                ))
+            }),
+        ),
+    ];
+    let mut g = c.benchmark_group("decode by format");
+    g.sample_size(10);
+    for (name, data, make) in &cases {
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let mut d = make();
+                let mut out = Decoded::default();
+                let mut rows = 0;
+                for chunk in data.chunks(1 << 20) {
+                    d.decode(chunk, &mut out).expect("decode");
+                    rows += out.batches.drain(..).map(|b| b.num_rows()).sum::<usize>();
+                    assert!(out.rejects.is_empty(), "{:?}", out.rejects.first());
+                }
+                d.finish(&mut out).expect("finish");
+                rows + out.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end, formats);
 criterion_main!(benches);

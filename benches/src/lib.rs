@@ -54,3 +54,126 @@ pub fn clickstream_ndjson(bytes: usize) -> Vec<u8> {
 pub fn count_lines(data: &[u8]) -> u64 {
     data.iter().filter(|b| **b == b'\n').count() as u64
 }
+
+/// A tiny deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// About `bytes` of ALB access log lines (current field set).
+pub fn alb_log(bytes: usize) -> Vec<u8> {
+    let mut r = Rng(0x2545_F491_4F6C_DD1D);
+    let mut out = Vec::with_capacity(bytes + 1024);
+    while out.len() < bytes {
+        let x = r.next();
+        let line = format!(
+            "https 2026-11-22T10:{:02}:{:02}.{:06}Z app/shop-lb/50dc6c495c0c9188 192.0.2.{}:{} 10.0.0.{}:80 0.{:03} 0.{:03} 0.000 {} 200 {} {} \"GET https://shop.example.com:443/p/{}?q={} HTTP/1.1\" \"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 arn:aws:elasticloadbalancing:us-east-2:123456789012:targetgroup/shop/73e2d6bc24d8a067 \"Root=1-58337281-{:024x}\" \"shop.example.com\" \"arn:aws:acm:us-east-2:123456789012:certificate/12345678-1234-1234-1234-123456789012\" 1 2026-11-22T10:00:00.000000Z \"forward\" \"-\" \"-\" \"10.0.0.1:80\" \"200\" \"-\" \"-\"\n",
+            (x >> 8) % 60,
+            (x >> 16) % 60,
+            (x >> 20) % 1_000_000,
+            x % 255,
+            1024 + (x >> 30) % 60000,
+            (x >> 5) % 255,
+            (x >> 40) % 1000,
+            (x >> 44) % 1000,
+            [200, 200, 200, 404, 500][((x >> 50) % 5) as usize],
+            (x >> 12) % 4000,
+            (x >> 22) % 90000,
+            (x >> 33) % 1000,
+            (x >> 3) % 97,
+            r.next() as u128,
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// About `bytes` of VPC Flow Logs (default v2 format, with the header line).
+pub fn vpc_flow_log(bytes: usize) -> Vec<u8> {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut out = b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n".to_vec();
+    while out.len() < bytes {
+        let x = r.next();
+        let line = format!(
+            "2 123456789010 eni-{:017x} 172.31.{}.{} 10.0.{}.{} {} {} 6 {} {} {} {} {} OK\n",
+            x >> 8,
+            x % 255,
+            (x >> 8) % 255,
+            (x >> 16) % 255,
+            (x >> 24) % 255,
+            1024 + (x >> 32) % 60000,
+            [22, 80, 443, 3389][((x >> 48) % 4) as usize],
+            1 + (x >> 20) % 100,
+            40 + (x >> 28) % 100_000,
+            1_795_341_600 + (x >> 40) % 3600,
+            1_795_341_660 + (x >> 40) % 3600,
+            if x.is_multiple_of(7) { "REJECT" } else { "ACCEPT" },
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+/// About `bytes` of CSV with a header: order exports with quoted fields.
+pub fn orders_csv(bytes: usize) -> Vec<u8> {
+    let mut r = Rng(0xD1B5_4A32_D192_ED03);
+    let mut out = b"order_id,customer,amount,currency,placed_at,express\n".to_vec();
+    let mut id = 1u64;
+    while out.len() < bytes {
+        let x = r.next();
+        let line = format!(
+            "{id},\"Customer {}, Ltd\",{}.{:02},{},2026-11-22T{:02}:{:02}:{:02}Z,{}\n",
+            x % 10_000,
+            (x >> 16) % 5000,
+            (x >> 8) % 100,
+            ["EUR", "USD", "GBP"][((x >> 40) % 3) as usize],
+            (x >> 24) % 24,
+            (x >> 32) % 60,
+            (x >> 44) % 60,
+            x.is_multiple_of(2)
+        );
+        out.extend_from_slice(line.as_bytes());
+        id += 1;
+    }
+    out
+}
+
+/// About `bytes` of a CloudTrail log file (one `{"Records":[…]}` document).
+pub fn cloudtrail_json(bytes: usize) -> Vec<u8> {
+    let mut r = Rng(0xA076_1D64_78BD_642F);
+    let mut out = b"{\"Records\":[".to_vec();
+    let mut first = true;
+    while out.len() < bytes {
+        let x = r.next();
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let rec = format!(
+            "{{\"eventVersion\":\"1.08\",\"userIdentity\":{{\"type\":\"IAMUser\",\"principalId\":\"AIDA{:016X}\",\"arn\":\"arn:aws:iam::123456789012:user/u{}\",\"accountId\":\"123456789012\",\"accessKeyId\":\"AKIA{:016X}\",\"userName\":\"u{}\"}},\"eventTime\":\"2026-11-22T{:02}:{:02}:{:02}Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"{}\",\"awsRegion\":\"us-east-2\",\"sourceIPAddress\":\"192.0.2.{}\",\"userAgent\":\"[aws-cli/2.15.0 Python/3.11.6]\",\"requestParameters\":{{\"bucketName\":\"b\",\"key\":\"k/{}\"}},\"responseElements\":null,\"requestID\":\"{:016X}\",\"eventID\":\"{:032x}\",\"readOnly\":{},\"eventType\":\"AwsApiCall\",\"managementEvent\":false,\"recipientAccountId\":\"123456789012\",\"eventCategory\":\"Data\"}}",
+            x,
+            x % 100,
+            x >> 3,
+            x % 100,
+            (x >> 8) % 24,
+            (x >> 16) % 60,
+            (x >> 24) % 60,
+            ["GetObject", "PutObject", "DeleteObject"][((x >> 40) % 3) as usize],
+            x % 255,
+            x % 100_000,
+            x >> 5,
+            r.next() as u128,
+            x.is_multiple_of(3),
+        );
+        out.extend_from_slice(rec.as_bytes());
+    }
+    out.extend_from_slice(b"]}");
+    out
+}

@@ -227,15 +227,42 @@ impl CsvDecoder {
         if self.nends == 1 && self.ends[0] == 0 {
             return Ok(()); // a blank line
         }
-        let record = self.out[..self.nout].to_vec();
-        let ends = self.ends[..self.nends].to_vec();
-        let fields = match split_fields(&record, &ends) {
+        // Take the buffers out while the record's fields borrow them; they go back below.
+        let record = std::mem::take(&mut self.out);
+        let ends = std::mem::take(&mut self.ends);
+        let r = self.record_fields(line, &record[..self.nout], &ends[..self.nends], out);
+        self.out = record;
+        self.ends = ends;
+        r
+    }
+
+    fn record_fields(
+        &mut self,
+        line: u64,
+        record: &[u8],
+        ends: &[usize],
+        out: &mut Decoded,
+    ) -> Result<(), Error> {
+        let delim = self.settings.delimiter;
+        let raw = move || {
+            let mut raw = Vec::new();
+            let mut start = 0;
+            for (i, &end) in ends.iter().enumerate() {
+                if i > 0 {
+                    raw.push(delim);
+                }
+                raw.extend_from_slice(&record[start..end]);
+                start = end;
+            }
+            raw
+        };
+        let fields = match split_fields(record, ends) {
             Ok(f) => f,
             Err(i) => {
                 out.rejects.push(Reject::new(
                     line,
                     format!("field {} is not valid UTF-8", i + 1),
-                    &self.raw(),
+                    &raw(),
                 ));
                 return Ok(());
             }
@@ -276,8 +303,6 @@ impl CsvDecoder {
         if self.rows.is_none() {
             self.setup(fields.len(), None)?;
         }
-        let fields: Vec<&str> = fields.to_vec();
-        let raw = self.raw();
         self.push(line, &fields, &raw, out)
     }
 
@@ -285,7 +310,7 @@ impl CsvDecoder {
         &mut self,
         line: u64,
         fields: &[&str],
-        raw: &[u8],
+        raw: &dyn Fn() -> Vec<u8>,
         out: &mut Decoded,
     ) -> Result<(), Error> {
         let Some(rows) = self.rows.as_mut() else {
@@ -312,7 +337,7 @@ impl CsvDecoder {
                     },
                     self.map.len()
                 ),
-                raw,
+                &raw(),
             ));
             return Ok(());
         }
@@ -331,7 +356,7 @@ impl CsvDecoder {
             Err(reason) => out.rejects.push(Reject::new(
                 line,
                 format!("does not fit the schema: {reason}"),
-                raw,
+                &raw(),
             )),
         }
         Ok(())
@@ -357,7 +382,7 @@ impl CsvDecoder {
         for (line, fields) in &sample {
             let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
             let raw = refs.join(std::str::from_utf8(&delim).unwrap_or(","));
-            self.push(*line, &refs, raw.as_bytes(), out)?;
+            self.push(*line, &refs, &|| raw.as_bytes().to_vec(), out)?;
         }
         Ok(())
     }

@@ -425,6 +425,7 @@ impl LogDecoderBuilder {
             spans: Vec::new(),
             fields: Vec::new(),
             // Enough fields to be the format at all; newer versions append more, older have fewer.
+            seen_data: false,
             min_fields: match preset {
                 Some(Preset::Alb) => 12,
                 Some(Preset::S3Access) => 17,
@@ -463,6 +464,8 @@ pub struct LogDecoder {
     spans: Vec<Option<(usize, usize)>>,
     fields: Vec<Option<(usize, usize)>>,
     min_fields: usize,
+    /// A data line has been read (headers only come first).
+    seen_data: bool,
 }
 
 impl std::fmt::Debug for LogDecoder {
@@ -515,8 +518,8 @@ impl LogDecoder {
                 }
                 return Ok(());
             }
-            Some(Preset::VpcFlow) => {
-                // The header line of S3-delivered files: every token a field name.
+            Some(Preset::VpcFlow) if !self.seen_data => {
+                // The header line that starts S3-delivered files: every token a field name.
                 let names: Vec<&str> = text.split_whitespace().collect();
                 let schema = self.rows.schema();
                 if names.iter().all(|n| schema.index_of(&normalise(n)).is_ok()) {
@@ -526,6 +529,7 @@ impl LogDecoder {
             }
             _ => {}
         }
+        self.seen_data = true;
         self.spans.clear();
         let res = match &self.tokens {
             Tokens::Spaced => spaced(text, &mut self.spans),

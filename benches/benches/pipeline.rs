@@ -129,6 +129,9 @@ fn end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
+/// Builds a fresh decoder for one iteration.
+type MakeDecoder = Box<dyn Fn() -> Box<dyn Decoder>>;
+
 /// Decode throughput per input format, ~32 MB each (`SLUICE_BENCH_MB` scales it too).
 fn formats(c: &mut Criterion) {
     use sluice_processors::decode::aws::cloudtrail_schema;
@@ -136,7 +139,7 @@ fn formats(c: &mut Criterion) {
     use sluice_processors::decode::jsondoc::JsonRecordsDecoder;
     use sluice_processors::decode::logs::{LogDecoderBuilder, Preset};
     let mb = (input_mb() / 3).max(1) << 20;
-    let cases: Vec<(&str, Vec<u8>, Box<dyn Fn() -> Box<dyn Decoder>>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, MakeDecoder)> = vec![
         (
             "alb",
             sluice_benches::alb_log(mb),

@@ -114,7 +114,11 @@ pub fn vpc_flow_log(bytes: usize) -> Vec<u8> {
             40 + (x >> 28) % 100_000,
             1_795_341_600 + (x >> 40) % 3600,
             1_795_341_660 + (x >> 40) % 3600,
-            if x.is_multiple_of(7) { "REJECT" } else { "ACCEPT" },
+            if x.is_multiple_of(7) {
+                "REJECT"
+            } else {
+                "ACCEPT"
+            },
         );
         out.extend_from_slice(line.as_bytes());
     }

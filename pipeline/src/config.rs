@@ -297,7 +297,8 @@ pub struct Plan {
 }
 
 /// The formats this build reads.
-pub const FORMATS: &str = "ndjson, json, csv, lines, alb, cloudfront, vpc-flow, s3-access, clf, cloudtrail, cloudwatch-logs, text";
+pub const FORMATS: &str = "ndjson, json, csv, parquet, lines, alb, cloudfront, vpc-flow, s3-access, clf, \
+cloudtrail, cloudwatch-logs, text";
 
 /// How `[input]` is decoded.
 #[derive(Debug, Clone)]
@@ -319,6 +320,8 @@ pub enum InputSpec {
     CloudWatchLogs,
     /// The whole object as one row.
     Text,
+    /// Apache Parquet, read by row group with only the needed columns.
+    Parquet,
 }
 
 impl Plan {
@@ -353,7 +356,37 @@ impl Plan {
                 input.max_line_bytes,
             )?),
             InputSpec::Text => Box::new(aws::TextDecoder::new(key, input.max_line_bytes)),
+            InputSpec::Parquet => {
+                return Err(sluice_processors::Error::Decode(
+                    "Parquet is read by range, not as a byte stream".into(),
+                ));
+            }
         })
+    }
+
+    /// The top-level input columns the stages read, when that is all the output needs (a `select`
+    /// stage decides the output); `None` means every column is needed.
+    pub fn projection(&self) -> Option<Vec<String>> {
+        let mut cols = Vec::new();
+        let mut add = |text: &str| {
+            if let Ok(e) = sluice_processors::expr::parse(text) {
+                for c in sluice_processors::expr::columns(&e) {
+                    if !cols.contains(&c) {
+                        cols.push(c);
+                    }
+                }
+            }
+        };
+        for st in &self.config.stages {
+            match st {
+                StageConfig::Filter { predicate } => add(predicate),
+                StageConfig::Select { columns } => {
+                    columns.0.iter().for_each(|(_, e)| add(e));
+                    return Some(cols);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -603,6 +636,15 @@ impl Plan {
                 fixed("text")?;
                 InputSpec::Text
             }
+            "parquet" => {
+                if input.schema.is_some() {
+                    return Err(cx.err(
+                        &[Seg::Key("input"), Seg::Key("schema")],
+                        "Parquet files carry their own schema; remove `schema`",
+                    ));
+                }
+                InputSpec::Parquet
+            }
             "csv" => {
                 let delimiter = match input.delimiter.as_deref() {
                     None => b',',
@@ -668,7 +710,7 @@ impl Plan {
                 }
                 None => {
                     return Err(format_err(format!(
-                        "unknown format `{name}`; this build reads: {FORMATS} (parquet is planned)"
+                        "unknown format `{name}`; this build reads: {FORMATS}"
                     )));
                 }
             },
@@ -686,6 +728,7 @@ impl Plan {
             InputSpec::CloudTrail => Some(aws::cloudtrail_schema()),
             InputSpec::CloudWatchLogs => Some(aws::cloudwatch_logs_schema()),
             InputSpec::Text => Some(aws::text_schema()),
+            InputSpec::Parquet => None,
         };
 
         let mut stages = Vec::new();
@@ -1092,8 +1135,9 @@ uri = "s3://out/rejects/"
 
         let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
         assert!(
-            e.message
-                .contains("unknown format `xml`; this build reads: ndjson, json, csv, lines, alb"),
+            e.message.contains(
+                "unknown format `xml`; this build reads: ndjson, json, csv, parquet, lines, alb"
+            ),
             "{e}"
         );
     }

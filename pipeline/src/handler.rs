@@ -8,13 +8,13 @@ use arrow_array::RecordBatch;
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::Serialize;
 use serde_json::Value;
-use sluice_processors::decode::{Decoded, Decoder};
+use sluice_processors::decode::Decoded;
 use sluice_processors::{Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::config::{Compression, Plan};
+use crate::config::{Compression, InputSpec, Plan};
 use crate::output::{Outputs, Rejects, base_name};
 use crate::store::{ByteReader, ObjectStore};
 use crate::trigger::{self, Item, ObjectRef};
@@ -298,24 +298,39 @@ impl Handler {
         rejects: &mut Rejects,
         result: &mut ObjectResult,
     ) -> Result<(), Error> {
-        let input = &self.plan.config.input;
-        let reader = self.input.get(&obj.bucket, &obj.key).await?;
-        let mut reader = decompress(reader, input.compression).await?;
-        let mut decoder = self.plan.decoder(&obj.key)?;
         let mut chain: Option<Vec<Box<dyn Stage>>> = None;
-        let mut buf = vec![0u8; READ_BYTES];
-        let mut decoded = Decoded::default();
-        loop {
-            let n = reader
-                .read(&mut buf)
-                .await
-                .map_err(|e| read_error(&obj.uri(), e))?;
-            if n == 0 {
-                break;
+        if matches!(self.plan.input, InputSpec::Parquet) {
+            self.read_parquet(obj, &mut chain, outputs, rejects, result)
+                .await?;
+        } else {
+            let input = &self.plan.config.input;
+            let reader = self.input.get(&obj.bucket, &obj.key).await?;
+            let mut reader = decompress(reader, input.compression).await?;
+            let mut decoder = self.plan.decoder(&obj.key)?;
+            let mut buf = vec![0u8; READ_BYTES];
+            let mut decoded = Decoded::default();
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| read_error(&obj.uri(), e))?;
+                if n == 0 {
+                    break;
+                }
+                decoder.decode(&buf[..n], &mut decoded)?;
+                self.drain(
+                    decoder.schema(),
+                    &mut decoded,
+                    &mut chain,
+                    outputs,
+                    rejects,
+                    result,
+                )
+                .await?;
             }
-            decoder.decode(&buf[..n], &mut decoded)?;
+            decoder.finish(&mut decoded)?;
             self.drain(
-                decoder.as_ref(),
+                decoder.schema(),
                 &mut decoded,
                 &mut chain,
                 outputs,
@@ -324,16 +339,6 @@ impl Handler {
             )
             .await?;
         }
-        decoder.finish(&mut decoded)?;
-        self.drain(
-            decoder.as_ref(),
-            &mut decoded,
-            &mut chain,
-            outputs,
-            rejects,
-            result,
-        )
-        .await?;
         if let Some(stages) = chain.as_mut() {
             for i in 0..stages.len() {
                 let mut out = Vec::new();
@@ -348,9 +353,71 @@ impl Handler {
         Ok(())
     }
 
+    /// Parquet: the footer, then row groups, fetched by range with only the columns the stages need.
+    async fn read_parquet(
+        &self,
+        obj: &ObjectRef,
+        chain: &mut Option<Vec<Box<dyn Stage>>>,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
+        use futures::StreamExt;
+        use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+        let not_parquet = |e: parquet::errors::ParquetError| {
+            Error::Io(format!(
+                "not a readable Parquet file ({e}); check [input] format"
+            ))
+        };
+        let size = self.input.size(&obj.bucket, &obj.key).await?;
+        let file = crate::store::RangeReader::new(self.input.clone(), &obj.bucket, &obj.key, size);
+        let builder = ParquetRecordBatchStreamBuilder::new(file)
+            .await
+            .map_err(not_parquet)?;
+        let mut builder = builder.with_batch_size(self.plan.config.input.batch_rows);
+        if let Some(cols) = self.plan.projection().filter(|_| self.extra.is_empty()) {
+            let schema = builder.schema().clone();
+            let mut roots = Vec::new();
+            for c in &cols {
+                match schema.index_of(c) {
+                    Ok(i) => roots.push(i),
+                    Err(_) => {
+                        let names: Vec<&str> =
+                            schema.fields().iter().map(|f| f.name().as_str()).collect();
+                        return Err(Error::Io(format!(
+                            "the pipeline reads column `{c}`, which this Parquet file does not have (columns: {})",
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
+            roots.sort_unstable();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder = builder.with_projection(mask);
+        }
+        let mut stream = builder.build().map_err(not_parquet)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(not_parquet)?;
+            let mut decoded = Decoded {
+                batches: vec![batch.clone()],
+                rejects: Vec::new(),
+            };
+            self.drain(
+                Some(batch.schema()),
+                &mut decoded,
+                chain,
+                outputs,
+                rejects,
+                result,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn drain(
         &self,
-        decoder: &dyn Decoder,
+        schema: Option<arrow_schema::SchemaRef>,
         decoded: &mut Decoded,
         chain: &mut Option<Vec<Box<dyn Stage>>>,
         outputs: &mut Outputs,
@@ -365,7 +432,7 @@ impl Handler {
             return Ok(());
         }
         if chain.is_none() {
-            let Some(mut schema) = decoder.schema() else {
+            let Some(mut schema) = schema else {
                 return Ok(());
             };
             let mut stages = Vec::new();
@@ -580,6 +647,100 @@ mod tests {
         assert!(
             rejects.contains("\"line\":3") && rejects.contains("'n'") && rejects.contains("many"),
             "{rejects}"
+        );
+    }
+
+    /// A Parquet file of `rows` rows in row groups of 100: id, page, ms, and a wide unused column.
+    pub(crate) fn parquet_file(rows: usize) -> Vec<u8> {
+        use arrow_array::{Int64Array, RecordBatch, StringArray};
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
+            arrow_schema::Field::new("page", arrow_schema::DataType::Utf8, true),
+            arrow_schema::Field::new("ms", arrow_schema::DataType::Int64, true),
+            arrow_schema::Field::new("blob", arrow_schema::DataType::Utf8, true),
+        ]));
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(100))
+            .build();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).unwrap();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(StringArray::from_iter(
+                    (0..rows).map(|i| Some(format!("/p/{}", i % 7))),
+                )),
+                Arc::new(Int64Array::from_iter(
+                    (0..rows).map(|i| (i % 5 != 0).then_some(i as i64 * 3)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..rows).map(|i| Some("x".repeat(100 + i % 3))),
+                )),
+            ],
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn parquet_input_is_read_by_row_group_with_only_the_needed_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let obj = dir.path().join("b/t/part-0.parquet");
+        std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+        std::fs::write(&obj, parquet_file(1000)).unwrap();
+        std::fs::write(
+            dir.path().join("b/t/bad.parquet"),
+            b"PAR1 this is not parquet",
+        )
+        .unwrap();
+        let p = plan(
+            "name = \"t\"\n[input]\nformat = \"parquet\"\nbatch_rows = 64\n[[stage]]\ntype = \"filter\"\nwhere = \"ms > 2000\"\n[[stage]]\ntype = \"select\"\ncolumns = { id = \"id\", page = \"upper(page)\" }\n[output]\nuri = \"s3://o/p/\"\nformat = \"ndjson\"\n",
+        );
+        assert_eq!(
+            p.projection(),
+            Some(vec!["ms".to_string(), "id".to_string(), "page".to_string()])
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let h = Handler::new(p, store.clone(), store.clone());
+        let ev = crate::event::s3_event(vec![
+            crate::event::s3_record("b", "t/part-0.parquet", 1, "e"),
+            crate::event::s3_record("b", "t/bad.parquet", 1, "e"),
+        ]);
+        let (s, _) = h.handle(&ev).await;
+        assert_eq!(s.records_in, 1000);
+        // ms = 3i > 2000 and i % 5 != 0: i in 667..1000 without multiples of 5.
+        let want = (667..1000).filter(|i| i % 5 != 0).count() as u64;
+        assert_eq!(s.records_out, want);
+        let text = std::fs::read_to_string(&s.outputs[0]).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "{\"id\":667,\"page\":\"/P/2\"}"
+        );
+        let err = s.error.unwrap();
+        assert!(
+            err.contains("t/bad.parquet") && err.contains("not a readable Parquet file"),
+            "{err}"
+        );
+
+        // A column the file lacks is named.
+        let p = plan(
+            "name = \"t\"\n[input]\nformat = \"parquet\"\n[[stage]]\ntype = \"select\"\ncolumns = { x = \"nope\" }\n[output]\nuri = \"s3://o/q/\"\n",
+        );
+        let h = Handler::new(p, store.clone(), store.clone());
+        let (s, _) = h
+            .handle(&crate::event::s3_event(vec![crate::event::s3_record(
+                "b",
+                "t/part-0.parquet",
+                1,
+                "e",
+            )]))
+            .await;
+        assert!(
+            s.error
+                .unwrap()
+                .contains("reads column `nope`, which this Parquet file does not have")
         );
     }
 

@@ -151,6 +151,42 @@ impl ObjectStore for FsStore {
         .boxed()
     }
 
+    fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        async move {
+            let path = self.path(bucket, key)?;
+            match tokio::fs::metadata(&path).await {
+                Ok(m) if m.is_file() => Ok(m.len()),
+                _ => Err(not_found(format!("s3://{bucket}/{key}"))),
+            }
+        }
+        .boxed()
+    }
+
+    fn get_range<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, Result<Bytes, Error>> {
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let path = self.path(bucket, key)?;
+            let io = |e: std::io::Error| Error::Store {
+                location: format!("s3://{bucket}/{key}"),
+                message: format!("reading bytes {}..{}: {e}", range.start, range.end),
+                retryable: false,
+            };
+            let mut f = tokio::fs::File::open(&path).await.map_err(io)?;
+            f.seek(std::io::SeekFrom::Start(range.start))
+                .await
+                .map_err(io)?;
+            let mut buf = vec![0; range.end.saturating_sub(range.start) as usize];
+            f.read_exact(&mut buf).await.map_err(io)?;
+            Ok(Bytes::from(buf))
+        }
+        .boxed()
+    }
+
     fn location(&self, bucket: &str, key: &str) -> String {
         self.path(bucket, key)
             .map(|p| p.display().to_string())

@@ -34,6 +34,15 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         key: &'a str,
         content_type: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>>;
+    /// The object's size in bytes.
+    fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>>;
+    /// Bytes `range` of an object (for formats read by range, like Parquet).
+    fn get_range<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, Result<Bytes, Error>>;
     /// Where this store keeps `bucket/key`, for reports (`s3://…` or a path).
     fn location(&self, bucket: &str, key: &str) -> String;
 }
@@ -54,5 +63,60 @@ pub fn not_found(location: String) -> Error {
         location,
         message: "no such object (deleted, or never written?)".into(),
         retryable: false,
+    }
+}
+
+/// Reads an object by byte range, for Parquet's async reader.
+pub struct RangeReader {
+    store: std::sync::Arc<dyn ObjectStore>,
+    bucket: String,
+    key: String,
+    size: u64,
+}
+
+impl RangeReader {
+    /// A reader of `bucket/key`, `size` bytes long.
+    pub fn new(store: std::sync::Arc<dyn ObjectStore>, bucket: &str, key: &str, size: u64) -> Self {
+        Self {
+            store,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size,
+        }
+    }
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for RangeReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        use futures::FutureExt;
+        async move {
+            self.store
+                .get_range(&self.bucket, &self.key, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> BoxFuture<
+        'a,
+        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        use futures::FutureExt;
+        async move {
+            let size = self.size;
+            // One ranged read usually fetches the footer and its metadata together.
+            let reader = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 << 10));
+            let md = reader.load_and_finish(&mut *self, size).await?;
+            Ok(std::sync::Arc::new(md))
+        }
+        .boxed()
     }
 }

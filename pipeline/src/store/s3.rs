@@ -126,6 +126,57 @@ impl ObjectStore for S3Store {
         .boxed()
     }
 
+    fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+        async move {
+            let loc = format!("s3://{bucket}/{key}");
+            match self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out.content_length().unwrap_or(0).max(0) as u64),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                    Err(not_found(loc))
+                }
+                Err(e) => Err(classify(loc, e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn get_range<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, Result<Bytes, Error>> {
+        async move {
+            let loc = format!("s3://{bucket}/{key}");
+            if range.end <= range.start {
+                return Ok(Bytes::new());
+            }
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .range(format!("bytes={}-{}", range.start, range.end - 1))
+                .send()
+                .await
+                .map_err(|e| classify(loc.clone(), e))?;
+            let body = out.body.collect().await.map_err(|e| Error::Store {
+                location: loc,
+                message: format!("reading a range: {e}"),
+                retryable: true,
+            })?;
+            Ok(body.into_bytes())
+        }
+        .boxed()
+    }
+
     fn location(&self, bucket: &str, key: &str) -> String {
         format!("s3://{bucket}/{key}")
     }

@@ -265,3 +265,72 @@ pub fn peak_rss_while_running(pid: u32) -> Option<u64> {
     }
     peak
 }
+
+#[tokio::test]
+async fn parquet_objects_are_read_by_range_from_s3() {
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = (bucket("pq-in"), bucket("pq-out"));
+    c.create_bucket().bucket(&inb).send().await.unwrap();
+    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("page", arrow_schema::DataType::Utf8, true),
+    ]));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(500))
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).unwrap();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..5000)),
+            Arc::new(StringArray::from_iter(
+                (0..5000).map(|i| Some(format!("/p/{}", i % 10))),
+            )),
+        ],
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    let body = w.into_inner().unwrap();
+    let key = "tables/events/part-0.parquet";
+    let size = body.len() as u64;
+    put(&c, &inb, key, body).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        format!("name = \"pq\"\n[input]\nformat = \"parquet\"\nkeys = [\"tables/**\"]\n[[stage]]\ntype = \"filter\"\nwhere = \"page = '/p/3'\"\n[output]\nuri = \"s3://{outb}/events/\"\n"),
+    )
+    .unwrap();
+    let ev = dir.path().join("event.json");
+    std::fs::write(
+        &ev,
+        serde_json::to_vec(&event::s3_event(vec![event::s3_record(
+            &inb, key, size, "e",
+        )]))
+        .unwrap(),
+    )
+    .unwrap();
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        ev.to_str().unwrap(),
+        "--endpoint-url",
+        &ep,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(
+        (s["records_in"].as_u64(), s["records_out"].as_u64()),
+        (Some(5000), Some(500))
+    );
+    let written = keys(&c, &outb).await;
+    let rows = parquet_rows(&get(&c, &outb, &written[0]).await);
+    assert_eq!(rows.len(), 500);
+    assert_eq!(rows[0], "{\"id\":3,\"page\":\"/p/3\"}");
+}

@@ -38,8 +38,70 @@ use arrow_schema::{DataType, Schema, TimeUnit};
 
 pub use parse::{BinOp, Expr, ExprKind, Literal, parse, parse_timestamp};
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_the_columns_an_expression_reads() {
+        let e = super::parse("geo.lat > 1 AND lower(page) IN ('a', x) OR CASE WHEN ok THEN \"odd name\" END IS NULL AND geo.cc = 'x'").unwrap();
+        assert_eq!(super::columns(&e), ["geo", "page", "x", "ok", "odd name"]);
+    }
+}
+
 use crate::Error;
 use eval::Node;
+
+/// The top-level columns an expression reads (for `geo.lat`, `geo`), each once, in first-use order.
+pub fn columns(expr: &Expr) -> Vec<String> {
+    fn walk(e: &Expr, out: &mut Vec<String>) {
+        match &e.kind {
+            ExprKind::Literal(_) => {}
+            ExprKind::Column(path) => {
+                if let Some(root) = path.first()
+                    && !out.contains(root)
+                {
+                    out.push(root.clone());
+                }
+            }
+            ExprKind::Binary { left, right, .. } => {
+                walk(left, out);
+                walk(right, out);
+            }
+            ExprKind::Not(x) | ExprKind::Neg(x) => walk(x, out),
+            ExprKind::IsNull { expr, .. } | ExprKind::Cast { expr, .. } => walk(expr, out),
+            ExprKind::InList { expr, list, .. } => {
+                walk(expr, out);
+                list.iter().for_each(|x| walk(x, out));
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => {
+                walk(expr, out);
+                walk(low, out);
+                walk(high, out);
+            }
+            ExprKind::Like { expr, pattern, .. } => {
+                walk(expr, out);
+                walk(pattern, out);
+            }
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => {
+                for (c, v) in branches {
+                    walk(c, out);
+                    walk(v, out);
+                }
+                if let Some(o) = otherwise {
+                    walk(o, out);
+                }
+            }
+            ExprKind::Call { args, .. } => args.iter().for_each(|x| walk(x, out)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(expr, &mut out);
+    out
+}
 
 /// The timestamp type Sluice normalises to: microseconds, UTC.
 pub fn timestamp_type() -> DataType {

@@ -41,6 +41,9 @@ pub enum Error {
         /// The setting that controls it.
         setting: &'static str,
     },
+    /// A computation cannot give a correct result (e.g. an integer sum that overflows).
+    #[error("{0}")]
+    Compute(String),
     /// An error from a user-defined stage.
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync>),

@@ -35,6 +35,7 @@
 //! - `json` (default): the NDJSON decoder, on `arrow-json`.
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod decode;
 mod error;
 pub mod expr;
@@ -64,6 +65,11 @@ pub trait Stage: Send {
     fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), Error> {
         Ok(())
     }
+    /// Records this stage refused since the last call (e.g. an aggregate's rows with no window).
+    /// Their `position` counts rows pushed into the stage.
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        Vec::new()
+    }
 }
 
 /// Builds a [`Stage`] once the schema of its input is known (declared in config, or inferred from
@@ -73,6 +79,11 @@ pub trait StageFactory: Send + Sync {
     fn name(&self) -> &'static str;
     /// Check the stage against its input schema and build it.
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Stage>, Error>;
+    /// True when the stage must see every record of an invocation before emitting (aggregate):
+    /// the pipeline then runs one chain over all objects of the invocation and writes once.
+    fn per_invocation(&self) -> bool {
+        false
+    }
 }
 
 /// A [`StageFactory`] from a name and a closure.

@@ -1,0 +1,1112 @@
+//! The `aggregate` stage: streaming group-by with optional tumbling windows.
+//!
+//! Rows are pushed batch by batch; each batch's group keys (the window start first, then the
+//! `group_by` columns) are encoded with `arrow-row` into order-preserving bytes, looked up in a hash
+//! table of groups, and every measure updates typed per-group state in one pass over its evaluated
+//! argument column. Only group state is held; `finish` emits the groups sorted by window then keys
+//! (nulls first), so the same input gives the same output bytes.
+//!
+//! Measures: `count(*)`, `count(x)`, `sum`, `min`, `max`, `avg`, `count_distinct` (exact),
+//! `approx_count_distinct` (HyperLogLog, 2^12 registers per group: standard error 1.04/√4096 ≈ 1.6%,
+//! 4 KiB per group), `first` and `last` (the first and last non-null value in input order). Each
+//! measure's argument is any expression (`sum(bytes * 8)`, `sum(CASE WHEN status >= 500 THEN 1 ELSE 0
+//! END)`). Integer sums that overflow are an error, never a wrapped number. Rows whose window column
+//! is null are rejects. More groups than `max_groups` is an error naming the setting.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow_row::{RowConverter, Rows, SortField};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use hashbrown::HashTable;
+
+use crate::expr::{Compiled, ExprKind, parse, timestamp_type, type_name};
+use crate::{Error, Reject, Stage, StageFactory};
+
+/// Groups held at most, unless configured otherwise.
+pub const DEFAULT_MAX_GROUPS: usize = 1_000_000;
+
+/// HyperLogLog precision: 2^12 registers.
+const HLL_P: u32 = 12;
+const HLL_M: usize = 1 << HLL_P;
+
+/// A tumbling window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// The timestamp column.
+    pub column: String,
+    /// Window length in microseconds.
+    pub every_micros: i64,
+}
+
+/// Parse a window length: `500ms`, `30s`, `1m`, `5m`, `1h`, `1d`.
+pub fn parse_every(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 1m, 5m, 1h or 1d"))?;
+    let unit_micros = match unit {
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" | "min" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => {
+            return Err(format!(
+                "`{s}` has unknown unit `{unit}`; use ms, s, m, h or d"
+            ));
+        }
+    };
+    if n <= 0 {
+        return Err(format!("`{s}` must be longer than zero"));
+    }
+    n.checked_mul(unit_micros)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Agg {
+    CountStar,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    CountDistinct,
+    ApproxCountDistinct,
+    First,
+    Last,
+}
+
+/// How a measure's values are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Int,
+    Float,
+    Str,
+    Bool,
+}
+
+enum State {
+    Count(Vec<i64>),
+    SumInt(Vec<i64>, Vec<bool>),
+    SumFloat(Vec<f64>, Vec<bool>),
+    Avg(Vec<f64>, Vec<i64>),
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Str(Vec<Option<String>>),
+    Bool(Vec<Option<bool>>),
+    Distinct(HashTable<(u32, Box<[u8]>)>, Vec<i64>, RowConverter),
+    Hll(Vec<u8>, RowConverter),
+}
+
+struct Measure {
+    name: String,
+    text: String,
+    agg: Agg,
+    arg: Option<Compiled>,
+    /// The type values are held in and the type emitted.
+    family: Family,
+    out_type: DataType,
+    state: State,
+}
+
+/// A compiled aggregate.
+pub struct Aggregate {
+    schema: SchemaRef,
+    window: Option<(Compiled, i64)>,
+    keys: Vec<Compiled>,
+    converter: RowConverter,
+    rows: Rows,
+    table: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    measures: Vec<Measure>,
+    max_groups: usize,
+    batch_rows: usize,
+    rows_seen: u64,
+    rejects: Vec<Reject>,
+}
+
+impl std::fmt::Debug for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregate")
+            .field("groups", &self.rows.num_rows())
+            .finish()
+    }
+}
+
+fn expr_err(text: &str, message: String) -> Error {
+    Error::Expr {
+        expr: text.to_string(),
+        offset: 0,
+        message,
+    }
+}
+
+fn family_of(dt: &DataType) -> Option<Family> {
+    Some(match dt {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Timestamp(..)
+        | DataType::Date32 => Family::Int,
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Family::Float,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Family::Str,
+        DataType::Boolean => Family::Bool,
+        _ => return None,
+    })
+}
+
+/// Values of an evaluated argument in their family's canonical array type.
+fn canonical(a: &ArrayRef, family: Family) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    let target = match family {
+        Family::Int => match a.data_type() {
+            DataType::Timestamp(..) => {
+                let us = arrow_cast::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                return arrow_cast::cast(&us, &DataType::Int64);
+            }
+            DataType::Date32 => {
+                let d = arrow_cast::cast(a, &DataType::Int32)?;
+                return arrow_cast::cast(&d, &DataType::Int64);
+            }
+            _ => DataType::Int64,
+        },
+        Family::Float => DataType::Float64,
+        Family::Str => DataType::Utf8,
+        Family::Bool => DataType::Boolean,
+    };
+    arrow_cast::cast(a, &target)
+}
+
+impl Measure {
+    fn new(name: &str, text: &str, input: &Schema) -> Result<Self, Error> {
+        let expr = parse(text)?;
+        let ExprKind::Call {
+            name: func,
+            args,
+            star,
+        } = &expr.kind
+        else {
+            return Err(expr_err(
+                text,
+                "a measure is an aggregate call: count(*), count(x), sum, min, max, avg, count_distinct, \
+                 approx_count_distinct, first or last"
+                    .into(),
+            ));
+        };
+        let agg = match func.as_str() {
+            "count" if *star => Agg::CountStar,
+            "count" => Agg::Count,
+            "sum" => Agg::Sum,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "avg" | "mean" => Agg::Avg,
+            "count_distinct" => Agg::CountDistinct,
+            "approx_count_distinct" => Agg::ApproxCountDistinct,
+            "first" => Agg::First,
+            "last" => Agg::Last,
+            other => {
+                return Err(expr_err(
+                    text,
+                    format!(
+                        "`{other}` is not an aggregate; use count(*), count(x), sum, min, max, avg, count_distinct, \
+                         approx_count_distinct, first or last"
+                    ),
+                ));
+            }
+        };
+        if agg == Agg::CountStar {
+            return Ok(Self {
+                name: name.into(),
+                text: text.into(),
+                agg,
+                arg: None,
+                family: Family::Int,
+                out_type: DataType::Int64,
+                state: State::Count(Vec::new()),
+            });
+        }
+        if *star || args.len() != 1 {
+            return Err(expr_err(text, format!("{func}() takes one argument")));
+        }
+        let arg = Compiled::from_expr(&args[0], text, input)?;
+        let dt = arg.data_type().clone();
+        let family = family_of(&dt).ok_or_else(|| {
+            expr_err(
+                text,
+                format!("{func}() cannot aggregate {} values", type_name(&dt)),
+            )
+        })?;
+        let numeric = dt.is_numeric();
+        let (out_type, state) = match agg {
+            Agg::Count => (DataType::Int64, State::Count(Vec::new())),
+            Agg::Sum if !numeric => {
+                return Err(expr_err(
+                    text,
+                    format!("sum() needs numbers, found {}", type_name(&dt)),
+                ));
+            }
+            Agg::Avg if !numeric => {
+                return Err(expr_err(
+                    text,
+                    format!("avg() needs numbers, found {}", type_name(&dt)),
+                ));
+            }
+            Agg::Sum if family == Family::Int => {
+                (DataType::Int64, State::SumInt(Vec::new(), Vec::new()))
+            }
+            Agg::Sum => (DataType::Float64, State::SumFloat(Vec::new(), Vec::new())),
+            Agg::Avg => (DataType::Float64, State::Avg(Vec::new(), Vec::new())),
+            Agg::CountDistinct => (
+                DataType::Int64,
+                State::Distinct(
+                    HashTable::new(),
+                    Vec::new(),
+                    RowConverter::new(vec![SortField::new(dt.clone())])
+                        .map_err(|e| Error::arrow("measure", e))?,
+                ),
+            ),
+            Agg::ApproxCountDistinct => (
+                DataType::Int64,
+                State::Hll(
+                    Vec::new(),
+                    RowConverter::new(vec![SortField::new(dt.clone())])
+                        .map_err(|e| Error::arrow("measure", e))?,
+                ),
+            ),
+            Agg::Min | Agg::Max | Agg::First | Agg::Last => {
+                let out = match &dt {
+                    DataType::Timestamp(_, tz) => {
+                        DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                    }
+                    DataType::Date32 => DataType::Date32,
+                    d if family == Family::Int => {
+                        if d.is_signed_integer() || d.is_unsigned_integer() {
+                            DataType::Int64
+                        } else {
+                            d.clone()
+                        }
+                    }
+                    _ if family == Family::Float => DataType::Float64,
+                    _ if family == Family::Str => DataType::Utf8,
+                    _ => DataType::Boolean,
+                };
+                let state = match family {
+                    Family::Int => State::Int(Vec::new()),
+                    Family::Float => State::Float(Vec::new()),
+                    Family::Str => State::Str(Vec::new()),
+                    Family::Bool => State::Bool(Vec::new()),
+                };
+                (out, state)
+            }
+            Agg::CountStar => unreachable!("handled above"),
+        };
+        Ok(Self {
+            name: name.into(),
+            text: text.into(),
+            agg,
+            arg: Some(arg),
+            family,
+            out_type,
+            state,
+        })
+    }
+
+    fn grow(&mut self, n: usize) {
+        match &mut self.state {
+            State::Count(v) => v.resize(n, 0),
+            State::SumInt(v, s) => {
+                v.resize(n, 0);
+                s.resize(n, false)
+            }
+            State::SumFloat(v, s) => {
+                v.resize(n, 0.0);
+                s.resize(n, false)
+            }
+            State::Avg(v, c) => {
+                v.resize(n, 0.0);
+                c.resize(n, 0)
+            }
+            State::Int(v) => v.resize(n, None),
+            State::Float(v) => v.resize(n, None),
+            State::Str(v) => v.resize(n, None),
+            State::Bool(v) => v.resize(n, None),
+            State::Distinct(_, c, _) => c.resize(n, 0),
+            State::Hll(r, _) => r.resize(n * HLL_M, 0),
+        }
+    }
+
+    fn update(&mut self, batch: &RecordBatch, groups: &[u32]) -> Result<(), Error> {
+        let ctx = |e| Error::arrow(format!("measure `{}`", self.text), e);
+        let Some(arg) = &self.arg else {
+            if let State::Count(c) = &mut self.state {
+                for &g in groups.iter().filter(|g| **g != SKIP) {
+                    c[g as usize] += 1;
+                }
+            }
+            return Ok(());
+        };
+        let values = arg.evaluate(batch)?;
+        let agg = self.agg;
+        let family = self.family;
+        match &mut self.state {
+            State::Count(c) => {
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && values.is_valid(i) {
+                        c[g as usize] += 1;
+                    }
+                }
+            }
+            State::SumInt(sum, seen) => {
+                let v = canonical(&values, Family::Int).map_err(ctx)?;
+                let v = v.as_primitive::<Int64Type>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && v.is_valid(i) {
+                        let g = g as usize;
+                        sum[g] = sum[g].checked_add(v.value(i)).ok_or_else(|| Error::Compute(format!(
+                            "measure `{}` = {} overflows int64; sum a float instead: sum(cast(x AS float64))",
+                            self.name, self.text
+                        )))?;
+                        seen[g] = true;
+                    }
+                }
+            }
+            State::SumFloat(sum, seen) => {
+                let v = canonical(&values, Family::Float).map_err(ctx)?;
+                let v = v.as_primitive::<Float64Type>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && v.is_valid(i) {
+                        sum[g as usize] += v.value(i);
+                        seen[g as usize] = true;
+                    }
+                }
+            }
+            State::Avg(sum, count) => {
+                let v = canonical(&values, Family::Float).map_err(ctx)?;
+                let v = v.as_primitive::<Float64Type>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && v.is_valid(i) {
+                        sum[g as usize] += v.value(i);
+                        count[g as usize] += 1;
+                    }
+                }
+            }
+            State::Int(acc) => {
+                let v = canonical(&values, family).map_err(ctx)?;
+                let v = v.as_primitive::<Int64Type>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && v.is_valid(i) {
+                        fold(&mut acc[g as usize], v.value(i), agg, |a, b| a.cmp(b));
+                    }
+                }
+            }
+            State::Float(acc) => {
+                let v = canonical(&values, family).map_err(ctx)?;
+                let v = v.as_primitive::<Float64Type>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && v.is_valid(i) {
+                        fold(&mut acc[g as usize], v.value(i), agg, |a, b| a.total_cmp(b));
+                    }
+                }
+            }
+            State::Bool(acc) => {
+                let v = canonical(&values, family).map_err(ctx)?;
+                let v = v.as_boolean();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP && v.is_valid(i) {
+                        fold(&mut acc[g as usize], v.value(i), agg, |a, b| a.cmp(b));
+                    }
+                }
+            }
+            State::Str(acc) => {
+                let v = canonical(&values, family).map_err(ctx)?;
+                let v = v.as_string::<i32>();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g == SKIP || !v.is_valid(i) {
+                        continue;
+                    }
+                    let s = v.value(i);
+                    let slot = &mut acc[g as usize];
+                    let replace = match (slot.as_deref(), agg) {
+                        (None, _) => true,
+                        (Some(cur), Agg::Min) => s < cur,
+                        (Some(cur), Agg::Max) => s > cur,
+                        (Some(_), Agg::Last) => true,
+                        _ => false,
+                    };
+                    if replace {
+                        *slot = Some(s.to_string());
+                    }
+                }
+            }
+            State::Distinct(set, counts, conv) => {
+                let rows = conv.convert_columns(&[values.clone()]).map_err(ctx)?;
+                let hasher = hashbrown::DefaultHashBuilder::default();
+                for (i, &g) in groups.iter().enumerate() {
+                    if g == SKIP || !values.is_valid(i) {
+                        continue;
+                    }
+                    let bytes = rows.row(i);
+                    let bytes = bytes.data();
+                    let h = std::hash::BuildHasher::hash_one(&hasher, (g, bytes));
+                    if set.find(h, |(gg, b)| *gg == g && **b == *bytes).is_none() {
+                        set.insert_unique(h, (g, bytes.into()), |(gg, b)| {
+                            std::hash::BuildHasher::hash_one(&hasher, (*gg, &**b))
+                        });
+                        counts[g as usize] += 1;
+                    }
+                }
+            }
+            State::Hll(regs, conv) => {
+                let rows = conv.convert_columns(&[values.clone()]).map_err(ctx)?;
+                for (i, &g) in groups.iter().enumerate() {
+                    if g == SKIP || !values.is_valid(i) {
+                        continue;
+                    }
+                    let h = stable_hash(rows.row(i).data());
+                    let idx = (h >> (64 - HLL_P)) as usize;
+                    let rank = ((h << HLL_P) | (1 << (HLL_P - 1))).leading_zeros() as u8 + 1;
+                    let r = &mut regs[g as usize * HLL_M + idx];
+                    if rank > *r {
+                        *r = rank;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&self, order: &[u32]) -> Result<ArrayRef, Error> {
+        let pick = |i: &u32| *i as usize;
+        let arr: ArrayRef = match &self.state {
+            State::Count(c) | State::Distinct(_, c, _) => Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|i| c[pick(i)]),
+            )),
+            State::SumInt(v, s) => Arc::new(Int64Array::from_iter(
+                order.iter().map(|i| s[pick(i)].then_some(v[pick(i)])),
+            )),
+            State::SumFloat(v, s) => Arc::new(Float64Array::from_iter(
+                order.iter().map(|i| s[pick(i)].then_some(v[pick(i)])),
+            )),
+            State::Avg(v, c) => {
+                Arc::new(Float64Array::from_iter(order.iter().map(|i| {
+                    (c[pick(i)] > 0).then(|| v[pick(i)] / c[pick(i)] as f64)
+                })))
+            }
+            State::Int(v) => {
+                let a: ArrayRef = Arc::new(Int64Array::from_iter(order.iter().map(|i| v[pick(i)])));
+                match &self.out_type {
+                    DataType::Date32 => {
+                        let d = arrow_cast::cast(&a, &DataType::Int32)
+                            .map_err(|e| Error::arrow("emit", e))?;
+                        arrow_cast::cast(&d, &DataType::Date32)
+                            .map_err(|e| Error::arrow("emit", e))?
+                    }
+                    DataType::Timestamp(_, tz) => {
+                        let t: TimestampMicrosecondArray =
+                            a.as_primitive::<Int64Type>().reinterpret_cast();
+                        Arc::new(match tz {
+                            Some(tz) => t.with_timezone(tz.clone()),
+                            None => t,
+                        })
+                    }
+                    _ => a,
+                }
+            }
+            State::Float(v) => Arc::new(Float64Array::from_iter(order.iter().map(|i| v[pick(i)]))),
+            State::Str(v) => Arc::new(StringArray::from_iter(
+                order.iter().map(|i| v[pick(i)].as_deref()),
+            )),
+            State::Bool(v) => Arc::new(BooleanArray::from_iter(order.iter().map(|i| v[pick(i)]))),
+            State::Hll(regs, _) => {
+                Arc::new(Int64Array::from_iter_values(order.iter().map(|i| {
+                    hll_estimate(&regs[pick(i) * HLL_M..(pick(i) + 1) * HLL_M])
+                })))
+            }
+        };
+        Ok(arr)
+    }
+}
+
+/// Fold one value into a min/max/first/last slot.
+fn fold<T: Copy>(slot: &mut Option<T>, v: T, agg: Agg, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    let replace = match (&*slot, agg) {
+        (None, _) => true,
+        (Some(cur), Agg::Min) => cmp(&v, cur).is_lt(),
+        (Some(cur), Agg::Max) => cmp(&v, cur).is_gt(),
+        (Some(_), Agg::Last) => true,
+        _ => false,
+    };
+    if replace {
+        *slot = Some(v);
+    }
+}
+
+/// A fixed 64-bit hash (FNV-1a, then a SplitMix64 finaliser), so estimates are the same every run.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// HyperLogLog estimate with the small-range (linear counting) correction.
+fn hll_estimate(regs: &[u8]) -> i64 {
+    let m = regs.len() as f64;
+    let alpha = 0.7213 / (1.0 + 1.079 / m);
+    let sum: f64 = regs.iter().map(|r| 2f64.powi(-i32::from(*r))).sum();
+    let raw = alpha * m * m / sum;
+    let zeros = regs.iter().filter(|r| **r == 0).count();
+    let est = if raw <= 2.5 * m && zeros > 0 {
+        m * (m / zeros as f64).ln()
+    } else {
+        raw
+    };
+    est.round() as i64
+}
+
+/// Marks a row that belongs to no group (a reject).
+const SKIP: u32 = u32::MAX;
+
+impl Aggregate {
+    /// Compile against `input`.
+    pub fn new(
+        group_by: &[String],
+        window: Option<&Window>,
+        measures: &[(String, String)],
+        max_groups: usize,
+        input: &SchemaRef,
+    ) -> Result<Self, Error> {
+        if measures.is_empty() {
+            return Err(Error::Schema(
+                "an aggregate needs at least one measure, e.g. hits = \"count(*)\"".into(),
+            ));
+        }
+        let mut fields = Vec::new();
+        let mut sort_fields = Vec::new();
+        let window = match window {
+            None => None,
+            Some(w) => {
+                let c = Compiled::new(&format!("\"{}\"", w.column.replace('"', "\"\"")), input)
+                    .map_err(|e| Error::Schema(format!("window column: {e}")))?;
+                if !matches!(c.data_type(), DataType::Timestamp(..)) {
+                    return Err(Error::Schema(format!(
+                        "window column `{}` is a {}, not a timestamp; declare it as timestamp in [input] schema",
+                        w.column,
+                        type_name(c.data_type())
+                    )));
+                }
+                fields.push(Field::new("window_start", timestamp_type(), false));
+                fields.push(Field::new("window_end", timestamp_type(), false));
+                sort_fields.push(SortField::new(timestamp_type()));
+                Some((c, w.every_micros))
+            }
+        };
+        let mut keys = Vec::new();
+        for g in group_by {
+            let c = Compiled::new(&format!("\"{}\"", g.replace('"', "\"\"")), input)
+                .map_err(|e| Error::Schema(format!("group_by: {e}")))?;
+            let dt = c.data_type().clone();
+            if matches!(dt, DataType::Struct(_) | DataType::List(_)) {
+                return Err(Error::Schema(format!(
+                    "cannot group by `{g}`, a {}",
+                    type_name(&dt)
+                )));
+            }
+            if fields.iter().any(|f: &Field| f.name() == g) {
+                return Err(Error::Schema(format!("`{g}` appears twice in group_by")));
+            }
+            fields.push(Field::new(g, dt.clone(), true));
+            sort_fields.push(SortField::new(dt));
+            keys.push(c);
+        }
+        let mut ms = Vec::new();
+        for (name, text) in measures {
+            if fields.iter().any(|f| f.name() == name) {
+                return Err(Error::Schema(format!(
+                    "measure `{name}` has the name of a group column"
+                )));
+            }
+            let m = Measure::new(name, text, input)?;
+            fields.push(Field::new(name, m.out_type.clone(), true));
+            ms.push(m);
+        }
+        if sort_fields.is_empty() {
+            // No keys at all: one group. Encode a constant so the machinery stays the same.
+            sort_fields.push(SortField::new(DataType::Boolean));
+        }
+        let converter =
+            RowConverter::new(sort_fields).map_err(|e| Error::arrow("aggregate keys", e))?;
+        let rows = converter.empty_rows(1024, 16 * 1024);
+        Ok(Self {
+            schema: Arc::new(Schema::new(fields)),
+            window,
+            keys,
+            converter,
+            rows,
+            table: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            measures: ms,
+            max_groups: max_groups.max(1),
+            batch_rows: crate::DEFAULT_BATCH_ROWS,
+            rows_seen: 0,
+            rejects: Vec::new(),
+        })
+    }
+
+    fn key_columns(&mut self, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Vec<bool>), Error> {
+        let n = batch.num_rows();
+        let mut cols = Vec::with_capacity(self.keys.len() + 1);
+        let mut skip = vec![false; n];
+        if let Some((w, every)) = &self.window {
+            let ts = w.evaluate(batch)?;
+            let ts = arrow_cast::cast(&ts, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .map_err(|e| Error::arrow("window", e))?;
+            let ts = ts.as_primitive::<TimestampMicrosecondType>();
+            let every = *every;
+            let starts: TimestampMicrosecondArray = ts
+                .iter()
+                .map(|v| v.map(|t| t.div_euclid(every) * every))
+                .collect();
+            for (i, s) in skip.iter_mut().enumerate() {
+                *s = ts.is_null(i);
+            }
+            cols.push(Arc::new(starts.with_timezone("UTC")) as ArrayRef);
+        }
+        for k in &self.keys {
+            cols.push(k.evaluate(batch)?);
+        }
+        if cols.is_empty() {
+            cols.push(Arc::new(BooleanArray::from(vec![true; n])) as ArrayRef);
+        }
+        Ok((cols, skip))
+    }
+
+    fn reject_rows(&mut self, batch: &RecordBatch, skip: &[bool]) {
+        let column = self
+            .window
+            .as_ref()
+            .map(|(c, _)| c.text().trim_matches('"').to_string())
+            .unwrap_or_default();
+        let opts = arrow_cast::display::FormatOptions::default().with_null("null");
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .filter_map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &opts).ok())
+            .collect();
+        let schema = batch.schema();
+        for (i, _) in skip.iter().enumerate().filter(|(_, s)| **s) {
+            let raw: Vec<String> = schema
+                .fields()
+                .iter()
+                .zip(&formatters)
+                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(i)))
+                .collect();
+            self.rejects.push(Reject::new(
+                self.rows_seen + i as u64 + 1,
+                format!("the window column `{column}` is null, so the record belongs to no window"),
+                raw.join(" ").as_bytes(),
+            ));
+        }
+    }
+}
+
+impl Stage for Aggregate {
+    fn name(&self) -> &'static str {
+        "aggregate"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn push(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), Error> {
+        let n = batch.num_rows();
+        let (cols, skip) = self.key_columns(&batch)?;
+        if skip.iter().any(|s| *s) {
+            self.reject_rows(&batch, &skip);
+        }
+        let encoded = self
+            .converter
+            .convert_columns(&cols)
+            .map_err(|e| Error::arrow("aggregate keys", e))?;
+        let mut groups = vec![SKIP; n];
+        let before = self.rows.num_rows();
+        for (i, g) in groups.iter_mut().enumerate() {
+            if skip[i] {
+                continue;
+            }
+            let row = encoded.row(i);
+            let bytes = row.data();
+            let h = std::hash::BuildHasher::hash_one(&self.hasher, bytes);
+            let rows = &self.rows;
+            let found = self
+                .table
+                .find(h, |&idx| rows.row(idx as usize).data() == bytes)
+                .copied();
+            *g = match found {
+                Some(idx) => idx,
+                None => {
+                    let idx = self.rows.num_rows();
+                    if idx >= self.max_groups {
+                        return Err(Error::Limit {
+                            what: format!("the number of groups ({})", idx + 1),
+                            limit: self.max_groups as u64,
+                            setting: "max_groups",
+                        });
+                    }
+                    self.rows.push(row);
+                    let rows = &self.rows;
+                    let hasher = &self.hasher;
+                    self.table.insert_unique(h, idx as u32, |&j| {
+                        std::hash::BuildHasher::hash_one(hasher, rows.row(j as usize).data())
+                    });
+                    idx as u32
+                }
+            };
+        }
+        let total = self.rows.num_rows();
+        if total != before {
+            for m in &mut self.measures {
+                m.grow(total);
+            }
+        }
+        for m in &mut self.measures {
+            m.update(&batch, &groups)?;
+        }
+        self.rows_seen += n as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), Error> {
+        let n = self.rows.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        let rows = &self.rows;
+        order.sort_unstable_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
+        for chunk in order.chunks(self.batch_rows.max(1) * 8) {
+            let mut keys = self
+                .converter
+                .convert_rows(chunk.iter().map(|i| self.rows.row(*i as usize)))
+                .map_err(|e| Error::arrow("aggregate keys", e))?;
+            let mut columns: Vec<ArrayRef> = Vec::new();
+            if let Some((_, every)) = &self.window {
+                let start = keys.remove(0);
+                let every = *every;
+                let s = start.as_primitive::<TimestampMicrosecondType>();
+                let end: TimestampMicrosecondArray =
+                    s.iter().map(|v| v.map(|t| t + every)).collect();
+                columns.push(start);
+                columns.push(Arc::new(end.with_timezone("UTC")));
+            }
+            if !self.keys.is_empty() {
+                columns.extend(keys);
+            }
+            for m in &self.measures {
+                columns.push(m.emit(chunk)?);
+            }
+            out.push(
+                RecordBatch::try_new(self.schema.clone(), columns)
+                    .map_err(|e| Error::arrow("aggregate output", e))?,
+            );
+        }
+        Ok(())
+    }
+
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
+    }
+}
+
+/// Builds [`Aggregate`]s.
+#[derive(Debug, Clone)]
+pub struct AggregateFactory {
+    /// Group columns.
+    pub group_by: Vec<String>,
+    /// Optional tumbling window.
+    pub window: Option<Window>,
+    /// `(name, measure expression)` in output order.
+    pub measures: Vec<(String, String)>,
+    /// Most groups held.
+    pub max_groups: usize,
+}
+
+impl StageFactory for AggregateFactory {
+    fn name(&self) -> &'static str {
+        "aggregate"
+    }
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Stage>, Error> {
+        Ok(Box::new(Aggregate::new(
+            &self.group_by,
+            self.window.as_ref(),
+            &self.measures,
+            self.max_groups,
+            input,
+        )?))
+    }
+    fn per_invocation(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+
+    fn batch() -> RecordBatch {
+        let ts = |s: &str| crate::expr::parse_timestamp(s).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", timestamp_type(), true),
+            Field::new("page", DataType::Utf8, true),
+            Field::new("user", DataType::Utf8, true),
+            Field::new("ms", DataType::Int64, true),
+            Field::new("ok", DataType::Boolean, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(ts("2026-11-22T10:00:05Z")),
+                        Some(ts("2026-11-22T10:00:50Z")),
+                        Some(ts("2026-11-22T10:01:10Z")),
+                        Some(ts("2026-11-22T10:00:30Z")),
+                        None,
+                        Some(ts("2026-11-22T09:59:59Z")),
+                    ])
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![
+                    Some("/b"),
+                    Some("/a"),
+                    Some("/a"),
+                    Some("/a"),
+                    Some("/a"),
+                    None,
+                ])),
+                Arc::new(StringArray::from(vec![
+                    Some("u1"),
+                    Some("u1"),
+                    Some("u2"),
+                    Some("u2"),
+                    Some("u3"),
+                    Some("u1"),
+                ])),
+                Arc::new(Int64Array::from(vec![
+                    Some(10),
+                    Some(20),
+                    Some(30),
+                    None,
+                    Some(50),
+                    Some(60),
+                ])),
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    Some(true),
+                    Some(true),
+                    None,
+                    Some(false),
+                ])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn measures() -> Vec<(String, String)> {
+        [
+            ("hits", "count(*)"),
+            ("with_ms", "count(ms)"),
+            ("total", "sum(ms * 2)"),
+            ("avg_ms", "avg(ms)"),
+            ("max_ms", "max(ms)"),
+            ("min_user", "min(user)"),
+            ("users", "count_distinct(user)"),
+            ("approx_users", "approx_count_distinct(user)"),
+            ("first_user", "first(user)"),
+            ("last_user", "last(user)"),
+            ("oks", "sum(CASE WHEN ok THEN 1 ELSE 0 END)"),
+            ("latest", "max(ts)"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn groups_by_window_then_keys_with_every_measure() {
+        let b = batch();
+        let w = Window {
+            column: "ts".into(),
+            every_micros: parse_every("1m").unwrap(),
+        };
+        let mut agg = Aggregate::new(
+            &["page".to_string()],
+            Some(&w),
+            &measures(),
+            100,
+            &b.schema(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        // Push in two pieces to exercise state across batches.
+        agg.push(b.slice(0, 3), &mut out).unwrap();
+        agg.push(b.slice(3, 3), &mut out).unwrap();
+        let rejects = agg.take_rejects();
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].position, 5);
+        assert!(rejects[0].reason.contains("window column `ts` is null"));
+        agg.finish(&mut out).unwrap();
+        let r = &out[0];
+        assert_eq!(r.num_rows(), 4);
+        let schema = r.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(&names[..4], ["window_start", "window_end", "page", "hits"]);
+        // Order: 09:59 (null page), 10:00 /a, 10:00 /b, 10:01 /a.
+        let page = r.column(2).as_string::<i32>();
+        assert_eq!(
+            (page.is_null(0), page.value(1), page.value(2), page.value(3)),
+            (true, "/a", "/b", "/a")
+        );
+        let i = |c: usize, row: usize| r.column(c).as_primitive::<Int64Type>().value(row);
+        assert_eq!((i(3, 1), i(4, 1), i(5, 1)), (2, 1, 40)); // 10:00 /a: rows 1 and 3 (ms 20, null)
+        assert_eq!(r.column(6).as_primitive::<Float64Type>().value(1), 20.0);
+        assert_eq!(r.column(8).as_string::<i32>().value(1), "u1");
+        assert_eq!((i(9, 1), i(10, 1)), (2, 2));
+        assert_eq!(
+            (
+                r.column(11).as_string::<i32>().value(1),
+                r.column(12).as_string::<i32>().value(1)
+            ),
+            ("u1", "u2")
+        );
+        assert_eq!(i(13, 1), 1);
+        assert_eq!(r.column(14).data_type(), &timestamp_type());
+        let start = r
+            .column(0)
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(1);
+        assert_eq!(
+            start,
+            crate::expr::parse_timestamp("2026-11-22T10:00:00Z").unwrap()
+        );
+        assert_eq!(
+            r.column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(1)
+                - start,
+            60_000_000
+        );
+    }
+
+    #[test]
+    fn overflow_limits_and_errors_are_clear() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![i64::MAX, 1]))],
+        )
+        .unwrap();
+        let mut agg =
+            Aggregate::new(&[], None, &[("s".into(), "sum(n)".into())], 10, &schema).unwrap();
+        let e = agg
+            .push(b.clone(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overflows int64"), "{e}");
+        let mut agg = Aggregate::new(
+            &["n".into()],
+            None,
+            &[("c".into(), "count(*)".into())],
+            1,
+            &schema,
+        )
+        .unwrap();
+        let e = agg
+            .push(b.clone(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`max_groups`"), "{e}");
+        let bad = |m: &str| {
+            Aggregate::new(&[], None, &[("x".into(), m.into())], 10, &schema)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("n + 1").contains("aggregate call"));
+        assert!(bad("median(n)").contains("not an aggregate"));
+        assert!(bad("sum(n > 1)").contains("sum() needs numbers"));
+        assert!(bad("count_distinct(nope)").contains("unknown column"));
+        let w = Window {
+            column: "n".into(),
+            every_micros: 1,
+        };
+        assert!(
+            Aggregate::new(
+                &[],
+                Some(&w),
+                &[("c".into(), "count(*)".into())],
+                10,
+                &schema
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("not a timestamp")
+        );
+        assert_eq!(parse_every("5m"), Ok(300_000_000));
+        assert!(parse_every("5 minutes").is_err());
+        assert!(parse_every("0s").is_err());
+    }
+
+    #[test]
+    fn approx_count_distinct_is_within_its_error_bound() {
+        let schema = Arc::new(Schema::new(vec![Field::new("u", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(
+                (0..200_000).map(|i| i % 50_000),
+            ))],
+        )
+        .unwrap();
+        let mut agg = Aggregate::new(
+            &[],
+            None,
+            &[
+                ("a".into(), "approx_count_distinct(u)".into()),
+                ("e".into(), "count_distinct(u)".into()),
+            ],
+            10,
+            &schema,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        agg.push(b, &mut out).unwrap();
+        agg.finish(&mut out).unwrap();
+        let approx = out[0].column(0).as_primitive::<Int64Type>().value(0) as f64;
+        let exact = out[0].column(1).as_primitive::<Int64Type>().value(0);
+        assert_eq!(exact, 50_000);
+        // 4 standard errors (1.6% each) is a bound this fixed-hash estimate must meet.
+        assert!((approx - 50_000.0).abs() / 50_000.0 < 0.065, "{approx}");
+    }
+}

@@ -57,3 +57,5 @@ echo "== cargo test"
 cargo test --workspace --quiet
 echo "== example output checked independently with pyarrow and DuckDB"
 "$VENV/bin/python" scripts/check_example.py "$CARGO_TARGET_DIR/debug/sluice"
+echo "== aggregate checked against Python and DuckDB"
+"$VENV/bin/python" scripts/check_rollup.py "$CARGO_TARGET_DIR/debug/sluice" "$CARGO_TARGET_DIR/debug/gen-clickstream"

@@ -13,6 +13,7 @@ use arrow_schema::SchemaRef;
 use globset::GlobMatcher;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
+use sluice_processors::aggregate::{AggregateFactory, Window, parse_every};
 use sluice_processors::decode::Decoder;
 use sluice_processors::decode::aws;
 use sluice_processors::decode::csv::CsvDecoderBuilder;
@@ -125,6 +126,34 @@ pub enum StageConfig {
         /// Output column → expression, in order.
         columns: OrderedMap,
     },
+    /// Group and summarise all records of an invocation.
+    Aggregate {
+        /// Group columns (none: one group).
+        #[serde(default)]
+        group_by: Vec<String>,
+        /// Optional tumbling window: `{ column = "ts", every = "1m" }`.
+        #[serde(default)]
+        window: Option<WindowConfig>,
+        /// Output column → aggregate call (`count(*)`, `sum(bytes)`, …), in order.
+        measures: OrderedMap,
+        /// Most groups held (default 1 000 000); more is an error naming this setting.
+        #[serde(default = "default_max_groups")]
+        max_groups: usize,
+    },
+}
+
+/// `window = { column, every }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// A timestamp column.
+    pub column: String,
+    /// Window length: `30s`, `1m`, `5m`, `1h`, `1d` (also `ms`).
+    pub every: String,
+}
+
+fn default_max_groups() -> usize {
+    sluice_processors::aggregate::DEFAULT_MAX_GROUPS
 }
 
 /// `[output]`.
@@ -296,6 +325,16 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+fn w_every(micros: i64) -> String {
+    match micros {
+        m if m % 86_400_000_000 == 0 => format!("{}d", m / 86_400_000_000),
+        m if m % 3_600_000_000 == 0 => format!("{}h", m / 3_600_000_000),
+        m if m % 60_000_000 == 0 => format!("{}m", m / 60_000_000),
+        m if m % 1_000_000 == 0 => format!("{}s", m / 1_000_000),
+        m => format!("{}ms", m / 1_000),
+    }
+}
+
 /// The formats this build reads.
 pub const FORMATS: &str = "ndjson, json, csv, parquet, lines, alb, cloudfront, vpc-flow, s3-access, clf, \
 cloudtrail, cloudwatch-logs, text";
@@ -382,6 +421,21 @@ impl Plan {
                 StageConfig::Filter { predicate } => add(predicate),
                 StageConfig::Select { columns } => {
                     columns.0.iter().for_each(|(_, e)| add(e));
+                    return Some(cols);
+                }
+                StageConfig::Aggregate {
+                    group_by,
+                    window,
+                    measures,
+                    ..
+                } => {
+                    group_by
+                        .iter()
+                        .for_each(|g| add(&format!("\"{}\"", g.replace('"', "\"\""))));
+                    if let Some(w) = window {
+                        add(&format!("\"{}\"", w.column.replace('"', "\"\"")));
+                    }
+                    measures.0.iter().for_each(|(_, e)| add(e));
                     return Some(cols);
                 }
             }
@@ -493,8 +547,7 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineConfig, ConfigError> {
         let inner = e.into_inner();
         let mut message = inner.message().trim().to_string();
         if message.starts_with("unknown variant") && path.ends_with(".type") {
-            message =
-                format!("{message} (aggregate, resize and index stages are not in this build yet)");
+            message = format!("{message} (resize and index stages are not in this build yet)");
         }
         let mut line = inner.span().map(|s| line_of(text, s.start));
         let mut key = (path != ".").then_some(path);
@@ -775,10 +828,116 @@ impl Plan {
                         "columns",
                     )
                 }
+                StageConfig::Aggregate {
+                    group_by,
+                    window,
+                    measures,
+                    max_groups,
+                } => {
+                    let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(i), Seg::Key(k)];
+                    if measures.0.is_empty() {
+                        return Err(cx.err(
+                            &at("measures"),
+                            "needs at least one measure, e.g. hits = \"count(*)\"",
+                        ));
+                    }
+                    for (name, e) in &measures.0 {
+                        sluice_processors::expr::parse(e).map_err(|err| {
+                            cx.err(
+                                &[
+                                    Seg::Key("stage"),
+                                    Seg::Index(i),
+                                    Seg::Key("measures"),
+                                    Seg::Key(name),
+                                ],
+                                err.to_string(),
+                            )
+                        })?;
+                    }
+                    let window = match window {
+                        None => None,
+                        Some(w) => Some(Window {
+                            column: w.column.clone(),
+                            every_micros: parse_every(&w.every).map_err(|m| {
+                                cx.err(
+                                    &[
+                                        Seg::Key("stage"),
+                                        Seg::Index(i),
+                                        Seg::Key("window"),
+                                        Seg::Key("every"),
+                                    ],
+                                    m,
+                                )
+                            })?,
+                        }),
+                    };
+                    if *max_groups == 0 {
+                        return Err(cx.err(&at("max_groups"), "must be at least 1"));
+                    }
+                    let d = format!(
+                        "aggregate by {}{} → {}",
+                        if group_by.is_empty() {
+                            "(everything)".to_string()
+                        } else {
+                            group_by.join(", ")
+                        },
+                        window
+                            .as_ref()
+                            .map(|w| format!(" per {} of `{}`", w_every(w.every_micros), w.column))
+                            .unwrap_or_default(),
+                        measures
+                            .0
+                            .iter()
+                            .map(|(k, v)| format!("{k} = {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    (
+                        Arc::new(AggregateFactory {
+                            group_by: group_by.clone(),
+                            window,
+                            measures: measures.0.clone(),
+                            max_groups: *max_groups,
+                        }),
+                        d,
+                        "measures",
+                    )
+                }
             };
             if let Some(s) = &current {
                 let built = factory.build(s).map_err(|e| {
                     // Point at the one select column that fails, not the whole table.
+                    if let StageConfig::Aggregate {
+                        measures, group_by, ..
+                    } = st
+                    {
+                        for (name, text) in &measures.0 {
+                            let one = sluice_processors::aggregate::Aggregate::new(
+                                &[],
+                                None,
+                                &[(name.clone(), text.clone())],
+                                1,
+                                s,
+                            );
+                            if let Err(e) = one {
+                                return cx.err(
+                                    &[
+                                        Seg::Key("stage"),
+                                        Seg::Index(i),
+                                        Seg::Key("measures"),
+                                        Seg::Key(name),
+                                    ],
+                                    e.to_string(),
+                                );
+                            }
+                        }
+                        if !group_by.is_empty() {
+                            return cx.err(
+                                &[Seg::Key("stage"), Seg::Index(i), Seg::Key("group_by")],
+                                e.to_string(),
+                            );
+                        }
+                    }
                     if let StageConfig::Select { columns } = st {
                         for (name, text) in &columns.0 {
                             if let Err(e) = sluice_processors::expr::Compiled::new(text, s) {
@@ -1104,7 +1263,11 @@ uri = "s3://out/rejects/"
         );
 
         let e = check(&GOOD.replace("type = \"select\"", "type = \"aggregat\"")).unwrap_err();
-        assert!(e.message.contains("expected `filter` or `select`"), "{e}");
+        assert!(
+            e.message
+                .contains("expected one of `filter`, `select`, `aggregate`"),
+            "{e}"
+        );
         assert_eq!(e.line, Some(14), "{e}");
 
         let e = check(&GOOD.replace("\"int64\"", "\"integer64\"")).unwrap_err();

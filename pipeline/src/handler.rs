@@ -141,6 +141,7 @@ impl Handler {
             ..Summary::default()
         };
         let mut errors = Vec::new();
+        let mut objects: Vec<&ObjectRef> = Vec::new();
         for item in &parsed.items {
             match item {
                 Item::Skipped { source, reason } => {
@@ -164,25 +165,62 @@ impl Handler {
                         });
                         continue;
                     }
-                    let t = Instant::now();
-                    match self.process(obj).await {
-                        Ok(r) => {
-                            info!(
-                                bucket = %obj.bucket, key = %obj.key, records_in = r.records_in,
-                                records_out = r.records_out, rejected = r.rejected,
-                                ms = t.elapsed().as_millis() as u64, "Processed object."
-                            );
-                            s.records_in += r.records_in;
-                            s.records_out += r.records_out;
-                            s.rejected += r.rejected;
-                            s.outputs.extend(r.outputs);
-                            match r.error {
-                                None => s.objects += 1,
-                                Some(e) => self.fail(obj, e, &mut s, &mut errors),
-                            }
+                    objects.push(obj);
+                }
+            }
+        }
+        if self.per_invocation() && !objects.is_empty() {
+            // One chain over every object: an aggregate sees the whole invocation, and writes once.
+            let t = Instant::now();
+            match self.process_all(&objects).await {
+                Ok(r) => {
+                    info!(
+                        objects = objects.len(),
+                        records_in = r.records_in,
+                        records_out = r.records_out,
+                        rejected = r.rejected,
+                        ms = t.elapsed().as_millis() as u64,
+                        "Processed invocation."
+                    );
+                    s.objects += objects.len() as u64;
+                    s.records_in += r.records_in;
+                    s.records_out += r.records_out;
+                    s.rejected += r.rejected;
+                    s.outputs.extend(r.outputs);
+                }
+                Err(e) => {
+                    // Nothing was written; every message must be retried.
+                    for obj in &objects {
+                        if let Some(id) = &obj.message_id
+                            && !s.batch_item_failures.contains(id)
+                        {
+                            s.batch_item_failures.push(id.clone());
                         }
-                        Err(e) => self.fail(obj, e, &mut s, &mut errors),
                     }
+                    warn!(error = %e, "Invocation failed.");
+                    errors.push(e.to_string());
+                }
+            }
+        } else {
+            for obj in objects {
+                let t = Instant::now();
+                match self.process(obj).await {
+                    Ok(r) => {
+                        info!(
+                            bucket = %obj.bucket, key = %obj.key, records_in = r.records_in,
+                            records_out = r.records_out, rejected = r.rejected,
+                            ms = t.elapsed().as_millis() as u64, "Processed object."
+                        );
+                        s.records_in += r.records_in;
+                        s.records_out += r.records_out;
+                        s.rejected += r.rejected;
+                        s.outputs.extend(r.outputs);
+                        match r.error {
+                            None => s.objects += 1,
+                            Some(e) => self.fail(obj, e, &mut s, &mut errors),
+                        }
+                    }
+                    Err(e) => self.fail(obj, e, &mut s, &mut errors),
                 }
             }
         }
@@ -203,6 +241,111 @@ impl Handler {
         }
         s.duration_ms = started.elapsed().as_millis() as u64;
         (s, parsed.sqs)
+    }
+
+    /// True when a stage needs every record of the invocation (an aggregate).
+    fn per_invocation(&self) -> bool {
+        self.plan.stages.iter().any(|s| s.factory.per_invocation())
+            || self.extra.iter().any(|f| f.per_invocation())
+    }
+
+    /// Every object through one chain; one set of outputs named after all of them.
+    async fn process_all(&self, objs: &[&ObjectRef]) -> Result<ObjectResult, Error> {
+        let wrap = |obj: &ObjectRef, e: Error| match e {
+            Error::Store { .. } => e,
+            other => Error::Object {
+                location: obj.uri(),
+                source: Box::new(other),
+            },
+        };
+        let base = match objs {
+            [one] => base_name(
+                &one.bucket,
+                &one.key,
+                one.version_id.as_deref().or(one.etag.as_deref()),
+            ),
+            many => {
+                let keys: Vec<String> = many
+                    .iter()
+                    .map(|o| format!("{}/{}", o.bucket, o.key))
+                    .collect();
+                let versions: Vec<&str> = many
+                    .iter()
+                    .map(|o| o.version_id.as_deref().or(o.etag.as_deref()).unwrap_or(""))
+                    .collect();
+                let first_key = &many[0].key;
+                let hashed = base_name(
+                    &many[0].bucket,
+                    &keys.join("\n"),
+                    Some(&versions.join("\n")),
+                );
+                let hash = hashed.rsplit('-').next().unwrap_or(&hashed).to_string();
+                let stem = base_name("", first_key, None);
+                let stem = stem.rsplit_once('-').map(|(s, _)| s).unwrap_or("");
+                if stem.is_empty() {
+                    hash
+                } else {
+                    format!("{stem}-and-{}-more-{hash}", many.len() - 1)
+                }
+            }
+        };
+        let mut outputs = Outputs::new(
+            &self.plan.config.output,
+            &self.plan.output,
+            &self.output,
+            base.clone(),
+        );
+        let mut chain = None;
+        let mut result = ObjectResult::default();
+        let mut reject_files = Vec::new();
+        for obj in objs {
+            let version = obj.version_id.as_deref().or(obj.etag.as_deref());
+            let mut rejects = Rejects::new(
+                self.plan.rejects.as_ref(),
+                &self.output,
+                obj.uri(),
+                base_name(&obj.bucket, &obj.key, version),
+            );
+            if let Err(e) = self
+                .run(obj, &mut chain, &mut outputs, &mut rejects, &mut result)
+                .await
+            {
+                outputs.abort().await;
+                rejects.abort().await;
+                return Err(wrap(obj, e));
+            }
+            result.rejected += rejects.count;
+            if let Some(loc) = rejects.finish().await.map_err(|e| wrap(obj, e))? {
+                reject_files.push(loc);
+            }
+        }
+        let last = objs[objs.len() - 1];
+        let mut rejects = Rejects::new(
+            self.plan.rejects.as_ref(),
+            &self.output,
+            last.uri(),
+            format!("{base}-final"),
+        );
+        if let Err(e) = self
+            .finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
+            .await
+        {
+            outputs.abort().await;
+            rejects.abort().await;
+            return Err(e);
+        }
+        result.rejected += rejects.count;
+        if let Some(loc) = rejects.finish().await? {
+            reject_files.push(loc);
+        }
+        result.outputs = outputs
+            .finish()
+            .await?
+            .into_iter()
+            .map(|w| w.location)
+            .collect();
+        result.outputs.extend(reject_files);
+        Ok(result)
     }
 
     fn fail(&self, obj: &ObjectRef, e: Error, s: &mut Summary, errors: &mut Vec<String>) {
@@ -262,7 +405,18 @@ impl Handler {
         );
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, obj.uri(), base);
         let mut result = ObjectResult::default();
-        match self.run(obj, &mut outputs, &mut rejects, &mut result).await {
+        let mut chain = None;
+        let ran = match self
+            .run(obj, &mut chain, &mut outputs, &mut rejects, &mut result)
+            .await
+        {
+            Ok(()) => {
+                self.finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match ran {
             Ok(()) => {}
             Err(e) => {
                 outputs.abort().await;
@@ -291,16 +445,47 @@ impl Handler {
         Ok(result)
     }
 
-    async fn run(
+    /// End of input for a chain: finish every stage in order, passing what each emits downstream.
+    async fn finish_chain(
         &self,
-        obj: &ObjectRef,
+        chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
         result: &mut ObjectResult,
     ) -> Result<(), Error> {
-        let mut chain: Option<Vec<Box<dyn Stage>>> = None;
+        let Some(chain) = chain.as_mut() else {
+            return Ok(());
+        };
+        let stages = &mut chain.stages;
+        for i in 0..stages.len() {
+            let mut out = Vec::new();
+            stages[i].finish(&mut out)?;
+            let out = push_through(&mut stages[i + 1..], out)?;
+            for b in out {
+                result.records_out += b.num_rows() as u64;
+                outputs.write(&b).await?;
+            }
+        }
+        for st in stages.iter_mut() {
+            let r = st.take_rejects();
+            if !r.is_empty() {
+                rejects.write(&r).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read one object into the chain (built on its first batch if there is none yet).
+    async fn run(
+        &self,
+        obj: &ObjectRef,
+        chain: &mut Option<Chain>,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
         if matches!(self.plan.input, InputSpec::Parquet) {
-            self.read_parquet(obj, &mut chain, outputs, rejects, result)
+            self.read_parquet(obj, chain, outputs, rejects, result)
                 .await?;
         } else {
             let input = &self.plan.config.input;
@@ -321,7 +506,7 @@ impl Handler {
                 self.drain(
                     decoder.schema(),
                     &mut decoded,
-                    &mut chain,
+                    chain,
                     outputs,
                     rejects,
                     result,
@@ -332,23 +517,12 @@ impl Handler {
             self.drain(
                 decoder.schema(),
                 &mut decoded,
-                &mut chain,
+                chain,
                 outputs,
                 rejects,
                 result,
             )
             .await?;
-        }
-        if let Some(stages) = chain.as_mut() {
-            for i in 0..stages.len() {
-                let mut out = Vec::new();
-                stages[i].finish(&mut out)?;
-                let out = push_through(&mut stages[i + 1..], out)?;
-                for b in out {
-                    result.records_out += b.num_rows() as u64;
-                    outputs.write(&b).await?;
-                }
-            }
         }
         Ok(())
     }
@@ -357,7 +531,7 @@ impl Handler {
     async fn read_parquet(
         &self,
         obj: &ObjectRef,
-        chain: &mut Option<Vec<Box<dyn Stage>>>,
+        chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
         result: &mut ObjectResult,
@@ -419,7 +593,7 @@ impl Handler {
         &self,
         schema: Option<arrow_schema::SchemaRef>,
         decoded: &mut Decoded,
-        chain: &mut Option<Vec<Box<dyn Stage>>>,
+        chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
         result: &mut ObjectResult,
@@ -432,9 +606,10 @@ impl Handler {
             return Ok(());
         }
         if chain.is_none() {
-            let Some(mut schema) = schema else {
+            let Some(input) = schema else {
                 return Ok(());
             };
+            let mut schema = input.clone();
             let mut stages = Vec::new();
             for f in self
                 .plan
@@ -447,20 +622,39 @@ impl Handler {
                 schema = st.schema();
                 stages.push(st);
             }
-            *chain = Some(stages);
+            *chain = Some(Chain { input, stages });
         }
-        let Some(stages) = chain.as_mut() else {
+        let Some(chain) = chain.as_mut() else {
             return Ok(());
         };
         for b in batches {
+            if b.schema().fields() != chain.input.fields() {
+                return Err(Error::Io(
+                    "its records have a different schema from the invocation's first object, and an aggregate \
+                     needs one schema; declare [input] schema"
+                        .into(),
+                ));
+            }
             result.records_in += b.num_rows() as u64;
-            for o in push_through(stages, vec![b])? {
+            for o in push_through(&mut chain.stages, vec![b])? {
                 result.records_out += o.num_rows() as u64;
                 outputs.write(&o).await?;
+            }
+            for st in chain.stages.iter_mut() {
+                let r = st.take_rejects();
+                if !r.is_empty() {
+                    rejects.write(&r).await?;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The stages of one run, built for the schema of the first batch.
+struct Chain {
+    input: arrow_schema::SchemaRef,
+    stages: Vec<Box<dyn Stage>>,
 }
 
 fn push_through(

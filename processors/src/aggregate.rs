@@ -103,7 +103,14 @@ enum State {
     Float(Vec<Option<f64>>),
     Str(Vec<Option<String>>),
     Bool(Vec<Option<bool>>),
-    Distinct(HashTable<(u32, Box<[u8]>)>, Vec<i64>, RowConverter),
+    /// (group, value) pairs seen, per-group counts, the value encoder, and the one hasher the
+    /// table was built with (a fresh random hasher per batch would miss earlier entries).
+    Distinct(
+        HashTable<(u32, Box<[u8]>)>,
+        Vec<i64>,
+        RowConverter,
+        hashbrown::DefaultHashBuilder,
+    ),
     Hll(Vec<u8>, RowConverter),
 }
 
@@ -276,6 +283,7 @@ impl Measure {
                     Vec::new(),
                     RowConverter::new(vec![SortField::new(dt.clone())])
                         .map_err(|e| Error::arrow("measure", e))?,
+                    Default::default(),
                 ),
             ),
             Agg::ApproxCountDistinct => (
@@ -343,7 +351,7 @@ impl Measure {
             State::Float(v) => v.resize(n, None),
             State::Str(v) => v.resize(n, None),
             State::Bool(v) => v.resize(n, None),
-            State::Distinct(_, c, _) => c.resize(n, 0),
+            State::Distinct(_, c, _, _) => c.resize(n, 0),
             State::Hll(r, _) => r.resize(n * HLL_M, 0),
         }
     }
@@ -451,26 +459,30 @@ impl Measure {
                     }
                 }
             }
-            State::Distinct(set, counts, conv) => {
-                let rows = conv.convert_columns(&[values.clone()]).map_err(ctx)?;
-                let hasher = hashbrown::DefaultHashBuilder::default();
+            State::Distinct(set, counts, conv, hasher) => {
+                let rows = conv
+                    .convert_columns(std::slice::from_ref(&values))
+                    .map_err(ctx)?;
+                let hasher = &*hasher;
                 for (i, &g) in groups.iter().enumerate() {
                     if g == SKIP || !values.is_valid(i) {
                         continue;
                     }
                     let bytes = rows.row(i);
                     let bytes = bytes.data();
-                    let h = std::hash::BuildHasher::hash_one(&hasher, (g, bytes));
+                    let h = std::hash::BuildHasher::hash_one(hasher, (g, bytes));
                     if set.find(h, |(gg, b)| *gg == g && **b == *bytes).is_none() {
                         set.insert_unique(h, (g, bytes.into()), |(gg, b)| {
-                            std::hash::BuildHasher::hash_one(&hasher, (*gg, &**b))
+                            std::hash::BuildHasher::hash_one(hasher, (*gg, &**b))
                         });
                         counts[g as usize] += 1;
                     }
                 }
             }
             State::Hll(regs, conv) => {
-                let rows = conv.convert_columns(&[values.clone()]).map_err(ctx)?;
+                let rows = conv
+                    .convert_columns(std::slice::from_ref(&values))
+                    .map_err(ctx)?;
                 for (i, &g) in groups.iter().enumerate() {
                     if g == SKIP || !values.is_valid(i) {
                         continue;
@@ -491,9 +503,9 @@ impl Measure {
     fn emit(&self, order: &[u32]) -> Result<ArrayRef, Error> {
         let pick = |i: &u32| *i as usize;
         let arr: ArrayRef = match &self.state {
-            State::Count(c) | State::Distinct(_, c, _) => Arc::new(Int64Array::from_iter_values(
-                order.iter().map(|i| c[pick(i)]),
-            )),
+            State::Count(c) | State::Distinct(_, c, _, _) => Arc::new(
+                Int64Array::from_iter_values(order.iter().map(|i| c[pick(i)])),
+            ),
             State::SumInt(v, s) => Arc::new(Int64Array::from_iter(
                 order.iter().map(|i| s[pick(i)].then_some(v[pick(i)])),
             )),
@@ -1077,6 +1089,29 @@ mod tests {
         assert_eq!(parse_every("5m"), Ok(300_000_000));
         assert!(parse_every("5 minutes").is_err());
         assert!(parse_every("0s").is_err());
+    }
+
+    #[test]
+    fn count_distinct_remembers_values_across_batches() {
+        // Regression: a hasher made per batch missed values seen in earlier batches.
+        let schema = Arc::new(Schema::new(vec![Field::new("u", DataType::Utf8, false)]));
+        let mk = |v: Vec<&str>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(v))]).unwrap()
+        };
+        let mut agg = Aggregate::new(
+            &[],
+            None,
+            &[("d".into(), "count_distinct(u)".into())],
+            10,
+            &schema,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            agg.push(mk(vec!["a", "b", "c"]), &mut out).unwrap();
+        }
+        agg.finish(&mut out).unwrap();
+        assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 3);
     }
 
     #[test]

@@ -206,5 +206,67 @@ fn formats(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, end_to_end, formats);
+const ROLLUP: &str = r#"
+name = "rollup"
+[input]
+format = "ndjson"
+schema = { ts = "timestamp", user_id = "string", event_type = "string", page = "string", latency_ms = "int64", bytes = "int64" }
+[[stage]]
+type = "filter"
+where = "event_type <> 'view' OR latency_ms > 500"
+[[stage]]
+type = "aggregate"
+group_by = ["page"]
+window = { column = "ts", every = "1m" }
+measures = { hits = "count(*)", bytes = "sum(bytes)", avg_latency = "avg(latency_ms)", max_latency = "max(latency_ms)", users = "count_distinct(user_id)" }
+[output]
+uri = "s3://out/rollup/"
+"#;
+
+/// The reference rollup (filter, group by page and minute, five measures, zstd Parquet), plain and
+/// gzip, through the real handler.
+fn rollup(c: &mut Criterion) {
+    use std::io::Write;
+    let data = clickstream_ndjson(input_mb() << 20);
+    let records = count_lines(&data);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("in/clickstream/part-0.ndjson");
+    std::fs::create_dir_all(plain.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&plain, &data).expect("write");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&data).expect("gzip");
+    std::fs::write(
+        dir.path().join("in/clickstream/part-0.ndjson.gz"),
+        gz.finish().expect("gzip"),
+    )
+    .expect("write");
+    let pipeline = Pipeline::from_toml(ROLLUP).expect("config");
+    let store = Arc::new(FsStore::new(dir.path()));
+    let handler = pipeline.handler(store.clone(), store);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("rollup: NDJSON → filter → group by page, 1m → Parquet");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    for key in ["clickstream/part-0.ndjson", "clickstream/part-0.ndjson.gz"] {
+        let event = sluice_pipeline::event::s3_event(vec![sluice_pipeline::event::s3_record(
+            "in", key, 0, "etag",
+        )]);
+        g.bench_function(
+            format!("{key} ({} MB, {records} records)", data.len() >> 20),
+            |b| {
+                b.iter(|| {
+                    let (s, _) = rt.block_on(handler.handle(&event));
+                    assert!(s.error.is_none(), "{:?}", s.error);
+                    s.records_out
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end, formats, rollup);
 criterion_main!(benches);

@@ -103,15 +103,57 @@ enum State {
     Float(Vec<Option<f64>>),
     Str(Vec<Option<String>>),
     Bool(Vec<Option<bool>>),
-    /// (group, value) pairs seen, per-group counts, the value encoder, and the one hasher the
+    /// Distinct (group, value) pairs, per-group counts, the value encoder, and the one hasher the
     /// table was built with (a fresh random hasher per batch would miss earlier entries).
     Distinct(
-        HashTable<(u32, Box<[u8]>)>,
+        Box<DistinctSet>,
         Vec<i64>,
         RowConverter,
         hashbrown::DefaultHashBuilder,
     ),
     Hll(Vec<u8>, RowConverter),
+}
+
+/// (group, value bytes) pairs, the bytes kept in one arena so an insert allocates nothing per value.
+#[derive(Default)]
+struct DistinctSet {
+    /// (group, start, end) into `arena`.
+    table: HashTable<(u32, u32, u32)>,
+    arena: Vec<u8>,
+}
+
+impl DistinctSet {
+    /// Insert; true when the pair is new.
+    fn insert(
+        &mut self,
+        hasher: &hashbrown::DefaultHashBuilder,
+        g: u32,
+        bytes: &[u8],
+    ) -> Result<bool, Error> {
+        let h = std::hash::BuildHasher::hash_one(hasher, (g, bytes));
+        let arena = &self.arena;
+        if self
+            .table
+            .find(h, |&(gg, s, e)| {
+                gg == g && &arena[s as usize..e as usize] == bytes
+            })
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let start = u32::try_from(self.arena.len()).map_err(|_| {
+            Error::Compute("count_distinct holds more than 4 GiB of distinct values; use approx_count_distinct".into())
+        })?;
+        self.arena.extend_from_slice(bytes);
+        let end = u32::try_from(self.arena.len()).map_err(|_| {
+            Error::Compute("count_distinct holds more than 4 GiB of distinct values; use approx_count_distinct".into())
+        })?;
+        let arena = &self.arena;
+        self.table.insert_unique(h, (g, start, end), |&(gg, s, e)| {
+            std::hash::BuildHasher::hash_one(hasher, (gg, &arena[s as usize..e as usize]))
+        });
+        Ok(true)
+    }
 }
 
 struct Measure {
@@ -279,7 +321,7 @@ impl Measure {
             Agg::CountDistinct => (
                 DataType::Int64,
                 State::Distinct(
-                    HashTable::new(),
+                    Box::default(),
                     Vec::new(),
                     RowConverter::new(vec![SortField::new(dt.clone())])
                         .map_err(|e| Error::arrow("measure", e))?,
@@ -463,18 +505,11 @@ impl Measure {
                 let rows = conv
                     .convert_columns(std::slice::from_ref(&values))
                     .map_err(ctx)?;
-                let hasher = &*hasher;
                 for (i, &g) in groups.iter().enumerate() {
                     if g == SKIP || !values.is_valid(i) {
                         continue;
                     }
-                    let bytes = rows.row(i);
-                    let bytes = bytes.data();
-                    let h = std::hash::BuildHasher::hash_one(hasher, (g, bytes));
-                    if set.find(h, |(gg, b)| *gg == g && **b == *bytes).is_none() {
-                        set.insert_unique(h, (g, bytes.into()), |(gg, b)| {
-                            std::hash::BuildHasher::hash_one(hasher, (*gg, &**b))
-                        });
+                    if set.insert(hasher, g, rows.row(i).data())? {
                         counts[g as usize] += 1;
                     }
                 }

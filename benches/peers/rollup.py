@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The reference rollup side by side, one core each: NDJSON → filter `event_type <> 'view' OR
+latency_ms > 500` → group by page and 1-minute window → count, sum(bytes), avg(latency_ms),
+max(latency_ms), count_distinct(user_id) → zstd Parquet. Plain and gzip input.
+
+Sluice runs as the release `sluice replay` process pinned to one core; DuckDB with threads=1;
+Polars with POLARS_MAX_THREADS=1 in its own process (gzip is inflated by Python's gzip module, as a
+Python Lambda would). Prints MB/s, records/s, peak memory, and Sluice's ratio to the faster peer.
+
+Usage: rollup.py SLUICE_BIN INPUT.ndjson
+"""
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+FILTER = "event_type <> 'view' OR latency_ms > 500"
+ROLLUP_TOML = """name = "rollup"
+[input]
+format = "ndjson"
+schema = { ts = "timestamp", user_id = "string", event_type = "string", page = "string", latency_ms = "int64", bytes = "int64" }
+[[stage]]
+type = "filter"
+where = "event_type <> 'view' OR latency_ms > 500"
+[[stage]]
+type = "aggregate"
+group_by = ["page"]
+window = { column = "ts", every = "1m" }
+measures = { hits = "count(*)", bytes = "sum(bytes)", avg_latency = "avg(latency_ms)", max_latency = "max(latency_ms)", users = "count_distinct(user_id)" }
+[output]
+uri = "s3://out/rollup/"
+"""
+
+DUCK = """
+SET threads = 1;
+COPY (
+  SELECT time_bucket(INTERVAL '1 minute', ts) AS window_start, page, count(*) AS hits, sum(bytes) AS bytes,
+         avg(latency_ms) AS avg_latency, max(latency_ms) AS max_latency, count(DISTINCT user_id) AS users
+  FROM read_ndjson('{src}', columns={{'ts': 'TIMESTAMPTZ', 'user_id': 'VARCHAR', 'event_type': 'VARCHAR', 'page': 'VARCHAR', 'latency_ms': 'BIGINT', 'bytes': 'BIGINT'}})
+  WHERE {filter}
+  GROUP BY ALL ORDER BY 1, 2
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd);
+"""
+
+POLARS = r"""
+import gzip, io, sys, polars as pl
+src, out = sys.argv[1], sys.argv[2]
+schema = {"ts": pl.String, "user_id": pl.String, "event_type": pl.String, "page": pl.String, "latency_ms": pl.Int64, "bytes": pl.Int64}
+data = gzip.open(src).read() if src.endswith(".gz") else src
+df = pl.read_ndjson(io.BytesIO(data) if isinstance(data, bytes) else data, schema=schema)
+df = df.with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
+(df.filter((pl.col("event_type") != "view") | (pl.col("latency_ms") > 500))
+   .group_by(pl.col("ts").dt.truncate("1m").alias("window_start"), "page")
+   .agg(pl.len().alias("hits"), pl.col("bytes").sum(), pl.col("latency_ms").mean().alias("avg_latency"),
+        pl.col("latency_ms").max().alias("max_latency"), pl.col("user_id").n_unique().alias("users"))
+   .sort("window_start", "page")
+   .write_parquet(out, compression="zstd"))
+"""
+
+
+def timed(cmd, env=None, runs=3):
+    best, peak = None, 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        dt = time.perf_counter() - t
+        best = dt if best is None else min(best, dt)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return best, peak
+
+
+def main():
+    sluice, src = sys.argv[1], os.path.abspath(sys.argv[2])
+    size = os.path.getsize(src)
+    records = sum(1 for _ in open(src, "rb"))
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as work:
+        gz = os.path.join(work, "clickstream.ndjson.gz")
+        with open(src, "rb") as f, gzip.open(gz, "wb", compresslevel=6) as g:
+            shutil.copyfileobj(f, g)
+        store = os.path.join(work, "store", "in", "c")
+        os.makedirs(store)
+        shutil.copy(src, os.path.join(store, "part.ndjson"))
+        shutil.copy(gz, os.path.join(store, "part.ndjson.gz"))
+        cfg = os.path.join(work, "rollup.toml")
+        open(cfg, "w").write(ROLLUP_TOML)
+        rows = []
+        for label, path, key in [("plain", src, "c/part.ndjson"), ("gzip", gz, "c/part.ndjson.gz")]:
+            ev = os.path.join(work, f"{label}.json")
+            with open(ev, "w") as f:
+                subprocess.run([sluice, "event", "s3", "--bucket", "in", "--key", key, "--store", os.path.join(work, "store")], check=True, stdout=f)
+            results = {}
+            env1 = dict(os.environ, TOKIO_WORKER_THREADS="1")
+            results["sluice"] = timed(["taskset", "-c", "0", sluice, "replay", cfg, ev, "--store", os.path.join(work, "store"), "--json"], env=env1)
+            duck_sql = os.path.join(work, "q.sql")
+            open(duck_sql, "w").write(DUCK.format(src=path, filter=FILTER, out=os.path.join(work, "duck.parquet")))
+            try:
+                results["duckdb (1 thread)"] = timed(["taskset", "-c", "0", py, "-c", f"import duckdb; duckdb.connect().execute(open('{duck_sql}').read())"])
+            except Exception as e:
+                print(f"duckdb skipped: {e}")
+            try:
+                env = dict(os.environ, POLARS_MAX_THREADS="1")
+                results["polars (1 thread)"] = timed(["taskset", "-c", "0", py, "-c", POLARS, path, os.path.join(work, "polars.parquet")], env=env)
+            except Exception as e:
+                print(f"polars skipped: {e}")
+            print(f"\n{label}: {size / 1e6:.0f} MB uncompressed, {records} records")
+            for name, (secs, _) in results.items():
+                print(f"  {name:20} {secs * 1000:7.0f} ms  {size / secs / 1e6:6.0f} MB/s  {records / secs / 1e6:5.2f} M records/s")
+            peers = [v[0] for k, v in results.items() if k != "sluice"]
+            if peers:
+                print(f"  sluice vs the faster peer: {min(peers) / results['sluice'][0]:.2f}x")
+            rows.append(results)
+        # Peak memory of a lone Sluice run (RUSAGE_CHILDREN is the max over children so far, so
+        # measure it in a fresh interpreter).
+        peak = subprocess.run([py, "-c", "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True); "
+                               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)",
+                               sluice, "replay", cfg, os.path.join(work, "gzip.json"), "--store", os.path.join(work, "store")],
+                              capture_output=True, text=True).stdout.strip()
+        print(f"\nsluice peak RSS on the gzip rollup: {peak} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -116,7 +116,7 @@ enum FileWriter {
     Parquet(Box<AsyncArrowWriter<PqSink>>),
     Ndjson {
         sink: Box<dyn ObjectWriter>,
-        gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+        gzip: Option<Box<flate2::write::GzEncoder<Vec<u8>>>>,
     },
 }
 
@@ -226,7 +226,10 @@ impl Outputs {
                 let gzip = (self.config.compression.as_deref() == Some("gzip")).then(|| {
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default())
                 });
-                FileWriter::Ndjson { sink, gzip }
+                FileWriter::Ndjson {
+                    sink,
+                    gzip: gzip.map(Box::new),
+                }
             }
         };
         self.files.insert(

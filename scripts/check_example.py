@@ -32,8 +32,10 @@ def lines(key):
     return data.split(b"\n")
 
 
-def expected():
-    rows, rejected = [], 0
+def valid_records():
+    """The records of the example objects that Sluice must accept, as dicts, read independently."""
+    rejected = 0
+    out = []
     for key in KEYS:
         for raw in lines(key):
             if not raw.strip():
@@ -50,13 +52,22 @@ def expected():
             if lat is not None and not isinstance(lat, int):
                 rejected += 1
                 continue
-            # SQL semantics of `event_type <> 'view' OR latency_ms > 500`: null is not true.
-            et = rec.get("event_type")
-            keep = (et is not None and et != "view") or (lat is not None and lat > 500)
-            if not keep:
-                continue
-            kb = math.floor(rec["bytes"] / 1024.0 * 10 + 0.5) / 10
-            rows.append((rec["ts"][:10], rec["user_id"], rec["page"], rec["geo"]["country"], lat, kb))
+            out.append(rec)
+    return out, rejected
+
+
+def kept(rec):
+    """SQL semantics of `event_type <> 'view' OR latency_ms > 500`: null is not true."""
+    et, lat = rec.get("event_type"), rec.get("latency_ms")
+    return (et is not None and et != "view") or (lat is not None and lat > 500)
+
+
+def expected():
+    records, rejected = valid_records()
+    rows = []
+    for rec in filter(kept, records):
+        kb = math.floor(rec["bytes"] / 1024.0 * 10 + 0.5) / 10
+        rows.append((rec["ts"][:10], rec["user_id"], rec["page"], rec["geo"]["country"], rec.get("latency_ms"), kb))
     return sorted(rows, key=repr), rejected
 
 

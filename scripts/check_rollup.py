@@ -8,7 +8,6 @@
 Counts, sums, max and distinct counts must be equal; averages within 1e-12 relative.
 Usage: check_rollup.py SLUICE_BIN GEN_CLICKSTREAM_BIN
 """
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_example import KEYS, ROOT, lines  # noqa: E402
+from check_example import ROOT, kept, valid_records  # noqa: E402
 
 MINUTE = 60_000_000
 
@@ -50,30 +49,16 @@ def same(got, want, what):
 
 def python_rollup():
     groups = {}
-    for key in KEYS:
-        for raw in lines(key):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if not isinstance(rec, dict):
-                continue
-            lat = rec.get("latency_ms")
-            if lat is not None and not isinstance(lat, int):
-                continue
-            et = rec.get("event_type")
-            if not ((et is not None and et != "view") or (lat is not None and lat > 500)):
-                continue
-            w = micros(rec["ts"]) // MINUTE * MINUTE
-            g = groups.setdefault((w, rec["page"]), {"hits": 0, "bytes": 0, "lat": [], "users": set(), "slow": 0})
-            g["hits"] += 1
-            g["bytes"] += rec["bytes"]
-            if lat is not None:
-                g["lat"].append(lat)
-                g["slow"] += lat > 1000
-            g["users"].add(rec["user_id"])
+    for rec in filter(kept, valid_records()[0]):
+        lat = rec.get("latency_ms")
+        w = micros(rec["ts"]) // MINUTE * MINUTE
+        g = groups.setdefault((w, rec["page"]), {"hits": 0, "bytes": 0, "lat": [], "users": set(), "slow": 0})
+        g["hits"] += 1
+        g["bytes"] += rec["bytes"]
+        if lat is not None:
+            g["lat"].append(lat)
+            g["slow"] += lat > 1000
+        g["users"].add(rec["user_id"])
     return {
         k: (g["hits"], g["bytes"], (sum(g["lat"]) / len(g["lat"])) if g["lat"] else None, max(g["lat"]) if g["lat"] else None, len(g["users"]), g["slow"])
         for k, g in groups.items()

@@ -206,22 +206,7 @@ fn formats(c: &mut Criterion) {
     g.finish();
 }
 
-const ROLLUP: &str = r#"
-name = "rollup"
-[input]
-format = "ndjson"
-schema = { ts = "timestamp", user_id = "string", event_type = "string", page = "string", latency_ms = "int64", bytes = "int64" }
-[[stage]]
-type = "filter"
-where = "event_type <> 'view' OR latency_ms > 500"
-[[stage]]
-type = "aggregate"
-group_by = ["page"]
-window = { column = "ts", every = "1m" }
-measures = { hits = "count(*)", bytes = "sum(bytes)", avg_latency = "avg(latency_ms)", max_latency = "max(latency_ms)", users = "count_distinct(user_id)" }
-[output]
-uri = "s3://out/rollup/"
-"#;
+const ROLLUP: &str = include_str!("../peers/rollup.toml");
 
 /// The reference rollup (filter, group by page and minute, five measures, zstd Parquet), plain and
 /// gzip, through the real handler.

@@ -21,21 +21,7 @@ import tempfile
 import time
 
 FILTER = "event_type <> 'view' OR latency_ms > 500"
-ROLLUP_TOML = """name = "rollup"
-[input]
-format = "ndjson"
-schema = { ts = "timestamp", user_id = "string", event_type = "string", page = "string", latency_ms = "int64", bytes = "int64" }
-[[stage]]
-type = "filter"
-where = "event_type <> 'view' OR latency_ms > 500"
-[[stage]]
-type = "aggregate"
-group_by = ["page"]
-window = { column = "ts", every = "1m" }
-measures = { hits = "count(*)", bytes = "sum(bytes)", avg_latency = "avg(latency_ms)", max_latency = "max(latency_ms)", users = "count_distinct(user_id)" }
-[output]
-uri = "s3://out/rollup/"
-"""
+ROLLUP_TOML = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rollup.toml")).read()
 
 DUCK = """
 SET threads = 1;

@@ -273,12 +273,11 @@ impl Handler {
                     .iter()
                     .map(|o| o.version_id.as_deref().or(o.etag.as_deref()).unwrap_or(""))
                     .collect();
-                let first_key = &many[0].key;
-                let hashed = base_name(
-                    &many[0].bucket,
-                    &keys.join("\n"),
-                    Some(&versions.join("\n")),
-                );
+                let (first_bucket, first_key) = many
+                    .first()
+                    .map(|o| (o.bucket.as_str(), o.key.as_str()))
+                    .unwrap_or(("", ""));
+                let hashed = base_name(first_bucket, &keys.join("\n"), Some(&versions.join("\n")));
                 let hash = hashed.rsplit('-').next().unwrap_or(&hashed).to_string();
                 let stem = base_name("", first_key, None);
                 let stem = stem.rsplit_once('-').map(|(s, _)| s).unwrap_or("");
@@ -319,11 +318,11 @@ impl Handler {
                 reject_files.push(loc);
             }
         }
-        let last = objs[objs.len() - 1];
+        let source = objs.last().map(|o| o.uri()).unwrap_or_default();
         let mut rejects = Rejects::new(
             self.plan.rejects.as_ref(),
             &self.output,
-            last.uri(),
+            source,
             format!("{base}-final"),
         );
         if let Err(e) = self

@@ -938,6 +938,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_aggregate_spans_the_invocation_and_fails_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for (k, body) in [
+            ("a.ndjson", "{\"p\":\"x\",\"n\":1}\n{\"p\":\"y\",\"n\":2}\n"),
+            ("b.ndjson", "{\"p\":\"x\",\"n\":5}\n"),
+        ] {
+            let path = dir.path().join("b").join(k);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let p = plan(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"p\"]\nmeasures = { c = \"count(*)\", s = \"sum(n)\" }\n[output]\nuri = \"s3://o/agg/\"\nformat = \"ndjson\"\n",
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let h = Handler::new(p, store.clone(), store.clone());
+        let two = crate::event::s3_event(vec![
+            crate::event::s3_record("b", "a.ndjson", 1, "e1"),
+            crate::event::s3_record("b", "b.ndjson", 1, "e2"),
+        ]);
+        let (s, _) = h.handle(&two).await;
+        assert_eq!(s.error, None);
+        assert_eq!((s.objects, s.records_in, s.records_out), (2, 3, 2));
+        assert_eq!(s.outputs.len(), 1);
+        assert!(
+            s.outputs[0].contains("/agg/a-and-1-more-"),
+            "{:?}",
+            s.outputs
+        );
+        assert_eq!(
+            std::fs::read_to_string(&s.outputs[0]).unwrap(),
+            "{\"p\":\"x\",\"c\":2,\"s\":6}\n{\"p\":\"y\",\"c\":1,\"s\":2}\n"
+        );
+
+        // Through SQS, with one object missing: nothing is written and every message is retried.
+        let sqs = serde_json::json!({"Records": [
+            crate::event::sqs_event(&crate::event::s3_event(vec![crate::event::s3_record("b", "a.ndjson", 1, "e1")]), "m1")["Records"][0].clone(),
+            crate::event::sqs_event(&crate::event::s3_event(vec![crate::event::s3_record("b", "gone.ndjson", 1, "e3")]), "m2")["Records"][0].clone(),
+        ]});
+        std::fs::remove_dir_all(dir.path().join("o")).unwrap();
+        let (s, is_sqs) = h.handle(&sqs).await;
+        assert!(is_sqs);
+        assert_eq!(
+            s.batch_item_failures,
+            vec!["m1".to_string(), "m2".to_string()]
+        );
+        assert!(s.error.unwrap().contains("gone.ndjson: no such object"));
+        assert!(!dir.path().join("o").exists());
+    }
+
+    #[tokio::test]
     async fn a_type_error_against_an_inferred_schema_fails_the_object_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let obj = dir.path().join("b/k.ndjson");

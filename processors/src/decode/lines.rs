@@ -14,6 +14,38 @@ pub(crate) enum Line<'a> {
     TooLong(u64, usize, usize, &'a [u8]),
 }
 
+/// A decoder that consumes lines: it owns a [`LineBuffer`] and handles each line it yields.
+pub(crate) trait LineSink {
+    /// The decoder's line buffer.
+    fn line_buffer(&mut self) -> &mut LineBuffer;
+    /// Handle one line.
+    fn on_line(&mut self, line: Line<'_>, out: &mut super::Decoded) -> Result<(), Error>;
+}
+
+/// Feed `buf` to a sink's line buffer, handing every completed line to the sink. The buffer is
+/// moved out while it runs so the sink can be borrowed mutably for each line.
+pub(crate) fn feed_lines<S: LineSink>(
+    sink: &mut S,
+    buf: &[u8],
+    out: &mut super::Decoded,
+) -> Result<(), Error> {
+    let mut lines = std::mem::take(sink.line_buffer());
+    let r = lines.feed(buf, &mut |l| sink.on_line(l, out));
+    *sink.line_buffer() = lines;
+    r
+}
+
+/// End of input for a sink: hand over the last line if it had no newline.
+pub(crate) fn finish_lines<S: LineSink>(
+    sink: &mut S,
+    out: &mut super::Decoded,
+) -> Result<(), Error> {
+    let mut lines = std::mem::take(sink.line_buffer());
+    let r = lines.finish(&mut |l| sink.on_line(l, out));
+    *sink.line_buffer() = lines;
+    r
+}
+
 /// Carries a partial line between chunks.
 #[derive(Debug, Default)]
 pub(crate) struct LineBuffer {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use regex::Regex;
 
-use super::lines::{Line, LineBuffer};
+use super::lines::{Line, LineBuffer, LineSink, feed_lines, finish_lines};
 use super::row::RowBuilder;
 use super::{Decoded, Decoder};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
@@ -489,7 +489,7 @@ impl LogDecoder {
         }
     }
 
-    fn on_line(&mut self, line: Line<'_>, out: &mut Decoded) -> Result<(), Error> {
+    fn handle_line(&mut self, line: Line<'_>, out: &mut Decoded) -> Result<(), Error> {
         let (no, raw) = match line {
             Line::Text(no, raw) => (no, raw),
             Line::TooLong(no, len, max, head) => {
@@ -631,19 +631,23 @@ impl LogDecoder {
     }
 }
 
+impl LineSink for LogDecoder {
+    fn line_buffer(&mut self) -> &mut LineBuffer {
+        &mut self.lines
+    }
+
+    fn on_line(&mut self, line: Line<'_>, out: &mut Decoded) -> Result<(), Error> {
+        self.handle_line(line, out)
+    }
+}
+
 impl Decoder for LogDecoder {
     fn decode(&mut self, buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
-        let mut lines = std::mem::take(&mut self.lines);
-        let r = lines.feed(buf, &mut |l| self.on_line(l, out));
-        self.lines = lines;
-        r
+        feed_lines(self, buf, out)
     }
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
-        let mut lines = std::mem::take(&mut self.lines);
-        let r = lines.finish(&mut |l| self.on_line(l, out));
-        self.lines = lines;
-        r?;
+        finish_lines(self, out)?;
         self.flush(out)
     }
 

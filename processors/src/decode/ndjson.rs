@@ -32,7 +32,7 @@ use arrow_json::reader::{Decoder as JsonDecoder, ReaderBuilder, infer_json_schem
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::fastjson::FastDecoder;
-use super::lines::{Line, LineBuffer};
+use super::lines::{Line, LineBuffer, LineSink, feed_lines, finish_lines};
 use super::{Decoded, Decoder};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 
@@ -348,17 +348,11 @@ fn clean_reason(msg: &str, line: &[u8]) -> String {
 
 impl Decoder for NdjsonDecoder {
     fn decode(&mut self, buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
-        let mut lines = std::mem::take(&mut self.lines_in);
-        let r = lines.feed(buf, &mut |l| self.on_line(l, out));
-        self.lines_in = lines;
-        r
+        feed_lines(self, buf, out)
     }
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
-        let mut lines = std::mem::take(&mut self.lines_in);
-        let r = lines.finish(&mut |l| self.on_line(l, out));
-        self.lines_in = lines;
-        r?;
+        finish_lines(self, out)?;
         self.flush_block(out)?;
         if let Some(fast) = self.fast.as_mut() {
             Self::flush_fast(fast, out)?;
@@ -371,7 +365,11 @@ impl Decoder for NdjsonDecoder {
     }
 }
 
-impl NdjsonDecoder {
+impl LineSink for NdjsonDecoder {
+    fn line_buffer(&mut self) -> &mut LineBuffer {
+        &mut self.lines_in
+    }
+
     fn on_line(&mut self, line: Line<'_>, out: &mut Decoded) -> Result<(), Error> {
         match line {
             Line::Text(no, text) => self.end_line(no, text, out),

@@ -154,26 +154,33 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             };
             let handler = pipeline.handler(input, output);
-            let total = events.len();
             let mut failed = false;
-            for (i, s) in replay::replay(&handler, events)
-                .await
-                .into_iter()
-                .enumerate()
-            {
+            let mut printed = Ok(());
+            // On a terminal, long runs show where they are (on stderr, so --json output stays clean).
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            replay::replay_each(&handler, events, |i, total, s| {
                 failed |= s.failed();
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string(&s).context("printing the summary")?
-                    );
+                let line = if json {
+                    serde_json::to_string(&s).map_err(anyhow::Error::from)
                 } else {
-                    println!("{}", replay::describe(&s));
-                    if total > 1 && i + 1 == total {
-                        println!("{total} events replayed");
-                    }
+                    Ok(replay::describe(&s))
+                };
+                match line {
+                    Ok(l) => println!("{l}"),
+                    Err(e) => printed = Err(e),
                 }
-            }
+                if progress && total > 1 {
+                    eprint!(
+                        "\r{} of {total} events replayed{}",
+                        i + 1,
+                        if i + 1 == total { "\n" } else { "" }
+                    );
+                } else if !json && total > 1 && i + 1 == total {
+                    println!("{total} events replayed");
+                }
+            })
+            .await;
+            printed.context("printing a summary")?;
             Ok(u8::from(failed))
         }
         Command::Serve { config } => {

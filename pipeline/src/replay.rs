@@ -72,10 +72,22 @@ fn read_file(path: &Path, out: &mut Vec<NamedEvent>) -> Result<(), String> {
     Ok(())
 }
 
-/// Replay events one after another.
+/// Replay events one after another, collecting the summaries.
 pub async fn replay(handler: &Handler, events: Vec<NamedEvent>) -> Vec<Summary> {
     let mut out = Vec::with_capacity(events.len());
-    for e in events {
+    replay_each(handler, events, |_, _, s| out.push(s)).await;
+    out
+}
+
+/// Replay events one after another, handing each summary to `done(index, total, summary)` as soon
+/// as its event finishes (so long runs report as they go).
+pub async fn replay_each(
+    handler: &Handler,
+    events: Vec<NamedEvent>,
+    mut done: impl FnMut(usize, usize, Summary),
+) {
+    let total = events.len();
+    for (i, e) in events.into_iter().enumerate() {
         let summary = match e.event {
             Ok(v) => {
                 let (mut s, _) = handler.handle(&v).await;
@@ -89,9 +101,8 @@ pub async fn replay(handler: &Handler, events: Vec<NamedEvent>) -> Vec<Summary> 
                 ..Summary::default()
             },
         };
-        out.push(summary);
+        done(i, total, summary);
     }
-    out
 }
 
 /// A human-readable line for one summary.

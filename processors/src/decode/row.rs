@@ -228,20 +228,12 @@ fn parse_clf(s: &str) -> Option<i64> {
         .iter()
         .position(|m| m.as_bytes().eq_ignore_ascii_case(&b[3..6]))?
         + 1;
+    // Slice with `get`: a multi-byte character where digits belong must be a miss, not a panic.
+    let (year, day, time, rest) = (s.get(7..11)?, s.get(0..2)?, s.get(12..20)?, s.get(20..)?);
+    let tz = rest.trim();
     let iso = format!(
-        "{}-{:02}-{}T{}{}",
-        &s[7..11],
-        month,
-        &s[0..2],
-        &s[12..20],
-        {
-            let tz = s[20..].trim();
-            if tz.is_empty() {
-                "Z".to_string()
-            } else {
-                tz.to_string()
-            }
-        }
+        "{year}-{month:02}-{day}T{time}{}",
+        if tz.is_empty() { "Z" } else { tz }
     );
     parse_timestamp_micros(&iso)
 }
@@ -270,6 +262,9 @@ mod tests {
         }
         assert_eq!(parse_text_timestamp("yesterday"), None);
         assert_eq!(parse_text_timestamp("10/Foo/2000:13:55:36 -0700"), None);
+        // Regression: a multi-byte character across a slice boundary once panicked.
+        assert_eq!(parse_text_timestamp("10/Oct/2000:13:55:3é -0700"), None);
+        assert_eq!(parse_text_timestamp("10/Oct/2é0:13:55:36 -0700"), None);
     }
 
     #[test]

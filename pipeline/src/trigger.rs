@@ -343,6 +343,43 @@ mod tests {
     }
 
     #[test]
+    fn mutated_real_events_never_panic() {
+        // Every JSON value reachable by small edits of real-shaped events must parse to *something*.
+        let seeds = [
+            crate::event::sqs_event(&crate::event::s3_event(vec![crate::event::s3_record("b", "a b+c/ü.json", 5, "e")]), "m").to_string(),
+            json!({"Records": [{"eventSource": "aws:sns", "Sns": {"Message": crate::event::s3_event(vec![crate::event::s3_record("b", "k", 1, "e")]).to_string()}}]}).to_string(),
+            json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}, "object": {"key": "k", "size": 1}}}).to_string(),
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut parsed = 0;
+        for round in 0..3000 {
+            let mut s: Vec<u8> = seeds[round % seeds.len()].clone().into_bytes();
+            for _ in 0..(1 + next() % 4) {
+                let i = (next() as usize) % s.len();
+                match next() % 3 {
+                    0 => {
+                        s.remove(i);
+                    }
+                    1 => s.insert(i, b"\"{}[],:0%+"[(next() % 10) as usize]),
+                    _ => s[i] = b"abcXYZ019 "[(next() % 10) as usize],
+                }
+            }
+            if let Ok(v) = serde_json::from_slice::<Value>(&s) {
+                parsed += 1;
+                let p = parse(&v);
+                assert!(!p.trigger.is_empty());
+            }
+        }
+        assert!(parsed > 300, "only {parsed} mutations were JSON");
+    }
+
+    #[test]
     fn sqs_message_without_a_notification_is_a_failed_item() {
         let p = parse(&json!({"Records": [
             {"eventSource": "aws:sqs", "messageId": "m1", "body": "plain text"},

@@ -154,3 +154,154 @@ mod tests {
         );
     }
 }
+
+#[cfg(all(test, feature = "json"))]
+mod garbage {
+    use super::*;
+
+    /// A small deterministic generator of nasty inputs: mutations of real-shaped lines.
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn mutate(&mut self, seed: &[u8]) -> Vec<u8> {
+            let mut v = seed.to_vec();
+            for _ in 0..(self.next() % 8) {
+                let i = (self.next() as usize) % (v.len() + 1);
+                match self.next() % 5 {
+                    0 if i < v.len() => {
+                        v.remove(i);
+                    }
+                    1 => v.insert(
+                        i,
+                        [
+                            b'"', b'\\', b'{', b'}', b'[', b',', b'\n', b'\r', b'\t', 0xff, 0xc3,
+                            b'-', b' ',
+                        ][(self.next() % 13) as usize],
+                    ),
+                    2 if i < v.len() => v[i] = self.next() as u8,
+                    3 => v.truncate(i),
+                    _ => {
+                        let j = (self.next() as usize) % (v.len() + 1);
+                        let (a, b) = (i.min(j), i.max(j));
+                        let piece = v[a..b].to_vec();
+                        v.splice(i..i, piece);
+                    }
+                }
+            }
+            v
+        }
+    }
+
+    const SEEDS: &[&[u8]] = &[
+        br#"{"ts":"2026-11-22T10:00:00.5Z","page":"/a","ms":12,"geo":{"cc":"DE","lat":1.5},"tags":["x"]}"#,
+        b"https 2026-11-22T10:23:00.186641Z app/lb/1 192.0.2.39:2817 10.0.0.1:80 0.086 0.048 0.037 200 200 0 57 \"GET https://x/ HTTP/1.1\" \"curl\" - - arn \"Root=1\" \"-\" \"-\" 0 2026-11-22T10:22:48.364000Z \"forward\" \"-\" \"-\"",
+        b"2 123456789010 eni-1 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK",
+        b"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /a.gif HTTP/1.0\" 200 2326 \"-\" \"Mozilla\"",
+        b"id,name,amount\r\n1,\"Doe, \"\"J\"\"\",1.5\r\n",
+        br#"{"Records":[{"eventName":"A","userIdentity":{"arn":"x"}},{"eventTime":"2026-11-22T18:39:13Z"}]}"#,
+        br#"{"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s","logEvents":[{"id":"1","timestamp":1795372800123,"message":"m"}]}"#,
+        b"2026-11-22\t21:02:31\tLAX1\t392\t192.0.2.100\tGET\th\t/i\t200\t-\tUA\t-\t-\tHit",
+    ];
+
+    fn decoders() -> Vec<Box<dyn Decoder>> {
+        let schema = schema_from_types([
+            ("ts", "timestamp"),
+            ("page", "string"),
+            ("ms", "int64"),
+            ("geo.lat", "float64"),
+            ("geo.raw", "json"),
+        ])
+        .unwrap();
+        let mut d: Vec<Box<dyn Decoder>> = vec![
+            Box::new(
+                ndjson::NdjsonDecoder::builder()
+                    .with_schema(schema.clone())
+                    .with_batch_rows(3)
+                    .build(),
+            ),
+            Box::new(ndjson::NdjsonDecoder::builder().with_batch_rows(3).build()),
+            Box::new(
+                csv::CsvDecoderBuilder::default()
+                    .with_batch_rows(2)
+                    .with_max_record_bytes(64)
+                    .build(),
+            ),
+            Box::new(
+                csv::CsvDecoderBuilder::default()
+                    .with_schema(schema.clone())
+                    .with_header(false)
+                    .build(),
+            ),
+            Box::new(jsondoc::JsonRecordsDecoder::new(
+                "Records",
+                ndjson::NdjsonDecoder::builder(),
+                200,
+            )),
+            Box::new(aws::CloudWatchLogsDecoder::new(2, 300).unwrap()),
+            Box::new(aws::TextDecoder::new("k", 100)),
+            Box::new(
+                logs::LogDecoderBuilder::pattern(
+                    r"^(?P<a>\S+) (?P<n>\d+)",
+                    &[("n".into(), DataType::Int64)],
+                )
+                .unwrap()
+                .build()
+                .unwrap(),
+            ),
+        ];
+        for p in [
+            logs::Preset::Alb,
+            logs::Preset::CloudFront,
+            logs::Preset::VpcFlow,
+            logs::Preset::S3Access,
+            logs::Preset::Clf,
+        ] {
+            d.push(Box::new(
+                logs::LogDecoderBuilder::preset(p)
+                    .with_max_line_bytes(200)
+                    .build()
+                    .unwrap(),
+            ));
+        }
+        d
+    }
+
+    #[test]
+    fn no_decoder_panics_on_mutated_input() {
+        let mut g = Gen(0x5EED_1234_ABCD_0001);
+        for round in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..(1 + g.next() % 4) {
+                let seed = SEEDS[(g.next() as usize) % SEEDS.len()];
+                input.extend(g.mutate(seed));
+                input.push(b'\n');
+            }
+            for mut d in decoders() {
+                let mut out = Decoded::default();
+                let step = 1 + (g.next() as usize % 17);
+                for chunk in input.chunks(step) {
+                    // Errors are fine; panics are not.
+                    if d.decode(chunk, &mut out).is_err() {
+                        break;
+                    }
+                }
+                let _ = d.finish(&mut out);
+                // Whatever came out is well-formed: batches carry the decoder's schema.
+                if let Some(schema) = d.schema() {
+                    for b in &out.batches {
+                        assert_eq!(
+                            b.schema().fields().len(),
+                            schema.fields().len(),
+                            "round {round}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

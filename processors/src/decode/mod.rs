@@ -156,6 +156,7 @@ mod tests {
 }
 
 #[cfg(all(test, feature = "json"))]
+#[allow(clippy::unwrap_used)]
 mod garbage {
     use super::*;
 

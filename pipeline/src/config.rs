@@ -1107,15 +1107,6 @@ impl Plan {
     pub fn key_selected(&self, key: &str) -> bool {
         self.keys.is_empty() || self.keys.iter().any(|g| g.is_match(key))
     }
-
-    /// The schema after every stage, when the input schema is declared.
-    pub fn output_schema(&self) -> Option<SchemaRef> {
-        let mut s = self.schema.clone()?;
-        for st in &self.stages {
-            s = st.factory.build(&s).ok()?.schema();
-        }
-        Some(s)
-    }
 }
 
 fn schema_line(s: &SchemaRef) -> String {

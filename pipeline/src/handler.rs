@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::config::{Compression, InputSpec, Plan};
-use crate::output::{Outputs, Rejects, base_name};
+use crate::output::{Outputs, Rejects, base_name, invocation_name};
 use crate::store::{ByteReader, ObjectStore};
 use crate::trigger::{self, Item, ObjectRef};
 
@@ -258,36 +258,13 @@ impl Handler {
                 source: Box::new(other),
             },
         };
-        let base = match objs {
-            [one] => base_name(
-                &one.bucket,
-                &one.key,
-                one.version_id.as_deref().or(one.etag.as_deref()),
-            ),
-            many => {
-                let keys: Vec<String> = many
-                    .iter()
-                    .map(|o| format!("{}/{}", o.bucket, o.key))
-                    .collect();
-                let versions: Vec<&str> = many
-                    .iter()
-                    .map(|o| o.version_id.as_deref().or(o.etag.as_deref()).unwrap_or(""))
-                    .collect();
-                let (first_bucket, first_key) = many
-                    .first()
-                    .map(|o| (o.bucket.as_str(), o.key.as_str()))
-                    .unwrap_or(("", ""));
-                let hashed = base_name(first_bucket, &keys.join("\n"), Some(&versions.join("\n")));
-                let hash = hashed.rsplit('-').next().unwrap_or(&hashed).to_string();
-                let stem = base_name("", first_key, None);
-                let stem = stem.rsplit_once('-').map(|(s, _)| s).unwrap_or("");
-                if stem.is_empty() {
-                    hash
-                } else {
-                    format!("{stem}-and-{}-more-{hash}", many.len() - 1)
-                }
-            }
-        };
+        let base = invocation_name(objs.iter().map(|o| {
+            (
+                o.bucket.as_str(),
+                o.key.as_str(),
+                o.version_id.as_deref().or(o.etag.as_deref()),
+            )
+        }));
         let mut outputs = Outputs::new(
             &self.plan.config.output,
             &self.plan.output,
@@ -337,12 +314,7 @@ impl Handler {
         if let Some(loc) = rejects.finish().await? {
             reject_files.push(loc);
         }
-        result.outputs = outputs
-            .finish()
-            .await?
-            .into_iter()
-            .map(|w| w.location)
-            .collect();
+        result.outputs = outputs.finish().await?;
         result.outputs.extend(reject_files);
         Ok(result)
     }
@@ -431,7 +403,7 @@ impl Handler {
                 return Err(wrap(e));
             }
         };
-        result.outputs = written.into_iter().map(|w| w.location).collect();
+        result.outputs = written;
         if let Some(loc) = rejects.finish().await.map_err(wrap)? {
             result.outputs.push(loc);
         }
@@ -499,9 +471,10 @@ impl Handler {
                     .await
                     .map_err(|e| read_error(&obj.uri(), e))?;
                 if n == 0 {
-                    break;
+                    decoder.finish(&mut decoded)?;
+                } else {
+                    decoder.decode(&buf[..n], &mut decoded)?;
                 }
-                decoder.decode(&buf[..n], &mut decoded)?;
                 self.drain(
                     decoder.schema(),
                     &mut decoded,
@@ -511,17 +484,10 @@ impl Handler {
                     result,
                 )
                 .await?;
+                if n == 0 {
+                    break;
+                }
             }
-            decoder.finish(&mut decoded)?;
-            self.drain(
-                decoder.schema(),
-                &mut decoded,
-                chain,
-                outputs,
-                rejects,
-                result,
-            )
-            .await?;
         }
         Ok(())
     }

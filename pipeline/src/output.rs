@@ -49,16 +49,49 @@ pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 /// The deterministic base name of everything written for one source object:
 /// `{file stem}-{16 hex digits of sha256(bucket, key, version or etag)}`.
 pub fn base_name(bucket: &str, key: &str, version: Option<&str>) -> String {
+    named(key, &digest(&[bucket, key, version.unwrap_or("")]))
+}
+
+/// The base name of an invocation's single output (an aggregate over all its objects): the first
+/// object's stem, how many others there were, and a digest of every (bucket, key, version).
+pub fn invocation_name<'a>(
+    objects: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
+) -> String {
+    let objects: Vec<_> = objects.into_iter().collect();
+    match objects.as_slice() {
+        [] => digest(&[]),
+        [(b, k, v)] => base_name(b, k, *v),
+        [(_, first, _), rest @ ..] => {
+            let parts: Vec<&str> = objects
+                .iter()
+                .flat_map(|(b, k, v)| [*b, *k, v.unwrap_or("")])
+                .collect();
+            named(
+                first,
+                &format!("and-{}-more-{}", rest.len(), digest(&parts)),
+            )
+        }
+    }
+}
+
+/// 16 hex digits of sha256 over length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).
+fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    for part in [bucket, key, version.unwrap_or("")] {
+    for part in parts {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    let digest = h.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `{stem of key's file name}-{suffix}`: letters and digits kept, runs of anything else one `-`.
+fn named(key: &str, suffix: &str) -> String {
     let file = key.rsplit('/').next().unwrap_or(key);
     let stem = file.split('.').next().unwrap_or(file);
-    // Letters and digits kept, runs of anything else become one `-`.
     let mut clean = String::new();
     for c in stem.chars() {
         if c.is_alphanumeric() || c == '_' {
@@ -72,9 +105,9 @@ pub fn base_name(bucket: &str, key: &str, version: Option<&str>) -> String {
     }
     let clean = clean.trim_end_matches('-');
     if clean.is_empty() {
-        hex
+        suffix.to_string()
     } else {
-        format!("{clean}-{hex}")
+        format!("{clean}-{suffix}")
     }
 }
 
@@ -123,16 +156,6 @@ enum FileWriter {
 struct OpenFile {
     writer: FileWriter,
     location: String,
-    rows: u64,
-}
-
-/// A written output file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    /// `s3://…` or a path.
-    pub location: String,
-    /// Rows in it.
-    pub rows: u64,
 }
 
 /// The output files of one source object.
@@ -232,14 +255,8 @@ impl Outputs {
                 }
             }
         };
-        self.files.insert(
-            part.to_string(),
-            OpenFile {
-                writer,
-                location,
-                rows: 0,
-            },
-        );
+        self.files
+            .insert(part.to_string(), OpenFile { writer, location });
         self.order.push(part.to_string());
         Ok(())
     }
@@ -268,7 +285,6 @@ impl Outputs {
         let Some(f) = self.files.get_mut(part) else {
             return Ok(());
         };
-        f.rows += batch.num_rows() as u64;
         match &mut f.writer {
             FileWriter::Parquet(w) => w.write(batch).await?,
             FileWriter::Ndjson { sink, gzip } => {
@@ -293,8 +309,8 @@ impl Outputs {
         Ok(())
     }
 
-    /// Close every file, making them visible. Returns what was written, in first-written order.
-    pub async fn finish(mut self) -> Result<Vec<Written>, Error> {
+    /// Close every file, making them visible. Returns their locations, in first-written order.
+    pub async fn finish(mut self) -> Result<Vec<String>, Error> {
         let mut done = Vec::new();
         let mut failure = None;
         for part in std::mem::take(&mut self.order) {
@@ -305,9 +321,9 @@ impl Outputs {
                 abort_file(f).await;
                 continue;
             }
-            let (location, rows) = (f.location.clone(), f.rows);
+            let location = f.location.clone();
             match close_file(f).await {
-                Ok(()) => done.push(Written { location, rows }),
+                Ok(()) => done.push(location),
                 Err(e) => failure = Some(e),
             }
         }

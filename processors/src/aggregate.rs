@@ -402,8 +402,8 @@ impl Measure {
         let ctx = |e| Error::arrow(format!("measure `{}`", self.text), e);
         let Some(arg) = &self.arg else {
             if let State::Count(c) = &mut self.state {
-                for &g in groups.iter().filter(|g| **g != SKIP) {
-                    c[g as usize] += 1;
+                for (_, g) in live(groups, |_| true) {
+                    c[g] += 1;
                 }
             }
             return Ok(());
@@ -413,82 +413,64 @@ impl Measure {
         let family = self.family;
         match &mut self.state {
             State::Count(c) => {
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && values.is_valid(i) {
-                        c[g as usize] += 1;
-                    }
+                for (_, g) in live(groups, |i| values.is_valid(i)) {
+                    c[g] += 1;
                 }
             }
             State::SumInt(sum, seen) => {
                 let v = canonical(&values, Family::Int).map_err(ctx)?;
                 let v = v.as_primitive::<Int64Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && v.is_valid(i) {
-                        let g = g as usize;
-                        sum[g] = sum[g].checked_add(v.value(i)).ok_or_else(|| Error::Compute(format!(
-                            "measure `{}` = {} overflows int64; sum a float instead: sum(cast(x AS float64))",
-                            self.name, self.text
-                        )))?;
-                        seen[g] = true;
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
+                    sum[g] = sum[g].checked_add(v.value(i)).ok_or_else(|| Error::Compute(format!(
+                        "measure `{}` = {} overflows int64; sum a float instead: sum(cast(x AS float64))",
+                        self.name, self.text
+                    )))?;
+                    seen[g] = true;
                 }
             }
             State::SumFloat(sum, seen) => {
                 let v = canonical(&values, Family::Float).map_err(ctx)?;
                 let v = v.as_primitive::<Float64Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && v.is_valid(i) {
-                        sum[g as usize] += v.value(i);
-                        seen[g as usize] = true;
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
+                    sum[g] += v.value(i);
+                    seen[g] = true;
                 }
             }
             State::Avg(sum, count) => {
                 let v = canonical(&values, Family::Float).map_err(ctx)?;
                 let v = v.as_primitive::<Float64Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && v.is_valid(i) {
-                        sum[g as usize] += v.value(i);
-                        count[g as usize] += 1;
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
+                    sum[g] += v.value(i);
+                    count[g] += 1;
                 }
             }
             State::Int(acc) => {
                 let v = canonical(&values, family).map_err(ctx)?;
                 let v = v.as_primitive::<Int64Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && v.is_valid(i) {
-                        fold(&mut acc[g as usize], v.value(i), agg, |a, b| a.cmp(b));
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
+                    fold(&mut acc[g], v.value(i), agg, |a, b| a.cmp(b));
                 }
             }
             State::Float(acc) => {
                 let v = canonical(&values, family).map_err(ctx)?;
                 let v = v.as_primitive::<Float64Type>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && v.is_valid(i) {
-                        fold(&mut acc[g as usize], v.value(i), agg, |a, b| a.total_cmp(b));
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
+                    fold(&mut acc[g], v.value(i), agg, |a, b| a.total_cmp(b));
                 }
             }
             State::Bool(acc) => {
                 let v = canonical(&values, family).map_err(ctx)?;
                 let v = v.as_boolean();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g != SKIP && v.is_valid(i) {
-                        fold(&mut acc[g as usize], v.value(i), agg, |a, b| a.cmp(b));
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
+                    fold(&mut acc[g], v.value(i), agg, |a, b| a.cmp(b));
                 }
             }
             State::Str(acc) => {
                 let v = canonical(&values, family).map_err(ctx)?;
                 let v = v.as_string::<i32>();
-                for (i, &g) in groups.iter().enumerate() {
-                    if g == SKIP || !v.is_valid(i) {
-                        continue;
-                    }
+                for (i, g) in live(groups, |i| v.is_valid(i)) {
                     let s = v.value(i);
-                    let slot = &mut acc[g as usize];
+                    let slot = &mut acc[g];
                     let replace = match (slot.as_deref(), agg) {
                         (None, _) => true,
                         (Some(cur), Agg::Min) => s < cur,
@@ -505,12 +487,9 @@ impl Measure {
                 let rows = conv
                     .convert_columns(std::slice::from_ref(&values))
                     .map_err(ctx)?;
-                for (i, &g) in groups.iter().enumerate() {
-                    if g == SKIP || !values.is_valid(i) {
-                        continue;
-                    }
-                    if set.insert(hasher, g, rows.row(i).data())? {
-                        counts[g as usize] += 1;
+                for (i, g) in live(groups, |i| values.is_valid(i)) {
+                    if set.insert(hasher, g as u32, rows.row(i).data())? {
+                        counts[g] += 1;
                     }
                 }
             }
@@ -518,14 +497,11 @@ impl Measure {
                 let rows = conv
                     .convert_columns(std::slice::from_ref(&values))
                     .map_err(ctx)?;
-                for (i, &g) in groups.iter().enumerate() {
-                    if g == SKIP || !values.is_valid(i) {
-                        continue;
-                    }
+                for (i, g) in live(groups, |i| values.is_valid(i)) {
                     let h = stable_hash(rows.row(i).data());
                     let idx = (h >> (64 - HLL_P)) as usize;
                     let rank = ((h << HLL_P) | (1 << (HLL_P - 1))).leading_zeros() as u8 + 1;
-                    let r = &mut regs[g as usize * HLL_M + idx];
+                    let r = &mut regs[g * HLL_M + idx];
                     if rank > *r {
                         *r = rank;
                     }
@@ -585,6 +561,18 @@ impl Measure {
         };
         Ok(arr)
     }
+}
+
+/// `(row, group)` for every row that belongs to a group and whose value is present.
+fn live<'a>(
+    groups: &'a [u32],
+    present: impl Fn(usize) -> bool + 'a,
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    groups
+        .iter()
+        .enumerate()
+        .filter(move |(i, g)| **g != SKIP && present(*i))
+        .map(|(i, g)| (i, *g as usize))
 }
 
 /// Fold one value into a min/max/first/last slot.

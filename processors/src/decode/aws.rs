@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use super::jsondoc::{JsonStrings, StrByte};
 use super::row::RowBuilder;
 use super::{Decoded, Decoder};
 use crate::{Error, Reject};
@@ -78,8 +79,7 @@ pub struct CloudWatchLogsDecoder {
     rows: RowBuilder,
     doc: Vec<u8>,
     depth: usize,
-    in_str: bool,
-    esc: bool,
+    strings: JsonStrings,
     max: usize,
     oversized: usize,
     doc_no: u64,
@@ -101,8 +101,7 @@ impl CloudWatchLogsDecoder {
             rows: RowBuilder::new(cloudwatch_logs_schema(), false, batch_rows.max(1))?,
             doc: Vec::new(),
             depth: 0,
-            in_str: false,
-            esc: false,
+            strings: JsonStrings::default(),
             max: max_doc_bytes.max(1),
             oversized: 0,
             doc_no: 0,
@@ -210,7 +209,10 @@ impl CloudWatchLogsDecoder {
 impl Decoder for CloudWatchLogsDecoder {
     fn decode(&mut self, buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
         for &c in buf {
-            if self.depth == 0 && !self.in_str && matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            if self.depth == 0
+                && !self.strings.inside()
+                && matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+            {
                 continue;
             }
             if self.oversized > 0 {
@@ -221,18 +223,10 @@ impl Decoder for CloudWatchLogsDecoder {
             } else {
                 self.doc.push(c);
             }
-            if self.in_str {
-                if self.esc {
-                    self.esc = false;
-                } else if c == b'\\' {
-                    self.esc = true;
-                } else if c == b'"' {
-                    self.in_str = false;
-                }
+            if !matches!(self.strings.step(c), StrByte::Outside) {
                 continue;
             }
             match c {
-                b'"' => self.in_str = true,
                 b'{' | b'[' => self.depth += 1,
                 b'}' | b']' => {
                     self.depth = self.depth.saturating_sub(1);

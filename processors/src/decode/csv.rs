@@ -317,24 +317,18 @@ impl CsvDecoder {
             return Ok(());
         };
         let ncols = rows.schema().fields().len();
-        let known = self
-            .map
-            .len()
-            .max(if self.settings.header { 0 } else { ncols });
-        if fields.len() > known.max(ncols)
-            && (self.settings.header || self.settings.schema.is_some())
-            && fields.len() > self.map.len()
-        {
+        // More fields than there are columns: the record is misquoted or from another file shape.
+        if fields.len() > self.map.len() {
+            let what = match (self.settings.header, self.settings.schema.is_some()) {
+                (true, _) => "the header has",
+                (false, true) => "the schema has",
+                (false, false) => "the first records have",
+            };
             out.rejects.push(Reject::new(
                 line,
                 format!(
-                    "record has {} fields; the {} has {}",
+                    "record has {} fields; {what} {}",
                     fields.len(),
-                    if self.settings.header {
-                        "header"
-                    } else {
-                        "schema"
-                    },
                     self.map.len()
                 ),
                 &raw(),
@@ -602,6 +596,21 @@ mod tests {
     #[test]
     fn no_header_unbalanced_quotes_and_long_records() {
         let text = b"a,1\nb,2\n\"c,3\nd,4\n";
+        // Without a header or schema, the width comes from the first records; a wider one is a reject.
+        let (b, rejects, _) = run(
+            CsvDecoderBuilder::default()
+                .with_header(false)
+                .with_batch_rows(2),
+            &[b"a,1\nb,2\nc,3,extra\n"],
+        );
+        assert_eq!(b.num_rows(), 2);
+        assert!(
+            rejects[0]
+                .reason
+                .contains("record has 3 fields; the first records have 2"),
+            "{}",
+            rejects[0].reason
+        );
         let (b, rejects, schema) = run(CsvDecoderBuilder::default().with_header(false), &[text]);
         assert_eq!(schema.field(0).name(), "column_1");
         assert_eq!(b.num_rows(), 2);

@@ -15,6 +15,63 @@ use super::ndjson::{NdjsonDecoder, NdjsonDecoderBuilder};
 use super::{Decoded, Decoder};
 use crate::{Error, Reject};
 
+/// Where a byte of a JSON stream falls relative to strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StrByte {
+    /// Not in a string.
+    Outside,
+    /// The opening quote.
+    Open,
+    /// Inside a string; `escaped` when a backslash precedes it.
+    Inside {
+        /// The byte is escaped.
+        escaped: bool,
+    },
+    /// The closing quote.
+    Close,
+}
+
+/// Tracks strings (and their escapes) across a JSON byte stream fed one byte at a time, for the
+/// scanners that only need to know structure.
+#[derive(Debug, Default)]
+pub(crate) struct JsonStrings {
+    in_str: bool,
+    esc: bool,
+}
+
+impl JsonStrings {
+    /// Classify the next byte.
+    pub(crate) fn step(&mut self, c: u8) -> StrByte {
+        if !self.in_str {
+            if c == b'"' {
+                self.in_str = true;
+                return StrByte::Open;
+            }
+            return StrByte::Outside;
+        }
+        if self.esc {
+            self.esc = false;
+            return StrByte::Inside { escaped: true };
+        }
+        match c {
+            b'\\' => {
+                self.esc = true;
+                StrByte::Inside { escaped: false }
+            }
+            b'"' => {
+                self.in_str = false;
+                StrByte::Close
+            }
+            _ => StrByte::Inside { escaped: false },
+        }
+    }
+
+    /// True between an opening and a closing quote.
+    pub(crate) fn inside(&self) -> bool {
+        self.in_str
+    }
+}
+
 struct Frame {
     is_obj: bool,
     /// The key whose value is being read (objects).
@@ -29,8 +86,7 @@ pub struct JsonRecordsDecoder {
     inner: NdjsonDecoder,
     max: usize,
     stack: Vec<Frame>,
-    in_str: bool,
-    esc: bool,
+    strings: JsonStrings,
     /// The string being read is an object key.
     str_is_key: bool,
     key_buf: Vec<u8>,
@@ -68,8 +124,7 @@ impl JsonRecordsDecoder {
             inner: inner.with_max_line_bytes(usize::MAX / 2).build(),
             max: max_record_bytes.max(1),
             stack: Vec::new(),
-            in_str: false,
-            esc: false,
+            strings: JsonStrings::default(),
             str_is_key: false,
             key_buf: Vec::new(),
             expect_key: false,
@@ -150,26 +205,29 @@ impl Decoder for JsonRecordsDecoder {
     fn decode(&mut self, buf: &[u8], out: &mut Decoded) -> Result<(), Error> {
         for &c in buf {
             let in_target = self.target == Some(self.stack.len());
-            if self.in_str {
-                if self.capturing {
-                    self.push_byte(c);
+            match self.strings.step(c) {
+                StrByte::Inside { escaped } => {
+                    if self.capturing {
+                        self.push_byte(c);
+                    }
+                    if self.str_is_key && !escaped && c != b'\\' && self.key_buf.len() < 1024 {
+                        self.key_buf.push(c);
+                    }
+                    continue;
                 }
-                if self.esc {
-                    self.esc = false;
-                } else if c == b'\\' {
-                    self.esc = true;
-                } else if c == b'"' {
-                    self.in_str = false;
+                StrByte::Close => {
+                    if self.capturing {
+                        self.push_byte(c);
+                    }
                     if self.str_is_key {
                         if let Some(f) = self.stack.last_mut() {
                             f.key = Some(String::from_utf8_lossy(&self.key_buf).into_owned());
                         }
                         self.key_buf.clear();
                     }
-                } else if self.str_is_key && self.key_buf.len() < 1024 {
-                    self.key_buf.push(c);
+                    continue;
                 }
-                continue;
+                StrByte::Open | StrByte::Outside => {}
             }
             // Outside strings.
             if self.capturing
@@ -190,7 +248,6 @@ impl Decoder for JsonRecordsDecoder {
             }
             match c {
                 b'"' => {
-                    self.in_str = true;
                     self.str_is_key =
                         self.stack.last().is_some_and(|f| f.is_obj) && self.expect_key;
                     if self.capturing && self.stack.len() == self.target.unwrap_or(usize::MAX) {
@@ -232,7 +289,7 @@ impl Decoder for JsonRecordsDecoder {
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
         if self.capturing {
-            if self.scalar && !self.in_str {
+            if self.scalar && !self.strings.inside() {
                 self.end_capture(out)?;
             } else {
                 self.record_no += 1;

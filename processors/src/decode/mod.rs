@@ -6,13 +6,10 @@
 
 pub mod aws;
 pub mod csv;
-#[cfg(feature = "json")]
 mod fastjson;
-#[cfg(feature = "json")]
 pub mod jsondoc;
 mod lines;
 pub mod logs;
-#[cfg(feature = "json")]
 pub mod ndjson;
 mod row;
 
@@ -40,14 +37,8 @@ pub trait Decoder: Send {
     fn schema(&self) -> Option<SchemaRef>;
 }
 
-#[cfg(feature = "json")]
 fn fastjson_metadata() -> &'static str {
     fastjson::JSON_METADATA
-}
-
-#[cfg(not(feature = "json"))]
-fn fastjson_metadata() -> &'static str {
-    "sluice.json"
 }
 
 /// Build a schema from `(name, type name)` pairs as written in `[input] schema`. A dotted name such
@@ -155,7 +146,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, feature = "json"))]
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod garbage {
     use super::*;

@@ -55,6 +55,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== the library without its default features (no S3 SDK, no CLI) still builds"
 cargo check --quiet -p sluice-pipeline --no-default-features
+cargo check --quiet -p sluice-pipeline --no-default-features --features cli --bins
 echo "== cargo test"
 cargo test --workspace --quiet
 echo "== example output checked independently with pyarrow and DuckDB"

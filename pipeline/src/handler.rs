@@ -21,6 +21,15 @@ use crate::trigger::{self, Item, ObjectRef};
 
 /// Bytes read from an object per step (1 MiB).
 const READ_BYTES: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+/// `len` bytes of `space` starting at a page boundary. The kernel's copy into a read buffer
+/// (`rep movsb`) is several times slower on some x86 CPUs (AMD Zen measured: 16% of a rollup's
+/// time, against 4%) when the destination is not aligned like the page-cache source.
+fn page_aligned(space: &mut [u8], len: usize) -> &mut [u8] {
+    let off = space.as_ptr().align_offset(PAGE).min(PAGE);
+    &mut space[off..off + len]
+}
 
 /// What one event did; printed by `sluice replay --json`, returned by the Lambda.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -463,11 +472,12 @@ impl Handler {
             let reader = self.input.get(&obj.bucket, &obj.key).await?;
             let mut reader = decompress(reader, input.compression).await?;
             let mut decoder = self.plan.decoder(&obj.key)?;
-            let mut buf = vec![0u8; READ_BYTES];
+            let mut space = vec![0u8; READ_BYTES + PAGE];
+            let buf = page_aligned(&mut space, READ_BYTES);
             let mut decoded = Decoded::default();
             loop {
                 let n = reader
-                    .read(&mut buf)
+                    .read(buf)
                     .await
                     .map_err(|e| read_error(&obj.uri(), e))?;
                 if n == 0 {
@@ -693,6 +703,16 @@ mod tests {
     use crate::store::FsStore;
     use std::io::Write;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn read_buffers_start_on_a_page() {
+        let mut space = vec![0u8; 10_000 + 2 * PAGE];
+        for skew in [0, 1, 17, 4095] {
+            let buf = page_aligned(&mut space[skew..skew + 10_000 + PAGE], 10_000);
+            assert_eq!(buf.len(), 10_000);
+            assert_eq!(buf.as_ptr() as usize % PAGE, 0);
+        }
+    }
 
     async fn read_all(r: ByteReader, c: Compression) -> Result<Vec<u8>, Error> {
         let mut r = decompress(r, c).await?;

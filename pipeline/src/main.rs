@@ -144,8 +144,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match endpoint_url {
                 Some(url) => {
-                    let s3: Arc<dyn ObjectStore> =
-                        Arc::new(sluice_pipeline::store::S3Store::from_env(Some(&url)).await);
+                    let s3 = match s3_store(Some(&url)).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("sluice: {e}");
+                            return Ok(2);
+                        }
+                    };
                     (s3.clone(), s3)
                 }
                 None => {
@@ -197,8 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(2);
                 }
             };
-            let s3: Arc<dyn ObjectStore> =
-                Arc::new(sluice_pipeline::store::S3Store::from_env(None).await);
+            let s3 = s3_store(None).await?;
             lambda::serve(pipeline.handler(s3.clone(), s3))
                 .await
                 .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
@@ -237,4 +241,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The S3 store (at `endpoint` when given, else the SDK's default endpoint for the environment).
+#[cfg(feature = "s3")]
+async fn s3_store(endpoint: Option<&str>) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(Arc::new(
+        sluice_pipeline::store::S3Store::from_env(endpoint).await,
+    ))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn s3_store(_endpoint: Option<&str>) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    anyhow::bail!("this sluice was built without the `s3` feature, so it cannot read or write S3")
 }

@@ -141,13 +141,15 @@ impl DistinctSet {
         {
             return Ok(false);
         }
-        let start = u32::try_from(self.arena.len()).map_err(|_| {
-            Error::Compute("count_distinct holds more than 4 GiB of distinct values; use approx_count_distinct".into())
-        })?;
+        let too_big = || {
+            Error::Compute(
+                "count_distinct holds more than 4 GiB of distinct values; use approx_count_distinct"
+                    .into(),
+            )
+        };
+        let start = u32::try_from(self.arena.len()).map_err(|_| too_big())?;
         self.arena.extend_from_slice(bytes);
-        let end = u32::try_from(self.arena.len()).map_err(|_| {
-            Error::Compute("count_distinct holds more than 4 GiB of distinct values; use approx_count_distinct".into())
-        })?;
+        let end = u32::try_from(self.arena.len()).map_err(|_| too_big())?;
         let arena = &self.arena;
         self.table.insert_unique(h, (g, start, end), |&(gg, s, e)| {
             std::hash::BuildHasher::hash_one(hasher, (gg, &arena[s as usize..e as usize]))
@@ -174,7 +176,8 @@ pub struct Aggregate {
     keys: Vec<Compiled>,
     converter: RowConverter,
     rows: Rows,
-    table: HashTable<u32>,
+    /// (hash, group index) of every group's encoded key in `rows`.
+    table: HashTable<(u64, u32)>,
     hasher: hashbrown::DefaultHashBuilder,
     measures: Vec<Measure>,
     max_groups: usize,
@@ -484,12 +487,21 @@ impl Measure {
                 }
             }
             State::Distinct(set, counts, conv, hasher) => {
-                let rows = conv
-                    .convert_columns(std::slice::from_ref(&values))
-                    .map_err(ctx)?;
-                for (i, g) in live(groups, |i| values.is_valid(i)) {
-                    if set.insert(hasher, g as u32, rows.row(i).data())? {
-                        counts[g] += 1;
+                if let Some(strings) = values.as_string_opt::<i32>() {
+                    // Strings are their own bytes: no row encoding needed to tell them apart.
+                    for (i, g) in live(groups, |i| strings.is_valid(i)) {
+                        if set.insert(hasher, g as u32, strings.value(i).as_bytes())? {
+                            counts[g] += 1;
+                        }
+                    }
+                } else {
+                    let rows = conv
+                        .convert_columns(std::slice::from_ref(&values))
+                        .map_err(ctx)?;
+                    for (i, g) in live(groups, |i| values.is_valid(i)) {
+                        if set.insert(hasher, g as u32, rows.row(i).data())? {
+                            counts[g] += 1;
+                        }
                     }
                 }
             }
@@ -795,8 +807,10 @@ impl Stage for Aggregate {
             let rows = &self.rows;
             let found = self
                 .table
-                .find(h, |&idx| rows.row(idx as usize).data() == bytes)
-                .copied();
+                .find(h, |&(hh, idx)| {
+                    hh == h && rows.row(idx as usize).data() == bytes
+                })
+                .map(|&(_, idx)| idx);
             *g = match found {
                 Some(idx) => idx,
                 None => {
@@ -809,11 +823,7 @@ impl Stage for Aggregate {
                         });
                     }
                     self.rows.push(row);
-                    let rows = &self.rows;
-                    let hasher = &self.hasher;
-                    self.table.insert_unique(h, idx as u32, |&j| {
-                        std::hash::BuildHasher::hash_one(hasher, rows.row(j as usize).data())
-                    });
+                    self.table.insert_unique(h, (h, idx as u32), |&(hh, _)| hh);
                     idx as u32
                 }
             };

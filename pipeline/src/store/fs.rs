@@ -95,12 +95,12 @@ impl ObjectStore for FsStore {
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let path = self.path(bucket, key)?;
-            match tokio::fs::File::open(&path).await {
+            match std::fs::File::open(&path) {
                 Ok(f) => {
-                    if f.metadata().await.map(|m| m.is_dir()).unwrap_or(false) {
+                    if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
                         return Err(not_found(format!("s3://{bucket}/{key}")));
                     }
-                    Ok(Box::pin(f) as ByteReader)
+                    Ok(Box::pin(LocalFile(f)) as ByteReader)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err(not_found(format!("s3://{bucket}/{key}")))
@@ -191,6 +191,30 @@ impl ObjectStore for FsStore {
         self.path(bucket, key)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| format!("s3://{bucket}/{key}"))
+    }
+}
+
+/// A local file read in place: the kernel copies straight into the caller's buffer. `tokio::fs`
+/// would hand each read to a blocking thread and copy it once more; reads of a local file are
+/// short enough to make on the calling task (this store serves replay and benchmarks, not the
+/// Lambda loop, which reads S3).
+struct LocalFile(std::fs::File);
+
+impl tokio::io::AsyncRead for LocalFile {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::io::Read;
+        let n = loop {
+            match self.0.read(buf.initialize_unfilled()) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
     }
 }
 

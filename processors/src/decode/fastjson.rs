@@ -213,7 +213,8 @@ impl FastDecoder {
 
     /// Parse one line; on success its row is buffered, on failure nothing is.
     pub(crate) fn push_line(&mut self, line: &[u8]) -> Res<()> {
-        let text = std::str::from_utf8(line).map_err(|_| LineError::Utf8)?;
+        // SIMD validation: on ASCII-heavy lines, several times the speed of `std::str::from_utf8`.
+        let text = simdutf8::basic::from_utf8(line).map_err(|_| LineError::Utf8)?;
         let b = text.as_bytes();
         self.cells.iter_mut().for_each(|c| *c = Cell::Missing);
         self.arena.clear();

@@ -61,3 +61,61 @@ pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
         "awsRegion": "us-east-1"
     }]})
 }
+
+/// A Kinesis stream batch: one record per payload, on `shardId-000000000000` of `stream`, with
+/// increasing sequence numbers shaped like real ones (56 digits) and arrival times one ms apart.
+/// Each payload is `(partition key, data)`; data is base64-encoded as Lambda delivers it.
+pub fn kinesis_event(stream: &str, payloads: &[(String, Vec<u8>)]) -> Value {
+    use base64::Engine;
+    let records: Vec<Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, (key, data))| {
+            let seq = kinesis_sequence(i as u64);
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": key,
+                    "sequenceNumber": seq,
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                    "approximateArrivalTimestamp": 1_763_812_800.0 + i as f64 / 1000.0
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("shardId-000000000000:{seq}"),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/sluice",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}")
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The `n`th sequence number of the example shard (56 digits, increasing).
+pub fn kinesis_sequence(n: u64) -> String {
+    format!("4959033827149025660855969253836157109592157598913{:07}", n)
+}
+
+/// An SQS batch whose message bodies are records.
+pub fn sqs_records_event(queue: &str, bodies: &[String]) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            json!({
+                "messageId": format!("00000000-0000-4000-8000-{:012}", i),
+                "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+                "body": body,
+                "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": (1_763_812_800_000u64 + i as u64).to_string(), "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1763812800001" },
+                "messageAttributes": {},
+                "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"),
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}

@@ -17,7 +17,7 @@ use crate::Error;
 use crate::config::{Compression, InputSpec, Plan};
 use crate::output::{Outputs, Rejects, base_name, invocation_name};
 use crate::store::{ByteReader, ObjectStore};
-use crate::trigger::{self, Item, ObjectRef};
+use crate::trigger::{self, Item, ObjectRef, StreamRecord};
 
 /// Bytes read from an object per step (1 MiB).
 const READ_BYTES: usize = 1 << 20;
@@ -151,8 +151,10 @@ impl Handler {
         };
         let mut errors = Vec::new();
         let mut objects: Vec<&ObjectRef> = Vec::new();
+        let mut records: Vec<&StreamRecord> = Vec::new();
         for item in &parsed.items {
             match item {
+                Item::Record(r) => records.push(r),
                 Item::Skipped { source, reason } => {
                     s.skipped += 1;
                     s.skips.push(Skip {
@@ -175,6 +177,36 @@ impl Handler {
                         continue;
                     }
                     objects.push(obj);
+                }
+            }
+        }
+        if !records.is_empty() {
+            let t = Instant::now();
+            match self.process_records(&records).await {
+                Ok(r) => {
+                    info!(
+                        records = records.len(),
+                        records_in = r.records_in,
+                        records_out = r.records_out,
+                        rejected = r.rejected,
+                        ms = t.elapsed().as_millis() as u64,
+                        "Processed batch."
+                    );
+                    s.records_in += r.records_in;
+                    s.records_out += r.records_out;
+                    s.rejected += r.rejected;
+                    s.outputs.extend(r.outputs);
+                }
+                Err(e) => {
+                    // Nothing of the batch was written (outputs are aborted whole), so Lambda must
+                    // redeliver all of it: a Kinesis shard resumes at the first record, and every
+                    // SQS message is retried.
+                    let kinesis = parsed.trigger == "kinesis";
+                    for r in records.iter().take(if kinesis { 1 } else { records.len() }) {
+                        s.batch_item_failures.push(r.id.clone());
+                    }
+                    warn!(error = %e, "Batch failed.");
+                    errors.push(e.to_string());
                 }
             }
         }
@@ -256,6 +288,158 @@ impl Handler {
     fn per_invocation(&self) -> bool {
         self.plan.stages.iter().any(|s| s.factory.per_invocation())
             || self.extra.iter().any(|f| f.per_invocation())
+    }
+
+    /// The records of a stream batch through one chain, in order; one set of outputs named after
+    /// the batch (shard, first and last sequence number), so a redelivered batch overwrites.
+    async fn process_records(&self, recs: &[&StreamRecord]) -> Result<ObjectResult, Error> {
+        let (first, last) = match (recs.first(), recs.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Ok(ObjectResult::default()),
+        };
+        let base = if first.shard.is_empty() {
+            let ids: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+            invocation_name(ids.iter().map(|id| ("sqs", *id, None)))
+        } else {
+            crate::output::stream_name(&first.shard, &first.id, &last.id)
+        };
+        let source = if first.shard.is_empty() {
+            format!("sqs message {}", first.id)
+        } else {
+            format!("kinesis {} from {}", first.shard, first.id)
+        };
+        let mut outputs = Outputs::new(
+            &self.plan.config.output,
+            &self.plan.output,
+            &self.output,
+            base.clone(),
+        );
+        let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
+        let mut result = ObjectResult::default();
+        let mut chain = None;
+        let ran = match self
+            .run_records(recs, &mut chain, &mut outputs, &mut rejects, &mut result)
+            .await
+        {
+            Ok(()) => {
+                self.finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ran {
+            outputs.abort().await;
+            rejects.abort().await;
+            return Err(e);
+        }
+        result.rejected = rejects.count;
+        result.outputs = match outputs.finish().await {
+            Ok(w) => w,
+            Err(e) => {
+                rejects.abort().await;
+                return Err(e);
+            }
+        };
+        if let Some(loc) = rejects.finish().await? {
+            result.outputs.push(loc);
+        }
+        Ok(result)
+    }
+
+    /// Decode each record's payload (KPL aggregates split into their user records, gzip inflated)
+    /// and push it through the chain. Line formats share one decoder with a line break between
+    /// records; document formats (json, cloudtrail, cloudwatch-logs, text) decode each record as
+    /// a document of its own.
+    async fn run_records(
+        &self,
+        recs: &[&StreamRecord],
+        chain: &mut Option<Chain>,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
+        let lines = matches!(
+            self.plan.input,
+            InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
+        );
+        let mut shared = if lines {
+            Some(self.plan.decoder("")?)
+        } else {
+            None
+        };
+        let mut decoded = Decoded::default();
+        let mut inflated = Vec::new();
+        for (n, rec) in recs.iter().enumerate() {
+            let position = n as u64 + 1;
+            let payloads: Vec<&[u8]> = match &rec.data {
+                Err(reason) => {
+                    decoded.rejects.push(sluice_processors::Reject::new(
+                        position,
+                        format!("record {}: {reason}", rec.id),
+                        b"",
+                    ));
+                    Vec::new()
+                }
+                Ok(data) if crate::kpl::is_aggregated(data) => {
+                    match crate::kpl::deaggregate(data) {
+                        Ok(users) => users.into_iter().map(|u| u.data).collect(),
+                        Err(reason) => {
+                            decoded.rejects.push(sluice_processors::Reject::new(
+                                position,
+                                format!("record {}: {reason}", rec.id),
+                                data,
+                            ));
+                            Vec::new()
+                        }
+                    }
+                }
+                Ok(data) => vec![data.as_slice()],
+            };
+            for payload in payloads {
+                let payload = if payload.starts_with(&[0x1f, 0x8b]) {
+                    match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
+                        Ok(()) => inflated.as_slice(),
+                        Err(reason) => {
+                            decoded.rejects.push(sluice_processors::Reject::new(
+                                position,
+                                format!("record {}: {reason}", rec.id),
+                                payload,
+                            ));
+                            continue;
+                        }
+                    }
+                } else {
+                    payload
+                };
+                match shared.as_mut() {
+                    Some(d) => {
+                        d.decode(payload, &mut decoded)?;
+                        if !payload.ends_with(b"\n") {
+                            d.decode(b"\n", &mut decoded)?;
+                        }
+                        self.drain(d.schema(), &mut decoded, chain, outputs, rejects, result)
+                            .await?;
+                    }
+                    None => {
+                        let mut d = self.plan.decoder("")?;
+                        d.decode(payload, &mut decoded)?;
+                        d.finish(&mut decoded)?;
+                        self.drain(d.schema(), &mut decoded, chain, outputs, rejects, result)
+                            .await?;
+                    }
+                }
+            }
+            if !decoded.rejects.is_empty() {
+                self.drain(None, &mut decoded, chain, outputs, rejects, result)
+                    .await?;
+            }
+        }
+        if let Some(d) = shared.as_mut() {
+            d.finish(&mut decoded)?;
+            self.drain(d.schema(), &mut decoded, chain, outputs, rejects, result)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Every object through one chain; one set of outputs named after all of them.
@@ -663,6 +847,26 @@ fn read_error(uri: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// A stream record inflates to at most this much (Kinesis records are at most 1 MiB; CloudWatch
+/// Logs subscription payloads compress about tenfold).
+const MAX_RECORD_INFLATED: u64 = 64 << 20;
+
+/// Inflate a gzip payload into `out`, refusing more than `limit` bytes (a decompression bomb).
+fn inflate(gz: &[u8], out: &mut Vec<u8>, limit: u64) -> Result<(), String> {
+    use std::io::Read;
+    out.clear();
+    let mut d = flate2::read::MultiGzDecoder::new(gz).take(limit + 1);
+    d.read_to_end(out)
+        .map_err(|e| format!("the gzip payload is corrupt or truncated: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "the gzip payload inflates past {} MiB (a decompression bomb?)",
+            limit >> 20
+        ));
+    }
+    Ok(())
+}
+
 /// Wrap a reader in the decompressor its magic bytes (or the configured compression) call for.
 pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<ByteReader, Error> {
     let mut r = BufReader::with_capacity(256 << 10, reader);
@@ -921,6 +1125,68 @@ mod tests {
                 .unwrap()
                 .contains("reads column `nope`, which this Parquet file does not have")
         );
+    }
+
+    #[tokio::test]
+    async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"p\"]\nmeasures = { c = \"count(*)\", s = \"sum(n)\" }\n[output]\nuri = \"s3://o/agg/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rejects/\"\n";
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let h = Handler::new(plan(cfg), store.clone(), store.clone());
+        let agg = crate::kpl::aggregate(&[
+            ("k", b"{\"p\":\"x\",\"n\":2}"),
+            ("k", b"{\"p\":\"y\",\"n\":3}"),
+        ]);
+        let payloads = vec![
+            ("a".to_string(), b"{\"p\":\"x\",\"n\":1}".to_vec()),
+            ("b".to_string(), agg),
+            ("c".to_string(), b"not json".to_vec()),
+            // gzip, as CloudWatch Logs subscriptions and many producers send it
+            ("d".to_string(), {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(b"{\"p\":\"x\",\"n\":10}\n").unwrap();
+                e.finish().unwrap()
+            }),
+        ];
+        let ev = crate::event::kinesis_event("s", &payloads);
+        let (s, per_item) = h.handle(&ev).await;
+        assert!(per_item);
+        assert_eq!(s.trigger, "kinesis");
+        assert_eq!(s.error, None);
+        assert_eq!((s.records_in, s.records_out, s.rejected), (5, 2, 1));
+        let first = crate::event::kinesis_sequence(0);
+        let last = crate::event::kinesis_sequence(3);
+        assert!(
+            s.outputs[0].ends_with(&format!("/agg/shardId-000000000000-{first}-{last}.ndjson")),
+            "{:?}",
+            s.outputs
+        );
+        assert_eq!(
+            std::fs::read_to_string(&s.outputs[0]).unwrap(),
+            "{\"p\":\"x\",\"c\":3,\"s\":13}\n{\"p\":\"y\",\"c\":1,\"s\":3}\n"
+        );
+        assert_eq!(
+            s.lambda_response(true),
+            serde_json::json!({ "batchItemFailures": [] })
+        );
+
+        // The output cannot be written (a file where its folder must go): nothing is written and
+        // the shard must resume at the batch's first record; SQS retries every message.
+        std::fs::remove_dir_all(dir.path().join("o")).unwrap();
+        std::fs::write(dir.path().join("o"), b"in the way").unwrap();
+        let (s, _) = h.handle(&ev).await;
+        assert!(s.error.is_some());
+        assert_eq!(s.batch_item_failures, vec![first.clone()]);
+        assert_eq!(
+            s.lambda_response(true),
+            serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": first }] })
+        );
+        let sqs =
+            crate::event::sqs_records_event("q", &["{\"p\":\"x\",\"n\":1}".into(), "{}".into()]);
+        let (s, per_item) = h.handle(&sqs).await;
+        assert!(per_item);
+        assert_eq!(s.trigger, "sqs");
+        assert_eq!(s.batch_item_failures.len(), 2);
     }
 
     #[tokio::test]

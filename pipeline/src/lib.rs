@@ -55,6 +55,7 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod handler;
+pub mod kpl;
 pub mod lambda;
 pub mod output;
 pub mod replay;

@@ -79,6 +79,30 @@ enum EventKind {
         #[arg(long)]
         sqs: bool,
     },
+    /// A Kinesis batch: each line of each FILE becomes one record (its data).
+    Kinesis {
+        /// Stream name (in the event source ARN).
+        #[arg(long, default_value = "sluice-stream")]
+        stream: String,
+        /// Pack the records KPL-style into aggregated records (up to --kpl-records each).
+        #[arg(long)]
+        kpl: bool,
+        /// User records per aggregated record with --kpl.
+        #[arg(long, default_value_t = 100)]
+        kpl_records: usize,
+        /// Newline-delimited files (NDJSON, CSV rows, log lines).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// An SQS batch: each line of each FILE becomes one message body.
+    Sqs {
+        /// Queue name (in the event source ARN).
+        #[arg(long, default_value = "sluice-queue")]
+        queue: String,
+        /// Newline-delimited files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -240,7 +264,72 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&ev)?);
             Ok(0)
         }
+        Command::Event {
+            kind:
+                EventKind::Kinesis {
+                    stream,
+                    kpl,
+                    kpl_records,
+                    files,
+                },
+        } => {
+            let lines = read_lines(&files)?;
+            let payloads: Vec<(String, Vec<u8>)> = if kpl {
+                lines
+                    .chunks(kpl_records.max(1))
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let keys: Vec<String> =
+                            (0..chunk.len()).map(|j| format!("pk-{}", j % 4)).collect();
+                        let users: Vec<(&str, &[u8])> = keys
+                            .iter()
+                            .zip(chunk)
+                            .map(|(k, l)| (k.as_str(), l.as_slice()))
+                            .collect();
+                        (format!("agg-{i}"), sluice_pipeline::kpl::aggregate(&users))
+                    })
+                    .collect()
+            } else {
+                lines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| (format!("pk-{}", i % 4), l))
+                    .collect()
+            };
+            let ev = event::kinesis_event(&stream, &payloads);
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
+        Command::Event {
+            kind: EventKind::Sqs { queue, files },
+        } => {
+            // SQS bodies are text: bytes that are not UTF-8 cannot be sent, so they are replaced.
+            let bodies: Vec<String> = read_lines(&files)?
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            let ev = event::sqs_records_event(&queue, &bodies);
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
     }
+}
+
+/// The non-blank lines of every file, in order, as bytes (a line need not be UTF-8: Kinesis data
+/// is bytes, and a bad line is what a replay should show being rejected).
+fn read_lines(files: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut lines = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        lines.extend(
+            bytes
+                .split(|b| *b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .map(<[u8]>::to_vec),
+        );
+    }
+    Ok(lines)
 }
 
 /// The S3 store (at `endpoint` when given, else the SDK's default endpoint for the environment).

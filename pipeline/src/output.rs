@@ -74,6 +74,22 @@ pub fn invocation_name<'a>(
     }
 }
 
+/// The base name of a Kinesis batch's outputs: `{shard}-{first sequence}-{last sequence}`, so a
+/// redelivered batch overwrites what it wrote. Parts that are not plain ids are replaced by a digest.
+pub fn stream_name(shard: &str, first: &str, last: &str) -> String {
+    let plain = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 128
+            && p.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    };
+    if [shard, first, last].iter().all(|p| plain(p)) {
+        format!("{shard}-{first}-{last}")
+    } else {
+        format!("batch-{}", digest(&[shard, first, last]))
+    }
+}
+
 /// 16 hex digits of sha256 over length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();

@@ -37,11 +37,28 @@ impl ObjectRef {
     }
 }
 
+/// A record of a Kinesis batch, or an SQS message whose body is a record (not a notification).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRecord {
+    /// What a batch item failure names: the sequence number (Kinesis) or message id (SQS).
+    pub id: String,
+    /// The Kinesis shard (`shardId-…` from the record's `eventID`); empty for SQS.
+    pub shard: String,
+    /// The partition key (Kinesis) or message group id (SQS FIFO), else empty.
+    pub partition_key: String,
+    /// Approximate arrival, seconds since the epoch.
+    pub arrival: Option<f64>,
+    /// The payload (base64 already decoded), or why it could not be read.
+    pub data: Result<Vec<u8>, String>,
+}
+
 /// One thing found in an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// Process this object.
     Object(ObjectRef),
+    /// Process this stream record.
+    Record(StreamRecord),
     /// Ignored by rule; not an error.
     Skipped {
         /// What was skipped (`s3://bucket/key`, or the record kind).
@@ -59,7 +76,7 @@ pub enum Item {
 }
 
 /// The items of one event and the shape it came in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     /// `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`, `sqs+eventbridge`, … or `unknown`.
     pub trigger: String,
@@ -67,7 +84,8 @@ pub struct Parsed {
     pub items: Vec<Item>,
     /// Set when the event is not one Sluice understands at all.
     pub error: Option<String>,
-    /// True when failures should be reported per SQS message instead of failing the invocation.
+    /// True when failures are reported per item (`batchItemFailures`: SQS message ids, Kinesis
+    /// sequence numbers) instead of failing the invocation.
     pub sqs: bool,
 }
 
@@ -96,7 +114,7 @@ pub fn parse(event: &Value) -> Parsed {
             p.error = Some(e);
         }
     }
-    p.sqs = p.trigger.starts_with("sqs");
+    p.sqs = p.trigger.starts_with("sqs") || p.trigger == "kinesis";
     p
 }
 
@@ -125,6 +143,10 @@ fn message(
                     items.push(s3_record(r, message_id));
                     "s3".to_string()
                 }
+                "aws:kinesis" => {
+                    items.push(kinesis_record(r));
+                    "kinesis".to_string()
+                }
                 "aws:sqs" => {
                     let id = r
                         .get("messageId")
@@ -132,6 +154,27 @@ fn message(
                         .unwrap_or("")
                         .to_string();
                     let body = r.get("body").and_then(Value::as_str).unwrap_or("");
+                    let parsed = serde_json::from_str::<Value>(body).ok();
+                    if !parsed.as_ref().is_some_and(is_notification) {
+                        // Not an S3 notification in any envelope: the body is a record.
+                        items.push(Item::Record(StreamRecord {
+                            id: id.clone(),
+                            shard: String::new(),
+                            partition_key: r
+                                .pointer("/attributes/MessageGroupId")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string(),
+                            arrival: r
+                                .pointer("/attributes/SentTimestamp")
+                                .and_then(Value::as_str)
+                                .and_then(|t| t.parse::<f64>().ok())
+                                .map(|ms| ms / 1000.0),
+                            data: Ok(body.as_bytes().to_vec()),
+                        }));
+                        shape.get_or_insert("sqs".into());
+                        continue;
+                    }
                     let inner = serde_json::from_str::<Value>(body)
                         .map_err(|e| format!("SQS message {id} body is not JSON: {e}"))
                         .and_then(|b| {
@@ -196,6 +239,42 @@ fn message(
         return Ok("eventbridge".into());
     }
     Err("not an S3 notification: expected `Records`, an EventBridge event from aws.s3, or s3:TestEvent".into())
+}
+
+/// Whether a message body is an S3 notification in one of the shapes [`parse`] reads (so an SQS
+/// body that is not one is a record for the pipeline's `[input] format`).
+fn is_notification(v: &Value) -> bool {
+    v.get("Records").is_some_and(Value::is_array)
+        || v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent")
+        || v.get("Type").and_then(Value::as_str) == Some("Notification")
+        || (v.get("source").and_then(Value::as_str) == Some("aws.s3")
+            && v.get("detail-type").is_some())
+}
+
+fn kinesis_record(r: &Value) -> Item {
+    use base64::Engine;
+    let k = r.get("kinesis").unwrap_or(&Value::Null);
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let id = text(k.get("sequenceNumber"));
+    let event_id = text(r.get("eventID"));
+    // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`.
+    let shard = event_id
+        .split_once(':')
+        .map(|(s, _)| s.to_string())
+        .unwrap_or_default();
+    let data = match k.get("data").and_then(Value::as_str) {
+        None => Err("the Kinesis record has no `data`".to_string()),
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("the Kinesis record's data is not base64: {e}")),
+    };
+    Item::Record(StreamRecord {
+        id,
+        shard,
+        partition_key: text(k.get("partitionKey")),
+        arrival: k.get("approximateArrivalTimestamp").and_then(Value::as_f64),
+        data,
+    })
 }
 
 fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
@@ -380,13 +459,59 @@ mod tests {
     }
 
     #[test]
-    fn sqs_message_without_a_notification_is_a_failed_item() {
+    fn sqs_bodies_are_records_unless_they_are_notifications() {
         let p = parse(&json!({"Records": [
-            {"eventSource": "aws:sqs", "messageId": "m1", "body": "plain text"},
+            {"eventSource": "aws:sqs", "messageId": "m1", "body": "plain text",
+             "attributes": {"SentTimestamp": "1545082649183", "MessageGroupId": "g1"}},
             {"eventSource": "aws:sqs", "messageId": "m2", "body": "{\"Event\":\"s3:TestEvent\",\"Bucket\":\"b\"}"},
+            {"eventSource": "aws:sqs", "messageId": "m3", "body": "{\"Records\":[{\"eventSource\":\"aws:dynamodb\"}]}"},
         ]}));
         assert!(p.sqs);
-        assert!(matches!(&p.items[0], Item::Failed { message_id, .. } if message_id == "m1"));
+        assert_eq!(p.trigger, "sqs");
+        let Item::Record(r) = &p.items[0] else {
+            panic!("{:?}", p.items[0]);
+        };
+        assert_eq!(
+            (r.id.as_str(), r.partition_key.as_str(), r.arrival),
+            ("m1", "g1", Some(1_545_082_649.183))
+        );
+        assert_eq!(r.data.as_deref(), Ok(&b"plain text"[..]));
         assert!(matches!(&p.items[1], Item::Skipped { .. }));
+        // Shaped like a notification but not one Sluice reads: redriven to the dead-letter queue.
+        assert!(matches!(&p.items[2], Item::Failed { message_id, .. } if message_id == "m3"));
+    }
+
+    #[test]
+    fn kinesis_records_carry_shard_sequence_key_arrival_and_data() {
+        // The shape of the AWS documentation's sample Kinesis event.
+        let p = parse(&json!({"Records": [{
+            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "1",
+                "sequenceNumber": "49590338271490256608559692538361571095921575989136588898",
+                "data": "SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==", "approximateArrivalTimestamp": 1545084650.987},
+            "eventSource": "aws:kinesis", "eventVersion": "1.0",
+            "eventID": "shardId-000000000006:49590338271490256608559692538361571095921575989136588898",
+            "eventName": "aws:kinesis:record", "awsRegion": "us-east-2",
+            "eventSourceARN": "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"
+        }, {
+            "kinesis": {"partitionKey": "2", "sequenceNumber": "4959", "data": "not base64!"},
+            "eventSource": "aws:kinesis", "eventID": "shardId-000000000006:4959"
+        }]}));
+        assert!(p.sqs);
+        assert_eq!(p.trigger, "kinesis");
+        let Item::Record(r) = &p.items[0] else {
+            panic!("{:?}", p.items[0]);
+        };
+        assert_eq!(r.shard, "shardId-000000000006");
+        assert_eq!(
+            r.id,
+            "49590338271490256608559692538361571095921575989136588898"
+        );
+        assert_eq!(r.partition_key, "1");
+        assert_eq!(r.arrival, Some(1545084650.987));
+        assert_eq!(r.data.as_deref(), Ok(&b"Hello, this is a test."[..]));
+        let Item::Record(bad) = &p.items[1] else {
+            panic!("{:?}", p.items[1]);
+        };
+        assert!(bad.data.as_ref().unwrap_err().contains("not base64"));
     }
 }

@@ -293,20 +293,19 @@ impl Handler {
     /// The records of a stream batch through one chain, in order; one set of outputs named after
     /// the batch (shard, first and last sequence number), so a redelivered batch overwrites.
     async fn process_records(&self, recs: &[&StreamRecord]) -> Result<ObjectResult, Error> {
-        let (first, last) = match (recs.first(), recs.last()) {
-            (Some(f), Some(l)) => (f, l),
-            _ => return Ok(ObjectResult::default()),
+        let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
+            return Ok(ObjectResult::default());
         };
-        let base = if first.shard.is_empty() {
-            let ids: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
-            invocation_name(ids.iter().map(|id| ("sqs", *id, None)))
+        let (base, source) = if first.shard.is_empty() {
+            (
+                invocation_name(recs.iter().map(|r| ("sqs", r.id.as_str(), None))),
+                format!("sqs message {}", first.id),
+            )
         } else {
-            crate::output::stream_name(&first.shard, &first.id, &last.id)
-        };
-        let source = if first.shard.is_empty() {
-            format!("sqs message {}", first.id)
-        } else {
-            format!("kinesis {} from {}", first.shard, first.id)
+            (
+                crate::output::stream_name(&first.shard, &first.id, &last.id),
+                format!("kinesis {} from {}", first.shard, first.id),
+            )
         };
         let mut outputs = Outputs::new(
             &self.plan.config.output,
@@ -325,31 +324,16 @@ impl Handler {
                 self.finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
                     .await
             }
-            Err(e) => Err(e),
+            e => e,
         };
-        if let Err(e) = ran {
-            outputs.abort().await;
-            rejects.abort().await;
-            return Err(e);
-        }
-        result.rejected = rejects.count;
-        result.outputs = match outputs.finish().await {
-            Ok(w) => w,
-            Err(e) => {
-                rejects.abort().await;
-                return Err(e);
-            }
-        };
-        if let Some(loc) = rejects.finish().await? {
-            result.outputs.push(loc);
-        }
-        Ok(result)
+        settle(ran, outputs, rejects, result).await
     }
 
     /// Decode each record's payload (KPL aggregates split into their user records, gzip inflated)
     /// and push it through the chain. Line formats share one decoder with a line break between
     /// records; document formats (json, cloudtrail, cloudwatch-logs, text) decode each record as
-    /// a document of its own.
+    /// a document of its own, and a record that is not a good document is one reject (its rows, if
+    /// any were decoded, are dropped with it), so bad data never blocks the shard.
     async fn run_records(
         &self,
         recs: &[&StreamRecord],
@@ -369,26 +353,25 @@ impl Handler {
         };
         let mut decoded = Decoded::default();
         let mut inflated = Vec::new();
+        let mut schema = None;
         for (n, rec) in recs.iter().enumerate() {
-            let position = n as u64 + 1;
+            let reject = |reason: &str, raw: &[u8]| {
+                sluice_processors::Reject::new(
+                    n as u64 + 1,
+                    format!("record {}: {reason}", rec.id),
+                    raw,
+                )
+            };
             let payloads: Vec<&[u8]> = match &rec.data {
                 Err(reason) => {
-                    decoded.rejects.push(sluice_processors::Reject::new(
-                        position,
-                        format!("record {}: {reason}", rec.id),
-                        b"",
-                    ));
+                    decoded.rejects.push(reject(reason, b""));
                     Vec::new()
                 }
                 Ok(data) if crate::kpl::is_aggregated(data) => {
                     match crate::kpl::deaggregate(data) {
                         Ok(users) => users.into_iter().map(|u| u.data).collect(),
                         Err(reason) => {
-                            decoded.rejects.push(sluice_processors::Reject::new(
-                                position,
-                                format!("record {}: {reason}", rec.id),
-                                data,
-                            ));
+                            decoded.rejects.push(reject(&reason, data));
                             Vec::new()
                         }
                     }
@@ -400,11 +383,7 @@ impl Handler {
                     match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
                         Ok(()) => inflated.as_slice(),
                         Err(reason) => {
-                            decoded.rejects.push(sluice_processors::Reject::new(
-                                position,
-                                format!("record {}: {reason}", rec.id),
-                                payload,
-                            ));
+                            decoded.rejects.push(reject(&reason, payload));
                             continue;
                         }
                     }
@@ -417,22 +396,34 @@ impl Handler {
                         if !payload.ends_with(b"\n") {
                             d.decode(b"\n", &mut decoded)?;
                         }
-                        self.drain(d.schema(), &mut decoded, chain, outputs, rejects, result)
-                            .await?;
+                        schema = d.schema();
                     }
                     None => {
                         let mut d = self.plan.decoder("")?;
-                        d.decode(payload, &mut decoded)?;
-                        d.finish(&mut decoded)?;
-                        self.drain(d.schema(), &mut decoded, chain, outputs, rejects, result)
-                            .await?;
+                        let mut doc = Decoded::default();
+                        match d
+                            .decode(payload, &mut doc)
+                            .and_then(|()| d.finish(&mut doc))
+                        {
+                            Ok(()) => {
+                                decoded.batches.append(&mut doc.batches);
+                                decoded.rejects.append(&mut doc.rejects);
+                                schema = schema.or_else(|| d.schema());
+                            }
+                            Err(e) => decoded.rejects.push(reject(&e.to_string(), payload)),
+                        }
                     }
                 }
             }
-            if !decoded.rejects.is_empty() {
-                self.drain(None, &mut decoded, chain, outputs, rejects, result)
-                    .await?;
-            }
+            self.drain(
+                schema.clone(),
+                &mut decoded,
+                chain,
+                outputs,
+                rejects,
+                result,
+            )
+            .await?;
         }
         if let Some(d) = shared.as_mut() {
             d.finish(&mut decoded)?;
@@ -580,26 +571,7 @@ impl Handler {
             }
             Err(e) => Err(e),
         };
-        match ran {
-            Ok(()) => {}
-            Err(e) => {
-                outputs.abort().await;
-                rejects.abort().await;
-                return Err(wrap(e));
-            }
-        }
-        result.rejected = rejects.count;
-        let written = match outputs.finish().await {
-            Ok(w) => w,
-            Err(e) => {
-                rejects.abort().await;
-                return Err(wrap(e));
-            }
-        };
-        result.outputs = written;
-        if let Some(loc) = rejects.finish().await.map_err(wrap)? {
-            result.outputs.push(loc);
-        }
+        let mut result = settle(ran, outputs, rejects, result).await.map_err(wrap)?;
         if result.records_in > 0 && result.records_in == result.rejected {
             result.error = Some(wrap(Error::Io(format!(
                 "none of its {} records could be read as `{}` (all are in the rejects); check [input] format and compression",
@@ -808,6 +780,33 @@ impl Handler {
         }
         Ok(())
     }
+}
+
+/// End a unit of work that writes one set of outputs and rejects: when it failed, abort both so
+/// nothing partial is left; otherwise close the outputs, then the rejects, and list what they wrote.
+async fn settle(
+    ran: Result<(), Error>,
+    outputs: Outputs,
+    rejects: Rejects,
+    mut result: ObjectResult,
+) -> Result<ObjectResult, Error> {
+    if let Err(e) = ran {
+        outputs.abort().await;
+        rejects.abort().await;
+        return Err(e);
+    }
+    result.rejected = rejects.count;
+    result.outputs = match outputs.finish().await {
+        Ok(w) => w,
+        Err(e) => {
+            rejects.abort().await;
+            return Err(e);
+        }
+    };
+    if let Some(loc) = rejects.finish().await? {
+        result.outputs.push(loc);
+    }
+    Ok(result)
 }
 
 /// The stages of one run, built for the schema of the first batch.
@@ -1187,6 +1186,38 @@ mod tests {
         assert!(per_item);
         assert_eq!(s.trigger, "sqs");
         assert_eq!(s.batch_item_failures.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_is_not_a_document_is_a_reject_not_a_blocked_shard() {
+        // Regression: with a document format, one record without the records array failed the
+        // whole batch, so Lambda would redeliver it forever.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = "name = \"t\"\n[input]\nformat = \"json\"\nrecords = \"items\"\nschema = { n = \"int64\" }\n[output]\nuri = \"s3://o/rows/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rejects/\"\n";
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let h = Handler::new(plan(cfg), store.clone(), store);
+        let payloads: Vec<(String, Vec<u8>)> = [
+            &b"{\"items\":[{\"n\":1},{\"n\":2}]}"[..],
+            b"{\"other\":true}",
+            b"{\"items\":[{\"n\":3}]}",
+        ]
+        .iter()
+        .map(|d| ("k".to_string(), d.to_vec()))
+        .collect();
+        let (s, _) = h.handle(&crate::event::kinesis_event("s", &payloads)).await;
+        assert_eq!(s.error, None);
+        assert!(s.batch_item_failures.is_empty());
+        assert_eq!((s.records_out, s.rejected), (3, 1));
+        assert_eq!(
+            std::fs::read_to_string(&s.outputs[0]).unwrap(),
+            "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"
+        );
+        let rejects = std::fs::read_to_string(&s.outputs[1]).unwrap();
+        assert!(rejects.contains("no array at `items`"), "{rejects}");
+        assert!(
+            rejects.contains(&crate::event::kinesis_sequence(1)),
+            "{rejects}"
+        );
     }
 
     #[tokio::test]

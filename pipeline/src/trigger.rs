@@ -8,8 +8,10 @@
 //!   a plus, `%XX` UTF-8 bytes). EventBridge keys are taken as they are.
 //! - Removals, restores, lifecycle, replication and intelligent-tiering notifications, EventBridge
 //!   events other than `Object Created`, and the `s3:TestEvent` are [`Item::Skipped`] with a reason.
-//! - An SQS message that holds no S3 notification is [`Item::Failed`]: it is reported as a batch
-//!   item failure so the queue redrives it to its dead-letter queue instead of deleting it.
+//! - An SQS message whose body is shaped like a notification (`Records`, an SNS envelope, an
+//!   EventBridge `aws.s3` event) but cannot be read as one is [`Item::Failed`]: it is reported as a
+//!   batch item failure so the queue redrives it to its dead-letter queue instead of deleting it.
+//!   Any other SQS body, and every Kinesis record, is an [`Item::Record`] for `[input] format`.
 
 use serde_json::Value;
 
@@ -154,11 +156,13 @@ fn message(
                         .unwrap_or("")
                         .to_string();
                     let body = r.get("body").and_then(Value::as_str).unwrap_or("");
-                    let parsed = serde_json::from_str::<Value>(body).ok();
-                    if !parsed.as_ref().is_some_and(is_notification) {
+                    let notification = serde_json::from_str::<Value>(body)
+                        .ok()
+                        .filter(is_notification);
+                    let Some(b) = notification else {
                         // Not an S3 notification in any envelope: the body is a record.
                         items.push(Item::Record(StreamRecord {
-                            id: id.clone(),
+                            id,
                             shard: String::new(),
                             partition_key: r
                                 .pointer("/attributes/MessageGroupId")
@@ -174,17 +178,13 @@ fn message(
                         }));
                         shape.get_or_insert("sqs".into());
                         continue;
-                    }
-                    let inner = serde_json::from_str::<Value>(body)
-                        .map_err(|e| format!("SQS message {id} body is not JSON: {e}"))
-                        .and_then(|b| {
-                            let mut inner_items = Vec::new();
-                            let shape = message(&b, Some(&id), &mut inner_items, depth + 1)?;
+                    };
+                    let mut inner_items = Vec::new();
+                    match message(&b, Some(&id), &mut inner_items, depth + 1) {
+                        Ok(s) => {
                             items.extend(inner_items);
-                            Ok(shape)
-                        });
-                    match inner {
-                        Ok(s) => format!("sqs+{s}"),
+                            format!("sqs+{s}")
+                        }
                         Err(reason) => {
                             items.push(Item::Failed {
                                 message_id: id,

@@ -487,21 +487,23 @@ impl Measure {
                 }
             }
             State::Distinct(set, counts, conv, hasher) => {
-                if let Some(strings) = values.as_string_opt::<i32>() {
-                    // Strings are their own bytes: no row encoding needed to tell them apart.
-                    for (i, g) in live(groups, |i| strings.is_valid(i)) {
-                        if set.insert(hasher, g as u32, strings.value(i).as_bytes())? {
-                            counts[g] += 1;
-                        }
-                    }
-                } else {
-                    let rows = conv
-                        .convert_columns(std::slice::from_ref(&values))
-                        .map_err(ctx)?;
-                    for (i, g) in live(groups, |i| values.is_valid(i)) {
-                        if set.insert(hasher, g as u32, rows.row(i).data())? {
-                            counts[g] += 1;
-                        }
+                // Strings are their own bytes; other types are row-encoded to tell values apart.
+                let strings = values.as_string_opt::<i32>();
+                let rows = match strings {
+                    Some(_) => None,
+                    None => Some(
+                        conv.convert_columns(std::slice::from_ref(&values))
+                            .map_err(ctx)?,
+                    ),
+                };
+                for (i, g) in live(groups, |i| values.is_valid(i)) {
+                    let bytes = match (strings, &rows) {
+                        (Some(s), _) => s.value(i).as_bytes(),
+                        (None, Some(r)) => r.row(i).data(),
+                        (None, None) => continue,
+                    };
+                    if set.insert(hasher, g as u32, bytes)? {
+                        counts[g] += 1;
                     }
                 }
             }

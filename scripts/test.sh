@@ -58,6 +58,9 @@ cargo check --quiet -p sluice-pipeline --no-default-features
 cargo check --quiet -p sluice-pipeline --no-default-features --features cli --bins
 echo "== cargo test"
 cargo test --workspace --quiet
+# The checks below run these binaries; `cargo test` builds a package's binaries only when it has
+# integration tests, so build them explicitly (a fresh clone has none cached).
+cargo build --quiet -p sluice-pipeline --bin sluice -p sluice-benches --bin gen-clickstream
 echo "== example output checked independently with pyarrow and DuckDB"
 "$VENV/bin/python" scripts/check_example.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== aggregate checked against Python and DuckDB"

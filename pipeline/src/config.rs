@@ -178,6 +178,30 @@ pub struct OutputConfig {
     /// Most open partition files per object (default 64); more is an error naming this setting.
     #[serde(default = "default_max_open_partitions")]
     pub max_open_partitions: usize,
+    /// Stream batches: when the invocation's deadline is this close (default 2 000 ms), stop at a
+    /// record boundary, write what is done and report the rest as batch item failures.
+    #[serde(default = "default_deadline_reserve_ms")]
+    pub deadline_reserve_ms: u64,
+    /// `kinesis://` outputs: the expression whose value is each record's partition key (default:
+    /// a digest of the row, spreading rows evenly over the shards).
+    #[serde(default)]
+    pub partition_key: Option<String>,
+}
+
+impl OutputConfig {
+    /// Output to `uri` as Parquet, every other setting at its default.
+    pub fn new(uri: impl Into<String>) -> Self {
+        OutputConfig {
+            uri: uri.into(),
+            format: OutputFormat::default(),
+            compression: None,
+            partition_by: Vec::new(),
+            max_row_group_bytes: default_row_group_bytes(),
+            max_open_partitions: default_max_open_partitions(),
+            deadline_reserve_ms: default_deadline_reserve_ms(),
+            partition_key: None,
+        }
+    }
 }
 
 fn default_row_group_bytes() -> usize {
@@ -185,6 +209,9 @@ fn default_row_group_bytes() -> usize {
 }
 fn default_max_open_partitions() -> usize {
     64
+}
+fn default_deadline_reserve_ms() -> u64 {
+    2_000
 }
 
 /// `[output] format`.
@@ -242,11 +269,26 @@ pub enum Destination {
     },
     /// A local folder.
     Dir(PathBuf),
+    /// A Kinesis data stream (its name or ARN): each row is put as one JSON record.
+    Kinesis {
+        /// Stream name or ARN.
+        stream: String,
+    },
 }
 
 impl Destination {
-    /// Parse `s3://bucket/prefix/` or a local path.
+    /// Parse `s3://bucket/prefix/`, `kinesis://stream` or a local path.
     pub fn parse(uri: &str) -> Result<Self, String> {
+        if let Some(stream) = uri.strip_prefix("kinesis://") {
+            if stream.is_empty() {
+                return Err(format!(
+                    "`{uri}` has no stream; write kinesis://stream-name"
+                ));
+            }
+            return Ok(Destination::Kinesis {
+                stream: stream.to_string(),
+            });
+        }
         if let Some(rest) = uri.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -263,7 +305,7 @@ impl Destination {
         }
         if let Some((scheme, _)) = uri.split_once("://") {
             return Err(format!(
-                "`{scheme}://` is not supported; use s3://bucket/prefix/ or a local folder"
+                "`{scheme}://` is not supported; use s3://bucket/prefix/, kinesis://stream or a local folder"
             ));
         }
         if uri.is_empty() {
@@ -283,6 +325,7 @@ impl fmt::Display for Destination {
         match self {
             Destination::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Destination::Dir(p) => write!(f, "{}", p.display()),
+            Destination::Kinesis { stream } => write!(f, "kinesis://{stream}"),
         }
     }
 }
@@ -407,40 +450,60 @@ impl Plan {
     /// stage decides the output); `None` means every column is needed.
     pub fn projection(&self) -> Option<Vec<String>> {
         let mut cols = Vec::new();
-        let mut add = |text: &str| {
-            if let Ok(e) = sluice_processors::expr::parse(text) {
-                for c in sluice_processors::expr::columns(&e) {
-                    if !cols.contains(&c) {
-                        cols.push(c);
-                    }
-                }
-            }
-        };
         for st in &self.config.stages {
-            match st {
-                StageConfig::Filter { predicate } => add(predicate),
-                StageConfig::Select { columns } => {
-                    columns.0.iter().for_each(|(_, e)| add(e));
-                    return Some(cols);
-                }
-                StageConfig::Aggregate {
-                    group_by,
-                    window,
-                    measures,
-                    ..
-                } => {
-                    group_by
-                        .iter()
-                        .for_each(|g| add(&format!("\"{}\"", g.replace('"', "\"\""))));
-                    if let Some(w) = window {
-                        add(&format!("\"{}\"", w.column.replace('"', "\"\"")));
-                    }
-                    measures.0.iter().for_each(|(_, e)| add(e));
-                    return Some(cols);
-                }
+            stage_columns(st, &mut cols);
+            if !matches!(st, StageConfig::Filter { .. }) {
+                return Some(cols);
             }
         }
         None
+    }
+
+    /// The stream record columns (`_shard`, `_sequence`, …) any stage names, in their fixed order:
+    /// a stream batch adds these to its decoded rows.
+    pub fn stream_columns(&self) -> Vec<crate::stream::Column> {
+        stream_columns(&self.config.stages)
+    }
+}
+
+fn stream_columns(stages: &[StageConfig]) -> Vec<crate::stream::Column> {
+    let mut cols = Vec::new();
+    for st in stages {
+        stage_columns(st, &mut cols);
+    }
+    crate::stream::Column::ALL
+        .into_iter()
+        .filter(|c| cols.iter().any(|n| n == c.name()))
+        .collect()
+}
+
+/// Add the columns one stage's expressions read to `cols` (each once).
+fn stage_columns(st: &StageConfig, cols: &mut Vec<String>) {
+    let mut add = |text: &str| {
+        if let Ok(e) = sluice_processors::expr::parse(text) {
+            for c in sluice_processors::expr::columns(&e) {
+                if !cols.contains(&c) {
+                    cols.push(c);
+                }
+            }
+        }
+    };
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    match st {
+        StageConfig::Filter { predicate } => add(predicate),
+        StageConfig::Select { columns } => columns.0.iter().for_each(|(_, e)| add(e)),
+        StageConfig::Aggregate {
+            group_by,
+            window,
+            measures,
+            ..
+        } => {
+            group_by.iter().for_each(|g| add(&quoted(g)));
+            if let Some(w) = window {
+                add(&quoted(&w.column));
+            }
+            measures.0.iter().for_each(|(_, e)| add(e));
+        }
     }
 }
 
@@ -785,7 +848,11 @@ impl Plan {
         };
 
         let mut stages = Vec::new();
-        let mut current = schema.clone();
+        // Stream batches add the stream columns the stages name.
+        let streamed = stream_columns(&config.stages);
+        let mut current = schema
+            .clone()
+            .map(|s| crate::stream::with_columns(&s, &streamed));
         for (i, st) in config.stages.iter().enumerate() {
             let (factory, describe, key): (Arc<dyn StageFactory>, String, &str) = match st {
                 StageConfig::Filter { predicate } => {
@@ -970,6 +1037,38 @@ impl Plan {
                 format!("`{}` {m}", out.uri),
             )
         })?;
+        let kinesis = matches!(output, Destination::Kinesis { .. });
+        let at = |key: &'static str| [Seg::Key("output"), Seg::Key(key)];
+        if kinesis {
+            if !out.partition_by.is_empty() {
+                return Err(cx.err(
+                    &at("partition_by"),
+                    "a kinesis:// output has no folders to partition into; use partition_key to choose each record's shard",
+                ));
+            }
+            if out.format == OutputFormat::Parquet && locate(cx.text, &at("format"), true).is_some()
+            {
+                return Err(cx.err(
+                    &at("format"),
+                    "a kinesis:// output puts each row as one JSON record; remove format (or write \"ndjson\")",
+                ));
+            }
+            if out.compression.is_some() {
+                return Err(cx.err(
+                    &at("compression"),
+                    "a kinesis:// output puts each row as one JSON record, uncompressed; remove compression",
+                ));
+            }
+        } else if out.partition_key.is_some() {
+            return Err(cx.err(
+                &at("partition_key"),
+                "only a kinesis:// output has partition keys; for folders use partition_by",
+            ));
+        }
+        if let (Some(text), Some(s)) = (&out.partition_key, &current) {
+            sluice_processors::expr::Compiled::new(text, s)
+                .map_err(|e| cx.err(&at("partition_key"), e.to_string()))?;
+        }
         let valid_compression: &[&str] = match out.format {
             OutputFormat::Parquet => &["zstd", "snappy", "none"],
             OutputFormat::Ndjson => &["none", "gzip"],
@@ -1025,6 +1124,12 @@ impl Plan {
         }
         let rejects = match &config.rejects {
             None => None,
+            Some(r) if r.uri.starts_with("kinesis://") => {
+                return Err(cx.err(
+                    &[Seg::Key("rejects"), Seg::Key("uri")],
+                    "rejects go to s3://bucket/prefix/ or a local folder, not a stream",
+                ));
+            }
             Some(r) => Some(Destination::parse(&r.uri).map_err(|m| {
                 cx.err(
                     &[Seg::Key("rejects"), Seg::Key("uri")],
@@ -1215,6 +1320,37 @@ uri = "s3://out/rejects/"
 
     fn check(text: &str) -> Result<Plan, ConfigError> {
         Plan::from_str(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn kinesis_outputs_are_checked_like_the_rest() {
+        let k = GOOD.replace(
+            "uri = \"s3://out/clicks/\"\npartition_by = [\"day\"]",
+            "uri = \"kinesis://clicks-out\"\npartition_key = \"page\"",
+        );
+        let p = check(&k).unwrap();
+        assert_eq!(
+            p.output,
+            Destination::Kinesis {
+                stream: "clicks-out".into()
+            }
+        );
+        let e =
+            check(&k.replace("partition_key = \"page\"", "partition_key = \"pgae\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("output.partition_key"), "{e}");
+        assert_eq!(e.line, Some(19), "{e}");
+        assert!(e.message.contains("unknown column `pgae`"), "{e}");
+        let e =
+            check(&k.replace("partition_key = \"page\"", "partition_by = [\"day\"]")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("output.partition_by"), "{e}");
+        let e = check(&k.replace("partition_key = \"page\"", "format = \"parquet\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("output.format"), "{e}");
+        let e = check(&k.replace("s3://out/rejects/", "kinesis://rejects")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("rejects.uri"), "{e}");
+        let e = check(&GOOD.replace("partition_by = [\"day\"]", "partition_key = \"page\""))
+            .unwrap_err();
+        assert!(e.message.contains("only a kinesis:// output"), "{e}");
+        assert!(check(&k.replace("kinesis://clicks-out", "kinesis://")).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::config::{Compression, InputSpec, Plan};
+use crate::kinesis::RecordPutter;
 use crate::output::{Outputs, Rejects, base_name, invocation_name};
 use crate::store::{ByteReader, ObjectStore};
 use crate::trigger::{self, Item, ObjectRef, StreamRecord};
@@ -99,6 +100,8 @@ struct ObjectResult {
     records_out: u64,
     rejected: u64,
     outputs: Vec<String>,
+    /// A stream batch stopped before this record, its deadline near.
+    stopped_at: Option<usize>,
 }
 
 /// Runs a [`Plan`] against objects in a store.
@@ -107,6 +110,7 @@ pub struct Handler {
     plan: Arc<Plan>,
     input: Arc<dyn ObjectStore>,
     output: Arc<dyn ObjectStore>,
+    streams: Option<Arc<dyn RecordPutter>>,
     extra: Vec<Arc<dyn StageFactory>>,
 }
 
@@ -125,8 +129,26 @@ impl Handler {
             plan: Arc::new(plan),
             input,
             output,
+            streams: None,
             extra: Vec::new(),
         }
+    }
+
+    /// Put the rows of a `kinesis://` output with `putter`.
+    pub fn with_record_putter(mut self, putter: Arc<dyn RecordPutter>) -> Self {
+        self.streams = Some(putter);
+        self
+    }
+
+    /// The outputs of one unit of work, named after `base`.
+    fn outputs(&self, base: String) -> Outputs {
+        Outputs::new(
+            &self.plan.config.output,
+            &self.plan.output,
+            &self.output,
+            self.streams.as_ref(),
+            base,
+        )
     }
 
     /// Append a stage of your own after the configured ones.
@@ -142,6 +164,13 @@ impl Handler {
 
     /// Process one event. Never panics; failures are in the summary.
     pub async fn handle(&self, event: &Value) -> (Summary, bool) {
+        self.handle_until(event, None).await
+    }
+
+    /// Process one event that must be done by `deadline` (the Lambda invocation's): a stream batch
+    /// stops at a record boundary `[output] deadline_reserve_ms` before it, writes what is done and
+    /// reports the rest as batch item failures, rather than being killed mid-write.
+    pub async fn handle_until(&self, event: &Value, deadline: Option<Instant>) -> (Summary, bool) {
         let started = Instant::now();
         let parsed = trigger::parse(event);
         let mut s = Summary {
@@ -182,8 +211,22 @@ impl Handler {
         }
         if !records.is_empty() {
             let t = Instant::now();
-            match self.process_records(&records).await {
+            match self.process_records(&records, deadline).await {
                 Ok(r) => {
+                    let kinesis = parsed.trigger == "kinesis";
+                    if let Some(n) = r.stopped_at {
+                        // Lambda redelivers from the first failure (Kinesis) or each failed
+                        // message (SQS): exactly the records not processed.
+                        let rest = &records[n..];
+                        for rec in rest.iter().take(if kinesis { 1 } else { rest.len() }) {
+                            s.batch_item_failures.push(rec.id.clone());
+                        }
+                        warn!(
+                            processed = n,
+                            left = rest.len(),
+                            "The invocation's deadline is near: stopped at a record boundary."
+                        );
+                    }
                     info!(
                         records = records.len(),
                         records_in = r.records_in,
@@ -292,7 +335,11 @@ impl Handler {
 
     /// The records of a stream batch through one chain, in order; one set of outputs named after
     /// the batch (shard, first and last sequence number), so a redelivered batch overwrites.
-    async fn process_records(&self, recs: &[&StreamRecord]) -> Result<ObjectResult, Error> {
+    async fn process_records(
+        &self,
+        recs: &[&StreamRecord],
+        deadline: Option<Instant>,
+    ) -> Result<ObjectResult, Error> {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
             return Ok(ObjectResult::default());
         };
@@ -307,17 +354,25 @@ impl Handler {
                 format!("kinesis {} from {}", first.shard, first.id),
             )
         };
-        let mut outputs = Outputs::new(
-            &self.plan.config.output,
-            &self.plan.output,
-            &self.output,
-            base.clone(),
-        );
+        let mut outputs = self.outputs(base.clone());
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
         let mut result = ObjectResult::default();
         let mut chain = None;
+        let stop = deadline.map(|d| {
+            d.checked_sub(std::time::Duration::from_millis(
+                self.plan.config.output.deadline_reserve_ms,
+            ))
+            .unwrap_or(d)
+        });
         let ran = match self
-            .run_records(recs, &mut chain, &mut outputs, &mut rejects, &mut result)
+            .run_records(
+                recs,
+                stop,
+                &mut chain,
+                &mut outputs,
+                &mut rejects,
+                &mut result,
+            )
             .await
         {
             Ok(()) => {
@@ -337,6 +392,7 @@ impl Handler {
     async fn run_records(
         &self,
         recs: &[&StreamRecord],
+        stop: Option<Instant>,
         chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
@@ -354,7 +410,16 @@ impl Handler {
         let mut decoded = Decoded::default();
         let mut inflated = Vec::new();
         let mut schema = None;
+        // With stream columns, each payload's rows are flushed and tagged with where they came
+        // from, then gathered back into full batches so the stages never see tiny ones.
+        let cols = self.plan.stream_columns();
+        let batch_rows = self.plan.config.input.batch_rows.max(1);
+        let mut tagged: Vec<RecordBatch> = Vec::new();
         for (n, rec) in recs.iter().enumerate() {
+            if stop.is_some_and(|t| Instant::now() >= t) {
+                result.stopped_at = Some(n);
+                break;
+            }
             let reject = |reason: &str, raw: &[u8]| {
                 sluice_processors::Reject::new(
                     n as u64 + 1,
@@ -362,23 +427,28 @@ impl Handler {
                     raw,
                 )
             };
-            let payloads: Vec<&[u8]> = match &rec.data {
+            // (subsequence, partition key, payload)
+            let payloads: Vec<(i64, &str, &[u8])> = match &rec.data {
                 Err(reason) => {
                     decoded.rejects.push(reject(reason, b""));
                     Vec::new()
                 }
                 Ok(data) if crate::kpl::is_aggregated(data) => {
                     match crate::kpl::deaggregate(data) {
-                        Ok(users) => users.into_iter().map(|u| u.data).collect(),
+                        Ok(users) => users
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, u)| (i as i64, u.partition_key, u.data))
+                            .collect(),
                         Err(reason) => {
                             decoded.rejects.push(reject(&reason, data));
                             Vec::new()
                         }
                     }
                 }
-                Ok(data) => vec![data.as_slice()],
+                Ok(data) => vec![(0, rec.partition_key.as_str(), data.as_slice())],
             };
-            for payload in payloads {
+            for (subsequence, partition_key, payload) in payloads {
                 let payload = if payload.starts_with(&[0x1f, 0x8b]) {
                     match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
                         Ok(()) => inflated.as_slice(),
@@ -390,33 +460,58 @@ impl Handler {
                 } else {
                     payload
                 };
+                let mut doc = Decoded::default();
                 match shared.as_mut() {
                     Some(d) => {
-                        d.decode(payload, &mut decoded)?;
+                        let out = if cols.is_empty() {
+                            &mut decoded
+                        } else {
+                            &mut doc
+                        };
+                        d.decode(payload, out)?;
                         if !payload.ends_with(b"\n") {
-                            d.decode(b"\n", &mut decoded)?;
+                            d.decode(b"\n", out)?;
+                        }
+                        if !cols.is_empty() {
+                            d.flush(out)?;
                         }
                         schema = d.schema();
                     }
                     None => {
                         let mut d = self.plan.decoder("")?;
-                        let mut doc = Decoded::default();
                         match d
                             .decode(payload, &mut doc)
                             .and_then(|()| d.finish(&mut doc))
                         {
-                            Ok(()) => {
-                                decoded.batches.append(&mut doc.batches);
-                                decoded.rejects.append(&mut doc.rejects);
-                                schema = schema.or_else(|| d.schema());
+                            Ok(()) => schema = schema.or_else(|| d.schema()),
+                            Err(e) => {
+                                doc = Decoded::default();
+                                decoded.rejects.push(reject(&e.to_string(), payload));
                             }
-                            Err(e) => decoded.rejects.push(reject(&e.to_string(), payload)),
                         }
                     }
                 }
+                decoded.rejects.append(&mut doc.rejects);
+                if cols.is_empty() {
+                    decoded.batches.append(&mut doc.batches);
+                    continue;
+                }
+                let origin = crate::stream::Origin {
+                    shard: Some(rec.shard.as_str()).filter(|s| !s.is_empty()),
+                    sequence: &rec.id,
+                    subsequence,
+                    partition_key: Some(partition_key).filter(|k| !k.is_empty()),
+                    arrival: rec.arrival,
+                };
+                for b in doc.batches.iter().filter(|b| b.num_rows() > 0) {
+                    tagged.push(crate::stream::tag(b, &cols, &origin)?);
+                }
+                if tagged.iter().map(RecordBatch::num_rows).sum::<usize>() >= batch_rows {
+                    decoded.batches.push(gather(&mut tagged)?);
+                }
             }
             self.drain(
-                schema.clone(),
+                batch_schema(&decoded, &schema),
                 &mut decoded,
                 chain,
                 outputs,
@@ -426,11 +521,25 @@ impl Handler {
             .await?;
         }
         if let Some(d) = shared.as_mut() {
-            d.finish(&mut decoded)?;
-            self.drain(d.schema(), &mut decoded, chain, outputs, rejects, result)
-                .await?;
+            let mut rest = Decoded::default();
+            d.finish(&mut rest)?;
+            // With stream columns every row was flushed at its record's end; nothing is left.
+            decoded.rejects.append(&mut rest.rejects);
+            decoded.batches.append(&mut rest.batches);
+            schema = d.schema();
         }
-        Ok(())
+        if !tagged.is_empty() {
+            decoded.batches.push(gather(&mut tagged)?);
+        }
+        self.drain(
+            batch_schema(&decoded, &schema),
+            &mut decoded,
+            chain,
+            outputs,
+            rejects,
+            result,
+        )
+        .await
     }
 
     /// Every object through one chain; one set of outputs named after all of them.
@@ -449,12 +558,7 @@ impl Handler {
                 o.version_id.as_deref().or(o.etag.as_deref()),
             )
         }));
-        let mut outputs = Outputs::new(
-            &self.plan.config.output,
-            &self.plan.output,
-            &self.output,
-            base.clone(),
-        );
+        let mut outputs = self.outputs(base.clone());
         let mut chain = None;
         let mut result = ObjectResult::default();
         let mut reject_files = Vec::new();
@@ -552,12 +656,7 @@ impl Handler {
         };
         let version = obj.version_id.as_deref().or(obj.etag.as_deref());
         let base = base_name(&obj.bucket, &obj.key, version);
-        let mut outputs = Outputs::new(
-            &self.plan.config.output,
-            &self.plan.output,
-            &self.output,
-            base.clone(),
-        );
+        let mut outputs = self.outputs(base.clone());
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, obj.uri(), base);
         let mut result = ObjectResult::default();
         let mut chain = None;
@@ -598,8 +697,7 @@ impl Handler {
             stages[i].finish(&mut out)?;
             let out = push_through(&mut stages[i + 1..], out)?;
             for b in out {
-                result.records_out += b.num_rows() as u64;
-                outputs.write(&b).await?;
+                write_out(&b, outputs, rejects, result).await?;
             }
         }
         for st in stages.iter_mut() {
@@ -620,6 +718,12 @@ impl Handler {
         rejects: &mut Rejects,
         result: &mut ObjectResult,
     ) -> Result<(), Error> {
+        if let Some(c) = self.plan.stream_columns().first() {
+            return Err(Error::Io(format!(
+                "the pipeline reads `{}`, a column of stream records (Kinesis, SQS), which S3 objects do not have",
+                c.name()
+            )));
+        }
         if matches!(self.plan.input, InputSpec::Parquet) {
             self.read_parquet(obj, chain, outputs, rejects, result)
                 .await?;
@@ -768,8 +872,7 @@ impl Handler {
             }
             result.records_in += b.num_rows() as u64;
             for o in push_through(&mut chain.stages, vec![b])? {
-                result.records_out += o.num_rows() as u64;
-                outputs.write(&o).await?;
+                write_out(&o, outputs, rejects, result).await?;
             }
             for st in chain.stages.iter_mut() {
                 let r = st.take_rejects();
@@ -809,10 +912,55 @@ async fn settle(
     Ok(result)
 }
 
+/// Write one output batch; rows the output cannot take (a stream record over its limits) are
+/// rejects, not output.
+async fn write_out(
+    batch: &RecordBatch,
+    outputs: &mut Outputs,
+    rejects: &mut Rejects,
+    result: &mut ObjectResult,
+) -> Result<(), Error> {
+    outputs.write(batch).await?;
+    let refused = outputs.take_rejects();
+    result.records_out += (batch.num_rows() - refused.len()) as u64;
+    rejects.write(&refused).await
+}
+
 /// The stages of one run, built for the schema of the first batch.
 struct Chain {
     input: arrow_schema::SchemaRef,
     stages: Vec<Box<dyn Stage>>,
+}
+
+/// The schema of the batches about to be drained: theirs when there are any (stream columns
+/// included), else the decoder's.
+fn batch_schema(
+    decoded: &Decoded,
+    decoder: &Option<arrow_schema::SchemaRef>,
+) -> Option<arrow_schema::SchemaRef> {
+    decoded
+        .batches
+        .first()
+        .map(RecordBatch::schema)
+        .or_else(|| decoder.clone())
+}
+
+/// One batch of the tagged rows gathered so far.
+fn gather(tagged: &mut Vec<RecordBatch>) -> Result<RecordBatch, Error> {
+    let batches = std::mem::take(tagged);
+    let Some(first) = batches.first() else {
+        return Err(Error::Io("no rows to gather".into()));
+    };
+    if batches
+        .iter()
+        .any(|b| b.schema().fields() != first.schema().fields())
+    {
+        return Err(Error::Io(
+            "the batch's records decode to different schemas; declare [input] schema".into(),
+        ));
+    }
+    arrow_select::concat::concat_batches(&first.schema(), &batches)
+        .map_err(|e| Error::Io(format!("gathering the rows of a stream batch: {e}")))
 }
 
 fn push_through(
@@ -1186,6 +1334,192 @@ mod tests {
         assert!(per_item);
         assert_eq!(s.trigger, "sqs");
         assert_eq!(s.batch_item_failures.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn stream_columns_name_the_record_every_row_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        // Two rows in one record: two lines for NDJSON, an array for JSON documents.
+        let event = |two: &dyn Fn(&str, &str) -> String| {
+            let agg = crate::kpl::aggregate(&[
+                ("u1", two("x", "").as_bytes()),
+                ("skip", two("dropped", "").as_bytes()),
+                ("u3", two("y", "z").as_bytes()),
+            ]);
+            crate::event::kinesis_event(
+                "s",
+                &[
+                    ("a".to_string(), two("w", "w2").into_bytes()),
+                    ("b".to_string(), agg),
+                ],
+            )
+        };
+        let lines = |a: &str, b: &str| {
+            let mut t = format!("{{\"p\":\"{a}\"}}");
+            if !b.is_empty() {
+                t.push_str(&format!("\n{{\"p\":\"{b}\"}}"));
+            }
+            t
+        };
+        let array = |a: &str, b: &str| {
+            let mut t = format!("[{{\"p\":\"{a}\"}}");
+            if !b.is_empty() {
+                t.push_str(&format!(",{{\"p\":\"{b}\"}}"));
+            }
+            t + "]"
+        };
+        let s0 = crate::event::kinesis_sequence(0);
+        let s1 = crate::event::kinesis_sequence(1);
+        let row = |p: &str, seq: &str, sub: i64, pk: &str, at: &str| {
+            format!(
+                "{{\"p\":\"{p}\",\"_shard\":\"shardId-000000000000\",\"_sequence\":\"{seq}\",\"_subsequence\":{sub},\"_partition_key\":\"{pk}\",\"_arrival\":\"{at}\"}}\n"
+            )
+        };
+        let want = [
+            row("w", &s0, 0, "a", "2025-11-22T12:00:00Z"),
+            row("w2", &s0, 0, "a", "2025-11-22T12:00:00Z"),
+            row("x", &s1, 0, "u1", "2025-11-22T12:00:00.001Z"),
+            row("y", &s1, 2, "u3", "2025-11-22T12:00:00.001Z"),
+            row("z", &s1, 2, "u3", "2025-11-22T12:00:00.001Z"),
+        ]
+        .concat();
+        // A line format (one decoder over the batch) and a document format (one per record), with
+        // batches small enough that rows of several records are gathered into one.
+        type Two<'a> = &'a dyn Fn(&str, &str) -> String;
+        let formats: [(&str, Two<'_>); 2] = [("ndjson", &lines), ("json", &array)];
+        for (n, (format, two)) in formats.into_iter().enumerate() {
+            let ev = event(two);
+            let cfg = format!(
+                "name = \"t\"\n[input]\nformat = \"{format}\"\nbatch_rows = 2\nschema = {{ p = \"string\" }}\n\
+                 [[stage]]\ntype = \"filter\"\nwhere = \"_partition_key <> 'skip'\"\n\
+                 [[stage]]\ntype = \"select\"\ncolumns = {{ p = \"p\", _shard = \"_shard\", _sequence = \"_sequence\", _subsequence = \"_subsequence\", _partition_key = \"_partition_key\", _arrival = \"_arrival\" }}\n\
+                 [output]\nuri = \"s3://o/{n}/\"\nformat = \"ndjson\"\n"
+            );
+            let h = Handler::new(plan(&cfg), store.clone(), store.clone());
+            let (s, _) = h.handle(&ev).await;
+            assert_eq!(s.error, None, "{format}");
+            assert_eq!((s.records_in, s.records_out), (6, 5), "{format}");
+            let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+            assert_eq!(got, want, "{format}");
+        }
+        // Without a stage naming them, the columns are not added.
+        let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/plain/\"\nformat = \"ndjson\"\n";
+        let (s, _) = Handler::new(plan(cfg), store.clone(), store.clone())
+            .handle(&event(&lines))
+            .await;
+        let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+        assert!(got.starts_with("{\"p\":\"w\"}\n"), "{got}");
+    }
+
+    /// Passes batches through, taking `ms` over each (a slow stage, to bring a deadline near).
+    struct Slow {
+        schema: arrow_schema::SchemaRef,
+        ms: u64,
+    }
+    impl Stage for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn schema(&self) -> arrow_schema::SchemaRef {
+            self.schema.clone()
+        }
+        fn push(
+            &mut self,
+            b: RecordBatch,
+            out: &mut Vec<RecordBatch>,
+        ) -> Result<(), sluice_processors::Error> {
+            std::thread::sleep(std::time::Duration::from_millis(self.ms));
+            out.push(b);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        // One-row batches, so every record reaches the slow stage as it is decoded.
+        let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 1\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/d/\"\nformat = \"ndjson\"\ndeadline_reserve_ms = 100\n";
+        let h = Handler::new(plan(cfg), store.clone(), store.clone()).with_stage(Arc::new(
+            sluice_processors::FnFactory::new("slow", |s: &arrow_schema::SchemaRef| {
+                Ok(Box::new(Slow {
+                    schema: s.clone(),
+                    ms: 600,
+                }) as Box<dyn Stage>)
+            }),
+        ));
+        let payloads: Vec<(String, Vec<u8>)> = (0..4)
+            .map(|i| ("k".to_string(), format!("{{\"p\":\"r{i}\"}}").into_bytes()))
+            .collect();
+        let ev = crate::event::kinesis_event("s", &payloads);
+        // 400 ms left after the reserve: the first record starts in time and takes 600 ms, so
+        // the batch stops before the second, with the first written.
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        let (s, per_item) = h.handle_until(&ev, Some(deadline)).await;
+        assert!(per_item);
+        assert_eq!(s.error, None);
+        assert_eq!((s.records_in, s.records_out), (1, 1));
+        assert_eq!(
+            s.batch_item_failures,
+            vec![crate::event::kinesis_sequence(1)]
+        );
+        assert_eq!(
+            std::fs::read_to_string(&s.outputs[0]).unwrap(),
+            "{\"p\":\"r0\"}\n"
+        );
+        // SQS: every message not processed is reported.
+        let bodies: Vec<String> = (0..3).map(|i| format!("{{\"p\":\"m{i}\"}}")).collect();
+        let sqs = crate::event::sqs_records_event("q", &bodies);
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        let (s, _) = h.handle_until(&sqs, Some(deadline)).await;
+        let ids: Vec<String> = sqs["Records"].as_array().unwrap()[1..]
+            .iter()
+            .map(|r| r["messageId"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(s.batch_item_failures, ids);
+        // Already past it: nothing is processed, and the shard resumes at the first record.
+        let (s, _) = h.handle_until(&ev, Some(Instant::now())).await;
+        assert_eq!(s.records_in, 0);
+        assert!(s.outputs.is_empty());
+        assert_eq!(
+            s.batch_item_failures,
+            vec![crate::event::kinesis_sequence(0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn cloudwatch_logs_subscriptions_on_kinesis_give_one_row_per_log_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let cfg = "name = \"t\"\n[input]\nformat = \"cloudwatch-logs\"\n\
+                   [[stage]]\ntype = \"select\"\ncolumns = { logGroup = \"logGroup\", id = \"id\", timestamp = \"timestamp\", message = \"message\", _partition_key = \"_partition_key\" }\n\
+                   [output]\nuri = \"s3://o/cwl/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rej/\"\n";
+        let h = Handler::new(plan(cfg), store.clone(), store.clone());
+        let gz = |doc: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(doc.as_bytes()).unwrap();
+            e.finish().unwrap()
+        };
+        // What a subscription filter puts on the stream: first a health check, then the data.
+        let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1795372800000,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
+        let data = r#"{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/lambda/orders","logStream":"2026/11/22/[$LATEST]0f1e","subscriptionFilters":["to-kinesis"],"logEvents":[{"id":"37912336480170237219999837021066536802556432375838965760","timestamp":1795372801000,"message":"START RequestId: 7c1a Version: $LATEST\n"},{"id":"37912336480192537965198367644208072520829080737344946177","timestamp":1795372801001,"message":"{\"level\":\"error\",\"msg\":\"payment declined\"}\n"}]}"#;
+        let ev = crate::event::kinesis_event(
+            "logs",
+            &[
+                ("ctl".to_string(), gz(control)),
+                ("orders".to_string(), gz(data)),
+            ],
+        );
+        let (s, _) = h.handle(&ev).await;
+        assert_eq!(s.error, None);
+        assert_eq!((s.records_in, s.records_out, s.rejected), (2, 2, 0));
+        let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+        assert_eq!(
+            got,
+            "{\"logGroup\":\"/aws/lambda/orders\",\"id\":\"37912336480170237219999837021066536802556432375838965760\",\"timestamp\":\"2026-11-22T18:40:01Z\",\"message\":\"START RequestId: 7c1a Version: $LATEST\\n\",\"_partition_key\":\"orders\"}\n\
+             {\"logGroup\":\"/aws/lambda/orders\",\"id\":\"37912336480192537965198367644208072520829080737344946177\",\"timestamp\":\"2026-11-22T18:40:01.001Z\",\"message\":\"{\\\"level\\\":\\\"error\\\",\\\"msg\\\":\\\"payment declined\\\"}\\n\",\"_partition_key\":\"orders\"}\n"
+        );
     }
 
     #[tokio::test]

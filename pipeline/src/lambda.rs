@@ -7,6 +7,7 @@
 //! that succeeded stay valid either way; panics are caught by the runtime and reported as errors.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -18,14 +19,29 @@ pub async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
     let handler = Arc::new(handler);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let handler = handler.clone();
-        async move { invoke(&handler, ev.payload).await }
+        async move {
+            let deadline = until(ev.context.deadline);
+            invoke(&handler, ev.payload, Some(deadline)).await
+        }
     }))
     .await
 }
 
-/// One invocation: the response, or the error the runtime reports.
-pub async fn invoke(handler: &Handler, event: Value) -> Result<Value, Diagnostic> {
-    let (summary, sqs) = handler.handle(&event).await;
+/// The instant of a deadline given in milliseconds since the epoch (as the runtime API gives it).
+pub fn until(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+/// One invocation, to be done by `deadline`: the response, or the error the runtime reports.
+pub async fn invoke(
+    handler: &Handler,
+    event: Value,
+    deadline: Option<Instant>,
+) -> Result<Value, Diagnostic> {
+    let (summary, sqs) = handler.handle_until(&event, deadline).await;
     tracing::info!(
         trigger = %summary.trigger, objects = summary.objects, skipped = summary.skipped,
         records_in = summary.records_in, records_out = summary.records_out, rejected = summary.rejected,

@@ -55,11 +55,13 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod handler;
+pub mod kinesis;
 pub mod kpl;
 pub mod lambda;
 pub mod output;
 pub mod replay;
 pub mod store;
+pub mod stream;
 pub mod trigger;
 
 use std::path::{Path, PathBuf};
@@ -132,6 +134,24 @@ impl Pipeline {
             })
     }
 
+    /// [`Pipeline::handler`], plus a Kinesis client (from the standard chain, at `endpoint_url` when
+    /// given) when the output is a `kinesis://` stream.
+    pub async fn handler_with_streams(
+        &self,
+        input: Arc<dyn ObjectStore>,
+        output: Arc<dyn ObjectStore>,
+        endpoint_url: Option<&str>,
+    ) -> Handler {
+        let h = self.handler(input, output);
+        #[cfg(feature = "kinesis")]
+        if matches!(self.plan.output, config::Destination::Kinesis { .. }) {
+            let putter = kinesis::KinesisPutter::from_env(endpoint_url).await;
+            return h.with_record_putter(Arc::new(putter));
+        }
+        let _ = endpoint_url;
+        h
+    }
+
     /// Run as a Lambda when `AWS_LAMBDA_RUNTIME_API` is set (S3 store from the standard chain);
     /// otherwise replay the event files named on the command line against `$SLUICE_STORE`
     /// (default `./fixtures/objects`), writing under `$SLUICE_OUT` (default: the store), and print one
@@ -142,7 +162,8 @@ impl Pipeline {
             #[cfg(feature = "s3")]
             {
                 let s3: Arc<dyn ObjectStore> = Arc::new(store::S3Store::from_env(None).await);
-                return match lambda::serve(self.handler(s3.clone(), s3)).await {
+                let handler = self.handler_with_streams(s3.clone(), s3, None).await;
+                return match lambda::serve(handler).await {
                     Ok(()) => 0,
                     Err(e) => {
                         eprintln!("sluice: the Lambda runtime stopped: {e}");
@@ -174,7 +195,13 @@ impl Pipeline {
         let out = std::env::var_os("SLUICE_OUT")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.clone());
-        let handler = self.handler(Arc::new(FsStore::new(root)), Arc::new(FsStore::new(out)));
+        let handler = self
+            .handler_with_streams(
+                Arc::new(FsStore::new(root)),
+                Arc::new(FsStore::new(out)),
+                None,
+            )
+            .await;
         let mut failed = false;
         for s in replay::replay(&handler, events).await {
             failed |= s.failed();

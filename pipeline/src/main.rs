@@ -166,9 +166,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(2);
                 }
             };
-            let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match endpoint_url {
+            let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match &endpoint_url
+            {
                 Some(url) => {
-                    let s3 = match s3_store(Some(&url)).await {
+                    let s3 = match s3_store(Some(url)).await {
                         Ok(s) => s,
                         Err(e) => {
                             eprintln!("sluice: {e}");
@@ -182,7 +183,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     (Arc::new(FsStore::new(store)), Arc::new(FsStore::new(out)))
                 }
             };
-            let handler = pipeline.handler(input, output);
+            let handler = pipeline
+                .handler_with_streams(input, output, endpoint_url.as_deref())
+                .await;
             let mut failed = false;
             let mut printed = Ok(());
             // On a terminal, long runs show where they are (on stderr, so --json output stays clean).
@@ -227,7 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             };
             let s3 = s3_store(None).await?;
-            lambda::serve(pipeline.handler(s3.clone(), s3))
+            lambda::serve(pipeline.handler_with_streams(s3.clone(), s3, None).await)
                 .await
                 .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
             Ok(0)

@@ -24,6 +24,7 @@ use sluice_processors::Reject;
 
 use crate::Error;
 use crate::config::{Destination, OutputConfig, OutputFormat};
+use crate::kinesis::{RecordPutter, StreamWriter};
 use crate::store::{FsStore, ObjectStore, ObjectWriter};
 
 /// What Hive escapes in partition values.
@@ -127,16 +128,20 @@ fn named(key: &str, suffix: &str) -> String {
     }
 }
 
-/// Resolve a destination to the store that holds it, its bucket and key prefix.
+/// Resolve a destination to the store that holds it, its bucket and key prefix (`None` for a
+/// stream, which is not a store).
 pub fn resolve(
     dest: &Destination,
     object_store: &Arc<dyn ObjectStore>,
-) -> (Arc<dyn ObjectStore>, String, String) {
+) -> Option<(Arc<dyn ObjectStore>, String, String)> {
     match dest {
         Destination::S3 { bucket, prefix } => {
-            (object_store.clone(), bucket.clone(), prefix.clone())
+            Some((object_store.clone(), bucket.clone(), prefix.clone()))
         }
-        Destination::Dir(path) => (Arc::new(FsStore::flat(path)), String::new(), String::new()),
+        Destination::Dir(path) => {
+            Some((Arc::new(FsStore::flat(path)), String::new(), String::new()))
+        }
+        Destination::Kinesis { .. } => None,
     }
 }
 
@@ -184,17 +189,35 @@ pub struct Outputs {
     files: HashMap<String, OpenFile>,
     order: Vec<String>,
     props: Option<WriterProperties>,
+    /// A `kinesis://` output: rows go to the stream, or why they cannot.
+    stream: Option<Result<StreamWriter, String>>,
 }
 
 impl Outputs {
-    /// Outputs named after `base` (see [`base_name`]) under `dest`.
+    /// Outputs named after `base` (see [`base_name`]) under `dest`; a `kinesis://` destination
+    /// puts its rows with `putter`.
     pub fn new(
         config: &OutputConfig,
         dest: &Destination,
         object_store: &Arc<dyn ObjectStore>,
+        putter: Option<&Arc<dyn RecordPutter>>,
         base: String,
     ) -> Self {
-        let (store, bucket, prefix) = resolve(dest, object_store);
+        let (store, bucket, prefix) = resolve(dest, object_store)
+            .unwrap_or_else(|| (object_store.clone(), String::new(), String::new()));
+        let stream = match dest {
+            Destination::Kinesis { stream } => Some(match putter {
+                Some(p) => Ok(StreamWriter::new(
+                    p.clone(),
+                    stream,
+                    config.partition_key.as_deref(),
+                )),
+                None => Err(format!(
+                    "{dest}: no Kinesis client (sluice needs its `kinesis` feature for kinesis:// outputs)"
+                )),
+            }),
+            _ => None,
+        };
         Self {
             config: config.clone(),
             store,
@@ -204,6 +227,15 @@ impl Outputs {
             files: HashMap::new(),
             order: Vec::new(),
             props: None,
+            stream,
+        }
+    }
+
+    /// Rows the output could not take (a stream record over its limits), since the last call.
+    pub fn take_rejects(&mut self) -> Vec<sluice_processors::Reject> {
+        match &mut self.stream {
+            Some(Ok(w)) => w.take_rejects(),
+            _ => Vec::new(),
         }
     }
 
@@ -282,6 +314,11 @@ impl Outputs {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        match &mut self.stream {
+            Some(Ok(w)) => return w.write(batch).await,
+            Some(Err(e)) => return Err(Error::Io(e.clone())),
+            None => {}
+        }
         if self.config.partition_by.is_empty() {
             return self.write_part("", batch).await;
         }
@@ -327,6 +364,14 @@ impl Outputs {
 
     /// Close every file, making them visible. Returns their locations, in first-written order.
     pub async fn finish(mut self) -> Result<Vec<String>, Error> {
+        if let Some(Ok(mut w)) = self.stream.take() {
+            w.flush().await?;
+            return Ok(if w.sent() > 0 {
+                vec![format!("{} ({} records)", w.location(), w.sent())]
+            } else {
+                Vec::new()
+            });
+        }
         let mut done = Vec::new();
         let mut failure = None;
         for part in std::mem::take(&mut self.order) {
@@ -490,7 +535,7 @@ impl Rejects {
         base: String,
     ) -> Self {
         Self {
-            dest: dest.map(|d| resolve(d, object_store)),
+            dest: dest.and_then(|d| resolve(d, object_store)),
             source,
             base,
             sink: None,

@@ -98,12 +98,8 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
             predicate: "latency_ms > 1000".into(),
         }],
         output: OutputConfig {
-            uri: "s3://analytics-out/tagged/".into(),
             format: sluice_pipeline::config::OutputFormat::Ndjson,
-            compression: None,
-            partition_by: vec![],
-            max_row_group_bytes: 32 << 20,
-            max_open_partitions: 64,
+            ..OutputConfig::new("s3://analytics-out/tagged/")
         },
         rejects: Some(RejectsConfig {
             uri: "s3://analytics-out/rejects/tagged/".into(),

@@ -4,6 +4,8 @@
 
 mod cli;
 mod golden;
+#[cfg(feature = "kinesis")]
+mod kinesis;
 mod s3;
 mod serve;
 mod support;

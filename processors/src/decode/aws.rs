@@ -188,13 +188,13 @@ impl CloudWatchLogsDecoder {
                     ev.to_string().as_bytes(),
                 ));
             } else if self.rows.len() >= self.batch_rows {
-                self.flush(out)?;
+                self.emit(out)?;
             }
         }
         Ok(())
     }
 
-    fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
+    fn emit(&mut self, out: &mut Decoded) -> Result<(), Error> {
         if let Some(b) = self
             .rows
             .flush()
@@ -253,7 +253,7 @@ impl Decoder for CloudWatchLogsDecoder {
             ));
             self.doc.clear();
         }
-        self.flush(out)
+        self.emit(out)
     }
 
     fn schema(&self) -> Option<SchemaRef> {

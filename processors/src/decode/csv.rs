@@ -344,7 +344,7 @@ impl CsvDecoder {
         match rows.push(&values) {
             Ok(()) => {
                 if rows.len() >= self.settings.batch_rows {
-                    self.flush(out)?;
+                    self.emit(out)?;
                 }
             }
             Err(reason) => out.rejects.push(Reject::new(
@@ -381,7 +381,7 @@ impl CsvDecoder {
         Ok(())
     }
 
-    fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
+    fn emit(&mut self, out: &mut Decoded) -> Result<(), Error> {
         if let Some(rows) = self.rows.as_mut()
             && let Some(b) = rows.flush().map_err(|e| Error::arrow("decoding CSV", e))?
         {
@@ -482,10 +482,14 @@ impl Decoder for CsvDecoder {
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
         self.run(&[], out)?;
+        Decoder::flush(self, out)
+    }
+
+    fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
         if self.rows.is_none() && !self.sample.is_empty() {
             self.drain_sample(out)?;
         }
-        self.flush(out)
+        self.emit(out)
     }
 
     fn schema(&self) -> Option<SchemaRef> {

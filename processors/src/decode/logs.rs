@@ -607,7 +607,7 @@ impl LogDecoder {
         match self.rows.push(&values) {
             Ok(()) => {
                 if self.rows.len() >= self.batch_rows {
-                    self.flush(out)?;
+                    self.emit(out)?;
                 }
             }
             Err(reason) => out.rejects.push(Reject::new(
@@ -619,7 +619,7 @@ impl LogDecoder {
         Ok(())
     }
 
-    fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
+    fn emit(&mut self, out: &mut Decoded) -> Result<(), Error> {
         if let Some(b) = self
             .rows
             .flush()
@@ -648,7 +648,11 @@ impl Decoder for LogDecoder {
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
         finish_lines(self, out)?;
-        self.flush(out)
+        self.emit(out)
+    }
+
+    fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
+        self.emit(out)
     }
 
     fn schema(&self) -> Option<SchemaRef> {

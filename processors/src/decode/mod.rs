@@ -33,6 +33,13 @@ pub trait Decoder: Send {
     fn decode(&mut self, buf: &[u8], out: &mut Decoded) -> Result<(), Error>;
     /// End of input: decode what is buffered. Called exactly once.
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error>;
+    /// A record boundary (the end of one stream record's payload): emit every row of the complete
+    /// input so far as batches now, without ending the input, so the rows of different records
+    /// never share a batch. A decoder still inferring its schema settles it from what it has.
+    /// Document decoders, which emit only at `finish`, keep this default.
+    fn flush(&mut self, _out: &mut Decoded) -> Result<(), Error> {
+        Ok(())
+    }
     /// The schema of emitted batches, once known (declared, or inferred from the first records).
     fn schema(&self) -> Option<SchemaRef>;
 }

@@ -353,6 +353,10 @@ impl Decoder for NdjsonDecoder {
 
     fn finish(&mut self, out: &mut Decoded) -> Result<(), Error> {
         finish_lines(self, out)?;
+        self.flush(out)
+    }
+
+    fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
         self.flush_block(out)?;
         if let Some(fast) = self.fast.as_mut() {
             Self::flush_fast(fast, out)?;

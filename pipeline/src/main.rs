@@ -46,6 +46,17 @@ enum Command {
         /// Print one JSON summary line per event.
         #[arg(long)]
         json: bool,
+        /// Redeliver failures the way Lambda does (a Kinesis shard from the reported record, SQS
+        /// messages reported, async invocations whole), up to N retries each.
+        #[arg(long, value_name = "N")]
+        max_retries: Option<u32>,
+        /// Kinesis: on a function error (a crash), split the batch in two and retry each half.
+        #[arg(long)]
+        bisect_on_error: bool,
+        /// Append what is finally given up to FILE as JSON lines (Lambda's on-failure record for
+        /// Kinesis and async invocations; the message itself for SQS, as a dead-letter queue gets it).
+        #[arg(long, value_name = "FILE")]
+        on_failure: Option<PathBuf>,
     },
     /// The Lambda runtime loop (what the deployed bootstrap runs).
     Serve {
@@ -151,6 +162,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             out,
             endpoint_url,
             json,
+            max_retries,
+            bisect_on_error,
+            on_failure,
         } => {
             let pipeline = match Pipeline::load(&config) {
                 Ok(p) => p,
@@ -186,20 +200,64 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let handler = pipeline
                 .handler_with_streams(input, output, endpoint_url.as_deref())
                 .await;
+            let print = |s: &sluice_pipeline::handler::Summary| -> anyhow::Result<()> {
+                if json {
+                    println!("{}", serde_json::to_string(s)?);
+                } else {
+                    println!("{}", replay::describe(s));
+                }
+                Ok(())
+            };
+            if max_retries.is_some() || bisect_on_error || on_failure.is_some() {
+                let policy = replay::Redelivery {
+                    max_retries: max_retries.unwrap_or(0),
+                    bisect: bisect_on_error,
+                };
+                let mut given_up = Vec::new();
+                let mut printed = Ok(());
+                for e in events {
+                    let lost = replay::replay_redelivered(&handler, e, policy, |s| {
+                        if let Err(e) = print(&s) {
+                            printed = Err(e);
+                        }
+                    })
+                    .await;
+                    given_up.extend(lost);
+                }
+                printed.context("printing a summary")?;
+                if let Some(path) = &on_failure {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    for v in &given_up {
+                        writeln!(f, "{v}")
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                }
+                if !given_up.is_empty() {
+                    eprintln!(
+                        "sluice: gave up on {} batch(es) or message(s) after {} retries{}",
+                        given_up.len(),
+                        policy.max_retries,
+                        on_failure
+                            .as_ref()
+                            .map(|p| format!(" (written to {})", p.display()))
+                            .unwrap_or_default()
+                    );
+                }
+                return Ok(u8::from(!given_up.is_empty()));
+            }
             let mut failed = false;
             let mut printed = Ok(());
             // On a terminal, long runs show where they are (on stderr, so --json output stays clean).
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             replay::replay_each(&handler, events, |i, total, s| {
                 failed |= s.failed();
-                let line = if json {
-                    serde_json::to_string(&s).map_err(anyhow::Error::from)
-                } else {
-                    Ok(replay::describe(&s))
-                };
-                match line {
-                    Ok(l) => println!("{l}"),
-                    Err(e) => printed = Err(e),
+                if let Err(e) = print(&s) {
+                    printed = Err(e);
                 }
                 if progress && total > 1 {
                     eprint!(

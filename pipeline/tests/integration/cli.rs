@@ -228,3 +228,60 @@ fn event_s3_writes_a_replayable_notification() {
     assert_eq!(r.status.code(), Some(0), "{}", stdout(&r));
     assert_eq!(summaries(&r)[0]["records_out"], 26);
 }
+
+#[test]
+fn replay_redelivers_a_failing_kinesis_batch_then_gives_it_up_like_lambda() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("records.ndjson");
+    std::fs::write(&lines, "{\"p\":\"a\"}\n{\"p\":\"b\"}\n").unwrap();
+    let ev = sluice(&[
+        "event",
+        "kinesis",
+        "--stream",
+        "clicks",
+        lines.to_str().unwrap(),
+    ]);
+    assert_eq!(ev.status.code(), Some(0), "{}", stderr(&ev));
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, &ev.stdout).unwrap();
+    // The output folder cannot be created (a file is in the way): every delivery fails at the
+    // batch's first record.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "in the way").unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = {{ p = \"string\" }}\n[output]\nuri = \"{}\"\nformat = \"ndjson\"\n",
+            blocked.join("out").display()
+        ),
+    )
+    .unwrap();
+    let failures = dir.path().join("on-failure.jsonl");
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        event.to_str().unwrap(),
+        "--max-retries",
+        "2",
+        "--on-failure",
+        failures.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let s = summaries(&o);
+    assert_eq!(s.len(), 3, "{}", stdout(&o));
+    assert_eq!(s[2]["event"], format!("{}#3", event.display()));
+    assert!(stderr(&o).contains("gave up on 1 batch(es) or message(s) after 2 retries"));
+    let given_up: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&failures).unwrap().trim()).unwrap();
+    assert_eq!(
+        given_up["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
+    assert_eq!(given_up["KinesisBatchInfo"]["batchSize"], 2);
+    assert_eq!(
+        given_up["KinesisBatchInfo"]["streamArn"],
+        "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
+    );
+}

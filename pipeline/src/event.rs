@@ -66,19 +66,70 @@ pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
 /// increasing sequence numbers shaped like real ones (56 digits) and arrival times one ms apart.
 /// Each payload is `(partition key, data)`; data is base64-encoded as Lambda delivers it.
 pub fn kinesis_event(stream: &str, payloads: &[(String, Vec<u8>)]) -> Value {
+    json!({ "Records": kinesis_records(stream, payloads, 0) })
+}
+
+/// The invocations of one Kinesis tumbling window of `seconds` over `payloads`, `per_invoke`
+/// records each (at least one invocation, the last marked `isFinalInvokeForWindow`), as Lambda
+/// sends them with `TumblingWindowInSeconds`: each with the window, the shard, and an empty state
+/// (Lambda fills in what the previous invocation returned; replay carries it the same way).
+pub fn kinesis_window_events(
+    stream: &str,
+    payloads: &[(String, Vec<u8>)],
+    seconds: u64,
+    per_invoke: usize,
+) -> Vec<Value> {
+    let seconds = seconds.max(1);
+    let start = (FIRST_ARRIVAL as u64 / seconds) * seconds;
+    let iso = |t: u64| {
+        chrono::DateTime::from_timestamp(t as i64, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    let chunks: Vec<&[(String, Vec<u8>)]> = if payloads.is_empty() {
+        vec![&[]]
+    } else {
+        payloads.chunks(per_invoke.max(1)).collect()
+    };
+    let n = chunks.len();
+    let mut first = 0;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let records = kinesis_records(stream, chunk, first);
+            first += chunk.len() as u64;
+            json!({
+                "Records": records,
+                "window": { "start": iso(start), "end": iso(start + seconds) },
+                "state": {},
+                "shardId": "shardId-000000000000",
+                "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}"),
+                "isFinalInvokeForWindow": i + 1 == n,
+                "isWindowTerminatedEarly": false
+            })
+        })
+        .collect()
+}
+
+/// Arrival time of the first record of generated Kinesis events (2025-11-22T12:00:00Z).
+const FIRST_ARRIVAL: f64 = 1_763_812_800.0;
+
+fn kinesis_records(stream: &str, payloads: &[(String, Vec<u8>)], first: u64) -> Vec<Value> {
     use base64::Engine;
-    let records: Vec<Value> = payloads
+    payloads
         .iter()
         .enumerate()
         .map(|(i, (key, data))| {
-            let seq = kinesis_sequence(i as u64);
+            let i = first + i as u64;
+            let seq = kinesis_sequence(i);
             json!({
                 "kinesis": {
                     "kinesisSchemaVersion": "1.0",
                     "partitionKey": key,
                     "sequenceNumber": seq,
                     "data": base64::engine::general_purpose::STANDARD.encode(data),
-                    "approximateArrivalTimestamp": 1_763_812_800.0 + i as f64 / 1000.0
+                    "approximateArrivalTimestamp": FIRST_ARRIVAL + i as f64 / 1000.0
                 },
                 "eventSource": "aws:kinesis",
                 "eventVersion": "1.0",
@@ -89,8 +140,7 @@ pub fn kinesis_event(stream: &str, payloads: &[(String, Vec<u8>)]) -> Value {
                 "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}")
             })
         })
-        .collect();
-    json!({ "Records": records })
+        .collect()
 }
 
 /// The `n`th sequence number of the example shard (56 digits, increasing).

@@ -59,6 +59,9 @@ pub struct Summary {
     pub error: Option<String>,
     /// What was skipped and why.
     pub skips: Vec<Skip>,
+    /// A Kinesis tumbling window's state, returned for the window's next invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<serde_json::Map<String, Value>>,
 }
 
 /// A skipped record.
@@ -84,7 +87,11 @@ impl Summary {
                 .iter()
                 .map(|id| serde_json::json!({ "itemIdentifier": id }))
                 .collect();
-            serde_json::json!({ "batchItemFailures": items })
+            match &self.state {
+                // A tumbling window answers with its state and the failures together.
+                Some(state) => serde_json::json!({ "state": state, "batchItemFailures": items }),
+                None => serde_json::json!({ "batchItemFailures": items }),
+            }
         } else {
             serde_json::to_value(self).unwrap_or(Value::Null)
         }
@@ -209,11 +216,23 @@ impl Handler {
                 }
             }
         }
-        if !records.is_empty() {
+        let mut per_item = parsed.sqs;
+        if !records.is_empty() || parsed.window.is_some() {
             let t = Instant::now();
-            match self.process_records(&records, deadline).await {
-                Ok(r) => {
-                    let kinesis = parsed.trigger == "kinesis";
+            let kinesis = parsed.trigger == "kinesis";
+            let outcome = match &parsed.window {
+                Some(w) => self
+                    .process_window(&records, w, deadline)
+                    .await
+                    .map(|(r, state)| (r, Some(state))),
+                None => self
+                    .process_records(&records, deadline)
+                    .await
+                    .map(|r| (r, None)),
+            };
+            match outcome {
+                Ok((r, state)) => {
+                    s.state = state;
                     if let Some(n) = r.stopped_at {
                         // Lambda redelivers from the first failure (Kinesis) or each failed
                         // message (SQS): exactly the records not processed.
@@ -243,10 +262,14 @@ impl Handler {
                 Err(e) => {
                     // Nothing of the batch was written (outputs are aborted whole), so Lambda must
                     // redeliver all of it: a Kinesis shard resumes at the first record, and every
-                    // SQS message is retried.
-                    let kinesis = parsed.trigger == "kinesis";
+                    // SQS message is retried; a window keeps the state it came with.
                     for r in records.iter().take(if kinesis { 1 } else { records.len() }) {
                         s.batch_item_failures.push(r.id.clone());
+                    }
+                    if let Some(w) = &parsed.window {
+                        s.state = Some(w.state.clone());
+                        // With no record to name, only an invocation error makes Lambda retry.
+                        per_item &= !records.is_empty();
                     }
                     warn!(error = %e, "Batch failed.");
                     errors.push(e.to_string());
@@ -324,7 +347,7 @@ impl Handler {
             });
         }
         s.duration_ms = started.elapsed().as_millis() as u64;
-        (s, parsed.sqs)
+        (s, per_item)
     }
 
     /// True when a stage needs every record of the invocation (an aggregate).
@@ -358,12 +381,7 @@ impl Handler {
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
         let mut result = ObjectResult::default();
         let mut chain = None;
-        let stop = deadline.map(|d| {
-            d.checked_sub(std::time::Duration::from_millis(
-                self.plan.config.output.deadline_reserve_ms,
-            ))
-            .unwrap_or(d)
-        });
+        let stop = self.stop_before(deadline);
         let ran = match self
             .run_records(
                 recs,
@@ -824,6 +842,123 @@ impl Handler {
         Ok(())
     }
 
+    /// The stages, built for `input`.
+    fn build_chain(&self, input: arrow_schema::SchemaRef) -> Result<Chain, Error> {
+        let mut schema = input.clone();
+        let mut stages = Vec::new();
+        for f in self
+            .plan
+            .stages
+            .iter()
+            .map(|s| &s.factory)
+            .chain(self.extra.iter())
+        {
+            let st = f.build(&schema)?;
+            schema = st.schema();
+            stages.push(st);
+        }
+        Ok(Chain { input, stages })
+    }
+
+    /// A batch of a Kinesis tumbling window. A pipeline with an aggregate starts from the state
+    /// the window's previous invocation returned and returns its own; only the window's last
+    /// invocation writes the result, named after the shard and the window. Other pipelines
+    /// process the batch as usual. A failed or interrupted batch writes nothing and the caller
+    /// returns the state it came with, so a redelivery starts over from the same point.
+    async fn process_window(
+        &self,
+        recs: &[&StreamRecord],
+        w: &trigger::TumblingWindow,
+        deadline: Option<Instant>,
+    ) -> Result<(ObjectResult, serde_json::Map<String, Value>), Error> {
+        if !self.per_invocation() {
+            return Ok((
+                self.process_records(recs, deadline).await?,
+                serde_json::Map::new(),
+            ));
+        }
+        let Some(schema) = self.plan.schema.clone() else {
+            return Err(Error::Io(
+                "a Kinesis tumbling window carries the aggregate's state between invocations, \
+                 which needs a known input schema: declare [input] schema"
+                    .into(),
+            ));
+        };
+        let mut chain = self.build_chain(crate::stream::with_columns(
+            &schema,
+            &self.plan.stream_columns(),
+        ))?;
+        for (i, st) in chain.stages.iter_mut().enumerate() {
+            if let Some(v) = w.state.get(&state_key(i)) {
+                st.load_state(&decode_state(v)?)?;
+            }
+        }
+        let shard = recs.first().map_or(w.shard.as_str(), |r| r.shard.as_str());
+        let base = match (w.is_final, recs.first(), recs.last()) {
+            (false, Some(f), Some(l)) => crate::output::stream_name(&f.shard, &f.id, &l.id),
+            _ => crate::output::window_name(shard, &w.start),
+        };
+        let source = format!("kinesis {shard} window {}", w.start);
+        let mut outputs = self.outputs(base.clone());
+        let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
+        let mut result = ObjectResult::default();
+        let stop = self.stop_before(deadline);
+        let mut chain = Some(chain);
+        let mut state = serde_json::Map::new();
+        let mut ran = self
+            .run_records(
+                recs,
+                stop,
+                &mut chain,
+                &mut outputs,
+                &mut rejects,
+                &mut result,
+            )
+            .await;
+        if ran.is_ok() && result.stopped_at.is_some() {
+            ran = Err(Error::Io(
+                "the invocation's deadline came in the middle of a tumbling window's batch; \
+                 it is redelivered whole with the window's state as it was"
+                    .into(),
+            ));
+        }
+        if ran.is_ok() {
+            if !w.is_final {
+                state = save_states(&chain)?;
+                let size = serde_json::to_vec(&state).map_or(usize::MAX, |v| v.len());
+                if size > MAX_WINDOW_STATE {
+                    // Lambda would refuse it: write the window's result so far as a part of its
+                    // own, and start the rest of the window afresh.
+                    warn!(
+                        size,
+                        limit = MAX_WINDOW_STATE,
+                        "The window's state is too big to carry; writing the result so far as a part."
+                    );
+                    state = serde_json::Map::new();
+                    ran = self
+                        .finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
+                        .await;
+                }
+            } else {
+                ran = self
+                    .finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
+                    .await;
+            }
+        }
+        let r = settle(ran, outputs, rejects, result).await?;
+        Ok((r, state))
+    }
+
+    /// When a stream batch must stop: `[output] deadline_reserve_ms` before the deadline.
+    fn stop_before(&self, deadline: Option<Instant>) -> Option<Instant> {
+        deadline.map(|d| {
+            d.checked_sub(std::time::Duration::from_millis(
+                self.plan.config.output.deadline_reserve_ms,
+            ))
+            .unwrap_or(d)
+        })
+    }
+
     async fn drain(
         &self,
         schema: Option<arrow_schema::SchemaRef>,
@@ -844,20 +979,7 @@ impl Handler {
             let Some(input) = schema else {
                 return Ok(());
             };
-            let mut schema = input.clone();
-            let mut stages = Vec::new();
-            for f in self
-                .plan
-                .stages
-                .iter()
-                .map(|s| &s.factory)
-                .chain(self.extra.iter())
-            {
-                let st = f.build(&schema)?;
-                schema = st.schema();
-                stages.push(st);
-            }
-            *chain = Some(Chain { input, stages });
+            *chain = Some(self.build_chain(input)?);
         }
         let Some(chain) = chain.as_mut() else {
             return Ok(());
@@ -924,6 +1046,49 @@ async fn write_out(
     let refused = outputs.take_rejects();
     result.records_out += (batch.num_rows() - refused.len()) as u64;
     rejects.write(&refused).await
+}
+
+/// The largest window state returned to Lambda (its limit is 1 MB for the whole response).
+const MAX_WINDOW_STATE: usize = 1_000_000 - 16 * 1024;
+/// The most a saved stage state may inflate to.
+const MAX_STATE_INFLATED: usize = 256 << 20;
+
+fn state_key(stage: usize) -> String {
+    format!("sluice:stage:{stage}")
+}
+
+/// Every stage's state that has one, zstd-compressed and base64-encoded, keyed by stage.
+fn save_states(chain: &Option<Chain>) -> Result<serde_json::Map<String, Value>, Error> {
+    use base64::Engine;
+    let mut state = serde_json::Map::new();
+    let Some(chain) = chain else {
+        return Ok(state);
+    };
+    for (i, st) in chain.stages.iter().enumerate() {
+        if let Some(bytes) = st.save_state()? {
+            let packed = zstd::bulk::compress(&bytes, 3)
+                .map_err(|e| Error::Io(format!("compressing the window state: {e}")))?;
+            state.insert(
+                state_key(i),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(packed)),
+            );
+        }
+    }
+    Ok(state)
+}
+
+fn decode_state(v: &Value) -> Result<Vec<u8>, Error> {
+    use base64::Engine;
+    let bad = |why: String| {
+        Error::Io(format!(
+            "the window state from Lambda cannot be read: {why}"
+        ))
+    };
+    let text = v.as_str().ok_or_else(|| bad("not a string".into()))?;
+    let packed = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| bad(e.to_string()))?;
+    zstd::bulk::decompress(&packed, MAX_STATE_INFLATED).map_err(|e| bad(e.to_string()))
 }
 
 /// The stages of one run, built for the schema of the first batch.

@@ -101,6 +101,13 @@ enum EventKind {
         /// User records per aggregated record with --kpl.
         #[arg(long, default_value_t = 100)]
         kpl_records: usize,
+        /// Write the invocations of one tumbling window of this many seconds instead, one event per
+        /// line (.jsonl), the last marked as the window's final invocation.
+        #[arg(long, value_name = "SECONDS")]
+        window_seconds: Option<u64>,
+        /// Records per invocation with --window-seconds.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        per_invoke: usize,
         /// Newline-delimited files (NDJSON, CSV rows, log lines).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -215,8 +222,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 };
                 let mut given_up = Vec::new();
                 let mut printed = Ok(());
+                let mut carry = replay::WindowCarry::default();
                 for e in events {
-                    let lost = replay::replay_redelivered(&handler, e, policy, |s| {
+                    let lost = replay::replay_redelivered(&handler, e, policy, &mut carry, |s| {
                         if let Err(e) = print(&s) {
                             printed = Err(e);
                         }
@@ -331,6 +339,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     stream,
                     kpl,
                     kpl_records,
+                    window_seconds,
+                    per_invoke,
                     files,
                 },
         } => {
@@ -357,6 +367,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     .map(|(i, l)| (format!("pk-{}", i % 4), l))
                     .collect()
             };
+            if let Some(seconds) = window_seconds {
+                for ev in event::kinesis_window_events(&stream, &payloads, seconds, per_invoke) {
+                    println!("{}", serde_json::to_string(&ev)?);
+                }
+                return Ok(0);
+            }
             let ev = event::kinesis_event(&stream, &payloads);
             println!("{}", serde_json::to_string_pretty(&ev)?);
             Ok(0)

@@ -91,6 +91,13 @@ pub fn stream_name(shard: &str, first: &str, last: &str) -> String {
     }
 }
 
+/// The base name of a Kinesis tumbling window's result: `{shard}-window-{start}` (the start in
+/// compact ISO 8601, `20261122T120000Z`), so the window's last invocation, redelivered, overwrites.
+pub fn window_name(shard: &str, start: &str) -> String {
+    let compact: String = start.chars().filter(|c| *c != '-' && *c != ':').collect();
+    stream_name(shard, "window", &compact)
+}
+
 /// 16 hex digits of sha256 over length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();

@@ -80,6 +80,46 @@ pub async fn replay(handler: &Handler, events: Vec<NamedEvent>) -> Vec<Summary> 
     out
 }
 
+/// Carries a Kinesis tumbling window's state from one replayed event to the next, as Lambda does:
+/// an event of the same shard and window gets the state the previous one returned; a new window
+/// starts from the state its event holds (empty, for events made by hand).
+#[derive(Debug, Default)]
+pub struct WindowCarry {
+    last: Option<(String, String, serde_json::Map<String, Value>)>,
+}
+
+impl WindowCarry {
+    fn key(event: &Value) -> Option<(String, String)> {
+        let w = event.get("window")?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+        Some((text(event.get("shardId")), text(w.get("start"))))
+    }
+
+    /// Give `event` the state carried for its window, if any.
+    pub fn apply(&self, event: &mut Value) {
+        if let (Some(key), Some((shard, start, state))) = (Self::key(event), &self.last)
+            && key == (shard.clone(), start.clone())
+            && let Some(obj) = event.as_object_mut()
+        {
+            obj.insert("state".into(), Value::Object(state.clone()));
+        }
+    }
+
+    /// Remember the state `s` returned for `event`'s window (none after its last invocation).
+    pub fn update(&mut self, event: &Value, s: &Summary) {
+        let last_invoke = event
+            .get("isFinalInvokeForWindow")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.last = match (Self::key(event), &s.state) {
+            (Some((shard, start)), Some(state)) if !last_invoke => {
+                Some((shard, start, state.clone()))
+            }
+            _ => None,
+        };
+    }
+}
+
 /// Replay events one after another, handing each summary to `done(index, total, summary)` as soon
 /// as its event finishes (so long runs report as they go).
 pub async fn replay_each(
@@ -88,10 +128,13 @@ pub async fn replay_each(
     mut done: impl FnMut(usize, usize, Summary),
 ) {
     let total = events.len();
+    let mut carry = WindowCarry::default();
     for (i, e) in events.into_iter().enumerate() {
         let summary = match e.event {
-            Ok(v) => {
+            Ok(mut v) => {
+                carry.apply(&mut v);
                 let (mut s, _) = handler.handle(&v).await;
+                carry.update(&v, &s);
                 s.event = e.name;
                 s
             }
@@ -147,10 +190,14 @@ pub async fn replay_redelivered(
     handler: &Handler,
     event: NamedEvent,
     policy: Redelivery,
+    carry: &mut WindowCarry,
     mut done: impl FnMut(Summary),
 ) -> GivenUp {
     let value = match event.event {
-        Ok(v) => v,
+        Ok(mut v) => {
+            carry.apply(&mut v);
+            v
+        }
         Err(err) => {
             done(Summary {
                 event: event.name,
@@ -182,6 +229,7 @@ pub async fn replay_redelivered(
         let run = std::panic::AssertUnwindSafe(handler.handle(&ev)).catch_unwind();
         let (mut s, whole) = match run.await {
             Ok((s, per_item)) => {
+                carry.update(&ev, &s);
                 let whole = s.error.is_some() && (!per_item || s.batch_item_failures.is_empty());
                 (s, whole)
             }
@@ -396,7 +444,8 @@ mod tests {
 
     async fn run(h: &Handler, e: NamedEvent, policy: Redelivery) -> (Vec<Summary>, GivenUp) {
         let mut seen = Vec::new();
-        let lost = replay_redelivered(h, e, policy, |s| seen.push(s)).await;
+        let mut carry = WindowCarry::default();
+        let lost = replay_redelivered(h, e, policy, &mut carry, |s| seen.push(s)).await;
         (seen, lost)
     }
 
@@ -492,5 +541,203 @@ mod tests {
         // once, then both go to the dead-letter queue unchanged.
         assert_eq!(seen.len(), 2);
         assert_eq!(lost, ev["Records"].as_array().unwrap().clone());
+    }
+
+    fn window_plan(dir: &Path) -> Handler {
+        let plan = crate::config::Plan::from_str(
+            Path::new("t.toml"),
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { page = \"string\", user = \"string\", ms = \"int64\" }\n\
+             [[stage]]\ntype = \"filter\"\nwhere = \"ms >= 0\"\n\
+             [[stage]]\ntype = \"aggregate\"\ngroup_by = [\"page\"]\n\
+             measures = { hits = \"count(*)\", total = \"sum(ms)\", avg_ms = \"avg(ms)\", users = \"count_distinct(user)\", approx = \"approx_count_distinct(user)\", first_user = \"first(user)\", last_user = \"last(user)\", top = \"max(ms)\", last_shard = \"last(_shard)\" }\n\
+             [output]\nuri = \"s3://o/w/\"\nformat = \"ndjson\"\n",
+        )
+        .unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir));
+        Handler::new(plan, store.clone(), store)
+    }
+
+    fn clicks(n: usize) -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let line = format!(
+                    "{{\"page\":\"/p{}\",\"user\":\"u{}\",\"ms\":{}}}",
+                    i % 3,
+                    (i * 7) % 11,
+                    if i % 10 == 9 {
+                        -1
+                    } else {
+                        (i * 37 % 100) as i64
+                    }
+                );
+                (format!("k{}", i % 4), line.into_bytes())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_tumbling_window_over_several_invocations_equals_one_invocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = window_plan(dir.path());
+        let payloads = clicks(25);
+        // All at once, as one ordinary batch.
+        let (whole, _) = h.handle(&crate::event::kinesis_event("s", &payloads)).await;
+        assert_eq!(whole.error, None);
+        let want = std::fs::read_to_string(&whole.outputs[0]).unwrap();
+        assert_eq!(want.lines().count(), 3);
+
+        for per_invoke in [1, 4, 10, 25] {
+            let events: Vec<NamedEvent> =
+                crate::event::kinesis_window_events("s", &payloads, 300, per_invoke)
+                    .into_iter()
+                    .map(|e| NamedEvent {
+                        name: "w.jsonl".into(),
+                        event: Ok(e),
+                    })
+                    .collect();
+            let n = events.len();
+            let seen = replay(&h, events).await;
+            assert_eq!(seen.len(), n);
+            for s in &seen[..n - 1] {
+                // Until the window's last invocation: state carried, nothing written.
+                assert_eq!(s.error, None);
+                assert!(s.outputs.is_empty(), "{:?}", s.outputs);
+                assert!(
+                    s.state
+                        .as_ref()
+                        .is_some_and(|st| st.contains_key("sluice:stage:1"))
+                );
+                assert_eq!(
+                    s.lambda_response(true)["batchItemFailures"],
+                    serde_json::json!([])
+                );
+            }
+            let last = &seen[n - 1];
+            assert_eq!(last.error, None);
+            assert_eq!(last.state, Some(serde_json::Map::new()));
+            assert!(
+                last.outputs[0].ends_with("/w/shardId-000000000000-window-20251122T120000Z.ndjson"),
+                "{:?}",
+                last.outputs
+            );
+            let got = std::fs::read_to_string(&last.outputs[0]).unwrap();
+            assert_eq!(got, want, "{per_invoke} records per invocation");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_window_invocation_keeps_the_state_it_came_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = window_plan(dir.path());
+        let events = crate::event::kinesis_window_events("s", &clicks(6), 60, 3);
+        let (first, _) = h.handle(&events[0]).await;
+        let state = first.state.clone().unwrap();
+        let mut last = events[1].clone();
+        last["state"] = serde_json::Value::Object(state.clone());
+        // The output folder cannot be created: the window's result cannot be written.
+        std::fs::create_dir_all(dir.path().join("o")).unwrap();
+        std::fs::write(dir.path().join("o/w"), b"in the way").unwrap();
+        let (s, per_item) = h.handle(&last).await;
+        assert!(per_item);
+        assert!(s.error.is_some());
+        assert_eq!(s.state, Some(state.clone()));
+        assert_eq!(
+            s.batch_item_failures,
+            vec![crate::event::kinesis_sequence(3)]
+        );
+        let r = s.lambda_response(true);
+        assert_eq!(r["state"], serde_json::Value::Object(state.clone()));
+        assert_eq!(
+            r["batchItemFailures"][0]["itemIdentifier"],
+            crate::event::kinesis_sequence(3)
+        );
+        // A last invocation with no records that fails can name no record: it is an invocation
+        // error, so Lambda retries it.
+        let mut empty = last.clone();
+        empty["Records"] = serde_json::json!([]);
+        let (s, per_item) = h.handle(&empty).await;
+        assert!(!per_item);
+        assert!(s.error.is_some());
+        // Unblocked, the empty last invocation writes the window from the state alone.
+        std::fs::remove_file(dir.path().join("o/w")).unwrap();
+        let (s, _) = h.handle(&empty).await;
+        assert_eq!(s.error, None);
+        let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+        assert_eq!(
+            got.lines().filter(|l| l.contains("\"hits\":")).count(),
+            3,
+            "{got}"
+        );
+        // A state that is not ours is a clear error.
+        let mut bad = last.clone();
+        bad["state"] = serde_json::json!({ "sluice:stage:1": "bm90IHpzdGQ=" });
+        let (s, _) = h.handle(&bad).await;
+        assert!(
+            s.error
+                .as_deref()
+                .is_some_and(|e| e.contains("window state from Lambda cannot be read")),
+            "{:?}",
+            s.error
+        );
+    }
+
+    #[tokio::test]
+    async fn a_window_state_too_big_to_carry_is_written_as_a_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = window_plan(dir.path());
+        // 60 000 distinct users: their exact distinct count cannot fit in Lambda's 1 MB state.
+        let payloads: Vec<(String, Vec<u8>)> = (0..300u64)
+            .map(|r| {
+                let lines: Vec<String> = (0..200u64)
+                    .map(|j| {
+                        let x = r * 200 + j;
+                        let a = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        let b = (a ^ (a >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                        format!("{{\"page\":\"/p\",\"user\":\"{a:016x}{b:016x}\",\"ms\":1}}")
+                    })
+                    .collect();
+                ("k".to_string(), lines.join("\n").into_bytes())
+            })
+            .chain(std::iter::once((
+                "k".to_string(),
+                b"{\"page\":\"/p\",\"user\":\"late\",\"ms\":5}".to_vec(),
+            )))
+            .collect();
+        let events = crate::event::kinesis_window_events("s", &payloads, 60, 300);
+        assert_eq!(events.len(), 2);
+        let seen = replay(
+            &h,
+            events
+                .into_iter()
+                .map(|e| NamedEvent {
+                    name: "w".into(),
+                    event: Ok(e),
+                })
+                .collect(),
+        )
+        .await;
+        // The first invocation writes its part (named after its records) and carries nothing.
+        assert_eq!(seen[0].error, None);
+        assert_eq!(seen[0].state, Some(serde_json::Map::new()));
+        let part = std::fs::read_to_string(&seen[0].outputs[0]).unwrap();
+        assert!(
+            seen[0].outputs[0].contains(&format!(
+                "shardId-000000000000-{}-{}",
+                crate::event::kinesis_sequence(0),
+                crate::event::kinesis_sequence(299)
+            )),
+            "{:?}",
+            seen[0].outputs
+        );
+        assert!(part.contains("\"hits\":60000,"), "{part}");
+        assert!(part.contains("\"users\":60000,"), "{part}");
+        // The window's file holds the rest.
+        let rest = std::fs::read_to_string(&seen[1].outputs[0]).unwrap();
+        assert!(rest.contains("\"hits\":1,"), "{rest}");
+        assert!(
+            seen[1].outputs[0].contains("-window-"),
+            "{:?}",
+            seen[1].outputs
+        );
     }
 }

@@ -89,6 +89,43 @@ pub struct Parsed {
     /// True when failures are reported per item (`batchItemFailures`: SQS message ids, Kinesis
     /// sequence numbers) instead of failing the invocation.
     pub sqs: bool,
+    /// Set for a Kinesis batch of a tumbling window (`TumblingWindowInSeconds`).
+    pub window: Option<TumblingWindow>,
+}
+
+/// The tumbling-window part of a Kinesis event: Lambda passes the state the previous invocation
+/// of the window returned, and marks the window's last invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TumblingWindow {
+    /// Window start and end, as Lambda gives them (`2026-11-22T12:00:00Z`).
+    pub start: String,
+    /// Window end.
+    pub end: String,
+    /// The shard (`shardId` of the event).
+    pub shard: String,
+    /// The state returned by the window's previous invocation (empty at its start).
+    pub state: serde_json::Map<String, Value>,
+    /// The window's last invocation: emit its result.
+    pub is_final: bool,
+}
+
+fn tumbling_window(event: &Value) -> Option<TumblingWindow> {
+    let w = event.get("window")?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    Some(TumblingWindow {
+        start: text(w.get("start")),
+        end: text(w.get("end")),
+        shard: text(event.get("shardId")),
+        state: event
+            .get("state")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        is_final: event
+            .get("isFinalInvokeForWindow")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 /// Decode an S3 notification key: `+` is a space, `%XX` are UTF-8 bytes.
@@ -107,7 +144,19 @@ pub fn parse(event: &Value) -> Parsed {
         items: Vec::new(),
         error: None,
         sqs: false,
+        window: tumbling_window(event),
     };
+    if p.window.is_some()
+        && event
+            .get("Records")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+    {
+        // A window's last invocation may come with no records, only the state.
+        p.trigger = "kinesis".into();
+        p.sqs = true;
+        return p;
+    }
     let shape = message(event, None, &mut p.items, 0);
     match shape {
         Ok(shape) => p.trigger = shape,

@@ -184,6 +184,8 @@ pub struct Aggregate {
     batch_rows: usize,
     rows_seen: u64,
     rejects: Vec<Reject>,
+    /// Identifies the config (and Sluice version) a saved state belongs to.
+    fingerprint: u64,
 }
 
 impl std::fmt::Debug for Aggregate {
@@ -705,6 +707,16 @@ impl Aggregate {
         let converter =
             RowConverter::new(sort_fields).map_err(|e| Error::arrow("aggregate keys", e))?;
         let rows = converter.empty_rows(1024, 16 * 1024);
+        let fingerprint = stable_hash(
+            format!(
+                "sluice {} | {input:?} | {group_by:?} | {:?} | {measures:?}",
+                env!("CARGO_PKG_VERSION"),
+                window
+                    .as_ref()
+                    .map(|(c, every)| (c.text().to_string(), *every)),
+            )
+            .as_bytes(),
+        );
         Ok(Self {
             schema: Arc::new(Schema::new(fields)),
             window,
@@ -718,6 +730,7 @@ impl Aggregate {
             batch_rows: crate::DEFAULT_BATCH_ROWS,
             rows_seen: 0,
             rejects: Vec::new(),
+            fingerprint,
         })
     }
 
@@ -883,6 +896,272 @@ impl Stage for Aggregate {
     fn take_rejects(&mut self) -> Vec<Reject> {
         std::mem::take(&mut self.rejects)
     }
+
+    fn save_state(&self) -> Result<Option<Vec<u8>>, Error> {
+        let n = self.rows.num_rows();
+        let mut w = Vec::new();
+        w.extend_from_slice(STATE_MAGIC);
+        put_u64(&mut w, self.fingerprint);
+        put_u64(&mut w, self.rows_seen);
+        put_u32(&mut w, n as u32);
+        for i in 0..n {
+            put_bytes(&mut w, self.rows.row(i).data());
+        }
+        for m in &self.measures {
+            m.save(&mut w, n);
+        }
+        Ok(Some(w))
+    }
+
+    fn load_state(&mut self, state: &[u8]) -> Result<(), Error> {
+        let bad = |what: &str| {
+            Error::Compute(format!(
+                "the aggregate's saved state cannot be read ({what})"
+            ))
+        };
+        if self.rows.num_rows() != 0 || self.rows_seen != 0 {
+            return Err(bad("state loads only into a fresh aggregate"));
+        }
+        let mut r = Reader(state);
+        if r.take(STATE_MAGIC.len())? != STATE_MAGIC {
+            return Err(bad("not an aggregate state"));
+        }
+        if r.u64()? != self.fingerprint {
+            return Err(Error::Compute(
+                "the saved window state was made by a different pipeline config or Sluice version; \
+                 finish the window with the config that started it"
+                    .into(),
+            ));
+        }
+        self.rows_seen = r.u64()?;
+        let n = r.u32()? as usize;
+        if n > self.max_groups {
+            return Err(Error::Limit {
+                what: format!("the number of groups in the saved state ({n})"),
+                limit: self.max_groups as u64,
+                setting: "max_groups",
+            });
+        }
+        // Rows come back through the converter's parser, and each is checked by decoding it,
+        // so a damaged state is an error, never garbage keys.
+        let parser = self.converter.parser();
+        for idx in 0..n {
+            let bytes = r.bytes()?;
+            let row = parser.parse(bytes);
+            self.converter
+                .convert_rows([row])
+                .map_err(|e| bad(&format!("group {idx}: {e}")))?;
+            let h = std::hash::BuildHasher::hash_one(&self.hasher, bytes);
+            self.rows.push(row);
+            self.table.insert_unique(h, (h, idx as u32), |&(hh, _)| hh);
+        }
+        for m in &mut self.measures {
+            m.grow(n);
+            m.load(&mut r, n)?;
+        }
+        if !r.0.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(())
+    }
+}
+
+const STATE_MAGIC: &[u8] = b"SLUICE-AGG-1";
+
+fn put_u32(w: &mut Vec<u8>, v: u32) {
+    w.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u64(w: &mut Vec<u8>, v: u64) {
+    w.extend_from_slice(&v.to_le_bytes());
+}
+fn put_bytes(w: &mut Vec<u8>, b: &[u8]) {
+    put_u32(w, b.len() as u32);
+    w.extend_from_slice(b);
+}
+fn put_opt(w: &mut Vec<u8>, v: Option<[u8; 8]>) {
+    match v {
+        Some(b) => {
+            w.push(1);
+            w.extend_from_slice(&b);
+        }
+        None => w.push(0),
+    }
+}
+
+/// Reads a saved state; running out of bytes is an error, never a panic.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if self.0.len() < n {
+            return Err(Error::Compute(
+                "the aggregate's saved state cannot be read (truncated)".into(),
+            ));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn arr8(&mut self) -> Result<[u8; 8], Error> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, Error> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, Error> {
+        Ok(u64::from_le_bytes(self.arr8()?))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], Error> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn opt(&mut self) -> Result<Option<[u8; 8]>, Error> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => self.arr8().map(Some),
+        }
+    }
+}
+
+impl Measure {
+    /// Append this measure's state for `n` groups.
+    fn save(&self, w: &mut Vec<u8>, n: usize) {
+        match &self.state {
+            State::Count(c) => c[..n].iter().for_each(|v| put_u64(w, *v as u64)),
+            State::SumInt(v, s) => (0..n).for_each(|i| {
+                put_opt(w, s[i].then(|| v[i].to_le_bytes()));
+            }),
+            State::SumFloat(v, s) => (0..n).for_each(|i| {
+                put_opt(w, s[i].then(|| v[i].to_le_bytes()));
+            }),
+            State::Avg(v, c) => (0..n).for_each(|i| {
+                put_u64(w, v[i].to_bits());
+                put_u64(w, c[i] as u64);
+            }),
+            State::Int(v) => v[..n]
+                .iter()
+                .for_each(|x| put_opt(w, x.map(i64::to_le_bytes))),
+            State::Float(v) => v[..n]
+                .iter()
+                .for_each(|x| put_opt(w, x.map(f64::to_le_bytes))),
+            State::Bool(v) => v[..n].iter().for_each(|x| {
+                w.push(match x {
+                    None => 0,
+                    Some(false) => 1,
+                    Some(true) => 2,
+                })
+            }),
+            State::Str(v) => v[..n].iter().for_each(|x| match x {
+                None => w.push(0),
+                Some(s) => {
+                    w.push(1);
+                    put_bytes(w, s.as_bytes());
+                }
+            }),
+            State::Distinct(set, _, _, _) => {
+                put_u64(w, set.table.len() as u64);
+                for &(g, s, e) in set.table.iter() {
+                    put_u32(w, g);
+                    put_bytes(w, &set.arena[s as usize..e as usize]);
+                }
+            }
+            State::Hll(regs, _) => w.extend_from_slice(&regs[..n * HLL_M]),
+        }
+    }
+
+    /// Read this measure's state for `n` groups (already grown to `n`).
+    fn load(&mut self, r: &mut Reader<'_>, n: usize) -> Result<(), Error> {
+        match &mut self.state {
+            State::Count(c) => {
+                for v in c.iter_mut().take(n) {
+                    *v = r.u64()? as i64;
+                }
+            }
+            State::SumInt(v, s) => {
+                for i in 0..n {
+                    if let Some(b) = r.opt()? {
+                        v[i] = i64::from_le_bytes(b);
+                        s[i] = true;
+                    }
+                }
+            }
+            State::SumFloat(v, s) => {
+                for i in 0..n {
+                    if let Some(b) = r.opt()? {
+                        v[i] = f64::from_le_bytes(b);
+                        s[i] = true;
+                    }
+                }
+            }
+            State::Avg(v, c) => {
+                for i in 0..n {
+                    v[i] = f64::from_bits(r.u64()?);
+                    c[i] = r.u64()? as i64;
+                }
+            }
+            State::Int(v) => {
+                for x in v.iter_mut().take(n) {
+                    *x = r.opt()?.map(i64::from_le_bytes);
+                }
+            }
+            State::Float(v) => {
+                for x in v.iter_mut().take(n) {
+                    *x = r.opt()?.map(f64::from_le_bytes);
+                }
+            }
+            State::Bool(v) => {
+                for x in v.iter_mut().take(n) {
+                    *x = match r.u8()? {
+                        0 => None,
+                        1 => Some(false),
+                        _ => Some(true),
+                    };
+                }
+            }
+            State::Str(v) => {
+                for x in v.iter_mut().take(n) {
+                    *x = match r.u8()? {
+                        0 => None,
+                        _ => Some(
+                            std::str::from_utf8(r.bytes()?)
+                                .map_err(|_| {
+                                    Error::Compute(
+                                        "the aggregate's saved state cannot be read (text is not UTF-8)"
+                                            .into(),
+                                    )
+                                })?
+                                .to_string(),
+                        ),
+                    };
+                }
+            }
+            State::Distinct(set, counts, _, hasher) => {
+                let entries = r.u64()?;
+                for _ in 0..entries {
+                    let g = r.u32()?;
+                    let bytes = r.bytes()?;
+                    if g as usize >= n {
+                        return Err(Error::Compute(
+                            "the aggregate's saved state cannot be read (a distinct value of no group)"
+                                .into(),
+                        ));
+                    }
+                    if set.insert(hasher, g, bytes)? {
+                        counts[g as usize] += 1;
+                    }
+                }
+            }
+            State::Hll(regs, _) => regs[..n * HLL_M].copy_from_slice(r.take(n * HLL_M)?),
+        }
+        Ok(())
+    }
 }
 
 /// Builds [`Aggregate`]s.
@@ -1000,6 +1279,64 @@ mod tests {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
+    }
+
+    #[test]
+    fn state_saved_mid_stream_and_loaded_gives_the_same_result() {
+        let b = batch();
+        let mut ms = measures();
+        for (n, e) in [
+            ("fsum", "sum(ms * 1.5)"),
+            ("anyok", "max(ok)"),
+            ("dms", "count_distinct(ms)"),
+            ("fmin", "min(ms / 3.0)"),
+        ] {
+            ms.push((n.into(), e.into()));
+        }
+        let w = Window {
+            column: "ts".into(),
+            every_micros: 60_000_000,
+        };
+        let build = |ms: &[(String, String)]| {
+            Aggregate::new(&["page".into()], Some(&w), ms, 100, &b.schema()).unwrap()
+        };
+        let finish = |mut a: Aggregate| {
+            let mut out = Vec::new();
+            a.finish(&mut out).unwrap();
+            out
+        };
+        let mut whole = build(&ms);
+        whole.push(b.clone(), &mut Vec::new()).unwrap();
+        let want = finish(whole);
+
+        // Split at every row: state after the first part, loaded into a fresh aggregate, then the rest.
+        for at in 0..=b.num_rows() {
+            let mut first = build(&ms);
+            first.push(b.slice(0, at), &mut Vec::new()).unwrap();
+            let state = first.save_state().unwrap().unwrap();
+            let mut second = build(&ms);
+            second.load_state(&state).unwrap();
+            second
+                .push(b.slice(at, b.num_rows() - at), &mut Vec::new())
+                .unwrap();
+            assert_eq!(finish(second), want, "split at {at}");
+        }
+
+        // A damaged or foreign state is an error, not a panic or a wrong answer.
+        let mut a = build(&ms);
+        a.push(b.clone(), &mut Vec::new()).unwrap();
+        let state = a.save_state().unwrap().unwrap();
+        for cut in [0, 5, 20, state.len() / 2, state.len() - 1] {
+            assert!(
+                build(&ms).load_state(&state[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let e = build(&ms[..3]).load_state(&state).unwrap_err();
+        assert!(e.to_string().contains("different pipeline config"), "{e}");
+        let mut used = build(&ms);
+        used.push(b.clone(), &mut Vec::new()).unwrap();
+        assert!(used.load_state(&state).is_err());
     }
 
     #[test]

@@ -71,6 +71,19 @@ pub trait Stage: Send {
     fn take_rejects(&mut self) -> Vec<Reject> {
         Vec::new()
     }
+    /// The stage's partial state, to carry from one invocation to the next (Kinesis tumbling
+    /// windows); `None` when it keeps none. The stage goes on as if nothing happened.
+    fn save_state(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(None)
+    }
+    /// Start from `state`, saved by [`Stage::save_state`] of a stage built from the same config.
+    /// Called before the first push.
+    fn load_state(&mut self, _state: &[u8]) -> Result<(), Error> {
+        Err(Error::Schema(format!(
+            "the {} stage keeps no state to load",
+            self.name()
+        )))
+    }
 }
 
 /// Builds a [`Stage`] once the schema of its input is known (declared in config, or inferred from

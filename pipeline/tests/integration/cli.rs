@@ -285,3 +285,66 @@ fn replay_redelivers_a_failing_kinesis_batch_then_gives_it_up_like_lambda() {
         "arn:aws:kinesis:us-east-1:123456789012:stream/clicks"
     );
 }
+
+#[test]
+fn a_jsonl_of_window_invocations_replays_with_the_state_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("records.ndjson");
+    let text: String = (0..7)
+        .map(|i| format!("{{\"page\":\"/p{}\",\"ms\":{}}}\n", i % 2, i * 10))
+        .collect();
+    std::fs::write(&lines, text).unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"w\"\n[input]\nformat = \"ndjson\"\nschema = {{ page = \"string\", ms = \"int64\" }}\n\
+             [[stage]]\ntype = \"aggregate\"\ngroup_by = [\"page\"]\nmeasures = {{ hits = \"count(*)\", total = \"sum(ms)\", first_ms = \"first(ms)\" }}\n\
+             [output]\nuri = \"{}\"\nformat = \"ndjson\"\n",
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], file: &str| {
+        let ev = sluice(args);
+        assert_eq!(ev.status.code(), Some(0), "{}", stderr(&ev));
+        let path = dir.path().join(file);
+        std::fs::write(&path, &ev.stdout).unwrap();
+        let o = sluice(&[
+            "replay",
+            cfg.to_str().unwrap(),
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        summaries(&o)
+    };
+    let l = lines.to_str().unwrap();
+    let window = run(
+        &[
+            "event",
+            "kinesis",
+            "--window-seconds",
+            "60",
+            "--per-invoke",
+            "3",
+            l,
+        ],
+        "w.jsonl",
+    );
+    let whole = run(&["event", "kinesis", l], "e.json");
+    assert_eq!(window.len(), 3);
+    assert!(window[0]["outputs"].as_array().unwrap().is_empty());
+    assert!(
+        window[0]["state"]["sluice:stage:0"].is_string(),
+        "{}",
+        window[0]
+    );
+    let out =
+        |s: &serde_json::Value| std::fs::read_to_string(s["outputs"][0].as_str().unwrap()).unwrap();
+    assert_eq!(out(&window[2]), out(&whole[0]));
+    assert_eq!(
+        out(&whole[0]),
+        "{\"page\":\"/p0\",\"hits\":4,\"total\":120,\"first_ms\":0}\n{\"page\":\"/p1\",\"hits\":3,\"total\":90,\"first_ms\":10}\n"
+    );
+}

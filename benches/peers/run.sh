@@ -2,6 +2,8 @@
 # Peer comparisons in one run, each tool on one core:
 #   benches/peers/run.sh filter [MB]   NDJSON → filter → Parquet: Sluice, DuckDB, pyarrow
 #   benches/peers/run.sh rollup [MB]   the reference rollup: Sluice, DuckDB, Polars (plain and gzip)
+#   benches/peers/run.sh kinesis [N]   an N-record (default 10 000) Kinesis batch through the rollup:
+#                                      Sluice's handler, Python (json+base64+pyarrow), Node.js
 # Generates ~MB (default 100) of clickstream NDJSON; DuckDB, pyarrow and Polars come from PyPI into
 # the test virtualenv.
 set -euo pipefail
@@ -13,12 +15,26 @@ MB="${2:-100}"
 case "$JOB" in
   filter) script=filter_to_parquet.py; deps=("duckdb>=1" "pyarrow>=15") ;;
   rollup) script=rollup.py; deps=("duckdb>=1" "polars>=1") ;;
-  *) echo "usage: $0 filter|rollup [MB]" >&2; exit 2 ;;
+  kinesis) deps=("pyarrow>=15") ;;
+  *) echo "usage: $0 filter|rollup [MB] | kinesis [RECORDS]" >&2; exit 2 ;;
 esac
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "${deps[@]}"
 cargo build --release --quiet -p sluice-pipeline -p sluice-benches
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if [ "$JOB" = kinesis ]; then
+  N="${2:-10000}"
+  NODE_DIR="${SLUICE_NODE_DIR:-$HOME/.cache/sluice/node}"
+  mkdir -p "$NODE_DIR"
+  [ -f "$NODE_DIR/package.json" ] || echo '{"name":"sluice-peers","private":true}' >"$NODE_DIR/package.json"
+  (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent parquet-wasm@0.7 apache-arrow@21)
+  "$CARGO_TARGET_DIR/release/gen-clickstream" "$work/all.ndjson" $(( N / 3000 + 1 )) >/dev/null
+  head -n "$N" "$work/all.ndjson" >"$work/records.ndjson"
+  "$CARGO_TARGET_DIR/release/sluice" event kinesis --stream clicks "$work/records.ndjson" >"$work/event.json"
+  "$VENV/bin/python" benches/peers/kinesis_batch.py "$CARGO_TARGET_DIR/release/bench-batch" \
+    benches/peers/rollup.toml "$work/event.json" "$NODE_DIR/node_modules"
+  exit
+fi
 "$CARGO_TARGET_DIR/release/gen-clickstream" "$work/clickstream.ndjson" "$MB"
 "$VENV/bin/python" "benches/peers/$script" "$CARGO_TARGET_DIR/release/sluice" "$work/clickstream.ndjson"

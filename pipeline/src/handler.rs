@@ -178,8 +178,40 @@ impl Handler {
     /// stops at a record boundary `[output] deadline_reserve_ms` before it, writes what is done and
     /// reports the rest as batch item failures, rather than being killed mid-write.
     pub async fn handle_until(&self, event: &Value, deadline: Option<Instant>) -> (Summary, bool) {
+        self.handle_parsed(trigger::parse(event), Instant::now(), deadline)
+            .await
+    }
+
+    /// Process an event given as the invocation's JSON bytes (what the Lambda runtime receives): a
+    /// plain Kinesis batch is read without building a JSON tree ([`crate::fastevent`]), anything
+    /// else is parsed with `serde_json`. Otherwise as [`Handler::handle_until`].
+    pub async fn handle_bytes(&self, body: &[u8], deadline: Option<Instant>) -> (Summary, bool) {
         let started = Instant::now();
-        let parsed = trigger::parse(event);
+        if let Some(parsed) = crate::fastevent::kinesis(body) {
+            return self.handle_parsed(parsed, started, deadline).await;
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(event) => {
+                self.handle_parsed(trigger::parse(&event), started, deadline)
+                    .await
+            }
+            Err(e) => (
+                Summary {
+                    trigger: "unknown".into(),
+                    error: Some(format!("the event is not JSON: {e}")),
+                    ..Summary::default()
+                },
+                false,
+            ),
+        }
+    }
+
+    async fn handle_parsed(
+        &self,
+        parsed: trigger::Parsed,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> (Summary, bool) {
         let mut s = Summary {
             trigger: parsed.trigger.clone(),
             error: parsed.error.clone(),

@@ -54,6 +54,7 @@
 pub mod config;
 mod error;
 pub mod event;
+pub mod fastevent;
 pub mod handler;
 pub mod kinesis;
 pub mod kpl;

@@ -301,27 +301,44 @@ fn is_notification(v: &Value) -> bool {
 }
 
 fn kinesis_record(r: &Value) -> Item {
-    use base64::Engine;
     let k = r.get("kinesis").unwrap_or(&Value::Null);
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
-    let id = text(k.get("sequenceNumber"));
-    let event_id = text(r.get("eventID"));
+    fn text(v: Option<&Value>) -> &str {
+        v.and_then(Value::as_str).unwrap_or("")
+    }
+    kinesis_item(
+        text(k.get("sequenceNumber")),
+        text(r.get("eventID")),
+        text(k.get("partitionKey")),
+        k.get("approximateArrivalTimestamp").and_then(Value::as_f64),
+        k.get("data").and_then(Value::as_str),
+    )
+}
+
+/// A Kinesis record from its fields (`data` still base64), however the event was read.
+pub(crate) fn kinesis_item(
+    sequence: &str,
+    event_id: &str,
+    partition_key: &str,
+    arrival: Option<f64>,
+    data: Option<&str>,
+) -> Item {
+    use base64::Engine;
     // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`.
     let shard = event_id
         .split_once(':')
         .map(|(s, _)| s.to_string())
         .unwrap_or_default();
-    let data = match k.get("data").and_then(Value::as_str) {
+    let data = match data {
         None => Err("the Kinesis record has no `data`".to_string()),
         Some(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| format!("the Kinesis record's data is not base64: {e}")),
     };
     Item::Record(StreamRecord {
-        id,
+        id: sequence.to_string(),
         shard,
-        partition_key: text(k.get("partitionKey")),
-        arrival: k.get("approximateArrivalTimestamp").and_then(Value::as_f64),
+        partition_key: partition_key.to_string(),
+        arrival,
         data,
     })
 }

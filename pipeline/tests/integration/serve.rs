@@ -109,9 +109,18 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         event::sqs_event(&good, "msg-ok")["Records"][0].clone(),
         event::sqs_event(&missing, "msg-missing")["Records"][0].clone(),
     ]});
+    // A Kinesis batch goes through the raw-bytes path (no JSON tree of the event).
+    let raw = std::fs::read(fixtures().join("objects/analytics-in").join(key)).unwrap();
+    let lines: Vec<(String, Vec<u8>)> = raw
+        .split(|b| *b == b'\n')
+        .take(3)
+        .map(|l| ("k".to_string(), l.to_vec()))
+        .collect();
+    let kinesis = event::kinesis_event("clicks", &lines);
     let state = Arc::new(Mutex::new(State::default()));
-    // Popped from the end: good, then missing, then the SQS batch.
+    // Popped from the end: good, then missing, then the SQS batch, then the Kinesis batch.
     state.lock().unwrap().queue = vec![
+        ("req-4".into(), kinesis.to_string()),
         ("req-3".into(), sqs_mixed.to_string()),
         ("req-2".into(), missing.to_string()),
         ("req-1".into(), good.to_string()),
@@ -139,7 +148,7 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
-    while state.lock().unwrap().answers.len() < 3 && t0.elapsed().as_secs() < 60 {
+    while state.lock().unwrap().answers.len() < 4 && t0.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let _ = child.kill();
@@ -147,7 +156,7 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     let logs =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let answers = std::mem::take(&mut state.lock().unwrap().answers);
-    assert_eq!(answers.len(), 3, "{answers:?}\n{logs}");
+    assert_eq!(answers.len(), 4, "{answers:?}\n{logs}");
 
     assert_eq!(
         (answers[0].0.as_str(), answers[0].1.as_str()),
@@ -186,6 +195,19 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         r,
         serde_json::json!({"batchItemFailures": [{"itemIdentifier": "msg-missing"}]})
     );
+
+    assert_eq!(
+        (answers[3].0.as_str(), answers[3].1.as_str()),
+        ("req-4", "response")
+    );
+    let r: serde_json::Value = serde_json::from_str(&answers[3].2).unwrap();
+    assert_eq!(r, serde_json::json!({"batchItemFailures": []}));
+    let batch = logs
+        .lines()
+        .find(|l| l.contains("Processed batch."))
+        .unwrap_or_else(|| panic!("{logs}"));
+    let v: serde_json::Value = serde_json::from_str(batch).unwrap();
+    assert_eq!(v["fields"]["records_in"], 3, "{batch}");
 
     // Structured JSON logs, one line per event.
     let line = logs

@@ -1,0 +1,305 @@
+//! A Kinesis batch read straight from the invocation's bytes.
+//!
+//! A 10 000-record Kinesis event is about 10 MB of JSON, nearly all of it base64 data. Building a
+//! `serde_json::Value` tree of it costs more than processing the records (an allocation per key
+//! and string, and as many frees), so a plain Kinesis batch is read here with no tree: strings are
+//! found with SIMD `memchr`, borrowed where they have no escapes, and only the fields a record
+//! needs are kept. Anything this reader does not recognise as a plain Kinesis batch — another
+//! trigger, a tumbling-window event, a field of an unexpected type, malformed JSON — is left to
+//! the general path ([`crate::trigger::parse`] over `serde_json`), which reports it properly.
+
+use std::borrow::Cow;
+
+use crate::trigger::{Item, Parsed, kinesis_item};
+
+/// Nesting deeper than this is left to the general path.
+const MAX_DEPTH: usize = 64;
+
+/// The records of a plain Kinesis batch, or `None` when `body` is anything else.
+pub fn kinesis(body: &[u8]) -> Option<Parsed> {
+    let mut p = Reader { b: body, i: 0 };
+    p.expect(b'{')?;
+    let mut items = None;
+    loop {
+        let key = p.string()?;
+        p.expect(b':')?;
+        if key != "Records" || items.is_some() {
+            return None;
+        }
+        items = Some(p.records()?);
+        match p.next_byte()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    p.ws();
+    let items = items.filter(|i: &Vec<Item>| !i.is_empty())?;
+    (p.i == body.len()).then(|| Parsed {
+        trigger: "kinesis".into(),
+        items,
+        error: None,
+        sqs: true,
+        window: None,
+    })
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// One record's fields, as found.
+#[derive(Default)]
+struct Fields<'a> {
+    sequence: Option<Cow<'a, str>>,
+    event_id: Option<Cow<'a, str>>,
+    partition_key: Option<Cow<'a, str>>,
+    arrival: Option<f64>,
+    data: Option<Cow<'a, str>>,
+    kinesis_source: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn next_byte(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.next_byte()? == c).then_some(())
+    }
+
+    /// The raw bytes of the string at the cursor (between its quotes), and whether it has escapes.
+    fn raw_string(&mut self) -> Option<(&'a [u8], bool)> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        loop {
+            let k = j + memchr::memchr2(b'"', b'\\', self.b.get(j..)?)?;
+            if self.b[k] == b'"' {
+                self.i = k + 1;
+                return Some((&self.b[start..k], escaped));
+            }
+            escaped = true;
+            j = k + 2;
+        }
+    }
+
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let (raw, escaped) = self.raw_string()?;
+        if escaped {
+            // Rare in Kinesis events: let serde_json unescape it exactly.
+            let quoted = self.b.get(self.i - raw.len() - 2..self.i)?;
+            serde_json::from_slice::<String>(quoted)
+                .ok()
+                .map(Cow::Owned)
+        } else {
+            std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+        }
+    }
+
+    fn number(&mut self) -> Option<f64> {
+        self.ws();
+        let start = self.i;
+        while matches!(
+            self.b.get(self.i),
+            Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+        ) {
+            self.i += 1;
+        }
+        std::str::from_utf8(&self.b[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// Step over any value.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.raw_string().map(|_| ()),
+            open @ (b'{' | b'[') => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                let close = if open == b'{' { b'}' } else { b']' };
+                if self.peek()? == close {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.raw_string()?;
+                        self.expect(b':')?;
+                    }
+                    self.skip(depth + 1)?;
+                    match self.next_byte()? {
+                        b',' => {}
+                        c if c == close => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' | b'f' | b'n' => {
+                let word: &[u8] = match self.b[self.i] {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                (self.b.get(self.i..self.i + word.len())? == word).then(|| self.i += word.len())
+            }
+            _ => self.number().map(|_| ()),
+        }
+    }
+
+    /// Members of an object, each handed to `field(reader, key)`.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            field(self, &key)?;
+            match self.next_byte()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn records(&mut self) -> Option<Vec<Item>> {
+        self.expect(b'[')?;
+        let mut items = Vec::new();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(items);
+        }
+        loop {
+            let mut f = Fields::default();
+            self.object(|p, key| match key {
+                "kinesis" => p.object(|p, key| {
+                    match key {
+                        "sequenceNumber" => f.sequence = Some(p.string()?),
+                        "partitionKey" => f.partition_key = Some(p.string()?),
+                        "data" => f.data = Some(p.string()?),
+                        "approximateArrivalTimestamp" => f.arrival = Some(p.number()?),
+                        _ => p.skip(2)?,
+                    }
+                    Some(())
+                }),
+                "eventSource" => {
+                    f.kinesis_source = p.string()? == "aws:kinesis";
+                    Some(())
+                }
+                "eventID" => {
+                    f.event_id = Some(p.string()?);
+                    Some(())
+                }
+                _ => p.skip(1),
+            })?;
+            // Only a complete, ordinary Kinesis record is read here.
+            if !f.kinesis_source || f.sequence.is_none() || f.data.is_none() {
+                return None;
+            }
+            items.push(kinesis_item(
+                f.sequence.as_deref().unwrap_or_default(),
+                f.event_id.as_deref().unwrap_or_default(),
+                f.partition_key.as_deref().unwrap_or_default(),
+                f.arrival,
+                f.data.as_deref(),
+            ));
+            match self.next_byte()? {
+                b',' => {}
+                b']' => return Some(items),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payloads() -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("a".into(), b"{\"p\":1}".to_vec()),
+            ("b\"q".into(), vec![0, 159, 146, 150, 255]),
+            ("c".into(), Vec::new()),
+        ]
+    }
+
+    #[test]
+    fn reads_what_the_general_path_reads() {
+        let ev = crate::event::kinesis_event("s", &payloads());
+        for text in [
+            serde_json::to_vec(&ev).unwrap(),
+            serde_json::to_vec_pretty(&ev).unwrap(),
+        ] {
+            let fast = kinesis(&text).expect("a plain Kinesis batch");
+            assert_eq!(fast, crate::trigger::parse(&ev));
+        }
+        // The real sample AWS documents (and powertools' CloudWatch Logs one), written out here.
+        let sample = br#"{"Records":[{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}]}"#;
+        let v: serde_json::Value = serde_json::from_slice(sample).unwrap();
+        let fast = kinesis(sample).unwrap();
+        assert_eq!(fast, crate::trigger::parse(&v));
+        let Item::Record(r) = &fast.items[0] else {
+            panic!("{fast:?}")
+        };
+        assert_eq!(r.shard, "shardId-000000000006");
+        assert_eq!(r.data.as_deref().unwrap(), b"Hello, this is a test.");
+        assert_eq!(r.arrival, Some(1545084650.987));
+    }
+
+    #[test]
+    fn leaves_everything_else_to_the_general_path() {
+        let ev = crate::event::kinesis_event("s", &payloads());
+        let text = serde_json::to_string(&ev).unwrap();
+        for other in [
+            // other triggers, windows, empty batches
+            serde_json::to_string(&crate::event::sqs_records_event("q", &["x".into()])).unwrap(),
+            serde_json::to_string(&crate::event::kinesis_window_events("s", &payloads(), 60, 9)[0])
+                .unwrap(),
+            "{\"Records\":[]}".into(),
+            "{}".into(),
+            "[]".into(),
+            // odd fields and broken JSON
+            text.replacen("\"data\":\"", "\"data\":null,\"x\":\"", 1),
+            text.replacen(
+                "\"eventSource\":\"aws:kinesis\"",
+                "\"eventSource\":\"aws:s3\"",
+                1,
+            ),
+            text[..text.len() - 1].to_string(),
+            format!("{text} trailing"),
+            text.replacen("[{", "[{\"deep\":".to_string().as_str(), 1) + &"[".repeat(100),
+        ] {
+            assert_eq!(kinesis(other.as_bytes()), None, "{other:.200}");
+        }
+        // Bad base64 is the record's own error, as on the general path.
+        let bad = text.replacen("eyJwIjoxfQ==", "eyJwIjoxfQ=!", 1);
+        let v: serde_json::Value = serde_json::from_str(&bad).unwrap();
+        assert_eq!(kinesis(bad.as_bytes()).unwrap(), crate::trigger::parse(&v));
+    }
+}

@@ -465,6 +465,7 @@ impl Handler {
         let cols = self.plan.stream_columns();
         let batch_rows = self.plan.config.input.batch_rows.max(1);
         let mut tagged: Vec<RecordBatch> = Vec::new();
+        let mut joined: Vec<u8> = Vec::new();
         for (n, rec) in recs.iter().enumerate() {
             if stop.is_some_and(|t| Instant::now() >= t) {
                 result.stopped_at = Some(n);
@@ -477,28 +478,36 @@ impl Handler {
                     raw,
                 )
             };
-            // (subsequence, partition key, payload)
-            let payloads: Vec<(i64, &str, &[u8])> = match &rec.data {
+            // (subsequence, partition key, payload); a plain record allocates no list.
+            let single: [(i64, &str, &[u8]); 1];
+            let users: Vec<(i64, &str, &[u8])>;
+            let payloads: &[(i64, &str, &[u8])] = match &rec.data {
                 Err(reason) => {
                     decoded.rejects.push(reject(reason, b""));
-                    Vec::new()
+                    &[]
                 }
                 Ok(data) if crate::kpl::is_aggregated(data) => {
                     match crate::kpl::deaggregate(data) {
-                        Ok(users) => users
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, u)| (i as i64, u.partition_key, u.data))
-                            .collect(),
+                        Ok(u) => {
+                            users = u
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, u)| (i as i64, u.partition_key, u.data))
+                                .collect();
+                            &users
+                        }
                         Err(reason) => {
                             decoded.rejects.push(reject(&reason, data));
-                            Vec::new()
+                            &[]
                         }
                     }
                 }
-                Ok(data) => vec![(0, rec.partition_key.as_str(), data.as_slice())],
+                Ok(data) => {
+                    single = [(0, rec.partition_key.as_str(), &data[..])];
+                    &single
+                }
             };
-            for (subsequence, partition_key, payload) in payloads {
+            for &(subsequence, partition_key, payload) in payloads {
                 let payload = if payload.starts_with(&[0x1f, 0x8b]) {
                     match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
                         Ok(()) => inflated.as_slice(),
@@ -512,19 +521,25 @@ impl Handler {
                 };
                 let mut doc = Decoded::default();
                 match shared.as_mut() {
-                    Some(d) => {
-                        let out = if cols.is_empty() {
-                            &mut decoded
-                        } else {
-                            &mut doc
-                        };
-                        d.decode(payload, out)?;
+                    Some(d) if cols.is_empty() => {
+                        // Records' lines are gathered and decoded a large block at a time: one
+                        // decoder call per record would cost more than the records themselves.
+                        joined.extend_from_slice(payload);
                         if !payload.ends_with(b"\n") {
-                            d.decode(b"\n", out)?;
+                            joined.push(b'\n');
                         }
-                        if !cols.is_empty() {
-                            d.flush(out)?;
+                        if joined.len() >= JOIN_BYTES {
+                            d.decode(&joined, &mut decoded)?;
+                            joined.clear();
+                            schema = d.schema();
                         }
+                    }
+                    Some(d) => {
+                        d.decode(payload, &mut doc)?;
+                        if !payload.ends_with(b"\n") {
+                            d.decode(b"\n", &mut doc)?;
+                        }
+                        d.flush(&mut doc)?;
                         schema = d.schema();
                     }
                     None => {
@@ -572,6 +587,7 @@ impl Handler {
         }
         if let Some(d) = shared.as_mut() {
             let mut rest = Decoded::default();
+            d.decode(&joined, &mut rest)?;
             d.finish(&mut rest)?;
             // With stream columns every row was flushed at its record's end; nothing is left.
             decoded.rejects.append(&mut rest.rejects);
@@ -1079,6 +1095,9 @@ async fn write_out(
     result.records_out += (batch.num_rows() - refused.len()) as u64;
     rejects.write(&refused).await
 }
+
+/// Stream records' lines are decoded in blocks of about this many bytes.
+const JOIN_BYTES: usize = 1 << 20;
 
 /// The largest window state returned to Lambda (its limit is 1 MB for the whole response).
 const MAX_WINDOW_STATE: usize = 1_000_000 - 16 * 1024;
@@ -1646,8 +1665,14 @@ mod tests {
                 }) as Box<dyn Stage>)
             }),
         ));
+        // Records of a full decode block each, so each is decoded (and reaches the slow stage)
+        // before the next record's deadline check.
+        let pad = "x".repeat(JOIN_BYTES);
         let payloads: Vec<(String, Vec<u8>)> = (0..4)
-            .map(|i| ("k".to_string(), format!("{{\"p\":\"r{i}\"}}").into_bytes()))
+            .map(|i| {
+                let line = format!("{{\"p\":\"r{i}\",\"pad\":\"{pad}\"}}");
+                ("k".to_string(), line.into_bytes())
+            })
             .collect();
         let ev = crate::event::kinesis_event("s", &payloads);
         // 400 ms left after the reserve: the first record starts in time and takes 600 ms, so
@@ -1666,7 +1691,9 @@ mod tests {
             "{\"p\":\"r0\"}\n"
         );
         // SQS: every message not processed is reported.
-        let bodies: Vec<String> = (0..3).map(|i| format!("{{\"p\":\"m{i}\"}}")).collect();
+        let bodies: Vec<String> = (0..3)
+            .map(|i| format!("{{\"p\":\"m{i}\",\"pad\":\"{pad}\"}}"))
+            .collect();
         let sqs = crate::event::sqs_records_event("q", &bodies);
         let deadline = Instant::now() + std::time::Duration::from_millis(500);
         let (s, _) = h.handle_until(&sqs, Some(deadline)).await;

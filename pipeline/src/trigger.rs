@@ -51,7 +51,7 @@ pub struct StreamRecord {
     /// Approximate arrival, seconds since the epoch.
     pub arrival: Option<f64>,
     /// The payload (base64 already decoded), or why it could not be read.
-    pub data: Result<Vec<u8>, String>,
+    pub data: Result<bytes::Bytes, String>,
 }
 
 /// One thing found in an event.
@@ -223,7 +223,7 @@ fn message(
                                 .and_then(Value::as_str)
                                 .and_then(|t| t.parse::<f64>().ok())
                                 .map(|ms| ms / 1000.0),
-                            data: Ok(body.as_bytes().to_vec()),
+                            data: Ok(bytes::Bytes::copy_from_slice(body.as_bytes())),
                         }));
                         shape.get_or_insert("sqs".into());
                         continue;
@@ -310,30 +310,37 @@ fn kinesis_record(r: &Value) -> Item {
         text(r.get("eventID")),
         text(k.get("partitionKey")),
         k.get("approximateArrivalTimestamp").and_then(Value::as_f64),
-        k.get("data").and_then(Value::as_str),
+        decode_data(k.get("data").and_then(Value::as_str).map(str::as_bytes)),
     )
 }
 
-/// A Kinesis record from its fields (`data` still base64), however the event was read.
+/// A Kinesis record's `data`: its base64 decoded (SIMD: a 10 000-record batch holds ~7 MB of it;
+/// decoding checks the alphabet and padding).
+pub(crate) fn decode_data(b64: Option<&[u8]>) -> Result<bytes::Bytes, String> {
+    match b64 {
+        None => Err("the Kinesis record has no `data`".to_string()),
+        Some(b64) => base64_simd::STANDARD
+            .decode_to_vec(b64)
+            .map(bytes::Bytes::from)
+            .map_err(|_| BAD_BASE64.to_string()),
+    }
+}
+
+pub(crate) const BAD_BASE64: &str = "the Kinesis record's data is not base64";
+
+/// A Kinesis record from its fields, however the event was read.
 pub(crate) fn kinesis_item(
     sequence: &str,
     event_id: &str,
     partition_key: &str,
     arrival: Option<f64>,
-    data: Option<&str>,
+    data: Result<bytes::Bytes, String>,
 ) -> Item {
-    use base64::Engine;
     // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`.
     let shard = event_id
         .split_once(':')
         .map(|(s, _)| s.to_string())
         .unwrap_or_default();
-    let data = match data {
-        None => Err("the Kinesis record has no `data`".to_string()),
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("the Kinesis record's data is not base64: {e}")),
-    };
     Item::Record(StreamRecord {
         id: sequence.to_string(),
         shard,

@@ -575,7 +575,7 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Res<usize> {
 /// The first `"` or `\\` at or after `j`, eight bytes at a time (SWAR: a byte equal to the target
 /// becomes zero after the XOR, and the subtract-and-mask trick flags the lowest zero byte exactly).
 #[inline]
-fn find_quote_or_backslash(b: &[u8], mut j: usize) -> Option<usize> {
+pub fn find_quote_or_backslash(b: &[u8], mut j: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     #[inline]

@@ -18,6 +18,8 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 
 use crate::{Error, Reject};
 
+pub use fastjson::find_quote_or_backslash;
+
 /// What a decoder produced from the bytes pushed so far.
 #[derive(Debug, Default)]
 pub struct Decoded {

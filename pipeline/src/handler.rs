@@ -1092,7 +1092,7 @@ async fn write_out(
 ) -> Result<(), Error> {
     outputs.write(batch).await?;
     let refused = outputs.take_rejects();
-    result.records_out += (batch.num_rows() - refused.len()) as u64;
+    result.records_out += batch.num_rows().saturating_sub(refused.len()) as u64;
     rejects.write(&refused).await
 }
 
@@ -1117,7 +1117,12 @@ fn save_states(chain: &Option<Chain>) -> Result<serde_json::Map<String, Value>, 
     };
     for (i, st) in chain.stages.iter().enumerate() {
         if let Some(bytes) = st.save_state()? {
-            let packed = zstd::bulk::compress(&bytes, 3)
+            // With zstd's checksum, a state damaged on its way back is an error when it is read.
+            let packed = zstd::bulk::Compressor::new(3)
+                .and_then(|mut c| {
+                    c.include_checksum(true)?;
+                    c.compress(&bytes)
+                })
                 .map_err(|e| Error::Io(format!("compressing the window state: {e}")))?;
             state.insert(
                 state_key(i),

@@ -942,8 +942,9 @@ impl Stage for Aggregate {
                 setting: "max_groups",
             });
         }
-        // Rows come back through the converter's parser, and each is checked by decoding it,
-        // so a damaged state is an error, never garbage keys.
+        // Rows come back through the converter's parser and are decoded once to check them. The
+        // bytes are this stage's own `save_state` output (the pipeline checksums them on their
+        // way through Lambda), not arbitrary input.
         let parser = self.converter.parser();
         for idx in 0..n {
             let bytes = r.bytes()?;

@@ -575,6 +575,9 @@ impl Handler {
                     decoded.batches.push(gather(&mut tagged)?);
                 }
             }
+            if decoded.batches.is_empty() && decoded.rejects.is_empty() {
+                continue;
+            }
             self.drain(
                 batch_schema(&decoded, &schema),
                 &mut decoded,

@@ -366,6 +366,8 @@ pub struct Plan {
     pub rejects: Option<Destination>,
     /// Warnings worth printing (e.g. a possible recursive trigger).
     pub warnings: Vec<String>,
+    /// The stream columns the stages name (found once, when the config is checked).
+    streamed: Vec<crate::stream::Column>,
 }
 
 fn w_every(micros: i64) -> String {
@@ -461,8 +463,8 @@ impl Plan {
 
     /// The stream record columns (`_shard`, `_sequence`, …) any stage names, in their fixed order:
     /// a stream batch adds these to its decoded rows.
-    pub fn stream_columns(&self) -> Vec<crate::stream::Column> {
-        stream_columns(&self.config.stages)
+    pub fn stream_columns(&self) -> &[crate::stream::Column] {
+        &self.streamed
     }
 }
 
@@ -1197,6 +1199,7 @@ impl Plan {
             output,
             rejects,
             warnings,
+            streamed,
             file: file.to_path_buf(),
             config,
         })

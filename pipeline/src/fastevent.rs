@@ -368,6 +368,7 @@ mod tests {
             x
         };
         let alphabet = b"{}[]\":,\\ 0aZ-.e\x00\xff";
+        let mut compared = 0;
         for round in 0..3000 {
             let mut t = text.clone();
             let at = (next() % t.len() as u64) as usize;
@@ -386,7 +387,13 @@ mod tests {
                 (kinesis(&t), serde_json::from_slice::<serde_json::Value>(&t))
             {
                 assert_eq!(fast, crate::trigger::parse(&v), "round {round}");
+                compared += 1;
             }
         }
+        // Much of the damage leaves valid JSON (inside the data, say): those were compared.
+        assert!(
+            compared > 800,
+            "only {compared} damaged events were compared"
+        );
     }
 }

@@ -98,6 +98,24 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Add one unit of work's counts and outputs.
+    fn absorb(&mut self, r: ObjectResult) {
+        self.records_in += r.records_in;
+        self.records_out += r.records_out;
+        self.rejected += r.rejected;
+        self.outputs.extend(r.outputs);
+    }
+
+    /// Report `rest` of a stream batch for redelivery: a Kinesis shard resumes at its first
+    /// record, SQS retries each message.
+    fn redeliver(&mut self, rest: &[&StreamRecord], kinesis: bool) {
+        let n = if kinesis { 1 } else { rest.len() };
+        self.batch_item_failures
+            .extend(rest.iter().take(n).map(|r| r.id.clone()));
+    }
+}
+
 /// What processing one object produced.
 #[derive(Debug, Default)]
 struct ObjectResult {
@@ -269,9 +287,7 @@ impl Handler {
                         // Lambda redelivers from the first failure (Kinesis) or each failed
                         // message (SQS): exactly the records not processed.
                         let rest = &records[n..];
-                        for rec in rest.iter().take(if kinesis { 1 } else { rest.len() }) {
-                            s.batch_item_failures.push(rec.id.clone());
-                        }
+                        s.redeliver(rest, kinesis);
                         warn!(
                             processed = n,
                             left = rest.len(),
@@ -286,18 +302,13 @@ impl Handler {
                         ms = t.elapsed().as_millis() as u64,
                         "Processed batch."
                     );
-                    s.records_in += r.records_in;
-                    s.records_out += r.records_out;
-                    s.rejected += r.rejected;
-                    s.outputs.extend(r.outputs);
+                    s.absorb(r);
                 }
                 Err(e) => {
                     // Nothing of the batch was written (outputs are aborted whole), so Lambda must
                     // redeliver all of it: a Kinesis shard resumes at the first record, and every
                     // SQS message is retried; a window keeps the state it came with.
-                    for r in records.iter().take(if kinesis { 1 } else { records.len() }) {
-                        s.batch_item_failures.push(r.id.clone());
-                    }
+                    s.redeliver(&records, kinesis);
                     if let Some(w) = &parsed.window {
                         s.state = Some(w.state.clone());
                         // With no record to name, only an invocation error makes Lambda retry.
@@ -322,10 +333,7 @@ impl Handler {
                         "Processed invocation."
                     );
                     s.objects += objects.len() as u64;
-                    s.records_in += r.records_in;
-                    s.records_out += r.records_out;
-                    s.rejected += r.rejected;
-                    s.outputs.extend(r.outputs);
+                    s.absorb(r);
                 }
                 Err(e) => {
                     // Nothing was written; every message must be retried.
@@ -344,17 +352,15 @@ impl Handler {
             for obj in objects {
                 let t = Instant::now();
                 match self.process(obj).await {
-                    Ok(r) => {
+                    Ok(mut r) => {
                         info!(
                             bucket = %obj.bucket, key = %obj.key, records_in = r.records_in,
                             records_out = r.records_out, rejected = r.rejected,
                             ms = t.elapsed().as_millis() as u64, "Processed object."
                         );
-                        s.records_in += r.records_in;
-                        s.records_out += r.records_out;
-                        s.rejected += r.rejected;
-                        s.outputs.extend(r.outputs);
-                        match r.error {
+                        let error = r.error.take();
+                        s.absorb(r);
+                        match error {
                             None => s.objects += 1,
                             Some(e) => self.fail(obj, e, &mut s, &mut errors),
                         }
@@ -569,14 +575,11 @@ impl Handler {
                     arrival: rec.arrival,
                 };
                 for b in doc.batches.iter().filter(|b| b.num_rows() > 0) {
-                    tagged.push(crate::stream::tag(b, &cols, &origin)?);
+                    tagged.push(crate::stream::tag(b, cols, &origin)?);
                 }
                 if tagged.iter().map(RecordBatch::num_rows).sum::<usize>() >= batch_rows {
                     decoded.batches.push(gather(&mut tagged)?);
                 }
-            }
-            if decoded.batches.is_empty() && decoded.rejects.is_empty() {
-                continue;
             }
             self.drain(
                 batch_schema(&decoded, &schema),
@@ -937,7 +940,7 @@ impl Handler {
         };
         let mut chain = self.build_chain(crate::stream::with_columns(
             &schema,
-            &self.plan.stream_columns(),
+            self.plan.stream_columns(),
         ))?;
         for (i, st) in chain.stages.iter_mut().enumerate() {
             if let Some(v) = w.state.get(&state_key(i)) {
@@ -1636,43 +1639,19 @@ mod tests {
         assert!(got.starts_with("{\"p\":\"w\"}\n"), "{got}");
     }
 
-    /// Passes batches through, taking `ms` over each (a slow stage, to bring a deadline near).
-    struct Slow {
-        schema: arrow_schema::SchemaRef,
-        ms: u64,
-    }
-    impl Stage for Slow {
-        fn name(&self) -> &'static str {
-            "slow"
-        }
-        fn schema(&self) -> arrow_schema::SchemaRef {
-            self.schema.clone()
-        }
-        fn push(
-            &mut self,
-            b: RecordBatch,
-            out: &mut Vec<RecordBatch>,
-        ) -> Result<(), sluice_processors::Error> {
-            std::thread::sleep(std::time::Duration::from_millis(self.ms));
-            out.push(b);
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
         // One-row batches, so every record reaches the slow stage as it is decoded.
         let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 1\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/d/\"\nformat = \"ndjson\"\ndeadline_reserve_ms = 100\n";
-        let h = Handler::new(plan(cfg), store.clone(), store.clone()).with_stage(Arc::new(
-            sluice_processors::FnFactory::new("slow", |s: &arrow_schema::SchemaRef| {
-                Ok(Box::new(Slow {
-                    schema: s.clone(),
-                    ms: 600,
-                }) as Box<dyn Stage>)
+        // A slow stage of the user's: 600 ms per batch.
+        let h = Handler::new(plan(cfg), store.clone(), store.clone()).with_stage(
+            crate::testing::probe(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(600));
+                Ok(())
             }),
-        ));
+        );
         // Records of a full decode block each, so each is decoded (and reaches the slow stage)
         // before the next record's deadline check.
         let pad = "x".repeat(JOIN_BYTES);

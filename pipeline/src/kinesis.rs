@@ -298,17 +298,9 @@ impl KinesisPutter {
 
     /// A client from the standard chain; `endpoint_url` overrides the endpoint.
     pub async fn from_env(endpoint_url: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let shared = loader.load().await;
-        let mut b = aws_sdk_kinesis::config::Builder::from(&shared);
-        if shared.region().is_none() {
-            b = b.region(aws_sdk_kinesis::config::Region::new("us-east-1"));
-        }
+        let shared = crate::aws::sdk_config(endpoint_url).await;
         KinesisPutter {
-            client: aws_sdk_kinesis::Client::from_conf(b.build()),
+            client: aws_sdk_kinesis::Client::new(&shared),
         }
     }
 

@@ -89,7 +89,7 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let deadline = until(req.context.deadline);
-            let run = std::panic::AssertUnwindSafe(invoke_bytes(&handler, &req.body, deadline));
+            let run = std::panic::AssertUnwindSafe(invoke(&handler, &req.body, deadline));
             let carried = match run.catch_unwind().await {
                 Ok(Ok(v)) => serde_json::json!({ "ok": v }),
                 Ok(Err(d)) => serde_json::json!({
@@ -107,8 +107,9 @@ where
     }
 }
 
-/// One invocation from its raw bytes, to be done by `deadline`.
-async fn invoke_bytes(
+/// One invocation from its raw bytes, to be done by `deadline`: the response, or the error the
+/// runtime reports.
+pub async fn invoke(
     handler: &Handler,
     body: &[u8],
     deadline: Instant,
@@ -123,16 +124,6 @@ pub fn until(deadline_ms: u64) -> Instant {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-/// One invocation, to be done by `deadline`: the response, or the error the runtime reports.
-pub async fn invoke(
-    handler: &Handler,
-    event: Value,
-    deadline: Option<Instant>,
-) -> Result<Value, Diagnostic> {
-    let (summary, per_item) = handler.handle_until(&event, deadline).await;
-    respond(summary, per_item)
 }
 
 fn respond(summary: crate::handler::Summary, sqs: bool) -> Result<Value, Diagnostic> {

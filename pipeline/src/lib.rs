@@ -51,6 +51,8 @@
 //! - `cli` (default): the `sluice` command line.
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "s3", feature = "kinesis"))]
+mod aws;
 pub mod config;
 mod error;
 pub mod event;
@@ -63,6 +65,8 @@ pub mod output;
 pub mod replay;
 pub mod store;
 pub mod stream;
+#[cfg(test)]
+mod testing;
 pub mod trigger;
 
 use std::path::{Path, PathBuf};

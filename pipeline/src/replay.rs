@@ -97,8 +97,8 @@ impl WindowCarry {
 
     /// Give `event` the state carried for its window, if any.
     pub fn apply(&self, event: &mut Value) {
-        if let (Some(key), Some((shard, start, state))) = (Self::key(event), &self.last)
-            && key == (shard.clone(), start.clone())
+        if let (Some((s, w)), Some((shard, start, state))) = (Self::key(event), &self.last)
+            && (&s, &w) == (shard, start)
             && let Some(obj) = event.as_object_mut()
         {
             obj.insert("state".into(), Value::Object(state.clone()));
@@ -367,68 +367,31 @@ pub fn describe(s: &Summary) -> String {
 mod tests {
     use super::*;
     use crate::store::{FsStore, ObjectStore};
-    use arrow_array::{Array, RecordBatch, StringArray};
-    use arrow_schema::SchemaRef;
-    use sluice_processors::{FnFactory, Stage};
+    use crate::testing::holds;
+    use arrow_array::RecordBatch;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Fails (an error, or a panic) on batches holding `poison`; `transient` failures are left.
-    struct Trap {
-        schema: SchemaRef,
-        poison: &'static str,
-        panic: bool,
-        transient: Arc<AtomicUsize>,
-    }
-
-    impl Stage for Trap {
-        fn name(&self) -> &'static str {
-            "trap"
-        }
-        fn schema(&self) -> SchemaRef {
-            self.schema.clone()
-        }
-        fn push(
-            &mut self,
-            b: RecordBatch,
-            out: &mut Vec<RecordBatch>,
-        ) -> Result<(), sluice_processors::Error> {
-            let p = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-            let hit = (0..p.len()).any(|i| p.value(i) == self.poison);
-            if hit && self.transient.load(Ordering::SeqCst) > 0 {
-                self.transient.fetch_sub(1, Ordering::SeqCst);
-                return Err(sluice_processors::Error::Schema("a passing hiccup".into()));
-            }
-            if hit && self.transient.load(Ordering::SeqCst) == 0 && self.poison != "flaky" {
-                if self.panic {
-                    panic!("poison");
-                }
-                return Err(sluice_processors::Error::Schema("poison".into()));
-            }
-            out.push(b);
-            Ok(())
-        }
-    }
-
-    fn handler(dir: &Path, poison: &'static str, panic: bool, transient: usize) -> Handler {
+    /// A handler whose pipeline ends in a stage of the user's running `check` on every batch.
+    fn handler(
+        dir: &Path,
+        check: impl Fn(&RecordBatch) -> Result<(), sluice_processors::Error> + Send + Sync + 'static,
+    ) -> Handler {
         let plan = crate::config::Plan::from_str(
             Path::new("t.toml"),
             "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/r/\"\nformat = \"ndjson\"\n",
         )
         .unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir));
-        let left = Arc::new(AtomicUsize::new(transient));
-        Handler::new(plan, store.clone(), store).with_stage(Arc::new(FnFactory::new(
-            "trap",
-            move |s: &SchemaRef| {
-                Ok(Box::new(Trap {
-                    schema: s.clone(),
-                    poison,
-                    panic,
-                    transient: left.clone(),
-                }) as Box<dyn Stage>)
-            },
-        )))
+        Handler::new(plan, store.clone(), store).with_stage(crate::testing::probe(check))
+    }
+
+    /// Fails on batches holding "poison".
+    fn poisoned(b: &RecordBatch) -> Result<(), sluice_processors::Error> {
+        if holds(b, "poison") {
+            return Err(sluice_processors::Error::Schema("poison".into()));
+        }
+        Ok(())
     }
 
     fn kinesis(values: &[&str]) -> NamedEvent {
@@ -452,7 +415,15 @@ mod tests {
     #[tokio::test]
     async fn a_transient_failure_is_redelivered_from_the_failure_point() {
         let dir = tempfile::tempdir().unwrap();
-        let h = handler(dir.path(), "flaky", false, 1);
+        // Fails once on the batch holding "flaky", then lets it through.
+        let hiccups = AtomicUsize::new(1);
+        let h = handler(dir.path(), move |b| {
+            let first = || hiccups.compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst);
+            if holds(b, "flaky") && first().is_ok() {
+                return Err(sluice_processors::Error::Schema("a passing hiccup".into()));
+            }
+            Ok(())
+        });
         let policy = Redelivery {
             max_retries: 2,
             bisect: false,
@@ -473,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_that_keeps_failing_is_given_up_after_the_retries() {
         let dir = tempfile::tempdir().unwrap();
-        let h = handler(dir.path(), "poison", false, 0);
+        let h = handler(dir.path(), poisoned);
         let policy = Redelivery {
             max_retries: 2,
             bisect: false,
@@ -495,7 +466,10 @@ mod tests {
     #[tokio::test]
     async fn bisecting_on_a_crash_isolates_the_poison_record() {
         let dir = tempfile::tempdir().unwrap();
-        let h = handler(dir.path(), "poison", true, 0);
+        let h = handler(dir.path(), |b| {
+            assert!(!holds(b, "poison"), "poison");
+            Ok(())
+        });
         let policy = Redelivery {
             max_retries: 0,
             bisect: true,
@@ -522,7 +496,7 @@ mod tests {
     #[tokio::test]
     async fn sqs_messages_that_keep_failing_go_to_the_dead_letter_queue_as_they_are() {
         let dir = tempfile::tempdir().unwrap();
-        let h = handler(dir.path(), "poison", false, 0);
+        let h = handler(dir.path(), poisoned);
         let bodies: Vec<String> = ["a", "poison"]
             .iter()
             .map(|v| format!("{{\"p\":\"{v}\"}}"))

@@ -53,15 +53,8 @@ impl S3Store {
     /// `AWS_REGION`, `AWS_ENDPOINT_URL`). `endpoint_url` overrides the endpoint. With any custom
     /// endpoint, path-style addressing is used, as local S3-compatible servers expect.
     pub async fn from_env(endpoint_url: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let shared = loader.load().await;
+        let shared = crate::aws::sdk_config(endpoint_url).await;
         let mut b = aws_sdk_s3::config::Builder::from(&shared);
-        if shared.region().is_none() {
-            b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
-        }
         let custom = endpoint_url.is_some()
             || std::env::var_os("AWS_ENDPOINT_URL").is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use sluice_processors::decode::find_quote_or_backslash;
 
-use crate::trigger::{BAD_BASE64, Item, Parsed, kinesis_item};
+use crate::trigger::{BAD_BASE64, Item, KinesisFields, Parsed, kinesis_items};
 
 /// Nesting deeper than this is left to the general path.
 const MAX_DEPTH: usize = 64;
@@ -204,8 +204,8 @@ impl<'a> Reader<'a> {
 
     fn records(&mut self) -> Option<Vec<Item>> {
         self.expect(b'[')?;
-        // A Kinesis record's envelope is ~600 bytes besides its data: room for them all at once.
-        let mut found: Vec<Fields<'a>> = Vec::with_capacity(self.b.len() / 1024 + 1);
+        // A Kinesis record's envelope is ~550 bytes besides its data: room for them all at once.
+        let mut found: Vec<Fields<'a>> = Vec::with_capacity(self.b.len() / 512 + 1);
         if self.peek()? == b']' {
             self.i += 1;
             return Some(Vec::new());
@@ -271,21 +271,19 @@ impl<'a> Reader<'a> {
         }
         arena.truncate(at);
         let arena = bytes::Bytes::from(arena);
-        Some(
+        Some(kinesis_items(
             found
                 .iter()
                 .zip(spans)
-                .map(|(f, span)| {
-                    kinesis_item(
-                        f.sequence.as_deref().unwrap_or_default(),
-                        f.event_id.as_deref().unwrap_or_default(),
-                        f.partition_key.as_deref().unwrap_or_default(),
-                        f.arrival,
-                        span.map(|r| arena.slice(r)),
-                    )
+                .map(|(f, span)| KinesisFields {
+                    sequence: f.sequence.as_deref().unwrap_or_default(),
+                    event_id: f.event_id.as_deref().unwrap_or_default(),
+                    partition_key: f.partition_key.as_deref().unwrap_or_default(),
+                    arrival: f.arrival,
+                    data: span.map(|r| arena.slice(r)),
                 })
                 .collect(),
-        )
+        ))
     }
 }
 

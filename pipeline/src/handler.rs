@@ -112,7 +112,7 @@ impl Summary {
     fn redeliver(&mut self, rest: &[&StreamRecord], kinesis: bool) {
         let n = if kinesis { 1 } else { rest.len() };
         self.batch_item_failures
-            .extend(rest.iter().take(n).map(|r| r.id.clone()));
+            .extend(rest.iter().take(n).map(|r| r.id.to_string()));
     }
 }
 

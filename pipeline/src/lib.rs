@@ -48,6 +48,7 @@
 //! # Crate Features
 //!
 //! - `s3` (default): the S3 object store on `aws-sdk-s3`.
+//! - `kinesis` (default): `kinesis://` outputs on `aws-sdk-kinesis`.
 //! - `cli` (default): the `sluice` command line.
 #![warn(missing_docs)]
 

@@ -13,6 +13,8 @@
 //!   batch item failure so the queue redrives it to its dead-letter queue instead of deleting it.
 //!   Any other SQS body, and every Kinesis record, is an [`Item::Record`] for `[input] format`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 /// An object to process.
@@ -39,15 +41,104 @@ impl ObjectRef {
     }
 }
 
+/// Text cut from a buffer a whole batch shares: a 10 000-record event's sequence numbers, shards
+/// and partition keys are one allocation, not 30 000 (which cost more than reading them).
+#[derive(Clone)]
+pub struct Text {
+    all: Arc<str>,
+    start: usize,
+    end: usize,
+}
+
+impl Text {
+    /// `all[range]`; a range that is not on character boundaries inside `all` is empty text.
+    pub fn cut(all: &Arc<str>, range: std::ops::Range<usize>) -> Self {
+        let range = if all.get(range.clone()).is_some() {
+            range
+        } else {
+            0..0
+        };
+        Text {
+            all: all.clone(),
+            start: range.start,
+            end: range.end,
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.all.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text {
+            all: Arc::from(s),
+            start: 0,
+            end: s.len(),
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        s.as_str().into()
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        "".into()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A record of a Kinesis batch, or an SQS message whose body is a record (not a notification).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamRecord {
     /// What a batch item failure names: the sequence number (Kinesis) or message id (SQS).
-    pub id: String,
+    pub id: Text,
     /// The Kinesis shard (`shardId-…` from the record's `eventID`); empty for SQS.
-    pub shard: String,
+    pub shard: Text,
     /// The partition key (Kinesis) or message group id (SQS FIFO), else empty.
-    pub partition_key: String,
+    pub partition_key: Text,
     /// Approximate arrival, seconds since the epoch.
     pub arrival: Option<f64>,
     /// The payload (base64 already decoded), or why it could not be read.
@@ -195,7 +286,7 @@ fn message(
                     "s3".to_string()
                 }
                 "aws:kinesis" => {
-                    items.push(kinesis_record(r));
+                    items.extend(kinesis_items(vec![kinesis_record(r)]));
                     "kinesis".to_string()
                 }
                 "aws:sqs" => {
@@ -211,13 +302,13 @@ fn message(
                     let Some(b) = notification else {
                         // Not an S3 notification in any envelope: the body is a record.
                         items.push(Item::Record(StreamRecord {
-                            id,
-                            shard: String::new(),
+                            id: id.into(),
+                            shard: Text::default(),
                             partition_key: r
                                 .pointer("/attributes/MessageGroupId")
                                 .and_then(Value::as_str)
                                 .unwrap_or("")
-                                .to_string(),
+                                .into(),
                             arrival: r
                                 .pointer("/attributes/SentTimestamp")
                                 .and_then(Value::as_str)
@@ -300,18 +391,18 @@ fn is_notification(v: &Value) -> bool {
             && v.get("detail-type").is_some())
 }
 
-fn kinesis_record(r: &Value) -> Item {
+fn kinesis_record(r: &Value) -> KinesisFields<'_> {
     let k = r.get("kinesis").unwrap_or(&Value::Null);
     fn text(v: Option<&Value>) -> &str {
         v.and_then(Value::as_str).unwrap_or("")
     }
-    kinesis_item(
-        text(k.get("sequenceNumber")),
-        text(r.get("eventID")),
-        text(k.get("partitionKey")),
-        k.get("approximateArrivalTimestamp").and_then(Value::as_f64),
-        decode_data(k.get("data").and_then(Value::as_str).map(str::as_bytes)),
-    )
+    KinesisFields {
+        sequence: text(k.get("sequenceNumber")),
+        event_id: text(r.get("eventID")),
+        partition_key: text(k.get("partitionKey")),
+        arrival: k.get("approximateArrivalTimestamp").and_then(Value::as_f64),
+        data: decode_data(k.get("data").and_then(Value::as_str).map(str::as_bytes)),
+    }
 }
 
 /// A Kinesis record's `data`: its base64 decoded (SIMD: a 10 000-record batch holds ~7 MB of it;
@@ -328,26 +419,61 @@ pub(crate) fn decode_data(b64: Option<&[u8]>) -> Result<bytes::Bytes, String> {
 
 pub(crate) const BAD_BASE64: &str = "the Kinesis record's data is not base64";
 
-/// A Kinesis record from its fields, however the event was read.
-pub(crate) fn kinesis_item(
-    sequence: &str,
-    event_id: &str,
-    partition_key: &str,
-    arrival: Option<f64>,
-    data: Result<bytes::Bytes, String>,
-) -> Item {
-    // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`.
-    let shard = event_id
-        .split_once(':')
-        .map(|(s, _)| s.to_string())
-        .unwrap_or_default();
-    Item::Record(StreamRecord {
-        id: sequence.to_string(),
-        shard,
-        partition_key: partition_key.to_string(),
-        arrival,
-        data,
-    })
+/// What a Kinesis record is made of, however the event was read.
+pub(crate) struct KinesisFields<'a> {
+    pub sequence: &'a str,
+    pub event_id: &'a str,
+    pub partition_key: &'a str,
+    pub arrival: Option<f64>,
+    pub data: Result<bytes::Bytes, String>,
+}
+
+/// Kinesis records from their fields, their ids, shards and keys all in one buffer.
+pub(crate) fn kinesis_items(records: Vec<KinesisFields<'_>>) -> Vec<Item> {
+    let mut buf = String::with_capacity(
+        records
+            .iter()
+            .map(|f| f.sequence.len() + f.partition_key.len())
+            .sum::<usize>()
+            + 64,
+    );
+    fn push(buf: &mut String, s: &str) -> std::ops::Range<usize> {
+        buf.push_str(s);
+        buf.len() - s.len()..buf.len()
+    }
+    let mut shard = 0..0;
+    let ranges: Vec<_> = records
+        .iter()
+        .map(|f| {
+            // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`;
+            // a batch is usually one shard's.
+            let s = memchr::memchr(b':', f.event_id.as_bytes())
+                .and_then(|i| f.event_id.get(..i))
+                .unwrap_or("");
+            if buf.get(shard.clone()) != Some(s) {
+                shard = push(&mut buf, s);
+            }
+            (
+                push(&mut buf, f.sequence),
+                shard.clone(),
+                push(&mut buf, f.partition_key),
+            )
+        })
+        .collect();
+    let all: Arc<str> = Arc::from(buf);
+    records
+        .into_iter()
+        .zip(ranges)
+        .map(|(f, (id, shard, key))| {
+            Item::Record(StreamRecord {
+                id: Text::cut(&all, id),
+                shard: Text::cut(&all, shard),
+                partition_key: Text::cut(&all, key),
+                arrival: f.arrival,
+                data: f.data,
+            })
+        })
+        .collect()
 }
 
 fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
@@ -552,6 +678,45 @@ mod tests {
         assert!(matches!(&p.items[1], Item::Skipped { .. }));
         // Shaped like a notification but not one Sluice reads: redriven to the dead-letter queue.
         assert!(matches!(&p.items[2], Item::Failed { message_id, .. } if message_id == "m3"));
+    }
+
+    #[test]
+    fn a_batch_shares_one_text_buffer() {
+        let f = |shard: &'static str, seq: &'static str, key: &'static str| KinesisFields {
+            sequence: seq,
+            event_id: shard,
+            partition_key: key,
+            arrival: None,
+            data: Ok(bytes::Bytes::new()),
+        };
+        let items = kinesis_items(vec![
+            f("shardId-1:10", "10", "é"),
+            f("shardId-1:11", "11", ""),
+            f("shardId-2:12", "12", "k"),
+            f("no colon", "13", "k"),
+        ]);
+        let recs: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => (r.shard.as_str(), r.id.as_str(), r.partition_key.as_str()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            recs,
+            [
+                ("shardId-1", "10", "é"),
+                ("shardId-1", "11", ""),
+                ("shardId-2", "12", "k"),
+                ("", "13", "k"),
+            ]
+        );
+        // A cut that is not on character boundaries is empty, not a panic.
+        let all: Arc<str> = Arc::from("é!");
+        assert_eq!(Text::cut(&all, 1..3), "");
+        assert_eq!(Text::cut(&all, 0..2), "é");
+        assert_eq!(Text::cut(&all, 2..9), "");
+        assert_eq!(format!("{:?}", Text::from("a\"b")), "\"a\\\"b\"");
     }
 
     #[test]

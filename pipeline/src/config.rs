@@ -140,6 +140,78 @@ pub enum StageConfig {
         #[serde(default = "default_max_groups")]
         max_groups: usize,
     },
+    /// Renditions of each image (`[input] format = "image"`; the first stage).
+    Resize(ResizeConfig),
+}
+
+/// `type = "resize"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeConfig {
+    /// The renditions: `[{ name, width, height, fit }]`.
+    pub variants: Vec<VariantConfig>,
+    /// `jpeg`, `png`, `webp` or `same` (the default: JPEG, PNG and WebP stay as they are; GIF,
+    /// TIFF and BMP become PNG).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// JPEG and WebP quality, 1–100 (default 80).
+    #[serde(default)]
+    pub quality: Option<u8>,
+    /// Progressive JPEG (default false).
+    #[serde(default)]
+    pub progressive: bool,
+    /// Drop EXIF and other metadata (default true); the ICC profile is always kept.
+    #[serde(default = "yes")]
+    pub strip_metadata: bool,
+    /// What transparency becomes in a JPEG: `#rrggbb` (default `#ffffff`).
+    #[serde(default)]
+    pub background: Option<String>,
+    /// `lanczos3` (default), `mitchell`, `catmull-rom`, `bilinear` or `nearest`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Largest width × height accepted, read from the header before decoding (default 100 000 000).
+    #[serde(default)]
+    pub max_pixels: Option<u64>,
+    /// Largest file accepted in bytes (default 64 MiB).
+    #[serde(default)]
+    pub max_input_bytes: Option<u64>,
+    /// The `Cache-Control` of each rendition on S3 (default `public, max-age=86400`).
+    #[serde(default)]
+    pub cache_control: Option<String>,
+}
+
+/// One `variants` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantConfig {
+    /// Names the output folder.
+    pub name: String,
+    /// Box width in pixels.
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Box height in pixels.
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// `contain` (default), `cover`, `fill` or `inside`.
+    #[serde(default)]
+    pub fit: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The default `Cache-Control` of renditions.
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=86400";
+
+/// A checked resize stage.
+#[derive(Debug, Clone)]
+pub struct ResizeSpec {
+    /// What to make.
+    #[cfg(feature = "image")]
+    pub options: sluice_processors::resize::ResizeOptions,
+    /// `Cache-Control` of each rendition.
+    pub cache_control: String,
 }
 
 /// `window = { column, every }`.
@@ -368,6 +440,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The stream columns the stages name (found once, when the config is checked).
     streamed: Vec<crate::stream::Column>,
+    /// The resize stage of an image pipeline; the other stages get a row per rendition.
+    pub resize: Option<ResizeSpec>,
 }
 
 fn w_every(micros: i64) -> String {
@@ -382,7 +456,7 @@ fn w_every(micros: i64) -> String {
 
 /// The formats this build reads.
 pub const FORMATS: &str = "ndjson, json, csv, parquet, lines, alb, cloudfront, vpc-flow, s3-access, clf, \
-cloudtrail, cloudwatch-logs, text";
+cloudtrail, cloudwatch-logs, text, image";
 
 /// How `[input]` is decoded.
 #[derive(Debug, Clone)]
@@ -406,6 +480,8 @@ pub enum InputSpec {
     Text,
     /// Apache Parquet, read by row group with only the needed columns.
     Parquet,
+    /// Images, made into renditions by the resize stage.
+    Image,
 }
 
 impl Plan {
@@ -443,6 +519,11 @@ impl Plan {
             InputSpec::Parquet => {
                 return Err(sluice_processors::Error::Decode(
                     "Parquet is read by range, not as a byte stream".into(),
+                ));
+            }
+            InputSpec::Image => {
+                return Err(sluice_processors::Error::Decode(
+                    "images are read whole from S3 objects by the resize stage, not decoded as records".into(),
                 ));
             }
         })
@@ -493,6 +574,7 @@ fn stage_columns(st: &StageConfig, cols: &mut Vec<String>) {
     let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     match st {
         StageConfig::Filter { predicate } => add(predicate),
+        StageConfig::Resize(_) => {}
         StageConfig::Select { columns } => columns.0.iter().for_each(|(_, e)| add(e)),
         StageConfig::Aggregate {
             group_by,
@@ -574,6 +656,163 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// The rows an image pipeline's stages after `resize` see: one per rendition written.
+pub fn rendition_schema() -> SchemaRef {
+    use arrow_schema::{DataType, Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("width", DataType::Int64, false),
+        Field::new("height", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("format", DataType::Utf8, false),
+    ]))
+}
+
+#[cfg(not(feature = "image"))]
+fn resize_spec(_: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError> {
+    Err(cx.err(
+        &[Seg::Key("stage"), Seg::Index(0), Seg::Key("type")],
+        "this build of sluice has no resize stage (build with its `image` feature)",
+    ))
+}
+
+#[cfg(feature = "image")]
+fn resize_spec(r: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError> {
+    use sluice_processors::resize::{self, Filter, Fit, OutputFormat, ResizeOptions, Variant};
+    let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(0), Seg::Key(k)];
+    if r.variants.is_empty() {
+        return Err(cx.err(
+            &at("variants"),
+            "needs at least one variant, e.g. [{ name = \"thumb\", width = 128 }]",
+        ));
+    }
+    let mut variants: Vec<Variant> = Vec::new();
+    for (j, v) in r.variants.iter().enumerate() {
+        let here = |k: &'static str| {
+            [
+                Seg::Key("stage"),
+                Seg::Index(0),
+                Seg::Key("variants"),
+                Seg::Index(j),
+                Seg::Key(k),
+            ]
+        };
+        let fit = match v.fit.as_deref() {
+            None => Fit::Contain,
+            Some(f) => Fit::parse(f).ok_or_else(|| {
+                cx.err(
+                    &here("fit"),
+                    format!("`{f}` is not a fit; use contain, cover, fill or inside"),
+                )
+            })?,
+        };
+        if v.width.is_none() && v.height.is_none() {
+            return Err(cx.err(&here("name"), "needs width, height or both"));
+        }
+        if v.width == Some(0) || v.height == Some(0) {
+            return Err(cx.err(&here("width"), "sizes are at least 1 pixel"));
+        }
+        if matches!(fit, Fit::Cover | Fit::Fill) && (v.width.is_none() || v.height.is_none()) {
+            return Err(cx.err(
+                &here("fit"),
+                "cover and fill need both width and height (a box to fill)",
+            ));
+        }
+        let ok_name = !v.name.is_empty()
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !v.name.starts_with('.');
+        if !ok_name {
+            return Err(cx.err(
+                &here("name"),
+                format!(
+                    "`{}` names an output folder: use letters, digits, - _ .",
+                    v.name
+                ),
+            ));
+        }
+        if variants.iter().any(|o| o.name == v.name) {
+            return Err(cx.err(&here("name"), format!("`{}` is named twice", v.name)));
+        }
+        variants.push(Variant {
+            name: v.name.clone(),
+            width: v.width,
+            height: v.height,
+            fit,
+        });
+    }
+    let format = match r.format.as_deref() {
+        None => OutputFormat::Same,
+        Some(f) => OutputFormat::parse(f).ok_or_else(|| {
+            cx.err(
+                &at("format"),
+                format!("`{f}` is not an image format sluice writes; use jpeg, png, webp or same"),
+            )
+        })?,
+    };
+    let quality = r.quality.unwrap_or(80);
+    if !(1..=100).contains(&quality) {
+        return Err(cx.err(&at("quality"), "is 1 to 100"));
+    }
+    let background = match r.background.as_deref() {
+        None => [255, 255, 255],
+        Some(c) => parse_colour(c).ok_or_else(|| {
+            cx.err(
+                &at("background"),
+                format!("`{c}` is not a colour; write #rrggbb, e.g. \"#ffffff\""),
+            )
+        })?,
+    };
+    let filter = match r.filter.as_deref() {
+        None => Filter::Lanczos3,
+        Some(f) => Filter::parse(f).ok_or_else(|| {
+            cx.err(
+                &at("filter"),
+                format!("`{f}` is not a filter; use lanczos3, mitchell, catmull-rom, bilinear or nearest"),
+            )
+        })?,
+    };
+    let positive = |v: Option<u64>, k: &'static str, d: u64| match v {
+        Some(0) => Err(cx.err(&at(k), "must be at least 1")),
+        v => Ok(v.unwrap_or(d)),
+    };
+    Ok(ResizeSpec {
+        options: ResizeOptions {
+            variants,
+            format,
+            quality,
+            progressive: r.progressive,
+            strip_metadata: r.strip_metadata,
+            background,
+            filter,
+            max_pixels: positive(r.max_pixels, "max_pixels", resize::DEFAULT_MAX_PIXELS)?,
+            max_input_bytes: positive(
+                r.max_input_bytes,
+                "max_input_bytes",
+                resize::DEFAULT_MAX_INPUT_BYTES,
+            )?,
+        },
+        cache_control: r
+            .cache_control
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string()),
+    })
+}
+
+/// `#rrggbb` (or `rrggbb`).
+#[cfg(feature = "image")]
+fn parse_colour(c: &str) -> Option<[u8; 3]> {
+    let hex = c.strip_prefix('#').unwrap_or(c);
+    if hex.len() != 6 || !hex.is_ascii() {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
 struct Ctx<'a> {
@@ -754,6 +993,10 @@ impl Plan {
                 fixed("text")?;
                 InputSpec::Text
             }
+            "image" => {
+                fixed("image")?;
+                InputSpec::Image
+            }
             "parquet" => {
                 if input.schema.is_some() {
                     return Err(cx.err(
@@ -847,7 +1090,27 @@ impl Plan {
             InputSpec::CloudWatchLogs => Some(aws::cloudwatch_logs_schema()),
             InputSpec::Text => Some(aws::text_schema()),
             InputSpec::Parquet => None,
+            InputSpec::Image => Some(rendition_schema()),
         };
+        let resize = match (&spec, config.stages.first()) {
+            (InputSpec::Image, Some(StageConfig::Resize(r))) => Some(resize_spec(r, &cx)?),
+            (InputSpec::Image, _) => {
+                return Err(format_err(
+                    "format = \"image\" needs a first [[stage]] with type = \"resize\"".into(),
+                ));
+            }
+            _ => None,
+        };
+        if let Some(i) =
+            config.stages.iter().enumerate().position(|(i, st)| {
+                matches!(st, StageConfig::Resize(_)) && (i > 0 || resize.is_none())
+            })
+        {
+            return Err(cx.err(
+                &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
+                "resize is the first stage of an image pipeline ([input] format = \"image\"), and the only resize",
+            ));
+        }
 
         let mut stages = Vec::new();
         // Stream batches add the stream columns the stages name.
@@ -857,6 +1120,8 @@ impl Plan {
             .map(|s| crate::stream::with_columns(&s, &streamed));
         for (i, st) in config.stages.iter().enumerate() {
             let (factory, describe, key): (Arc<dyn StageFactory>, String, &str) = match st {
+                // Checked above; it makes the rows the next stages see.
+                StageConfig::Resize(_) => continue,
                 StageConfig::Filter { predicate } => {
                     // Parse now, whatever the schema, so syntax errors never wait for data.
                     sluice_processors::expr::parse(predicate).map_err(|e| {
@@ -1040,6 +1305,12 @@ impl Plan {
             )
         })?;
         let kinesis = matches!(output, Destination::Kinesis { .. });
+        if kinesis && resize.is_some() {
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("uri")],
+                "renditions are files: write them to s3://bucket/prefix/ or a folder, not a kinesis:// stream",
+            ));
+        }
         let at = |key: &'static str| [Seg::Key("output"), Seg::Key(key)];
         if kinesis {
             if !out.partition_by.is_empty() {
@@ -1200,6 +1471,7 @@ impl Plan {
             rejects,
             warnings,
             streamed,
+            resize,
             file: file.to_path_buf(),
             config,
         })

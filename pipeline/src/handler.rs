@@ -743,7 +743,12 @@ impl Handler {
             Err(e) => Err(e),
         };
         let mut result = settle(ran, outputs, rejects, result).await.map_err(wrap)?;
-        if result.records_in > 0 && result.records_in == result.rejected {
+        // An image that cannot be read is a reject, and the rest of the event goes on; a record
+        // file none of whose records can be read is more likely the wrong format, and fails.
+        if result.records_in > 0
+            && result.records_in == result.rejected
+            && self.plan.resize.is_none()
+        {
             result.error = Some(wrap(Error::Io(format!(
                 "none of its {} records could be read as `{}` (all are in the rejects); check [input] format and compression",
                 result.rejected, self.plan.config.input.format
@@ -796,7 +801,10 @@ impl Handler {
                 c.name()
             )));
         }
-        if matches!(self.plan.input, InputSpec::Parquet) {
+        if let Some(spec) = &self.plan.resize {
+            self.resize(obj, spec, chain, outputs, rejects, result)
+                .await?;
+        } else if matches!(self.plan.input, InputSpec::Parquet) {
             self.read_parquet(obj, chain, outputs, rejects, result)
                 .await?;
         } else {
@@ -832,6 +840,112 @@ impl Handler {
             }
         }
         Ok(())
+    }
+
+    /// An image: read whole (within `max_input_bytes`), made into its renditions off the async
+    /// threads, each written as `{output}/{variant}/{key with the new extension}`; a file that
+    /// cannot be read is a reject, not a failure. Stages after `resize` get a row per rendition.
+    #[cfg(feature = "image")]
+    async fn resize(
+        &self,
+        obj: &ObjectRef,
+        spec: &crate::config::ResizeSpec,
+        chain: &mut Option<Chain>,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
+        use sluice_processors::resize::renditions;
+        use tokio::io::AsyncReadExt;
+        let limit = spec.options.max_input_bytes;
+        let over = |n: u64| format!("the file is {n} bytes, over max_input_bytes ({limit})");
+        let made = match obj.size {
+            // Refused before a byte is downloaded.
+            Some(n) if n > limit => Err((over(n), Vec::new())),
+            _ => {
+                let mut data = Vec::new();
+                self.input
+                    .get(&obj.bucket, &obj.key)
+                    .await?
+                    .take(limit + 1)
+                    .read_to_end(&mut data)
+                    .await
+                    .map_err(|e| read_error(&obj.uri(), e))?;
+                if data.len() as u64 > limit {
+                    Err((over(data.len() as u64), Vec::new()))
+                } else {
+                    let options = spec.options.clone();
+                    tokio::task::spawn_blocking(move || match renditions(&data, &options) {
+                        Ok((_, r)) => Ok(r),
+                        Err(reason) => Err((reason, data)),
+                    })
+                    .await
+                    .map_err(|e| Error::Io(format!("the resize worker stopped: {e}")))?
+                }
+            }
+        };
+        let made = match made {
+            Ok(r) => r,
+            Err((reason, data)) => {
+                let mut decoded = Decoded::default();
+                decoded
+                    .rejects
+                    .push(sluice_processors::Reject::new(1, reason, &data));
+                return self
+                    .drain(None, &mut decoded, chain, outputs, rejects, result)
+                    .await;
+            }
+        };
+        result.records_in += 1;
+        let mut rows = RenditionRows::default();
+        for r in made {
+            let key = format!(
+                "{}/{}",
+                r.variant,
+                with_extension(&obj.key, r.format.extension())
+            );
+            let n = r.bytes.len();
+            let location = outputs
+                .write_blob(
+                    &key,
+                    crate::store::ObjectMeta {
+                        content_type: r.format.content_type(),
+                        cache_control: Some(&spec.cache_control),
+                    },
+                    r.bytes,
+                )
+                .await?;
+            result.records_out += 1;
+            rows.push(
+                &obj.uri(),
+                &r.variant,
+                &location,
+                r.width,
+                r.height,
+                n,
+                r.format.name(),
+            );
+        }
+        if !self.plan.stages.is_empty() {
+            let schema = crate::config::rendition_schema();
+            let batch = rows.finish(&schema)?;
+            self.feed(Some(schema), vec![batch], chain, outputs, rejects, result)
+                .await?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "image"))]
+    async fn resize(
+        &self,
+        _: &ObjectRef,
+        _: &crate::config::ResizeSpec,
+        _: &mut Option<Chain>,
+        _: &mut Outputs,
+        _: &mut Rejects,
+        _: &mut ObjectResult,
+    ) -> Result<(), Error> {
+        Err(Error::Io("this build of sluice has no resize stage".into()))
     }
 
     /// Parquet: the footer, then row groups, fetched by range with only the columns the stages need.
@@ -1026,6 +1140,21 @@ impl Handler {
         result.records_in += rj.len() as u64;
         rejects.write(&rj).await?;
         let batches = std::mem::take(&mut decoded.batches);
+        result.records_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        self.feed(schema, batches, chain, outputs, rejects, result)
+            .await
+    }
+
+    /// Batches through the chain (built for `schema` on first use), and what comes out written.
+    async fn feed(
+        &self,
+        schema: Option<arrow_schema::SchemaRef>,
+        batches: Vec<RecordBatch>,
+        chain: &mut Option<Chain>,
+        outputs: &mut Outputs,
+        rejects: &mut Rejects,
+        result: &mut ObjectResult,
+    ) -> Result<(), Error> {
         if batches.is_empty() {
             return Ok(());
         }
@@ -1046,7 +1175,6 @@ impl Handler {
                         .into(),
                 ));
             }
-            result.records_in += b.num_rows() as u64;
             for o in push_through(&mut chain.stages, vec![b])? {
                 write_out(&o, outputs, rejects, result).await?;
             }
@@ -1058,6 +1186,68 @@ impl Handler {
             }
         }
         Ok(())
+    }
+}
+
+/// `key` with its last extension replaced (or added): `photos/a.b.HEIC` → `photos/a.b.jpg`.
+#[cfg_attr(not(feature = "image"), allow(dead_code))]
+fn with_extension(key: &str, ext: &str) -> String {
+    let name_at = key.rfind('/').map_or(0, |i| i + 1);
+    let stem = match key[name_at..].rfind('.') {
+        Some(dot) if dot > 0 => &key[..name_at + dot],
+        _ => key,
+    };
+    format!("{stem}.{ext}")
+}
+
+/// The rows stages after `resize` see.
+#[cfg_attr(not(feature = "image"), allow(dead_code))]
+#[derive(Default)]
+struct RenditionRows {
+    source: Vec<String>,
+    variant: Vec<String>,
+    key: Vec<String>,
+    width: Vec<i64>,
+    height: Vec<i64>,
+    bytes: Vec<i64>,
+    format: Vec<&'static str>,
+}
+
+#[cfg_attr(not(feature = "image"), allow(dead_code))]
+impl RenditionRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        source: &str,
+        variant: &str,
+        key: &str,
+        width: u32,
+        height: u32,
+        bytes: usize,
+        format: &'static str,
+    ) {
+        self.source.push(source.to_string());
+        self.variant.push(variant.to_string());
+        self.key.push(key.to_string());
+        self.width.push(i64::from(width));
+        self.height.push(i64::from(height));
+        self.bytes.push(bytes as i64);
+        self.format.push(format);
+    }
+
+    fn finish(self, schema: &arrow_schema::SchemaRef) -> Result<RecordBatch, Error> {
+        use arrow_array::{ArrayRef, Int64Array, StringArray};
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.source)),
+            Arc::new(StringArray::from(self.variant)),
+            Arc::new(StringArray::from(self.key)),
+            Arc::new(Int64Array::from(self.width)),
+            Arc::new(Int64Array::from(self.height)),
+            Arc::new(Int64Array::from(self.bytes)),
+            Arc::new(StringArray::from(self.format)),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| Error::Io(format!("rendition rows: {e}")))
     }
 }
 

@@ -25,7 +25,7 @@ use sluice_processors::Reject;
 use crate::Error;
 use crate::config::{Destination, OutputConfig, OutputFormat};
 use crate::kinesis::{RecordPutter, StreamWriter};
-use crate::store::{FsStore, ObjectStore, ObjectWriter};
+use crate::store::{FsStore, ObjectMeta, ObjectStore, ObjectWriter};
 
 /// What Hive escapes in partition values.
 const HIVE: &AsciiSet = &CONTROLS
@@ -198,6 +198,8 @@ pub struct Outputs {
     props: Option<WriterProperties>,
     /// A `kinesis://` output: rows go to the stream, or why they cannot.
     stream: Option<Result<StreamWriter, String>>,
+    /// Whole objects written (image renditions).
+    blobs: Vec<String>,
 }
 
 impl Outputs {
@@ -235,6 +237,7 @@ impl Outputs {
             order: Vec::new(),
             props: None,
             stream,
+            blobs: Vec::new(),
         }
     }
 
@@ -292,7 +295,10 @@ impl Outputs {
             OutputFormat::Parquet => "application/vnd.apache.parquet",
             OutputFormat::Ndjson => "application/x-ndjson",
         };
-        let sink = self.store.create(&self.bucket, &key, content_type).await?;
+        let sink = self
+            .store
+            .create(&self.bucket, &key, ObjectMeta::typed(content_type))
+            .await?;
         let location = self.store.location(&self.bucket, &key);
         let writer = match self.config.format {
             OutputFormat::Parquet => {
@@ -369,6 +375,32 @@ impl Outputs {
         Ok(())
     }
 
+    /// Write one whole object (an image rendition) at `rel_key` under the output; its location.
+    /// Its name is its own, so a retry overwrites it.
+    pub async fn write_blob(
+        &mut self,
+        rel_key: &str,
+        meta: ObjectMeta<'_>,
+        bytes: Vec<u8>,
+    ) -> Result<String, Error> {
+        if self.stream.is_some() {
+            return Err(Error::Io(
+                "a kinesis:// output takes rows, not files; write renditions to s3:// or a folder"
+                    .into(),
+            ));
+        }
+        let key = format!("{}{}", self.prefix, rel_key);
+        let mut w = self.store.create(&self.bucket, &key, meta).await?;
+        if let Err(e) = w.write(Bytes::from(bytes)).await {
+            w.abort().await;
+            return Err(e);
+        }
+        w.complete().await?;
+        let location = self.store.location(&self.bucket, &key);
+        self.blobs.push(location.clone());
+        Ok(location)
+    }
+
     /// Close every file, making them visible. Returns their locations, in first-written order.
     pub async fn finish(mut self) -> Result<Vec<String>, Error> {
         if let Some(Ok(mut w)) = self.stream.take() {
@@ -379,7 +411,7 @@ impl Outputs {
                 Vec::new()
             });
         }
-        let mut done = Vec::new();
+        let mut done = std::mem::take(&mut self.blobs);
         let mut failure = None;
         for part in std::mem::take(&mut self.order) {
             let Some(f) = self.files.remove(&part) else {
@@ -564,7 +596,9 @@ impl Rejects {
         };
         if self.sink.is_none() {
             let key = format!("{prefix}{}.ndjson", self.base);
-            let w = store.create(bucket, &key, "application/x-ndjson").await?;
+            let w = store
+                .create(bucket, &key, ObjectMeta::typed("application/x-ndjson"))
+                .await?;
             self.sink = Some((w, store.location(bucket, &key)));
         }
         let mut buf = Vec::new();

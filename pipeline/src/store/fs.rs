@@ -8,7 +8,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteReader, ObjectStore, ObjectWriter, not_found};
+use super::{ByteReader, ObjectMeta, ObjectStore, ObjectWriter, not_found};
 use crate::Error;
 
 /// Objects as files under a root folder. No bucket or key can reach outside the root.
@@ -119,7 +119,7 @@ impl ObjectStore for FsStore {
         &'a self,
         bucket: &'a str,
         key: &'a str,
-        _content_type: &'a str,
+        _meta: ObjectMeta<'a>,
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>> {
         async move {
             let path = self.path(bucket, key)?;
@@ -319,7 +319,10 @@ mod tests {
     async fn writes_appear_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStore::new(dir.path());
-        let mut w = s.create("b", "out/x.txt", "text/plain").await.unwrap();
+        let mut w = s
+            .create("b", "out/x.txt", ObjectMeta::typed("text/plain"))
+            .await
+            .unwrap();
         w.write(Bytes::from_static(b"hello ")).await.unwrap();
         assert!(!dir.path().join("b/out/x.txt").exists());
         w.write(Bytes::from_static(b"world")).await.unwrap();
@@ -328,7 +331,10 @@ mod tests {
             std::fs::read(dir.path().join("b/out/x.txt")).unwrap(),
             b"hello world"
         );
-        let mut w = s.create("b", "out/y.txt", "text/plain").await.unwrap();
+        let mut w = s
+            .create("b", "out/y.txt", ObjectMeta::typed("text/plain"))
+            .await
+            .unwrap();
         w.write(Bytes::from_static(b"partial")).await.unwrap();
         w.abort().await;
         let names: Vec<_> = std::fs::read_dir(dir.path().join("b/out"))

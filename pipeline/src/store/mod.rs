@@ -32,7 +32,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         &'a self,
         bucket: &'a str,
         key: &'a str,
-        content_type: &'a str,
+        meta: ObjectMeta<'a>,
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>>;
     /// The object's size in bytes.
     fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>>;
@@ -45,6 +45,25 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Bytes, Error>>;
     /// Where this store keeps `bucket/key`, for reports (`s3://…` or a path).
     fn location(&self, bucket: &str, key: &str) -> String;
+}
+
+/// The headers an object is written with (S3 keeps them; a folder has nowhere to).
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectMeta<'a> {
+    /// `Content-Type`.
+    pub content_type: &'a str,
+    /// `Cache-Control`, if any.
+    pub cache_control: Option<&'a str>,
+}
+
+impl<'a> ObjectMeta<'a> {
+    /// Just a content type.
+    pub fn typed(content_type: &'a str) -> Self {
+        ObjectMeta {
+            content_type,
+            cache_control: None,
+        }
+    }
 }
 
 /// An object being written.

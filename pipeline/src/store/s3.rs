@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{ByteReader, ObjectStore, ObjectWriter, not_found};
+use super::{ByteReader, ObjectMeta, ObjectStore, ObjectWriter, not_found};
 use crate::Error;
 
 /// Parts of multipart uploads are this large (8 MiB); objects smaller than one part are one PutObject.
@@ -102,14 +102,15 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
-        content_type: &'a str,
+        meta: ObjectMeta<'a>,
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>> {
         async move {
             Ok(Box::new(S3Writer {
                 client: self.client.clone(),
                 bucket: bucket.to_string(),
                 key: key.to_string(),
-                content_type: content_type.to_string(),
+                content_type: meta.content_type.to_string(),
+                cache_control: meta.cache_control.map(str::to_string),
                 buf: BytesMut::new(),
                 upload_id: None,
                 parts: Vec::new(),
@@ -181,6 +182,7 @@ struct S3Writer {
     bucket: String,
     key: String,
     content_type: String,
+    cache_control: Option<String>,
     buf: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
@@ -200,6 +202,7 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .content_type(&self.content_type)
+                .set_cache_control(self.cache_control.clone())
                 .send()
                 .await
                 .map_err(|e| classify(self.loc(), e))?;
@@ -257,6 +260,7 @@ impl ObjectWriter for S3Writer {
                     .bucket(&self.bucket)
                     .key(&self.key)
                     .content_type(&self.content_type)
+                    .set_cache_control(self.cache_control.clone())
                     .body(ByteStream::from(body))
                     .send()
                     .await

@@ -4,6 +4,8 @@
 
 mod cli;
 mod golden;
+#[cfg(feature = "image")]
+mod images;
 #[cfg(feature = "kinesis")]
 mod kinesis;
 mod s3;

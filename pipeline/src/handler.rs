@@ -349,9 +349,20 @@ impl Handler {
                 }
             }
         } else {
-            for obj in objects {
-                let t = Instant::now();
-                match self.process(obj).await {
+            use futures::StreamExt;
+            // Images are CPU work off the async threads: as many at once as there are cores (each
+            // holds one decoded image). Record files stream one after another.
+            let width = if self.plan.resize.is_some() {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                1
+            };
+            // (Collected first: a closure in the stream's type trips the Send check of the
+            // Lambda future.)
+            let work: Vec<_> = objects.into_iter().map(|obj| self.timed(obj)).collect();
+            let mut done = futures::stream::iter(work).buffered(width);
+            while let Some((obj, t, outcome)) = done.next().await {
+                match outcome {
                     Ok(mut r) => {
                         info!(
                             bucket = %obj.bucket, key = %obj.key, records_in = r.records_in,
@@ -716,6 +727,15 @@ impl Handler {
             ));
         }
         None
+    }
+
+    /// [`Self::process`], with when it started.
+    async fn timed<'a>(
+        &self,
+        obj: &'a ObjectRef,
+    ) -> (&'a ObjectRef, Instant, Result<ObjectResult, Error>) {
+        let t = Instant::now();
+        (obj, t, self.process(obj).await)
     }
 
     async fn process(&self, obj: &ObjectRef) -> Result<ObjectResult, Error> {

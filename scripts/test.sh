@@ -11,12 +11,12 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
-PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2")
+PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10")
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg, PIL" 2>/dev/null; then
   echo "== installing test tools from PyPI: ${PY_DEPS[*]}"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_DEPS[@]}"
 fi
@@ -67,3 +67,5 @@ echo "== aggregate checked against Python and DuckDB"
 "$VENV/bin/python" scripts/check_rollup.py "$CARGO_TARGET_DIR/debug/sluice" "$CARGO_TARGET_DIR/debug/gen-clickstream"
 echo "== Kinesis batches checked against the reference KPL aggregator (aws-kinesis-agg)"
 "$VENV/bin/python" scripts/check_kinesis.py "$CARGO_TARGET_DIR/debug/sluice"
+echo "== image renditions opened and checked with Pillow"
+"$VENV/bin/python" scripts/check_images.py "$CARGO_TARGET_DIR/debug/sluice"

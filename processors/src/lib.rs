@@ -44,6 +44,8 @@ pub mod filter;
 #[cfg(feature = "image")]
 pub mod resize;
 pub mod select;
+#[cfg(feature = "index")]
+pub mod tokenize;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;

@@ -41,6 +41,8 @@ pub mod decode;
 mod error;
 pub mod expr;
 pub mod filter;
+#[cfg(feature = "index")]
+pub mod index;
 #[cfg(feature = "image")]
 pub mod resize;
 pub mod select;

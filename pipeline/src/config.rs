@@ -142,6 +142,29 @@ pub enum StageConfig {
     },
     /// Renditions of each image (`[input] format = "image"`; the first stage).
     Resize(ResizeConfig),
+    /// A term index of a text column, written beside the output (the last stage).
+    Index {
+        /// The text column to index (`text` for `format = "text"` objects).
+        #[serde(default)]
+        text: Option<String>,
+        /// A column naming each row's document; default: the source and the row number.
+        #[serde(default)]
+        id: Option<String>,
+        /// Terms left out of the index (compared after case folding).
+        #[serde(default)]
+        stop_words: Vec<String>,
+    },
+}
+
+/// A checked index stage.
+#[derive(Debug, Clone)]
+pub struct IndexSpec {
+    /// The text column.
+    pub text: String,
+    /// The document id column, if any.
+    pub id: Option<String>,
+    /// Stop words.
+    pub stop_words: Vec<String>,
 }
 
 /// `type = "resize"`.
@@ -442,6 +465,8 @@ pub struct Plan {
     streamed: Vec<crate::stream::Column>,
     /// The resize stage of an image pipeline; the other stages get a row per rendition.
     pub resize: Option<ResizeSpec>,
+    /// The index stage: rows reaching the output are also indexed.
+    pub index: Option<IndexSpec>,
 }
 
 fn w_every(micros: i64) -> String {
@@ -535,7 +560,8 @@ impl Plan {
         let mut cols = Vec::new();
         for st in &self.config.stages {
             stage_columns(st, &mut cols);
-            if !matches!(st, StageConfig::Filter { .. }) {
+            // Stages that pass every column on (filter, index) leave the output needing them all.
+            if !matches!(st, StageConfig::Filter { .. } | StageConfig::Index { .. }) {
                 return Some(cols);
             }
         }
@@ -575,6 +601,9 @@ fn stage_columns(st: &StageConfig, cols: &mut Vec<String>) {
     match st {
         StageConfig::Filter { predicate } => add(predicate),
         StageConfig::Resize(_) => {}
+        StageConfig::Index { text, id, .. } => {
+            text.iter().chain(id).for_each(|c| add(&quoted(c)));
+        }
         StageConfig::Select { columns } => columns.0.iter().for_each(|(_, e)| add(e)),
         StageConfig::Aggregate {
             group_by,
@@ -1122,6 +1151,70 @@ impl Plan {
             let (factory, describe, key): (Arc<dyn StageFactory>, String, &str) = match st {
                 // Checked above; it makes the rows the next stages see.
                 StageConfig::Resize(_) => continue,
+                StageConfig::Index { text, id, .. } => {
+                    let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(i), Seg::Key(k)];
+                    if cfg!(not(feature = "index")) {
+                        return Err(cx.err(
+                            &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
+                            "this build of sluice has no index stage (build with its `index` feature)",
+                        ));
+                    }
+                    if i + 1 != config.stages.len() {
+                        return Err(cx.err(
+                            &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
+                            "index is the last stage: it indexes the rows the output receives",
+                        ));
+                    }
+                    let text = match (text, &spec) {
+                        (Some(t), _) => t.clone(),
+                        (None, InputSpec::Text) => "text".to_string(),
+                        (None, _) => {
+                            return Err(cx.err(
+                                &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
+                                "needs `text`, the column to index (the object catalog without a term index is not built yet)",
+                            ));
+                        }
+                    };
+                    if let Some(s) = &current {
+                        for (key, col) in [("text", Some(&text)), ("id", id.as_ref())] {
+                            let Some(col) = col else { continue };
+                            match s.field_with_name(col) {
+                                Err(_) => {
+                                    return Err(cx.err(
+                                        &at(key),
+                                        format!(
+                                            "no column `{col}` reaches this stage; it has: {}",
+                                            s.fields()
+                                                .iter()
+                                                .map(|f| f.name().as_str())
+                                                .collect::<Vec<_>>()
+                                                .join(", ")
+                                        ),
+                                    ));
+                                }
+                                Ok(f)
+                                    if key == "text"
+                                        && !matches!(
+                                            f.data_type(),
+                                            arrow_schema::DataType::Utf8
+                                                | arrow_schema::DataType::LargeUtf8
+                                                | arrow_schema::DataType::Utf8View
+                                        ) =>
+                                {
+                                    return Err(cx.err(
+                                        &at(key),
+                                        format!(
+                                            "`{col}` is {}, not text",
+                                            type_name(f.data_type())
+                                        ),
+                                    ));
+                                }
+                                Ok(_) => {}
+                            }
+                        }
+                    }
+                    continue;
+                }
                 StageConfig::Filter { predicate } => {
                     // Parse now, whatever the schema, so syntax errors never wait for data.
                     sluice_processors::expr::parse(predicate).map_err(|e| {
@@ -1305,6 +1398,17 @@ impl Plan {
             )
         })?;
         let kinesis = matches!(output, Destination::Kinesis { .. });
+        if kinesis
+            && config
+                .stages
+                .iter()
+                .any(|s| matches!(s, StageConfig::Index { .. }))
+        {
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("uri")],
+                "the index is written as Parquet files beside the output: use s3://bucket/prefix/ or a folder",
+            ));
+        }
         if kinesis && resize.is_some() {
             return Err(cx.err(
                 &[Seg::Key("output"), Seg::Key("uri")],
@@ -1462,6 +1566,18 @@ impl Plan {
             }
         }
 
+        let index = config.stages.iter().find_map(|st| match st {
+            StageConfig::Index {
+                text,
+                id,
+                stop_words,
+            } => Some(IndexSpec {
+                text: text.clone().unwrap_or_else(|| "text".to_string()),
+                id: id.clone(),
+                stop_words: stop_words.clone(),
+            }),
+            _ => None,
+        });
         Ok(Plan {
             input: spec,
             schema,
@@ -1472,6 +1588,7 @@ impl Plan {
             warnings,
             streamed,
             resize,
+            index,
             file: file.to_path_buf(),
             config,
         })

@@ -165,15 +165,22 @@ impl Handler {
         self
     }
 
-    /// The outputs of one unit of work, named after `base`.
-    fn outputs(&self, base: String) -> Outputs {
-        Outputs::new(
+    /// The outputs of one unit of work, named after `base`; an index stage names its row
+    /// documents after `source`.
+    fn outputs(&self, base: String, source: &str) -> Outputs {
+        let outputs = Outputs::new(
             &self.plan.config.output,
             &self.plan.output,
             &self.output,
             self.streams.as_ref(),
             base,
-        )
+        );
+        #[cfg(feature = "index")]
+        if let Some(spec) = &self.plan.index {
+            return outputs.with_index(spec, source.to_string());
+        }
+        let _ = source;
+        outputs
     }
 
     /// Append a stage of your own after the configured ones.
@@ -426,7 +433,7 @@ impl Handler {
                 format!("kinesis {} from {}", first.shard, first.id),
             )
         };
-        let mut outputs = self.outputs(base.clone());
+        let mut outputs = self.outputs(base.clone(), &source);
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
         let mut result = ObjectResult::default();
         let mut chain = None;
@@ -641,7 +648,7 @@ impl Handler {
                 o.version_id.as_deref().or(o.etag.as_deref()),
             )
         }));
-        let mut outputs = self.outputs(base.clone());
+        let mut outputs = self.outputs(base.clone(), &base);
         let mut chain = None;
         let mut result = ObjectResult::default();
         let mut reject_files = Vec::new();
@@ -748,7 +755,7 @@ impl Handler {
         };
         let version = obj.version_id.as_deref().or(obj.etag.as_deref());
         let base = base_name(&obj.bucket, &obj.key, version);
-        let mut outputs = self.outputs(base.clone());
+        let mut outputs = self.outputs(base.clone(), &obj.uri());
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, obj.uri(), base);
         let mut result = ObjectResult::default();
         let mut chain = None;
@@ -1087,7 +1094,7 @@ impl Handler {
             _ => crate::output::window_name(shard, &w.start),
         };
         let source = format!("kinesis {shard} window {}", w.start);
-        let mut outputs = self.outputs(base.clone());
+        let mut outputs = self.outputs(base.clone(), &source);
         let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
         let mut result = ObjectResult::default();
         let stop = self.stop_before(deadline);

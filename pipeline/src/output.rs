@@ -200,6 +200,63 @@ pub struct Outputs {
     stream: Option<Result<StreamWriter, String>>,
     /// Whole objects written (image renditions).
     blobs: Vec<String>,
+    /// The term index of the rows written, when the pipeline ends with an index stage.
+    #[cfg(feature = "index")]
+    index: Option<IndexSink>,
+}
+
+/// Rows written are also indexed: `{output}/_index/terms/{base}.parquet` and `_index/docs/`.
+#[cfg(feature = "index")]
+struct IndexSink {
+    builder: sluice_processors::index::TermIndexBuilder,
+    text: String,
+    id: Option<String>,
+    source: String,
+    rows: u64,
+}
+
+#[cfg(feature = "index")]
+impl IndexSink {
+    fn add(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        use arrow_array::Array;
+        let text_col = |name: &str| -> Result<Option<arrow_array::StringArray>, Error> {
+            let Some(c) = batch.column_by_name(name) else {
+                return Ok(None);
+            };
+            let c = arrow_cast::cast(c, &arrow_schema::DataType::Utf8).map_err(|e| {
+                Error::Processor(sluice_processors::Error::arrow(
+                    "the index's text column",
+                    e,
+                ))
+            })?;
+            Ok(c.as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .cloned())
+        };
+        let Some(text) = text_col(&self.text)? else {
+            return Err(Error::Io(format!(
+                "the index stage's text column `{}` is not in the rows",
+                self.text
+            )));
+        };
+        let ids = match &self.id {
+            Some(c) => text_col(c)?,
+            None => None,
+        };
+        for i in 0..batch.num_rows() {
+            let row = self.rows + i as u64;
+            if text.is_null(i) {
+                continue;
+            }
+            let doc = match &ids {
+                Some(ids) if !ids.is_null(i) => ids.value(i).to_string(),
+                _ => format!("{}#{}", self.source, row + 1),
+            };
+            self.builder.add(&doc, &self.text, text.value(i));
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
 }
 
 impl Outputs {
@@ -238,7 +295,62 @@ impl Outputs {
             props: None,
             stream,
             blobs: Vec::new(),
+            #[cfg(feature = "index")]
+            index: None,
         }
+    }
+
+    /// Also index the rows written: column `text` of each row, as document `id` (a column) or
+    /// `{source}#{row}`.
+    #[cfg(feature = "index")]
+    pub fn with_index(mut self, spec: &crate::config::IndexSpec, source: String) -> Self {
+        self.index = Some(IndexSink {
+            builder: sluice_processors::index::TermIndexBuilder::new(
+                sluice_processors::tokenize::Tokenizer::new(&spec.stop_words),
+            ),
+            text: spec.text.clone(),
+            id: spec.id.clone(),
+            source,
+            rows: 0,
+        });
+        self
+    }
+
+    /// Write the term index of what was written (if there is one): two Parquet files named
+    /// after this unit of work's base, so a retry replaces them.
+    #[cfg(feature = "index")]
+    async fn write_index(&mut self) -> Result<(), Error> {
+        let Some(sink) = self.index.take() else {
+            return Ok(());
+        };
+        if sink.builder.documents() == 0 {
+            return Ok(());
+        }
+        let (terms, docs) = sink.builder.finish().map_err(|e| {
+            Error::Processor(sluice_processors::Error::arrow(
+                "building the term index",
+                e,
+            ))
+        })?;
+        for (dir, batch) in [("terms", terms), ("docs", docs)] {
+            let mut buf = Vec::new();
+            let props = WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
+                .map_err(|e| Error::Io(format!("term index: {e}")))?;
+            w.write(&batch)
+                .and_then(|()| w.close().map(|_| ()))
+                .map_err(|e| Error::Io(format!("term index: {e}")))?;
+            let key = format!("_index/{dir}/{}.parquet", self.base);
+            self.write_blob(
+                &key,
+                ObjectMeta::typed("application/vnd.apache.parquet"),
+                buf,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Rows the output could not take (a stream record over its limits), since the last call.
@@ -327,6 +439,10 @@ impl Outputs {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        #[cfg(feature = "index")]
+        if let Some(ix) = &mut self.index {
+            ix.add(batch)?;
+        }
         match &mut self.stream {
             Some(Ok(w)) => return w.write(batch).await,
             Some(Err(e)) => return Err(Error::Io(e.clone())),
@@ -410,6 +526,11 @@ impl Outputs {
             } else {
                 Vec::new()
             });
+        }
+        #[cfg(feature = "index")]
+        if let Err(e) = self.write_index().await {
+            self.abort().await;
+            return Err(e);
         }
         let mut done = std::mem::take(&mut self.blobs);
         let mut failure = None;

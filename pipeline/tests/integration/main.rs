@@ -6,6 +6,8 @@ mod cli;
 mod golden;
 #[cfg(feature = "image")]
 mod images;
+#[cfg(feature = "index")]
+mod index;
 #[cfg(feature = "kinesis")]
 mod kinesis;
 mod s3;

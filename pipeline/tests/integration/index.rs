@@ -1,0 +1,184 @@
+//! The index stage end to end through `sluice replay`: whole text objects and a text column of
+//! rows indexed into `_index/terms/` and `_index/docs/` Parquet beside the output, re-runs
+//! replacing rather than duplicating.
+
+use std::path::Path;
+
+use crate::support::{parquet_rows, sluice, stderr, summaries};
+
+fn replay(cfg: &str, docs: &[(&str, &str)]) -> (tempfile::TempDir, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut records = Vec::new();
+    for (key, text) in docs {
+        let p = store.join("docs").join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        records.push(sluice_pipeline::event::s3_record(
+            "docs",
+            key,
+            text.len() as u64,
+            "e",
+        ));
+    }
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        sluice_pipeline::event::s3_event(records).to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let mut last = serde_json::Value::Null;
+    // Twice: a re-run must replace the index files, not add to them.
+    for _ in 0..2 {
+        let o = sluice(&[
+            "replay",
+            config.to_str().unwrap(),
+            event.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        last = summaries(&o).remove(0);
+    }
+    (dir, last)
+}
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn text_objects_are_indexed_beside_the_output() {
+    let cfg = r#"
+name = "docs"
+[input]
+format = "text"
+[[stage]]
+type = "index"
+stop_words = ["the"]
+[output]
+uri = "s3://out/docs/"
+format = "ndjson"
+"#;
+    let (dir, s) = replay(
+        cfg,
+        &[
+            ("a/rust.txt", "The Rust book: Rust is fast."),
+            ("b/beijing.txt", "我来到北京清华大学"),
+        ],
+    );
+    assert_eq!(s["objects"], 2, "{s}");
+    let out = dir.path().join("store/out/docs/_index");
+    let terms = files(&out.join("terms"));
+    assert_eq!(terms.len(), 2, "{terms:?}");
+    let mut rows: Vec<serde_json::Value> = terms
+        .iter()
+        .flat_map(|p| parquet_rows(&std::fs::read(p).unwrap()))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["term"].as_str().unwrap().to_string());
+    let got: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["term"].as_str().unwrap(),
+                r["doc"].as_str().unwrap(),
+                r["tf"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("book", "s3://docs/a/rust.txt#1", 1),
+            ("fast", "s3://docs/a/rust.txt#1", 1),
+            ("is", "s3://docs/a/rust.txt#1", 1),
+            ("rust", "s3://docs/a/rust.txt#1", 2),
+            // Sorted by UTF-8 bytes (as Parquet readers compare them).
+            ("北京", "s3://docs/b/beijing.txt#1", 1),
+            ("我", "s3://docs/b/beijing.txt#1", 1),
+            ("来到", "s3://docs/b/beijing.txt#1", 1),
+            ("清华大学", "s3://docs/b/beijing.txt#1", 1),
+        ]
+    );
+    // Positions count the stop word; the field's length (for BM25) counts indexed terms only.
+    let rust = rows.iter().find(|r| r["term"] == "rust").unwrap();
+    assert_eq!(rust["positions"], serde_json::json!([1, 3]));
+    assert_eq!(rust["doc_terms"], 5);
+    assert_eq!(files(&out.join("docs")).len(), 2);
+}
+
+#[test]
+fn a_text_column_of_rows_is_indexed_with_its_id_column() {
+    let cfg = r#"
+name = "tickets"
+[input]
+format = "ndjson"
+schema = { id = "string", body = "string", n = "int64" }
+[[stage]]
+type = "filter"
+where = "n > 0"
+[[stage]]
+type = "index"
+text = "body"
+id = "id"
+[output]
+uri = "s3://out/tickets/"
+"#;
+    let (dir, s) = replay(
+        cfg,
+        &[(
+            "t.ndjson",
+            "{\"id\":\"T-1\",\"body\":\"Printer on fire\",\"n\":1}\n{\"id\":\"T-2\",\"body\":\"printer jammed\",\"n\":2}\n{\"id\":\"T-3\",\"body\":\"skipped\",\"n\":0}\n",
+        )],
+    );
+    assert_eq!(s["records_out"], 2, "{s}");
+    let terms = files(&dir.path().join("store/out/tickets/_index/terms"));
+    let rows: Vec<String> = terms
+        .iter()
+        .flat_map(|p| parquet_rows(&std::fs::read(p).unwrap()))
+        .collect();
+    let printer: Vec<&String> = rows.iter().filter(|r| r.contains("\"printer\"")).collect();
+    assert_eq!(printer.len(), 2, "{rows:?}");
+    assert!(
+        printer[0].contains("\"T-1\"") && printer[1].contains("\"T-2\""),
+        "{printer:?}"
+    );
+    assert!(!rows.iter().any(|r| r.contains("skipped")), "{rows:?}");
+}
+
+#[test]
+fn index_configs_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    for (text, says) in [
+        (
+            "[input]\nformat = \"ndjson\"\nschema = { a = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"index\"\ntext = \"n\"\n",
+            "`n` is int64, not text",
+        ),
+        (
+            "[input]\nformat = \"ndjson\"\nschema = { a = \"string\" }\n[[stage]]\ntype = \"index\"\ntext = \"body\"\n",
+            "no column `body`",
+        ),
+        (
+            "[input]\nformat = \"ndjson\"\n[[stage]]\ntype = \"index\"\ntext = \"a\"\n[[stage]]\ntype = \"filter\"\nwhere = \"true\"\n",
+            "index is the last stage",
+        ),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!("name = \"x\"\n{text}[output]\nuri = \"s3://o/p/\"\n"),
+        )
+        .unwrap();
+        let o = sluice(&["validate", cfg.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+}

@@ -64,6 +64,8 @@ pub mod kpl;
 pub mod lambda;
 pub mod output;
 pub mod replay;
+#[cfg(feature = "index")]
+pub mod search;
 pub mod store;
 pub mod stream;
 #[cfg(test)]

@@ -63,6 +63,23 @@ enum Command {
         /// The pipeline.toml; defaults to $SLUICE_CONFIG, then ./pipeline.toml.
         config: Option<PathBuf>,
     },
+    /// Rank the documents of a term index (written by an index stage) for a query, by BM25.
+    #[cfg(feature = "index")]
+    Search {
+        /// The index stage's output: a folder, or s3://bucket/prefix/ (holding _index/terms/).
+        index: String,
+        /// The query: words, in any language the index stage tokenizes.
+        query: String,
+        /// How many documents to print.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Read s3:// through this S3-compatible endpoint.
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
+        /// One JSON line per hit: {"doc","score","matched"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a realistic event for local objects, for replay.
     Event {
         #[command(subcommand)]
@@ -280,6 +297,55 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await;
             printed.context("printing a summary")?;
             Ok(u8::from(failed))
+        }
+        #[cfg(feature = "index")]
+        Command::Search {
+            index,
+            query,
+            limit,
+            endpoint_url,
+            json,
+        } => {
+            let (store, bucket, prefix): (Arc<dyn ObjectStore>, String, String) =
+                match index.strip_prefix("s3://") {
+                    Some(rest) => {
+                        let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
+                        match s3_store(endpoint_url.as_deref()).await {
+                            Ok(s) => (s, b.to_string(), p.to_string()),
+                            Err(e) => {
+                                eprintln!("sluice: {e}");
+                                return Ok(2);
+                            }
+                        }
+                    }
+                    None => (
+                        Arc::new(sluice_pipeline::store::FsStore::flat(&index)),
+                        String::new(),
+                        String::new(),
+                    ),
+                };
+            match sluice_pipeline::search::search(store, &bucket, &prefix, &query, limit).await {
+                Ok(hits) => {
+                    for h in &hits {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"doc": h.doc, "score": h.score, "matched": h.matched})
+                            );
+                        } else {
+                            println!("{:>8.3}  {}  ({})", h.score, h.doc, h.matched.join(", "));
+                        }
+                    }
+                    if hits.is_empty() && !json {
+                        eprintln!("no documents match");
+                    }
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("sluice: {e}");
+                    Ok(1)
+                }
+            }
         }
         Command::Serve { config } => {
             lambda::init_logging();

@@ -192,6 +192,53 @@ impl ObjectStore for FsStore {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| format!("s3://{bucket}/{key}"))
     }
+
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        async move {
+            // The bucket's folder, walked; keys are paths relative to it with `/`.
+            let base = if self.flat {
+                self.root.clone()
+            } else {
+                // (checks the bucket name the way reads and writes do)
+                self.path(bucket, "x")?;
+                self.root.join(bucket)
+            };
+            let base2 = base.clone();
+            let mut keys = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                let mut todo = vec![base2.clone()];
+                while let Some(dir) = todo.pop() {
+                    let Ok(rd) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            todo.push(p);
+                        } else if let Ok(rel) = p.strip_prefix(&base2) {
+                            let key = rel
+                                .components()
+                                .map(|c| c.as_os_str().to_string_lossy())
+                                .collect::<Vec<_>>()
+                                .join("/");
+                            out.push(key);
+                        }
+                    }
+                }
+                out
+            })
+            .await
+            .map_err(|e| Error::Io(format!("listing {}: {e}", base.display())))?;
+            keys.retain(|k| k.starts_with(prefix) && !k.contains(".sluice-tmp-"));
+            keys.sort();
+            Ok(keys)
+        }
+        .boxed()
+    }
 }
 
 /// A local file read in place: the kernel copies straight into the caller's buffer. `tokio::fs`

@@ -45,6 +45,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Bytes, Error>>;
     /// Where this store keeps `bucket/key`, for reports (`s3://…` or a path).
     fn location(&self, bucket: &str, key: &str) -> String;
+    /// The keys under `prefix` in `bucket`, sorted (temporary files being written are not listed).
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
 }
 
 /// The headers an object is written with (S3 keeps them; a folder has nowhere to).

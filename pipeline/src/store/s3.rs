@@ -174,6 +174,34 @@ impl ObjectStore for S3Store {
     fn location(&self, bucket: &str, key: &str) -> String {
         format!("s3://{bucket}/{key}")
     }
+
+    fn list<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        async move {
+            let mut keys = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify(format!("s3://{bucket}/{prefix}"), e))?;
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_string)),
+                );
+            }
+            keys.sort();
+            Ok(keys)
+        }
+        .boxed()
+    }
 }
 
 /// Buffers one part at a time; small objects become one PutObject.

@@ -113,6 +113,24 @@ format = "ndjson"
     assert_eq!(rust["positions"], serde_json::json!([1, 3]));
     assert_eq!(rust["doc_terms"], 5);
     assert_eq!(files(&out.join("docs")).len(), 2);
+
+    // `sluice search` reads the index back and ranks by BM25.
+    let folder = dir.path().join("store/out/docs");
+    let o = sluice(&["search", folder.to_str().unwrap(), "北京 大学", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits = summaries(&o);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["doc"], "s3://docs/b/beijing.txt#1");
+    assert_eq!(hits[0]["matched"], serde_json::json!(["北京"]));
+    let o = sluice(&["search", folder.to_str().unwrap(), "RUST fast"]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        text.contains("s3://docs/a/rust.txt#1") && text.contains("(fast, rust)"),
+        "{text}"
+    );
+    let o = sluice(&["search", dir.path().to_str().unwrap(), "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no term index"), "{}", stderr(&o));
 }
 
 #[test]
@@ -181,4 +199,74 @@ fn index_configs_are_checked() {
         assert_eq!(o.status.code(), Some(2), "{text}");
         assert!(stderr(&o).contains(says), "{}", stderr(&o));
     }
+}
+
+/// Through S3 (moto): text objects indexed with `--endpoint-url`, then `sluice search s3://…`
+/// lists and reads the index files with the real SDK client (more than one page of keys is not
+/// needed here; ListObjectsV2 pagination is the SDK's paginator).
+#[tokio::test]
+async fn search_reads_an_index_under_an_s3_prefix() {
+    use crate::s3::{bucket, client, endpoint, put};
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let input = bucket("ix-in");
+    let output = bucket("ix-out");
+    for b in [&input, &output] {
+        c.create_bucket().bucket(b.as_str()).send().await.unwrap();
+    }
+    let docs = [
+        ("n/1.txt", "Tide tables for the harbour"),
+        ("n/2.txt", "北京的天气很好"),
+    ];
+    let mut records = Vec::new();
+    for (k, t) in docs {
+        put(&c, &input, k, t.as_bytes().to_vec()).await;
+        records.push(sluice_pipeline::event::s3_record(
+            &input,
+            k,
+            t.len() as u64,
+            "e",
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        sluice_pipeline::event::s3_event(records).to_string(),
+    )
+    .unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!("name = \"n\"\n[input]\nformat = \"text\"\n[[stage]]\ntype = \"index\"\n[output]\nuri = \"s3://{output}/notes/\"\nformat = \"ndjson\"\n"),
+    )
+    .unwrap();
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        event.to_str().unwrap(),
+        "--endpoint-url",
+        &ep,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sluice(&[
+        "search",
+        &format!("s3://{output}/notes/"),
+        "天气 harbour",
+        "--endpoint-url",
+        &ep,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits = summaries(&o);
+    let found: Vec<&str> = hits.iter().map(|h| h["doc"].as_str().unwrap()).collect();
+    assert_eq!(found.len(), 2, "{hits:?}");
+    assert!(
+        found.contains(&format!("s3://{input}/n/1.txt#1").as_str()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&format!("s3://{input}/n/2.txt#1").as_str()),
+        "{found:?}"
+    );
 }

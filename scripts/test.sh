@@ -69,3 +69,5 @@ echo "== Kinesis batches checked against the reference KPL aggregator (aws-kines
 "$VENV/bin/python" scripts/check_kinesis.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== image renditions opened and checked with Pillow"
 "$VENV/bin/python" scripts/check_images.py "$CARGO_TARGET_DIR/debug/sluice"
+echo "== index files read with DuckDB and pyarrow; sluice search checked against BM25 computed in Python"
+"$VENV/bin/python" scripts/check_index.py "$CARGO_TARGET_DIR/debug/sluice"

@@ -254,7 +254,16 @@ pub fn search(
     let mut wanted: Vec<String> = tokenizer.terms(query);
     wanted.sort();
     wanted.dedup();
-    let mut scores: HashMap<String, (f64, Vec<String>)> = HashMap::new();
+    // The matching rows of every batch (an index is one file per unit of work), gathered first:
+    // a term's document frequency counts all of them.
+    struct Match {
+        term: usize,
+        doc: String,
+        field: String,
+        tf: f64,
+        dl: f64,
+    }
+    let mut matches: Vec<Match> = Vec::new();
     for b in terms {
         let (t, d, f, tf, dl) = (
             strings(&col(b, "term")?)?,
@@ -267,34 +276,36 @@ pub fn search(
             .as_any()
             .downcast_ref::<ListArray>()
             .ok_or("not a Sluice term index: `positions` is not a list")?;
-        for w in &wanted {
+        for (wi, w) in wanted.iter().enumerate() {
             // Rows are sorted by term: binary search for the first, then walk.
-            let mut i = partition_point(&t, w);
-            let start = i;
-            while i < t.len() && t.value(i) == w {
-                i += 1;
+            let mut r = partition_point(&t, w);
+            while r < t.len() && t.value(r) == w {
+                matches.push(Match {
+                    term: wi,
+                    doc: d.value(r).to_string(),
+                    field: f.value(r).to_string(),
+                    tf: f64::from(tf.value(r)),
+                    dl: f64::from(dl.value(r)),
+                });
+                r += 1;
             }
-            let rows = start..i;
-            // Document frequency per field.
-            let mut df: HashMap<&str, f64> = HashMap::new();
-            for r in rows.clone() {
-                *df.entry(f.value(r)).or_default() += 1.0;
-            }
-            for r in rows {
-                let field = f.value(r);
-                let (n, total) = n_docs.get(field).copied().unwrap_or((1.0, 1.0));
-                let avgdl = if n > 0.0 { total / n } else { 1.0 };
-                let df = df.get(field).copied().unwrap_or(1.0);
-                let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-                let tf = f64::from(tf.value(r));
-                let dl = f64::from(dl.value(r));
-                let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * dl / avgdl.max(1e-9)));
-                let e = scores.entry(d.value(r).to_string()).or_default();
-                e.0 += s;
-                if !e.1.contains(w) {
-                    e.1.push(w.clone());
-                }
-            }
+        }
+    }
+    let mut df: HashMap<(usize, &str), f64> = HashMap::new();
+    for m in &matches {
+        *df.entry((m.term, m.field.as_str())).or_default() += 1.0;
+    }
+    let mut scores: HashMap<String, (f64, Vec<String>)> = HashMap::new();
+    for m in &matches {
+        let (n, total) = n_docs.get(&m.field).copied().unwrap_or((1.0, 1.0));
+        let avgdl = if n > 0.0 { total / n } else { 1.0 };
+        let df = df.get(&(m.term, m.field.as_str())).copied().unwrap_or(1.0);
+        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        let s = idf * m.tf * (K1 + 1.0) / (m.tf + K1 * (1.0 - B + B * m.dl / avgdl.max(1e-9)));
+        let e = scores.entry(m.doc.clone()).or_default();
+        e.0 += s;
+        if !e.1.contains(&wanted[m.term]) {
+            e.1.push(wanted[m.term].clone());
         }
     }
     let mut hits: Vec<Hit> = scores

@@ -253,5 +253,151 @@ fn rollup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, end_to_end, formats, rollup);
+/// 10 000 short documents, half English, half Chinese (~200 bytes each), deterministic.
+fn documents() -> Vec<(String, String)> {
+    const EN: &[&str] = &[
+        "the",
+        "harbour",
+        "tide",
+        "train",
+        "fast",
+        "report",
+        "quarterly",
+        "numbers",
+        "committee",
+        "reviewed",
+        "weather",
+        "river",
+        "bridge",
+        "market",
+        "prices",
+        "rose",
+        "fell",
+        "city",
+        "council",
+        "voted",
+        "new",
+        "library",
+        "opens",
+        "monday",
+        "storm",
+        "warning",
+        "issued",
+        "for",
+        "coast",
+        "schools",
+        "closed",
+        "after",
+        "snow",
+        "team",
+        "won",
+        "final",
+    ];
+    const ZH: &[&str] = &[
+        "北京",
+        "上海",
+        "天气",
+        "今天",
+        "明天",
+        "高铁",
+        "很快",
+        "市场",
+        "价格",
+        "上涨",
+        "下跌",
+        "委员会",
+        "报告",
+        "季度",
+        "数据",
+        "图书馆",
+        "开放",
+        "学校",
+        "因为",
+        "大雪",
+        "关闭",
+        "球队",
+        "赢得",
+        "决赛",
+        "我们",
+        "来到",
+        "清华大学",
+        "研究",
+        "人工智能",
+        "发展",
+        "城市",
+        "交通",
+        "新闻",
+        "发布",
+        "警告",
+        "沿海",
+        "地区",
+        "河流",
+        "桥梁",
+        "。",
+        "，",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    (0..10_000)
+        .map(|i| {
+            let mut text = String::new();
+            while text.len() < 200 {
+                if i % 2 == 0 {
+                    text.push_str(EN[next(EN.len())]);
+                    text.push(' ');
+                } else {
+                    text.push_str(ZH[next(ZH.len())]);
+                }
+            }
+            (format!("s3://docs/{i}.txt#1"), text)
+        })
+        .collect()
+}
+
+/// Tokenize, index and write the `terms` and `docs` Parquet tables, as the index stage does.
+fn index_docs(docs: &[&(String, String)]) -> usize {
+    use sluice_processors::index::TermIndexBuilder;
+    let mut b = TermIndexBuilder::default();
+    for (doc, text) in docs {
+        b.add(doc, "text", text);
+    }
+    let (terms, docs) = b.finish().expect("index");
+    let mut written = 0;
+    for batch in [terms, docs] {
+        let mut buf = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        written += buf.len();
+    }
+    written
+}
+
+fn index(c: &mut Criterion) {
+    let all = documents();
+    let mixed: Vec<&(String, String)> = all.iter().collect();
+    let chinese: Vec<&(String, String)> = all.iter().skip(1).step_by(2).collect();
+    sluice_processors::tokenize::Tokenizer::default().terms("热身"); // load jieba's dictionary
+    let mut g = c.benchmark_group("index: tokenize → term index → Parquet");
+    g.sample_size(10);
+    for (name, docs) in [
+        ("10 000 documents, half English, half Chinese", &mixed),
+        ("5 000 Chinese documents", &chinese),
+    ] {
+        let bytes: usize = docs.iter().map(|d| d.1.len()).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        g.bench_function(format!("{name} ({:.1} MB)", bytes as f64 / 1e6), |b| {
+            b.iter(|| index_docs(docs))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end, formats, rollup, index);
 criterion_main!(benches);

@@ -49,7 +49,7 @@ impl Tokenizer {
         let mut folded = String::new();
         let mut emit = |word: &str, position: &mut u32| {
             folded.clear();
-            if word.chars().all(|c| !c.is_uppercase()) {
+            if word.chars().all(|c| is_han(c) || !c.is_uppercase()) {
                 folded.push_str(word);
             } else {
                 folded.extend(word.chars().flat_map(char::to_lowercase));
@@ -67,7 +67,7 @@ impl Tokenizer {
             if let Some((start, end)) = run.take() {
                 let han = &text[start..end];
                 for t in jieba().cut(han, true) {
-                    if t.word.chars().any(char::is_alphanumeric) {
+                    if t.word.chars().any(|c| is_han(c) || c.is_alphanumeric()) {
                         emit(t.word, position);
                     }
                 }

@@ -49,7 +49,8 @@ struct Posting {
     doc: u32,
     field: u32,
     tf: u32,
-    positions: Vec<i32>,
+    /// Its first positions, in [`TermIndexBuilder::positions`].
+    positions: std::ops::Range<u32>,
     doc_terms: u32,
 }
 
@@ -64,9 +65,10 @@ pub struct TermIndexBuilder {
     postings: Vec<Posting>,
     lengths: Vec<(u32, u32, u32)>,
     bytes: u64,
-    /// Per document, reused: term id → (tf, first positions), and the order terms were met.
-    seen: HashMap<u32, (u32, Vec<i32>)>,
-    order: Vec<u32>,
+    /// Every posting's first positions, one after another.
+    positions: Vec<i32>,
+    /// Per document, reused: (term id, position) of each term.
+    pairs: Vec<(u32, u32)>,
 }
 
 impl TermIndexBuilder {
@@ -90,10 +92,10 @@ impl TermIndexBuilder {
             }
         };
         self.bytes += text.len() as u64;
-        let mut seen = std::mem::take(&mut self.seen);
-        let mut order = std::mem::take(&mut self.order);
-        seen.clear();
-        order.clear();
+        // Every (term, position) of the document, sorted, then grouped: no map, and positions
+        // go into one flat buffer rather than a vector per posting.
+        let mut pairs = std::mem::take(&mut self.pairs);
+        pairs.clear();
         let mut count: u32 = 0;
         let (terms, ids) = (&mut self.terms, &mut self.term_ids);
         self.tokenizer.each(text, |term, pos| {
@@ -107,30 +109,27 @@ impl TermIndexBuilder {
                     id
                 }
             };
-            let e = seen.entry(id).or_insert_with(|| {
-                order.push(id);
-                (0, Vec::new())
-            });
-            e.0 += 1;
-            if e.1.len() < MAX_POSITIONS {
-                e.1.push(i32::try_from(pos).unwrap_or(i32::MAX));
-            }
+            pairs.push((id, pos));
         });
         self.lengths.push((doc_id, field_id, count));
-        for &id in &order {
-            if let Some((tf, positions)) = seen.remove(&id) {
-                self.postings.push(Posting {
-                    term: id,
-                    doc: doc_id,
-                    field: field_id,
-                    tf,
-                    positions,
-                    doc_terms: count,
-                });
-            }
+        pairs.sort_unstable();
+        for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+            let start = self.positions.len() as u32;
+            self.positions.extend(
+                run.iter()
+                    .take(MAX_POSITIONS)
+                    .map(|&(_, p)| i32::try_from(p).unwrap_or(i32::MAX)),
+            );
+            self.postings.push(Posting {
+                term: run[0].0,
+                doc: doc_id,
+                field: field_id,
+                tf: run.len() as u32,
+                positions: start..self.positions.len() as u32,
+                doc_terms: count,
+            });
         }
-        self.seen = seen;
-        self.order = order;
+        self.pairs = pairs;
     }
 
     /// Documents added so far.
@@ -171,14 +170,6 @@ impl TermIndexBuilder {
             })
             .collect();
         keyed.sort_unstable();
-        let mut slots: Vec<Option<Posting>> = std::mem::take(&mut self.postings)
-            .into_iter()
-            .map(Some)
-            .collect();
-        self.postings = keyed
-            .into_iter()
-            .filter_map(|(_, _, i)| slots.get_mut(i as usize).and_then(Option::take))
-            .collect();
         let n = self.postings.len();
         let mut term = StringBuilder::with_capacity(n, n * 8);
         let mut doc = StringBuilder::with_capacity(n, n * 32);
@@ -191,12 +182,16 @@ impl TermIndexBuilder {
         )));
         let mut doc_terms = Int32Builder::with_capacity(n);
         let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-        for p in &self.postings {
+        for p in keyed.iter().filter_map(|k| self.postings.get(k.2 as usize)) {
             term.append_value(&terms[p.term as usize]);
             doc.append_value(&docs[p.doc as usize]);
             field.append_value(&fields[p.field as usize]);
             tf.append_value(clamp(p.tf));
-            positions.values().append_slice(&p.positions);
+            positions.values().append_slice(
+                self.positions
+                    .get(p.positions.start as usize..p.positions.end as usize)
+                    .unwrap_or_default(),
+            );
             positions.append(true);
             doc_terms.append_value(clamp(p.doc_terms));
         }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::catalog::CatalogRow;
 use crate::config::{Compression, InputSpec, Plan};
 use crate::kinesis::RecordPutter;
 use crate::output::{Outputs, Rejects, base_name, invocation_name};
@@ -243,6 +244,10 @@ impl Handler {
             ..Summary::default()
         };
         let mut errors = Vec::new();
+        // With an index stage, every object met gets a catalog row.
+        let mut catalog: Vec<CatalogRow> = Vec::new();
+        let cataloging = self.plan.index.is_some();
+        let format = self.plan.config.input.format.as_str();
         let mut objects: Vec<&ObjectRef> = Vec::new();
         let mut records: Vec<&StreamRecord> = Vec::new();
         for item in &parsed.items {
@@ -262,6 +267,11 @@ impl Handler {
                 }
                 Item::Object(obj) => {
                     if let Some(reason) = self.skip_reason(obj) {
+                        if cataloging {
+                            let mut row = CatalogRow::new(obj, "skipped", format);
+                            row.reason = Some(reason.clone());
+                            catalog.push(row);
+                        }
                         s.skipped += 1;
                         s.skips.push(Skip {
                             source: obj.uri(),
@@ -340,6 +350,13 @@ impl Handler {
                         "Processed invocation."
                     );
                     s.objects += objects.len() as u64;
+                    if cataloging {
+                        for obj in &objects {
+                            let mut row = CatalogRow::new(obj, "processed", format);
+                            row.outputs = r.outputs.clone();
+                            catalog.push(row);
+                        }
+                    }
                     s.absorb(r);
                 }
                 Err(e) => {
@@ -352,6 +369,13 @@ impl Handler {
                         }
                     }
                     warn!(error = %e, "Invocation failed.");
+                    if cataloging {
+                        for obj in &objects {
+                            let mut row = CatalogRow::new(obj, "failed", format);
+                            row.reason = Some(e.to_string());
+                            catalog.push(row);
+                        }
+                    }
                     errors.push(e.to_string());
                 }
             }
@@ -377,14 +401,39 @@ impl Handler {
                             ms = t.elapsed().as_millis() as u64, "Processed object."
                         );
                         let error = r.error.take();
+                        if cataloging {
+                            let status = if error.is_some() {
+                                "failed"
+                            } else {
+                                "processed"
+                            };
+                            let mut row = CatalogRow::new(obj, status, format);
+                            row.reason = error.as_ref().map(ToString::to_string);
+                            row.counts = Some((r.records_in, r.records_out, r.rejected));
+                            row.outputs = r.outputs.clone();
+                            catalog.push(row);
+                        }
                         s.absorb(r);
                         match error {
                             None => s.objects += 1,
                             Some(e) => self.fail(obj, e, &mut s, &mut errors),
                         }
                     }
-                    Err(e) => self.fail(obj, e, &mut s, &mut errors),
+                    Err(e) => {
+                        if cataloging {
+                            let mut row = CatalogRow::new(obj, "failed", format);
+                            row.reason = Some(e.to_string());
+                            catalog.push(row);
+                        }
+                        self.fail(obj, e, &mut s, &mut errors)
+                    }
                 }
+            }
+        }
+        for row in &catalog {
+            if let Err(e) = self.write_catalog(row).await {
+                warn!(error = %e, "Could not write the catalog row.");
+                errors.push(e.to_string());
             }
         }
         if !errors.is_empty() {
@@ -404,6 +453,34 @@ impl Handler {
         }
         s.duration_ms = started.elapsed().as_millis() as u64;
         (s, per_item)
+    }
+
+    /// `{output}/_index/objects/{name}.parquet`: the object's catalog row, named like its outputs.
+    async fn write_catalog(&self, row: &CatalogRow) -> Result<(), Error> {
+        let Some((store, bucket, prefix)) = crate::output::resolve(&self.plan.output, &self.output)
+        else {
+            return Ok(());
+        };
+        let name = base_name(
+            &row.bucket,
+            &row.key,
+            row.version_id.as_deref().or(row.etag.as_deref()),
+        );
+        let key = format!("{prefix}_index/objects/{name}.parquet");
+        let bytes = crate::catalog::parquet(row)?;
+        let mut w = store
+            .create(
+                &bucket,
+                &key,
+                crate::store::ObjectMeta::typed("application/vnd.apache.parquet"),
+            )
+            .await?;
+        if let Err(e) = w.write(bytes::Bytes::from(bytes)).await {
+            w.abort().await;
+            return Err(e);
+        }
+        w.complete().await?;
+        Ok(())
     }
 
     /// True when a stage needs every record of the invocation (an aggregate).

@@ -270,3 +270,95 @@ async fn search_reads_an_index_under_an_s3_prefix() {
         "{found:?}"
     );
 }
+
+#[test]
+fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(store.join("docs/in")).unwrap();
+    std::fs::write(store.join("docs/in/a.txt"), "alpha beta").unwrap();
+    let event = dir.path().join("event.json");
+    let records = vec![
+        sluice_pipeline::event::s3_record("docs", "in/a.txt", 10, "e1"),
+        // Not in the store: fails, with the reason.
+        sluice_pipeline::event::s3_record("docs", "in/missing.txt", 5, "e2"),
+        // Not matched by [input] keys: skipped, with the reason.
+        sluice_pipeline::event::s3_record("docs", "other/b.md", 3, "e3"),
+    ];
+    std::fs::write(
+        &event,
+        sluice_pipeline::event::s3_event(records).to_string(),
+    )
+    .unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"docs\"\n[input]\nformat = \"text\"\nkeys = [\"in/**\"]\n[[stage]]\ntype = \"index\"\n[output]\nuri = \"s3://out/docs/\"\nformat = \"ndjson\"\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        sluice(&[
+            "replay",
+            cfg.to_str().unwrap(),
+            event.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ]);
+    }
+    let files = files(&store.join("out/docs/_index/objects"));
+    assert_eq!(files.len(), 3, "{files:?}");
+    let mut rows: Vec<serde_json::Value> = files
+        .iter()
+        .flat_map(|p| parquet_rows(&std::fs::read(p).unwrap()))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
+    let brief: Vec<(&str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["size"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            ("in/a.txt", "processed", 10),
+            ("in/missing.txt", "failed", 5),
+            ("other/b.md", "skipped", 3)
+        ]
+    );
+    assert_eq!(rows[0]["records_in"], 1);
+    assert_eq!(rows[0]["records_out"], 1);
+    assert_eq!(rows[0]["rejected"], 0);
+    assert_eq!(rows[0]["etag"], "e1");
+    let outputs: Vec<&str> = rows[0]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert!(
+        outputs.iter().any(|o| o.ends_with(".ndjson")),
+        "{outputs:?}"
+    );
+    assert!(
+        outputs.iter().any(|o| o.contains("/_index/terms/")),
+        "{outputs:?}"
+    );
+    assert!(rows[0]["reason"].is_null());
+    assert!(
+        rows[1]["reason"].as_str().unwrap().contains("missing.txt"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2]["reason"].as_str().unwrap().contains("[input] keys"),
+        "{}",
+        rows[2]
+    );
+}

@@ -34,6 +34,10 @@ pub struct CatalogRow {
     pub counts: Option<(u64, u64, u64)>,
     /// Where its outputs went.
     pub outputs: Vec<String>,
+    /// sha256 of its bytes as stored (when it was read as a stream).
+    pub sha256: Option<String>,
+    /// The content type its first bytes show.
+    pub content_type: Option<&'static str>,
 }
 
 impl CatalogRow {
@@ -50,6 +54,8 @@ impl CatalogRow {
             format: format.to_string(),
             counts: None,
             outputs: Vec::new(),
+            sha256: None,
+            content_type: None,
         }
     }
 }
@@ -62,6 +68,8 @@ pub fn schema() -> SchemaRef {
         Field::new("version_id", DataType::Utf8, true),
         Field::new("etag", DataType::Utf8, true),
         Field::new("size", DataType::Int64, true),
+        Field::new("sha256", DataType::Utf8, true),
+        Field::new("content_type", DataType::Utf8, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("reason", DataType::Utf8, true),
         Field::new("format", DataType::Utf8, false),
@@ -95,6 +103,8 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(s(r.version_id.as_deref())),
         Arc::new(s(r.etag.as_deref())),
         Arc::new(n(r.size)),
+        Arc::new(s(r.sha256.as_deref())),
+        Arc::new(s(r.content_type)),
         Arc::new(s(Some(r.status))),
         Arc::new(s(r.reason.as_deref())),
         Arc::new(s(Some(&r.format))),
@@ -116,4 +126,151 @@ pub fn parquet(r: &CatalogRow) -> Result<Vec<u8>, Error> {
         .and_then(|()| w.close().map(|_| ()))
         .map_err(|e| Error::Io(format!("catalog: {e}")))?;
     Ok(buf)
+}
+
+/// What the catalog learns from an object's bytes as they stream past: their sha256, and the
+/// content type their first bytes show.
+#[derive(Default)]
+pub struct Fingerprint {
+    hash: sha2::Sha256,
+    head: Vec<u8>,
+}
+
+impl Fingerprint {
+    /// Take the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest;
+        self.hash.update(bytes);
+        if self.head.len() < 16 {
+            let n = (16 - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+        }
+    }
+
+    /// (sha256 hex, sniffed content type).
+    pub fn finish(self) -> (String, &'static str) {
+        use sha2::Digest;
+        let hex = self
+            .hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        (hex, sniff(&self.head))
+    }
+}
+
+/// The content type an object's first bytes show (compressed containers by their magic).
+pub fn sniff(head: &[u8]) -> &'static str {
+    match head {
+        [0x1f, 0x8b, ..] => "application/gzip",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "application/zstd",
+        [b'P', b'A', b'R', b'1', ..] => "application/vnd.apache.parquet",
+        [0xff, 0xd8, 0xff, ..] => "image/jpeg",
+        [0x89, b'P', b'N', b'G', ..] => "image/png",
+        [b'G', b'I', b'F', b'8', ..] => "image/gif",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
+        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => "image/tiff",
+        [b'%', b'P', b'D', b'F', ..] => "application/pdf",
+        [b'P', b'K', 3, 4, ..] => "application/zip",
+        _ => {
+            let text = match std::str::from_utf8(head) {
+                Ok(t) => t,
+                // A multi-byte character cut by the 16-byte window is still text.
+                Err(e) if e.error_len().is_none() => {
+                    std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or("")
+                }
+                Err(_) => return "application/octet-stream",
+            };
+            let t = text.trim_start_matches('\u{feff}').trim_start();
+            if t.starts_with('{') || t.starts_with('[') {
+                "application/json"
+            } else if text.is_empty() && !head.is_empty() {
+                "application/octet-stream"
+            } else {
+                "text/plain"
+            }
+        }
+    }
+}
+
+/// An object's reader that feeds a [`Fingerprint`] as it is read.
+pub struct Fingerprinted {
+    inner: crate::store::ByteReader,
+    seen: Arc<std::sync::Mutex<Fingerprint>>,
+}
+
+impl Fingerprinted {
+    /// Wrap `inner`; the fingerprint is read from `seen` when reading is done.
+    pub fn new(inner: crate::store::ByteReader) -> (Self, Arc<std::sync::Mutex<Fingerprint>>) {
+        let seen = Arc::new(std::sync::Mutex::new(Fingerprint::default()));
+        (
+            Fingerprinted {
+                inner,
+                seen: seen.clone(),
+            },
+            seen,
+        )
+    }
+}
+
+impl tokio::io::AsyncRead for Fingerprinted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &r
+            && let Ok(mut f) = self.seen.lock()
+        {
+            f.update(&buf.filled()[before..]);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_by_content() {
+        assert_eq!(sniff(b"\x1f\x8b\x08\x00"), "application/gzip");
+        assert_eq!(sniff(b"PAR1\x15\x04"), "application/vnd.apache.parquet");
+        assert_eq!(sniff(b"\xef\xbb\xbf{\"a\":1}"), "application/json");
+        assert_eq!(sniff(b"  [1,2]"), "application/json");
+        assert_eq!(sniff(b"2026-11-22 INFO"), "text/plain");
+        // A character cut at the 16-byte window is still text.
+        assert_eq!(
+            sniff("abcdefghijklmn\u{00e9}".as_bytes()[..15].as_ref()),
+            "text/plain"
+        );
+        assert_eq!(sniff(b"\x00\x01\x02\xff"), "application/octet-stream");
+        let mut f = Fingerprint::default();
+        f.update(b"alpha ");
+        f.update(b"beta");
+        assert_eq!(
+            f.finish(),
+            (
+                "1a989ea86150171c687b0727f218eedbb94c4665a7da9b0add1bf5de607f2bf1".to_string(),
+                "text/plain"
+            )
+        );
+    }
 }

@@ -128,6 +128,8 @@ struct ObjectResult {
     outputs: Vec<String>,
     /// A stream batch stopped before this record, its deadline near.
     stopped_at: Option<usize>,
+    /// sha256 and sniffed content type of the object read (for the catalog).
+    fingerprint: Option<(String, &'static str)>,
 }
 
 /// Runs a [`Plan`] against objects in a store.
@@ -411,6 +413,10 @@ impl Handler {
                             row.reason = error.as_ref().map(ToString::to_string);
                             row.counts = Some((r.records_in, r.records_out, r.rejected));
                             row.outputs = r.outputs.clone();
+                            if let Some((hash, ct)) = r.fingerprint.take() {
+                                row.sha256 = Some(hash);
+                                row.content_type = Some(ct);
+                            }
                             catalog.push(row);
                         }
                         s.absorb(r);
@@ -914,6 +920,13 @@ impl Handler {
         } else {
             let input = &self.plan.config.input;
             let reader = self.input.get(&obj.bucket, &obj.key).await?;
+            // The catalog's hash and content type, taken from the stored bytes as they stream.
+            let (reader, seen): (ByteReader, _) = if self.plan.index.is_some() {
+                let (r, seen) = crate::catalog::Fingerprinted::new(reader);
+                (Box::pin(r), Some(seen))
+            } else {
+                (reader, None)
+            };
             let mut reader = decompress(reader, input.compression).await?;
             let mut decoder = self.plan.decoder(&obj.key)?;
             let mut space = vec![0u8; READ_BYTES + PAGE];
@@ -940,6 +953,12 @@ impl Handler {
                 .await?;
                 if n == 0 {
                     break;
+                }
+            }
+            if let Some(seen) = seen {
+                drop(reader);
+                if let Some(f) = Arc::into_inner(seen).and_then(|m| m.into_inner().ok()) {
+                    result.fingerprint = Some(f.finish());
                 }
             }
         }
@@ -975,6 +994,11 @@ impl Handler {
                     .read_to_end(&mut data)
                     .await
                     .map_err(|e| read_error(&obj.uri(), e))?;
+                if self.plan.index.is_some() {
+                    let mut f = crate::catalog::Fingerprint::default();
+                    f.update(&data);
+                    result.fingerprint = Some(f.finish());
+                }
                 if data.len() as u64 > limit {
                     Err((over(data.len() as u64), Vec::new()))
                 } else {

@@ -336,6 +336,12 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
     assert_eq!(rows[0]["records_out"], 1);
     assert_eq!(rows[0]["rejected"], 0);
     assert_eq!(rows[0]["etag"], "e1");
+    assert_eq!(
+        rows[0]["sha256"],
+        "1a989ea86150171c687b0727f218eedbb94c4665a7da9b0add1bf5de607f2bf1"
+    );
+    assert_eq!(rows[0]["content_type"], "text/plain");
+    assert!(rows[1]["sha256"].is_null() && rows[2]["sha256"].is_null());
     let outputs: Vec<&str> = rows[0]["outputs"]
         .as_array()
         .unwrap()

@@ -38,6 +38,8 @@ pub struct CatalogRow {
     pub sha256: Option<String>,
     /// The content type its first bytes show.
     pub content_type: Option<&'static str>,
+    /// An image's upright width and height, EXIF orientation, and renditions made.
+    pub image: Option<(u64, u64, u64, u64)>,
 }
 
 impl CatalogRow {
@@ -56,6 +58,7 @@ impl CatalogRow {
             outputs: Vec::new(),
             sha256: None,
             content_type: None,
+            image: None,
         }
     }
 }
@@ -76,6 +79,10 @@ pub fn schema() -> SchemaRef {
         Field::new("records_in", DataType::Int64, true),
         Field::new("records_out", DataType::Int64, true),
         Field::new("rejected", DataType::Int64, true),
+        Field::new("width", DataType::Int64, true),
+        Field::new("height", DataType::Int64, true),
+        Field::new("orientation", DataType::Int64, true),
+        Field::new("renditions", DataType::Int64, true),
         Field::new(
             "outputs",
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
@@ -111,6 +118,10 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(n(r.counts.map(|c| c.0))),
         Arc::new(n(r.counts.map(|c| c.1))),
         Arc::new(n(r.counts.map(|c| c.2))),
+        Arc::new(n(r.image.map(|i| i.0))),
+        Arc::new(n(r.image.map(|i| i.1))),
+        Arc::new(n(r.image.map(|i| i.2))),
+        Arc::new(n(r.image.map(|i| i.3))),
         Arc::new(outputs.finish()),
     ];
     RecordBatch::try_new(schema(), cols).map_err(|e| Error::Io(format!("catalog row: {e}")))

@@ -159,8 +159,8 @@ pub enum StageConfig {
 /// A checked index stage.
 #[derive(Debug, Clone)]
 pub struct IndexSpec {
-    /// The text column.
-    pub text: String,
+    /// The text column; none: the object catalog only.
+    pub text: Option<String>,
     /// The document id column, if any.
     pub id: Option<String>,
     /// Stop words.
@@ -1165,18 +1165,14 @@ impl Plan {
                             "index is the last stage: it indexes the rows the output receives",
                         ));
                     }
+                    // Without a text column (and not whole text objects): the catalog only.
                     let text = match (text, &spec) {
-                        (Some(t), _) => t.clone(),
-                        (None, InputSpec::Text) => "text".to_string(),
-                        (None, _) => {
-                            return Err(cx.err(
-                                &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
-                                "needs `text`, the column to index (the object catalog without a term index is not built yet)",
-                            ));
-                        }
+                        (Some(t), _) => Some(t.clone()),
+                        (None, InputSpec::Text) => Some("text".to_string()),
+                        (None, _) => None,
                     };
                     if let Some(s) = &current {
-                        for (key, col) in [("text", Some(&text)), ("id", id.as_ref())] {
+                        for (key, col) in [("text", text.as_ref()), ("id", id.as_ref())] {
                             let Some(col) = col else { continue };
                             match s.field_with_name(col) {
                                 Err(_) => {
@@ -1572,7 +1568,9 @@ impl Plan {
                 id,
                 stop_words,
             } => Some(IndexSpec {
-                text: text.clone().unwrap_or_else(|| "text".to_string()),
+                text: text
+                    .clone()
+                    .or_else(|| matches!(spec, InputSpec::Text).then(|| "text".to_string())),
                 id: id.clone(),
                 stop_words: stop_words.clone(),
             }),

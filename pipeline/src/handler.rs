@@ -130,6 +130,18 @@ struct ObjectResult {
     stopped_at: Option<usize>,
     /// sha256 and sniffed content type of the object read (for the catalog).
     fingerprint: Option<(String, &'static str)>,
+    /// What the resize stage saw of an image (for the catalog).
+    image: Option<ImageFacts>,
+}
+
+/// An image's upright size, EXIF orientation and how many renditions were made of it.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "image"), allow(dead_code))]
+struct ImageFacts {
+    width: u32,
+    height: u32,
+    orientation: u8,
+    renditions: usize,
 }
 
 /// Runs a [`Plan`] against objects in a store.
@@ -179,7 +191,7 @@ impl Handler {
             base,
         );
         #[cfg(feature = "index")]
-        if let Some(spec) = &self.plan.index {
+        if let Some(spec) = self.plan.index.as_ref().filter(|i| i.text.is_some()) {
             return outputs.with_index(spec, source.to_string());
         }
         let _ = source;
@@ -416,6 +428,14 @@ impl Handler {
                             if let Some((hash, ct)) = r.fingerprint.take() {
                                 row.sha256 = Some(hash);
                                 row.content_type = Some(ct);
+                            }
+                            if let Some(i) = r.image {
+                                row.image = Some((
+                                    u64::from(i.width),
+                                    u64::from(i.height),
+                                    u64::from(i.orientation),
+                                    i.renditions as u64,
+                                ));
                             }
                             catalog.push(row);
                         }
@@ -1004,7 +1024,7 @@ impl Handler {
                 } else {
                     let options = spec.options.clone();
                     tokio::task::spawn_blocking(move || match renditions(&data, &options) {
-                        Ok((_, r)) => Ok(r),
+                        Ok((info, r)) => Ok((info, r)),
                         Err(reason) => Err((reason, data)),
                     })
                     .await
@@ -1013,7 +1033,21 @@ impl Handler {
             }
         };
         let made = match made {
-            Ok(r) => r,
+            Ok((info, r)) => {
+                // Upright, as a viewer shows it.
+                let (w, h) = if info.orientation >= 5 {
+                    (info.height, info.width)
+                } else {
+                    (info.width, info.height)
+                };
+                result.image = Some(ImageFacts {
+                    width: w,
+                    height: h,
+                    orientation: info.orientation,
+                    renditions: r.len(),
+                });
+                r
+            }
             Err((reason, data)) => {
                 let mut decoded = Decoded::default();
                 decoded

@@ -308,7 +308,7 @@ impl Outputs {
             builder: sluice_processors::index::TermIndexBuilder::new(
                 sluice_processors::tokenize::Tokenizer::new(&spec.stop_words),
             ),
-            text: spec.text.clone(),
+            text: spec.text.clone().unwrap_or_default(),
             id: spec.id.clone(),
             source,
             rows: 0,

@@ -295,3 +295,46 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn an_index_stage_catalogs_each_image() {
+    let config = CONFIG.replace("[output]", "[[stage]]\ntype = \"index\"\n\n[output]");
+    let (dir, cfg, event) = setup(&config, &["orient-6.jpg", "not-an-image.jpg"]);
+    let store = dir.path().join("store");
+    let s = replay(&cfg, &event, &store);
+    assert_eq!(s["rejected"], 1, "{s}");
+    let folder = store.join("renditions/_index/objects");
+    let mut rows: Vec<serde_json::Value> = walk(&folder)
+        .iter()
+        .flat_map(|p| crate::support::parquet_rows(&std::fs::read(p).unwrap()))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let bad = &rows[0];
+    assert_eq!(bad["key"], "in/not-an-image.jpg");
+    assert_eq!(bad["rejected"], 1);
+    assert!(bad["width"].is_null());
+    assert_eq!(bad["content_type"], "text/plain");
+    let photo = &rows[1];
+    assert_eq!(photo["key"], "in/orient-6.jpg");
+    assert_eq!(photo["content_type"], "image/jpeg");
+    // Upright 48 × 64 (stored 64 × 48, turned by orientation 6), four renditions.
+    assert_eq!(
+        (
+            &photo["width"],
+            &photo["height"],
+            &photo["orientation"],
+            &photo["renditions"]
+        ),
+        (
+            &serde_json::json!(48),
+            &serde_json::json!(64),
+            &serde_json::json!(6),
+            &serde_json::json!(4)
+        )
+    );
+    assert_eq!(photo["outputs"].as_array().unwrap().len(), 4);
+    // No text column: the catalog only, no term index.
+    assert!(!store.join("renditions/_index/terms").exists());
+}

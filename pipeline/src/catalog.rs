@@ -24,6 +24,8 @@ pub struct CatalogRow {
     pub etag: Option<String>,
     /// Size in bytes from the notification.
     pub size: Option<u64>,
+    /// When the notification says it was uploaded, microseconds since the epoch.
+    pub last_modified: Option<i64>,
     /// `processed`, `failed` or `skipped`.
     pub status: &'static str,
     /// Why it failed or was skipped.
@@ -51,6 +53,11 @@ impl CatalogRow {
             version_id: obj.version_id.clone(),
             etag: obj.etag.clone(),
             size: obj.size,
+            last_modified: obj
+                .event_time
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_micros()),
             status,
             reason: None,
             format: format.to_string(),
@@ -71,6 +78,11 @@ pub fn schema() -> SchemaRef {
         Field::new("version_id", DataType::Utf8, true),
         Field::new("etag", DataType::Utf8, true),
         Field::new("size", DataType::Int64, true),
+        Field::new(
+            "last_modified",
+            DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("sha256", DataType::Utf8, true),
         Field::new("content_type", DataType::Utf8, true),
         Field::new("status", DataType::Utf8, false),
@@ -110,6 +122,10 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(s(r.version_id.as_deref())),
         Arc::new(s(r.etag.as_deref())),
         Arc::new(n(r.size)),
+        Arc::new(
+            arrow_array::TimestampMicrosecondArray::from(vec![r.last_modified])
+                .with_timezone("UTC"),
+        ),
         Arc::new(s(r.sha256.as_deref())),
         Arc::new(s(r.content_type)),
         Arc::new(s(Some(r.status))),

@@ -32,6 +32,8 @@ pub struct ObjectRef {
     pub version_id: Option<String>,
     /// The SQS message that carried it, for batch item failures.
     pub message_id: Option<String>,
+    /// When S3 says the upload happened (`eventTime`, or EventBridge's `time`), as written.
+    pub event_time: Option<String>,
 }
 
 impl ObjectRef {
@@ -526,6 +528,10 @@ fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
             .and_then(Value::as_str)
             .map(str::to_string),
         message_id: message_id.map(str::to_string),
+        event_time: r
+            .get("eventTime")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -577,6 +583,7 @@ fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
             .and_then(Value::as_str)
             .map(str::to_string),
         message_id: message_id.map(str::to_string),
+        event_time: v.get("time").and_then(Value::as_str).map(str::to_string),
     })
 }
 

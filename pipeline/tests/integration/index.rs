@@ -341,6 +341,12 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         "1a989ea86150171c687b0727f218eedbb94c4665a7da9b0add1bf5de607f2bf1"
     );
     assert_eq!(rows[0]["content_type"], "text/plain");
+    // The notification's eventTime (what `sluice event s3` writes).
+    assert_eq!(
+        rows[0]["last_modified"], "2026-11-22T12:00:00Z",
+        "{}",
+        rows[0]
+    );
     assert!(rows[1]["sha256"].is_null() && rows[2]["sha256"].is_null());
     let outputs: Vec<&str> = rows[0]["outputs"]
         .as_array()

@@ -359,7 +359,7 @@ fn documents() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Tokenize, index and write the `terms` and `docs` Parquet tables, as the index stage does.
+/// Tokenize, index and write the `terms` and `docs` Parquet files, as the index stage does.
 fn index_docs(docs: &[&(String, String)]) -> usize {
     use sluice_processors::index::TermIndexBuilder;
     let mut b = TermIndexBuilder::default();
@@ -367,16 +367,14 @@ fn index_docs(docs: &[&(String, String)]) -> usize {
         b.add(doc, "text", text);
     }
     let (terms, docs) = b.finish().expect("index");
-    let mut written = 0;
-    for batch in [terms, docs] {
-        let mut buf = Vec::new();
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).expect("writer");
-        w.write(&batch).expect("write");
-        w.close().expect("close");
-        written += buf.len();
-    }
-    written
+    [terms, docs]
+        .iter()
+        .map(|t| {
+            sluice_pipeline::output::parquet_file(t)
+                .expect("parquet")
+                .len()
+        })
+        .sum()
 }
 
 fn index(c: &mut Criterion) {

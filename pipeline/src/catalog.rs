@@ -8,6 +8,8 @@ use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use sluice_processors::sniff::{SNIFF_BYTES, content_type};
+
 use crate::Error;
 use crate::trigger::ObjectRef;
 
@@ -40,13 +42,31 @@ pub struct CatalogRow {
     pub sha256: Option<String>,
     /// The content type its first bytes show.
     pub content_type: Option<&'static str>,
-    /// An image's upright width and height, EXIF orientation, and renditions made.
-    pub image: Option<(u64, u64, u64, u64)>,
+    /// What the resize stage saw of an image.
+    pub image: Option<ImageFacts>,
+}
+
+/// An image's upright size, EXIF orientation and how many renditions were made of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// Width as a viewer shows it.
+    pub width: u32,
+    /// Height as a viewer shows it.
+    pub height: u32,
+    /// The EXIF orientation, 1–8.
+    pub orientation: u8,
+    /// Renditions written.
+    pub renditions: usize,
 }
 
 impl CatalogRow {
-    /// A row for `obj` with `status`.
-    pub fn new(obj: &ObjectRef, status: &'static str, format: &str) -> Self {
+    /// A row for `obj`: `status`, and why when it failed or was skipped.
+    pub fn new(
+        obj: &ObjectRef,
+        status: &'static str,
+        reason: Option<String>,
+        format: &str,
+    ) -> Self {
         CatalogRow {
             bucket: obj.bucket.clone(),
             key: obj.key.clone(),
@@ -59,7 +79,7 @@ impl CatalogRow {
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.timestamp_micros()),
             status,
-            reason: None,
+            reason,
             format: format.to_string(),
             counts: None,
             outputs: Vec::new(),
@@ -134,25 +154,13 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(n(r.counts.map(|c| c.0))),
         Arc::new(n(r.counts.map(|c| c.1))),
         Arc::new(n(r.counts.map(|c| c.2))),
-        Arc::new(n(r.image.map(|i| i.0))),
-        Arc::new(n(r.image.map(|i| i.1))),
-        Arc::new(n(r.image.map(|i| i.2))),
-        Arc::new(n(r.image.map(|i| i.3))),
+        Arc::new(n(r.image.map(|i| u64::from(i.width)))),
+        Arc::new(n(r.image.map(|i| u64::from(i.height)))),
+        Arc::new(n(r.image.map(|i| u64::from(i.orientation)))),
+        Arc::new(n(r.image.map(|i| i.renditions as u64))),
         Arc::new(outputs.finish()),
     ];
     RecordBatch::try_new(schema(), cols).map_err(|e| Error::Io(format!("catalog row: {e}")))
-}
-
-/// The row as a Parquet file.
-pub fn parquet(r: &CatalogRow) -> Result<Vec<u8>, Error> {
-    let b = batch(r)?;
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, b.schema(), None)
-        .map_err(|e| Error::Io(format!("catalog: {e}")))?;
-    w.write(&b)
-        .and_then(|()| w.close().map(|_| ()))
-        .map_err(|e| Error::Io(format!("catalog: {e}")))?;
-    Ok(buf)
 }
 
 /// What the catalog learns from an object's bytes as they stream past: their sha256, and the
@@ -168,8 +176,8 @@ impl Fingerprint {
     pub fn update(&mut self, bytes: &[u8]) {
         use sha2::Digest;
         self.hash.update(bytes);
-        if self.head.len() < 16 {
-            let n = (16 - self.head.len()).min(bytes.len());
+        if self.head.len() < SNIFF_BYTES {
+            let n = (SNIFF_BYTES - self.head.len()).min(bytes.len());
             self.head.extend_from_slice(&bytes[..n]);
         }
     }
@@ -183,55 +191,7 @@ impl Fingerprint {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>();
-        (hex, sniff(&self.head))
-    }
-}
-
-/// The content type an object's first bytes show (compressed containers by their magic).
-pub fn sniff(head: &[u8]) -> &'static str {
-    match head {
-        [0x1f, 0x8b, ..] => "application/gzip",
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => "application/zstd",
-        [b'P', b'A', b'R', b'1', ..] => "application/vnd.apache.parquet",
-        [0xff, 0xd8, 0xff, ..] => "image/jpeg",
-        [0x89, b'P', b'N', b'G', ..] => "image/png",
-        [b'G', b'I', b'F', b'8', ..] => "image/gif",
-        [
-            b'R',
-            b'I',
-            b'F',
-            b'F',
-            _,
-            _,
-            _,
-            _,
-            b'W',
-            b'E',
-            b'B',
-            b'P',
-            ..,
-        ] => "image/webp",
-        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => "image/tiff",
-        [b'%', b'P', b'D', b'F', ..] => "application/pdf",
-        [b'P', b'K', 3, 4, ..] => "application/zip",
-        _ => {
-            let text = match std::str::from_utf8(head) {
-                Ok(t) => t,
-                // A multi-byte character cut by the 16-byte window is still text.
-                Err(e) if e.error_len().is_none() => {
-                    std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or("")
-                }
-                Err(_) => return "application/octet-stream",
-            };
-            let t = text.trim_start_matches('\u{feff}').trim_start();
-            if t.starts_with('{') || t.starts_with('[') {
-                "application/json"
-            } else if text.is_empty() && !head.is_empty() {
-                "application/octet-stream"
-            } else {
-                "text/plain"
-            }
-        }
+        (hex, content_type(&self.head))
     }
 }
 
@@ -277,18 +237,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sniffs_by_content() {
-        assert_eq!(sniff(b"\x1f\x8b\x08\x00"), "application/gzip");
-        assert_eq!(sniff(b"PAR1\x15\x04"), "application/vnd.apache.parquet");
-        assert_eq!(sniff(b"\xef\xbb\xbf{\"a\":1}"), "application/json");
-        assert_eq!(sniff(b"  [1,2]"), "application/json");
-        assert_eq!(sniff(b"2026-11-22 INFO"), "text/plain");
-        // A character cut at the 16-byte window is still text.
-        assert_eq!(
-            sniff("abcdefghijklmn\u{00e9}".as_bytes()[..15].as_ref()),
-            "text/plain"
-        );
-        assert_eq!(sniff(b"\x00\x01\x02\xff"), "application/octet-stream");
+    fn fingerprints_hash_every_piece_and_sniff_the_start() {
         let mut f = Fingerprint::default();
         f.update(b"alpha ");
         f.update(b"beta");

@@ -232,7 +232,8 @@ pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=86400";
 pub struct ResizeSpec {
     /// What to make.
     #[cfg(feature = "image")]
-    pub options: sluice_processors::resize::ResizeOptions,
+    /// (shared with the resize workers, not copied per image)
+    pub options: Arc<sluice_processors::resize::ResizeOptions>,
     /// `Cache-Control` of each rendition.
     pub cache_control: String,
 }
@@ -687,6 +688,68 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A checked index stage (stage `i`; `last` when nothing follows it), against the columns that
+/// reach it when they are known.
+fn index_spec(
+    (text, id, stop_words): (&Option<String>, &Option<String>, &Vec<String>),
+    input: &InputSpec,
+    current: Option<&SchemaRef>,
+    (i, last): (usize, bool),
+    cx: &Ctx<'_>,
+) -> Result<IndexSpec, ConfigError> {
+    let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(i), Seg::Key(k)];
+    if cfg!(not(feature = "index")) {
+        return Err(cx.err(
+            &at("type"),
+            "this build of sluice has no index stage (build with its `index` feature)",
+        ));
+    }
+    if !last {
+        return Err(cx.err(
+            &at("type"),
+            "index is the last stage: it indexes the rows the output receives",
+        ));
+    }
+    // Without a text column (and not whole text objects): the catalog only.
+    let text = match (text, input) {
+        (Some(t), _) => Some(t.clone()),
+        (None, InputSpec::Text) => Some("text".to_string()),
+        (None, _) => None,
+    };
+    for (key, col) in [("text", text.as_ref()), ("id", id.as_ref())] {
+        let (Some(col), Some(s)) = (col, current) else {
+            continue;
+        };
+        let Ok(f) = s.field_with_name(col) else {
+            let have: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(cx.err(
+                &at(key),
+                format!(
+                    "no column `{col}` reaches this stage; it has: {}",
+                    have.join(", ")
+                ),
+            ));
+        };
+        let is_text = matches!(
+            f.data_type(),
+            arrow_schema::DataType::Utf8
+                | arrow_schema::DataType::LargeUtf8
+                | arrow_schema::DataType::Utf8View
+        );
+        if key == "text" && !is_text {
+            return Err(cx.err(
+                &at(key),
+                format!("`{col}` is {}, not text", type_name(f.data_type())),
+            ));
+        }
+    }
+    Ok(IndexSpec {
+        text,
+        id: id.clone(),
+        stop_words: stop_words.clone(),
+    })
+}
+
 /// The rows an image pipeline's stages after `resize` see: one per rendition written.
 pub fn rendition_schema() -> SchemaRef {
     use arrow_schema::{DataType, Field, Schema};
@@ -811,7 +874,7 @@ fn resize_spec(r: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError
         v => Ok(v.unwrap_or(d)),
     };
     Ok(ResizeSpec {
-        options: ResizeOptions {
+        options: Arc::new(ResizeOptions {
             variants,
             format,
             quality,
@@ -825,7 +888,7 @@ fn resize_spec(r: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError
                 "max_input_bytes",
                 resize::DEFAULT_MAX_INPUT_BYTES,
             )?,
-        },
+        }),
         cache_control: r
             .cache_control
             .clone()
@@ -1142,6 +1205,7 @@ impl Plan {
         }
 
         let mut stages = Vec::new();
+        let mut index = None;
         // Stream batches add the stream columns the stages name.
         let streamed = stream_columns(&config.stages);
         let mut current = schema
@@ -1151,64 +1215,19 @@ impl Plan {
             let (factory, describe, key): (Arc<dyn StageFactory>, String, &str) = match st {
                 // Checked above; it makes the rows the next stages see.
                 StageConfig::Resize(_) => continue,
-                StageConfig::Index { text, id, .. } => {
-                    let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(i), Seg::Key(k)];
-                    if cfg!(not(feature = "index")) {
-                        return Err(cx.err(
-                            &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
-                            "this build of sluice has no index stage (build with its `index` feature)",
-                        ));
-                    }
-                    if i + 1 != config.stages.len() {
-                        return Err(cx.err(
-                            &[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")],
-                            "index is the last stage: it indexes the rows the output receives",
-                        ));
-                    }
-                    // Without a text column (and not whole text objects): the catalog only.
-                    let text = match (text, &spec) {
-                        (Some(t), _) => Some(t.clone()),
-                        (None, InputSpec::Text) => Some("text".to_string()),
-                        (None, _) => None,
-                    };
-                    if let Some(s) = &current {
-                        for (key, col) in [("text", text.as_ref()), ("id", id.as_ref())] {
-                            let Some(col) = col else { continue };
-                            match s.field_with_name(col) {
-                                Err(_) => {
-                                    return Err(cx.err(
-                                        &at(key),
-                                        format!(
-                                            "no column `{col}` reaches this stage; it has: {}",
-                                            s.fields()
-                                                .iter()
-                                                .map(|f| f.name().as_str())
-                                                .collect::<Vec<_>>()
-                                                .join(", ")
-                                        ),
-                                    ));
-                                }
-                                Ok(f)
-                                    if key == "text"
-                                        && !matches!(
-                                            f.data_type(),
-                                            arrow_schema::DataType::Utf8
-                                                | arrow_schema::DataType::LargeUtf8
-                                                | arrow_schema::DataType::Utf8View
-                                        ) =>
-                                {
-                                    return Err(cx.err(
-                                        &at(key),
-                                        format!(
-                                            "`{col}` is {}, not text",
-                                            type_name(f.data_type())
-                                        ),
-                                    ));
-                                }
-                                Ok(_) => {}
-                            }
-                        }
-                    }
+                StageConfig::Index {
+                    text,
+                    id,
+                    stop_words,
+                } => {
+                    let last = i + 1 == config.stages.len();
+                    index = Some(index_spec(
+                        (text, id, stop_words),
+                        &spec,
+                        current.as_ref(),
+                        (i, last),
+                        &cx,
+                    )?);
                     continue;
                 }
                 StageConfig::Filter { predicate } => {
@@ -1562,20 +1581,6 @@ impl Plan {
             }
         }
 
-        let index = config.stages.iter().find_map(|st| match st {
-            StageConfig::Index {
-                text,
-                id,
-                stop_words,
-            } => Some(IndexSpec {
-                text: text
-                    .clone()
-                    .or_else(|| matches!(spec, InputSpec::Text).then(|| "text".to_string())),
-                id: id.clone(),
-                stop_words: stop_words.clone(),
-            }),
-            _ => None,
-        });
         Ok(Plan {
             input: spec,
             schema,

@@ -9,6 +9,7 @@ use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_processors::decode::Decoded;
+use sluice_processors::sniff::{GZIP_MAGIC, ZSTD_MAGIC};
 use sluice_processors::{Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tracing::{info, warn};
@@ -131,17 +132,7 @@ struct ObjectResult {
     /// sha256 and sniffed content type of the object read (for the catalog).
     fingerprint: Option<(String, &'static str)>,
     /// What the resize stage saw of an image (for the catalog).
-    image: Option<ImageFacts>,
-}
-
-/// An image's upright size, EXIF orientation and how many renditions were made of it.
-#[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(feature = "image"), allow(dead_code))]
-struct ImageFacts {
-    width: u32,
-    height: u32,
-    orientation: u8,
-    renditions: usize,
+    image: Option<crate::catalog::ImageFacts>,
 }
 
 /// Runs a [`Plan`] against objects in a store.
@@ -282,9 +273,12 @@ impl Handler {
                 Item::Object(obj) => {
                     if let Some(reason) = self.skip_reason(obj) {
                         if cataloging {
-                            let mut row = CatalogRow::new(obj, "skipped", format);
-                            row.reason = Some(reason.clone());
-                            catalog.push(row);
+                            catalog.push(CatalogRow::new(
+                                obj,
+                                "skipped",
+                                Some(reason.clone()),
+                                format,
+                            ));
                         }
                         s.skipped += 1;
                         s.skips.push(Skip {
@@ -366,7 +360,7 @@ impl Handler {
                     s.objects += objects.len() as u64;
                     if cataloging {
                         for obj in &objects {
-                            let mut row = CatalogRow::new(obj, "processed", format);
+                            let mut row = CatalogRow::new(obj, "processed", None, format);
                             row.outputs = r.outputs.clone();
                             catalog.push(row);
                         }
@@ -385,9 +379,12 @@ impl Handler {
                     warn!(error = %e, "Invocation failed.");
                     if cataloging {
                         for obj in &objects {
-                            let mut row = CatalogRow::new(obj, "failed", format);
-                            row.reason = Some(e.to_string());
-                            catalog.push(row);
+                            catalog.push(CatalogRow::new(
+                                obj,
+                                "failed",
+                                Some(e.to_string()),
+                                format,
+                            ));
                         }
                     }
                     errors.push(e.to_string());
@@ -421,22 +418,15 @@ impl Handler {
                             } else {
                                 "processed"
                             };
-                            let mut row = CatalogRow::new(obj, status, format);
-                            row.reason = error.as_ref().map(ToString::to_string);
+                            let reason = error.as_ref().map(ToString::to_string);
+                            let mut row = CatalogRow::new(obj, status, reason, format);
                             row.counts = Some((r.records_in, r.records_out, r.rejected));
                             row.outputs = r.outputs.clone();
                             if let Some((hash, ct)) = r.fingerprint.take() {
                                 row.sha256 = Some(hash);
                                 row.content_type = Some(ct);
                             }
-                            if let Some(i) = r.image {
-                                row.image = Some((
-                                    u64::from(i.width),
-                                    u64::from(i.height),
-                                    u64::from(i.orientation),
-                                    i.renditions as u64,
-                                ));
-                            }
+                            row.image = r.image;
                             catalog.push(row);
                         }
                         s.absorb(r);
@@ -447,9 +437,12 @@ impl Handler {
                     }
                     Err(e) => {
                         if cataloging {
-                            let mut row = CatalogRow::new(obj, "failed", format);
-                            row.reason = Some(e.to_string());
-                            catalog.push(row);
+                            catalog.push(CatalogRow::new(
+                                obj,
+                                "failed",
+                                Some(e.to_string()),
+                                format,
+                            ));
                         }
                         self.fail(obj, e, &mut s, &mut errors)
                     }
@@ -493,20 +486,9 @@ impl Handler {
             row.version_id.as_deref().or(row.etag.as_deref()),
         );
         let key = format!("{prefix}_index/objects/{name}.parquet");
-        let bytes = crate::catalog::parquet(row)?;
-        let mut w = store
-            .create(
-                &bucket,
-                &key,
-                crate::store::ObjectMeta::typed("application/vnd.apache.parquet"),
-            )
-            .await?;
-        if let Err(e) = w.write(bytes::Bytes::from(bytes)).await {
-            w.abort().await;
-            return Err(e);
-        }
-        w.complete().await?;
-        Ok(())
+        let file = crate::output::parquet_file(&crate::catalog::batch(row)?)?;
+        let meta = crate::store::ObjectMeta::typed(crate::output::PARQUET_TYPE);
+        crate::store::put(store.as_ref(), &bucket, &key, meta, file).await
     }
 
     /// True when a stage needs every record of the invocation (an aggregate).
@@ -635,7 +617,7 @@ impl Handler {
                 }
             };
             for &(subsequence, partition_key, payload) in payloads {
-                let payload = if payload.starts_with(&[0x1f, 0x8b]) {
+                let payload = if payload.starts_with(&GZIP_MAGIC) {
                     match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
                         Ok(()) => inflated.as_slice(),
                         Err(reason) => {
@@ -931,10 +913,14 @@ impl Handler {
                 c.name()
             )));
         }
+        // (A plan has a resize stage only in builds with the `image` feature.)
+        #[cfg(feature = "image")]
         if let Some(spec) = &self.plan.resize {
-            self.resize(obj, spec, chain, outputs, rejects, result)
-                .await?;
-        } else if matches!(self.plan.input, InputSpec::Parquet) {
+            return self
+                .resize(obj, spec, chain, outputs, rejects, result)
+                .await;
+        }
+        if matches!(self.plan.input, InputSpec::Parquet) {
             self.read_parquet(obj, chain, outputs, rejects, result)
                 .await?;
         } else {
@@ -1040,7 +1026,7 @@ impl Handler {
                 } else {
                     (info.width, info.height)
                 };
-                result.image = Some(ImageFacts {
+                result.image = Some(crate::catalog::ImageFacts {
                     width: w,
                     height: h,
                     orientation: info.orientation,
@@ -1095,19 +1081,6 @@ impl Handler {
                 .await?;
         }
         Ok(())
-    }
-
-    #[cfg(not(feature = "image"))]
-    async fn resize(
-        &self,
-        _: &ObjectRef,
-        _: &crate::config::ResizeSpec,
-        _: &mut Option<Chain>,
-        _: &mut Outputs,
-        _: &mut Rejects,
-        _: &mut ObjectResult,
-    ) -> Result<(), Error> {
-        Err(Error::Io("this build of sluice has no resize stage".into()))
     }
 
     /// Parquet: the footer, then row groups, fetched by range with only the columns the stages need.
@@ -1602,9 +1575,9 @@ pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<
                 .fill_buf()
                 .await
                 .map_err(|e| Error::Io(format!("reading failed: {e}")))?;
-            if head.starts_with(&[0x1f, 0x8b]) {
+            if head.starts_with(&GZIP_MAGIC) {
                 Compression::Gzip
-            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            } else if head.starts_with(&ZSTD_MAGIC) {
                 Compression::Zstd
             } else {
                 Compression::None

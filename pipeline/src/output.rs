@@ -186,6 +186,23 @@ struct OpenFile {
     location: String,
 }
 
+/// Parquet's `Content-Type`.
+pub const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
+
+/// One batch as a small zstd Parquet file in memory (index and catalog files).
+pub fn parquet_file(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
+    let props = WriterProperties::builder()
+        .set_compression(PqCompression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
+        .map_err(|e| Error::Io(format!("writing Parquet: {e}")))?;
+    w.write(batch)
+        .and_then(|()| w.close().map(|_| ()))
+        .map_err(|e| Error::Io(format!("writing Parquet: {e}")))?;
+    Ok(buf)
+}
+
 /// The output files of one source object.
 pub struct Outputs {
     config: OutputConfig,
@@ -333,22 +350,9 @@ impl Outputs {
             ))
         })?;
         for (dir, batch) in [("terms", terms), ("docs", docs)] {
-            let mut buf = Vec::new();
-            let props = WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-                .build();
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
-                .map_err(|e| Error::Io(format!("term index: {e}")))?;
-            w.write(&batch)
-                .and_then(|()| w.close().map(|_| ()))
-                .map_err(|e| Error::Io(format!("term index: {e}")))?;
             let key = format!("_index/{dir}/{}.parquet", self.base);
-            self.write_blob(
-                &key,
-                ObjectMeta::typed("application/vnd.apache.parquet"),
-                buf,
-            )
-            .await?;
+            self.write_blob(&key, ObjectMeta::typed(PARQUET_TYPE), parquet_file(&batch)?)
+                .await?;
         }
         Ok(())
     }
@@ -404,7 +408,7 @@ impl Outputs {
         }
         let key = format!("{}{}{}.{}", self.prefix, part, self.base, self.ext());
         let content_type = match self.config.format {
-            OutputFormat::Parquet => "application/vnd.apache.parquet",
+            OutputFormat::Parquet => PARQUET_TYPE,
             OutputFormat::Ndjson => "application/x-ndjson",
         };
         let sink = self
@@ -506,12 +510,7 @@ impl Outputs {
             ));
         }
         let key = format!("{}{}", self.prefix, rel_key);
-        let mut w = self.store.create(&self.bucket, &key, meta).await?;
-        if let Err(e) = w.write(Bytes::from(bytes)).await {
-            w.abort().await;
-            return Err(e);
-        }
-        w.complete().await?;
+        crate::store::put(self.store.as_ref(), &self.bucket, &key, meta, bytes).await?;
         let location = self.store.location(&self.bucket, &key);
         self.blobs.push(location.clone());
         Ok(location)

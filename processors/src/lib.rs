@@ -46,6 +46,7 @@ pub mod index;
 #[cfg(feature = "image")]
 pub mod resize;
 pub mod select;
+pub mod sniff;
 #[cfg(feature = "index")]
 pub mod tokenize;
 

@@ -19,6 +19,8 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use rayon::prelude::*;
 
+pub use crate::sniff::ImageKind;
+
 /// How a variant fits its box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fit {
@@ -43,84 +45,6 @@ impl Fit {
             "inside" => Fit::Inside,
             _ => return None,
         })
-    }
-}
-
-/// An image format, as detected or as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageKind {
-    /// JPEG.
-    Jpeg,
-    /// PNG.
-    Png,
-    /// GIF (read only: its first frame).
-    Gif,
-    /// WebP.
-    Webp,
-    /// TIFF (read only).
-    Tiff,
-    /// BMP (read only).
-    Bmp,
-}
-
-impl ImageKind {
-    /// Detect by magic bytes.
-    pub fn detect(b: &[u8]) -> Option<Self> {
-        Some(match b {
-            [0xff, 0xd8, 0xff, ..] => ImageKind::Jpeg,
-            [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, ..] => ImageKind::Png,
-            [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => ImageKind::Gif,
-            [
-                b'R',
-                b'I',
-                b'F',
-                b'F',
-                _,
-                _,
-                _,
-                _,
-                b'W',
-                b'E',
-                b'B',
-                b'P',
-                ..,
-            ] => ImageKind::Webp,
-            [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => ImageKind::Tiff,
-            [b'B', b'M', ..] if b.len() >= 26 => ImageKind::Bmp,
-            _ => return None,
-        })
-    }
-
-    /// Lower-case name (`jpeg`, `png`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            ImageKind::Jpeg => "jpeg",
-            ImageKind::Png => "png",
-            ImageKind::Gif => "gif",
-            ImageKind::Webp => "webp",
-            ImageKind::Tiff => "tiff",
-            ImageKind::Bmp => "bmp",
-        }
-    }
-
-    /// The file extension written for this format.
-    pub fn extension(self) -> &'static str {
-        match self {
-            ImageKind::Jpeg => "jpg",
-            other => other.name(),
-        }
-    }
-
-    /// The `Content-Type`.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            ImageKind::Jpeg => "image/jpeg",
-            ImageKind::Png => "image/png",
-            ImageKind::Gif => "image/gif",
-            ImageKind::Webp => "image/webp",
-            ImageKind::Tiff => "image/tiff",
-            ImageKind::Bmp => "image/bmp",
-        }
     }
 }
 
@@ -430,31 +354,17 @@ fn decode_jpeg(input: &[u8], opts: &ResizeOptions) -> Result<Decoded, String> {
         .info()
         .ok_or_else(|| "corrupt JPEG: no frame header".to_string())?;
     let (dw, dh) = (u32::from(info.width), u32::from(info.height));
-    let pixels = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => Pixels {
-            width: dw,
-            height: dh,
-            channels: 1,
-            data,
-        },
-        jpeg_decoder::PixelFormat::L16 => Pixels {
-            width: dw,
-            height: dh,
-            channels: 1,
-            data: data.chunks_exact(2).map(|p| p[0]).collect(),
-        },
-        jpeg_decoder::PixelFormat::RGB24 => Pixels {
-            width: dw,
-            height: dh,
-            channels: 3,
-            data,
-        },
-        jpeg_decoder::PixelFormat::CMYK32 => Pixels {
-            width: dw,
-            height: dh,
-            channels: 3,
-            data: cmyk_to_rgb(&data),
-        },
+    let (channels, data) = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => (1, data),
+        jpeg_decoder::PixelFormat::L16 => (1, data.chunks_exact(2).map(|p| p[0]).collect()),
+        jpeg_decoder::PixelFormat::RGB24 => (3, data),
+        jpeg_decoder::PixelFormat::CMYK32 => (3, cmyk_to_rgb(&data)),
+    };
+    let pixels = Pixels {
+        width: dw,
+        height: dh,
+        channels,
+        data,
     };
     if pixels.data.len() < dw as usize * dh as usize * pixels.channels as usize {
         return Err("corrupt JPEG: fewer pixels than its header says".into());
@@ -511,25 +421,16 @@ fn decode_other(input: &[u8], kind: ImageKind, opts: &ResizeOptions) -> Result<D
     let img = DynamicImage::from_decoder(d).map_err(bad)?;
     let has_alpha = img.color().has_alpha();
     let grey = !img.color().has_color();
-    let pixels = match (grey, has_alpha) {
-        (true, false) => Pixels {
-            width: w,
-            height: h,
-            channels: 1,
-            data: img.into_luma8().into_raw(),
-        },
-        (_, true) => Pixels {
-            width: w,
-            height: h,
-            channels: 4,
-            data: img.into_rgba8().into_raw(),
-        },
-        (false, false) => Pixels {
-            width: w,
-            height: h,
-            channels: 3,
-            data: img.into_rgb8().into_raw(),
-        },
+    let (channels, data) = match (grey, has_alpha) {
+        (true, false) => (1, img.into_luma8().into_raw()),
+        (_, true) => (4, img.into_rgba8().into_raw()),
+        (false, false) => (3, img.into_rgb8().into_raw()),
+    };
+    let pixels = Pixels {
+        width: w,
+        height: h,
+        channels,
+        data,
     };
     Ok((
         SourceInfo {
@@ -758,21 +659,6 @@ mod tests {
             target_size(1, 20000, &v(Some(128), Some(128), Fit::Contain)),
             (1, 128)
         );
-    }
-
-    #[test]
-    fn detects_by_content() {
-        assert_eq!(
-            ImageKind::detect(b"\xff\xd8\xff\xe0"),
-            Some(ImageKind::Jpeg)
-        );
-        assert_eq!(ImageKind::detect(b"GIF89a.."), Some(ImageKind::Gif));
-        assert_eq!(
-            ImageKind::detect(b"RIFF\0\0\0\0WEBPVP8 "),
-            Some(ImageKind::Webp)
-        );
-        assert_eq!(ImageKind::detect(b"{\"json\": 1}"), None);
-        assert_eq!(ImageKind::detect(b""), None);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct FsStore {
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Marks the name of a file being written (renamed into place when complete).
+const TMP_MARK: &str = ".sluice-tmp-";
+
 impl FsStore {
     /// A store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -38,6 +41,26 @@ impl FsStore {
         }
     }
 
+    /// The folder of `bucket` (the root itself when flat), refusing a name that is not a plain
+    /// folder name.
+    fn bucket_dir(&self, bucket: &str) -> Result<PathBuf, Error> {
+        if self.flat {
+            return Ok(self.root.clone());
+        }
+        if bucket.is_empty()
+            || bucket.contains(['/', '\\', '\0'])
+            || bucket == "."
+            || bucket == ".."
+        {
+            return Err(Error::Store {
+                location: format!("s3://{bucket}/"),
+                message: "refused: the bucket name cannot be used as a folder name".into(),
+                retryable: false,
+            });
+        }
+        Ok(self.root.join(bucket))
+    }
+
     /// The file for `bucket/key`, refusing anything that would leave the root.
     pub fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, Error> {
         let bad = |why: &str| Error::Store {
@@ -45,22 +68,12 @@ impl FsStore {
             message: format!("refused: {why}"),
             retryable: false,
         };
-        if !self.flat
-            && (bucket.is_empty()
-                || bucket.contains(['/', '\\', '\0'])
-                || bucket == "."
-                || bucket == "..")
-        {
-            return Err(bad("the bucket name cannot be used as a folder name"));
-        }
         if key.contains('\0') {
             return Err(bad("the key contains a NUL byte"));
         }
-        let mut p = if self.flat {
-            self.root.clone()
-        } else {
-            self.root.join(bucket)
-        };
+        let mut p = self
+            .bucket_dir(bucket)
+            .map_err(|_| bad("the bucket name cannot be used as a folder name"))?;
         let mut any = false;
         for seg in key.split('/') {
             if seg.is_empty() {
@@ -136,7 +149,7 @@ impl ObjectStore for FsStore {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = path.with_file_name(format!(
-                ".{name}.sluice-tmp-{}-{}",
+                ".{name}{TMP_MARK}{}-{}",
                 std::process::id(),
                 TMP_SEQ.fetch_add(1, Ordering::Relaxed)
             ));
@@ -199,18 +212,17 @@ impl ObjectStore for FsStore {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         async move {
-            // The bucket's folder, walked; keys are paths relative to it with `/`.
-            let base = if self.flat {
-                self.root.clone()
-            } else {
-                // (checks the bucket name the way reads and writes do)
-                self.path(bucket, "x")?;
-                self.root.join(bucket)
+            // Keys are paths relative to the bucket's folder, with `/`; only the prefix's own
+            // folder is walked.
+            let base = self.bucket_dir(bucket)?;
+            let start = match prefix.rfind('/').map(|i| &prefix[..i]) {
+                Some(dir) if !dir.trim_matches('/').is_empty() => self.path(bucket, dir)?,
+                _ => base.clone(),
             };
             let base2 = base.clone();
             let mut keys = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
-                let mut todo = vec![base2.clone()];
+                let mut todo = vec![start];
                 while let Some(dir) = todo.pop() {
                     let Ok(rd) = std::fs::read_dir(&dir) else {
                         continue;
@@ -233,7 +245,7 @@ impl ObjectStore for FsStore {
             })
             .await
             .map_err(|e| Error::Io(format!("listing {}: {e}", base.display())))?;
-            keys.retain(|k| k.starts_with(prefix) && !k.contains(".sluice-tmp-"));
+            keys.retain(|k| k.starts_with(prefix) && !k.contains(TMP_MARK));
             keys.sort();
             Ok(keys)
         }
@@ -360,6 +372,52 @@ mod tests {
         ] {
             assert!(s.path(b, k).is_err(), "{b} {k}");
         }
+    }
+
+    #[tokio::test]
+    async fn lists_the_keys_under_a_prefix_but_not_files_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path());
+        for key in [
+            "ix/_index/terms/a.parquet",
+            "ix/_index/terms/b.parquet",
+            "ix/_index/docs/a.parquet",
+            "other/x",
+        ] {
+            crate::store::put(&s, "b", key, ObjectMeta::typed("x"), b"1".to_vec())
+                .await
+                .unwrap();
+        }
+        crate::store::put(
+            &s,
+            "c",
+            "ix/_index/terms/z.parquet",
+            ObjectMeta::typed("x"),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+        // One being written: not listed.
+        let _w = s
+            .create("b", "ix/_index/terms/c.parquet", ObjectMeta::typed("x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.list("b", "ix/_index/terms/").await.unwrap(),
+            ["ix/_index/terms/a.parquet", "ix/_index/terms/b.parquet"]
+        );
+        assert_eq!(
+            s.list("b", "ix/_index/terms/b").await.unwrap(),
+            ["ix/_index/terms/b.parquet"]
+        );
+        assert_eq!(s.list("b", "").await.unwrap().len(), 4);
+        assert!(s.list("b", "nothing/here/").await.unwrap().is_empty());
+        assert!(s.list("..", "").await.is_err());
+        let flat = FsStore::flat(dir.path().join("b/ix"));
+        assert_eq!(
+            flat.list("", "_index/docs/").await.unwrap(),
+            ["_index/docs/a.parquet"]
+        );
     }
 
     #[tokio::test]

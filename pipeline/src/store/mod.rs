@@ -82,6 +82,22 @@ pub trait ObjectWriter: Send {
     fn abort(&mut self) -> BoxFuture<'_, ()>;
 }
 
+/// Write `bytes` as the whole object `bucket/key`: visible complete, or not at all.
+pub async fn put(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    meta: ObjectMeta<'_>,
+    bytes: Vec<u8>,
+) -> Result<(), Error> {
+    let mut w = store.create(bucket, key, meta).await?;
+    if let Err(e) = w.write(Bytes::from(bytes)).await {
+        w.abort().await;
+        return Err(e);
+    }
+    w.complete().await.map(|_| ())
+}
+
 /// A "no such object" error for `location`.
 pub fn not_found(location: String) -> Error {
     Error::Store {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::support::{fixtures, sluice, stderr, summaries};
+use crate::support::{Scratch, files, fixtures, parquet_values, sluice, stderr};
 
 const CONFIG: &str = r##"
 name = "thumbs"
@@ -40,46 +40,16 @@ fn decode(path: &Path) -> image::DynamicImage {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn setup(
-    config: &str,
-    names: &[&str],
-) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    std::fs::create_dir_all(store.join("photos/in")).unwrap();
-    let mut records = Vec::new();
-    for name in names {
-        let bytes = std::fs::read(fixtures().join("images").join(name)).unwrap();
-        std::fs::write(store.join("photos/in").join(name), &bytes).unwrap();
-        records.push(sluice_pipeline::event::s3_record(
-            "photos",
-            &format!("in/{name}"),
-            bytes.len() as u64,
-            "etag",
-        ));
-    }
-    let event = dir.path().join("event.json");
-    std::fs::write(
-        &event,
-        sluice_pipeline::event::s3_event(records).to_string(),
-    )
-    .unwrap();
-    let cfg = dir.path().join("pipeline.toml");
-    std::fs::write(&cfg, config).unwrap();
-    (dir, cfg, event)
-}
-
-fn replay(cfg: &Path, event: &Path, store: &Path) -> serde_json::Value {
-    let o = sluice(&[
-        "replay",
-        cfg.to_str().unwrap(),
-        event.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    summaries(&o).remove(0)
+/// The named fixture images as `photos/in/{name}`, and an event naming them.
+fn setup(config: &str, names: &[&str]) -> Scratch {
+    let objects: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .map(|n| {
+            let bytes = std::fs::read(fixtures().join("images").join(n)).unwrap();
+            (format!("in/{n}"), bytes)
+        })
+        .collect();
+    Scratch::new(config, "photos", &objects)
 }
 
 fn rgb(img: &image::DynamicImage, x: u32, y: u32) -> [u8; 3] {
@@ -99,9 +69,9 @@ fn is_green(p: [u8; 3]) -> bool {
 fn every_exif_orientation_comes_out_upright_at_exact_sizes() {
     let names: Vec<String> = (1..=8).map(|o| format!("orient-{o}.jpg")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (dir, cfg, event) = setup(CONFIG, &names);
-    let store = dir.path().join("store");
-    let s = replay(&cfg, &event, &store);
+    let run = setup(CONFIG, &names);
+    let store = &run.store;
+    let s = run.replay();
     assert_eq!(s["objects"], 8, "{s}");
     assert_eq!(s["rejected"], 0, "{s}");
     assert_eq!(s["records_out"], 32, "{s}");
@@ -166,9 +136,9 @@ fn every_input_kind_is_read_and_bad_files_are_rejects_with_reasons() {
         .map(|g| g.0)
         .chain(bad.iter().map(|b| b.0))
         .collect();
-    let (dir, cfg, event) = setup(CONFIG, &names);
-    let store = dir.path().join("store");
-    let s = replay(&cfg, &event, &store);
+    let run = setup(CONFIG, &names);
+    let store = &run.store;
+    let s = run.replay();
     // The bad files are rejects; every object of the event still succeeds.
     assert_eq!(s["objects"], names.len(), "{s}");
     assert_eq!(s["rejected"], bad.len(), "{s}");
@@ -193,10 +163,11 @@ fn every_input_kind_is_read_and_bad_files_are_rejects_with_reasons() {
     assert_eq!(rgba.get_pixel(0, 0).0[3], 255);
     assert!(rgba.get_pixel(0, 29).0[3] < 8);
     // The rejects say why, one per bad file.
-    let rejects: Vec<serde_json::Value> = walk(&out.join("_rejects"))
+    let folder = out.join("_rejects");
+    let rejects: Vec<serde_json::Value> = files(&folder)
         .iter()
         .flat_map(|p| {
-            std::fs::read_to_string(p)
+            std::fs::read_to_string(folder.join(p))
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
@@ -221,9 +192,9 @@ fn jpeg_and_webp_outputs_keep_names_types_and_decode() {
         "format = \"png\"",
         "format = \"same\"\nprogressive = true\nquality = 70",
     );
-    let (dir, cfg, event) = setup(&config, &["orient-6.jpg", "lossy.webp", "rgba16.png"]);
-    let store = dir.path().join("store");
-    let s = replay(&cfg, &event, &store);
+    let run = setup(&config, &["orient-6.jpg", "lossy.webp", "rgba16.png"]);
+    let store = &run.store;
+    let s = run.replay();
     assert_eq!(s["rejected"], 0, "{s}");
     let out = store.join("renditions");
     let jpg = decode(&out.join("w32/in/orient-6.jpg"));
@@ -281,34 +252,15 @@ fn bad_resize_configs_name_the_key() {
     assert!(stderr(&o).contains("stage[0].type"), "{}", stderr(&o));
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn an_index_stage_catalogs_each_image() {
     let config = CONFIG.replace("[output]", "[[stage]]\ntype = \"index\"\n\n[output]");
-    let (dir, cfg, event) = setup(&config, &["orient-6.jpg", "not-an-image.jpg"]);
-    let store = dir.path().join("store");
-    let s = replay(&cfg, &event, &store);
+    let run = setup(&config, &["orient-6.jpg", "not-an-image.jpg"]);
+    let store = &run.store;
+    let s = run.replay();
     assert_eq!(s["rejected"], 1, "{s}");
     let folder = store.join("renditions/_index/objects");
-    let mut rows: Vec<serde_json::Value> = walk(&folder)
-        .iter()
-        .flat_map(|p| crate::support::parquet_rows(&std::fs::read(p).unwrap()))
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let mut rows = parquet_values(&folder);
     rows.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
     assert_eq!(rows.len(), 2, "{rows:?}");
     let bad = &rows[0];

@@ -2,56 +2,19 @@
 //! rows indexed into `_index/terms/` and `_index/docs/` Parquet beside the output, re-runs
 //! replacing rather than duplicating.
 
-use std::path::Path;
+use crate::support::{Scratch, files, parquet_values, sluice, stderr, summaries};
 
-use crate::support::{parquet_rows, sluice, stderr, summaries};
-
-fn replay(cfg: &str, docs: &[(&str, &str)]) -> (tempfile::TempDir, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let mut records = Vec::new();
-    for (key, text) in docs {
-        let p = store.join("docs").join(key);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        records.push(sluice_pipeline::event::s3_record(
-            "docs",
-            key,
-            text.len() as u64,
-            "e",
-        ));
-    }
-    let event = dir.path().join("event.json");
-    std::fs::write(
-        &event,
-        sluice_pipeline::event::s3_event(records).to_string(),
-    )
-    .unwrap();
-    let config = dir.path().join("pipeline.toml");
-    std::fs::write(&config, cfg).unwrap();
-    let mut last = serde_json::Value::Null;
-    // Twice: a re-run must replace the index files, not add to them.
-    for _ in 0..2 {
-        let o = sluice(&[
-            "replay",
-            config.to_str().unwrap(),
-            event.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        last = summaries(&o).remove(0);
-    }
-    (dir, last)
-}
-
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
+/// `docs` (key, text) stored in bucket `docs` and replayed through `cfg` twice: a re-run must
+/// replace the index files, not add to them. The store, and the second run's summary.
+fn indexed(cfg: &str, docs: &[(&str, &str)]) -> (Scratch, serde_json::Value) {
+    let objects: Vec<(String, Vec<u8>)> = docs
+        .iter()
+        .map(|(k, t)| (k.to_string(), t.as_bytes().to_vec()))
+        .collect();
+    let run = Scratch::new(cfg, "docs", &objects);
+    run.replay();
+    let s = run.replay();
+    (run, s)
 }
 
 #[test]
@@ -67,7 +30,7 @@ stop_words = ["the"]
 uri = "s3://out/docs/"
 format = "ndjson"
 "#;
-    let (dir, s) = replay(
+    let (run, s) = indexed(
         cfg,
         &[
             ("a/rust.txt", "The Rust book: Rust is fast."),
@@ -75,14 +38,10 @@ format = "ndjson"
         ],
     );
     assert_eq!(s["objects"], 2, "{s}");
-    let out = dir.path().join("store/out/docs/_index");
+    let out = run.store.join("out/docs/_index");
     let terms = files(&out.join("terms"));
     assert_eq!(terms.len(), 2, "{terms:?}");
-    let mut rows: Vec<serde_json::Value> = terms
-        .iter()
-        .flat_map(|p| parquet_rows(&std::fs::read(p).unwrap()))
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let mut rows = parquet_values(&out.join("terms"));
     rows.sort_by_key(|r| r["term"].as_str().unwrap().to_string());
     let got: Vec<(&str, &str, i64)> = rows
         .iter()
@@ -115,7 +74,7 @@ format = "ndjson"
     assert_eq!(files(&out.join("docs")).len(), 2);
 
     // `sluice search` reads the index back and ranks by BM25.
-    let folder = dir.path().join("store/out/docs");
+    let folder = run.store.join("out/docs");
     let o = sluice(&["search", folder.to_str().unwrap(), "北京 大学", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let hits = summaries(&o);
@@ -128,7 +87,7 @@ format = "ndjson"
         text.contains("s3://docs/a/rust.txt#1") && text.contains("(fast, rust)"),
         "{text}"
     );
-    let o = sluice(&["search", dir.path().to_str().unwrap(), "x"]);
+    let o = sluice(&["search", run.store.to_str().unwrap(), "x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no term index"), "{}", stderr(&o));
 }
@@ -150,7 +109,7 @@ id = "id"
 [output]
 uri = "s3://out/tickets/"
 "#;
-    let (dir, s) = replay(
+    let (run, s) = indexed(
         cfg,
         &[(
             "t.ndjson",
@@ -158,10 +117,9 @@ uri = "s3://out/tickets/"
         )],
     );
     assert_eq!(s["records_out"], 2, "{s}");
-    let terms = files(&dir.path().join("store/out/tickets/_index/terms"));
-    let rows: Vec<String> = terms
+    let rows: Vec<String> = parquet_values(&run.store.join("out/tickets/_index/terms"))
         .iter()
-        .flat_map(|p| parquet_rows(&std::fs::read(p).unwrap()))
+        .map(ToString::to_string)
         .collect();
     let printer: Vec<&String> = rows.iter().filter(|r| r.contains("\"printer\"")).collect();
     assert_eq!(printer.len(), 2, "{rows:?}");
@@ -273,11 +231,11 @@ async fn search_reads_an_index_under_an_s3_prefix() {
 
 #[test]
 fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    std::fs::create_dir_all(store.join("docs/in")).unwrap();
-    std::fs::write(store.join("docs/in/a.txt"), "alpha beta").unwrap();
-    let event = dir.path().join("event.json");
+    let run = Scratch::new(
+        "name = \"docs\"\n[input]\nformat = \"text\"\nkeys = [\"in/**\"]\n[[stage]]\ntype = \"index\"\n[output]\nuri = \"s3://out/docs/\"\nformat = \"ndjson\"\n",
+        "docs",
+        &[("in/a.txt".to_string(), b"alpha beta".to_vec())],
+    );
     let records = vec![
         sluice_pipeline::event::s3_record("docs", "in/a.txt", 10, "e1"),
         // Not in the store: fails, with the reason.
@@ -286,33 +244,22 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         sluice_pipeline::event::s3_record("docs", "other/b.md", 3, "e3"),
     ];
     std::fs::write(
-        &event,
+        &run.event,
         sluice_pipeline::event::s3_event(records).to_string(),
     )
     .unwrap();
-    let cfg = dir.path().join("p.toml");
-    std::fs::write(
-        &cfg,
-        "name = \"docs\"\n[input]\nformat = \"text\"\nkeys = [\"in/**\"]\n[[stage]]\ntype = \"index\"\n[output]\nuri = \"s3://out/docs/\"\nformat = \"ndjson\"\n",
-    )
-    .unwrap();
+    // Twice: the rows are replaced, not added. The missing object fails the replay.
     for _ in 0..2 {
-        sluice(&[
-            "replay",
-            cfg.to_str().unwrap(),
-            event.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--json",
-        ]);
+        let s = summaries(&run.run()).remove(0);
+        assert_eq!(
+            (&s["objects"], &s["skipped"]),
+            (&serde_json::json!(1), &serde_json::json!(1)),
+            "{s}"
+        );
     }
-    let files = files(&store.join("out/docs/_index/objects"));
-    assert_eq!(files.len(), 3, "{files:?}");
-    let mut rows: Vec<serde_json::Value> = files
-        .iter()
-        .flat_map(|p| parquet_rows(&std::fs::read(p).unwrap()))
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect();
+    let folder = run.store.join("out/docs/_index/objects");
+    assert_eq!(files(&folder).len(), 3, "{:?}", files(&folder));
+    let mut rows = parquet_values(&folder);
     rows.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
     let brief: Vec<(&str, &str, i64)> = rows
         .iter()

@@ -91,3 +91,74 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Rows of every Parquet file under `dir` (none if it does not exist), as JSON values.
+pub fn parquet_values(dir: &Path) -> Vec<serde_json::Value> {
+    files(dir)
+        .iter()
+        .flat_map(|p| parquet_rows(&std::fs::read(dir.join(p)).expect("read")))
+        .map(|l| serde_json::from_str(&l).expect("json row"))
+        .collect()
+}
+
+/// A scratch folder: `objects` stored at `store/{bucket}/{key}`, an S3 event naming them
+/// (`event.json`, with their sizes), and `pipeline.toml`.
+pub struct Scratch {
+    /// Holds the folder until the test ends.
+    pub _dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub event: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(config: &str, bucket: &str, objects: &[(String, Vec<u8>)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        let mut records = Vec::new();
+        for (key, bytes) in objects {
+            let p = store.join(bucket).join(key);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, bytes).expect("write");
+            records.push(sluice_pipeline::event::s3_record(
+                bucket,
+                key,
+                bytes.len() as u64,
+                "etag",
+            ));
+        }
+        let event = dir.path().join("event.json");
+        std::fs::write(
+            &event,
+            sluice_pipeline::event::s3_event(records).to_string(),
+        )
+        .expect("write event");
+        let cfg = dir.path().join("pipeline.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        Scratch {
+            _dir: dir,
+            store,
+            event,
+            config: cfg,
+        }
+    }
+
+    /// `sluice replay --json` of the event against the store.
+    pub fn run(&self) -> Output {
+        sluice(&[
+            "replay",
+            self.config.to_str().expect("utf8"),
+            self.event.to_str().expect("utf8"),
+            "--store",
+            self.store.to_str().expect("utf8"),
+            "--json",
+        ])
+    }
+
+    /// [`Scratch::run`], which must succeed: its summary.
+    pub fn replay(&self) -> serde_json::Value {
+        let o = self.run();
+        assert!(o.status.success(), "{}", stderr(&o));
+        summaries(&o).remove(0)
+    }
+}

@@ -323,6 +323,22 @@ mod tests {
     }
 
     #[test]
+    fn base64_with_an_escaped_slash_goes_to_the_general_path() {
+        // "/w==" is 0xff; JSON may write the slash escaped.
+        let ev = crate::event::kinesis_event("s", &[("k".into(), vec![0xff])]);
+        let text = serde_json::to_string(&ev)
+            .unwrap()
+            .replace("/w==", "\\/w==");
+        assert!(text.contains("\\/w=="));
+        assert_eq!(kinesis(text.as_bytes()), None);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Item::Record(r) = &crate::trigger::parse(&v).items[0] else {
+            panic!()
+        };
+        assert_eq!(r.data.as_deref().unwrap(), &[0xff]);
+    }
+
+    #[test]
     fn leaves_everything_else_to_the_general_path() {
         let ev = crate::event::kinesis_event("s", &payloads());
         let text = serde_json::to_string(&ev).unwrap();

@@ -62,6 +62,20 @@ def main():
         for name in files:
             t = pq.read_table(os.path.join(index, "terms", name)).column("term").to_pylist()
             assert t == sorted(t, key=lambda s: s.encode()), name
+        # The catalog: one row per object, its hash and size those of the stored bytes, and the
+        # bounds of the column written for it (text over 64 characters cut to a prefix).
+        import hashlib
+        cat = con.execute(
+            f"SELECT key, size, sha256, status, records_in, records_out, content_type, columns "
+            f"FROM read_parquet('{os.path.join(index, 'objects', '*.parquet')}') ORDER BY key").fetchall()
+        assert [r[0] for r in cat] == sorted(DOCS), cat
+        for key, size, sha, status, rin, rout, ctype, columns in cat:
+            raw = DOCS[key].encode()
+            assert (size, sha, status, rin, rout, ctype) == (
+                len(raw), hashlib.sha256(raw).hexdigest(), "processed", 1, 1, "text/plain"), (key, size, sha)
+            text = [c for c in columns if c["type"] == "Utf8" and c["min"] and DOCS[key].startswith(c["min"])]
+            assert len(text) == 1, (key, columns)
+            assert text[0]["min"] == DOCS[key][:64] and text[0]["nulls"] == 0, (key, text)
         # BM25 computed here from the files must rank like `sluice search`.
         rows = con.execute(f"SELECT term, doc, tf, doc_terms FROM read_parquet('{terms_glob}')").fetchall()
         lengths = con.execute(
@@ -81,7 +95,8 @@ def main():
         assert [g["doc"] for g in got] == want, (got, want)
         for g in got:
             assert abs(g["score"] - scores[g["doc"]]) < 1e-9, (g, scores)
-        print(f"index ok: DuckDB finds the right documents in {len(files)} term files (sorted, per pyarrow); "
+        print(f"index ok: DuckDB finds the right documents in {len(files)} term files (sorted, per pyarrow) "
+              f"and {len(cat)} catalog rows with the objects' sizes, hashes and column bounds; "
               f"sluice search ranks {want[0]} first, with the BM25 scores computed here")
     finally:
         shutil.rmtree(work, ignore_errors=True)

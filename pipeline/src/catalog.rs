@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, StructArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 
 use sluice_processors::sniff::{SNIFF_BYTES, content_type};
+use sluice_processors::stats::ColumnStat;
 
 use crate::Error;
 use crate::trigger::ObjectRef;
@@ -44,6 +46,8 @@ pub struct CatalogRow {
     pub content_type: Option<&'static str>,
     /// What the resize stage saw of an image.
     pub image: Option<ImageFacts>,
+    /// Minimum, maximum and null count of each column written for it.
+    pub columns: Vec<ColumnStat>,
 }
 
 /// An image's upright size, EXIF orientation and how many renditions were made of it.
@@ -86,6 +90,7 @@ impl CatalogRow {
             sha256: None,
             content_type: None,
             image: None,
+            columns: Vec::new(),
         }
     }
 }
@@ -120,7 +125,28 @@ pub fn schema() -> SchemaRef {
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             false,
         ),
+        Field::new(
+            "columns",
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(column_fields()),
+                true,
+            ))),
+            false,
+        ),
     ]))
+}
+
+/// A `columns` entry: one output column's name, Arrow type, rows, nulls and bounds (as text).
+fn column_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, false),
+        Field::new("nulls", DataType::Int64, false),
+        Field::new("min", DataType::Utf8, true),
+        Field::new("max", DataType::Utf8, true),
+    ])
 }
 
 /// One row as a batch.
@@ -159,8 +185,36 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(n(r.image.map(|i| u64::from(i.orientation)))),
         Arc::new(n(r.image.map(|i| i.renditions as u64))),
         Arc::new(outputs.finish()),
+        Arc::new(columns(&r.columns)?),
     ];
     RecordBatch::try_new(schema(), cols).map_err(|e| Error::Io(format!("catalog row: {e}")))
+}
+
+/// The `columns` list of one row.
+fn columns(stats: &[ColumnStat]) -> Result<ListArray, Error> {
+    let s = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let n = |v: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
+    let items = StructArray::try_new(
+        column_fields(),
+        vec![
+            s(stats.iter().map(|c| Some(c.name.as_str())).collect()),
+            s(stats.iter().map(|c| Some(c.data_type.as_str())).collect()),
+            n(stats.iter().map(|c| c.rows as i64).collect()),
+            n(stats.iter().map(|c| c.nulls as i64).collect()),
+            s(stats.iter().map(|c| c.min.as_deref()).collect()),
+            s(stats.iter().map(|c| c.max.as_deref()).collect()),
+        ],
+        None,
+    )
+    .map_err(|e| Error::Io(format!("catalog columns: {e}")))?;
+    let item = Arc::new(Field::new("item", DataType::Struct(column_fields()), true));
+    ListArray::try_new(
+        item,
+        OffsetBuffer::from_lengths([stats.len()]),
+        Arc::new(items),
+        None,
+    )
+    .map_err(|e| Error::Io(format!("catalog columns: {e}")))
 }
 
 /// What the catalog learns from an object's bytes as they stream past: their sha256, and the

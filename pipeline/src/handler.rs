@@ -133,6 +133,8 @@ struct ObjectResult {
     fingerprint: Option<(String, &'static str)>,
     /// What the resize stage saw of an image (for the catalog).
     image: Option<crate::catalog::ImageFacts>,
+    /// Per-column statistics of the rows written (for the catalog).
+    columns: Vec<sluice_processors::stats::ColumnStat>,
 }
 
 /// Runs a [`Plan`] against objects in a store.
@@ -181,6 +183,10 @@ impl Handler {
             self.streams.as_ref(),
             base,
         );
+        let outputs = match &self.plan.index {
+            Some(_) => outputs.with_stats(),
+            None => outputs,
+        };
         #[cfg(feature = "index")]
         if let Some(spec) = self.plan.index.as_ref().filter(|i| i.text.is_some()) {
             return outputs.with_index(spec, source.to_string());
@@ -258,7 +264,23 @@ impl Handler {
         for item in &parsed.items {
             match item {
                 Item::Record(r) => records.push(r),
-                Item::Skipped { source, reason } => {
+                Item::Skipped {
+                    source,
+                    reason,
+                    object,
+                } => {
+                    // A deletion or other change to an object is in the audit log too.
+                    if let Some(obj) = object.as_deref()
+                        && cataloging
+                        && !self.is_own(obj)
+                    {
+                        catalog.push(CatalogRow::new(
+                            obj,
+                            "skipped",
+                            Some(reason.clone()),
+                            format,
+                        ));
+                    }
                     s.skipped += 1;
                     s.skips.push(Skip {
                         source: source.clone(),
@@ -272,7 +294,9 @@ impl Handler {
                 }
                 Item::Object(obj) => {
                     if let Some(reason) = self.skip_reason(obj) {
-                        if cataloging {
+                        // Never for the pipeline's own outputs: the row would be an output too,
+                        // and its notification would make another row, and so on.
+                        if cataloging && !self.is_own(obj) {
                             catalog.push(CatalogRow::new(
                                 obj,
                                 "skipped",
@@ -362,6 +386,7 @@ impl Handler {
                         for obj in &objects {
                             let mut row = CatalogRow::new(obj, "processed", None, format);
                             row.outputs = r.outputs.clone();
+                            row.columns = r.columns.clone();
                             catalog.push(row);
                         }
                     }
@@ -427,6 +452,7 @@ impl Handler {
                                 row.content_type = Some(ct);
                             }
                             row.image = r.image;
+                            row.columns = std::mem::take(&mut r.columns);
                             catalog.push(row);
                         }
                         s.absorb(r);
@@ -777,6 +803,7 @@ impl Handler {
         if let Some(loc) = rejects.finish().await? {
             reject_files.push(loc);
         }
+        result.columns = outputs.column_stats();
         result.outputs = outputs.finish().await?;
         result.outputs.extend(reject_files);
         Ok(result)
@@ -805,20 +832,28 @@ impl Handler {
                 self.plan.config.input.keys.join(", ")
             ));
         }
-        if self.plan.output.contains(&obj.bucket, &obj.key) {
-            return Some(format!(
-                "is under the output location {} (recursive-invocation guard)",
-                self.plan.output
-            ));
-        }
-        if let Some(r) = &self.plan.rejects
-            && r.contains(&obj.bucket, &obj.key)
-        {
-            return Some(format!(
-                "is under the rejects location {r} (recursive-invocation guard)"
-            ));
+        if self.is_own(obj) {
+            return Some(match &self.plan.rejects {
+                Some(r) if r.contains(&obj.bucket, &obj.key) => {
+                    format!("is under the rejects location {r} (recursive-invocation guard)")
+                }
+                _ => format!(
+                    "is under the output location {} (recursive-invocation guard)",
+                    self.plan.output
+                ),
+            });
         }
         None
+    }
+
+    /// Whether `obj` is where this pipeline writes (its outputs, index or rejects).
+    fn is_own(&self, obj: &ObjectRef) -> bool {
+        self.plan.output.contains(&obj.bucket, &obj.key)
+            || self
+                .plan
+                .rejects
+                .as_ref()
+                .is_some_and(|r| r.contains(&obj.bucket, &obj.key))
     }
 
     /// [`Self::process`], with when it started.
@@ -1400,6 +1435,7 @@ async fn settle(
         return Err(e);
     }
     result.rejected = rejects.count;
+    result.columns = outputs.column_stats();
     result.outputs = match outputs.finish().await {
         Ok(w) => w,
         Err(e) => {

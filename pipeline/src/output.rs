@@ -220,6 +220,8 @@ pub struct Outputs {
     /// The term index of the rows written, when the pipeline ends with an index stage.
     #[cfg(feature = "index")]
     index: Option<IndexSink>,
+    /// Per-column statistics of the rows written, for the catalog.
+    stats: Option<sluice_processors::stats::ColumnStats>,
 }
 
 /// Rows written are also indexed: `{output}/_index/terms/{base}.parquet` and `_index/docs/`.
@@ -314,7 +316,20 @@ impl Outputs {
             blobs: Vec::new(),
             #[cfg(feature = "index")]
             index: None,
+            stats: None,
         }
+    }
+
+    /// Also keep per-column statistics of the rows written (see [`Self::column_stats`]).
+    pub fn with_stats(mut self) -> Self {
+        self.stats = Some(Default::default());
+        self
+    }
+
+    /// Minimum, maximum and null count of each column written so far (empty unless
+    /// [`Self::with_stats`]).
+    pub fn column_stats(&self) -> Vec<sluice_processors::stats::ColumnStat> {
+        self.stats.as_ref().map(|s| s.finish()).unwrap_or_default()
     }
 
     /// Also index the rows written: column `text` of each row, as document `id` (a column) or
@@ -446,6 +461,10 @@ impl Outputs {
         #[cfg(feature = "index")]
         if let Some(ix) = &mut self.index {
             ix.add(batch)?;
+        }
+        if let Some(st) = &mut self.stats {
+            st.add(batch)
+                .map_err(|e| Error::Io(format!("column statistics: {e}")))?;
         }
         match &mut self.stream {
             Some(Ok(w)) => return w.write(batch).await,

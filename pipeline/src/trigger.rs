@@ -160,6 +160,9 @@ pub enum Item {
         source: String,
         /// Why.
         reason: String,
+        /// The object a notification that is not an upload names (a deletion, a restore …),
+        /// for the catalog.
+        object: Option<Box<ObjectRef>>,
     },
     /// A message that cannot be processed; reported as a batch item failure.
     Failed {
@@ -365,6 +368,7 @@ fn message(
         items.push(Item::Skipped {
             source: format!("s3://{bucket}"),
             reason: "s3:TestEvent (sent when a notification is configured)".into(),
+            object: None,
         });
         return Ok("s3".into());
     }
@@ -490,32 +494,8 @@ fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
         .unwrap_or("");
     let key = decode_key(raw_key);
     let source = format!("s3://{bucket}/{}", key.as_deref().unwrap_or(raw_key));
-    if !name.starts_with("ObjectCreated:") {
-        return Item::Skipped {
-            source,
-            reason: format!(
-                "{} is not an upload",
-                if name.is_empty() {
-                    "an unnamed event"
-                } else {
-                    name
-                }
-            ),
-        };
-    }
-    let key = match key {
-        Ok(k) => k,
-        Err(reason) => return fail_or_skip(message_id, source, reason),
-    };
-    if bucket.is_empty() || key.is_empty() {
-        return fail_or_skip(
-            message_id,
-            source,
-            "the notification names no bucket or key".into(),
-        );
-    }
     let obj = r.pointer("/s3/object");
-    Item::Object(ObjectRef {
+    let object = |key: String| ObjectRef {
         bucket: bucket.to_string(),
         key,
         size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
@@ -532,7 +512,36 @@ fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
             .get("eventTime")
             .and_then(Value::as_str)
             .map(str::to_string),
-    })
+    };
+    if !name.starts_with("ObjectCreated:") {
+        return Item::Skipped {
+            source,
+            reason: format!(
+                "{} is not an upload",
+                if name.is_empty() {
+                    "an unnamed event"
+                } else {
+                    name
+                }
+            ),
+            object: key
+                .ok()
+                .filter(|k| !bucket.is_empty() && !k.is_empty())
+                .map(|k| Box::new(object(k))),
+        };
+    }
+    let key = match key {
+        Ok(k) => k,
+        Err(reason) => return fail_or_skip(message_id, source, reason),
+    };
+    if bucket.is_empty() || key.is_empty() {
+        return fail_or_skip(
+            message_id,
+            source,
+            "the notification names no bucket or key".into(),
+        );
+    }
+    Item::Object(object(key))
 }
 
 fn fail_or_skip(message_id: Option<&str>, source: String, reason: String) -> Item {
@@ -541,7 +550,11 @@ fn fail_or_skip(message_id: Option<&str>, source: String, reason: String) -> Ite
             message_id: id.to_string(),
             reason: format!("{source}: {reason}"),
         },
-        None => Item::Skipped { source, reason },
+        None => Item::Skipped {
+            source,
+            reason,
+            object: None,
+        },
     }
 }
 
@@ -556,21 +569,8 @@ fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
         .and_then(Value::as_str)
         .unwrap_or("");
     let source = format!("s3://{bucket}/{key}");
-    if kind != "Object Created" {
-        return Item::Skipped {
-            source,
-            reason: format!("EventBridge `{kind}` is not an upload"),
-        };
-    }
-    if bucket.is_empty() || key.is_empty() {
-        return fail_or_skip(
-            message_id,
-            source,
-            "the event names no bucket or key".into(),
-        );
-    }
     let obj = v.pointer("/detail/object");
-    Item::Object(ObjectRef {
+    let object = || ObjectRef {
         bucket: bucket.to_string(),
         key: key.to_string(),
         size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
@@ -584,7 +584,23 @@ fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
             .map(str::to_string),
         message_id: message_id.map(str::to_string),
         event_time: v.get("time").and_then(Value::as_str).map(str::to_string),
-    })
+    };
+    let named = !bucket.is_empty() && !key.is_empty();
+    if kind != "Object Created" {
+        return Item::Skipped {
+            source,
+            reason: format!("EventBridge `{kind}` is not an upload"),
+            object: named.then(|| Box::new(object())),
+        };
+    }
+    if !named {
+        return fail_or_skip(
+            message_id,
+            source,
+            "the event names no bucket or key".into(),
+        );
+    }
+    Item::Object(object())
 }
 
 #[cfg(test)]
@@ -662,6 +678,50 @@ mod tests {
             }
         }
         assert!(parsed > 300, "only {parsed} mutations were JSON");
+    }
+
+    #[test]
+    fn changes_that_are_not_uploads_name_their_object() {
+        let fixture = |name: &str| -> Value {
+            let path = format!("{}/../fixtures/events/{name}", env!("CARGO_MANIFEST_DIR"));
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let p = parse(&fixture("s3-other-kinds.json"));
+        assert_eq!(p.items.len(), 6);
+        for item in &p.items {
+            let Item::Skipped {
+                reason,
+                object: Some(o),
+                ..
+            } = item
+            else {
+                panic!("{item:?}")
+            };
+            assert!(reason.ends_with(" is not an upload"), "{reason}");
+            assert_eq!(o.key, "clickstream/2026/11/22/web+app events.ndjson");
+        }
+        let p = parse(&fixture("eventbridge-deleted.json"));
+        let Item::Skipped {
+            object: Some(o), ..
+        } = &p.items[0]
+        else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            (
+                o.bucket.as_str(),
+                o.version_id.as_deref(),
+                o.event_time.as_deref()
+            ),
+            (
+                "analytics-in",
+                Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"),
+                Some("2026-11-22T12:00:00Z")
+            )
+        );
+        // The test event names no object.
+        let p = parse(&fixture("s3-test-event.json"));
+        assert!(matches!(&p.items[0], Item::Skipped { object: None, .. }));
     }
 
     #[test]

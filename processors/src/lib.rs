@@ -32,8 +32,12 @@
 //!
 //! # Crate Features
 //!
-//! None: every decoder and stage is always built (each is small next to Arrow itself; the image
-//! codecs, when they come, will be the first optional feature).
+//! - `image`: the resize stage ([`resize`]) and its codecs (JPEG, PNG, GIF, WebP via libwebp,
+//!   TIFF, BMP).
+//! - `index`: the term index ([`index`]) and its tokenizer ([`tokenize`], with jieba-rs's Chinese
+//!   dictionary).
+//!
+//! Every decoder and tabular stage is always built (each is small next to Arrow itself).
 #![warn(missing_docs)]
 
 pub mod aggregate;
@@ -47,6 +51,7 @@ pub mod index;
 pub mod resize;
 pub mod select;
 pub mod sniff;
+pub mod stats;
 #[cfg(feature = "index")]
 pub mod tokenize;
 

@@ -128,6 +128,17 @@ uri = "s3://out/tickets/"
         "{printer:?}"
     );
     assert!(!rows.iter().any(|r| r.contains("skipped")), "{rows:?}");
+    // The catalog knows what the output holds: each column's bounds and nulls.
+    let catalog = parquet_values(&run.store.join("out/tickets/_index/objects"));
+    assert_eq!(catalog.len(), 1);
+    assert_eq!(
+        catalog[0]["columns"],
+        serde_json::json!([
+            {"name": "id", "type": "Utf8", "rows": 2, "nulls": 0, "min": "T-1", "max": "T-2"},
+            {"name": "body", "type": "Utf8", "rows": 2, "nulls": 0, "min": "Printer on fire", "max": "printer jammed"},
+            {"name": "n", "type": "Int64", "rows": 2, "nulls": 0, "min": "1", "max": "2"},
+        ])
+    );
 }
 
 #[test]
@@ -242,6 +253,16 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         sluice_pipeline::event::s3_record("docs", "in/missing.txt", 5, "e2"),
         // Not matched by [input] keys: skipped, with the reason.
         sluice_pipeline::event::s3_record("docs", "other/b.md", 3, "e3"),
+        // A deletion: in the audit log as skipped, with its event.
+        {
+            let mut r = sluice_pipeline::event::s3_record("docs", "in/gone.txt", 0, "e4");
+            r["eventName"] = "ObjectRemoved:Delete".into();
+            r["s3"]["object"] = serde_json::json!({"key": "in/gone.txt", "sequencer": "0A1"});
+            r
+        },
+        // The pipeline's own catalog file (a notification on the output prefix): no row, or
+        // each row written would call for another.
+        sluice_pipeline::event::s3_record("out", "docs/_index/objects/x.parquet", 9, "e5"),
     ];
     std::fs::write(
         &run.event,
@@ -253,14 +274,31 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         let s = summaries(&run.run()).remove(0);
         assert_eq!(
             (&s["objects"], &s["skipped"]),
-            (&serde_json::json!(1), &serde_json::json!(1)),
+            (&serde_json::json!(1), &serde_json::json!(3)),
             "{s}"
         );
     }
     let folder = run.store.join("out/docs/_index/objects");
-    assert_eq!(files(&folder).len(), 3, "{:?}", files(&folder));
+    assert_eq!(files(&folder).len(), 4, "{:?}", files(&folder));
     let mut rows = parquet_values(&folder);
     rows.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
+    let gone = rows.remove(1);
+    assert_eq!(
+        (
+            &gone["key"],
+            &gone["status"],
+            &gone["reason"],
+            &gone["size"]
+        ),
+        (
+            &serde_json::json!("in/gone.txt"),
+            &serde_json::json!("skipped"),
+            &serde_json::json!("ObjectRemoved:Delete is not an upload"),
+            &serde_json::Value::Null
+        ),
+        "{gone}"
+    );
+    assert_eq!(gone["last_modified"], "2026-11-22T12:00:00Z", "{gone}");
     let brief: Vec<(&str, &str, i64)> = rows
         .iter()
         .map(|r| {

@@ -47,47 +47,37 @@ impl Tokenizer {
     pub fn each(&self, text: &str, mut f: impl FnMut(&str, u32)) {
         let mut position: u32 = 0;
         let mut folded = String::new();
-        let mut emit = |word: &str, position: &mut u32| {
-            folded.clear();
-            if word.chars().all(|c| is_han(c) || !c.is_uppercase()) {
-                folded.push_str(word);
-            } else {
+        let mut emit = |word: &str, fold: bool| {
+            let term = if fold && word.chars().any(char::is_uppercase) {
+                folded.clear();
                 folded.extend(word.chars().flat_map(char::to_lowercase));
+                folded.as_str()
+            } else {
+                word
+            };
+            if self.stop.is_empty() || !self.stop.contains(term) {
+                f(term, position);
             }
-            if !self.stop.contains(folded.as_str()) {
-                f(&folded, *position);
-            }
-            *position = position.saturating_add(1);
+            position = position.saturating_add(1);
         };
-        // Adjacent Han words (single characters to UAX #29) are gathered into one run for jieba.
-        let mut run: Option<(usize, usize)> = None;
-        let flush = |run: &mut Option<(usize, usize)>,
-                     position: &mut u32,
-                     emit: &mut dyn FnMut(&str, &mut u32)| {
-            if let Some((start, end)) = run.take() {
-                let han = &text[start..end];
-                for t in jieba().cut(han, true) {
-                    if t.word.chars().any(|c| is_han(c) || c.is_alphanumeric()) {
-                        emit(t.word, position);
-                    }
+        // UAX #29 breaks before and after every Han character, so the text is cut into runs of
+        // Han characters, segmented by jieba, and what lies between, segmented by UAX #29 — each
+        // Han character never goes through the word iterator on its own.
+        let mut rest = text;
+        while !rest.is_empty() {
+            let han = rest.find(is_han).unwrap_or(rest.len());
+            for word in rest[..han].unicode_words() {
+                emit(word, true);
+            }
+            rest = &rest[han..];
+            let end = rest.find(|c| !is_han(c)).unwrap_or(rest.len());
+            if end > 0 {
+                for word in jieba().cut(&rest[..end], true) {
+                    emit(word.word, false);
                 }
             }
-        };
-        for (at, word) in text.unicode_word_indices() {
-            if word.chars().all(is_han) {
-                match &mut run {
-                    Some((_, end)) if *end == at => *end = at + word.len(),
-                    _ => {
-                        flush(&mut run, &mut position, &mut emit);
-                        run = Some((at, at + word.len()));
-                    }
-                }
-                continue;
-            }
-            flush(&mut run, &mut position, &mut emit);
-            emit(word, &mut position);
+            rest = &rest[end..];
         }
-        flush(&mut run, &mut position, &mut emit);
     }
 
     /// The terms of `text`, in order (positions are their indexes when no stop words are set).
@@ -145,6 +135,16 @@ mod tests {
                 "2024",
                 "年"
             ]
+        );
+    }
+
+    #[test]
+    fn han_runs_end_where_other_scripts_start() {
+        // No space needed between Latin letters, kana and Han; a variation selector after a Han
+        // character ends its run and is not a term.
+        assert_eq!(
+            terms("Rust语言很快fast。カタカナ東京\u{FE00}大学"),
+            ["rust", "语言", "很快", "fast", "カタカナ", "東京", "大学"]
         );
     }
 

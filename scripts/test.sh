@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
-PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10")
+PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8")
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg, PIL" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg, PIL, cfnlint" 2>/dev/null \
+  || [ ! -x "$VENV/bin/cargo-lambda" ]; then
   echo "== installing test tools from PyPI: ${PY_DEPS[*]}"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_DEPS[@]}"
 fi
@@ -49,6 +50,8 @@ export SLUICE_REQUIRE_S3=1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_SESSION_TOKEN || true
 
+echo "== the SAM template checked with cfn-lint"
+"$VENV/bin/cfn-lint" infra/template.yaml
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

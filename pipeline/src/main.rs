@@ -141,7 +141,13 @@ enum EventKind {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let started = std::time::Instant::now();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Deployed as the function's `bootstrap`, Lambda runs it with no arguments: serve.
+    if args.len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        args.push("serve".into());
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Sluice test on a fresh machine (Debian, Rust, Python 3 with pip):
-#   1. installs what the tests need into a cached virtualenv: moto's S3 server, pyarrow and duckdb;
+#   1. installs what the tests need into a cached virtualenv: moto's S3 server, pyarrow, duckdb,
+#      aws-kinesis-agg, Pillow, cfn-lint and cargo-lambda (its runtime emulator);
 #   2. starts moto on a free loopback port and points the tests at it;
-#   3. runs cargo fmt --check, clippy, the whole workspace's tests, and the independent
-#      pyarrow/DuckDB check of the bundled example's Parquet output;
+#   3. lints the SAM template with cfn-lint; runs cargo fmt --check, clippy, the whole workspace's
+#      tests, and the independent checks (pyarrow, DuckDB, the KPL aggregator, Pillow, and the
+#      bootstrap under cargo-lambda's emulator);
 #   4. stops what it started, whatever happens.
 # Build outputs are cached outside the clone (CARGO_TARGET_DIR, default ~/.cache/sluice/target).
 set -euo pipefail
@@ -74,3 +76,5 @@ echo "== image renditions opened and checked with Pillow"
 "$VENV/bin/python" scripts/check_images.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== index files read with DuckDB and pyarrow; sluice search checked against BM25 computed in Python"
 "$VENV/bin/python" scripts/check_index.py "$CARGO_TARGET_DIR/debug/sluice"
+echo "== the bootstrap under cargo-lambda's Lambda runtime emulator: responses, outputs in moto, logs, metrics, trace header"
+"$VENV/bin/python" scripts/check_lambda.py "$CARGO_TARGET_DIR/debug/sluice" "$VENV/bin/cargo-lambda" "$endpoint"

@@ -43,6 +43,35 @@ pub struct PipelineConfig {
     /// Where rejected records go (NDJSON). Without it rejects are only counted and logged.
     #[serde(default)]
     pub rejects: Option<RejectsConfig>,
+    /// CloudWatch metrics written by `sluice serve` (Embedded Metric Format log lines).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: one Embedded Metric Format line per invocation, so CloudWatch has the pipeline's
+/// counts and timings without an API call.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Write them (the Lambda only; replay never does).
+    pub enabled: bool,
+    /// The CloudWatch namespace.
+    pub namespace: String,
+    /// Dimension sets, each a list of `pipeline`, `trigger`, `function`.
+    pub dimensions: Vec<Vec<String>>,
+}
+
+/// The dimensions a metric can carry.
+pub const METRIC_DIMENSIONS: [&str; 3] = ["pipeline", "trigger", "function"];
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            namespace: "Sluice".into(),
+            dimensions: vec![vec!["pipeline".into()]],
+        }
+    }
 }
 
 /// `[input]`.
@@ -1514,6 +1543,31 @@ impl Plan {
                 ));
             }
         }
+        let m = &config.metrics;
+        if m.namespace.is_empty() || m.namespace.starts_with("AWS/") || m.namespace.len() > 255 {
+            return Err(cx.err(
+                &[Seg::Key("metrics"), Seg::Key("namespace")],
+                "a namespace is 1 to 255 characters and cannot start with AWS/",
+            ));
+        }
+        for (i, set) in m.dimensions.iter().enumerate() {
+            for (j, d) in set.iter().enumerate() {
+                if !METRIC_DIMENSIONS.contains(&d.as_str()) || set[..j].contains(d) {
+                    return Err(cx.err(
+                        &[
+                            Seg::Key("metrics"),
+                            Seg::Key("dimensions"),
+                            Seg::Index(i),
+                            Seg::Index(j),
+                        ],
+                        format!(
+                            "`{d}` is not a dimension, or is repeated; use {}",
+                            METRIC_DIMENSIONS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         let rejects = match &config.rejects {
             None => None,
             Some(r) if r.uri.starts_with("kinesis://") => {
@@ -1715,6 +1769,29 @@ uri = "s3://out/rejects/"
 
     fn check(text: &str) -> Result<Plan, ConfigError> {
         Plan::from_str(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn metrics_dimensions_and_namespace_are_checked() {
+        let base = "name = \"m\"\n[input]\nformat = \"text\"\n[output]\nuri = \"s3://o/p/\"\n";
+        let p = check(base).unwrap();
+        assert_eq!(p.config.metrics, MetricsConfig::default());
+        let p = check(&format!(
+            "{base}[metrics]\nnamespace = \"Team/Etl\"\ndimensions = [[\"pipeline\", \"trigger\"], [\"function\"]]\n"
+        ))
+        .unwrap();
+        assert_eq!(p.config.metrics.namespace, "Team/Etl");
+        let e = check(&format!(
+            "{base}[metrics]\ndimensions = [[\"pipeline\"], [\"trigger\", \"shard\"]]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("metrics.dimensions[1][1]"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.to_string().contains("`shard` is not a dimension"), "{e}");
+        let e = check(&format!("{base}[metrics]\nnamespace = \"AWS/Lambda\"\n")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("metrics.namespace"), "{e}");
+        let e = check(&format!("{base}[metrics]\nnamspace = \"x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("namspace"), "{e}");
     }
 
     #[test]

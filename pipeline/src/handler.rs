@@ -2,6 +2,7 @@
 //! `sluice replay` both call [`Handler::handle`], so replay does exactly what the Lambda does.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
@@ -64,6 +65,13 @@ pub struct Summary {
     /// A Kinesis tumbling window's state, returned for the window's next invocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Map<String, Value>>,
+    /// Time spent in each stage.
+    #[serde(skip)]
+    pub stages: Vec<StageTime>,
+    /// Bytes taken in: the sizes of the objects processed (as their notifications give them)
+    /// and of the stream records' payloads.
+    #[serde(skip)]
+    pub bytes_in: u64,
 }
 
 /// A skipped record.
@@ -145,6 +153,8 @@ pub struct Handler {
     output: Arc<dyn ObjectStore>,
     streams: Option<Arc<dyn RecordPutter>>,
     extra: Vec<Arc<dyn StageFactory>>,
+    /// Nanoseconds spent in each stage (configured, then extra) during the current event.
+    clock: Arc<Vec<AtomicU64>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -158,12 +168,14 @@ impl std::fmt::Debug for Handler {
 impl Handler {
     /// Read objects from `input`; write S3 destinations to `output` (local folders are always local).
     pub fn new(plan: Plan, input: Arc<dyn ObjectStore>, output: Arc<dyn ObjectStore>) -> Self {
+        let clock = stage_clock(plan.stages.len());
         Self {
             plan: Arc::new(plan),
             input,
             output,
             streams: None,
             extra: Vec::new(),
+            clock,
         }
     }
 
@@ -198,7 +210,23 @@ impl Handler {
     /// Append a stage of your own after the configured ones.
     pub fn with_stage(mut self, stage: Arc<dyn StageFactory>) -> Self {
         self.extra.push(stage);
+        self.clock = stage_clock(self.plan.stages.len() + self.extra.len());
         self
+    }
+
+    /// Each stage's name and the milliseconds spent in it since the last call (which resets).
+    fn stage_times(&self) -> Vec<StageTime> {
+        self.plan
+            .stages
+            .iter()
+            .map(|s| s.factory.name())
+            .chain(self.extra.iter().map(|f| f.name()))
+            .zip(self.clock.iter())
+            .map(|(name, ns)| StageTime {
+                stage: name.to_string(),
+                ms: ns.swap(0, Ordering::Relaxed) as f64 / 1e6,
+            })
+            .collect()
     }
 
     /// The plan.
@@ -315,6 +343,11 @@ impl Handler {
                 }
             }
         }
+        s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()
+            + records
+                .iter()
+                .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
+                .sum::<u64>();
         let mut per_item = parsed.sqs;
         if !records.is_empty() || parsed.window.is_some() {
             let t = Instant::now();
@@ -497,6 +530,7 @@ impl Handler {
             });
         }
         s.duration_ms = started.elapsed().as_millis() as u64;
+        s.stages = self.stage_times();
         (s, per_item)
     }
 
@@ -916,10 +950,15 @@ impl Handler {
             return Ok(());
         };
         let stages = &mut chain.stages;
+        let clock = &chain.clock[..];
         for i in 0..stages.len() {
             let mut out = Vec::new();
+            let t = Instant::now();
             stages[i].finish(&mut out)?;
-            let out = push_through(&mut stages[i + 1..], out)?;
+            if let Some(spent) = clock.get(i) {
+                spent.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+            let out = push_through(&mut stages[i + 1..], clock.get(i + 1..).unwrap_or(&[]), out)?;
             for b in out {
                 write_out(&b, outputs, rejects, result).await?;
             }
@@ -1195,7 +1234,11 @@ impl Handler {
             schema = st.schema();
             stages.push(st);
         }
-        Ok(Chain { input, stages })
+        Ok(Chain {
+            input,
+            stages,
+            clock: self.clock.clone(),
+        })
     }
 
     /// A batch of a Kinesis tumbling window. A pipeline with an aggregate starts from the state
@@ -1345,7 +1388,7 @@ impl Handler {
                         .into(),
                 ));
             }
-            for o in push_through(&mut chain.stages, vec![b])? {
+            for o in push_through(&mut chain.stages, &chain.clock, vec![b])? {
                 write_out(&o, outputs, rejects, result).await?;
             }
             for st in chain.stages.iter_mut() {
@@ -1518,6 +1561,21 @@ fn decode_state(v: &Value) -> Result<Vec<u8>, Error> {
 struct Chain {
     input: arrow_schema::SchemaRef,
     stages: Vec<Box<dyn Stage>>,
+    /// Time spent per stage, shared with the handler.
+    clock: Arc<Vec<AtomicU64>>,
+}
+
+fn stage_clock(n: usize) -> Arc<Vec<AtomicU64>> {
+    Arc::new((0..n).map(|_| AtomicU64::new(0)).collect())
+}
+
+/// Time spent in one stage during an event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageTime {
+    /// The stage's type (`filter`, `aggregate` …).
+    pub stage: String,
+    /// Milliseconds in its `push` and `finish` calls.
+    pub ms: f64,
 }
 
 /// The schema of the batches about to be drained: theirs when there are any (stream columns
@@ -1553,14 +1611,17 @@ fn gather(tagged: &mut Vec<RecordBatch>) -> Result<RecordBatch, Error> {
 
 fn push_through(
     stages: &mut [Box<dyn Stage>],
+    clock: &[AtomicU64],
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>, Error> {
     let mut cur = batches;
-    for st in stages.iter_mut() {
+    for (st, spent) in stages.iter_mut().zip(clock) {
+        let t = Instant::now();
         let mut next = Vec::with_capacity(cur.len());
         for b in cur {
             st.push(b, &mut next)?;
         }
+        spent.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         cur = next;
     }
     Ok(cur)

@@ -30,6 +30,12 @@ pub async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
             }),
         }
     });
+    // Init: from the process's start to asking for the first event (what Lambda bills as Init).
+    tracing::info!(
+        init_ms = since_process_start_ms(),
+        pipeline = %handler.plan().config.name,
+        "Ready for events."
+    );
     lambda_runtime::Runtime::new(answer)
         .layer(RawLayer {
             handler: Arc::new(handler),
@@ -115,15 +121,41 @@ pub async fn invoke(
     deadline: Instant,
 ) -> Result<Value, Diagnostic> {
     let (summary, per_item) = handler.handle_bytes(body, Some(deadline)).await;
+    let plan = handler.plan();
+    if plan.config.metrics.enabled {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+        let line = crate::metrics::emf_line(
+            &summary,
+            &plan.config.metrics,
+            &plan.config.name,
+            &function,
+            now_ms,
+        );
+        // Its own line on stdout, where CloudWatch Logs picks Embedded Metric Format up.
+        println!("{line}");
+    }
     respond(summary, per_item)
 }
 
 /// The instant of a deadline given in milliseconds since the epoch (as the runtime API gives it).
+///
+/// cargo-lambda's emulator (1.9) sends the function's timeout instead (`600000`, ten minutes):
+/// read literally that is a deadline in 1970, and every stream batch would stop before its first
+/// record. No real deadline lies before 2001, so such a value is taken as a duration from now.
 pub fn until(deadline_ms: u64) -> Instant {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    let left = if deadline_ms < YEAR_2001_MS {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
+    };
+    Instant::now() + Duration::from_millis(left)
 }
 
 fn respond(summary: crate::handler::Summary, sqs: bool) -> Result<Value, Diagnostic> {
@@ -142,16 +174,132 @@ fn respond(summary: crate::handler::Summary, sqs: bool) -> Result<Value, Diagnos
     }
 }
 
-/// Install JSON logs for the Lambda (level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL`, default info).
+static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Note when the process started (first thing in `main`), for the init time logged by `serve`.
+pub fn mark_process_start() {
+    PROCESS_START.get_or_init(Instant::now);
+}
+
+/// Milliseconds since [`mark_process_start`] (or since the first call).
+pub fn since_process_start_ms() -> f64 {
+    PROCESS_START
+        .get_or_init(Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1e3
+}
+
+/// The log level: `SLUICE_LOG` (a level or a `tracing` filter such as `info,aws_smithy=debug`),
+/// else Lambda's `AWS_LAMBDA_LOG_LEVEL` (set by the function's logging config), else `info`.
+pub fn log_filter() -> String {
+    std::env::var("SLUICE_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
+        .map(|l| l.to_lowercase())
+        .unwrap_or_else(|_| "info".into())
+}
+
+/// Install JSON logs for the Lambda: one object per line with `timestamp`, `level`, `message`,
+/// the event's fields, and the invocation's `requestId` and `traceId` on every line logged while
+/// an invocation runs (see [`LambdaJson`]).
 pub fn init_logging() {
-    let level = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
-        .unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(LambdaJson)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter()))
         .try_init();
+}
+
+/// The log line format: flat JSON, as CloudWatch Logs Insights reads it best
+/// (`fields requestId, message, records_in | filter level = "WARN"`). The request id and X-Ray
+/// trace id come from the runtime's per-invocation span; the span's own name is left out.
+pub struct LambdaJson;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LambdaJson
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        line.insert(
+            "level".into(),
+            event.metadata().level().as_str().to_string().into(),
+        );
+        event.record(&mut JsonVisitor(&mut line));
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                let Some(fields) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() else {
+                    continue;
+                };
+                if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(fields) {
+                    for (k, v) in o {
+                        let k = if k == "xrayTraceId" {
+                            "traceId".into()
+                        } else {
+                            k
+                        };
+                        line.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// An event's fields into a JSON object.
+struct JsonVisitor<'a>(&'a mut serde_json::Map<String, Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().into(), format!("{v:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_epoch_milliseconds_or_an_emulators_timeout() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_millis() as i64;
+        // Lambda: 3 s from now.
+        assert!((left(until(now_ms + 3_000)) - 3_000).abs() < 200);
+        // Already past: now.
+        assert_eq!(left(until(now_ms - 5_000)), 0);
+        // cargo-lambda's emulator: its 600 s timeout.
+        assert!((left(until(600_000)) - 600_000).abs() < 200);
+    }
 }

@@ -63,6 +63,7 @@ pub mod handler;
 pub mod kinesis;
 pub mod kpl;
 pub mod lambda;
+pub mod metrics;
 pub mod output;
 pub mod replay;
 #[cfg(feature = "index")]

@@ -141,7 +141,7 @@ enum EventKind {
 }
 
 fn main() -> ExitCode {
-    let started = std::time::Instant::now();
+    lambda::mark_process_start();
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Deployed as the function's `bootstrap`, Lambda runs it with no arguments: serve.
     if args.len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

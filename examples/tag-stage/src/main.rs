@@ -104,6 +104,7 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
         rejects: Some(RejectsConfig {
             uri: "s3://analytics-out/rejects/tagged/".into(),
         }),
+        metrics: Default::default(),
     };
     Ok(Pipeline::from_config(config)?.with_stage(TagFactory(env.to_string())))
 }

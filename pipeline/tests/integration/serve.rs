@@ -207,13 +207,24 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         .find(|l| l.contains("Processed batch."))
         .unwrap_or_else(|| panic!("{logs}"));
     let v: serde_json::Value = serde_json::from_str(batch).unwrap();
-    assert_eq!(v["fields"]["records_in"], 3, "{batch}");
+    assert_eq!(v["records_in"], 3, "{batch}");
+    assert_eq!(v["requestId"], "req-4", "{batch}");
 
-    // Structured JSON logs, one line per event.
+    // Structured JSON logs, one flat line per event, the invocation's ids on each.
     let line = logs
         .lines()
         .find(|l| l.contains("Processed object."))
         .unwrap_or_else(|| panic!("{logs}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(v["fields"]["records_out"], 26);
+    assert_eq!(v["records_out"], 26, "{line}");
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert!(
+        v["requestId"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("req-")),
+        "{line}"
+    );
+    // And one metrics line per invocation.
+    let metrics = logs.lines().filter(|l| l.contains("\"_aws\"")).count();
+    assert_eq!(metrics, answers.len(), "{logs}");
 }

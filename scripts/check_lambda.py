@@ -11,7 +11,6 @@ Metric Format lines are checked. Init time and first-invocation latency are prin
 
 Usage: check_lambda.py SLUICE_BIN CARGO_LAMBDA_BIN S3_ENDPOINT
 """
-import base64
 import http.client
 import http.server
 import io
@@ -99,28 +98,9 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def s3_record(bucket, key, size):
-    return {
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-23T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": key, "size": size, "eTag": "0123456789abcdef", "sequencer": "0A1B"}},
-    }
-
-
-def kinesis_event(lines):
-    recs = []
-    for i, line in enumerate(lines):
-        seq = "4959033827149025660855969253836157109592157598913%07d" % i
-        recs.append({
-            "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": f"k{i}", "sequenceNumber": seq,
-                        "data": base64.b64encode(line.encode()).decode(),
-                        "approximateArrivalTimestamp": 1763899200.0 + i},
-            "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"shardId-000000000000:{seq}",
-            "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
-            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/clicks",
-        })
-    return {"Records": recs}
+def event(sluice, *args):
+    """An event written by `sluice event` (the same writer users make replay fixtures with)."""
+    return json.loads(subprocess.run([sluice, "event", *args], check=True, capture_output=True).stdout)
 
 
 def invoke(port, event):
@@ -198,19 +178,20 @@ def main():
         procs.append(function)
 
         # 1. An S3 put.
-        resp, first_ms = invoke(port, {"Records": [s3_record("lambda-in", "clicks/one.ndjson", len(good))]})
+        put = event(sluice, "s3", "--bucket", "lambda-in", "--key", "clicks/one.ndjson", "--size", str(len(good)))
+        resp, first_ms = invoke(port, put)
         assert resp["objects"] == 1 and resp["records_out"] == 2 and resp["error"] is None, resp
         # 2. SQS carrying S3 notifications, one naming a missing object: only that one is retried.
-        sqs = {"Records": [
-            {"messageId": mid, "receiptHandle": "h", "body": json.dumps({"Records": [s3_record("lambda-in", key, 20)]}),
-             "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
-             "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:uploads",
-             "awsRegion": "us-east-1"}
-            for mid, key in (("m-ok", "clicks/two.ndjson"), ("m-missing", "clicks/missing.ndjson"))]}
+        ok, missing = (event(sluice, "s3", "--bucket", "lambda-in", "--key", k, "--size", "20", "--sqs")
+                       for k in ("clicks/two.ndjson", "clicks/missing.ndjson"))
+        sqs = {"Records": ok["Records"] + missing["Records"]}
         resp, _ = invoke(port, sqs)
-        assert resp == {"batchItemFailures": [{"itemIdentifier": "m-missing"}]}, resp
+        assert resp == {"batchItemFailures": [{"itemIdentifier": missing["Records"][0]["messageId"]}]}, resp
         # 3. A Kinesis batch with a bad line: a reject, not a failure.
-        resp, _ = invoke(port, kinesis_event(['{"n":7,"page":"/k"}', 'not json', '{"n":8,"page":"/l"}']))
+        lines = os.path.join(work, "lines.ndjson")
+        with open(lines, "w") as f:
+            f.write('{"n":7,"page":"/k"}\nnot json\n{"n":8,"page":"/l"}\n')
+        resp, _ = invoke(port, event(sluice, "kinesis", "--stream", "clicks", lines))
         assert resp == {"batchItemFailures": []}, resp
 
         # Outputs in moto: the rows that passed the filter, readable by pyarrow.

@@ -300,7 +300,6 @@ impl Handler {
                     // A deletion or other change to an object is in the audit log too.
                     if let Some(obj) = object.as_deref()
                         && cataloging
-                        && !self.is_own(obj)
                     {
                         catalog.push(CatalogRow::new(
                             obj,
@@ -322,9 +321,7 @@ impl Handler {
                 }
                 Item::Object(obj) => {
                     if let Some(reason) = self.skip_reason(obj) {
-                        // Never for the pipeline's own outputs: the row would be an output too,
-                        // and its notification would make another row, and so on.
-                        if cataloging && !self.is_own(obj) {
+                        if cataloging {
                             catalog.push(CatalogRow::new(
                                 obj,
                                 "skipped",
@@ -508,7 +505,9 @@ impl Handler {
                 }
             }
         }
-        for row in &catalog {
+        // Never a row for the pipeline's own outputs: the row would be an output too, and its
+        // notification would make another row, and so on.
+        for row in catalog.iter().filter(|r| !self.is_own(&r.bucket, &r.key)) {
             if let Err(e) = self.write_catalog(row).await {
                 warn!(error = %e, "Could not write the catalog row.");
                 errors.push(e.to_string());
@@ -866,28 +865,30 @@ impl Handler {
                 self.plan.config.input.keys.join(", ")
             ));
         }
-        if self.is_own(obj) {
-            return Some(match &self.plan.rejects {
-                Some(r) if r.contains(&obj.bucket, &obj.key) => {
-                    format!("is under the rejects location {r} (recursive-invocation guard)")
-                }
-                _ => format!(
-                    "is under the output location {} (recursive-invocation guard)",
-                    self.plan.output
-                ),
-            });
+        if self.plan.output.contains(&obj.bucket, &obj.key) {
+            return Some(format!(
+                "is under the output location {} (recursive-invocation guard)",
+                self.plan.output
+            ));
+        }
+        if let Some(r) = &self.plan.rejects
+            && r.contains(&obj.bucket, &obj.key)
+        {
+            return Some(format!(
+                "is under the rejects location {r} (recursive-invocation guard)"
+            ));
         }
         None
     }
 
-    /// Whether `obj` is where this pipeline writes (its outputs, index or rejects).
-    fn is_own(&self, obj: &ObjectRef) -> bool {
-        self.plan.output.contains(&obj.bucket, &obj.key)
+    /// Whether `bucket`/`key` is where this pipeline writes (its outputs, index or rejects).
+    fn is_own(&self, bucket: &str, key: &str) -> bool {
+        self.plan.output.contains(bucket, key)
             || self
                 .plan
                 .rejects
                 .as_ref()
-                .is_some_and(|r| r.contains(&obj.bucket, &obj.key))
+                .is_some_and(|r| r.contains(bucket, key))
     }
 
     /// [`Self::process`], with when it started.

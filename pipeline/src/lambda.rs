@@ -123,16 +123,13 @@ pub async fn invoke(
     let (summary, per_item) = handler.handle_bytes(body, Some(deadline)).await;
     let plan = handler.plan();
     if plan.config.metrics.enabled {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
         let line = crate::metrics::emf_line(
             &summary,
             &plan.config.metrics,
             &plan.config.name,
             &function,
-            now_ms,
+            epoch_ms(),
         );
         // Its own line on stdout, where CloudWatch Logs picks Embedded Metric Format up.
         println!("{line}");
@@ -147,15 +144,19 @@ pub async fn invoke(
 /// record. No real deadline lies before 2001, so such a value is taken as a duration from now.
 pub fn until(deadline_ms: u64) -> Instant {
     const YEAR_2001_MS: u64 = 978_307_200_000;
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let left = if deadline_ms < YEAR_2001_MS {
         deadline_ms
     } else {
-        deadline_ms.saturating_sub(now_ms)
+        deadline_ms.saturating_sub(epoch_ms())
     };
     Instant::now() + Duration::from_millis(left)
+}
+
+/// Now, in milliseconds since the epoch.
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn respond(summary: crate::handler::Summary, sqs: bool) -> Result<Value, Diagnostic> {
@@ -237,7 +238,10 @@ where
             "level".into(),
             event.metadata().level().as_str().to_string().into(),
         );
-        event.record(&mut JsonVisitor(&mut line));
+        use tracing_serde::fields::AsMap;
+        if let Ok(Value::Object(fields)) = serde_json::to_value(event.field_map()) {
+            line.extend(fields);
+        }
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let ext = span.extensions();
@@ -260,40 +264,13 @@ where
     }
 }
 
-/// An event's fields into a JSON object.
-struct JsonVisitor<'a>(&'a mut serde_json::Map<String, Value>);
-
-impl tracing::field::Visit for JsonVisitor<'_> {
-    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
-        self.0.insert(f.name().into(), v.into());
-    }
-    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
-        self.0.insert(f.name().into(), v.into());
-    }
-    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
-        self.0.insert(f.name().into(), v.into());
-    }
-    fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
-        self.0.insert(f.name().into(), v.into());
-    }
-    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
-        self.0.insert(f.name().into(), v.into());
-    }
-    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-        self.0.insert(f.name().into(), format!("{v:?}").into());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn deadlines_are_epoch_milliseconds_or_an_emulators_timeout() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now_ms = epoch_ms();
         let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_millis() as i64;
         // Lambda: 3 s from now.
         assert!((left(until(now_ms + 3_000)) - 3_000).abs() < 200);

@@ -494,24 +494,18 @@ fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
         .unwrap_or("");
     let key = decode_key(raw_key);
     let source = format!("s3://{bucket}/{}", key.as_deref().unwrap_or(raw_key));
-    let obj = r.pointer("/s3/object");
-    let object = |key: String| ObjectRef {
-        bucket: bucket.to_string(),
-        key,
-        size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
-        etag: obj
-            .and_then(|o| o.get("eTag").or_else(|| o.get("etag")))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        version_id: obj
-            .and_then(|o| o.get("versionId"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        message_id: message_id.map(str::to_string),
-        event_time: r
-            .get("eventTime")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+    let object = |key: String| {
+        let obj = r.pointer("/s3/object");
+        let time = r.get("eventTime");
+        object_ref(
+            bucket,
+            key,
+            obj,
+            &["eTag", "etag"],
+            "versionId",
+            message_id,
+            time,
+        )
     };
     if !name.starts_with("ObjectCreated:") {
         return Item::Skipped {
@@ -544,6 +538,33 @@ fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
     Item::Object(object(key))
 }
 
+/// The object an S3 notification (`obj` = its `s3.object`) or an EventBridge event (`detail.object`)
+/// names: the two spell the ETag and version id fields differently.
+fn object_ref(
+    bucket: &str,
+    key: String,
+    obj: Option<&Value>,
+    etag: &[&str],
+    version: &str,
+    message_id: Option<&str>,
+    time: Option<&Value>,
+) -> ObjectRef {
+    let text = |k: &str| {
+        obj.and_then(|o| o.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    ObjectRef {
+        bucket: bucket.to_string(),
+        key,
+        size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
+        etag: etag.iter().find_map(|k| text(k)),
+        version_id: text(version),
+        message_id: message_id.map(str::to_string),
+        event_time: time.and_then(Value::as_str).map(str::to_string),
+    }
+}
+
 fn fail_or_skip(message_id: Option<&str>, source: String, reason: String) -> Item {
     match message_id {
         Some(id) => Item::Failed {
@@ -569,21 +590,18 @@ fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
         .and_then(Value::as_str)
         .unwrap_or("");
     let source = format!("s3://{bucket}/{key}");
-    let obj = v.pointer("/detail/object");
-    let object = || ObjectRef {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        size: obj.and_then(|o| o.get("size")).and_then(Value::as_u64),
-        etag: obj
-            .and_then(|o| o.get("etag"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        version_id: obj
-            .and_then(|o| o.get("version-id"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        message_id: message_id.map(str::to_string),
-        event_time: v.get("time").and_then(Value::as_str).map(str::to_string),
+    let object = || {
+        let obj = v.pointer("/detail/object");
+        let time = v.get("time");
+        object_ref(
+            bucket,
+            key.into(),
+            obj,
+            &["etag"],
+            "version-id",
+            message_id,
+            time,
+        )
     };
     let named = !bucket.is_empty() && !key.is_empty();
     if kind != "Object Created" {

@@ -5,7 +5,8 @@
 #   2. starts moto on a free loopback port and points the tests at it;
 #   3. lints the SAM template with cfn-lint; runs cargo fmt --check, clippy, the whole workspace's
 #      tests, and the independent checks (pyarrow, DuckDB, the KPL aggregator, Pillow, and the
-#      bootstrap under cargo-lambda's emulator);
+#      bootstrap under cargo-lambda's emulator, `sluice bench`'s chart in Debian's headless
+#      Chromium, installed with apt-get when missing);
 #   4. stops what it started, whatever happens.
 # Build outputs are cached outside the clone (CARGO_TARGET_DIR, default ~/.cache/sluice/target).
 set -euo pipefail
@@ -22,6 +23,16 @@ if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg
   || [ ! -x "$VENV/bin/cargo-lambda" ]; then
   echo "== installing test tools from PyPI: ${PY_DEPS[*]}"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_DEPS[@]}"
+fi
+
+# Debian's Chromium renders the `sluice bench --html` page in a test.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium from Debian (for the bench chart's render check)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  else
+    sudo -n apt-get update -q && sudo -n DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  fi
 fi
 
 port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -77,4 +88,5 @@ echo "== image renditions opened and checked with Pillow"
 echo "== index files read with DuckDB and pyarrow; sluice search checked against BM25 computed in Python"
 "$VENV/bin/python" scripts/check_index.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== the bootstrap under cargo-lambda's Lambda runtime emulator: responses, outputs in moto, logs, metrics, trace header"
+"$VENV/bin/python" scripts/check_bench.py "$CARGO_TARGET_DIR/debug/sluice" "$(command -v chromium)"
 "$VENV/bin/python" scripts/check_lambda.py "$CARGO_TARGET_DIR/debug/sluice" "$VENV/bin/cargo-lambda" "$endpoint"

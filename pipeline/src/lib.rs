@@ -54,6 +54,7 @@
 
 #[cfg(any(feature = "s3", feature = "kinesis"))]
 mod aws;
+pub mod bench;
 pub mod catalog;
 pub mod config;
 mod error;

@@ -348,3 +348,43 @@ fn a_jsonl_of_window_invocations_replays_with_the_state_carried() {
         "{\"page\":\"/p0\",\"hits\":4,\"total\":120,\"first_ms\":0}\n{\"page\":\"/p1\",\"hits\":3,\"total\":90,\"first_ms\":10}\n"
     );
 }
+
+#[test]
+fn bench_reports_each_invocation_and_refuses_bad_options() {
+    let cfg = example_config();
+    let cfg = cfg.to_str().unwrap();
+    let events = "examples/clickstream/events";
+    let o = sluice(&["bench", cfg, events, "--memory-mb", "64,512"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--memory-mb: 64 MB: Lambda's memory is between 128 and 10240 MB"));
+    let o = sluice(&["bench", cfg, events, "--arch", "sparc"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("the architecture is arm64 or x86_64"));
+
+    let o = sluice(&[
+        "bench",
+        cfg,
+        events,
+        "--iterations",
+        "2",
+        "--warmup",
+        "0",
+        "--cold-starts",
+        "1",
+        "--memory-mb",
+        "1769,128",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    // The table, one line per size in order, the example's counts, and the method stated.
+    assert!(
+        text.contains("155 in, 99 out, 5 rejected per invocation"),
+        "{text}"
+    );
+    let at_128 = text.find("   128 MB").expect("128 MB row");
+    let at_1769 = text.find("  1769 MB").expect("1769 MB row");
+    assert!(at_128 < at_1769);
+    assert!(text.contains("from process start to ready (median of 1 fresh processes)"));
+    assert!(text.contains("Estimated, not measured on Lambda"));
+    assert_eq!(text.matches("cheapest").count(), 1, "{text}");
+}

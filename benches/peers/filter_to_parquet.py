@@ -3,12 +3,11 @@
 by Sluice (the release `sluice replay`, the real handler with the filesystem store), DuckDB (one
 thread) and pyarrow (one thread, the usual Python Lambda approach).
 
-Usage: filter_to_parquet.py SLUICE_BIN INPUT.ndjson
-Prints MB/s and records/s per tool, and peak resident memory for Sluice.
+Usage: filter_to_parquet.py SLUICE_BIN INPUT.ndjson [RUNS]
+Prints (and appends to $SLUICE_PEERS_OUT) a markdown table: medians, MB/s, records/s, ratios.
 """
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -19,14 +18,17 @@ FILTER_SQL = "event_type <> 'view' OR latency_ms > 500"
 COLUMNS = ["ts", "user_id", "event_type", "page", "latency_ms", "bytes"]
 
 
-def best_of(n, fn):
-    times = []
-    result = None
-    for _ in range(n):
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import alternate, emit, table  # noqa: E402
+
+
+def clocked(fn):
+    """fn timed: () → (seconds, what fn returned)."""
+    def run():
         t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
+        r = fn()
+        return time.perf_counter() - t, r
+    return run
 
 
 def sluice(bin_path, src, work):
@@ -54,7 +56,7 @@ def sluice(bin_path, src, work):
                              check=True, capture_output=True, text=True, env=env)
         return json.loads(out.stdout.splitlines()[0])["records_out"]
 
-    return best_of(3, run)
+    return clocked(run)
 
 
 def duckdb_run(src, work):
@@ -72,7 +74,7 @@ def duckdb_run(src, work):
         )
         return con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
 
-    return best_of(3, run)
+    return clocked(run)
 
 
 def pyarrow_run(src, work):
@@ -95,31 +97,37 @@ def pyarrow_run(src, work):
         pq.write_table(kept, out, compression="zstd")
         return kept.num_rows
 
-    return best_of(3, run)
+    return clocked(run)
 
 
 def main():
     bin_path, src = sys.argv[1], os.path.abspath(sys.argv[2])
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     size = os.path.getsize(src)
     records = sum(1 for _ in open(src, "rb"))
     with tempfile.TemporaryDirectory() as work:
-        rows = {}
-        for name, fn in [("sluice", lambda: sluice(bin_path, src, work)), ("duckdb (1 thread)", lambda: duckdb_run(src, work)),
-                         ("pyarrow (1 thread)", lambda: pyarrow_run(src, work))]:
+        tools = {}
+        for name, make in [("Sluice", lambda: sluice(bin_path, src, work)),
+                           ("DuckDB (1 thread)", lambda: duckdb_run(src, work)),
+                           ("pyarrow (1 thread)", lambda: pyarrow_run(src, work))]:
             try:
-                secs, kept = fn()
+                tools[name] = make()
             except Exception as e:  # a peer that is not installed is reported, not fatal
-                print(f"{name:20} skipped: {e}")
-                continue
-            rows[name] = kept
-            extra = ""
-            if name == "sluice":
-                peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-                extra = f"   peak RSS {peak:.0f} MiB"
-            print(f"{name:20} {secs * 1000:8.0f} ms  {size / secs / 1e6:7.0f} MB/s  {records / secs / 1e6:5.2f} M records/s  kept {kept}{extra}")
-        if len(set(rows.values())) > 1:
-            print(f"row counts differ: {rows}")
+                print(f"{name}: skipped: {e}", file=sys.stderr)
+        results = alternate(tools, runs)
+        kept = {n: r[2] for n, r in results.items()}
+        if len(set(kept.values())) > 1:
+            print(f"row counts differ: {kept}")
             sys.exit(1)
+        emit(table(
+            "NDJSON → filter → zstd Parquet",
+            f"{size / 1e6:.0f} MB of generated clickstream NDJSON, {records} records, {next(iter(kept.values()), 0)} kept; "
+            "one core each (`taskset -c 0`, one thread); median of the runs, run in turns; Sluice is the "
+            "release `sluice replay` (process start included), the peers are timed inside their process.",
+            results,
+            [("median", lambda m, _: f"{m * 1000:.0f} ms"),
+             ("MB/s", lambda m, _: f"{size / m / 1e6:.0f}"),
+             ("records/s", lambda m, _: f"{records / m:,.0f}")]))
 
 
 if __name__ == "__main__":

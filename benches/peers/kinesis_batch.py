@@ -2,9 +2,9 @@
 """A 10 000-record Kinesis batch of clickstream JSON through filter → 1-minute rollup → zstd Parquet,
 side by side on one core each: Sluice's handler (bench-batch: the invocation's bytes in, event
 parsing included), the same handler in Python (json + base64 + pyarrow) and in Node.js
-(JSON.parse + Buffer + apache-arrow + parquet-wasm). All warm, median of ITERATIONS batches.
+(JSON.parse + Buffer + apache-arrow + parquet-wasm). All warm; prints (and appends to $SLUICE_PEERS_OUT) a markdown table.
 
-Usage: kinesis_batch.py BENCH_BATCH_BIN CONFIG EVENT.json NODE_MODULES [ITERATIONS]
+Usage: kinesis_batch.py BENCH_BATCH_BIN CONFIG EVENT.json NODE_MODULES [ITERATIONS] [RUNS]
 """
 import json
 import os
@@ -14,6 +14,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+sys.path.insert(0, HERE)
+from common import alternate, emit, table  # noqa: E402
+
+
 def run(cmd, env=None):
     out = subprocess.run(["taskset", "-c", "0", *cmd], check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -21,7 +25,8 @@ def run(cmd, env=None):
 
 def main():
     bench, config, event, node_modules = sys.argv[1:5]
-    iterations = sys.argv[5] if len(sys.argv) > 5 else "30"
+    iterations = sys.argv[5] if len(sys.argv) > 5 else "20"
+    runs = int(sys.argv[6]) if len(sys.argv) > 6 else 5
     # Lambda delivers events as compact JSON; `sluice event` writes them pretty-printed.
     doc = json.load(open(event))
     event = event + ".compact.json"
@@ -29,25 +34,39 @@ def main():
         json.dump(doc, f, separators=(",", ":"))
     records = len(doc["Records"])
     size = os.path.getsize(event)
-    sluice = run([bench, config, event, iterations])
-    python = run([sys.executable, os.path.join(HERE, "kinesis_handler.py"), event, str(max(5, int(iterations) // 3))])
-    node = run(["node", os.path.join(HERE, "kinesis_handler.js"), event, iterations],
-               env={**os.environ, "NODE_PATH": node_modules})
-    print(f"Kinesis batch: {records} records, {size / 1e6:.1f} MB of compact event JSON, one core each, warm, median")
-    print(f"{'':<34}{'ms/batch':>10}{'records/s':>14}")
-    rows = [
-        ("Sluice (event bytes → Parquet)", sluice["p50_ms"]),
-        ("Sluice via serde_json::Value", sluice["via_value_p50_ms"]),
-        ("Python json+base64+pyarrow", python["p50_ms"]),
-        ("Node.js JSON+Buffer+parquet-wasm", node["p50_ms"]),
-    ]
-    for name, ms in rows:
-        print(f"{name:<34}{ms:>10.2f}{records / (ms / 1e3):>14,.0f}")
-    print(f"Python up to its aggregate: {python['parse_and_decode_p50_ms']:.1f} ms; "
-          f"Node up to its Parquet write: {node['parse_and_aggregate_p50_ms']:.1f} ms")
-    print(f"Sluice vs Python: {python['p50_ms'] / sluice['p50_ms']:.1f}x; "
-          f"vs Node.js: {node['p50_ms'] / sluice['p50_ms']:.1f}x "
-          f"(targets: under 10 ms, 10x Python, 5x Node.js)")
+    node_env = {**os.environ, "NODE_PATH": node_modules}
+
+    def sluice():
+        r = run([bench, config, event, iterations, "bytes-only"])
+        return r["p50_ms"] / 1e3, None
+
+    def sluice_value():
+        r = run([bench, config, event, iterations])
+        return r["via_value_p50_ms"] / 1e3, None
+
+    def python():
+        r = run([sys.executable, os.path.join(HERE, "kinesis_handler.py"), event, str(max(5, int(iterations) // 3))])
+        return r["p50_ms"] / 1e3, f"{r['parse_and_decode_p50_ms']:.1f} ms to its aggregate"
+
+    def node():
+        r = run(["node", os.path.join(HERE, "kinesis_handler.js"), event, iterations], env=node_env)
+        return r["p50_ms"] / 1e3, f"{r['parse_and_aggregate_p50_ms']:.1f} ms to its Parquet write"
+
+    results = alternate({
+        "Sluice (event bytes → Parquet)": sluice,
+        "Sluice via serde_json::Value": sluice_value,
+        "Python json+base64+pyarrow": python,
+        "Node.js JSON+Buffer+parquet-wasm": node,
+    }, runs)
+    emit(table(
+        f"Kinesis batch: {records} records → filter → 1-minute rollup → zstd Parquet",
+        f"{size / 1e6:.1f} MB of compact event JSON, its parsing included; one core each, warm; each run is "
+        f"the median of {iterations} batches in one process, the table the median of the runs, run in "
+        "turns. Targets: under 10 ms a batch, 10× Python, 5× Node.js.",
+        results,
+        [("ms / batch", lambda m, _: f"{m * 1000:.2f}"),
+         ("records/s", lambda m, _: f"{records / m:,.0f}"),
+         ("note", lambda _, x: x or "")]))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@ max(latency_ms), count_distinct(user_id) → zstd Parquet. Plain and gzip input.
 Sluice runs as the release `sluice replay` process pinned to one core; DuckDB with threads=1;
 Polars with POLARS_MAX_THREADS=1 in its own process (gzip is inflated by Python's gzip module, as a
 Python Lambda would). Peers are timed inside their process (interpreter start and imports are not
-counted); Sluice is timed as a whole process, start-up included. Prints MB/s, records/s, peak memory, and Sluice's ratio to the faster peer.
+counted); Sluice is timed as a whole process, start-up included. Prints (and appends to
+$SLUICE_PEERS_OUT) a markdown table per input: medians, MB/s, records/s, ratios.
 
-Usage: rollup.py SLUICE_BIN INPUT.ndjson
+Usage: rollup.py SLUICE_BIN INPUT.ndjson [RUNS]
 """
 import gzip
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,21 +52,21 @@ print(time.perf_counter() - t0)
 """
 
 
-def timed(cmd, env=None, runs=3, inner=False):
-    """Best wall time of `runs`. With `inner`, the command prints its own query time (so the Python
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import alternate, emit, table  # noqa: E402
+
+
+def once(cmd, env=None, inner=False):
+    """Seconds of one run. With `inner`, the command prints its own query time (so the Python
     interpreter's start and imports are not charged to the peer)."""
-    best, peak = None, 0
-    for _ in range(runs):
-        t = time.perf_counter()
-        out = subprocess.run(cmd, check=True, capture_output=True, env=env, text=True)
-        dt = float(out.stdout.strip().splitlines()[-1]) if inner else time.perf_counter() - t
-        best = dt if best is None else min(best, dt)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return best, peak
+    t = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, env=env, text=True)
+    return float(out.stdout.strip().splitlines()[-1]) if inner else time.perf_counter() - t
 
 
 def main():
     sluice, src = sys.argv[1], os.path.abspath(sys.argv[2])
+    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     size = os.path.getsize(src)
     records = sum(1 for _ in open(src, "rb"))
     py = sys.executable
@@ -80,41 +80,37 @@ def main():
         shutil.copy(gz, os.path.join(store, "part.ndjson.gz"))
         cfg = os.path.join(work, "rollup.toml")
         open(cfg, "w").write(ROLLUP_TOML)
-        rows = []
         for label, path, key in [("plain", src, "c/part.ndjson"), ("gzip", gz, "c/part.ndjson.gz")]:
             ev = os.path.join(work, f"{label}.json")
             with open(ev, "w") as f:
                 subprocess.run([sluice, "event", "s3", "--bucket", "in", "--key", key, "--store", os.path.join(work, "store")], check=True, stdout=f)
-            results = {}
             env1 = dict(os.environ, TOKIO_WORKER_THREADS="1")
-            results["sluice"] = timed(["taskset", "-c", "0", sluice, "replay", cfg, ev, "--store", os.path.join(work, "store"), "--json"], env=env1)
-            duck_sql = os.path.join(work, "q.sql")
+            duck_sql = os.path.join(work, f"q-{label}.sql")
             open(duck_sql, "w").write(DUCK.format(src=path, filter=FILTER, out=os.path.join(work, "duck.parquet")))
-            try:
-                results["duckdb (1 thread)"] = timed(["taskset", "-c", "0", py, "-c",
+            tools = {
+                "Sluice": lambda ev=ev: once(["taskset", "-c", "0", sluice, "replay", cfg, ev, "--store", os.path.join(work, "store"), "--json"], env=env1),
+                "DuckDB (1 thread)": lambda duck_sql=duck_sql: once(["taskset", "-c", "0", py, "-c",
                     f"import duckdb, time; c = duckdb.connect(); q = open('{duck_sql}').read(); t = time.perf_counter(); c.execute(q); print(time.perf_counter() - t)"],
-                    inner=True)
-            except Exception as e:
-                print(f"duckdb skipped: {e}")
-            try:
-                env = dict(os.environ, POLARS_MAX_THREADS="1")
-                results["polars (1 thread)"] = timed(["taskset", "-c", "0", py, "-c", POLARS, path, os.path.join(work, "polars.parquet")], env=env, inner=True)
-            except Exception as e:
-                print(f"polars skipped: {e}")
-            print(f"\n{label}: {size / 1e6:.0f} MB uncompressed, {records} records")
-            for name, (secs, _) in results.items():
-                print(f"  {name:20} {secs * 1000:7.0f} ms  {size / secs / 1e6:6.0f} MB/s  {records / secs / 1e6:5.2f} M records/s")
-            peers = [v[0] for k, v in results.items() if k != "sluice"]
-            if peers:
-                print(f"  sluice vs the faster peer: {min(peers) / results['sluice'][0]:.2f}x")
-            rows.append(results)
-        # Peak memory of a lone Sluice run (RUSAGE_CHILDREN is the max over children so far, so
-        # measure it in a fresh interpreter).
-        peak = subprocess.run([py, "-c", "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True); "
-                               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)",
-                               sluice, "replay", cfg, os.path.join(work, "gzip.json"), "--store", os.path.join(work, "store")],
-                              capture_output=True, text=True).stdout.strip()
-        print(f"\nsluice peak RSS on the gzip rollup: {peak} MiB")
+                    inner=True),
+                "Polars (1 thread)": lambda path=path: once(["taskset", "-c", "0", py, "-c", POLARS, path, os.path.join(work, "polars.parquet")],
+                                                           env=dict(os.environ, POLARS_MAX_THREADS="1"), inner=True),
+            }
+            results = alternate(tools, runs)
+            # Peak memory of a lone Sluice run (RUSAGE_CHILDREN is the max over children so far,
+            # so measured in a fresh interpreter).
+            peak = subprocess.run([py, "-c", "import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True); "
+                                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)",
+                                   sluice, "replay", cfg, ev, "--store", os.path.join(work, "store")],
+                                  capture_output=True, text=True).stdout.strip()
+            emit(table(
+                f"Rollup ({label} NDJSON{', gzip level 6' if label == 'gzip' else ''}) → filter → group by page, 1 min → zstd Parquet",
+                f"{size / 1e6:.0f} MB uncompressed, {records} records; one core each; median of the runs, run in "
+                f"turns. Sluice is a whole `sluice replay` process (start-up included; peak RSS {peak} MiB); "
+                "DuckDB and Polars are timed inside their process.",
+                results,
+                [("median", lambda m, _: f"{m * 1000:.0f} ms"),
+                 ("MB/s", lambda m, _: f"{size / m / 1e6:.0f}"),
+                 ("records/s", lambda m, _: f"{records / m:,.0f}")]))
 
 
 if __name__ == "__main__":

@@ -1,55 +1,106 @@
 #!/usr/bin/env bash
-# Peer comparisons in one run, each tool on one core:
+# Sluice beside its peers, in one run, each tool on one core, run in turns, medians:
+#   benches/peers/run.sh all [RUNS]    everything below, into benches/peers/RESULTS.md (with the
+#                                      versions of every tool and the machine)
 #   benches/peers/run.sh filter [MB]   NDJSON → filter → Parquet: Sluice, DuckDB, pyarrow
 #   benches/peers/run.sh rollup [MB]   the reference rollup: Sluice, DuckDB, Polars (plain and gzip)
 #   benches/peers/run.sh kinesis [N]   an N-record (default 10 000) Kinesis batch through the rollup:
 #                                      Sluice's handler, Python (json+base64+pyarrow), Node.js
 #   benches/peers/run.sh thumbnails [N]  N (default 3) 12 MP and 2 MP JPEG photos → widths 1024/512/128,
 #                                      JPEG and WebP q80: Sluice, Pillow (± draft), sharp, vipsthumbnail
-# Generates ~MB (default 100) of clickstream NDJSON; DuckDB, pyarrow and Polars come from PyPI into
-# the test virtualenv.
+# The data is generated, seeded (gen-clickstream; the photos from Pillow's seeded noise). DuckDB,
+# Polars, pyarrow and Pillow come from PyPI into the test virtualenv; sharp, apache-arrow and
+# parquet-wasm from npm into ~/.cache/sluice/node; vipsthumbnail from Debian's libvips-tools
+# (installed when missing and this runs as root). Each table is printed as markdown.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
+NODE_DIR="${SLUICE_NODE_DIR:-$HOME/.cache/sluice/node}"
 JOB="${1:-rollup}"
-MB="${2:-100}"
+ARG="${2:-}"
+RUNS="${SLUICE_PEER_RUNS:-5}"
+BIN="$CARGO_TARGET_DIR/release"
+
+python_deps() {
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "$@"
+}
+
+node_deps() {
+  mkdir -p "$NODE_DIR"
+  [ -f "$NODE_DIR/package.json" ] || echo '{"name":"sluice-peers","private":true}' >"$NODE_DIR/package.json"
+  (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent "$@") || echo "npm: $* could not be installed; comparing without" >&2
+}
+
+filter() {
+  python_deps "duckdb>=1" "pyarrow>=15"
+  "$BIN/gen-clickstream" "$work/filter.ndjson" "${1:-100}" >/dev/null
+  "$VENV/bin/python" benches/peers/filter_to_parquet.py "$BIN/sluice" "$work/filter.ndjson" "$RUNS"
+}
+
+rollup() {
+  python_deps "duckdb>=1" "polars>=1"
+  "$BIN/gen-clickstream" "$work/rollup.ndjson" "${1:-100}" >/dev/null
+  "$VENV/bin/python" benches/peers/rollup.py "$BIN/sluice" "$work/rollup.ndjson" "$RUNS"
+}
+
+kinesis() {
+  local n="${1:-10000}"
+  python_deps "pyarrow>=15"
+  node_deps parquet-wasm@0.7 apache-arrow@21
+  "$BIN/gen-clickstream" "$work/all.ndjson" $(( n / 3000 + 1 )) >/dev/null
+  head -n "$n" "$work/all.ndjson" >"$work/records.ndjson"
+  "$BIN/sluice" event kinesis --stream clicks "$work/records.ndjson" >"$work/event.json"
+  "$VENV/bin/python" benches/peers/kinesis_batch.py "$BIN/bench-batch" benches/peers/rollup.toml \
+    "$work/event.json" "$NODE_DIR/node_modules" 20 "$RUNS"
+}
+
+thumbnails() {
+  python_deps "pillow>=10"
+  node_deps sharp@0.34
+  if ! command -v vipsthumbnail >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q libvips-tools >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q libvips-tools >/dev/null)) \
+      || echo "libvips-tools could not be installed; comparing without vipsthumbnail" >&2
+  fi
+  # The corpus is kept between runs (generating 12 MP photos takes a while).
+  local corpus="${SLUICE_THUMB_DIR:-$HOME/.cache/sluice/thumbs}"
+  mkdir -p "$corpus"
+  "$VENV/bin/python" benches/peers/thumbnails.py "$BIN/sluice" "$corpus" "$NODE_DIR/node_modules" "${1:-3}" "$RUNS"
+}
+
 case "$JOB" in
-  filter) script=filter_to_parquet.py; deps=("duckdb>=1" "pyarrow>=15") ;;
-  rollup) script=rollup.py; deps=("duckdb>=1" "polars>=1") ;;
-  kinesis) deps=("pyarrow>=15") ;;
-  thumbnails) deps=("pillow>=10") ;;
-  *) echo "usage: $0 filter|rollup [MB] | kinesis [RECORDS] | thumbnails [N]" >&2; exit 2 ;;
+  filter | rollup | kinesis | thumbnails | all) ;;
+  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N]" >&2; exit 2 ;;
 esac
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "${deps[@]}"
 cargo build --release --quiet -p sluice-pipeline -p sluice-benches
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if [ "$JOB" = thumbnails ]; then
-  NODE_DIR="${SLUICE_NODE_DIR:-$HOME/.cache/sluice/node}"
-  mkdir -p "$NODE_DIR"
-  [ -f "$NODE_DIR/package.json" ] || echo '{"name":"sluice-peers","private":true}' >"$NODE_DIR/package.json"
-  (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent sharp@0.34) || echo "sharp could not be installed; comparing without it" >&2
-  # The corpus is kept between runs (generating 12 MP photos takes a while).
-  CORPUS="${SLUICE_THUMB_DIR:-$HOME/.cache/sluice/thumbs}"
-  mkdir -p "$CORPUS"
-  "$VENV/bin/python" benches/peers/thumbnails.py "$CARGO_TARGET_DIR/release/sluice" "$CORPUS" \
-    "$NODE_DIR/node_modules" "${2:-3}"
+if [ "$JOB" != all ]; then
+  "$JOB" ${ARG:+"$ARG"}
   exit
 fi
-if [ "$JOB" = kinesis ]; then
-  N="${2:-10000}"
-  NODE_DIR="${SLUICE_NODE_DIR:-$HOME/.cache/sluice/node}"
-  mkdir -p "$NODE_DIR"
-  [ -f "$NODE_DIR/package.json" ] || echo '{"name":"sluice-peers","private":true}' >"$NODE_DIR/package.json"
-  (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent parquet-wasm@0.7 apache-arrow@21)
-  "$CARGO_TARGET_DIR/release/gen-clickstream" "$work/all.ndjson" $(( N / 3000 + 1 )) >/dev/null
-  head -n "$N" "$work/all.ndjson" >"$work/records.ndjson"
-  "$CARGO_TARGET_DIR/release/sluice" event kinesis --stream clicks "$work/records.ndjson" >"$work/event.json"
-  "$VENV/bin/python" benches/peers/kinesis_batch.py "$CARGO_TARGET_DIR/release/bench-batch" \
-    benches/peers/rollup.toml "$work/event.json" "$NODE_DIR/node_modules"
-  exit
-fi
-"$CARGO_TARGET_DIR/release/gen-clickstream" "$work/clickstream.ndjson" "$MB"
-"$VENV/bin/python" "benches/peers/$script" "$CARGO_TARGET_DIR/release/sluice" "$work/clickstream.ndjson"
+
+[ -n "$ARG" ] && RUNS="$ARG"
+out=benches/peers/RESULTS.md
+python_deps "duckdb>=1" "polars>=1" "pyarrow>=15" "pillow>=10"
+node_deps sharp@0.34 parquet-wasm@0.7 apache-arrow@21
+{
+  echo "# Sluice beside its peers"
+  echo
+  echo "Written by \`benches/peers/run.sh all\` on $(date -u +%Y-%m-%d) (git $(git rev-parse --short HEAD 2>/dev/null || echo '?')). One core each,"
+  echo "tools run in turns, $RUNS runs, medians. Reproduce: \`benches/peers/run.sh all\`."
+  echo
+} >"$out"
+export SLUICE_PEERS_OUT="$PWD/$out"
+filter 100
+rollup 100
+kinesis 10000
+thumbnails 3
+{
+  echo "## Versions"
+  echo
+  "$VENV/bin/python" -c "import sys; sys.path.insert(0, 'benches/peers'); import common; print(common.versions(sys.argv[1], sys.argv[2]))" \
+    "$BIN/sluice" "$NODE_DIR/node_modules"
+} >>"$out"
+echo "== written to $out"

@@ -5,7 +5,8 @@ Sluice (`sluice replay` of one S3 event naming every photo, RAYON_NUM_THREADS=1)
 without `draft`), sharp (npm, concurrency 1) and `vipsthumbnail` (Debian libvips-tools) when
 installed. Reports images/s and peak RSS; every tool runs under `taskset -c 0`.
 
-Usage: thumbnails.py SLUICE_BIN WORKDIR NODE_MODULES [PHOTOS_PER_SIZE]
+Usage: thumbnails.py SLUICE_BIN WORKDIR NODE_MODULES [PHOTOS_PER_SIZE] [RUNS]
+Prints (and appends to $SLUICE_PEERS_OUT) a markdown table per format and size.
 """
 import io
 import json
@@ -16,6 +17,9 @@ import sys
 import time
 
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import alternate, emit, table  # noqa: E402
 
 WIDTHS = (1024, 512, 128)
 
@@ -104,12 +108,10 @@ const [fmt, ...paths] = process.argv.slice(1);
 def main():
     bin_, work, node_modules = sys.argv[1:4]
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+    runs = int(sys.argv[5]) if len(sys.argv) > 5 else 3
     photos = corpus(os.path.join(work, "corpus"), n)
     mb = {s: sum(os.path.getsize(p) for k, _, p in photos if k == s) / len([1 for k, _, _ in photos if k == s]) / 1e6
           for s in ("12mp", "2mp")}
-    print(f"Thumbnails: widths {WIDTHS}, quality 80, one core each; {n} photos per size "
-          f"(12 MP ≈ {mb['12mp']:.1f} MB, 2 MP ≈ {mb['2mp']:.1f} MB); best of 3 runs, process start included")
-    print(f"{'':<28}{'fmt':>6}{'12 MP img/s':>13}{'2 MP img/s':>12}{'peak MiB':>10}")
     vips = shutil.which("vipsthumbnail")
     for fmt in ("jpeg", "webp"):
         tools = {
@@ -131,19 +133,19 @@ def main():
                     total, rss = total + t, max(rss, r)
                 return total, rss
             tools["vipsthumbnail"] = vt
-        for name, run in tools.items():
-            rates, peak = [], 0.0
-            for size in ("12mp", "2mp"):
-                group = [p for p in photos if p[0] == size]
-                best = None
-                for _ in range(3):
-                    t, rss = run(group)
-                    best = t if best is None else min(best, t)
-                    peak = max(peak, rss)
-                rates.append(len(group) / best)
-            print(f"{name:<28}{fmt:>6}{rates[0]:>13.1f}{rates[1]:>12.1f}{peak:>10.0f}")
+        for size, label in (("12mp", "12 MP"), ("2mp", "2 MP (1080p)")):
+            group = [p for p in photos if p[0] == size]
+            results = alternate({name: (lambda run=run: run(group)) for name, run in tools.items()}, runs)
+            emit(table(
+                f"Thumbnails, {label} JPEG → widths {', '.join(map(str, WIDTHS))}, {fmt.upper()} q80",
+                f"{len(group)} photos of ≈ {mb[size]:.1f} MB; one core each (`taskset -c 0`, one thread); "
+                "each run a whole process over every photo (start-up included); median of the runs, run in turns.",
+                results,
+                [("median", lambda m, _: f"{m * 1000:.0f} ms"),
+                 ("images/s", lambda m, _, k=len(group): f"{k / m:.1f}"),
+                 ("peak RSS", lambda _, rss: f"{rss:.0f} MiB" if rss else "")]))
     if not vips:
-        print("vipsthumbnail: not installed (apt install libvips-tools to compare)")
+        print("vipsthumbnail: not installed (apt install libvips-tools to compare)", file=sys.stderr)
 
 
 if __name__ == "__main__":

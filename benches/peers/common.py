@@ -1,0 +1,96 @@
+"""What every peer comparison shares: tools run alternating (A B C, A B C, …) so a slow spell of the
+machine hits each alike, the median of the runs, and a markdown table with Sluice/peer ratios, which
+is printed and, when $SLUICE_PEERS_OUT names a file, appended to it."""
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+
+
+def alternate(tools, runs):
+    """`tools`: name → callable returning seconds (or (seconds, extra)). Each is run `runs` times,
+    in turns. A tool that raises on its first run is reported and left out. Returns name →
+    (median seconds, list of seconds, last extra)."""
+    times = {name: [] for name in tools}
+    extra = {}
+    live = dict(tools)
+    for _ in range(runs):
+        for name, fn in list(live.items()):
+            try:
+                r = fn()
+            except Exception as e:  # a peer not installed, or failing, is reported, not fatal
+                print(f"  {name}: skipped: {e}", file=sys.stderr)
+                del live[name]
+                continue
+            if isinstance(r, tuple):
+                r, extra[name] = r[0], r[1]
+            times[name].append(r)
+    return {n: (statistics.median(t), t, extra.get(n)) for n, t in times.items() if t}
+
+
+def table(title, note, results, columns, sluice="Sluice"):
+    """A markdown section: `columns` are (header, fn(median_seconds, extra) → str); a last column
+    gives how many times faster Sluice is than each peer (peer median ÷ Sluice median; below 1 the
+    peer is faster)."""
+    base = next((v[0] for k, v in results.items() if k.startswith(sluice)), None)
+    lines = [f"### {title}", "", note, "",
+             "| tool | " + " | ".join(h for h, _ in columns) + " | runs | peer time ÷ Sluice time |",
+             "|---|" + "---:|" * (len(columns) + 2)]
+    for name, (med, runs, extra) in results.items():
+        ratio = "—" if base is None or name.startswith(sluice) else f"{med / base:.2f}×"
+        lines.append(f"| {name} | " + " | ".join(fn(med, extra) for _, fn in columns)
+                     + f" | {len(runs)} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def emit(md):
+    print(md)
+    out = os.environ.get("SLUICE_PEERS_OUT")
+    if out:
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(md + "\n")
+
+
+def _cmd(args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+    except Exception:
+        return None
+
+
+def versions(sluice_bin=None, node_modules=None):
+    """Every tool's version, as a markdown list."""
+    v = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}",
+         "os": platform.platform(), "python": platform.python_version(),
+         "rustc": _cmd(["rustc", "--version"]), "node": _cmd(["node", "--version"])}
+    if sluice_bin:
+        v["sluice"] = _cmd([sluice_bin, "--version"])
+    for mod in ("duckdb", "polars", "pyarrow", "PIL"):
+        try:
+            m = __import__(mod)
+            v["Pillow" if mod == "PIL" else mod] = m.__version__
+        except Exception:
+            pass
+    if node_modules:
+        for pkg in ("sharp", "apache-arrow", "parquet-wasm"):
+            try:
+                import json
+                with open(os.path.join(node_modules, pkg, "package.json")) as f:
+                    v[pkg] = json.load(f)["version"]
+            except Exception:
+                pass
+    if shutil.which("vips"):
+        v["libvips"] = _cmd(["vips", "--version"])
+    return "\n".join(f"- {k}: {val}" for k, val in v.items() if val) + "\n"
+
+
+def _cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

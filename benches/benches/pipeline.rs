@@ -1,7 +1,11 @@
-//! NDJSON decode → filter → Parquet, per core, on ~100 MB of generated clickstream.
+//! Criterion benches, one core, on generated data (deterministic): each decoder by format, each
+//! stage alone (filter, select, aggregate, resize, index, Parquet write) named by its input's
+//! shape, and the reference workloads end to end through the handler — clickstream NDJSON from an
+//! S3 event, the rollup (plain and gzip), a 10 000-record Kinesis batch, JPEG thumbnails, text
+//! indexing.
 //!
-//! `cargo bench -p sluice-benches` prints time per iteration and throughput (MB/s and records/s
-//! for the two groups). Set `SLUICE_BENCH_MB` to change the input size.
+//! `cargo bench -p sluice-benches` prints time per iteration and throughput (MB/s, or records/s).
+//! Set `SLUICE_BENCH_MB` to change the clickstream size (default 100).
 
 use std::sync::Arc;
 
@@ -397,5 +401,243 @@ fn index(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, end_to_end, formats, rollup, index);
+/// Each stage alone on the same decoded batches (the clickstream decoded once, in 8 192-row
+/// batches), named by what goes in.
+fn per_stage(c: &mut Criterion) {
+    use sluice_processors::aggregate::{Aggregate, DEFAULT_MAX_GROUPS, Window, parse_every};
+    use sluice_processors::select::Select;
+    let data = clickstream_ndjson(input_mb() << 20);
+    let schema = schema_from_types([
+        ("ts", "timestamp"),
+        ("user_id", "string"),
+        ("event_type", "string"),
+        ("page", "string"),
+        ("latency_ms", "int64"),
+        ("bytes", "int64"),
+    ])
+    .expect("schema");
+    let mut d = NdjsonDecoder::builder().with_schema(schema.clone()).build();
+    let mut out = Decoded::default();
+    d.decode(&data, &mut out).expect("decode");
+    d.finish(&mut out).expect("finish");
+    let batches = out.batches;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let shape = format!("{rows} rows × 6 columns");
+    let run = |stage: &mut dyn Stage| {
+        let mut out = Vec::new();
+        let mut n = 0;
+        for b in &batches {
+            stage.push(b.clone(), &mut out).expect("push");
+            n += out.drain(..).map(|b| b.num_rows()).sum::<usize>();
+        }
+        stage.finish(&mut out).expect("finish");
+        n + out.iter().map(|b| b.num_rows()).sum::<usize>()
+    };
+    let mut g = c.benchmark_group("per stage, decoded clickstream");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function(format!("filter: 2 comparisons, OR ({shape})"), |b| {
+        b.iter(|| {
+            let mut f =
+                Filter::new("event_type <> 'view' OR latency_ms > 500", &schema).expect("filter");
+            run(&mut f)
+        })
+    });
+    let columns: Vec<(String, String)> = [
+        ("day", "date(ts)"),
+        ("ts", "ts"),
+        ("user_id", "user_id"),
+        ("page", "lower(page)"),
+        ("slow", "latency_ms > 500"),
+        ("kb", "round(bytes / 1024.0, 1)"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    g.bench_function(format!("select: 6 expressions ({shape})"), |b| {
+        b.iter(|| run(&mut Select::new(&columns, &schema).expect("select")))
+    });
+    let measures: Vec<(String, String)> = [
+        ("hits", "count(*)"),
+        ("bytes", "sum(bytes)"),
+        ("avg_latency", "avg(latency_ms)"),
+        ("max_latency", "max(latency_ms)"),
+        ("users", "count_distinct(user_id)"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let window = Window {
+        column: "ts".into(),
+        every_micros: parse_every("1m").expect("every"),
+    };
+    g.bench_function(
+        format!("aggregate: by page and 1-minute window, 5 measures ({shape})"),
+        |b| {
+            b.iter(|| {
+                let mut a = Aggregate::new(
+                    &["page".to_string()],
+                    Some(&window),
+                    &measures,
+                    DEFAULT_MAX_GROUPS,
+                    &schema,
+                )
+                .expect("aggregate");
+                run(&mut a)
+            })
+        },
+    );
+    g.bench_function(format!("parquet write, zstd ({shape})"), |b| {
+        b.iter(|| {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+                    .expect("writer");
+            for b in &batches {
+                w.write(b).expect("write");
+            }
+            w.into_inner().expect("close").len()
+        })
+    });
+    g.finish();
+}
+
+/// The reference Kinesis workload: a 10 000-record batch of clickstream JSON, as the invocation's
+/// bytes (event parsing included), through the reference rollup to Parquet.
+fn kinesis_batch(c: &mut Criterion) {
+    let data = clickstream_ndjson(4 << 20);
+    let payloads: Vec<(String, Vec<u8>)> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(10_000)
+        .enumerate()
+        .map(|(i, l)| (format!("user-{}", i % 64), l.to_vec()))
+        .collect();
+    let event = serde_json::to_vec(&sluice_pipeline::event::kinesis_event("clicks", &payloads))
+        .expect("event");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = Pipeline::from_toml(ROLLUP).expect("config");
+    let store = Arc::new(FsStore::new(dir.path()));
+    let handler = pipeline.handler(store.clone(), store);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("kinesis batch → filter → rollup → Parquet");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(payloads.len() as u64));
+    g.bench_function(
+        format!(
+            "{} records, {:.1} MB event",
+            payloads.len(),
+            event.len() as f64 / 1e6
+        ),
+        |b| {
+            b.iter(|| {
+                let (s, _) = rt.block_on(handler.handle_bytes(&event, None));
+                assert!(s.error.is_none(), "{:?}", s.error);
+                s.records_in
+            })
+        },
+    );
+    g.finish();
+}
+
+/// The resize stage on its own and the reference thumbnail workload end to end: a 12 MP and a
+/// 2 MP JPEG (q92, made here from generated pixels) → widths 1024, 512, 128 as JPEG q80.
+fn thumbnails(c: &mut Criterion) {
+    use sluice_processors::resize::{OutputFormat, ResizeOptions, Variant, renditions};
+    let jpeg = |w: u32, h: u32| {
+        let opts = ResizeOptions {
+            variants: vec![Variant {
+                name: "src".into(),
+                width: Some(w),
+                height: None,
+                fit: Default::default(),
+            }],
+            format: OutputFormat::Jpeg,
+            quality: 92,
+            ..Default::default()
+        };
+        let (_, mut r) = renditions(&sluice_benches::photo_bmp(w, h, 7), &opts).expect("jpeg");
+        r.remove(0).bytes
+    };
+    let photos = [("12 MP", jpeg(4000, 3000)), ("2 MP", jpeg(1920, 1080))];
+    let opts = ResizeOptions {
+        variants: [1024, 512, 128]
+            .iter()
+            .map(|&w| Variant {
+                name: format!("w{w}"),
+                width: Some(w),
+                height: None,
+                fit: Default::default(),
+            })
+            .collect(),
+        format: OutputFormat::Jpeg,
+        quality: 80,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("photos")).expect("mkdir");
+    let pipeline = Pipeline::from_toml(
+        r#"
+name = "thumbs"
+[input]
+format = "image"
+[[stage]]
+type = "resize"
+format = "jpeg"
+quality = 80
+variants = [{ name = "w1024", width = 1024 }, { name = "w512", width = 512 }, { name = "w128", width = 128 }]
+[output]
+uri = "s3://out/thumbs/"
+"#,
+    )
+    .expect("config");
+    let store = Arc::new(FsStore::new(dir.path()));
+    let handler = pipeline.handler(store.clone(), store);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("thumbnails: JPEG → 1024/512/128 JPEG q80");
+    g.sample_size(10);
+    for (name, bytes) in &photos {
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(
+            format!("resize stage, {name} ({} kB)", bytes.len() >> 10),
+            |b| b.iter(|| renditions(bytes, &opts).expect("renditions").1.len()),
+        );
+        let key = format!("{}.jpg", name.replace(' ', ""));
+        std::fs::write(dir.path().join("photos").join(&key), bytes).expect("write photo");
+        let event = sluice_pipeline::event::s3_event(vec![sluice_pipeline::event::s3_record(
+            "photos",
+            &key,
+            bytes.len() as u64,
+            "etag",
+        )]);
+        g.bench_function(format!("handler, S3 event, {name}"), |b| {
+            b.iter(|| {
+                let (s, _) = rt.block_on(handler.handle(&event));
+                assert!(s.error.is_none(), "{:?}", s.error);
+                s.outputs.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    stages,
+    per_stage,
+    end_to_end,
+    formats,
+    rollup,
+    kinesis_batch,
+    thumbnails,
+    index
+);
 criterion_main!(benches);

@@ -181,3 +181,49 @@ pub fn cloudtrail_json(bytes: usize) -> Vec<u8> {
     out.extend_from_slice(b"]}");
     out
 }
+
+/// A `width` × `height` 24-bit BMP with photo-like content (smooth gradients, blotches and grain),
+/// deterministic: the source from which the benches make their JPEG photos.
+pub fn photo_bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let row = (width as usize * 3).div_ceil(4) * 4;
+    let data_len = row * height as usize;
+    let mut out = Vec::with_capacity(54 + data_len);
+    out.extend_from_slice(b"BM");
+    out.extend_from_slice(&((54 + data_len) as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&54u32.to_le_bytes());
+    out.extend_from_slice(&40u32.to_le_bytes());
+    out.extend_from_slice(&(width as i32).to_le_bytes());
+    out.extend_from_slice(&(height as i32).to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&24u16.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // no compression
+    out.extend_from_slice(&(data_len as u32).to_le_bytes());
+    out.extend_from_slice(&2835u32.to_le_bytes());
+    out.extend_from_slice(&2835u32.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    let mut state = 0x9E37_79B9u32 ^ seed;
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state & 0x7) as i32 - 4
+    };
+    for y in 0..height {
+        let start = out.len();
+        for x in 0..width {
+            let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+            let blot = ((fx * 23.0 + seed as f32).sin() * (fy * 17.0).cos() * 60.0) as i32;
+            let px = [
+                (fx * 200.0) as i32 + blot,
+                (fy * 180.0) as i32 + 40 - blot / 2,
+                ((fx + fy) * 110.0) as i32 + blot / 3,
+            ];
+            for c in px {
+                out.push((c + noise()).clamp(0, 255) as u8);
+            }
+        }
+        out.resize(start + row, 0);
+    }
+    out
+}

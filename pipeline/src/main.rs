@@ -651,7 +651,9 @@ async fn bench(a: BenchArgs) -> anyhow::Result<u8> {
         a.iterations,
         scratch.path(),
         |done, total| {
-            if progress_on && (done == total || done.is_multiple_of(5) || started.elapsed().as_secs() < 2) {
+            if progress_on
+                && (done == total || done.is_multiple_of(5) || started.elapsed().as_secs() < 2)
+            {
                 let mut err = std::io::stderr().lock();
                 let _ = write!(
                     err,

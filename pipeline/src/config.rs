@@ -116,6 +116,22 @@ pub struct InputConfig {
     /// Longest accepted record line in bytes (default 4 MiB); longer lines are rejects.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// An object gone by the time it is read (deleted, or overwritten away, after its
+    /// notification): `skip` (default: reported as skipped, nothing to retry) or `fail` (the
+    /// object fails, so Lambda retries the event and then dead-letters it).
+    #[serde(default)]
+    pub on_missing: OnMissing,
+}
+
+/// `[input] on_missing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissing {
+    /// Report the object as skipped.
+    #[default]
+    Skip,
+    /// Fail the object.
+    Fail,
 }
 
 fn default_batch_rows() -> usize {

@@ -33,6 +33,12 @@ pub enum Error {
         /// Whether retrying the same request may succeed (throttling, 5xx, network).
         retryable: bool,
     },
+    /// The object named by the event is not there (deleted since the notification).
+    #[error("{location}: no such object (deleted after the notification?)")]
+    Missing {
+        /// `s3://bucket/key`.
+        location: String,
+    },
     /// An object could not be processed.
     #[error("{location}: {source}")]
     Object {
@@ -63,6 +69,15 @@ impl Error {
             Error::Store { retryable, .. } => *retryable,
             Error::Object { source, .. } => source.retryable(),
             Error::Io(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the object was not there to read.
+    pub fn missing(&self) -> bool {
+        match self {
+            Error::Missing { .. } => true,
+            Error::Object { source, .. } => source.missing(),
             _ => false,
         }
     }

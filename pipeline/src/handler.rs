@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::catalog::CatalogRow;
-use crate::config::{Compression, InputSpec, Plan};
+use crate::config::{Compression, InputSpec, OnMissing, Plan};
 use crate::kinesis::RecordPutter;
 use crate::output::{Outputs, Rejects, base_name, invocation_name};
 use crate::store::{ByteReader, ObjectStore};
@@ -490,6 +490,26 @@ impl Handler {
                             None => s.objects += 1,
                             Some(e) => self.fail(obj, e, &mut s, &mut errors),
                         }
+                    }
+                    Err(e)
+                        if e.missing() && self.plan.config.input.on_missing == OnMissing::Skip =>
+                    {
+                        // Gone since its notification: nothing to retry; said so, not failed.
+                        let reason = "no such object (deleted after the notification?)".to_string();
+                        info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
+                        if cataloging {
+                            catalog.push(CatalogRow::new(
+                                obj,
+                                "skipped",
+                                Some(reason.clone()),
+                                format,
+                            ));
+                        }
+                        s.skipped += 1;
+                        s.skips.push(Skip {
+                            source: obj.uri(),
+                            reason,
+                        });
                     }
                     Err(e) => {
                         if cataloging {

@@ -100,11 +100,7 @@ pub async fn put(
 
 /// A "no such object" error for `location`.
 pub fn not_found(location: String) -> Error {
-    Error::Store {
-        location,
-        message: "no such object (deleted, or never written?)".into(),
-        retryable: false,
-    }
+    Error::Missing { location }
 }
 
 /// Reads an object by byte range, for Parquet's async reader.

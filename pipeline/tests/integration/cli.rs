@@ -78,7 +78,38 @@ fn replay_reports_each_failure_clearly_and_keeps_the_good_objects() {
         files(out.path())
     );
 
+    // Gone since its notification: skipped with the reason (the default `on_missing = "skip"`),
+    // or a failure when the pipeline says `on_missing = "fail"`.
     let o = replay_json("fixtures/events/s3-missing-object.json", out.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(
+        (s["objects"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        s["skips"][0]["source"],
+        "s3://analytics-in/clickstream/2026/11/26/never-uploaded.ndjson"
+    );
+    assert_eq!(
+        s["skips"][0]["reason"],
+        "no such object (deleted after the notification?)"
+    );
+    let strict = out.path().join("strict.toml");
+    let text = std::fs::read_to_string(example_config()).unwrap();
+    std::fs::write(
+        &strict,
+        text.replacen("[input]\n", "[input]\non_missing = \"fail\"\n", 1),
+    )
+    .unwrap();
+    let o = sluice(&[
+        "replay",
+        strict.to_str().unwrap(),
+        "fixtures/events/s3-missing-object.json",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         summaries(&o)[0]["error"]

@@ -99,10 +99,13 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     let cfg = config(dir.path(), &outb);
 
     let good = event::s3_event(vec![event::s3_record(&inb, key, size, "e1")]);
+    // An object that cannot be read: a gzip header and then nonsense.
+    let broken = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not deflate at all".to_vec();
+    put(&c, &inb, "clickstream/broken.ndjson.gz", broken).await;
     let missing = event::s3_event(vec![event::s3_record(
         &inb,
-        "clickstream/none.ndjson",
-        1,
+        "clickstream/broken.ndjson.gz",
+        31,
         "e2",
     )]);
     let sqs_mixed = serde_json::json!({"Records": [
@@ -182,7 +185,7 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         e["errorMessage"]
             .as_str()
             .unwrap()
-            .contains("clickstream/none.ndjson: no such object"),
+            .contains("clickstream/broken.ndjson.gz"),
         "{e}"
     );
 

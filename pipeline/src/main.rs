@@ -82,37 +82,7 @@ enum Command {
     },
     /// Measure the pipeline's handler on events, and what it would cost on Lambda at each memory
     /// size (an estimate from the measured CPU and wall time; the method is printed with it).
-    Bench {
-        /// The pipeline.toml.
-        config: PathBuf,
-        /// Event files, folders of them, or .jsonl files of events (as for replay).
-        #[arg(required = true)]
-        events: Vec<PathBuf>,
-        /// Measured rounds over the events.
-        #[arg(long, default_value_t = 20)]
-        iterations: usize,
-        /// Unmeasured rounds first (a warm Lambda has run before).
-        #[arg(long, default_value_t = 3)]
-        warmup: usize,
-        /// Memory sizes to price, MB, comma-separated [default: 128,256,512,1024,1536,1769,2048,3008,4096,6144,8192,10240]
-        #[arg(long, value_name = "LIST")]
-        memory_mb: Option<String>,
-        /// The Lambda architecture priced: arm64 or x86_64.
-        #[arg(long, default_value = "arm64")]
-        arch: String,
-        /// Local store: s3://bucket/key is read from DIR/bucket/key.
-        #[arg(long, value_name = "DIR", default_value = "fixtures/objects")]
-        store: PathBuf,
-        /// Fresh processes started to time the cold start (0: do not measure it).
-        #[arg(long, default_value_t = 5)]
-        cold_starts: usize,
-        /// Print the report as one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Also write a self-contained HTML page with the cost and duration chart.
-        #[arg(long, value_name = "FILE")]
-        html: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
     /// Time one cold start: load the pipeline and build the handler as `serve` does, print
     /// `ready`, exit (run by `bench` in fresh processes).
     #[command(hide = true)]
@@ -413,32 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
             Ok(0)
         }
-        Command::Bench {
-            config,
-            events,
-            iterations,
-            warmup,
-            memory_mb,
-            arch,
-            store,
-            cold_starts,
-            json,
-            html,
-        } => {
-            bench(BenchArgs {
-                config,
-                events,
-                iterations,
-                warmup,
-                memory_mb,
-                arch,
-                store,
-                cold_starts,
-                json,
-                html,
-            })
-            .await
-        }
+        Command::Bench(args) => bench(args).await,
         Command::InitProbe { config } => {
             let pipeline = match Pipeline::load(&config) {
                 Ok(p) => p,
@@ -575,16 +520,36 @@ async fn s3_store(endpoint: Option<&str>) -> anyhow::Result<Arc<dyn ObjectStore>
     ))
 }
 
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// The pipeline.toml.
     config: PathBuf,
+    /// Event files, folders of them, or .jsonl files of events (as for replay).
+    #[arg(required = true)]
     events: Vec<PathBuf>,
+    /// Measured rounds over the events.
+    #[arg(long, default_value_t = 20)]
     iterations: usize,
+    /// Unmeasured rounds first (a warm Lambda has run before).
+    #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Memory sizes to price, MB, comma-separated [default: 128,256,512,1024,1536,1769,2048,3008,4096,6144,8192,10240]
+    #[arg(long, value_name = "LIST")]
     memory_mb: Option<String>,
+    /// The Lambda architecture priced: arm64 or x86_64.
+    #[arg(long, default_value = "arm64")]
     arch: String,
+    /// Local store: s3://bucket/key is read from DIR/bucket/key.
+    #[arg(long, value_name = "DIR", default_value = "fixtures/objects")]
     store: PathBuf,
+    /// Fresh processes started to time the cold start (0: do not measure it).
+    #[arg(long, default_value_t = 5)]
     cold_starts: usize,
+    /// Print the report as one JSON object instead of a table.
+    #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML page with the cost and duration chart.
+    #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_benches::{clickstream_ndjson, count_lines};
 use sluice_pipeline::Pipeline;
+use sluice_pipeline::handler::{Handler, Summary};
 use sluice_pipeline::store::FsStore;
 use sluice_processors::Stage;
 use sluice_processors::decode::ndjson::NdjsonDecoder;
@@ -30,6 +31,67 @@ where = "event_type <> 'view' OR latency_ms > 500"
 uri = "s3://out/bench/"
 "#;
 
+/// The clickstream every bench reads: `SLUICE_BENCH_MB` (default 100) MB, generated once.
+fn clickstream() -> &'static [u8] {
+    static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| clickstream_ndjson(input_mb() << 20))
+}
+
+/// The six clickstream columns the benches declare.
+fn clickstream_schema() -> arrow_schema::SchemaRef {
+    schema_from_types([
+        ("ts", "timestamp"),
+        ("user_id", "string"),
+        ("event_type", "string"),
+        ("page", "string"),
+        ("latency_ms", "int64"),
+        ("bytes", "int64"),
+    ])
+    .expect("schema")
+}
+
+/// A pipeline's real handler over a scratch folder (the filesystem store, `bucket/key` files),
+/// run on one thread, as a warm Lambda runs it.
+struct Scratch {
+    dir: tempfile::TempDir,
+    handler: Handler,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Scratch {
+    /// `config` (TOML) over a folder holding `files` (`bucket/key`, bytes).
+    fn new(config: &str, files: &[(&str, &[u8])]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(FsStore::new(dir.path()));
+        let handler = Pipeline::from_toml(config)
+            .expect("config")
+            .handler(store.clone(), store);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let run = Scratch { dir, handler, rt };
+        for (path, bytes) in files {
+            run.put(path, bytes);
+        }
+        run
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write input");
+    }
+
+    fn handle(&self, event: &serde_json::Value) -> (Summary, bool) {
+        self.rt.block_on(self.handler.handle(event))
+    }
+
+    fn handle_bytes(&self, event: &[u8]) -> (Summary, bool) {
+        self.rt.block_on(self.handler.handle_bytes(event, None))
+    }
+}
+
 fn input_mb() -> usize {
     std::env::var("SLUICE_BENCH_MB")
         .ok()
@@ -38,16 +100,8 @@ fn input_mb() -> usize {
 }
 
 fn stages(c: &mut Criterion) {
-    let data = clickstream_ndjson(input_mb() << 20);
-    let schema = schema_from_types([
-        ("ts", "timestamp"),
-        ("user_id", "string"),
-        ("event_type", "string"),
-        ("page", "string"),
-        ("latency_ms", "int64"),
-        ("bytes", "int64"),
-    ])
-    .expect("schema");
+    let data = clickstream();
+    let schema = clickstream_schema();
     let mut g = c.benchmark_group("ndjson clickstream (6 of 11 fields)");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(data.len() as u64));
@@ -101,31 +155,21 @@ fn stages(c: &mut Criterion) {
 }
 
 fn end_to_end(c: &mut Criterion) {
-    let data = clickstream_ndjson(input_mb() << 20);
-    let records = count_lines(&data);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("in/clickstream/part-0.ndjson");
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&path, &data).expect("write input");
-    let pipeline = Pipeline::from_toml(CONFIG).expect("config");
-    let store = Arc::new(FsStore::new(dir.path()));
-    let handler = pipeline.handler(store.clone(), store);
+    let data = clickstream();
+    let records = count_lines(data);
+    let run = Scratch::new(CONFIG, &[("in/clickstream/part-0.ndjson", data)]);
     let event = sluice_pipeline::event::s3_event(vec![sluice_pipeline::event::s3_record(
         "in",
         "clickstream/part-0.ndjson",
         data.len() as u64,
         "etag",
     )]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let mut g = c.benchmark_group("handler: S3 event → fs store → NDJSON → filter → Parquet");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function(format!("{} MB, {records} records", data.len() >> 20), |b| {
         b.iter(|| {
-            let (s, _) = rt.block_on(handler.handle(&event));
+            let (s, _) = run.handle(&event);
             assert!(s.error.is_none(), "{:?}", s.error);
             s.records_out
         })
@@ -216,26 +260,18 @@ const ROLLUP: &str = include_str!("../peers/rollup.toml");
 /// gzip, through the real handler.
 fn rollup(c: &mut Criterion) {
     use std::io::Write;
-    let data = clickstream_ndjson(input_mb() << 20);
-    let records = count_lines(&data);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let plain = dir.path().join("in/clickstream/part-0.ndjson");
-    std::fs::create_dir_all(plain.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&plain, &data).expect("write");
+    let data = clickstream();
+    let records = count_lines(data);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&data).expect("gzip");
-    std::fs::write(
-        dir.path().join("in/clickstream/part-0.ndjson.gz"),
-        gz.finish().expect("gzip"),
-    )
-    .expect("write");
-    let pipeline = Pipeline::from_toml(ROLLUP).expect("config");
-    let store = Arc::new(FsStore::new(dir.path()));
-    let handler = pipeline.handler(store.clone(), store);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    gz.write_all(data).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let run = Scratch::new(
+        ROLLUP,
+        &[
+            ("in/clickstream/part-0.ndjson", data),
+            ("in/clickstream/part-0.ndjson.gz", &gz),
+        ],
+    );
     let mut g = c.benchmark_group("rollup: NDJSON → filter → group by page, 1m → Parquet");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(data.len() as u64));
@@ -247,7 +283,7 @@ fn rollup(c: &mut Criterion) {
             format!("{key} ({} MB, {records} records)", data.len() >> 20),
             |b| {
                 b.iter(|| {
-                    let (s, _) = rt.block_on(handler.handle(&event));
+                    let (s, _) = run.handle(&event);
                     assert!(s.error.is_none(), "{:?}", s.error);
                     s.records_out
                 })
@@ -406,19 +442,11 @@ fn index(c: &mut Criterion) {
 fn per_stage(c: &mut Criterion) {
     use sluice_processors::aggregate::{Aggregate, DEFAULT_MAX_GROUPS, Window, parse_every};
     use sluice_processors::select::Select;
-    let data = clickstream_ndjson(input_mb() << 20);
-    let schema = schema_from_types([
-        ("ts", "timestamp"),
-        ("user_id", "string"),
-        ("event_type", "string"),
-        ("page", "string"),
-        ("latency_ms", "int64"),
-        ("bytes", "int64"),
-    ])
-    .expect("schema");
+    let data = clickstream();
+    let schema = clickstream_schema();
     let mut d = NdjsonDecoder::builder().with_schema(schema.clone()).build();
     let mut out = Decoded::default();
-    d.decode(&data, &mut out).expect("decode");
+    d.decode(data, &mut out).expect("decode");
     d.finish(&mut out).expect("finish");
     let batches = out.batches;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -517,14 +545,7 @@ fn kinesis_batch(c: &mut Criterion) {
         .collect();
     let event = serde_json::to_vec(&sluice_pipeline::event::kinesis_event("clicks", &payloads))
         .expect("event");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = Pipeline::from_toml(ROLLUP).expect("config");
-    let store = Arc::new(FsStore::new(dir.path()));
-    let handler = pipeline.handler(store.clone(), store);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let run = Scratch::new(ROLLUP, &[]);
     let mut g = c.benchmark_group("kinesis batch → filter → rollup → Parquet");
     g.sample_size(20);
     g.throughput(Throughput::Elements(payloads.len() as u64));
@@ -536,7 +557,7 @@ fn kinesis_batch(c: &mut Criterion) {
         ),
         |b| {
             b.iter(|| {
-                let (s, _) = rt.block_on(handler.handle_bytes(&event, None));
+                let (s, _) = run.handle_bytes(&event);
                 assert!(s.error.is_none(), "{:?}", s.error);
                 s.records_in
             })
@@ -579,9 +600,7 @@ fn thumbnails(c: &mut Criterion) {
         quality: 80,
         ..Default::default()
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("photos")).expect("mkdir");
-    let pipeline = Pipeline::from_toml(
+    let run = Scratch::new(
         r#"
 name = "thumbs"
 [input]
@@ -594,14 +613,8 @@ variants = [{ name = "w1024", width = 1024 }, { name = "w512", width = 512 }, { 
 [output]
 uri = "s3://out/thumbs/"
 "#,
-    )
-    .expect("config");
-    let store = Arc::new(FsStore::new(dir.path()));
-    let handler = pipeline.handler(store.clone(), store);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+        &[],
+    );
     let mut g = c.benchmark_group("thumbnails: JPEG → 1024/512/128 JPEG q80");
     g.sample_size(10);
     for (name, bytes) in &photos {
@@ -611,7 +624,7 @@ uri = "s3://out/thumbs/"
             |b| b.iter(|| renditions(bytes, &opts).expect("renditions").1.len()),
         );
         let key = format!("{}.jpg", name.replace(' ', ""));
-        std::fs::write(dir.path().join("photos").join(&key), bytes).expect("write photo");
+        run.put(&format!("photos/{key}"), bytes);
         let event = sluice_pipeline::event::s3_event(vec![sluice_pipeline::event::s3_record(
             "photos",
             &key,
@@ -620,7 +633,7 @@ uri = "s3://out/thumbs/"
         )]);
         g.bench_function(format!("handler, S3 event, {name}"), |b| {
             b.iter(|| {
-                let (s, _) = rt.block_on(handler.handle(&event));
+                let (s, _) = run.handle(&event);
                 assert!(s.error.is_none(), "{:?}", s.error);
                 s.outputs.len()
             })

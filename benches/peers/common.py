@@ -45,6 +45,13 @@ def table(title, note, results, columns, sluice="Sluice"):
     return "\n".join(lines) + "\n"
 
 
+def throughput(size, records):
+    """The columns of a job over `size` bytes and `records` records: median, MB/s, records/s."""
+    return [("median", lambda m, _: f"{m * 1000:.0f} ms"),
+            ("MB/s", lambda m, _: f"{size / m / 1e6:.0f}"),
+            ("records/s", lambda m, _: f"{records / m:,.0f}")]
+
+
 def emit(md):
     print(md)
     out = os.environ.get("SLUICE_PEERS_OUT")

@@ -19,7 +19,7 @@ COLUMNS = ["ts", "user_id", "event_type", "page", "latency_ms", "bytes"]
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, emit, table  # noqa: E402
+from common import alternate, emit, table, throughput  # noqa: E402
 
 
 def clocked(fn):
@@ -125,9 +125,7 @@ def main():
             "one core each (`taskset -c 0`, one thread); median of the runs, run in turns; Sluice is the "
             "release `sluice replay` (process start included), the peers are timed inside their process.",
             results,
-            [("median", lambda m, _: f"{m * 1000:.0f} ms"),
-             ("MB/s", lambda m, _: f"{size / m / 1e6:.0f}"),
-             ("records/s", lambda m, _: f"{records / m:,.0f}")]))
+            throughput(size, records)))
 
 
 if __name__ == "__main__":

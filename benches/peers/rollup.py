@@ -53,7 +53,7 @@ print(time.perf_counter() - t0)
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, emit, table  # noqa: E402
+from common import alternate, emit, table, throughput  # noqa: E402
 
 
 def once(cmd, env=None, inner=False):
@@ -108,9 +108,7 @@ def main():
                 f"turns. Sluice is a whole `sluice replay` process (start-up included; peak RSS {peak} MiB); "
                 "DuckDB and Polars are timed inside their process.",
                 results,
-                [("median", lambda m, _: f"{m * 1000:.0f} ms"),
-                 ("MB/s", lambda m, _: f"{size / m / 1e6:.0f}"),
-                 ("records/s", lambda m, _: f"{records / m:,.0f}")]))
+                throughput(size, records)))
 
 
 if __name__ == "__main__":

@@ -200,16 +200,8 @@ fn take_outputs(dir: &Path) -> u64 {
     }
     let mut total = 0;
     walk(dir, &mut total);
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            let _ = if p.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-        }
-    }
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::create_dir_all(dir);
     total
 }
 
@@ -503,6 +495,24 @@ impl Report {
         }
     }
 
+    /// What a size is marked with: cheapest, fastest, and (with `fit`) too small for the peak.
+    fn marks(&self, e: &Estimate, fit: bool) -> Vec<String> {
+        let mut marks = Vec::new();
+        if e.cheapest {
+            marks.push("cheapest".to_string());
+        }
+        if e.fastest {
+            marks.push("fastest".to_string());
+        }
+        if fit && !e.fits {
+            marks.push(format!(
+                "too small: peak {}",
+                self.peak_rss.map(mib).unwrap_or_default()
+            ));
+        }
+        marks
+    }
+
     /// The terminal report.
     pub fn text(&self) -> String {
         use std::fmt::Write;
@@ -582,30 +592,18 @@ impl Report {
             "memory", "vCPU", "duration", "billed", "$/invocation", "$/1M records", "$/GB in"
         );
         for e in &self.estimates {
-            let mut marks = Vec::new();
-            if e.cheapest {
-                marks.push("cheapest".to_string());
-            }
-            if e.fastest {
-                marks.push("fastest".to_string());
-            }
-            if !e.fits {
-                marks.push(format!(
-                    "too small: peak {}",
-                    self.peak_rss.map(mib).unwrap_or_default()
-                ));
-            }
+            let [duration, billed, per_invocation, per_million, per_gb] = cells(e);
             let _ = writeln!(
                 o,
                 "  {:>5} MB  {:>5.2}  {:>10}  {:>9}  {:>14}  {:>12}  {:>10}  {}",
                 e.memory_mb,
                 e.vcpus,
-                ms(e.duration_ms),
-                ms(e.billed_ms),
-                dollars(e.usd_per_invocation),
-                e.usd_per_million_records.map_or("-".into(), dollars),
-                e.usd_per_gb_in.map_or("-".into(), dollars),
-                marks.join(", ")
+                duration,
+                billed,
+                per_invocation,
+                per_million,
+                per_gb,
+                self.marks(e, true).join(", ")
             );
         }
         let _ = writeln!(o, "\n{}", self.method);
@@ -730,13 +728,7 @@ impl Report {
         line(&mut svg, &cost, max_cost, "#c0392b", "cost");
         line(&mut svg, &duration, max_dur, "#2471a3", "duration");
         for (i, e) in self.estimates.iter().enumerate() {
-            let mut label = Vec::new();
-            if e.cheapest {
-                label.push("cheapest");
-            }
-            if e.fastest {
-                label.push("fastest");
-            }
+            let label = self.marks(e, false);
             if !label.is_empty() {
                 let _ = write!(
                     svg,
@@ -751,28 +743,20 @@ impl Report {
 
         let mut rows = String::new();
         for e in &self.estimates {
-            let mut note = Vec::new();
-            if e.cheapest {
-                note.push("cheapest".to_string());
-            }
-            if e.fastest {
-                note.push("fastest".to_string());
-            }
-            if !e.fits {
-                note.push("too small for the peak memory".to_string());
-            }
+            let [duration, billed, per_invocation, per_million, per_gb] =
+                cells(e).map(|c| escape(&c));
             let _ = write!(
                 rows,
                 "<tr{}><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if e.fits { "" } else { r#" class="nofit""# },
                 e.memory_mb,
                 e.vcpus,
-                escape(&ms(e.duration_ms)),
-                escape(&ms(e.billed_ms)),
-                escape(&dollars(e.usd_per_invocation)),
-                escape(&e.usd_per_million_records.map_or("-".into(), dollars)),
-                escape(&e.usd_per_gb_in.map_or("-".into(), dollars)),
-                escape(&note.join(", "))
+                duration,
+                billed,
+                per_invocation,
+                per_million,
+                per_gb,
+                escape(&self.marks(e, true).join(", "))
             );
         }
         let measured = format!(
@@ -841,6 +825,18 @@ tr.nofit td {{ color: #999; }}
             method = escape(self.method),
         )
     }
+}
+
+/// A size's duration, billed duration, and dollars per invocation, per million records and per
+/// GB in, as printed.
+fn cells(e: &Estimate) -> [String; 5] {
+    [
+        ms(e.duration_ms),
+        ms(e.billed_ms),
+        dollars(e.usd_per_invocation),
+        e.usd_per_million_records.map_or("-".into(), dollars),
+        e.usd_per_gb_in.map_or("-".into(), dollars),
+    ]
 }
 
 fn escape(s: &str) -> String {

@@ -34,7 +34,7 @@ pub enum Error {
         retryable: bool,
     },
     /// The object named by the event is not there (deleted since the notification).
-    #[error("{location}: no such object (deleted after the notification?)")]
+    #[error("{location}: {MISSING}")]
     Missing {
         /// `s3://bucket/key`.
         location: String,
@@ -61,6 +61,9 @@ pub enum Error {
     #[error("{0}")]
     Event(String),
 }
+
+/// Why an object named by an event could not be read: it is not there.
+pub const MISSING: &str = "no such object (deleted after the notification?)";
 
 impl Error {
     /// Whether a retry of the invocation may succeed.

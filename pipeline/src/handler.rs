@@ -15,13 +15,13 @@ use sluice_processors::{Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tracing::{info, warn};
 
-use crate::Error;
 use crate::catalog::CatalogRow;
 use crate::config::{Compression, InputSpec, OnMissing, Plan};
 use crate::kinesis::RecordPutter;
 use crate::output::{Outputs, Rejects, base_name, invocation_name};
 use crate::store::{ByteReader, ObjectStore};
 use crate::trigger::{self, Item, ObjectRef, StreamRecord};
+use crate::{Error, MISSING};
 
 /// Bytes read from an object per step (1 MiB).
 const READ_BYTES: usize = 1 << 20;
@@ -298,21 +298,7 @@ impl Handler {
                     object,
                 } => {
                     // A deletion or other change to an object is in the audit log too.
-                    if let Some(obj) = object.as_deref()
-                        && cataloging
-                    {
-                        catalog.push(CatalogRow::new(
-                            obj,
-                            "skipped",
-                            Some(reason.clone()),
-                            format,
-                        ));
-                    }
-                    s.skipped += 1;
-                    s.skips.push(Skip {
-                        source: source.clone(),
-                        reason: reason.clone(),
-                    });
+                    self.skip(&mut s, &mut catalog, object.as_deref(), source, reason);
                 }
                 Item::Failed { message_id, reason } => {
                     warn!(message_id, reason, "Cannot process an SQS message.");
@@ -321,19 +307,7 @@ impl Handler {
                 }
                 Item::Object(obj) => {
                     if let Some(reason) = self.skip_reason(obj) {
-                        if cataloging {
-                            catalog.push(CatalogRow::new(
-                                obj,
-                                "skipped",
-                                Some(reason.clone()),
-                                format,
-                            ));
-                        }
-                        s.skipped += 1;
-                        s.skips.push(Skip {
-                            source: obj.uri(),
-                            reason,
-                        });
+                        self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), &reason);
                         continue;
                     }
                     objects.push(obj);
@@ -495,21 +469,8 @@ impl Handler {
                         if e.missing() && self.plan.config.input.on_missing == OnMissing::Skip =>
                     {
                         // Gone since its notification: nothing to retry; said so, not failed.
-                        let reason = "no such object (deleted after the notification?)".to_string();
                         info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
-                        if cataloging {
-                            catalog.push(CatalogRow::new(
-                                obj,
-                                "skipped",
-                                Some(reason.clone()),
-                                format,
-                            ));
-                        }
-                        s.skipped += 1;
-                        s.skips.push(Skip {
-                            source: obj.uri(),
-                            reason,
-                        });
+                        self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), MISSING);
                     }
                     Err(e) => {
                         if cataloging {
@@ -870,6 +831,33 @@ impl Handler {
             s.batch_item_failures.push(id.clone());
         }
         errors.push(e.to_string());
+    }
+
+    /// A skipped item: counted, reported with its reason, and, when it names an object and the
+    /// pipeline keeps a catalog, a `skipped` row there.
+    fn skip(
+        &self,
+        s: &mut Summary,
+        catalog: &mut Vec<CatalogRow>,
+        object: Option<&ObjectRef>,
+        source: &str,
+        reason: &str,
+    ) {
+        if let Some(obj) = object
+            && self.plan.index.is_some()
+        {
+            catalog.push(CatalogRow::new(
+                obj,
+                "skipped",
+                Some(reason.to_string()),
+                &self.plan.config.input.format,
+            ));
+        }
+        s.skipped += 1;
+        s.skips.push(Skip {
+            source: source.to_string(),
+            reason: reason.to_string(),
+        });
     }
 
     fn skip_reason(&self, obj: &ObjectRef) -> Option<String> {

@@ -81,7 +81,7 @@ use std::sync::Arc;
 use sluice_processors::StageFactory;
 
 pub use config::Plan;
-pub use error::{ConfigError, Error};
+pub use error::{ConfigError, Error, MISSING};
 pub use handler::{Handler, Summary};
 use store::{FsStore, ObjectStore};
 

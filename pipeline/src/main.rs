@@ -377,8 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(2);
                 }
             };
-            let s3 = s3_store(None).await?;
-            lambda::serve(pipeline.handler_with_streams(s3.clone(), s3, None).await)
+            lambda::serve(serving_handler(&pipeline).await?)
                 .await
                 .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))?;
             Ok(0)
@@ -392,16 +391,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(2);
                 }
             };
-            // As serve builds it: the S3 store from the standard chain (when built with it).
-            let store: Arc<dyn ObjectStore> = match s3_store(None).await {
-                Ok(s) => s,
-                Err(_) => Arc::new(FsStore::new(".")),
-            };
-            let handler = pipeline
-                .handler_with_streams(store.clone(), store, None)
-                .await;
-            std::hint::black_box(&handler);
-            println!("ready {:.3}", lambda::since_process_start_ms());
+            // Exactly what serve builds before it asks for the first event.
+            std::hint::black_box(serving_handler(&pipeline).await?);
+            println!("ready");
             Ok(0)
         }
         Command::Event {
@@ -518,6 +510,13 @@ async fn s3_store(endpoint: Option<&str>) -> anyhow::Result<Arc<dyn ObjectStore>
     Ok(Arc::new(
         sluice_pipeline::store::S3Store::from_env(endpoint).await,
     ))
+}
+
+/// The handler `serve` runs: the S3 store (and a Kinesis client for a `kinesis://` output) from
+/// the standard AWS chain.
+async fn serving_handler(pipeline: &Pipeline) -> anyhow::Result<sluice_pipeline::handler::Handler> {
+    let s3 = s3_store(None).await?;
+    Ok(pipeline.handler_with_streams(s3.clone(), s3, None).await)
 }
 
 #[derive(clap::Args)]

@@ -21,14 +21,14 @@ const MAX_DEPTH: usize = 64;
 pub fn kinesis(body: &[u8]) -> Option<Parsed> {
     let mut p = Reader { b: body, i: 0 };
     p.expect(b'{')?;
-    let mut items = None;
+    let mut found = None;
     loop {
         let key = p.raw_string()?.0;
         p.expect(b':')?;
-        if key != b"Records" || items.is_some() {
+        if key != b"Records" || found.is_some() {
             return None;
         }
-        items = Some(p.records()?);
+        found = Some(p.records()?);
         match p.next_byte()? {
             b',' => continue,
             b'}' => break,
@@ -36,13 +36,14 @@ pub fn kinesis(body: &[u8]) -> Option<Parsed> {
         }
     }
     p.ws();
-    let items = items.filter(|i: &Vec<Item>| !i.is_empty())?;
+    let (items, lines) = found.filter(|(i, _)| !i.is_empty())?;
     (p.i == body.len()).then(|| Parsed {
         trigger: "kinesis".into(),
         items,
         error: None,
         sqs: true,
         window: None,
+        lines: Some(lines),
     })
 }
 
@@ -111,6 +112,19 @@ impl<'a> Reader<'a> {
                 _ => return None,
             };
         }
+    }
+
+    /// The bytes of a base64 string, found by its closing quote alone (base64 has no escapes;
+    /// decoding checks every byte, so no UTF-8 pass either). A string with an escape in it fails
+    /// to decode, and the caller leaves it to the general path.
+    fn base64_string(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let end = start + memchr::memchr(b'"', self.b.get(start..)?)?;
+        self.i = end + 1;
+        Some(&self.b[start..end])
     }
 
     fn string(&mut self) -> Option<Cow<'a, str>> {
@@ -202,13 +216,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn records(&mut self) -> Option<Vec<Item>> {
+    /// The records, and the buffer their data was decoded into.
+    fn records(&mut self) -> Option<(Vec<Item>, bytes::Bytes)> {
         self.expect(b'[')?;
         // A Kinesis record's envelope is ~550 bytes besides its data: room for them all at once.
         let mut found: Vec<Fields<'a>> = Vec::with_capacity(self.b.len() / 512 + 1);
         if self.peek()? == b']' {
             self.i += 1;
-            return Some(Vec::new());
+            return Some((Vec::new(), bytes::Bytes::new()));
         }
         loop {
             let mut f = Fields::default();
@@ -217,11 +232,7 @@ impl<'a> Reader<'a> {
                     match key {
                         b"sequenceNumber" => f.sequence = Some(p.string()?),
                         b"partitionKey" => f.partition_key = Some(p.string()?),
-                        // Base64 only: decoding checks every byte, so no UTF-8 pass.
-                        b"data" => match p.raw_string()? {
-                            (raw, false) => f.data = Some(raw),
-                            _ => return None,
-                        },
+                        b"data" => f.data = Some(p.base64_string()?),
                         b"approximateArrivalTimestamp" => f.arrival = Some(p.number()?),
                         _ => p.skip(2)?,
                     }
@@ -249,29 +260,37 @@ impl<'a> Reader<'a> {
             }
         }
         // Every record's data decoded into one buffer, each record a slice of it: no allocation
-        // per record.
+        // per record. Each record's data is followed by a line break (unless it ends with one),
+        // so for a line format the whole buffer is the batch's text, decoded without a copy.
         let room: usize = found
             .iter()
-            .map(|f| base64_simd::STANDARD.estimated_decoded_length(f.data.map_or(0, <[u8]>::len)))
+            .map(|f| {
+                base64_simd::STANDARD.estimated_decoded_length(f.data.map_or(0, <[u8]>::len)) + 1
+            })
             .sum();
-        let mut arena = vec![0u8; room];
+        let mut arena: Vec<u8> = Vec::with_capacity(room);
         let mut spans = Vec::with_capacity(found.len());
-        let mut at = 0;
         for f in &found {
             let b64 = f.data.unwrap_or_default();
-            let out = base64_simd::Out::from_slice(&mut arena[at..]);
-            spans.push(match base64_simd::STANDARD.decode(b64, out) {
-                Ok(d) => {
-                    let n = d.len();
-                    at += n;
-                    Ok(at - n..at)
+            let at = arena.len();
+            match base64_simd::STANDARD.decode_append(b64, &mut arena) {
+                Ok(()) => {
+                    spans.push(Ok(at..arena.len()));
+                    if arena.last().is_some_and(|&c| c != b'\n') {
+                        arena.push(b'\n');
+                    }
                 }
-                Err(_) => Err(BAD_BASE64.to_string()),
-            });
+                // The data string was found by its closing quote alone: one with an escape in it
+                // (`\/` is legal JSON for `/`) is the general path's to unescape and decode.
+                Err(_) if memchr::memchr(b'\\', b64).is_some() => return None,
+                Err(_) => {
+                    arena.truncate(at);
+                    spans.push(Err(BAD_BASE64.to_string()));
+                }
+            }
         }
-        arena.truncate(at);
         let arena = bytes::Bytes::from(arena);
-        Some(kinesis_items(
+        let items = kinesis_items(
             found
                 .iter()
                 .zip(spans)
@@ -283,13 +302,43 @@ impl<'a> Reader<'a> {
                     data: span.map(|r| arena.slice(r)),
                 })
                 .collect(),
-        ))
+        );
+        Some((items, arena))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The buffer every record's data is a slice of, each followed by a line break (or ending
+    /// with one), in order with nothing else between — what the handler decodes in place.
+    fn checked_lines(p: Parsed) -> Option<bytes::Bytes> {
+        let lines = p.lines?;
+        let mut at = 0;
+        for item in &p.items {
+            let Item::Record(r) = item else {
+                panic!("{item:?}")
+            };
+            let Ok(d) = &r.data else { continue };
+            let start = d.as_ptr() as usize - lines.as_ptr() as usize;
+            assert_eq!(start, at, "record {} is not where the last one ended", r.id);
+            at = start + d.len();
+            if !d.ends_with(b"\n") && !d.is_empty() {
+                assert_eq!(lines[at], b'\n');
+                at += 1;
+            }
+        }
+        assert_eq!(at, lines.len());
+        Some(lines)
+    }
+
+    /// What the general path gives for the same event (which decodes each record on its own).
+    fn general(mut p: Parsed) -> Parsed {
+        checked_lines(p.clone()).expect("the fast path keeps its buffer");
+        p.lines = None;
+        p
+    }
 
     fn payloads() -> Vec<(String, Vec<u8>)> {
         vec![
@@ -307,13 +356,17 @@ mod tests {
             serde_json::to_vec_pretty(&ev).unwrap(),
         ] {
             let fast = kinesis(&text).expect("a plain Kinesis batch");
-            assert_eq!(fast, crate::trigger::parse(&ev));
+            assert_eq!(
+                checked_lines(fast.clone()).as_deref(),
+                Some(&b"{\"p\":1}\n\0\x9f\x92\x96\xff\n"[..])
+            );
+            assert_eq!(general(fast), crate::trigger::parse(&ev));
         }
         // The real sample AWS documents (and powertools' CloudWatch Logs one), written out here.
         let sample = br#"{"Records":[{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}]}"#;
         let v: serde_json::Value = serde_json::from_slice(sample).unwrap();
         let fast = kinesis(sample).unwrap();
-        assert_eq!(fast, crate::trigger::parse(&v));
+        assert_eq!(general(fast.clone()), crate::trigger::parse(&v));
         let Item::Record(r) = &fast.items[0] else {
             panic!("{fast:?}")
         };
@@ -366,7 +419,10 @@ mod tests {
         // Bad base64 is the record's own error, as on the general path.
         let bad = text.replacen("eyJwIjoxfQ==", "eyJwIjoxfQ=!", 1);
         let v: serde_json::Value = serde_json::from_str(&bad).unwrap();
-        assert_eq!(kinesis(bad.as_bytes()).unwrap(), crate::trigger::parse(&v));
+        assert_eq!(
+            general(kinesis(bad.as_bytes()).unwrap()),
+            crate::trigger::parse(&v)
+        );
     }
 
     #[test]
@@ -400,7 +456,7 @@ mod tests {
             if let (Some(fast), Ok(v)) =
                 (kinesis(&t), serde_json::from_slice::<serde_json::Value>(&t))
             {
-                assert_eq!(fast, crate::trigger::parse(&v), "round {round}");
+                assert_eq!(general(fast), crate::trigger::parse(&v), "round {round}");
                 compared += 1;
             }
         }

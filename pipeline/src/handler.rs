@@ -325,11 +325,11 @@ impl Handler {
             let kinesis = parsed.trigger == "kinesis";
             let outcome = match &parsed.window {
                 Some(w) => self
-                    .process_window(&records, w, deadline)
+                    .process_window(&records, w, parsed.lines.as_ref(), deadline)
                     .await
                     .map(|(r, state)| (r, Some(state))),
                 None => self
-                    .process_records(&records, deadline)
+                    .process_records(&records, parsed.lines.as_ref(), deadline)
                     .await
                     .map(|r| (r, None)),
             };
@@ -542,6 +542,7 @@ impl Handler {
     async fn process_records(
         &self,
         recs: &[&StreamRecord],
+        lines: Option<&bytes::Bytes>,
         deadline: Option<Instant>,
     ) -> Result<ObjectResult, Error> {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
@@ -565,7 +566,7 @@ impl Handler {
         let stop = self.stop_before(deadline);
         let ran = match self
             .run_records(
-                recs,
+                Batch { recs, lines },
                 stop,
                 &mut chain,
                 &mut outputs,
@@ -590,18 +591,18 @@ impl Handler {
     /// any were decoded, are dropped with it), so bad data never blocks the shard.
     async fn run_records(
         &self,
-        recs: &[&StreamRecord],
+        Batch { recs, lines }: Batch<'_>,
         stop: Option<Instant>,
         chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
         result: &mut ObjectResult,
     ) -> Result<(), Error> {
-        let lines = matches!(
+        let line_format = matches!(
             self.plan.input,
             InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
         );
-        let mut shared = if lines {
+        let mut shared = if line_format {
             Some(self.plan.decoder("")?)
         } else {
             None
@@ -615,6 +616,10 @@ impl Handler {
         let batch_rows = self.plan.config.input.batch_rows.max(1);
         let mut tagged: Vec<RecordBatch> = Vec::new();
         let mut joined: Vec<u8> = Vec::new();
+        // Records whose data lie back to back in `lines` (each followed by its line break) are
+        // decoded in place, a run at a time; others are copied into `joined`. At most one of the
+        // two holds text at any time, so the decoder meets the records in order.
+        let mut run = 0..0;
         for (n, rec) in recs.iter().enumerate() {
             if stop.is_some_and(|t| Instant::now() >= t) {
                 result.stopped_at = Some(n);
@@ -673,14 +678,38 @@ impl Handler {
                     Some(d) if cols.is_empty() => {
                         // Records' lines are gathered and decoded a large block at a time: one
                         // decoder call per record would cost more than the records themselves.
-                        joined.extend_from_slice(payload);
-                        if !payload.ends_with(b"\n") {
-                            joined.push(b'\n');
-                        }
-                        if joined.len() >= JOIN_BYTES {
-                            d.decode(&joined, &mut decoded)?;
-                            joined.clear();
-                            schema = d.schema();
+                        let in_place = lines.and_then(|l| Some(l).zip(line_in(l, payload)));
+                        if let Some((l, (start, end))) = in_place {
+                            if !joined.is_empty() {
+                                d.decode(&joined, &mut decoded)?;
+                                joined.clear();
+                            }
+                            if start != run.end {
+                                if !run.is_empty() {
+                                    d.decode(&l[run.clone()], &mut decoded)?;
+                                }
+                                run = start..start;
+                            }
+                            run.end = end;
+                            if run.len() >= JOIN_BYTES {
+                                d.decode(&l[run.clone()], &mut decoded)?;
+                                run = end..end;
+                                schema = d.schema();
+                            }
+                        } else {
+                            if let Some(l) = lines.filter(|_| !run.is_empty()) {
+                                d.decode(&l[run.clone()], &mut decoded)?;
+                                run = run.end..run.end;
+                            }
+                            joined.extend_from_slice(payload);
+                            if !payload.ends_with(b"\n") {
+                                joined.push(b'\n');
+                            }
+                            if joined.len() >= JOIN_BYTES {
+                                d.decode(&joined, &mut decoded)?;
+                                joined.clear();
+                                schema = d.schema();
+                            }
                         }
                     }
                     Some(d) => {
@@ -736,6 +765,9 @@ impl Handler {
         }
         if let Some(d) = shared.as_mut() {
             let mut rest = Decoded::default();
+            if let Some(l) = lines.filter(|_| !run.is_empty()) {
+                d.decode(&l[run], &mut rest)?;
+            }
             d.decode(&joined, &mut rest)?;
             d.finish(&mut rest)?;
             // With stream columns every row was flushed at its record's end; nothing is left.
@@ -1259,11 +1291,12 @@ impl Handler {
         &self,
         recs: &[&StreamRecord],
         w: &trigger::TumblingWindow,
+        lines: Option<&bytes::Bytes>,
         deadline: Option<Instant>,
     ) -> Result<(ObjectResult, serde_json::Map<String, Value>), Error> {
         if !self.per_invocation() {
             return Ok((
-                self.process_records(recs, deadline).await?,
+                self.process_records(recs, lines, deadline).await?,
                 serde_json::Map::new(),
             ));
         }
@@ -1297,7 +1330,7 @@ impl Handler {
         let mut state = serde_json::Map::new();
         let mut ran = self
             .run_records(
-                recs,
+                Batch { recs, lines },
                 stop,
                 &mut chain,
                 &mut outputs,
@@ -1517,6 +1550,30 @@ async fn write_out(
 
 /// Stream records' lines are decoded in blocks of about this many bytes.
 const JOIN_BYTES: usize = 1 << 20;
+
+/// A stream batch's records, and the buffer their data were decoded into when one holds them all
+/// ([`trigger::Parsed::lines`]).
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    recs: &'a [&'a StreamRecord],
+    lines: Option<&'a bytes::Bytes>,
+}
+
+/// Where `payload` lies in `lines` with its line break: `(start, end)` with `lines[start..end]`
+/// the payload and then a line break (unless the payload ends with one), or `None` when
+/// `payload` is not a slice of `lines` or no line break follows it there.
+fn line_in(lines: &[u8], payload: &[u8]) -> Option<(usize, usize)> {
+    let start = (payload.as_ptr() as usize).checked_sub(lines.as_ptr() as usize)?;
+    let end = start.checked_add(payload.len())?;
+    if end > lines.len() {
+        return None;
+    }
+    if payload.ends_with(b"\n") {
+        Some((start, end))
+    } else {
+        (lines.get(end) == Some(&b'\n')).then_some((start, end + 1))
+    }
+}
 
 /// The largest window state returned to Lambda (its limit is 1 MB for the whole response).
 const MAX_WINDOW_STATE: usize = 1_000_000 - 16 * 1024;
@@ -1992,6 +2049,72 @@ mod tests {
         assert!(per_item);
         assert_eq!(s.trigger, "sqs");
         assert_eq!(s.batch_item_failures.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn records_decoded_in_place_give_what_copied_records_give() {
+        // The fast event path decodes runs of plain records where their data lie; the general
+        // path copies each record. A batch that breaks the runs every way: several lines in one
+        // record, a line break at the end or not, an empty record, a KPL aggregate, gzip, bad
+        // JSON, bad base64, and a run longer than one decoder block.
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+        let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"p\"]\nmeasures = { c = \"count(*)\", s = \"sum(n)\" }\n[output]\nuri = \"s3://o/agg/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rejects/\"\n";
+        let h = Handler::new(plan(cfg), store.clone(), store.clone());
+        let gz = |t: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(t).unwrap();
+            e.finish().unwrap()
+        };
+        let long: String = (0..JOIN_BYTES / 16 + 10)
+            .map(|i| format!("{{\"p\":\"z\",\"n\":{}}}\n", i % 10))
+            .collect();
+        let payloads: Vec<(String, Vec<u8>)> = [
+            b"{\"p\":\"x\",\"n\":1}".to_vec(),
+            b"{\"p\":\"x\",\"n\":2}\n{\"p\":\"y\",\"n\":3}".to_vec(),
+            b"{\"p\":\"y\",\"n\":4}\n".to_vec(),
+            Vec::new(),
+            crate::kpl::aggregate(&[
+                ("k", b"{\"p\":\"x\",\"n\":5}"),
+                ("k", b"{\"p\":\"y\",\"n\":6}"),
+            ]),
+            b"{\"p\":\"x\",\"n\":7}".to_vec(),
+            gz(b"{\"p\":\"x\",\"n\":8}\n"),
+            b"not json".to_vec(),
+            b"BASE64".to_vec(),
+            long.clone().into_bytes(),
+            b"{\"p\":\"y\",\"n\":9}".to_vec(),
+        ]
+        .into_iter()
+        .map(|d| ("k".to_string(), d))
+        .collect();
+        let ev = crate::event::kinesis_event("s", &payloads);
+        let text = serde_json::to_string(&ev)
+            .unwrap()
+            .replacen("\"QkFTRTY0\"", "\"QkFTRTY0!\"", 1);
+        let ev: Value = serde_json::from_str(&text).unwrap();
+        assert!(crate::fastevent::kinesis(text.as_bytes()).is_some());
+        let z: i64 = (0..JOIN_BYTES / 16 + 10).map(|i| (i % 10) as i64).sum();
+        let want = format!(
+            "{{\"p\":\"x\",\"c\":5,\"s\":23}}\n{{\"p\":\"y\",\"c\":4,\"s\":22}}\n{{\"p\":\"z\",\"c\":{},\"s\":{z}}}\n",
+            JOIN_BYTES / 16 + 10
+        );
+        let mut seen = Vec::new();
+        for fast in [false, true] {
+            let (s, _) = if fast {
+                h.handle_bytes(text.as_bytes(), None).await
+            } else {
+                h.handle(&ev).await
+            };
+            assert_eq!(s.error, None);
+            assert_eq!(s.rejected, 2, "fast: {fast}");
+            assert_eq!(std::fs::read_to_string(&s.outputs[0]).unwrap(), want);
+            let rejects = std::fs::read_to_string(&s.outputs[1]).unwrap();
+            assert!(rejects.contains("not base64"), "{rejects}");
+            assert!(rejects.contains("not json"), "{rejects}");
+            seen.push((s.records_in, s.records_out, rejects));
+        }
+        assert_eq!(seen[0], seen[1]);
     }
 
     #[tokio::test]

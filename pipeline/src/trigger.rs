@@ -187,6 +187,10 @@ pub struct Parsed {
     pub sqs: bool,
     /// Set for a Kinesis batch of a tumbling window (`TumblingWindowInSeconds`).
     pub window: Option<TumblingWindow>,
+    /// The buffer the records' data were decoded into, when one holds them all: each record's
+    /// data is a slice of it followed by a line break, so a run of records in a line format is
+    /// one slice of it, decoded in place.
+    pub lines: Option<bytes::Bytes>,
 }
 
 /// The tumbling-window part of a Kinesis event: Lambda passes the state the previous invocation
@@ -241,6 +245,7 @@ pub fn parse(event: &Value) -> Parsed {
         error: None,
         sqs: false,
         window: tumbling_window(event),
+        lines: None,
     };
     if p.window.is_some()
         && event

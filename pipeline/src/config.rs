@@ -327,6 +327,25 @@ pub struct OutputConfig {
     /// a digest of the row, spreading rows evenly over the shards).
     #[serde(default)]
     pub partition_key: Option<String>,
+    /// Server-side encryption of every object the pipeline writes to S3 (outputs, rejects,
+    /// index): `sse-s3` (S3-managed keys) or `sse-kms` (a KMS key: `kms_key_id`, else the
+    /// account's `aws/s3` key). Unset, the bucket's default encryption applies.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
+    /// The KMS key (id, ARN or `alias/…`) for `encryption = "sse-kms"`.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+}
+
+/// `[output] encryption`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Encryption {
+    /// `sse-s3`: S3-managed keys (AES256).
+    #[serde(rename = "sse-s3")]
+    SseS3,
+    /// `sse-kms`: a KMS key.
+    #[serde(rename = "sse-kms")]
+    SseKms,
 }
 
 impl OutputConfig {
@@ -341,6 +360,8 @@ impl OutputConfig {
             max_open_partitions: default_max_open_partitions(),
             deadline_reserve_ms: default_deadline_reserve_ms(),
             partition_key: None,
+            encryption: None,
+            kms_key_id: None,
         }
     }
 }
@@ -1506,6 +1527,18 @@ impl Plan {
             sluice_processors::expr::Compiled::new(text, s)
                 .map_err(|e| cx.err(&at("partition_key"), e.to_string()))?;
         }
+        if out.kms_key_id.is_some() && out.encryption != Some(Encryption::SseKms) {
+            return Err(cx.err(
+                &at("kms_key_id"),
+                "a KMS key is used by encryption = \"sse-kms\" only; set it, or remove kms_key_id",
+            ));
+        }
+        if out.kms_key_id.as_deref().is_some_and(str::is_empty) {
+            return Err(cx.err(
+                &at("kms_key_id"),
+                "is empty; name a KMS key id, ARN or alias/…",
+            ));
+        }
         let valid_compression: &[&str] = match out.format {
             OutputFormat::Parquet => &["zstd", "snappy", "none"],
             OutputFormat::Ndjson => &["none", "gzip"],
@@ -1918,6 +1951,50 @@ uri = "s3://out/rejects/"
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn server_side_encryption_is_checked_where_it_is_written() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "partition_by = [\"day\"]\n",
+                &format!("partition_by = [\"day\"]\n{extra}"),
+            )
+        };
+        let p = check(&with(
+            "encryption = \"sse-kms\"\nkms_key_id = \"alias/etl\"\n",
+        ))
+        .unwrap();
+        assert_eq!(p.config.output.encryption, Some(Encryption::SseKms));
+        assert_eq!(p.config.output.kms_key_id.as_deref(), Some("alias/etl"));
+        let p = check(&with("encryption = \"sse-s3\"\n")).unwrap();
+        assert_eq!(p.config.output.encryption, Some(Encryption::SseS3));
+        // A key without SSE-KMS, an empty key, and an unknown kind: file, line and key named.
+        for (extra, line, key, says) in [
+            (
+                "kms_key_id = \"alias/etl\"\n",
+                20,
+                "output.kms_key_id",
+                "sse-kms",
+            ),
+            (
+                "encryption = \"sse-s3\"\nkms_key_id = \"k\"\n",
+                21,
+                "output.kms_key_id",
+                "sse-kms",
+            ),
+            (
+                "encryption = \"sse-kms\"\nkms_key_id = \"\"\n",
+                21,
+                "output.kms_key_id",
+                "empty",
+            ),
+            ("encryption = \"aes\"\n", 20, "output.encryption", "sse-s3"),
+        ] {
+            let e = check(&with(extra)).unwrap_err();
+            assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
     }
 
     #[test]

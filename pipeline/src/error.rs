@@ -39,6 +39,15 @@ pub enum Error {
         /// `s3://bucket/key`.
         location: String,
     },
+    /// The object named by the event was written by this same pipeline (its S3 metadata carries
+    /// the pipeline's marker): processing it would invoke the pipeline again, and again.
+    #[error("{location}: {}", own_output(pipeline))]
+    OwnOutput {
+        /// `s3://bucket/key`.
+        location: String,
+        /// The pipeline's name.
+        pipeline: String,
+    },
     /// An object could not be processed.
     #[error("{location}: {source}")]
     Object {
@@ -65,6 +74,14 @@ pub enum Error {
 /// Why an object named by an event could not be read: it is not there.
 pub const MISSING: &str = "no such object (deleted after the notification?)";
 
+/// Why an object named by an event is not read: the pipeline named `pipeline` (this one) wrote it.
+pub fn own_output(pipeline: &str) -> String {
+    format!(
+        "written by this pipeline (metadata x-amz-meta-sluice-pipeline: {pipeline}); \
+         skipped by the recursive-invocation guard"
+    )
+}
+
 impl Error {
     /// Whether a retry of the invocation may succeed.
     pub fn retryable(&self) -> bool {
@@ -81,6 +98,15 @@ impl Error {
         match self {
             Error::Missing { .. } => true,
             Error::Object { source, .. } => source.missing(),
+            _ => false,
+        }
+    }
+
+    /// Whether the object is one this pipeline wrote (its metadata marker).
+    pub fn is_own_output(&self) -> bool {
+        match self {
+            Error::OwnOutput { .. } => true,
+            Error::Object { source, .. } => source.is_own_output(),
             _ => false,
         }
     }

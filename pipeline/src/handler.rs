@@ -472,6 +472,13 @@ impl Handler {
                         info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
                         self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), MISSING);
                     }
+                    Err(e) if e.is_own_output() => {
+                        // Written by this pipeline (its metadata marker): processing it would
+                        // trigger the pipeline again, and again.
+                        warn!(bucket = %obj.bucket, key = %obj.key, "Object written by this pipeline; skipped (recursive-invocation guard).");
+                        let reason = crate::own_output(&self.plan.config.name);
+                        self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), &reason);
+                    }
                     Err(e) => {
                         if cataloging {
                             catalog.push(CatalogRow::new(

@@ -81,7 +81,7 @@ use std::sync::Arc;
 use sluice_processors::StageFactory;
 
 pub use config::Plan;
-pub use error::{ConfigError, Error, MISSING};
+pub use error::{ConfigError, Error, MISSING, own_output};
 pub use handler::{Handler, Summary};
 use store::{FsStore, ObjectStore};
 
@@ -172,7 +172,11 @@ impl Pipeline {
             lambda::init_logging();
             #[cfg(feature = "s3")]
             {
-                let s3: Arc<dyn ObjectStore> = Arc::new(store::S3Store::from_env(None).await);
+                let s3: Arc<dyn ObjectStore> = Arc::new(
+                    store::S3Store::from_env(None)
+                        .await
+                        .for_pipeline(&self.plan.config),
+                );
                 let handler = self.handler_with_streams(s3.clone(), s3, None).await;
                 return match lambda::serve(handler).await {
                     Ok(()) => 0,

@@ -223,7 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match &endpoint_url
             {
                 Some(url) => {
-                    let s3 = match s3_store(Some(url)).await {
+                    let s3 = match s3_store(Some(url), Some(&pipeline)).await {
                         Ok(s) => s,
                         Err(e) => {
                             eprintln!("sluice: {e}");
@@ -326,7 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 match index.strip_prefix("s3://") {
                     Some(rest) => {
                         let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
-                        match s3_store(endpoint_url.as_deref()).await {
+                        match s3_store(endpoint_url.as_deref(), None).await {
                             Ok(s) => (s, b.to_string(), p.to_string()),
                             Err(e) => {
                                 eprintln!("sluice: {e}");
@@ -504,18 +504,25 @@ fn read_lines(files: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(lines)
 }
 
-/// The S3 store (at `endpoint` when given, else the SDK's default endpoint for the environment).
+/// The S3 store (at `endpoint` when given, else the SDK's default endpoint for the environment);
+/// for a pipeline, its writes carry the pipeline's marker and encryption
+/// ([`sluice_pipeline::store::S3Store::for_pipeline`]).
 #[cfg(feature = "s3")]
-async fn s3_store(endpoint: Option<&str>) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    Ok(Arc::new(
-        sluice_pipeline::store::S3Store::from_env(endpoint).await,
-    ))
+async fn s3_store(
+    endpoint: Option<&str>,
+    pipeline: Option<&Pipeline>,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let store = sluice_pipeline::store::S3Store::from_env(endpoint).await;
+    Ok(Arc::new(match pipeline {
+        Some(p) => store.for_pipeline(&p.plan().config),
+        None => store,
+    }))
 }
 
 /// The handler `serve` runs: the S3 store (and a Kinesis client for a `kinesis://` output) from
 /// the standard AWS chain.
 async fn serving_handler(pipeline: &Pipeline) -> anyhow::Result<sluice_pipeline::handler::Handler> {
-    let s3 = s3_store(None).await?;
+    let s3 = s3_store(None, Some(pipeline)).await?;
     Ok(pipeline.handler_with_streams(s3.clone(), s3, None).await)
 }
 
@@ -689,6 +696,9 @@ fn cold_start(exe: &std::path::Path, config: &std::path::Path) -> anyhow::Result
 }
 
 #[cfg(not(feature = "s3"))]
-async fn s3_store(_endpoint: Option<&str>) -> anyhow::Result<Arc<dyn ObjectStore>> {
+async fn s3_store(
+    _endpoint: Option<&str>,
+    _pipeline: Option<&Pipeline>,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
     anyhow::bail!("this sluice was built without the `s3` feature, so it cannot read or write S3")
 }

@@ -3,7 +3,7 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -18,6 +18,38 @@ pub const PART_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
+    stamp: std::sync::Arc<Stamp>,
+}
+
+/// The metadata key that marks an object as a pipeline's output (`x-amz-meta-sluice-pipeline`),
+/// its value the pipeline's name.
+pub const MARKER: &str = "sluice-pipeline";
+
+/// What a pipeline's store puts on every object it writes, and refuses to read back.
+#[derive(Debug, Default)]
+struct Stamp {
+    /// The pipeline's name: written as [`MARKER`]; an object carrying it is not read.
+    pipeline: Option<String>,
+    /// Server-side encryption requested on every write, with the KMS key for SSE-KMS.
+    sse: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
+}
+
+impl Stamp {
+    /// `Err` when `metadata` marks the object as this pipeline's own output.
+    fn check(
+        &self,
+        location: &str,
+        metadata: Option<&std::collections::HashMap<String, String>>,
+    ) -> Result<(), Error> {
+        match (&self.pipeline, metadata.and_then(|m| m.get(MARKER))) {
+            (Some(own), Some(found)) if own == found => Err(Error::OwnOutput {
+                location: location.to_string(),
+                pipeline: own.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -46,7 +78,28 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
 impl S3Store {
     /// A store on an existing client.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            stamp: Default::default(),
+        }
+    }
+
+    /// The store of one pipeline: every object it writes carries the pipeline's name as
+    /// `x-amz-meta-sluice-pipeline` and the server-side encryption `[output] encryption` asks
+    /// for; an object carrying this pipeline's name is refused on read
+    /// ([`Error::OwnOutput`]: the handler skips it), the run-time half of the
+    /// recursive-invocation guard.
+    pub fn for_pipeline(mut self, config: &crate::config::PipelineConfig) -> Self {
+        use crate::config::Encryption;
+        self.stamp = std::sync::Arc::new(Stamp {
+            pipeline: Some(config.name.clone()),
+            sse: config.output.encryption.map(|e| match e {
+                Encryption::SseS3 => ServerSideEncryption::Aes256,
+                Encryption::SseKms => ServerSideEncryption::AwsKms,
+            }),
+            kms_key_id: config.output.kms_key_id.clone(),
+        });
+        self
     }
 
     /// A client from the standard chain (environment, profile, container and instance credentials;
@@ -61,9 +114,7 @@ impl S3Store {
         if custom {
             b = b.force_path_style(true);
         }
-        Self {
-            client: Client::from_conf(b.build()),
-        }
+        Self::new(Client::from_conf(b.build()))
     }
 
     /// The client, for callers that need more than get and put.
@@ -88,7 +139,10 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
             {
-                Ok(out) => Ok(Box::pin(out.body.into_async_read()) as ByteReader),
+                Ok(out) => {
+                    self.stamp.check(&loc, out.metadata())?;
+                    Ok(Box::pin(out.body.into_async_read()) as ByteReader)
+                }
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
                     Err(not_found(loc))
                 }
@@ -111,6 +165,7 @@ impl ObjectStore for S3Store {
                 key: key.to_string(),
                 content_type: meta.content_type.to_string(),
                 cache_control: meta.cache_control.map(str::to_string),
+                stamp: self.stamp.clone(),
                 buf: BytesMut::new(),
                 upload_id: None,
                 parts: Vec::new(),
@@ -131,7 +186,10 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
             {
-                Ok(out) => Ok(out.content_length().unwrap_or(0).max(0) as u64),
+                Ok(out) => {
+                    self.stamp.check(&loc, out.metadata())?;
+                    Ok(out.content_length().unwrap_or(0).max(0) as u64)
+                }
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                     Err(not_found(loc))
                 }
@@ -161,6 +219,7 @@ impl ObjectStore for S3Store {
                 .send()
                 .await
                 .map_err(|e| classify(loc.clone(), e))?;
+            self.stamp.check(&loc, out.metadata())?;
             let body = out.body.collect().await.map_err(|e| Error::Store {
                 location: loc,
                 message: format!("reading a range: {e}"),
@@ -211,6 +270,7 @@ struct S3Writer {
     key: String,
     content_type: String,
     cache_control: Option<String>,
+    stamp: std::sync::Arc<Stamp>,
     buf: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
@@ -222,6 +282,11 @@ impl S3Writer {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
+    fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
+        let name = self.stamp.pipeline.clone()?;
+        Some([(MARKER.to_string(), name)].into())
+    }
+
     async fn upload_part(&mut self) -> Result<(), Error> {
         if self.upload_id.is_none() {
             let out = self
@@ -231,6 +296,9 @@ impl S3Writer {
                 .key(&self.key)
                 .content_type(&self.content_type)
                 .set_cache_control(self.cache_control.clone())
+                .set_metadata(self.metadata())
+                .set_server_side_encryption(self.stamp.sse.clone())
+                .set_ssekms_key_id(self.stamp.kms_key_id.clone())
                 .send()
                 .await
                 .map_err(|e| classify(self.loc(), e))?;
@@ -289,6 +357,9 @@ impl ObjectWriter for S3Writer {
                     .key(&self.key)
                     .content_type(&self.content_type)
                     .set_cache_control(self.cache_control.clone())
+                    .set_metadata(self.metadata())
+                    .set_server_side_encryption(self.stamp.sse.clone())
+                    .set_ssekms_key_id(self.stamp.kms_key_id.clone())
                     .body(ByteStream::from(body))
                     .send()
                     .await

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
 use sluice_pipeline::event;
 use sluice_pipeline::store::S3Store;
 
@@ -170,6 +171,105 @@ async fn replay_against_s3_matches_local_replay_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn outputs_are_encrypted_and_marked_and_never_read_back_by_their_pipeline() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = (bucket("sse-in"), bucket("sse-out"));
+    c.create_bucket().bucket(&inb).send().await.unwrap();
+    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let key = "clickstream/2026/11/22/web+app events.ndjson";
+    let body = std::fs::read(fixtures().join("objects/analytics-in").join(key)).unwrap();
+    put(&c, &inb, key, body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(dir.path(), &outb))
+        .unwrap()
+        .replace(
+            "partition_by = [\"day\"]",
+            "partition_by = [\"day\"]\nencryption = \"sse-kms\"\nkms_key_id = \"alias/sluice-test\"",
+        );
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let replay = |records: Vec<serde_json::Value>| {
+        let ev = dir.path().join("event.json");
+        std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
+        let o = sluice(&[
+            "replay",
+            cfg.to_str().unwrap(),
+            ev.to_str().unwrap(),
+            "--endpoint-url",
+            &ep,
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        summaries(&o).remove(0)
+    };
+    let s = replay(vec![event::s3_record(&inb, key, body.len() as u64, "e")]);
+    assert_eq!(s["objects"], 1, "{s}");
+    let written = keys(&c, &outb).await;
+    // The outputs and the rejects file: every object the pipeline writes.
+    assert!(
+        written.iter().any(|k| k.contains("rejects/")),
+        "{written:?}"
+    );
+    assert!(written.len() >= 2, "{written:?}");
+    for k in &written {
+        let head = c.head_object().bucket(&outb).key(k).send().await.unwrap();
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms),
+            "{k}"
+        );
+        assert!(
+            head.ssekms_key_id()
+                .is_some_and(|id| id.contains("alias/sluice-test")),
+            "{k}: {:?}",
+            head.ssekms_key_id()
+        );
+        assert_eq!(
+            head.metadata().and_then(|m| m.get("sluice-pipeline")),
+            Some(&"clickstream".to_string()),
+            "{k}"
+        );
+    }
+
+    // An output copied back under the input's keys (CopyObject keeps its metadata) is not
+    // processed again: the marker stops the loop even where the paths do not. An object another
+    // pipeline wrote is input like any other (pipelines may chain).
+    let output = written.iter().find(|k| !k.contains("rejects/")).unwrap();
+    let copied = "clickstream/2026/11/30/copied.ndjson";
+    c.copy_object()
+        .bucket(&inb)
+        .key(copied)
+        .copy_source(format!("{outb}/{output}"))
+        .send()
+        .await
+        .unwrap();
+    let chained = "clickstream/2026/11/30/from-another-pipeline.ndjson";
+    c.put_object()
+        .bucket(&inb)
+        .key(chained)
+        .metadata("sluice-pipeline", "sessions")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    let s = replay(vec![
+        event::s3_record(&inb, copied, 100, "c"),
+        event::s3_record(&inb, chained, body.len() as u64, "d"),
+    ]);
+    assert_eq!(
+        (s["objects"].as_u64(), s["skipped"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["skips"][0]["source"], format!("s3://{inb}/{copied}"));
+    assert_eq!(
+        s["skips"][0]["reason"],
+        sluice_pipeline::own_output("clickstream")
+    );
+}
+
+#[tokio::test]
 async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
@@ -202,7 +302,7 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
         .replace("analytics-out", &outb)
         .replace(
             "format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]",
-            "format = \"ndjson\"",
+            "format = \"ndjson\"\nencryption = \"sse-s3\"",
         );
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(&cfg, text).unwrap();
@@ -248,6 +348,22 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     assert!(
         uploads.uploads().is_empty(),
         "a multipart upload was left open"
+    );
+    // A multipart upload is encrypted and marked as a whole, as a single PutObject is.
+    let head = c
+        .head_object()
+        .bucket(&outb)
+        .key(&written[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    assert_eq!(
+        head.metadata().and_then(|m| m.get("sluice-pipeline")),
+        Some(&"clickstream".to_string())
     );
     // Input and output are both 40+ MB; the process must not hold either whole.
     if let Some(peak) = peak {

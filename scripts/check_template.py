@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""The SAM template's IAM is least privilege: the function reads only the input prefix, writes only
+the output and rejects prefixes, deletes nothing, and touches only the one stream, queue and key it
+is given. Run by scripts/test.sh (with cfn-lint's YAML reader, which knows !Sub and friends).
+
+The rules are checked on the template, then on broken copies of it, each of which must be refused,
+so the check cannot pass by checking nothing.
+
+Usage: check_template.py infra/template.yaml
+"""
+import copy
+import sys
+
+from cfnlint.decode import decode_str
+
+READ = {"s3:GetObject", "s3:GetObjectVersion"}
+WRITE = {"s3:PutObject", "s3:AbortMultipartUpload"}
+INPUT = "arn:${AWS::Partition}:s3:::${InputBucketName}/${InputPrefix}*"
+OUTPUTS = {
+    "arn:${AWS::Partition}:s3:::${OutputBucketName}/${OutputPrefix}*",
+    "arn:${AWS::Partition}:s3:::${OutputBucketName}/${RejectsPrefix}*",
+}
+# Services whose resources the template names by a parameter or one of its own resources.
+SCOPED = {"kinesis": "Ref", "kms": "Ref", "sqs": "Fn::GetAtt", "logs": "Fn::Sub"}
+
+
+def statements(template):
+    role = template["Resources"]["SluiceRole"]["Properties"]
+    for policy in role["Policies"]:
+        for st in policy["PolicyDocument"]["Statement"]:
+            # Conditional statements: the one that applies when the condition holds.
+            if isinstance(st, dict) and "Fn::If" in st:
+                st = st["Fn::If"][1]
+            yield st
+
+
+def listed(v):
+    return v if isinstance(v, list) else [v]
+
+
+def resource_text(r):
+    if isinstance(r, str):
+        return r
+    if "Fn::Sub" in r:
+        return r["Fn::Sub"] if isinstance(r["Fn::Sub"], str) else r["Fn::Sub"][0]
+    return None
+
+
+def problems(template):
+    found = []
+    for st in statements(template):
+        sid = st.get("Sid", "?")
+        if st.get("Effect") != "Allow" or "NotAction" in st or "NotResource" in st:
+            found.append(f"{sid}: only plain Allow statements")
+            continue
+        actions = listed(st["Action"])
+        resources = listed(st["Resource"])
+        for a in actions:
+            if "*" in a:
+                found.append(f"{sid}: wildcard action {a}")
+            if a.startswith("s3:Delete"):
+                found.append(f"{sid}: the function never deletes ({a})")
+        if "*" in resources and not all(a.startswith("xray:") for a in actions):
+            found.append(f"{sid}: Resource * for {actions}")
+        texts = {resource_text(r) for r in resources}
+        s3 = {a for a in actions if a.startswith("s3:")}
+        if s3 & READ and texts != {INPUT}:
+            found.append(f"{sid}: reads outside the input prefix: {texts}")
+        if s3 & WRITE and not texts <= OUTPUTS:
+            found.append(f"{sid}: writes outside the output and rejects prefixes: {texts}")
+        if s3 & READ and s3 & WRITE:
+            found.append(f"{sid}: reads and writes in one statement")
+        if "s3:ListBucket" in s3:
+            prefix = st.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+            if resource_text(prefix or "") != "${InputPrefix}*":
+                found.append(f"{sid}: listing not limited to the input prefix")
+        unknown = s3 - READ - WRITE - {"s3:ListBucket"}
+        if unknown:
+            found.append(f"{sid}: S3 actions beyond read, list and write: {sorted(unknown)}")
+        for a in actions:
+            service = a.split(":")[0]
+            if service in SCOPED and not all(isinstance(r, dict) and SCOPED[service] in r for r in resources):
+                found.append(f"{sid}: {service} resources not named by the template: {resources}")
+    return found
+
+
+def main():
+    text = open(sys.argv[1]).read()
+    template, errors = decode_str(text)
+    assert not errors, errors
+    found = problems(template)
+    assert not found, "\n".join(found)
+    sts = list(statements(template))
+    sids = {st["Sid"] for st in sts}
+    for needed in ["ReadInput", "ListInput", "WriteOutputAndRejects", "ReadStream", "WriteStream", "EncryptOutputs"]:
+        assert needed in sids, f"no {needed} statement"
+
+    # Broken copies, each of which the rules must refuse.
+    def broken(sid, change):
+        t = copy.deepcopy(template)
+        for st in statements(t):
+            if st.get("Sid") == sid:
+                change(st)
+        return problems(t)
+
+    cases = {
+        "read anywhere": broken("ReadInput", lambda st: st.update(Resource="*")),
+        "read the whole bucket": broken("ReadInput", lambda st: st.update(
+            Resource={"Fn::Sub": "arn:${AWS::Partition}:s3:::${InputBucketName}/*"})),
+        "write the input": broken("WriteOutputAndRejects", lambda st: st["Resource"].append({"Fn::Sub": INPUT})),
+        "s3:*": broken("WriteOutputAndRejects", lambda st: st.update(Action=["s3:*"])),
+        "delete": broken("WriteOutputAndRejects", lambda st: st["Action"].append("s3:DeleteObject")),
+        "list everything": broken("ListInput", lambda st: st.pop("Condition")),
+        "any stream": broken("ReadStream", lambda st: st.update(Resource="*")),
+        "any key": broken("EncryptOutputs", lambda st: st.update(Resource="*")),
+    }
+    for name, found in cases.items():
+        assert found, f"the rules let through: {name}"
+    print(f"IAM least privilege: {len(sts)} statements checked; {len(cases)} broken copies refused")
+
+
+if __name__ == "__main__":
+    main()

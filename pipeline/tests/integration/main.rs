@@ -1,8 +1,10 @@
 //! Integration tests: golden replays of every fixture event, the `sluice` command line, and the
-//! S3 store against a real S3 endpoint (moto's server, started by the test command).
+//! S3 store against a real S3 endpoint (moto's server, started by the test command), with faults
+//! injected between them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod faults;
 mod golden;
 #[cfg(feature = "image")]
 mod images;

@@ -3,6 +3,7 @@
 //! injected between them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bad_input;
 mod cli;
 mod faults;
 mod golden;

@@ -102,12 +102,13 @@ impl Error {
         }
     }
 
-    /// Whether the object is one this pipeline wrote (its metadata marker).
-    pub fn is_own_output(&self) -> bool {
+    /// The pipeline whose own output the object is (its metadata marker), when that is why it
+    /// was not read.
+    pub fn own_output_of(&self) -> Option<&str> {
         match self {
-            Error::OwnOutput { .. } => true,
-            Error::Object { source, .. } => source.is_own_output(),
-            _ => false,
+            Error::OwnOutput { pipeline, .. } => Some(pipeline),
+            Error::Object { source, .. } => source.own_output_of(),
+            _ => None,
         }
     }
 }

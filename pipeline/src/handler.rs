@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::Serialize;
 use serde_json::Value;
-use sluice_processors::decode::Decoded;
+use sluice_processors::decode::{Decoded, Decoder};
 use sluice_processors::sniff::{GZIP_MAGIC, ZSTD_MAGIC};
 use sluice_processors::{Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -472,11 +472,11 @@ impl Handler {
                         info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
                         self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), MISSING);
                     }
-                    Err(e) if e.is_own_output() => {
+                    Err(ref e) if let Some(pipeline) = e.own_output_of() => {
                         // Written by this pipeline (its metadata marker): processing it would
                         // trigger the pipeline again, and again.
                         warn!(bucket = %obj.bucket, key = %obj.key, "Object written by this pipeline; skipped (recursive-invocation guard).");
-                        let reason = crate::own_output(&self.plan.config.name);
+                        let reason = crate::own_output(pipeline);
                         self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), &reason);
                     }
                     Err(e) => {
@@ -616,17 +616,12 @@ impl Handler {
         };
         let mut decoded = Decoded::default();
         let mut inflated = Vec::new();
-        let mut schema = None;
         // With stream columns, each payload's rows are flushed and tagged with where they came
         // from, then gathered back into full batches so the stages never see tiny ones.
         let cols = self.plan.stream_columns();
         let batch_rows = self.plan.config.input.batch_rows.max(1);
         let mut tagged: Vec<RecordBatch> = Vec::new();
-        let mut joined: Vec<u8> = Vec::new();
-        // Records whose data lie back to back in `lines` (each followed by its line break) are
-        // decoded in place, a run at a time; others are copied into `joined`. At most one of the
-        // two holds text at any time, so the decoder meets the records in order.
-        let mut run = 0..0;
+        let mut pending = Pending::default();
         for (n, rec) in recs.iter().enumerate() {
             if stop.is_some_and(|t| Instant::now() >= t) {
                 result.stopped_at = Some(n);
@@ -685,39 +680,7 @@ impl Handler {
                     Some(d) if cols.is_empty() => {
                         // Records' lines are gathered and decoded a large block at a time: one
                         // decoder call per record would cost more than the records themselves.
-                        let in_place = lines.and_then(|l| Some(l).zip(line_in(l, payload)));
-                        if let Some((l, (start, end))) = in_place {
-                            if !joined.is_empty() {
-                                d.decode(&joined, &mut decoded)?;
-                                joined.clear();
-                            }
-                            if start != run.end {
-                                if !run.is_empty() {
-                                    d.decode(&l[run.clone()], &mut decoded)?;
-                                }
-                                run = start..start;
-                            }
-                            run.end = end;
-                            if run.len() >= JOIN_BYTES {
-                                d.decode(&l[run.clone()], &mut decoded)?;
-                                run = end..end;
-                                schema = d.schema();
-                            }
-                        } else {
-                            if let Some(l) = lines.filter(|_| !run.is_empty()) {
-                                d.decode(&l[run.clone()], &mut decoded)?;
-                                run = run.end..run.end;
-                            }
-                            joined.extend_from_slice(payload);
-                            if !payload.ends_with(b"\n") {
-                                joined.push(b'\n');
-                            }
-                            if joined.len() >= JOIN_BYTES {
-                                d.decode(&joined, &mut decoded)?;
-                                joined.clear();
-                                schema = d.schema();
-                            }
-                        }
+                        pending.add(d.as_mut(), lines, payload, &mut decoded)?;
                     }
                     Some(d) => {
                         d.decode(payload, &mut doc)?;
@@ -725,19 +688,15 @@ impl Handler {
                             d.decode(b"\n", &mut doc)?;
                         }
                         d.flush(&mut doc)?;
-                        schema = d.schema();
                     }
                     None => {
                         let mut d = self.plan.decoder("")?;
-                        match d
+                        if let Err(e) = d
                             .decode(payload, &mut doc)
                             .and_then(|()| d.finish(&mut doc))
                         {
-                            Ok(()) => schema = schema.or_else(|| d.schema()),
-                            Err(e) => {
-                                doc = Decoded::default();
-                                decoded.rejects.push(reject(&e.to_string(), payload));
-                            }
+                            doc = Decoded::default();
+                            decoded.rejects.push(reject(&e.to_string(), payload));
                         }
                     }
                 }
@@ -760,40 +719,19 @@ impl Handler {
                     decoded.batches.push(gather(&mut tagged)?);
                 }
             }
-            self.drain(
-                batch_schema(&decoded, &schema),
-                &mut decoded,
-                chain,
-                outputs,
-                rejects,
-                result,
-            )
-            .await?;
+            self.drain(&mut decoded, chain, outputs, rejects, result)
+                .await?;
         }
         if let Some(d) = shared.as_mut() {
-            let mut rest = Decoded::default();
-            if let Some(l) = lines.filter(|_| !run.is_empty()) {
-                d.decode(&l[run], &mut rest)?;
-            }
-            d.decode(&joined, &mut rest)?;
-            d.finish(&mut rest)?;
             // With stream columns every row was flushed at its record's end; nothing is left.
-            decoded.rejects.append(&mut rest.rejects);
-            decoded.batches.append(&mut rest.batches);
-            schema = d.schema();
+            pending.flush(d.as_mut(), lines, &mut decoded)?;
+            d.finish(&mut decoded)?;
         }
         if !tagged.is_empty() {
             decoded.batches.push(gather(&mut tagged)?);
         }
-        self.drain(
-            batch_schema(&decoded, &schema),
-            &mut decoded,
-            chain,
-            outputs,
-            rejects,
-            result,
-        )
-        .await
+        self.drain(&mut decoded, chain, outputs, rejects, result)
+            .await
     }
 
     /// Every object through one chain; one set of outputs named after all of them.
@@ -1070,15 +1008,8 @@ impl Handler {
                 } else {
                     decoder.decode(&buf[..n], &mut decoded)?;
                 }
-                self.drain(
-                    decoder.schema(),
-                    &mut decoded,
-                    chain,
-                    outputs,
-                    rejects,
-                    result,
-                )
-                .await?;
+                self.drain(&mut decoded, chain, outputs, rejects, result)
+                    .await?;
                 if n == 0 {
                     break;
                 }
@@ -1162,7 +1093,7 @@ impl Handler {
                     .rejects
                     .push(sluice_processors::Reject::new(1, reason, &data));
                 return self
-                    .drain(None, &mut decoded, chain, outputs, rejects, result)
+                    .drain(&mut decoded, chain, outputs, rejects, result)
                     .await;
             }
         };
@@ -1199,7 +1130,7 @@ impl Handler {
         if !self.plan.stages.is_empty() {
             let schema = crate::config::rendition_schema();
             let batch = rows.finish(&schema)?;
-            self.feed(Some(schema), vec![batch], chain, outputs, rejects, result)
+            self.feed(vec![batch], chain, outputs, rejects, result)
                 .await?;
         }
         Ok(())
@@ -1254,15 +1185,8 @@ impl Handler {
                 batches: vec![batch.clone()],
                 rejects: Vec::new(),
             };
-            self.drain(
-                Some(batch.schema()),
-                &mut decoded,
-                chain,
-                outputs,
-                rejects,
-                result,
-            )
-            .await?;
+            self.drain(&mut decoded, chain, outputs, rejects, result)
+                .await?;
         }
         Ok(())
     }
@@ -1391,7 +1315,6 @@ impl Handler {
 
     async fn drain(
         &self,
-        schema: Option<arrow_schema::SchemaRef>,
         decoded: &mut Decoded,
         chain: &mut Option<Chain>,
         outputs: &mut Outputs,
@@ -1403,28 +1326,24 @@ impl Handler {
         rejects.write(&rj).await?;
         let batches = std::mem::take(&mut decoded.batches);
         result.records_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        self.feed(schema, batches, chain, outputs, rejects, result)
-            .await
+        self.feed(batches, chain, outputs, rejects, result).await
     }
 
-    /// Batches through the chain (built for `schema` on first use), and what comes out written.
+    /// Batches through the chain (built on first use for the first batch's schema), and what
+    /// comes out written.
     async fn feed(
         &self,
-        schema: Option<arrow_schema::SchemaRef>,
         batches: Vec<RecordBatch>,
         chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
         result: &mut ObjectResult,
     ) -> Result<(), Error> {
-        if batches.is_empty() {
+        let Some(first) = batches.first() else {
             return Ok(());
-        }
+        };
         if chain.is_none() {
-            let Some(input) = schema else {
-                return Ok(());
-            };
-            *chain = Some(self.build_chain(input)?);
+            *chain = Some(self.build_chain(first.schema())?);
         }
         let Some(chain) = chain.as_mut() else {
             return Ok(());
@@ -1558,6 +1477,69 @@ async fn write_out(
 /// Stream records' lines are decoded in blocks of about this many bytes.
 const JOIN_BYTES: usize = 1 << 20;
 
+/// Line text waiting for the batch's shared decoder, gathered so that it is decoded a large block
+/// at a time (one decoder call per record would cost more than the records themselves): a run of
+/// records lying back to back in the batch's `lines` buffer, decoded in place, or copies of
+/// records that do not. At most one of the two holds text at a time, so the decoder meets the
+/// records in order.
+#[derive(Default)]
+struct Pending {
+    run: std::ops::Range<usize>,
+    copied: Vec<u8>,
+}
+
+impl Pending {
+    /// One record's payload, ended by a line break.
+    fn add(
+        &mut self,
+        d: &mut dyn Decoder,
+        lines: Option<&bytes::Bytes>,
+        payload: &[u8],
+        out: &mut Decoded,
+    ) -> Result<(), Error> {
+        match lines.and_then(|l| line_in(l, payload)) {
+            Some((start, end)) => {
+                if start != self.run.end || !self.copied.is_empty() {
+                    self.flush(d, lines, out)?;
+                    self.run = start..start;
+                }
+                self.run.end = end;
+            }
+            None => {
+                if !self.run.is_empty() {
+                    self.flush(d, lines, out)?;
+                }
+                self.copied.extend_from_slice(payload);
+                if !payload.ends_with(b"\n") {
+                    self.copied.push(b'\n');
+                }
+            }
+        }
+        if self.run.len() + self.copied.len() >= JOIN_BYTES {
+            self.flush(d, lines, out)?;
+        }
+        Ok(())
+    }
+
+    /// Decode what is waiting.
+    fn flush(
+        &mut self,
+        d: &mut dyn Decoder,
+        lines: Option<&bytes::Bytes>,
+        out: &mut Decoded,
+    ) -> Result<(), Error> {
+        if let Some(l) = lines.filter(|_| !self.run.is_empty()) {
+            d.decode(&l[self.run.clone()], out)?;
+        }
+        self.run = self.run.end..self.run.end;
+        if !self.copied.is_empty() {
+            d.decode(&self.copied, out)?;
+            self.copied.clear();
+        }
+        Ok(())
+    }
+}
+
 /// A stream batch's records, and the buffer their data were decoded into when one holds them all
 /// ([`trigger::Parsed::lines`]).
 #[derive(Clone, Copy)]
@@ -1649,19 +1631,6 @@ pub struct StageTime {
     pub stage: String,
     /// Milliseconds in its `push` and `finish` calls.
     pub ms: f64,
-}
-
-/// The schema of the batches about to be drained: theirs when there are any (stream columns
-/// included), else the decoder's.
-fn batch_schema(
-    decoded: &Decoded,
-    decoder: &Option<arrow_schema::SchemaRef>,
-) -> Option<arrow_schema::SchemaRef> {
-    decoded
-        .batches
-        .first()
-        .map(RecordBatch::schema)
-        .or_else(|| decoder.clone())
 }
 
 /// One batch of the tagged rows gathered so far.

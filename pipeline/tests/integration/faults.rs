@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use sluice_pipeline::event;
 
-use crate::s3::{bucket, client, endpoint, keys, put};
+use crate::s3::{
+    bucket, clickstream_line, client, endpoint, keys, ndjson_config, put, replay_at, write_event,
+};
 use crate::support::*;
 
 /// What the proxy does to a matching request.
@@ -200,54 +202,30 @@ async fn setup(
     );
     c.create_bucket().bucket(&inb).send().await.unwrap();
     c.create_bucket().bucket(&outb).send().await.unwrap();
-    let mut body = Vec::new();
-    for n in 0..lines {
-        body.extend_from_slice(
-            format!(
-                "{{\"ts\":\"2026-11-22T10:{:02}:{:02}Z\",\"user_id\":\"u{n:06}\",\"event_type\":\"click\",\"page\":\"/p/{}\",\"latency_ms\":{},\"bytes\":{},\"geo\":{{\"country\":\"DE\",\"city\":\"Berlin\"}},\"pad\":\"{}\"}}\n",
-                n / 60 % 60, n % 60, n % 97, 500 + n % 1000, n % 5000, "x".repeat(n % 7)
-            )
-            .as_bytes(),
-        );
-    }
+    let body: Vec<u8> = (0..lines as u64)
+        .flat_map(|n| clickstream_line(n).into_bytes())
+        .collect();
     let key = format!("clickstream/faults/{name}.ndjson");
     put(c, &inb, &key, body.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(example_config())
-        .unwrap()
-        .replace(
-            "s3://analytics-out/clickstream/",
-            &format!("s3://{outb}/out/"),
-        )
-        .replace("analytics-out", &outb)
-        .replace(
-            "format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]",
-            "format = \"ndjson\"",
-        );
-    std::fs::write(dir.path().join("pipeline.toml"), text).unwrap();
     std::fs::write(
-        dir.path().join("event.json"),
-        serde_json::to_vec(&event::s3_event(vec![event::s3_record(
-            &inb,
-            &key,
-            body.len() as u64,
-            "e",
-        )]))
-        .unwrap(),
+        dir.path().join("pipeline.toml"),
+        ndjson_config(&outb, "out/", ""),
     )
     .unwrap();
+    write_event(
+        dir.path(),
+        vec![event::s3_record(&inb, &key, body.len() as u64, "e")],
+    );
     (inb, outb, key, dir)
 }
 
 fn replay(dir: &std::path::Path, endpoint: &str) -> std::process::Output {
-    sluice(&[
-        "replay",
-        dir.join("pipeline.toml").to_str().unwrap(),
-        dir.join("event.json").to_str().unwrap(),
-        "--endpoint-url",
+    replay_at(
+        &dir.join("pipeline.toml"),
+        &dir.join("event.json"),
         endpoint,
-        "--json",
-    ])
+    )
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The real `aws-sdk-s3` client against a local S3 endpoint (moto's server, started by
 //! `scripts/test.sh`, which exports `SLUICE_TEST_S3_ENDPOINT` and test credentials).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aws_sdk_s3::Client;
@@ -86,6 +87,53 @@ pub fn config(dir: &std::path::Path, output: &str) -> std::path::PathBuf {
     path
 }
 
+/// The example pipeline writing NDJSON under `s3://{output}/{prefix}` (rejects in the same
+/// bucket), with `extra` lines added to its `[output]`.
+pub fn ndjson_config(output: &str, prefix: &str, extra: &str) -> String {
+    std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace(
+            "s3://analytics-out/clickstream/",
+            &format!("s3://{output}/{prefix}"),
+        )
+        .replace("analytics-out", output)
+        .replace(
+            "format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]",
+            &format!("format = \"ndjson\"{extra}"),
+        )
+}
+
+/// Generated clickstream line `n` with the example's fields, newline included.
+pub fn clickstream_line(n: u64) -> String {
+    format!(
+        "{{\"ts\":\"2026-11-22T10:{:02}:{:02}Z\",\"user_id\":\"u{n:06}\",\"event_type\":\"click\",\"page\":\"/p/{}\",\"latency_ms\":{},\"bytes\":{},\"geo\":{{\"country\":\"DE\",\"city\":\"Berlin\"}}}}\n",
+        n / 60 % 60,
+        n % 60,
+        n % 97,
+        500 + n % 1000,
+        n % 5000
+    )
+}
+
+/// `dir/event.json`: an S3 event of `records`.
+pub fn write_event(dir: &Path, records: Vec<serde_json::Value>) -> PathBuf {
+    let ev = dir.join("event.json");
+    std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
+    ev
+}
+
+/// `sluice replay CONFIG EVENT --endpoint-url ENDPOINT --json`.
+pub fn replay_at(cfg: &Path, ev: &Path, endpoint: &str) -> std::process::Output {
+    sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        ev.to_str().unwrap(),
+        "--endpoint-url",
+        endpoint,
+        "--json",
+    ])
+}
+
 #[tokio::test]
 async fn replay_against_s3_matches_local_replay_byte_for_byte() {
     let Some(ep) = endpoint() else { return };
@@ -111,17 +159,8 @@ async fn replay_against_s3_matches_local_replay_byte_for_byte() {
     ));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &outb);
-    let ev = dir.path().join("event.json");
-    std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
-
-    let o = sluice(&[
-        "replay",
-        cfg.to_str().unwrap(),
-        ev.to_str().unwrap(),
-        "--endpoint-url",
-        &ep,
-        "--json",
-    ]);
+    let ev = write_event(dir.path(), records);
+    let o = replay_at(&cfg, &ev, &ep);
     // S3's NoSuchKey for the object deleted since its notification: skipped, said why.
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let s = &summaries(&o)[0];
@@ -190,16 +229,7 @@ async fn outputs_are_encrypted_and_marked_and_never_read_back_by_their_pipeline(
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(&cfg, text).unwrap();
     let replay = |records: Vec<serde_json::Value>| {
-        let ev = dir.path().join("event.json");
-        std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
-        let o = sluice(&[
-            "replay",
-            cfg.to_str().unwrap(),
-            ev.to_str().unwrap(),
-            "--endpoint-url",
-            &ep,
-            "--json",
-        ]);
+        let o = replay_at(&cfg, &write_event(dir.path(), records), &ep);
         assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
         summaries(&o).remove(0)
     };
@@ -280,41 +310,20 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     let mut body = Vec::with_capacity(42 << 20);
     let mut n = 0u64;
     while body.len() < 40 << 20 {
-        body.extend_from_slice(
-            format!(
-                "{{\"ts\":\"2026-11-22T10:{:02}:{:02}Z\",\"user_id\":\"u{n:06}\",\"event_type\":\"click\",\"page\":\"/p/{}\",\"latency_ms\":{},\"bytes\":{},\"geo\":{{\"country\":\"DE\",\"city\":\"Berlin\"}}}}\n",
-                n / 60 % 60, n % 60, n % 97, 500 + n % 1000, n % 5000
-            )
-            .as_bytes(),
-        );
+        body.extend_from_slice(clickstream_line(n).as_bytes());
         n += 1;
     }
     let key = "clickstream/big/part-0000.ndjson";
     let size = body.len() as u64;
     put(&c, &inb, key, body).await;
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(example_config())
-        .unwrap()
-        .replace(
-            "s3://analytics-out/clickstream/",
-            &format!("s3://{outb}/big/"),
-        )
-        .replace("analytics-out", &outb)
-        .replace(
-            "format = \"parquet\"\ncompression = \"zstd\"\npartition_by = [\"day\"]",
-            "format = \"ndjson\"\nencryption = \"sse-s3\"",
-        );
     let cfg = dir.path().join("pipeline.toml");
-    std::fs::write(&cfg, text).unwrap();
-    let ev = dir.path().join("event.json");
     std::fs::write(
-        &ev,
-        serde_json::to_vec(&event::s3_event(vec![event::s3_record(
-            &inb, key, size, "e",
-        )]))
-        .unwrap(),
+        &cfg,
+        ndjson_config(&outb, "big/", "\nencryption = \"sse-s3\""),
     )
     .unwrap();
+    let ev = write_event(dir.path(), vec![event::s3_record(&inb, key, size, "e")]);
 
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
@@ -427,23 +436,8 @@ async fn parquet_objects_are_read_by_range_from_s3() {
         format!("name = \"pq\"\n[input]\nformat = \"parquet\"\nkeys = [\"tables/**\"]\n[[stage]]\ntype = \"filter\"\nwhere = \"page = '/p/3'\"\n[output]\nuri = \"s3://{outb}/events/\"\n"),
     )
     .unwrap();
-    let ev = dir.path().join("event.json");
-    std::fs::write(
-        &ev,
-        serde_json::to_vec(&event::s3_event(vec![event::s3_record(
-            &inb, key, size, "e",
-        )]))
-        .unwrap(),
-    )
-    .unwrap();
-    let o = sluice(&[
-        "replay",
-        cfg.to_str().unwrap(),
-        ev.to_str().unwrap(),
-        "--endpoint-url",
-        &ep,
-        "--json",
-    ]);
+    let ev = write_event(dir.path(), vec![event::s3_record(&inb, key, size, "e")]);
+    let o = replay_at(&cfg, &ev, &ep);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let s = &summaries(&o)[0];
     assert_eq!(
@@ -454,4 +448,21 @@ async fn parquet_objects_are_read_by_range_from_s3() {
     let rows = parquet_rows(&get(&c, &outb, &written[0]).await);
     assert_eq!(rows.len(), 500);
     assert_eq!(rows[0], "{\"id\":3,\"page\":\"/p/3\"}");
+
+    // Its own output copied back under its keys: refused by the size lookup that precedes the
+    // ranged reads, and skipped with the guard's reason.
+    let copied = "tables/events/copied.parquet";
+    c.copy_object()
+        .bucket(&inb)
+        .key(copied)
+        .copy_source(format!("{outb}/{}", written[0]))
+        .send()
+        .await
+        .unwrap();
+    let ev = write_event(dir.path(), vec![event::s3_record(&inb, copied, 10, "c")]);
+    let o = replay_at(&cfg, &ev, &ep);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["skipped"], 1, "{s}");
+    assert_eq!(s["skips"][0]["reason"], sluice_pipeline::own_output("pq"));
 }

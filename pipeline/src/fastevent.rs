@@ -63,6 +63,67 @@ struct Fields<'a> {
     kinesis_source: bool,
 }
 
+/// A value of a record that changes from record to record.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Sequence,
+    PartitionKey,
+    Data,
+    Arrival,
+    EventId,
+}
+
+/// The last record read field by field, as the bytes between the values that change: in a
+/// batch, every record's envelope is the same text but for its sequence number, partition key,
+/// data, arrival time and event id. A record whose bytes between those values are exactly the
+/// template's is the same JSON with other values in the slots, so it is read by comparing the
+/// literal runs whole and reading only the slots — no key is scanned or matched. A record that
+/// differs anywhere is read field by field and becomes the template.
+#[derive(Default)]
+struct Template<'a> {
+    /// The literal runs: one before each slot, and one after the last.
+    lits: Vec<&'a [u8]>,
+    slots: Vec<Slot>,
+}
+
+impl<'a> Template<'a> {
+    /// Learn from a record read field by field: `record` starts at `at` in the event, and
+    /// `slots` are where its changing values were.
+    fn learn(&mut self, record: &'a [u8], at: usize, slots: &[(Slot, usize, usize)]) {
+        self.lits.clear();
+        self.slots.clear();
+        let mut from = 0;
+        for &(kind, start, end) in slots {
+            let (start, end) = (start - at, end - at);
+            self.lits.push(&record[from..start]);
+            self.slots.push(kind);
+            from = end;
+        }
+        self.lits.push(&record[from..]);
+    }
+
+    /// The record at the cursor, if it matches the template (`None` leaves the cursor anywhere).
+    fn read(&self, p: &mut Reader<'a>) -> Option<Fields<'a>> {
+        let (last, lits) = self.lits.split_last()?;
+        let mut f = Fields {
+            kinesis_source: true,
+            ..Fields::default()
+        };
+        for (lit, slot) in lits.iter().zip(&self.slots) {
+            p.literal(lit)?;
+            match slot {
+                Slot::Sequence => f.sequence = Some(p.string()?),
+                Slot::PartitionKey => f.partition_key = Some(p.string()?),
+                Slot::Data => f.data = Some(p.base64_string()?),
+                Slot::Arrival => f.arrival = Some(p.number()?),
+                Slot::EventId => f.event_id = Some(p.string()?),
+            }
+        }
+        p.literal(last)?;
+        Some(f)
+    }
+}
+
 impl<'a> Reader<'a> {
     fn ws(&mut self) {
         while matches!(self.b.get(self.i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
@@ -83,6 +144,13 @@ impl<'a> Reader<'a> {
 
     fn expect(&mut self, c: u8) -> Option<()> {
         (self.next_byte()? == c).then_some(())
+    }
+
+    /// Step over exactly these bytes.
+    fn literal(&mut self, lit: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(lit)
+            .then(|| self.i += lit.len())
     }
 
     /// The raw bytes of the string at the cursor (between its quotes), and whether it has escapes.
@@ -233,6 +301,70 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// One record read field by field. Where each value that changes from record to record was
+    /// found goes to `slots` (kind, start, end), for [`Template::learn`].
+    fn record(
+        &mut self,
+        same: &mut [&'a [u8]; 6],
+        slots: &mut Vec<(Slot, usize, usize)>,
+    ) -> Option<Fields<'a>> {
+        let mut f = Fields::default();
+        // Reads one value that changes, noting where it was.
+        fn slot<'a, T>(
+            p: &mut Reader<'a>,
+            slots: &mut Vec<(Slot, usize, usize)>,
+            kind: Slot,
+            read: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+        ) -> Option<T> {
+            p.ws();
+            let at = p.i;
+            let v = read(p)?;
+            slots.push((kind, at, p.i));
+            Some(v)
+        }
+        self.object(|p, key| match key {
+            b"kinesis" => p.object(|p, key| {
+                match key {
+                    b"sequenceNumber" => {
+                        f.sequence = Some(slot(p, slots, Slot::Sequence, Reader::string)?)
+                    }
+                    b"partitionKey" => {
+                        f.partition_key = Some(slot(p, slots, Slot::PartitionKey, Reader::string)?)
+                    }
+                    b"data" => f.data = Some(slot(p, slots, Slot::Data, Reader::base64_string)?),
+                    b"approximateArrivalTimestamp" => {
+                        f.arrival = Some(slot(p, slots, Slot::Arrival, Reader::number)?)
+                    }
+                    b"kinesisSchemaVersion" => p.skip_repeated(&mut same[0])?,
+                    _ => p.skip(2)?,
+                }
+                Some(())
+            }),
+            b"eventSource" => {
+                const KINESIS: &[u8] = b"\"aws:kinesis\"";
+                p.ws();
+                if p.b[p.i..].starts_with(KINESIS) {
+                    p.i += KINESIS.len();
+                    f.kinesis_source = true;
+                } else {
+                    f.kinesis_source = p.string()? == "aws:kinesis";
+                }
+                Some(())
+            }
+            b"eventID" => {
+                f.event_id = Some(slot(p, slots, Slot::EventId, Reader::string)?);
+                Some(())
+            }
+            b"awsRegion" => p.skip_repeated(&mut same[1]),
+            b"eventName" => p.skip_repeated(&mut same[2]),
+            b"eventSourceARN" => p.skip_repeated(&mut same[3]),
+            b"eventVersion" => p.skip_repeated(&mut same[4]),
+            b"invokeIdentityArn" => p.skip_repeated(&mut same[5]),
+            _ => p.skip(1),
+        })?;
+        Some(f)
+    }
+
     /// The records, and the buffer their data was decoded into.
     fn records(&mut self) -> Option<(Vec<Item>, bytes::Bytes)> {
         self.expect(b'[')?;
@@ -245,42 +377,21 @@ impl<'a> Reader<'a> {
         // The envelope fields skipped here are the same string in every record of a batch, as a
         // rule: each is compared whole with the one before instead of scanned.
         let mut same: [&'a [u8]; 6] = [b""; 6];
+        // The last record read field by field, as literal bytes and the values that change.
+        let mut template = Template::default();
         loop {
-            let mut f = Fields::default();
-            self.object(|p, key| match key {
-                b"kinesis" => p.object(|p, key| {
-                    match key {
-                        b"sequenceNumber" => f.sequence = Some(p.string()?),
-                        b"partitionKey" => f.partition_key = Some(p.string()?),
-                        b"data" => f.data = Some(p.base64_string()?),
-                        b"approximateArrivalTimestamp" => f.arrival = Some(p.number()?),
-                        b"kinesisSchemaVersion" => p.skip_repeated(&mut same[0])?,
-                        _ => p.skip(2)?,
-                    }
-                    Some(())
-                }),
-                b"eventSource" => {
-                    const KINESIS: &[u8] = b"\"aws:kinesis\"";
-                    p.ws();
-                    if p.b[p.i..].starts_with(KINESIS) {
-                        p.i += KINESIS.len();
-                        f.kinesis_source = true;
-                    } else {
-                        f.kinesis_source = p.string()? == "aws:kinesis";
-                    }
-                    Some(())
+            self.ws();
+            let at = self.i;
+            let f = match template.read(self) {
+                Some(f) => f,
+                None => {
+                    self.i = at;
+                    let mut slots = Vec::new();
+                    let f = self.record(&mut same, &mut slots)?;
+                    template.learn(&self.b[at..self.i], at, &slots);
+                    f
                 }
-                b"eventID" => {
-                    f.event_id = Some(p.string()?);
-                    Some(())
-                }
-                b"awsRegion" => p.skip_repeated(&mut same[1]),
-                b"eventName" => p.skip_repeated(&mut same[2]),
-                b"eventSourceARN" => p.skip_repeated(&mut same[3]),
-                b"eventVersion" => p.skip_repeated(&mut same[4]),
-                b"invokeIdentityArn" => p.skip_repeated(&mut same[5]),
-                _ => p.skip(1),
-            })?;
+            };
             // Only a complete, ordinary Kinesis record is read here.
             if !f.kinesis_source || f.sequence.is_none() || f.data.is_none() {
                 return None;
@@ -406,6 +517,63 @@ mod tests {
         assert_eq!(r.shard, "shardId-000000000006");
         assert_eq!(r.data.as_deref().unwrap(), b"Hello, this is a test.");
         assert_eq!(r.arrival, Some(1545084650.987));
+    }
+
+    #[test]
+    fn records_read_by_template_agree_with_records_read_field_by_field() {
+        // Twelve records; then the envelope is changed here and there: a record from another
+        // shard and region, fields in another order, extra spaces, an escaped partition key, a
+        // missing arrival time, a slot holding a number where a string was. Each record that no
+        // longer matches the one before is read field by field and becomes the template.
+        let payloads: Vec<(String, Vec<u8>)> = (0..12)
+            .map(|i| (format!("pk-{i}"), format!("{{\"n\":{i}}}").into_bytes()))
+            .collect();
+        let ev = crate::event::kinesis_event("s", &payloads);
+        let mut records: Vec<String> = ev["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        records[3] = records[3]
+            .replace("us-east-1", "eu-west-1")
+            .replace("shardId-000000000000", "shardId-000000000007");
+        records[4] = records[4].replace("\"eventName\"", " \"eventName\"");
+        let reordered: serde_json::Value = serde_json::from_str(&records[6]).unwrap();
+        records[6] = serde_json::to_string_pretty(&reordered).unwrap();
+        records[7] = records[7].replace("\"pk-7\"", "\"pk\\u002d7\"");
+        records[9] = records[9].replace("\"approximateArrivalTimestamp\":", "\"x\":");
+        records[10] = records[10].replace("\"pk-10\"", "\"pk-10 \\\"quoted\\\"\"");
+        for (i, want) in [
+            (3, "eu-west-1"),
+            (4, " \"eventName"),
+            (6, "\n"),
+            (7, "\\u002d"),
+            (9, "\"x\""),
+        ] {
+            assert!(records[i].contains(want), "{}", records[i]);
+        }
+        let text = format!("{{\"Records\":[{}]}}", records.join(","));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let fast = kinesis(text.as_bytes()).expect("a plain Kinesis batch");
+        assert_eq!(general(fast.clone()), crate::trigger::parse(&v));
+        let keys: Vec<String> = fast
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => format!("{}/{}", r.shard.as_str(), r.partition_key.as_str()),
+                _ => panic!("{i:?}"),
+            })
+            .collect();
+        assert_eq!(keys[2], "shardId-000000000000/pk-2");
+        assert_eq!(keys[3], "shardId-000000000007/pk-3");
+        assert_eq!(keys[7], "shardId-000000000000/pk-7");
+        assert_eq!(keys[10], "shardId-000000000000/pk-10 \"quoted\"");
+        assert_eq!(keys[11], "shardId-000000000000/pk-11");
+        // A slot holding another kind of value is not a Kinesis record this reader reads.
+        records[11] = records[11].replace("\"pk-11\"", "11");
+        let text = format!("{{\"Records\":[{}]}}", records.join(","));
+        assert_eq!(kinesis(text.as_bytes()), None);
     }
 
     #[test]

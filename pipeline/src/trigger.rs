@@ -458,10 +458,13 @@ pub(crate) fn kinesis_items(records: Vec<KinesisFields<'_>>) -> Vec<Item> {
         .map(|f| {
             // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`;
             // a batch is usually one shard's.
-            let s = memchr::memchr(b':', f.event_id.as_bytes())
-                .and_then(|i| f.event_id.get(..i))
-                .unwrap_or("");
-            if buf.get(shard.clone()) != Some(s) {
+            let same = buf.get(shard.clone()).is_some_and(|s| {
+                f.event_id.starts_with(s) && f.event_id.as_bytes().get(s.len()) == Some(&b':')
+            });
+            if !same {
+                let s = memchr::memchr(b':', f.event_id.as_bytes())
+                    .and_then(|i| f.event_id.get(..i))
+                    .unwrap_or("");
                 shard = push(&mut buf, s);
             }
             (

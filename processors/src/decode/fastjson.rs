@@ -98,6 +98,9 @@ enum Cell {
     Bool(bool),
 }
 
+/// A key as a line had it (raw bytes and closing quote), and its node if the schema has one.
+type SeenKey = (Box<[u8]>, Option<usize>);
+
 /// Parses lines into builders for one schema.
 pub(crate) struct FastDecoder {
     schema: SchemaRef,
@@ -108,6 +111,11 @@ pub(crate) struct FastDecoder {
     live: Vec<bool>,
     arena: String,
     rows: usize,
+    /// Each object's keys as the last line had them (with their closing quote), in order, with
+    /// their nodes (the root's at 0, struct node `n`'s at `n + 1`): lines of a file mostly repeat
+    /// their keys in the same order, so the key expected next is compared whole instead of
+    /// scanned and looked up.
+    seen: Vec<Vec<SeenKey>>,
 }
 
 /// Field metadata marking a string column that holds raw JSON text (declared type `json`).
@@ -152,6 +160,7 @@ impl FastDecoder {
             live: Vec::new(),
             arena: String::new(),
             rows: 0,
+            seen: Vec::new(),
         };
         let mut root = Vec::new();
         for f in schema.fields() {
@@ -161,6 +170,7 @@ impl FastDecoder {
         d.root = root;
         d.cells = vec![Cell::Missing; d.nodes.len()];
         d.live = vec![true; d.nodes.len()];
+        d.seen = vec![Vec::new(); d.nodes.len() + 1];
         Some(d)
     }
 
@@ -258,6 +268,7 @@ impl FastDecoder {
         if b.get(i) == Some(&b'}') {
             return Ok(i + 1);
         }
+        let mut position = 0;
         loop {
             if b.get(i) != Some(&b'"') {
                 return Err(LineError::Json(format!(
@@ -266,14 +277,11 @@ impl FastDecoder {
                     i + 1
                 )));
             }
-            let (start, end, escaped) = string_end(b, i)?;
-            let key: std::borrow::Cow<'_, [u8]> = if escaped {
-                let mut tmp = String::new();
-                unescape(&b[start..end], &mut tmp)?;
-                std::borrow::Cow::Owned(tmp.into_bytes())
-            } else {
-                std::borrow::Cow::Borrowed(&b[start..end])
+            let (end, node) = match self.predicted(b, i, owner, position) {
+                Some(known) => known,
+                None => self.key(b, i, owner, position)?,
             };
+            position += 1;
             i = ws(b, end + 1);
             if b.get(i) != Some(&b':') {
                 return Err(LineError::Json(format!(
@@ -283,14 +291,6 @@ impl FastDecoder {
                 )));
             }
             i = ws(b, i + 1);
-            let keys = match owner {
-                None => &self.root,
-                Some(n) => &self.nodes[n].keys,
-            };
-            let node = keys
-                .iter()
-                .find(|(k, _)| k.len() == key.len() && k.first() == key.first() && **k == *key)
-                .map(|(_, n)| *n);
             i = match node {
                 Some(n) if self.cells[n] == Cell::Missing => self.value(text, i, n)?,
                 // Unknown fields, and repeats of a field (the first one wins), are skipped.
@@ -309,6 +309,57 @@ impl FastDecoder {
                 }
             }
         }
+    }
+
+    /// The key at the quote at `i` when it is the one the last line had at this `position` of
+    /// this object: (its closing quote, its node). A key with no escapes followed by a quote is
+    /// exactly those bytes.
+    #[inline]
+    fn predicted(
+        &self,
+        b: &[u8],
+        i: usize,
+        owner: Option<usize>,
+        position: usize,
+    ) -> Option<(usize, Option<usize>)> {
+        let (key, node) = self.seen[owner.map_or(0, |n| n + 1)].get(position)?;
+        // The key is kept with its closing quote.
+        let end = i + key.len();
+        same_short(b.get(i + 1..end + 1)?, key).then_some((end, *node))
+    }
+
+    /// The key at the quote at `i`, scanned and looked up: (its closing quote, its node). It is
+    /// remembered as this object's key at `position` for the next line.
+    fn key(
+        &mut self,
+        b: &[u8],
+        i: usize,
+        owner: Option<usize>,
+        position: usize,
+    ) -> Res<(usize, Option<usize>)> {
+        let (start, end, escaped) = string_end(b, i)?;
+        let key: std::borrow::Cow<'_, [u8]> = if escaped {
+            let mut tmp = String::new();
+            unescape(&b[start..end], &mut tmp)?;
+            std::borrow::Cow::Owned(tmp.into_bytes())
+        } else {
+            std::borrow::Cow::Borrowed(&b[start..end])
+        };
+        let keys = match owner {
+            None => &self.root,
+            Some(n) => &self.nodes[n].keys,
+        };
+        let node = keys
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && k.first() == key.first() && **k == *key)
+            .map(|(_, n)| *n);
+        let seen = &mut self.seen[owner.map_or(0, |n| n + 1)];
+        seen.truncate(position);
+        // An escaped key is not predicted (its bytes are not its text), nor any after it.
+        if !escaped && seen.len() == position {
+            seen.push((b[start..=end].into(), node));
+        }
+        Ok((end, node))
     }
 
     fn mismatch(&self, n: usize, b: &[u8], i: usize) -> LineError {
@@ -534,6 +585,23 @@ fn float(live: bool, c: Cell) -> Option<f64> {
         (true, Cell::Float(v)) => Some(v),
         (true, Cell::Int(v)) => Some(v as f64),
         _ => None,
+    }
+}
+
+/// `a == b`, for the short slices keys are: two overlapping word compares instead of a call.
+#[inline]
+fn same_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn word<const W: usize>(s: &[u8], at: usize) -> Option<[u8; W]> {
+        s.get(at..at + W)?.try_into().ok()
+    }
+    match n {
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        _ => a == b,
     }
 }
 
@@ -992,6 +1060,74 @@ mod tests {
         assert!(p.is_null(1));
         let r = b.column(1).as_struct().column(0).as_string::<i32>();
         assert_eq!((r.value(0), r.value(1)), (r#""s\"t""#, "12.5"));
+    }
+
+    #[test]
+    fn short_compares_see_a_difference_at_every_byte() {
+        for n in 0..=24 {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i).collect();
+            assert!(same_short(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_short(&a, &b), "{n} {at}");
+            }
+            assert!(!same_short(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
+
+    #[test]
+    fn keys_remembered_from_the_last_line_never_change_what_a_line_gives() {
+        // Predicting each key from the last line is a cache: every line must decode as it does
+        // with a fresh decoder — whatever order, prefix, escape, repeat or break comes next.
+        let lines: [&[u8]; 12] = [
+            br#"{"s":"a","n":1,"g":{"c":"x","lat":1.5},"x":0}"#,
+            br#"{"s":"b","n":2,"g":{"c":"y","lat":2.5},"x":0}"#,
+            br#"{"n":3,"s":"c","g":{"lat":3.5,"c":"z"}}"#,
+            br#"{"ss":"not s","s":"d","nn":4,"n":5}"#,
+            br#"{"s":"e","n":6,"g":{"c":"w","lat":4.5},"x":0}"#,
+            br#"{"s\u0000":"escaped other","\u0073":"escaped s","n":7}"#,
+            br#"{"s\u0000":"escaped other","\u0073":"escaped s again","n":8}"#,
+            br#"{"s":"f","s":"second s","n":9,"n":10}"#,
+            br#"{"s":"g","n":"eleven"}"#,
+            br#"{"s":"h","n":12,"g":{"c":"v","lat":5.5},"x":0"#,
+            br#"{"s":"i","n":13,"g":{"c":"u","lat":6.5},"x":0}"#,
+            br#"{"s":"j","n":14,"g":{"c":"t","lat"#,
+        ];
+        let mut one = FastDecoder::new(&schema(), 16).unwrap();
+        let mut fresh_batches = Vec::new();
+        for line in lines {
+            let mut fresh = FastDecoder::new(&schema(), 1).unwrap();
+            let want = fresh.push_line(line);
+            assert_eq!(
+                one.push_line(line),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            fresh_batches.extend(fresh.flush().unwrap());
+        }
+        let got = one.flush().unwrap().unwrap();
+        let want = arrow_select::concat::concat_batches(&schema(), &fresh_batches).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got.num_rows(), 9);
+        let s = got.column(0).as_string::<i32>();
+        let n = got.column(1).as_primitive::<Int64Type>();
+        let rows: Vec<_> = (0..9).map(|r| (s.value(r), n.value(r))).collect();
+        assert_eq!(
+            rows,
+            [
+                ("a", 1),
+                ("b", 2),
+                ("c", 3),
+                ("d", 5),
+                ("e", 6),
+                ("escaped s", 7),
+                ("escaped s again", 8),
+                ("f", 9),
+                ("i", 13)
+            ]
+        );
     }
 
     #[test]

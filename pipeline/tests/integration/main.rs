@@ -6,6 +6,7 @@
 mod bad_input;
 mod cli;
 mod faults;
+mod fuzzed;
 mod golden;
 #[cfg(feature = "image")]
 mod images;

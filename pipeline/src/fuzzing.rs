@@ -1,0 +1,231 @@
+//! The checks the fuzz targets in `fuzz/` run on every input, shared with the test that replays
+//! their seeds and every input they ever failed on (`tests/integration/fuzzed.rs`), so a crash
+//! found once stays a test on stable Rust.
+//!
+//! Each function takes arbitrary bytes and panics only when a promise is broken: a panic inside
+//! Sluice, two readers of the same input disagreeing, a decoder failing as a whole where it should
+//! reject a record, a record unaccounted for, or a config error that does not name its file.
+
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use sluice_processors::decode::Decoded;
+
+use crate::config::Plan;
+
+/// An invocation payload. The fast Kinesis reader never panics and, wherever the payload is JSON,
+/// gives what the general path gives; the general path never panics on any JSON.
+pub fn event(data: &[u8]) {
+    let fast = crate::fastevent::kinesis(data);
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let general = crate::trigger::parse(&v);
+    if let Some(mut fast) = fast {
+        fast.lines = None;
+        assert_eq!(fast, general, "the fast Kinesis reader disagrees");
+    }
+}
+
+/// The line and document formats, each as a pipeline reads them, and whether an object may fail
+/// as a whole in it: a document that is not the declared shape (no records array, not a
+/// CloudWatch Logs payload, a CSV header naming none of the declared columns) is the object's
+/// error; otherwise a line format only ever rejects records.
+const FORMATS: &[(&str, bool)] = &[
+    (
+        "format = \"ndjson\"\nschema = { ts = \"timestamp\", n = \"int64\", s = \"string\", f = \"float64\", b = \"bool\", \"g.c\" = \"string\" }",
+        false,
+    ),
+    ("format = \"ndjson\"", false),
+    ("format = \"json\"\nrecords = \"Records\"", true),
+    ("format = \"json\"", true),
+    ("format = \"csv\"", false),
+    (
+        // A header naming none of the declared columns is the object's error.
+        "format = \"csv\"\nschema = { a = \"int64\", b = \"string\", c = \"timestamp\" }",
+        true,
+    ),
+    (
+        "format = \"lines\"\npattern = '^(?P<level>\\S+) (?P<msg>.*)$'",
+        false,
+    ),
+    ("format = \"alb\"", false),
+    ("format = \"cloudfront\"", false),
+    ("format = \"vpc-flow\"", false),
+    ("format = \"s3-access\"", false),
+    ("format = \"clf\"", false),
+    ("format = \"cloudtrail\"", true),
+    ("format = \"cloudwatch-logs\"", true),
+    ("format = \"text\"", false),
+];
+
+/// What a decoder made of some input: rows, and each reject's position and reason.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    rows: usize,
+    rejects: Vec<(u64, String)>,
+}
+
+/// The input decoded in `chunks`, or why the object failed as a whole.
+fn decode(plan: &Plan, chunks: &[&[u8]]) -> Result<Outcome, String> {
+    let mut d = match plan.decoder("fuzz/object") {
+        Ok(d) => d,
+        Err(e) => panic!("no decoder for {:?}: {e}", plan.input),
+    };
+    let mut out = Decoded::default();
+    for c in chunks {
+        d.decode(c, &mut out).map_err(|e| e.to_string())?;
+    }
+    d.finish(&mut out).map_err(|e| e.to_string())?;
+    Ok(Outcome {
+        rows: out.batches.iter().map(RecordBatch::num_rows).sum(),
+        rejects: out
+            .rejects
+            .iter()
+            .map(|r| (r.position, r.reason.clone()))
+            .collect(),
+    })
+}
+
+/// An object's bytes in every line and document format. Decoding never panics; a line format
+/// never fails as a whole (a bad record is a reject with a reason) and a document format fails
+/// only with a reason; and the bytes fed in two pieces, split where the first byte says, give
+/// what they give fed whole: a record may span reads.
+pub fn decoders(data: &[u8]) {
+    let split = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    for (format, may_fail) in FORMATS {
+        let toml = format!(
+            "name = \"fuzz\"\n[input]\n{format}\nbatch_rows = 7\nmax_line_bytes = 4096\n[output]\nuri = \"fuzz-out/\"\n"
+        );
+        let plan = match Plan::from_str(Path::new("fuzz.toml"), &toml) {
+            Ok(p) => p,
+            Err(e) => panic!("the fuzz config for {format} is refused: {e}"),
+        };
+        let whole = decode(&plan, &[data]);
+        if let Err(e) = &whole {
+            assert!(
+                *may_fail,
+                "{format} failed as a whole instead of rejecting: {e}"
+            );
+            assert!(!e.is_empty());
+        }
+        let parts = decode(&plan, &[&data[..split], &data[split..]]);
+        assert_eq!(whole, parts, "{format}: split at {split}");
+    }
+}
+
+/// A Kinesis record's data as a KPL aggregate. De-aggregation never panics, and what it accepts
+/// aggregates back to records that de-aggregate the same.
+pub fn kpl(data: &[u8]) {
+    let Ok(records) = crate::kpl::deaggregate(data) else {
+        return;
+    };
+    let pairs: Vec<(&str, &[u8])> = records.iter().map(|r| (r.partition_key, r.data)).collect();
+    let again = crate::kpl::aggregate(&pairs);
+    let back = match crate::kpl::deaggregate(&again) {
+        Ok(b) => b,
+        Err(e) => panic!("an aggregate of accepted records is refused: {e}"),
+    };
+    let back: Vec<(&str, &[u8])> = back.iter().map(|r| (r.partition_key, r.data)).collect();
+    assert_eq!(pairs, back);
+}
+
+/// A `pipeline.toml`. Loading never panics, and every refusal names the file.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err(e) = Plan::from_str(Path::new("fuzz.toml"), text) {
+        let shown = e.to_string();
+        assert!(
+            shown.contains("fuzz.toml"),
+            "an error without its file: {shown}"
+        );
+    }
+}
+
+/// An expression, as a filter's `where`. Parsing and checking never panic; an expression that
+/// checks evaluates on a small batch without panicking.
+pub fn expression(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let schema = sluice_processors::decode::schema_from_types([
+        ("s", "string"),
+        ("n", "int64"),
+        ("f", "float64"),
+        ("b", "bool"),
+        ("t", "timestamp"),
+    ]);
+    let Ok(schema) = schema else {
+        panic!("the fuzz schema is refused");
+    };
+    let Ok(compiled) = sluice_processors::expr::Compiled::new(text, &schema) else {
+        return;
+    };
+    let batch = sample_batch(&schema);
+    let _ = compiled.evaluate(&batch);
+}
+
+fn sample_batch(schema: &arrow_schema::SchemaRef) -> RecordBatch {
+    use arrow_array::{
+        ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use std::sync::Arc;
+    let ts = TimestampMicrosecondArray::from(vec![Some(0), None, Some(1_763_812_800_000_000)])
+        .with_timezone_opt(match schema.field(4).data_type() {
+            arrow_schema::DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        });
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![Some("a"), None, Some("é\u{0}x")])),
+        Arc::new(Int64Array::from(vec![Some(i64::MAX), Some(0), None])),
+        Arc::new(Float64Array::from(vec![Some(f64::NAN), None, Some(-0.0)])),
+        Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+        Arc::new(ts),
+    ];
+    match RecordBatch::try_new(schema.clone(), columns) {
+        Ok(b) => b,
+        Err(e) => panic!("the fuzz batch is refused: {e}"),
+    }
+}
+
+/// A Parquet file. Reading it (footer, row groups, every column) never panics: a broken file is
+/// an error.
+pub fn parquet(data: &[u8]) {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::copy_from_slice(data),
+    )
+    .and_then(|b| b.with_batch_size(64).build());
+    if let Ok(reader) = reader {
+        for batch in reader {
+            if batch.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// An image, made into a small rendition. Decoding never panics, and a header claiming more than
+/// `max_pixels` is refused before any pixel is decoded.
+#[cfg(feature = "image")]
+pub fn image(data: &[u8]) {
+    use sluice_processors::resize::{ResizeOptions, Variant, renditions};
+    let opts = ResizeOptions {
+        variants: vec![Variant {
+            name: "s".into(),
+            width: Some(32),
+            height: None,
+            fit: Default::default(),
+        }],
+        max_pixels: 4_000_000,
+        max_input_bytes: 1 << 20,
+        ..ResizeOptions::default()
+    };
+    if let Ok((info, made)) = renditions(data, &opts) {
+        assert!(u64::from(info.width) * u64::from(info.height) <= opts.max_pixels);
+        assert_eq!(made.len(), 1);
+    }
+}

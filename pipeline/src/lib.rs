@@ -55,11 +55,11 @@
 #[cfg(any(feature = "s3", feature = "kinesis"))]
 mod aws;
 
-/// Every program linking Sluice with the `mimalloc` feature (the default) allocates with
+/// Every program linking Sluice with the `mimalloc` feature (off by default) allocates with
 /// mimalloc. A batch allocates a few large buffers (the decoded records, the column builders) and
 /// frees them at its end; glibc's malloc hands such blocks back to the kernel and page-faults them
-/// in again on the next batch (about 15 % of a 10 000-record Kinesis batch's time), mimalloc keeps
-/// them. Turn the feature off to choose another allocator.
+/// in again on the next batch, mimalloc keeps them — for about a second, which raises peak memory
+/// (see the feature's note in Cargo.toml). Measured trade-off; the default stays glibc's.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

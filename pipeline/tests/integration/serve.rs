@@ -146,6 +146,11 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_ENDPOINT_URL", &ep)
+        // Credentials the logs must never show (moto takes any), at the default log level.
+        .env("AWS_ACCESS_KEY_ID", "AKIASLUICENEVERLOGGED")
+        .env("AWS_SECRET_ACCESS_KEY", "sluice/secret+never/logged")
+        .env("AWS_SESSION_TOKEN", "sluice-session-token-never-logged")
+        .env_remove("SLUICE_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -230,4 +235,34 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     // And one metrics line per invocation.
     let metrics = logs.lines().filter(|l| l.contains("\"_aws\"")).count();
     assert_eq!(metrics, answers.len(), "{logs}");
+
+    // No credentials and no record contents in the logs: not the good records, not the rejected
+    // ones (their raw bytes go to the rejects object), not the Kinesis records' data.
+    for secret in [
+        "AKIASLUICENEVERLOGGED",
+        "sluice/secret+never/logged",
+        "sluice-session-token-never-logged",
+    ] {
+        assert!(!logs.contains(secret), "{secret} is in the logs:\n{logs}");
+    }
+    let mut checked = 0;
+    for record in String::from_utf8_lossy(&raw).lines() {
+        let record = record.trim();
+        if record.len() < 12 {
+            continue;
+        }
+        let escaped = serde_json::to_string(record).unwrap();
+        let escaped = escaped.trim_matches('"');
+        assert!(
+            !logs.contains(record) && !logs.contains(escaped),
+            "a record is in the logs: {record}\n{logs}"
+        );
+        // Nor any of its values: the session ids are unique to the records.
+        if let Some(at) = record.find("\"session_id\":\"") {
+            let id = &record[at + 14..at + 22];
+            assert!(!logs.contains(id), "{id} is in the logs:\n{logs}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 26, "{checked}");
 }

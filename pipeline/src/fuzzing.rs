@@ -12,6 +12,7 @@ use arrow_array::RecordBatch;
 use sluice_processors::decode::Decoded;
 
 use crate::config::Plan;
+use crate::trigger::{Item, Parsed};
 
 /// An invocation payload. The fast Kinesis reader never panics and, wherever the payload is JSON,
 /// gives what the general path gives; the general path never panics on any JSON.
@@ -22,9 +23,68 @@ pub fn event(data: &[u8]) {
     };
     let general = crate::trigger::parse(&v);
     if let Some(mut fast) = fast {
+        checked_lines(&fast);
         fast.lines = None;
         assert_eq!(fast, general, "the fast Kinesis reader disagrees");
     }
+}
+
+/// The buffer every record's data of a fast-read batch is a slice of: each record's data followed
+/// by a line break (or ending with one), in order, nothing else between — what the handler decodes
+/// in place. Panics where that does not hold.
+pub fn checked_lines(p: &Parsed) -> Option<bytes::Bytes> {
+    let lines = p.lines.clone()?;
+    let mut at = 0;
+    for item in &p.items {
+        let Item::Record(r) = item else {
+            panic!("a fast-read batch holds {item:?}")
+        };
+        let Ok(d) = &r.data else { continue };
+        let start = d.as_ptr() as usize - lines.as_ptr() as usize;
+        assert_eq!(start, at, "record {} is not where the last one ended", r.id);
+        at = start + d.len();
+        if !d.ends_with(b"\n") && !d.is_empty() {
+            assert_eq!(lines[at], b'\n');
+            at += 1;
+        }
+    }
+    assert_eq!(at, lines.len());
+    Some(lines)
+}
+
+/// Deterministic damage to `seed`: `rounds` copies, each with bytes overwritten, cut, duplicated
+/// or removed somewhere (xorshift: the same every run) — what the tests feed the checks above
+/// between fuzzer runs.
+pub fn mutations(seed: &[u8], rounds: usize) -> Vec<Vec<u8>> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed.len() as u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let alphabet = b"{}[]\":,\\ \n\r\t0aZ-.e\x00\xff\xc3\x1f\x8b\x28\xb5\x2f\xfd";
+    (0..rounds)
+        .map(|round| {
+            let mut t = seed.to_vec();
+            if t.is_empty() {
+                return vec![alphabet[round % alphabet.len()]];
+            }
+            let at = (next() % t.len() as u64) as usize;
+            match round % 4 {
+                0 => t[at] = alphabet[(next() % alphabet.len() as u64) as usize],
+                1 => t.truncate(at),
+                2 => {
+                    let piece = t[at..(at + 16).min(t.len())].to_vec();
+                    t.splice(at..at, piece);
+                }
+                _ => {
+                    t.drain(at..(at + 1 + (next() % 8) as usize).min(t.len()));
+                }
+            }
+            t
+        })
+        .collect()
 }
 
 /// The line and document formats, each as a pipeline reads them, and whether an object may fail
@@ -87,6 +147,25 @@ fn decode(plan: &Plan, chunks: &[&[u8]]) -> Result<Outcome, String> {
     })
 }
 
+/// The plans of [`FORMATS`], built once (a fuzzer calls [`decoders`] millions of times).
+fn plans() -> &'static [(Plan, bool)] {
+    static PLANS: std::sync::OnceLock<Vec<(Plan, bool)>> = std::sync::OnceLock::new();
+    PLANS.get_or_init(|| {
+        FORMATS
+            .iter()
+            .map(|(format, may_fail)| {
+                let toml = format!(
+                    "name = \"fuzz\"\n[input]\n{format}\nbatch_rows = 7\nmax_line_bytes = 4096\n[output]\nuri = \"fuzz-out/\"\n"
+                );
+                match Plan::from_str(Path::new("fuzz.toml"), &toml) {
+                    Ok(p) => (p, *may_fail),
+                    Err(e) => panic!("the fuzz config for {format} is refused: {e}"),
+                }
+            })
+            .collect()
+    })
+}
+
 /// An object's bytes in every line and document format. Decoding never panics; a line format
 /// never fails as a whole (a bad record is a reject with a reason) and a document format fails
 /// only with a reason; and the bytes fed in two pieces, split where the first byte says, give
@@ -95,24 +174,18 @@ pub fn decoders(data: &[u8]) {
     let split = data
         .first()
         .map_or(0, |&b| usize::from(b) % (data.len() + 1));
-    for (format, may_fail) in FORMATS {
-        let toml = format!(
-            "name = \"fuzz\"\n[input]\n{format}\nbatch_rows = 7\nmax_line_bytes = 4096\n[output]\nuri = \"fuzz-out/\"\n"
-        );
-        let plan = match Plan::from_str(Path::new("fuzz.toml"), &toml) {
-            Ok(p) => p,
-            Err(e) => panic!("the fuzz config for {format} is refused: {e}"),
-        };
-        let whole = decode(&plan, &[data]);
+    for (plan, may_fail) in plans() {
+        let whole = decode(plan, &[data]);
         if let Err(e) = &whole {
             assert!(
                 *may_fail,
-                "{format} failed as a whole instead of rejecting: {e}"
+                "{:?} failed as a whole instead of rejecting: {e}",
+                plan.input
             );
             assert!(!e.is_empty());
         }
-        let parts = decode(&plan, &[&data[..split], &data[split..]]);
-        assert_eq!(whole, parts, "{format}: split at {split}");
+        let parts = decode(plan, &[&data[..split], &data[split..]]);
+        assert_eq!(whole, parts, "{:?}: split at {split}", plan.input);
     }
 }
 
@@ -146,66 +219,79 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// The columns expressions are checked against, and a small batch of them with nulls, NaN,
+/// `i64::MAX`, a NUL and non-ASCII text — built once.
+fn expression_input() -> &'static RecordBatch {
+    static BATCH: std::sync::OnceLock<RecordBatch> = std::sync::OnceLock::new();
+    BATCH.get_or_init(|| {
+        use arrow_array::{
+            ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
+            TimestampMicrosecondArray,
+        };
+        use std::sync::Arc;
+        let schema = match sluice_processors::decode::schema_from_types([
+            ("s", "string"),
+            ("n", "int64"),
+            ("f", "float64"),
+            ("b", "bool"),
+            ("t", "timestamp"),
+        ]) {
+            Ok(s) => s,
+            Err(e) => panic!("the fuzz schema is refused: {e}"),
+        };
+        let ts = TimestampMicrosecondArray::from(vec![Some(0), None, Some(1_763_812_800_000_000)])
+            .with_timezone_opt(match schema.field(4).data_type() {
+                arrow_schema::DataType::Timestamp(_, tz) => tz.clone(),
+                _ => None,
+            });
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("é\u{0}x")])),
+            Arc::new(Int64Array::from(vec![Some(i64::MAX), Some(0), None])),
+            Arc::new(Float64Array::from(vec![Some(f64::NAN), None, Some(-0.0)])),
+            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+            Arc::new(ts),
+        ];
+        match RecordBatch::try_new(schema, columns) {
+            Ok(b) => b,
+            Err(e) => panic!("the fuzz batch is refused: {e}"),
+        }
+    })
+}
+
+/// `text` parsed and checked against the fuzz columns (`s`, `n`, `f`, `b`, `t`).
+pub fn compile(text: &str) -> Result<sluice_processors::expr::Compiled, sluice_processors::Error> {
+    sluice_processors::expr::Compiled::new(text, &expression_input().schema())
+}
+
 /// An expression, as a filter's `where`. Parsing and checking never panic; an expression that
 /// checks evaluates on a small batch without panicking.
 pub fn expression(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let schema = sluice_processors::decode::schema_from_types([
-        ("s", "string"),
-        ("n", "int64"),
-        ("f", "float64"),
-        ("b", "bool"),
-        ("t", "timestamp"),
-    ]);
-    let Ok(schema) = schema else {
-        panic!("the fuzz schema is refused");
-    };
-    let Ok(compiled) = sluice_processors::expr::Compiled::new(text, &schema) else {
-        return;
-    };
-    let batch = sample_batch(&schema);
-    let _ = compiled.evaluate(&batch);
-}
-
-fn sample_batch(schema: &arrow_schema::SchemaRef) -> RecordBatch {
-    use arrow_array::{
-        ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
-    };
-    use std::sync::Arc;
-    let ts = TimestampMicrosecondArray::from(vec![Some(0), None, Some(1_763_812_800_000_000)])
-        .with_timezone_opt(match schema.field(4).data_type() {
-            arrow_schema::DataType::Timestamp(_, tz) => tz.clone(),
-            _ => None,
-        });
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![Some("a"), None, Some("é\u{0}x")])),
-        Arc::new(Int64Array::from(vec![Some(i64::MAX), Some(0), None])),
-        Arc::new(Float64Array::from(vec![Some(f64::NAN), None, Some(-0.0)])),
-        Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
-        Arc::new(ts),
-    ];
-    match RecordBatch::try_new(schema.clone(), columns) {
-        Ok(b) => b,
-        Err(e) => panic!("the fuzz batch is refused: {e}"),
+    if let Ok(compiled) = compile(text) {
+        let _ = compiled.evaluate(expression_input());
     }
 }
 
 /// A Parquet file. Reading it (footer, row groups, every column) never panics: a broken file is
 /// an error.
 pub fn parquet(data: &[u8]) {
+    let _ = parquet_rows(data);
+}
+
+/// The rows of a Parquet file read whole, or the first error.
+pub fn parquet_rows(data: &[u8]) -> Result<usize, parquet::errors::ParquetError> {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         bytes::Bytes::copy_from_slice(data),
-    )
-    .and_then(|b| b.with_batch_size(64).build());
-    if let Ok(reader) = reader {
-        for batch in reader {
-            if batch.is_err() {
-                break;
-            }
-        }
+    )?
+    .with_batch_size(64)
+    .build()?;
+    let mut rows = 0;
+    for batch in reader {
+        rows += batch?.num_rows();
     }
+    Ok(rows)
 }
 
 /// An image, made into a small rendition. Decoding never panics, and a header claiming more than

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use sluice_pipeline::event;
 
 use crate::s3::{
-    bucket, clickstream_line, client, endpoint, keys, ndjson_config, put, replay_at, write_event,
+    clickstream_line, client, endpoint, in_out_buckets, keys, ndjson_config, put, replay_at,
+    write_event,
 };
 use crate::support::*;
 
@@ -196,12 +197,7 @@ async fn setup(
     name: &str,
     lines: usize,
 ) -> (String, String, String, tempfile::TempDir) {
-    let (inb, outb) = (
-        bucket(&format!("{name}-in")),
-        bucket(&format!("{name}-out")),
-    );
-    c.create_bucket().bucket(&inb).send().await.unwrap();
-    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let (inb, outb) = in_out_buckets(c, name).await;
     let body: Vec<u8> = (0..lines as u64)
         .flat_map(|n| clickstream_line(n).into_bytes())
         .collect();

@@ -40,6 +40,17 @@ pub fn bucket(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), t % 1_000_000_000)
 }
 
+/// Buckets `{name}-in` and `{name}-out`, unique to this test run, created.
+pub async fn in_out_buckets(c: &Client, name: &str) -> (String, String) {
+    let (inb, outb) = (
+        bucket(&format!("{name}-in")),
+        bucket(&format!("{name}-out")),
+    );
+    c.create_bucket().bucket(&inb).send().await.unwrap();
+    c.create_bucket().bucket(&outb).send().await.unwrap();
+    (inb, outb)
+}
+
 pub async fn put(c: &Client, bucket: &str, key: &str, body: Vec<u8>) {
     c.put_object()
         .bucket(bucket)
@@ -138,9 +149,7 @@ pub fn replay_at(cfg: &Path, ev: &Path, endpoint: &str) -> std::process::Output 
 async fn replay_against_s3_matches_local_replay_byte_for_byte() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
-    let (inb, outb) = (bucket("in"), bucket("out"));
-    c.create_bucket().bucket(&inb).send().await.unwrap();
-    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let (inb, outb) = in_out_buckets(&c, "replay").await;
     let local = fixtures().join("objects/analytics-in");
     let mut records = Vec::new();
     for key in [
@@ -213,9 +222,7 @@ async fn replay_against_s3_matches_local_replay_byte_for_byte() {
 async fn outputs_are_encrypted_and_marked_and_never_read_back_by_their_pipeline() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
-    let (inb, outb) = (bucket("sse-in"), bucket("sse-out"));
-    c.create_bucket().bucket(&inb).send().await.unwrap();
-    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let (inb, outb) = in_out_buckets(&c, "sse").await;
     let key = "clickstream/2026/11/22/web+app events.ndjson";
     let body = std::fs::read(fixtures().join("objects/analytics-in").join(key)).unwrap();
     put(&c, &inb, key, body.clone()).await;
@@ -303,9 +310,7 @@ async fn outputs_are_encrypted_and_marked_and_never_read_back_by_their_pipeline(
 async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
-    let (inb, outb) = (bucket("big-in"), bucket("big-out"));
-    c.create_bucket().bucket(&inb).send().await.unwrap();
-    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let (inb, outb) = in_out_buckets(&c, "big").await;
     // ~40 MB of NDJSON: larger than several 8 MiB parts once written back out as NDJSON.
     let mut body = Vec::with_capacity(42 << 20);
     let mut n = 0u64;
@@ -402,9 +407,7 @@ async fn parquet_objects_are_read_by_range_from_s3() {
     use std::sync::Arc;
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
-    let (inb, outb) = (bucket("pq-in"), bucket("pq-out"));
-    c.create_bucket().bucket(&inb).send().await.unwrap();
-    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let (inb, outb) = in_out_buckets(&c, "pq").await;
     let schema = Arc::new(arrow_schema::Schema::new(vec![
         arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
         arrow_schema::Field::new("page", arrow_schema::DataType::Utf8, true),

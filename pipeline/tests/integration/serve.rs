@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use sluice_pipeline::event;
 
-use crate::s3::{bucket, client, config, endpoint, put};
+use crate::s3::{client, config, endpoint, in_out_buckets, put};
 use crate::support::*;
 
 #[derive(Default)]
@@ -88,9 +88,7 @@ fn serve_conn(stream: TcpStream, state: Arc<Mutex<State>>) {
 async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
-    let (inb, outb) = (bucket("serve-in"), bucket("serve-out"));
-    c.create_bucket().bucket(&inb).send().await.unwrap();
-    c.create_bucket().bucket(&outb).send().await.unwrap();
+    let (inb, outb) = in_out_buckets(&c, "serve").await;
     let key = "clickstream/2026/11/22/web+app events.ndjson";
     let body = std::fs::read(fixtures().join("objects/analytics-in").join(key)).unwrap();
     let size = body.len() as u64;

@@ -99,7 +99,7 @@ enum Cell {
 }
 
 /// A key as a line had it (raw bytes and closing quote), and its node if the schema has one.
-type SeenKey = (Box<[u8]>, Option<usize>);
+type SeenKey = (Vec<u8>, Option<usize>);
 
 /// Parses lines into builders for one schema.
 pub(crate) struct FastDecoder {
@@ -112,7 +112,7 @@ pub(crate) struct FastDecoder {
     arena: String,
     rows: usize,
     /// Each object's keys as the last line had them (with their closing quote), in order, with
-    /// their nodes (the root's at 0, struct node `n`'s at `n + 1`): lines of a file mostly repeat
+    /// their nodes (indexed by [`seen_index`]): lines of a file mostly repeat
     /// their keys in the same order, so the key expected next is compared whole instead of
     /// scanned and looked up.
     seen: Vec<Vec<SeenKey>>,
@@ -322,7 +322,7 @@ impl FastDecoder {
         owner: Option<usize>,
         position: usize,
     ) -> Option<(usize, Option<usize>)> {
-        let (key, node) = self.seen[owner.map_or(0, |n| n + 1)].get(position)?;
+        let (key, node) = self.seen[seen_index(owner)].get(position)?;
         // The key is kept with its closing quote.
         let end = i + key.len();
         same_short(b.get(i + 1..end + 1)?, key).then_some((end, *node))
@@ -353,11 +353,18 @@ impl FastDecoder {
             .iter()
             .find(|(k, _)| k.len() == key.len() && k.first() == key.first() && **k == *key)
             .map(|(_, n)| *n);
-        let seen = &mut self.seen[owner.map_or(0, |n| n + 1)];
-        seen.truncate(position);
-        // An escaped key is not predicted (its bytes are not its text), nor any after it.
-        if !escaped && seen.len() == position {
-            seen.push((b[start..=end].into(), node));
+        let seen = &mut self.seen[seen_index(owner)];
+        if escaped {
+            // An escaped key is not predicted (its bytes are not its text), nor any after it.
+            seen.truncate(position);
+        } else if let Some((key, n)) = seen.get_mut(position) {
+            // Relearned in place: a file whose key order keeps changing allocates nothing here.
+            key.clear();
+            key.extend_from_slice(&b[start..=end]);
+            *n = node;
+            seen.truncate(position + 1);
+        } else if seen.len() == position {
+            seen.push((b[start..=end].to_vec(), node));
         }
         Ok((end, node))
     }
@@ -586,6 +593,13 @@ fn float(live: bool, c: Cell) -> Option<f64> {
         (true, Cell::Int(v)) => Some(v as f64),
         _ => None,
     }
+}
+
+/// Where an object's remembered keys are in `FastDecoder::seen`: the root's at 0, struct node
+/// `n`'s at `n + 1`.
+#[inline]
+fn seen_index(owner: Option<usize>) -> usize {
+    owner.map_or(0, |n| n + 1)
 }
 
 /// `a == b`, for the short slices keys are: two overlapping word compares instead of a call.

@@ -31,6 +31,14 @@ where = "event_type <> 'view' OR latency_ms > 500"
 uri = "s3://out/bench/"
 "#;
 
+/// An in-memory Parquet writer with zstd, as the pipelines write.
+fn zstd_writer(schema: &arrow_schema::SchemaRef) -> parquet::arrow::ArrowWriter<Vec<u8>> {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).expect("writer")
+}
+
 /// The clickstream every bench reads: `SLUICE_BENCH_MB` (default 100) MB, generated once.
 fn clickstream() -> &'static [u8] {
     static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -130,12 +138,7 @@ fn stages(c: &mut Criterion) {
             let mut d = NdjsonDecoder::builder().with_schema(schema.clone()).build();
             let mut f =
                 Filter::new("event_type <> 'view' OR latency_ms > 500", &schema).expect("filter");
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-                .build();
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
-                    .expect("writer");
+            let mut w = zstd_writer(&schema);
             let mut out = Decoded::default();
             let mut kept = Vec::new();
             let mut step =
@@ -514,12 +517,7 @@ fn per_stage(c: &mut Criterion) {
     );
     g.bench_function(format!("parquet write, zstd ({shape})"), |b| {
         b.iter(|| {
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-                .build();
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
-                    .expect("writer");
+            let mut w = zstd_writer(&schema);
             for b in &batches {
                 w.write(b).expect("write");
             }

@@ -12,7 +12,9 @@ use std::borrow::Cow;
 
 use sluice_processors::decode::find_quote_or_backslash;
 
-use crate::trigger::{BAD_BASE64, Item, KinesisFields, Parsed, kinesis_items};
+use std::ops::Range;
+
+use crate::trigger::{BAD_BASE64, IdRanges, Item, KinesisIds, Parsed, kinesis_item};
 
 /// Nesting deeper than this is left to the general path.
 const MAX_DEPTH: usize = 64;
@@ -368,12 +370,23 @@ impl<'a> Reader<'a> {
     /// The records, and the buffer their data was decoded into.
     fn records(&mut self) -> Option<(Vec<Item>, bytes::Bytes)> {
         self.expect(b'[')?;
-        // A Kinesis record's envelope is ~550 bytes besides its data: room for them all at once.
-        let mut found: Vec<Fields<'a>> = Vec::with_capacity(self.b.len() / 512 + 1);
         if self.peek()? == b']' {
             self.i += 1;
             return Some((Vec::new(), bytes::Bytes::new()));
         }
+        // Every record's data is decoded as soon as it is found (still in cache) into one buffer,
+        // each record a slice of it: no allocation per record. Each record's data is followed by
+        // a line break (unless it ends with one), so for a line format the whole buffer is the
+        // batch's text, decoded without a copy. Base64 is 4 bytes for 3 and every record has an
+        // envelope, so the decoded data and its line breaks are fewer bytes than the event: room
+        // for all at once (pages not written to are never touched).
+        let mut arena: Vec<u8> = Vec::with_capacity(self.b.len());
+        // Sequence numbers, shards and keys are ~1/10 of an event whose records carry ~300 bytes.
+        let mut ids = KinesisIds::with_capacity(self.b.len() / 8);
+        // Per record: its ids' places, its arrival and its data's place in the arena.
+        type Found = (IdRanges, Option<f64>, Option<Range<usize>>);
+        // A Kinesis record's envelope is ~550 bytes besides its data.
+        let mut found: Vec<Found> = Vec::with_capacity(self.b.len() / 768 + 1);
         // The envelope fields skipped here are the same string in every record of a batch, as a
         // rule: each is compared whole with the one before instead of scanned.
         let mut same: [&'a [u8]; 6] = [b""; 6];
@@ -394,60 +407,49 @@ impl<'a> Reader<'a> {
                 }
             };
             // Only a complete, ordinary Kinesis record is read here.
-            if !f.kinesis_source || f.sequence.is_none() || f.data.is_none() {
+            let (true, Some(sequence), Some(b64)) = (f.kinesis_source, &f.sequence, f.data) else {
                 return None;
-            }
-            found.push(f);
+            };
+            let start = arena.len();
+            let data = match base64_simd::STANDARD.decode_append(b64, &mut arena) {
+                Ok(()) => {
+                    let span = start..arena.len();
+                    if arena.last().is_some_and(|&c| c != b'\n') {
+                        arena.push(b'\n');
+                    }
+                    Some(span)
+                }
+                // The data string was found by its closing quote alone: one with an escape in it
+                // (`\/` is legal JSON for `/`) is the general path's to unescape and decode.
+                Err(_) if memchr::memchr(b'\\', b64).is_some() => return None,
+                Err(_) => {
+                    arena.truncate(start);
+                    None
+                }
+            };
+            let place = ids.add(
+                sequence,
+                f.event_id.as_deref().unwrap_or_default(),
+                f.partition_key.as_deref().unwrap_or_default(),
+            );
+            found.push((place, f.arrival, data));
             match self.next_byte()? {
                 b',' => {}
                 b']' => break,
                 _ => return None,
             }
         }
-        // Every record's data decoded into one buffer, each record a slice of it: no allocation
-        // per record. Each record's data is followed by a line break (unless it ends with one),
-        // so for a line format the whole buffer is the batch's text, decoded without a copy.
-        let room: usize = found
-            .iter()
-            .map(|f| {
-                base64_simd::STANDARD.estimated_decoded_length(f.data.map_or(0, <[u8]>::len)) + 1
-            })
-            .sum();
-        let mut arena: Vec<u8> = Vec::with_capacity(room);
-        let mut spans = Vec::with_capacity(found.len());
-        for f in &found {
-            let b64 = f.data.unwrap_or_default();
-            let at = arena.len();
-            match base64_simd::STANDARD.decode_append(b64, &mut arena) {
-                Ok(()) => {
-                    spans.push(Ok(at..arena.len()));
-                    if arena.last().is_some_and(|&c| c != b'\n') {
-                        arena.push(b'\n');
-                    }
-                }
-                // The data string was found by its closing quote alone: one with an escape in it
-                // (`\/` is legal JSON for `/`) is the general path's to unescape and decode.
-                Err(_) if memchr::memchr(b'\\', b64).is_some() => return None,
-                Err(_) => {
-                    arena.truncate(at);
-                    spans.push(Err(BAD_BASE64.to_string()));
-                }
-            }
-        }
+        let all = ids.finish();
         let arena = bytes::Bytes::from(arena);
-        let items = kinesis_items(
-            found
-                .iter()
-                .zip(spans)
-                .map(|(f, span)| KinesisFields {
-                    sequence: f.sequence.as_deref().unwrap_or_default(),
-                    event_id: f.event_id.as_deref().unwrap_or_default(),
-                    partition_key: f.partition_key.as_deref().unwrap_or_default(),
-                    arrival: f.arrival,
-                    data: span.map(|r| arena.slice(r)),
-                })
-                .collect(),
-        );
+        let items = found
+            .into_iter()
+            .map(|(place, arrival, data)| {
+                let data = data
+                    .map(|r| arena.slice(r))
+                    .ok_or_else(|| BAD_BASE64.to_string());
+                kinesis_item(&all, place, arrival, data)
+            })
+            .collect();
         Some((items, arena))
     }
 }
@@ -493,7 +495,7 @@ mod tests {
         let Item::Record(r) = &fast.items[0] else {
             panic!("{fast:?}")
         };
-        assert_eq!(r.shard, "shardId-000000000006");
+        assert_eq!(r.shard(), "shardId-000000000006");
         assert_eq!(r.data.as_deref().unwrap(), b"Hello, this is a test.");
         assert_eq!(r.arrival, Some(1545084650.987));
     }
@@ -540,7 +542,7 @@ mod tests {
             .items
             .iter()
             .map(|i| match i {
-                Item::Record(r) => format!("{}/{}", r.shard.as_str(), r.partition_key.as_str()),
+                Item::Record(r) => format!("{}/{}", r.shard(), r.partition_key()),
                 _ => panic!("{i:?}"),
             })
             .collect();

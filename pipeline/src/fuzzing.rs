@@ -41,7 +41,12 @@ pub fn checked_lines(p: &Parsed) -> Option<bytes::Bytes> {
         };
         let Ok(d) = &r.data else { continue };
         let start = d.as_ptr() as usize - lines.as_ptr() as usize;
-        assert_eq!(start, at, "record {} is not where the last one ended", r.id);
+        assert_eq!(
+            start,
+            at,
+            "record {} is not where the last one ended",
+            r.id()
+        );
         at = start + d.len();
         if !d.ends_with(b"\n") && !d.is_empty() {
             assert_eq!(lines[at], b'\n');

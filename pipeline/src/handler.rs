@@ -122,7 +122,7 @@ impl Summary {
     fn redeliver(&mut self, rest: &[&StreamRecord], kinesis: bool) {
         let n = if kinesis { 1 } else { rest.len() };
         self.batch_item_failures
-            .extend(rest.iter().take(n).map(|r| r.id.to_string()));
+            .extend(rest.iter().take(n).map(|r| r.id().to_string()));
     }
 }
 
@@ -555,15 +555,15 @@ impl Handler {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
             return Ok(ObjectResult::default());
         };
-        let (base, source) = if first.shard.is_empty() {
+        let (base, source) = if first.shard().is_empty() {
             (
-                invocation_name(recs.iter().map(|r| ("sqs", r.id.as_str(), None))),
-                format!("sqs message {}", first.id),
+                invocation_name(recs.iter().map(|r| ("sqs", r.id(), None))),
+                format!("sqs message {}", first.id()),
             )
         } else {
             (
-                crate::output::stream_name(&first.shard, &first.id, &last.id),
-                format!("kinesis {} from {}", first.shard, first.id),
+                crate::output::stream_name(first.shard(), first.id(), last.id()),
+                format!("kinesis {} from {}", first.shard(), first.id()),
             )
         };
         let mut outputs = self.outputs(base.clone(), &source);
@@ -630,7 +630,7 @@ impl Handler {
             let reject = |reason: &str, raw: &[u8]| {
                 sluice_processors::Reject::new(
                     n as u64 + 1,
-                    format!("record {}: {reason}", rec.id),
+                    format!("record {}: {reason}", rec.id()),
                     raw,
                 )
             };
@@ -659,7 +659,7 @@ impl Handler {
                     }
                 }
                 Ok(data) => {
-                    single = [(0, rec.partition_key.as_str(), &data[..])];
+                    single = [(0, rec.partition_key(), &data[..])];
                     &single
                 }
             };
@@ -706,8 +706,8 @@ impl Handler {
                     continue;
                 }
                 let origin = crate::stream::Origin {
-                    shard: Some(rec.shard.as_str()).filter(|s| !s.is_empty()),
-                    sequence: &rec.id,
+                    shard: Some(rec.shard()).filter(|s| !s.is_empty()),
+                    sequence: rec.id(),
                     subsequence,
                     partition_key: Some(partition_key).filter(|k| !k.is_empty()),
                     arrival: rec.arrival,
@@ -1247,9 +1247,9 @@ impl Handler {
                 st.load_state(&decode_state(v)?)?;
             }
         }
-        let shard = recs.first().map_or(w.shard.as_str(), |r| r.shard.as_str());
+        let shard = recs.first().map_or(w.shard.as_str(), |r| r.shard());
         let base = match (w.is_final, recs.first(), recs.last()) {
-            (false, Some(f), Some(l)) => crate::output::stream_name(&f.shard, &f.id, &l.id),
+            (false, Some(f), Some(l)) => crate::output::stream_name(f.shard(), f.id(), l.id()),
             _ => crate::output::window_name(shard, &w.start),
         };
         let source = format!("kinesis {shard} window {}", w.start);

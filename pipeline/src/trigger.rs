@@ -43,108 +43,101 @@ impl ObjectRef {
     }
 }
 
-/// Text cut from a buffer a whole batch shares: a 10 000-record event's sequence numbers, shards
-/// and partition keys are one allocation, not 30 000 (which cost more than reading them).
-#[derive(Clone)]
-pub struct Text {
-    all: Arc<str>,
-    start: usize,
-    end: usize,
-}
-
-impl Text {
-    /// `all[range]`; a range that is not on character boundaries inside `all` is empty text.
-    pub fn cut(all: &Arc<str>, range: std::ops::Range<usize>) -> Self {
-        let range = if all.get(range.clone()).is_some() {
-            range
-        } else {
-            0..0
-        };
-        Text {
-            all: all.clone(),
-            start: range.start,
-            end: range.end,
-        }
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        self.all.get(self.start..self.end).unwrap_or_default()
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl From<&str> for Text {
-    fn from(s: &str) -> Self {
-        Text {
-            all: Arc::from(s),
-            start: 0,
-            end: s.len(),
-        }
-    }
-}
-
-impl From<String> for Text {
-    fn from(s: String) -> Self {
-        s.as_str().into()
-    }
-}
-
-impl Default for Text {
-    fn default() -> Self {
-        "".into()
-    }
-}
-
-impl PartialEq for Text {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl PartialEq<str> for Text {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Text {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A record of a Kinesis batch, or an SQS message whose body is a record (not a notification).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its sequence number (or message id), shard and partition key are cut from a buffer the whole
+/// batch shares: a 10 000-record event's are one allocation, not 30 000, and one reference count
+/// per record, not three (which cost more than reading them).
+#[derive(Clone)]
 pub struct StreamRecord {
-    /// What a batch item failure names: the sequence number (Kinesis) or message id (SQS).
-    pub id: Text,
-    /// The Kinesis shard (`shardId-…` from the record's `eventID`); empty for SQS.
-    pub shard: Text,
-    /// The partition key (Kinesis) or message group id (SQS FIFO), else empty.
-    pub partition_key: Text,
+    ids: Arc<str>,
+    cuts: [(u32, u32); 3],
     /// Approximate arrival, seconds since the epoch.
     pub arrival: Option<f64>,
     /// The payload (base64 already decoded), or why it could not be read.
     pub data: Result<bytes::Bytes, String>,
+}
+
+impl StreamRecord {
+    /// A record with its own id, shard and partition key.
+    pub fn new(
+        id: &str,
+        shard: &str,
+        partition_key: &str,
+        arrival: Option<f64>,
+        data: Result<bytes::Bytes, String>,
+    ) -> Self {
+        let mut ids = KinesisIds::default();
+        let place = ids.push_all([id, shard, partition_key]);
+        StreamRecord::cut(&ids.finish(), place, arrival, data)
+    }
+
+    /// A record whose ids are at `place` in `all` (a range that is not on character boundaries
+    /// inside `all`, or past 4 GiB, is empty text).
+    fn cut(
+        all: &Arc<str>,
+        place: IdRanges,
+        arrival: Option<f64>,
+        data: Result<bytes::Bytes, String>,
+    ) -> Self {
+        let cuts = place.map(|r| {
+            match (
+                all.get(r.clone()),
+                u32::try_from(r.start),
+                u32::try_from(r.end),
+            ) {
+                (Some(_), Ok(s), Ok(e)) => (s, e),
+                _ => (0, 0),
+            }
+        });
+        StreamRecord {
+            ids: all.clone(),
+            cuts,
+            arrival,
+            data,
+        }
+    }
+
+    fn text(&self, which: usize) -> &str {
+        let (s, e) = self.cuts[which];
+        self.ids.get(s as usize..e as usize).unwrap_or_default()
+    }
+
+    /// What a batch item failure names: the sequence number (Kinesis) or message id (SQS).
+    pub fn id(&self) -> &str {
+        self.text(0)
+    }
+
+    /// The Kinesis shard (`shardId-…` from the record's `eventID`); empty for SQS.
+    pub fn shard(&self) -> &str {
+        self.text(1)
+    }
+
+    /// The partition key (Kinesis) or message group id (SQS FIFO), else empty.
+    pub fn partition_key(&self) -> &str {
+        self.text(2)
+    }
+}
+
+impl PartialEq for StreamRecord {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id(), self.shard(), self.partition_key())
+            == (other.id(), other.shard(), other.partition_key())
+            && self.arrival == other.arrival
+            && self.data == other.data
+    }
+}
+
+impl std::fmt::Debug for StreamRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamRecord")
+            .field("id", &self.id())
+            .field("shard", &self.shard())
+            .field("partition_key", &self.partition_key())
+            .field("arrival", &self.arrival)
+            .field("data", &self.data)
+            .finish()
+    }
 }
 
 /// One thing found in an event.
@@ -311,21 +304,18 @@ fn message(
                         .filter(is_notification);
                     let Some(b) = notification else {
                         // Not an S3 notification in any envelope: the body is a record.
-                        items.push(Item::Record(StreamRecord {
-                            id: id.into(),
-                            shard: Text::default(),
-                            partition_key: r
-                                .pointer("/attributes/MessageGroupId")
+                        items.push(Item::Record(StreamRecord::new(
+                            &id,
+                            "",
+                            r.pointer("/attributes/MessageGroupId")
                                 .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .into(),
-                            arrival: r
-                                .pointer("/attributes/SentTimestamp")
+                                .unwrap_or(""),
+                            r.pointer("/attributes/SentTimestamp")
                                 .and_then(Value::as_str)
                                 .and_then(|t| t.parse::<f64>().ok())
                                 .map(|ms| ms / 1000.0),
-                            data: Ok(bytes::Bytes::copy_from_slice(body.as_bytes())),
-                        }));
+                            Ok(bytes::Bytes::copy_from_slice(body.as_bytes())),
+                        )));
                         shape.get_or_insert("sqs".into());
                         continue;
                     };
@@ -441,53 +431,83 @@ pub(crate) struct KinesisFields<'a> {
 
 /// Kinesis records from their fields, their ids, shards and keys all in one buffer.
 pub(crate) fn kinesis_items(records: Vec<KinesisFields<'_>>) -> Vec<Item> {
-    let mut buf = String::with_capacity(
-        records
-            .iter()
-            .map(|f| f.sequence.len() + f.partition_key.len())
-            .sum::<usize>()
-            + 64,
-    );
-    fn push(buf: &mut String, s: &str) -> std::ops::Range<usize> {
-        buf.push_str(s);
-        buf.len() - s.len()..buf.len()
-    }
-    let mut shard = 0..0;
+    let mut ids = KinesisIds::default();
     let ranges: Vec<_> = records
         .iter()
-        .map(|f| {
-            // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`;
-            // a batch is usually one shard's.
-            let same = buf.get(shard.clone()).is_some_and(|s| {
-                f.event_id.starts_with(s) && f.event_id.as_bytes().get(s.len()) == Some(&b':')
-            });
-            if !same {
-                let s = memchr::memchr(b':', f.event_id.as_bytes())
-                    .and_then(|i| f.event_id.get(..i))
-                    .unwrap_or("");
-                shard = push(&mut buf, s);
-            }
-            (
-                push(&mut buf, f.sequence),
-                shard.clone(),
-                push(&mut buf, f.partition_key),
-            )
-        })
+        .map(|f| ids.add(f.sequence, f.event_id, f.partition_key))
         .collect();
-    let all: Arc<str> = Arc::from(buf);
+    let all = ids.finish();
     records
         .into_iter()
         .zip(ranges)
-        .map(|(f, (id, shard, key))| {
-            Item::Record(StreamRecord {
-                id: Text::cut(&all, id),
-                shard: Text::cut(&all, shard),
-                partition_key: Text::cut(&all, key),
-                arrival: f.arrival,
-                data: f.data,
-            })
-        })
+        .map(|(f, r)| kinesis_item(&all, r, f.arrival, f.data))
         .collect()
+}
+
+/// Where a Kinesis record's sequence number, shard and partition key are in a [`KinesisIds`].
+pub(crate) type IdRanges = [std::ops::Range<usize>; 3];
+
+/// The sequence numbers, shards and partition keys of a batch's Kinesis records, gathered in one
+/// buffer as the records are read: the records share it instead of three strings each.
+#[derive(Default)]
+pub(crate) struct KinesisIds {
+    buf: String,
+    /// The last shard's place in `buf` (a batch is usually one shard's).
+    shard: std::ops::Range<usize>,
+}
+
+impl KinesisIds {
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        KinesisIds {
+            buf: String::with_capacity(bytes),
+            shard: 0..0,
+        }
+    }
+
+    /// One record's: its shard is the part of `event_id` before the colon.
+    pub(crate) fn add(&mut self, sequence: &str, event_id: &str, partition_key: &str) -> IdRanges {
+        fn push(buf: &mut String, s: &str) -> std::ops::Range<usize> {
+            buf.push_str(s);
+            buf.len() - s.len()..buf.len()
+        }
+        // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`.
+        let same = self.buf.get(self.shard.clone()).is_some_and(|s| {
+            event_id.starts_with(s) && event_id.as_bytes().get(s.len()) == Some(&b':')
+        });
+        if !same {
+            let s = memchr::memchr(b':', event_id.as_bytes())
+                .and_then(|i| event_id.get(..i))
+                .unwrap_or("");
+            self.shard = push(&mut self.buf, s);
+        }
+        [
+            push(&mut self.buf, sequence),
+            self.shard.clone(),
+            push(&mut self.buf, partition_key),
+        ]
+    }
+
+    /// Texts of a record pushed as they are.
+    fn push_all(&mut self, texts: [&str; 3]) -> IdRanges {
+        texts.map(|t| {
+            self.buf.push_str(t);
+            self.buf.len() - t.len()..self.buf.len()
+        })
+    }
+
+    pub(crate) fn finish(self) -> Arc<str> {
+        Arc::from(self.buf)
+    }
+}
+
+/// A Kinesis record whose ids are at `place` in `all` (from [`KinesisIds`]).
+pub(crate) fn kinesis_item(
+    all: &Arc<str>,
+    place: IdRanges,
+    arrival: Option<f64>,
+    data: Result<bytes::Bytes, String>,
+) -> Item {
+    Item::Record(StreamRecord::cut(all, place, arrival, data))
 }
 
 fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
@@ -764,7 +784,7 @@ mod tests {
             panic!("{:?}", p.items[0]);
         };
         assert_eq!(
-            (r.id.as_str(), r.partition_key.as_str(), r.arrival),
+            (r.id(), r.partition_key(), r.arrival),
             ("m1", "g1", Some(1_545_082_649.183))
         );
         assert_eq!(r.data.as_deref(), Ok(&b"plain text"[..]));
@@ -791,7 +811,7 @@ mod tests {
         let recs: Vec<_> = items
             .iter()
             .map(|i| match i {
-                Item::Record(r) => (r.shard.as_str(), r.id.as_str(), r.partition_key.as_str()),
+                Item::Record(r) => (r.shard(), r.id(), r.partition_key()),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -806,10 +826,13 @@ mod tests {
         );
         // A cut that is not on character boundaries is empty, not a panic.
         let all: Arc<str> = Arc::from("é!");
-        assert_eq!(Text::cut(&all, 1..3), "");
-        assert_eq!(Text::cut(&all, 0..2), "é");
-        assert_eq!(Text::cut(&all, 2..9), "");
-        assert_eq!(format!("{:?}", Text::from("a\"b")), "\"a\\\"b\"");
+        let r = StreamRecord::cut(&all, [1..3, 0..2, 2..9], None, Ok(bytes::Bytes::new()));
+        assert_eq!((r.id(), r.shard(), r.partition_key()), ("", "é", ""));
+        let r = StreamRecord::new("a\"b", "", "k", None, Err("no".into()));
+        assert_eq!(
+            format!("{r:?}"),
+            r#"StreamRecord { id: "a\"b", shard: "", partition_key: "k", arrival: None, data: Err("no") }"#
+        );
     }
 
     #[test]
@@ -832,12 +855,12 @@ mod tests {
         let Item::Record(r) = &p.items[0] else {
             panic!("{:?}", p.items[0]);
         };
-        assert_eq!(r.shard, "shardId-000000000006");
+        assert_eq!(r.shard(), "shardId-000000000006");
         assert_eq!(
-            r.id,
+            r.id(),
             "49590338271490256608559692538361571095921575989136588898"
         );
-        assert_eq!(r.partition_key, "1");
+        assert_eq!(r.partition_key(), "1");
         assert_eq!(r.arrival, Some(1545084650.987));
         assert_eq!(r.data.as_deref(), Ok(&b"Hello, this is a test."[..]));
         let Item::Record(bad) = &p.items[1] else {

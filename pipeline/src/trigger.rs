@@ -80,15 +80,10 @@ impl StreamRecord {
         arrival: Option<f64>,
         data: Result<bytes::Bytes, String>,
     ) -> Self {
-        let cuts = place.map(|r| {
-            match (
-                all.get(r.clone()),
-                u32::try_from(r.start),
-                u32::try_from(r.end),
-            ) {
-                (Some(_), Ok(s), Ok(e)) => (s, e),
-                _ => (0, 0),
-            }
+        // Boundaries are checked where the text is read.
+        let cuts = place.map(|r| match (u32::try_from(r.start), u32::try_from(r.end)) {
+            (Ok(s), Ok(e)) => (s, e),
+            _ => (0, 0),
         });
         StreamRecord {
             ids: all.clone(),

@@ -116,6 +116,11 @@ pub struct InputConfig {
     /// Longest accepted record line in bytes (default 4 MiB); longer lines are rejects.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// A compressed object may inflate to 512 MiB, and past that to at most this many times the
+    /// compressed bytes read so far (default 100; real logs and NDJSON inflate 5–50×, a gzip bomb
+    /// ~1000×): more is refused as a decompression bomb. `0` turns the check off.
+    #[serde(default = "default_max_inflate_ratio")]
+    pub max_inflate_ratio: u64,
     /// An object gone by the time it is read (deleted, or overwritten away, after its
     /// notification): `skip` (default: reported as skipped, nothing to retry) or `fail` (the
     /// object fails, so Lambda retries the event and then dead-letters it).
@@ -137,6 +142,10 @@ pub enum OnMissing {
 fn default_batch_rows() -> usize {
     DEFAULT_BATCH_ROWS
 }
+fn default_max_inflate_ratio() -> u64 {
+    100
+}
+
 fn default_max_line_bytes() -> usize {
     sluice_processors::decode::ndjson::DEFAULT_MAX_LINE_BYTES
 }

@@ -445,12 +445,24 @@ fn decode_other(input: &[u8], kind: ImageKind, opts: &ResizeOptions) -> Result<D
     ))
 }
 
-fn pixel_type(channels: u8) -> fr::PixelType {
-    match channels {
-        1 => fr::PixelType::U8,
-        3 => fr::PixelType::U8x3,
-        _ => fr::PixelType::U8x4,
-    }
+/// `src` resampled to `sw` × `sh` with fast_image_resize's typed entry point, for the three pixel
+/// layouts decoded here. Its untyped entry point dispatches over all 13 layouts it knows, so every
+/// one of them is compiled in (about 3 MB of the binary); the typed one keeps only these.
+fn resample<P: fr::PixelTrait>(
+    src: &Pixels,
+    sw: u32,
+    sh: u32,
+    o: &fr::ResizeOptions,
+) -> Result<Vec<u8>, String> {
+    let view = fr::images::TypedImageRef::<P>::from_buffer(src.width, src.height, &src.data)
+        .map_err(|e| format!("internal: pixel buffer: {e}"))?;
+    let mut out = vec![0u8; sw as usize * sh as usize * P::size()];
+    let mut dst = fr::images::TypedImage::<P>::from_buffer(sw, sh, &mut out)
+        .map_err(|e| format!("internal: pixel buffer: {e}"))?;
+    fr::Resizer::new()
+        .resize_typed(&view, &mut dst, o)
+        .map_err(|e| format!("resize to {sw} × {sh}: {e}"))?;
+    Ok(out)
 }
 
 fn render(
@@ -478,21 +490,18 @@ fn render(
         ));
     }
     let (sw, sh) = if t { (th, tw) } else { (tw, th) };
-    let pt = pixel_type(src.channels);
     let resized = if (sw, sh) == (src.width, src.height) {
         src.data.clone()
     } else {
-        let view = fr::images::ImageRef::new(src.width, src.height, &src.data, pt)
-            .map_err(|e| format!("internal: pixel buffer: {e}"))?;
-        let mut dst = fr::images::Image::new(sw, sh, pt);
         let mut o = fr::ResizeOptions::new().resize_alg(opts.filter.alg());
         if v.fit == Fit::Cover {
             o = o.fit_into_destination(Some((0.5, 0.5)));
         }
-        fr::Resizer::new()
-            .resize(&view, &mut dst, &o)
-            .map_err(|e| format!("resize to {sw} × {sh}: {e}"))?;
-        dst.into_vec()
+        match src.channels {
+            1 => resample::<fr::pixels::U8>(src, sw, sh, &o)?,
+            3 => resample::<fr::pixels::U8x3>(src, sw, sh, &o)?,
+            _ => resample::<fr::pixels::U8x4>(src, sw, sh, &o)?,
+        }
     };
     let (data, width, height) = orient(resized, sw, sh, src.channels, info.orientation)?;
     let bytes = encode(&data, width, height, src.channels, out, icc, exif, opts)?;

@@ -2,7 +2,7 @@
 //! good data around it is still processed, and memory stays bounded whatever the sizes.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::s3::peak_rss_while_running;
 use crate::support::*;
@@ -20,7 +20,18 @@ uri = "s3://out/rejects/"
 
 /// `sluice replay` of the scratch event, watched for its peak memory: (summary, peak RSS).
 fn replay_watched(s: &Scratch) -> (serde_json::Value, Option<u64>) {
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let (code, summary, peak) = replay_watched_code(s);
+    assert_eq!(code, Some(0), "{summary}");
+    (summary, peak)
+}
+
+/// As [`replay_watched`], with the exit code and whatever the run's summary says.
+fn replay_watched_code(s: &Scratch) -> (Option<i32>, serde_json::Value, Option<u64>) {
+    // Output goes to files, not pipes: nothing reads a pipe while the child is watched, and a
+    // summary naming 10 000 outputs is more than a pipe holds (the child would block forever).
+    let out_path = s._dir.path().join("replay.stdout");
+    let err_path = s._dir.path().join("replay.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "replay",
             s.config.to_str().unwrap(),
@@ -29,14 +40,101 @@ fn replay_watched(s: &Scratch) -> (serde_json::Value, Option<u64>) {
             s.store.to_str().unwrap(),
             "--json",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
     let peak = peak_rss_while_running(child.id());
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    (summaries(&o).remove(0), peak)
+    let status = child.wait().unwrap();
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    let summary = out
+        .lines()
+        .next()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .unwrap_or_else(|| panic!("no summary: {out}{err}"));
+    (status.code(), summary, peak)
+}
+
+/// A gzip member whose data is `prefix` and then `mib` MiB of zeros, from about 1 KB per MiB: one
+/// deflate block of 1 MiB of zeros, ended on a byte boundary, repeated. Each block refers back
+/// only into its own zeros, so the repeats are a valid stream. (Its trailer's CRC is left zero:
+/// a reader that refuses the bomb never reaches it.)
+fn gzip_bomb(prefix: &[u8], mib: usize) -> Vec<u8> {
+    fn block(data: &[u8]) -> Vec<u8> {
+        let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+        let mut out = Vec::with_capacity(data.len() / 100 + 1024);
+        loop {
+            let at = c.total_in() as usize;
+            out.reserve(4096);
+            c.compress_vec(&data[at..], &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            if c.total_in() as usize == data.len() && out.capacity() > out.len() {
+                return out;
+            }
+        }
+    }
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    gz.extend(block(prefix));
+    let zeros = block(&vec![0u8; 1 << 20]);
+    for _ in 0..mib {
+        gz.extend_from_slice(&zeros);
+    }
+    // A final, empty fixed-Huffman block, then CRC-32 (left zero) and the size mod 2^32.
+    gz.extend_from_slice(&[0x03, 0x00, 0, 0, 0, 0]);
+    let size = (prefix.len() + (mib << 20)) as u32;
+    gz.extend_from_slice(&size.to_le_bytes());
+    gz
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_after_bounded_work_and_the_other_objects_still_processed() {
+    // 1 GiB of zeros from ~1 MB, after a good line.
+    let bomb = gzip_bomb(b"{\"n\":1}\n", 1024);
+    assert!(bomb.len() < 2 << 20, "the bomb is {} bytes", bomb.len());
+    // An ordinary compressed object beside it.
+    let fine = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..20_000 {
+            writeln!(e, "{{\"n\":{i}}}").unwrap();
+        }
+        e.finish().unwrap()
+    };
+    let s = Scratch::new(
+        CONFIG,
+        "in",
+        &[
+            ("a-bomb.ndjson.gz".to_string(), bomb),
+            ("b-fine.ndjson.gz".to_string(), fine),
+            ("c-plain.ndjson".to_string(), b"{\"n\":-1}\n".to_vec()),
+        ],
+    );
+    let (code, summary, peak) = replay_watched_code(&s);
+    assert_eq!(code, Some(1), "{summary}");
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("a-bomb.ndjson.gz") && error.contains("decompression bomb"),
+        "{summary}"
+    );
+    assert!(error.contains("max_inflate_ratio"), "{summary}");
+    // The objects after it were still read and written whole.
+    let out: Vec<String> = files(&s.store.join("out/ok"))
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(s.store.join("out/ok").join(f))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(out.len(), 20_000 + 1, "{summary}");
+    assert!(out.contains(&"{\"n\":-1}".to_string()));
+    assert!(out.contains(&"{\"n\":19999}".to_string()));
+    if let Some(peak) = peak {
+        eprintln!("peak RSS {} MiB", peak >> 20);
+        assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
+    }
 }
 
 #[test]
@@ -127,6 +225,83 @@ fn giant_lines_and_decompression_bombs_are_rejects_in_bounded_memory() {
     }
     // Nothing held whole: not the 100 MB line, not the 256 MiB one, not a million rejects (the
     // debug binary alone is ~40 MiB; this run peaks near 90).
+    if let Some(peak) = peak {
+        eprintln!("peak RSS {} MiB", peak >> 20);
+        assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
+    }
+}
+
+#[test]
+fn hostile_keys_are_refused_in_a_10_000_record_event_and_every_other_object_is_read() {
+    // 10 000 S3 records (Lambda's S3 events carry one; an SQS or replayed batch can carry many):
+    // 9 995 small objects and 5 keys that must never be opened.
+    let mut objects: Vec<(String, Vec<u8>)> = (0..9_995)
+        .map(|i| {
+            (
+                format!("logs/{i:05}.ndjson"),
+                format!("{{\"n\":{i}}}\n").into_bytes(),
+            )
+        })
+        .collect();
+    objects.push(("logs/keep.ndjson".into(), b"{\"n\":-1}\n".to_vec()));
+    let s = Scratch::new(CONFIG, "in", &objects);
+    // The hostile records: `..` segments (plain and URL-encoded, as S3 events encode keys), a NUL
+    // byte, and a key past S3's 1024-byte limit. A file sits where `../..` would lead.
+    let outside = s.store.parent().unwrap().join("secret.ndjson");
+    std::fs::write(&outside, "{\"n\":1000000}\n").unwrap();
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&s.event).unwrap()).unwrap();
+    let records = event["Records"].as_array_mut().unwrap();
+    let template = records[0].clone();
+    let long = format!("logs/{}.ndjson", "a".repeat(4000));
+    for raw in [
+        "../../secret.ndjson",
+        "logs/%2E%2E/%2E%2E/%2E%2E/secret.ndjson",
+        "logs/nul%00.ndjson",
+        long.as_str(),
+    ] {
+        let mut r = template.clone();
+        r["s3"]["object"]["key"] = raw.into();
+        records.push(r);
+    }
+    // The 10 000th: an ordinary key, last.
+    let mut r = template.clone();
+    r["s3"]["object"]["key"] = "logs/keep.ndjson".into();
+    records.retain(|r| r["s3"]["object"]["key"] != "logs/keep.ndjson");
+    records.push(r);
+    assert_eq!(records.len(), 10_000);
+    std::fs::write(&s.event, event.to_string()).unwrap();
+
+    let (code, summary, peak) = replay_watched_code(&s);
+    // The hostile keys fail the invocation (S3 would retry, then dead-letter the event) with their
+    // reasons; nothing outside the store was read.
+    assert_eq!(code, Some(1), "{summary}");
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(error.contains("refused"), "{error}");
+    let mut got: Vec<i64> = files(&s.store.join("out/ok"))
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(s.store.join("out/ok").join(f))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                        .as_i64()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<i64> = (0..9_995).collect();
+    want.insert(0, -1);
+    assert_eq!(got.len(), want.len(), "{summary}");
+    assert_eq!(got, want);
+    assert!(!got.contains(&1_000_000));
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "{\"n\":1000000}\n"
+    );
     if let Some(peak) = peak {
         eprintln!("peak RSS {} MiB", peak >> 20);
         assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);

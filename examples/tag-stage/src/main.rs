@@ -93,6 +93,7 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
             )),
             batch_rows: 8192,
             max_line_bytes: 4 << 20,
+            max_inflate_ratio: 100,
             on_missing: Default::default(),
         },
         stages: vec![StageConfig::Filter {

@@ -307,3 +307,63 @@ fn hostile_keys_are_refused_in_a_10_000_record_event_and_every_other_object_is_r
         assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
     }
 }
+
+#[test]
+fn corrupt_parquet_objects_fail_with_their_reason_and_the_good_one_is_read() {
+    use arrow_array::{Int64Array, RecordBatch};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([(
+        "n",
+        Arc::new(Int64Array::from_iter_values(0..1000)) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let mut good = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut good, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let n = good.len();
+    // The footer's length pointing past the start of the file.
+    let mut bad_len = good.clone();
+    bad_len[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    // The closing magic gone.
+    let mut bad_magic = good.clone();
+    bad_magic[n - 4..].copy_from_slice(b"PAR0");
+    // Cut off halfway.
+    let cut = good[..n / 2].to_vec();
+    // Footer intact, the metadata itself garbled.
+    let meta_len = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap()) as usize;
+    let mut bad_meta = good.clone();
+    for b in &mut bad_meta[n - 8 - meta_len..n - 8] {
+        *b = 0xff;
+    }
+    let config = CONFIG.replace(
+        "format = \"ndjson\"\nschema = { n = \"int64\" }",
+        "format = \"parquet\"",
+    );
+    assert!(config.contains("format = \"parquet\""), "{config}");
+    let s = Scratch::new(
+        &config,
+        "in",
+        &[
+            ("a-bad-len.parquet".to_string(), bad_len),
+            ("b-bad-magic.parquet".to_string(), bad_magic),
+            ("c-cut.parquet".to_string(), cut),
+            ("d-bad-meta.parquet".to_string(), bad_meta),
+            ("e-good.parquet".to_string(), good),
+        ],
+    );
+    let (code, summary, _) = replay_watched_code(&s);
+    assert_eq!(code, Some(1), "{summary}");
+    let error = summary["error"].as_str().unwrap_or_default();
+    for name in ["a-bad-len", "b-bad-magic", "c-cut"] {
+        assert!(error.contains(name), "{name} not in {error}");
+    }
+    // Every corrupt one is an object failure; the good one is read whole, and nothing of a
+    // corrupt one is written.
+    let out = files(&s.store.join("out/ok"));
+    assert_eq!(out.len(), 1, "{out:?} {summary}");
+    assert!(out[0].to_string_lossy().starts_with("e-good"), "{out:?}");
+    let lines = std::fs::read_to_string(s.store.join("out/ok").join(&out[0])).unwrap();
+    assert_eq!(lines.lines().count(), 1000);
+    assert_eq!(summary["records_out"], 1000, "{summary}");
+}

@@ -249,41 +249,20 @@ impl Fingerprint {
     }
 }
 
-/// An object's reader that feeds a [`Fingerprint`] as it is read.
-pub struct Fingerprinted {
+/// An object's reader that feeds a [`Fingerprint`] as it is read; the fingerprint is taken from
+/// the returned cell when reading is done.
+pub fn fingerprinted(
     inner: crate::store::ByteReader,
-    seen: Arc<std::sync::Mutex<Fingerprint>>,
-}
-
-impl Fingerprinted {
-    /// Wrap `inner`; the fingerprint is read from `seen` when reading is done.
-    pub fn new(inner: crate::store::ByteReader) -> (Self, Arc<std::sync::Mutex<Fingerprint>>) {
-        let seen = Arc::new(std::sync::Mutex::new(Fingerprint::default()));
-        (
-            Fingerprinted {
-                inner,
-                seen: seen.clone(),
-            },
-            seen,
-        )
-    }
-}
-
-impl tokio::io::AsyncRead for Fingerprinted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = self.inner.as_mut().poll_read(cx, buf);
-        if let std::task::Poll::Ready(Ok(())) = &r
-            && let Ok(mut f) = self.seen.lock()
-        {
-            f.update(&buf.filled()[before..]);
+) -> (crate::store::ByteReader, Arc<std::sync::Mutex<Fingerprint>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Fingerprint::default()));
+    let feed = seen.clone();
+    let reader = crate::store::Tap::reader(inner, move |bytes: &[u8]| {
+        if let Ok(mut f) = feed.lock() {
+            f.update(bytes);
         }
-        r
-    }
+        Ok(())
+    });
+    (reader, seen)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::catalog::CatalogRow;
 use crate::config::{Compression, InputSpec, OnMissing, Plan};
 use crate::kinesis::RecordPutter;
 use crate::output::{Outputs, Rejects, base_name, invocation_name};
-use crate::store::{ByteReader, ObjectStore};
+use crate::store::{ByteReader, ObjectStore, Tap};
 use crate::trigger::{self, Item, ObjectRef, StreamRecord};
 use crate::{Error, MISSING};
 
@@ -995,15 +995,13 @@ impl Handler {
             let input = &self.plan.config.input;
             let reader = self.input.get(&obj.bucket, &obj.key).await?;
             // The catalog's hash and content type, taken from the stored bytes as they stream.
-            let (reader, seen): (ByteReader, _) = if self.plan.index.is_some() {
-                let (r, seen) = crate::catalog::Fingerprinted::new(reader);
-                (Box::pin(r), Some(seen))
+            let (reader, seen) = if self.plan.index.is_some() {
+                let (r, seen) = crate::catalog::fingerprinted(reader);
+                (r, Some(seen))
             } else {
                 (reader, None)
             };
-            let (reader, stored) = Counted::new(reader);
-            let mut reader = decompress(Box::pin(reader), input.compression).await?;
-            let mut inflated = 0u64;
+            let mut reader = decompress(reader, input.compression, input.max_inflate_ratio).await?;
             let mut decoder = self.plan.decoder(&obj.key)?;
             let mut space = vec![0u8; READ_BYTES + PAGE];
             let buf = page_aligned(&mut space, READ_BYTES);
@@ -1013,8 +1011,6 @@ impl Handler {
                     .read(buf)
                     .await
                     .map_err(|e| read_error(&obj.uri(), e))?;
-                inflated += n as u64;
-                inflation_check(inflated, &stored, input.max_inflate_ratio)?;
                 if n == 0 {
                     decoder.finish(&mut decoded)?;
                 } else {
@@ -1683,7 +1679,16 @@ fn push_through(
 
 fn read_error(uri: &str, e: std::io::Error) -> Error {
     let msg = e.to_string();
-    if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof
+    if e.kind() == std::io::ErrorKind::FileTooLarge {
+        // A decompression bomb (see `inflation_check`): its reason, and never retried (the
+        // same bytes inflate the same way).
+        Error::Store {
+            location: uri.to_string(),
+            message: msg,
+            retryable: false,
+        }
+    } else if e.kind() == std::io::ErrorKind::InvalidData
+        || e.kind() == std::io::ErrorKind::UnexpectedEof
     {
         Error::Io(format!(
             "the object is corrupt or truncated ({msg}); nothing was written for it"
@@ -1720,63 +1725,36 @@ fn inflate(gz: &[u8], out: &mut Vec<u8>, limit: u64) -> Result<(), String> {
 /// Decompressed bytes any object may reach before its inflation ratio is checked.
 const INFLATE_FREE: u64 = 512 << 20;
 
-/// A reader that counts the bytes read through it (the stored, compressed bytes of an object).
-struct Counted {
-    inner: ByteReader,
-    count: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Counted {
-    fn new(inner: ByteReader) -> (Self, Arc<std::sync::atomic::AtomicU64>) {
-        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        (
-            Counted {
-                inner,
-                count: count.clone(),
-            },
-            count,
-        )
-    }
-}
-
-impl tokio::io::AsyncRead for Counted {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = self.inner.as_mut().poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        self.count
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        r
-    }
-}
-
 /// Refuse an object that has inflated past [`INFLATE_FREE`] and to more than `ratio` times the
 /// stored bytes read so far: a decompression bomb (1 GB of zeros is ~1 MB of gzip) is stopped
 /// after a bounded amount of work, with its reason, instead of running to the deadline.
-fn inflation_check(
-    inflated: u64,
-    stored: &std::sync::atomic::AtomicU64,
-    ratio: u64,
-) -> Result<(), Error> {
-    if ratio == 0 || inflated <= INFLATE_FREE {
+fn inflation_check(inflated: u64, stored: u64, ratio: u64) -> std::io::Result<()> {
+    let stored = stored.max(1);
+    if ratio == 0 || inflated <= INFLATE_FREE || inflated / stored <= ratio {
         return Ok(());
     }
-    let stored = stored.load(std::sync::atomic::Ordering::Relaxed).max(1);
-    if inflated / stored > ratio {
-        return Err(Error::Io(format!(
-            "it inflates more than {ratio}× ({inflated} bytes from the first {stored} stored bytes), \
-             over [input] max_inflate_ratio: refused as a decompression bomb"
-        )));
-    }
-    Ok(())
+    Err(std::io::Error::new(
+        std::io::ErrorKind::FileTooLarge,
+        format!(
+            "it inflates more than {ratio}× ({inflated} bytes from the first {stored} stored \
+             bytes), over [input] max_inflate_ratio: refused as a decompression bomb"
+        ),
+    ))
 }
 
-/// Wrap a reader in the decompressor its magic bytes (or the configured compression) call for.
-pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<ByteReader, Error> {
+/// Wrap a reader in the decompressor its magic bytes (or the configured compression) call for,
+/// refusing more than `max_ratio` inflation past [`INFLATE_FREE`] (see [`inflation_check`]).
+pub async fn decompress(
+    reader: ByteReader,
+    compression: Compression,
+    max_ratio: u64,
+) -> Result<ByteReader, Error> {
+    let stored = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = stored.clone();
+    let reader = Tap::reader(reader, move |b: &[u8]| {
+        count.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    });
     let mut r = BufReader::with_capacity(256 << 10, reader);
     let kind = match compression {
         Compression::Auto => {
@@ -1794,7 +1772,7 @@ pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<
         }
         other => other,
     };
-    Ok(match kind {
+    let inflating: ByteReader = match kind {
         Compression::Gzip => {
             let mut d = GzipDecoder::new(r);
             d.multiple_members(true);
@@ -1805,8 +1783,17 @@ pub async fn decompress(reader: ByteReader, compression: Compression) -> Result<
             d.multiple_members(true);
             Box::pin(d)
         }
-        _ => Box::pin(r),
-    })
+        _ => return Ok(Box::pin(r)),
+    };
+    let mut inflated = 0u64;
+    Ok(Tap::reader(inflating, move |b: &[u8]| {
+        inflated += b.len() as u64;
+        inflation_check(
+            inflated,
+            stored.load(std::sync::atomic::Ordering::Relaxed),
+            max_ratio,
+        )
+    }))
 }
 
 #[cfg(test)]
@@ -1815,6 +1802,25 @@ mod tests {
     use crate::store::FsStore;
     use std::io::Write;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn inflation_is_free_to_512_mib_then_bounded_by_the_ratio() {
+        let gib = 1u64 << 30;
+        assert!(inflation_check(INFLATE_FREE, 1, 100).is_ok());
+        assert!(inflation_check(gib, gib / 100, 100).is_ok());
+        assert!(inflation_check(gib, gib / 1000, 0).is_ok());
+        let e = inflation_check(gib, gib / 1000, 100).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        // Reported as itself, not as a corrupt object or a retryable read failure.
+        let e = read_error("s3://b/k", e);
+        assert!(!e.retryable());
+        assert!(
+            e.to_string()
+                .starts_with("s3://b/k: it inflates more than 100×")
+                && e.to_string().contains("decompression bomb"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn read_buffers_start_on_a_page() {
@@ -1827,7 +1833,7 @@ mod tests {
     }
 
     async fn read_all(r: ByteReader, c: Compression) -> Result<Vec<u8>, Error> {
-        let mut r = decompress(r, c).await?;
+        let mut r = decompress(r, c, 100).await?;
         let mut out = Vec::new();
         r.read_to_end(&mut out)
             .await

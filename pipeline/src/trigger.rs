@@ -68,7 +68,7 @@ impl StreamRecord {
         data: Result<bytes::Bytes, String>,
     ) -> Self {
         let mut ids = KinesisIds::default();
-        let place = ids.push_all([id, shard, partition_key]);
+        let place = [id, shard, partition_key].map(|t| ids.push(t));
         StreamRecord::cut(&ids.finish(), place, arrival, data)
     }
 
@@ -461,10 +461,6 @@ impl KinesisIds {
 
     /// One record's: its shard is the part of `event_id` before the colon.
     pub(crate) fn add(&mut self, sequence: &str, event_id: &str, partition_key: &str) -> IdRanges {
-        fn push(buf: &mut String, s: &str) -> std::ops::Range<usize> {
-            buf.push_str(s);
-            buf.len() - s.len()..buf.len()
-        }
         // eventID is `shardId-000000000006:49590338271490256608559692538361571095921575989136588898`.
         let same = self.buf.get(self.shard.clone()).is_some_and(|s| {
             event_id.starts_with(s) && event_id.as_bytes().get(s.len()) == Some(&b':')
@@ -473,21 +469,19 @@ impl KinesisIds {
             let s = memchr::memchr(b':', event_id.as_bytes())
                 .and_then(|i| event_id.get(..i))
                 .unwrap_or("");
-            self.shard = push(&mut self.buf, s);
+            self.shard = self.push(s);
         }
         [
-            push(&mut self.buf, sequence),
+            self.push(sequence),
             self.shard.clone(),
-            push(&mut self.buf, partition_key),
+            self.push(partition_key),
         ]
     }
 
-    /// Texts of a record pushed as they are.
-    fn push_all(&mut self, texts: [&str; 3]) -> IdRanges {
-        texts.map(|t| {
-            self.buf.push_str(t);
-            self.buf.len() - t.len()..self.buf.len()
-        })
+    /// `s` added as it is: where it lies.
+    fn push(&mut self, s: &str) -> std::ops::Range<usize> {
+        self.buf.push_str(s);
+        self.buf.len() - s.len()..self.buf.len()
     }
 
     pub(crate) fn finish(self) -> Arc<str> {

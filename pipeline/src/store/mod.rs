@@ -22,6 +22,38 @@ use crate::Error;
 /// An object's bytes as a stream.
 pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// A reader that shows every chunk read through it to `look` on the way (a hash, a count, a
+/// limit); an error from `look` fails the read.
+pub struct Tap<F> {
+    inner: ByteReader,
+    look: F,
+}
+
+impl<F: FnMut(&[u8]) -> std::io::Result<()> + Send + Unpin + 'static> Tap<F> {
+    /// `inner`, with each chunk read shown to `look`.
+    pub fn reader(inner: ByteReader, look: F) -> ByteReader {
+        Box::pin(Tap { inner, look })
+    }
+}
+
+impl<F: FnMut(&[u8]) -> std::io::Result<()> + Unpin> AsyncRead for Tap<F> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let r = this.inner.as_mut().poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &r
+            && let Err(e) = (this.look)(&buf.filled()[before..])
+        {
+            return std::task::Poll::Ready(Err(e));
+        }
+        r
+    }
+}
+
 /// Read and write objects by bucket and key.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Open an object for reading.

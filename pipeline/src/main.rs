@@ -588,7 +588,7 @@ async fn bench(a: BenchArgs) -> anyhow::Result<u8> {
     };
     let mut events = Vec::new();
     for e in replay::collect(&a.events).map_err(|e| anyhow::anyhow!(e))? {
-        match e.event {
+        match e.load() {
             Ok(v) => events.push((e.name, serde_json::to_vec(&v)?)),
             Err(err) => return usage(format!("{}: {err}", e.name)),
         }

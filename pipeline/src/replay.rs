@@ -7,17 +7,67 @@ use serde_json::Value;
 
 use crate::handler::{Handler, Summary};
 
-/// One event to replay, with the name it is reported under.
+/// One event to replay, with the name it is reported under. Events in files are read when they
+/// are replayed, not when they are listed: a `.jsonl` of a hundred 10 MB batches is never held
+/// whole in memory.
 #[derive(Debug, Clone)]
 pub struct NamedEvent {
     /// File, or `file:line` for `.jsonl`.
     pub name: String,
-    /// The payload, or why it could not be read.
-    pub event: Result<Value, String>,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// A whole `.json` file.
+    File(PathBuf),
+    /// One line of a `.jsonl` file: its byte offset and length.
+    Line(PathBuf, u64, usize),
+    /// An event already in memory, or why it could not be had.
+    Given(Result<Value, String>),
+}
+
+impl NamedEvent {
+    /// An event in memory.
+    pub fn given(name: impl Into<String>, event: Result<Value, String>) -> Self {
+        NamedEvent {
+            name: name.into(),
+            source: Source::Given(event),
+        }
+    }
+
+    /// The event's JSON bytes, read now.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let cannot = |path: &Path, e: std::io::Error| {
+            format!("{}: cannot read the event file: {e}", path.display())
+        };
+        match &self.source {
+            Source::File(path) => std::fs::read(path).map_err(|e| cannot(path, e)),
+            Source::Line(path, at, len) => {
+                let mut f = std::fs::File::open(path).map_err(|e| cannot(path, e))?;
+                f.seek(SeekFrom::Start(*at)).map_err(|e| cannot(path, e))?;
+                let mut line = vec![0; *len];
+                f.read_exact(&mut line).map_err(|e| cannot(path, e))?;
+                Ok(line)
+            }
+            Source::Given(Ok(v)) => serde_json::to_vec(v).map_err(|e| e.to_string()),
+            Source::Given(Err(e)) => Err(e.clone()),
+        }
+    }
+
+    /// The event, read and parsed now.
+    pub fn load(&self) -> Result<Value, String> {
+        match &self.source {
+            Source::Given(v) => v.clone(),
+            _ => serde_json::from_slice(&self.bytes()?)
+                .map_err(|e| format!("the event is not JSON: {e}")),
+        }
+    }
 }
 
 /// Expand event arguments: files, folders of `.json`/`.jsonl` files (sorted), and `.jsonl` files
-/// (one event per line).
+/// (one event per line). Only where each event is gets listed here; it is read when replayed.
 pub fn collect(args: &[PathBuf]) -> Result<Vec<NamedEvent>, String> {
     let mut out = Vec::new();
     for a in args {
@@ -41,34 +91,47 @@ pub fn collect(args: &[PathBuf]) -> Result<Vec<NamedEvent>, String> {
                 ));
             }
             for f in files {
-                read_file(&f, &mut out)?;
+                list_file(&f, &mut out)?;
             }
         } else {
-            read_file(a, &mut out)?;
+            list_file(a, &mut out)?;
         }
     }
     Ok(out)
 }
 
-fn read_file(path: &Path, out: &mut Vec<NamedEvent>) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read the event file: {e}", path.display()))?;
+/// List the events of one file: the file itself, or each non-blank line of a `.jsonl` (found in
+/// one streaming pass that holds a line at a time).
+fn list_file(path: &Path, out: &mut Vec<NamedEvent>) -> Result<(), String> {
+    use std::io::BufRead;
+    let cannot = |e: std::io::Error| format!("{}: cannot read the event file: {e}", path.display());
+    let f = std::fs::File::open(path).map_err(cannot)?;
     let name = path.display().to_string();
-    if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            out.push(NamedEvent {
-                name: format!("{name}:{}", i + 1),
-                event: serde_json::from_str(line).map_err(|e| format!("not JSON: {e}")),
-            });
-        }
-    } else {
+    if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
         out.push(NamedEvent {
             name,
-            event: serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}")),
+            source: Source::File(path.to_path_buf()),
         });
+        return Ok(());
+    }
+    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+    let mut line = Vec::new();
+    let mut at = 0u64;
+    for number in 1.. {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).map_err(cannot)?;
+        if n == 0 {
+            break;
+        }
+        let text = line.trim_ascii();
+        if !text.is_empty() {
+            let lead = line.len() - line.trim_ascii_start().len();
+            out.push(NamedEvent {
+                name: format!("{name}:{number}"),
+                source: Source::Line(path.to_path_buf(), at + lead as u64, text.len()),
+            });
+        }
+        at += n as u64;
     }
     Ok(())
 }
@@ -130,14 +193,33 @@ pub async fn replay_each(
     let total = events.len();
     let mut carry = WindowCarry::default();
     for (i, e) in events.into_iter().enumerate() {
-        let summary = match e.event {
-            Ok(mut v) => {
-                carry.apply(&mut v);
-                let (mut s, _) = handler.handle(&v).await;
-                carry.update(&v, &s);
+        let summary = match e.bytes() {
+            // A tumbling window's invocation gets the state its window carried so far, put into
+            // the event as a value. Every other event goes in as bytes, as the Lambda runtime
+            // hands an invocation to the handler.
+            Ok(bytes)
+                if carry.last.is_none()
+                    && memchr::memmem::find(&bytes, b"\"window\"").is_none() =>
+            {
+                let (mut s, _) = handler.handle_bytes(&bytes, None).await;
                 s.event = e.name;
                 s
             }
+            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(mut v) => {
+                    carry.apply(&mut v);
+                    let (mut s, _) = handler.handle(&v).await;
+                    carry.update(&v, &s);
+                    s.event = e.name;
+                    s
+                }
+                Err(err) => Summary {
+                    event: e.name,
+                    trigger: "unknown".into(),
+                    error: Some(format!("the event is not JSON: {err}")),
+                    ..Summary::default()
+                },
+            },
             Err(err) => Summary {
                 event: e.name,
                 trigger: "unknown".into(),
@@ -193,7 +275,7 @@ pub async fn replay_redelivered(
     carry: &mut WindowCarry,
     mut done: impl FnMut(Summary),
 ) -> GivenUp {
-    let value = match event.event {
+    let value = match event.load() {
         Ok(mut v) => {
             carry.apply(&mut v);
             v
@@ -372,6 +454,32 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    #[test]
+    fn jsonl_events_are_listed_by_place_and_read_when_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        std::fs::write(&path, "{\"a\":1}\r\n\n  {\"b\":2}  \nnot json\n{\"c\":3}").unwrap();
+        let events = collect(std::slice::from_ref(&path)).unwrap();
+        let name = path.display().to_string();
+        let names: Vec<String> = events.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(names, [1, 3, 4, 5].map(|n| format!("{name}:{n}")));
+        assert_eq!(events[0].load(), Ok(serde_json::json!({"a": 1})));
+        assert_eq!(events[1].bytes().unwrap(), b"{\"b\":2}");
+        assert!(
+            events[2]
+                .load()
+                .unwrap_err()
+                .starts_with("the event is not JSON")
+        );
+        assert_eq!(events[3].load(), Ok(serde_json::json!({"c": 3})));
+        // Listing read nothing into the events: a file gone before its turn is that event's error.
+        std::fs::remove_file(&path).unwrap();
+        let gone = events[0].load().unwrap_err();
+        assert!(gone.contains("cannot read the event file"), "{gone}");
+        // A missing file is an error when listing, as before.
+        assert!(collect(&[dir.path().join("none.json")]).is_err());
+    }
+
     /// A handler whose pipeline ends in a stage of the user's running `check` on every batch.
     fn handler(
         dir: &Path,
@@ -399,10 +507,7 @@ mod tests {
             .iter()
             .map(|v| ("k".to_string(), format!("{{\"p\":\"{v}\"}}").into_bytes()))
             .collect();
-        NamedEvent {
-            name: "e.json".into(),
-            event: Ok(crate::event::kinesis_event("s", &payloads)),
-        }
+        NamedEvent::given("e.json", Ok(crate::event::kinesis_event("s", &payloads)))
     }
 
     async fn run(h: &Handler, e: NamedEvent, policy: Redelivery) -> (Vec<Summary>, GivenUp) {
@@ -506,10 +611,7 @@ mod tests {
             max_retries: 1,
             bisect: false,
         };
-        let named = NamedEvent {
-            name: "q.json".into(),
-            event: Ok(ev.clone()),
-        };
+        let named = NamedEvent::given("q.json", Ok(ev.clone()));
         let (seen, lost) = run(&h, named, policy).await;
         // The batch fails whole (an SQS batch is written as one), so every message is retried
         // once, then both go to the dead-letter queue unchanged.
@@ -564,10 +666,7 @@ mod tests {
             let events: Vec<NamedEvent> =
                 crate::event::kinesis_window_events("s", &payloads, 300, per_invoke)
                     .into_iter()
-                    .map(|e| NamedEvent {
-                        name: "w.jsonl".into(),
-                        event: Ok(e),
-                    })
+                    .map(|e| NamedEvent::given("w.jsonl", Ok(e)))
                     .collect();
             let n = events.len();
             let seen = replay(&h, events).await;
@@ -683,10 +782,7 @@ mod tests {
             &h,
             events
                 .into_iter()
-                .map(|e| NamedEvent {
-                    name: "w".into(),
-                    event: Ok(e),
-                })
+                .map(|e| NamedEvent::given("w", Ok(e)))
                 .collect(),
         )
         .await;

@@ -1,13 +1,10 @@
 //! Hostile input in one object after another: each gets a reject or an error with its reason, the
 //! good data around it is still processed, and memory stays bounded whatever the sizes.
 
-use std::io::Write;
-use std::process::Command;
-
-use crate::s3::peak_rss_while_running;
 use crate::support::*;
+use std::io::Write;
 
-const CONFIG: &str = r#"name = "bad"
+pub const CONFIG: &str = r#"name = "bad"
 [input]
 format = "ndjson"
 schema = { n = "int64" }
@@ -27,37 +24,24 @@ fn replay_watched(s: &Scratch) -> (serde_json::Value, Option<u64>) {
 
 /// As [`replay_watched`], with the exit code and whatever the run's summary says.
 fn replay_watched_code(s: &Scratch) -> (Option<i32>, serde_json::Value, Option<u64>) {
-    // Output goes to files, not pipes: nothing reads a pipe while the child is watched, and a
-    // summary naming 10 000 outputs is more than a pipe holds (the child would block forever).
-    let out_path = s._dir.path().join("replay.stdout");
-    let err_path = s._dir.path().join("replay.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
+    let (code, out, peak) = sluice_watched(
+        &[
             "replay",
             s.config.to_str().unwrap(),
             s.event.to_str().unwrap(),
             "--store",
             s.store.to_str().unwrap(),
             "--json",
-        ])
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let peak = peak_rss_while_running(child.id());
-    let status = child.wait().unwrap();
-    let out = std::fs::read_to_string(&out_path).unwrap();
-    let err = std::fs::read_to_string(&err_path).unwrap();
-    let summary = out
-        .lines()
-        .next()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .unwrap_or_else(|| panic!("no summary: {out}{err}"));
-    (status.code(), summary, peak)
+        ],
+        s._dir.path(),
+    );
+    let line = out.lines().next().unwrap_or_default();
+    let summary = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    (code, summary, peak)
 }
 
 /// Every line of every file under `dir` of the scratch store.
-fn lines_under(s: &Scratch, dir: &str) -> Vec<String> {
+pub fn lines_under(s: &Scratch, dir: &str) -> Vec<String> {
     let dir = s.store.join(dir);
     files(&dir)
         .iter()
@@ -69,14 +53,6 @@ fn lines_under(s: &Scratch, dir: &str) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-/// A peak within a 128 MB function (the debug binary alone is ~40 MiB).
-fn assert_bounded(peak: Option<u64>) {
-    if let Some(peak) = peak {
-        eprintln!("peak RSS {} MiB", peak >> 20);
-        assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
-    }
 }
 
 /// A gzip member whose data is `prefix` and then `mib` MiB of zeros, from about 1 KB per MiB: one

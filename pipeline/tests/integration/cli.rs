@@ -171,7 +171,12 @@ fn replay_takes_folders_and_jsonl_and_prints_one_line_per_event() {
     );
     assert_eq!(s[1]["event"], format!("{}:3", jsonl.display()));
     assert_eq!(s[1]["trigger"], "eventbridge");
-    assert!(s[2]["error"].as_str().unwrap().starts_with("not JSON"));
+    assert!(
+        s[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the event is not JSON")
+    );
     assert_eq!(o.status.code(), Some(1));
 
     let o = replay_json("fixtures/events", out.path());

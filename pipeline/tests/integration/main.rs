@@ -14,6 +14,7 @@ mod images;
 mod index;
 #[cfg(feature = "kinesis")]
 mod kinesis;
+mod load;
 mod s3;
 mod serve;
 mod support;

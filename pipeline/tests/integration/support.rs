@@ -162,3 +162,33 @@ impl Scratch {
         summaries(&o).remove(0)
     }
 }
+
+/// `sluice ARGS` watched for its peak memory (VmHWM): (exit code, stdout, peak RSS). Output goes
+/// to files in `dir`, not pipes: nothing reads a pipe while the child is watched, and the summaries
+/// of a long replay are more than a pipe holds (the child would block forever).
+pub fn sluice_watched(args: &[&str], dir: &Path) -> (Option<i32>, String, Option<u64>) {
+    let out_path = dir.join("sluice.stdout");
+    let err_path = dir.join("sluice.stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("run sluice");
+    let peak = crate::s3::peak_rss_while_running(child.id());
+    let status = child.wait().expect("wait for sluice");
+    let out = std::fs::read_to_string(&out_path).expect("stdout");
+    let err = std::fs::read_to_string(&err_path).expect("stderr");
+    if out.trim().is_empty() {
+        panic!("sluice {args:?} printed nothing: {err}");
+    }
+    (status.code(), out, peak)
+}
+
+/// A peak within a 128 MB function (the debug binary alone is ~40 MiB).
+pub fn assert_bounded(peak: Option<u64>) {
+    if let Some(peak) = peak {
+        eprintln!("peak RSS {} MiB", peak >> 20);
+        assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
+    }
+}

@@ -22,10 +22,14 @@ enum Fault {
     Status(u16, &'static str),
     /// Close the connection without answering.
     Reset,
+    /// Kinesis PutRecords: refuse every n-th entry (the first, the (n+1)-th, …) with
+    /// `ProvisionedThroughputExceededException`, forwarding only the others, as a shard over its
+    /// write limit does.
+    RefuseEvery(usize),
 }
 
-/// Requests whose method is `method` and whose target contains `target` get `fault`, the first
-/// `times` of them (`usize::MAX`: all).
+/// Requests whose method is `method` and whose target (or, for the JSON APIs, `X-Amz-Target`
+/// operation) contains `target` get `fault`, the first `times` of them (`usize::MAX`: all).
 struct Rule {
     method: &'static str,
     target: String,
@@ -88,22 +92,16 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<String>, Vec<u8>)> 
         }
         head.push(line);
     }
-    let header = |name: &str| {
-        head.iter().find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
-    if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+    if header(&head, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         r.get_mut()
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .ok()?;
     }
     let mut body = Vec::new();
-    if let Some(n) = header("content-length") {
+    if let Some(n) = header(&head, "content-length") {
         body.resize(n.parse().ok()?, 0);
         r.read_exact(&mut body).ok()?;
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         loop {
             let mut line = String::new();
             r.read_line(&mut line).ok()?;
@@ -137,19 +135,22 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, seen: &Mutex
     };
     let mut parts = head[0].split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let operation = header(&head, "x-amz-target").unwrap_or_default();
     let fault = {
         let mut rules = rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|x| x.method == method && target.contains(&x.target) && x.times > 0)
+            .find(|x| {
+                x.method == method
+                    && (target.contains(&x.target) || operation.contains(&x.target))
+                    && x.times > 0
+            })
             .map(|x| {
                 x.times = x.times.saturating_sub(1);
                 x.fault
             })
     };
-    seen.lock()
-        .unwrap()
-        .push(format!("{method} {target} → {fault:?}"));
+    let mut line = format!("{method} {target} {operation} → {fault:?}");
     let client = r.get_mut();
     match fault {
         Some(Fault::Reset) => {}
@@ -163,30 +164,108 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, seen: &Mutex
             );
             let _ = client.write_all(answer.as_bytes());
         }
+        Some(Fault::RefuseEvery(n)) => {
+            let (answer, note) = refuse_every(n, upstream, &head, &body);
+            line.push_str(&note);
+            let _ = client.write_all(&answer);
+        }
         None => {
-            // Forwarded as sent, on a connection of its own that the server closes after
-            // answering; the answer is relayed whole.
-            let Ok(mut up) = TcpStream::connect(upstream) else {
-                return;
-            };
-            let mut out = Vec::new();
-            for h in &head {
-                let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
-                if name != "connection" && name != "expect" {
-                    out.extend_from_slice(h.as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                }
-            }
-            out.extend_from_slice(b"Connection: close\r\n\r\n");
-            out.extend_from_slice(&body);
-            if up.write_all(&out).is_ok() {
-                let mut answer = Vec::new();
-                let _ = up.read_to_end(&mut answer);
+            if let Some(answer) = forward(upstream, &head, &body) {
                 let _ = client.write_all(&answer);
             }
         }
     }
+    seen.lock().unwrap().push(line);
     let _ = client.shutdown(Shutdown::Both);
+}
+
+/// The value of header `name` in a request head.
+fn header(head: &[String], name: &str) -> Option<String> {
+    head.iter().skip(1).find_map(|h| {
+        let (k, v) = h.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// The request sent upstream on a connection of its own, which the server closes after answering
+/// (with `body` in place of what the head's length said): the raw answer, whole.
+fn forward(upstream: &str, head: &[String], body: &[u8]) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).ok()?;
+    let mut out = Vec::new();
+    for h in head {
+        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if !matches!(name.as_str(), "connection" | "expect" | "content-length") {
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if header(head, "transfer-encoding").is_none() {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(body);
+    up.write_all(&out).ok()?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// A PutRecords call with every n-th entry refused: the others are forwarded, and the answer is
+/// what Kinesis gives for a partial failure (200, `FailedRecordCount`, an error in the refused
+/// entries' places). Also a note for the log: how many entries came and how many were refused.
+fn refuse_every(n: usize, upstream: &str, head: &[String], body: &[u8]) -> (Vec<u8>, String) {
+    let mut request: serde_json::Value = serde_json::from_slice(body).expect("a PutRecords body");
+    let entries = request["Records"].as_array().cloned().unwrap_or_default();
+    let refused = |i: usize| i.is_multiple_of(n);
+    request["Records"] = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused(*i))
+        .map(|(_, e)| e.clone())
+        .collect();
+    let mut accepted = Vec::new();
+    if entries.len()
+        > entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| refused(*i))
+            .count()
+    {
+        let raw =
+            forward(upstream, head, &serde_json::to_vec(&request).unwrap()).expect("moto answers");
+        let at = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP answer")
+            + 4;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&raw[at..]).expect("PutRecords answers JSON");
+        accepted = answer["Records"].as_array().cloned().unwrap_or_default();
+    }
+    let mut accepted = accepted.into_iter();
+    let mut failed = 0;
+    let records: Vec<serde_json::Value> = (0..entries.len())
+        .map(|i| {
+            if refused(i) {
+                failed += 1;
+                serde_json::json!({
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": "Rate exceeded for shard shardId-000000000000 (injected by the test proxy)."
+                })
+            } else {
+                accepted.next().expect("an answer per forwarded entry")
+            }
+        })
+        .collect();
+    let json = serde_json::json!({ "FailedRecordCount": failed, "Records": records }).to_string();
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    (
+        answer.into_bytes(),
+        format!(" {} entries, {failed} refused", entries.len()),
+    )
 }
 
 /// Input and output buckets, one object of `lines` generated clickstream lines in the input,
@@ -371,5 +450,220 @@ async fn a_write_that_fails_mid_upload_leaves_no_object_and_no_open_upload() {
             .filter(|k| k.starts_with("out/"))
             .count(),
         1
+    );
+}
+
+#[cfg(feature = "kinesis")]
+#[tokio::test]
+async fn put_records_partial_failures_send_again_only_the_refused_entries() {
+    let Some(ep) = endpoint() else { return };
+    let c = sluice_pipeline::kinesis::KinesisPutter::from_env(Some(&ep))
+        .await
+        .client()
+        .clone();
+    let out = crate::s3::bucket("refused");
+    crate::kinesis::stream(&c, &out).await;
+    // 1 200 rows: PutRecords calls of 500, 500 and 200.
+    let payloads: Vec<(String, Vec<u8>)> = (0..1_200)
+        .map(|i| (format!("pk-{i}"), format!("{{\"n\":{i}}}").into_bytes()))
+        .collect();
+    let event = event::kinesis_event("in", &payloads);
+    let dir = tempfile::tempdir().unwrap();
+    let event_path = dir.path().join("event.json");
+    std::fs::write(&event_path, event.to_string()).unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"refused\"\n[input]\nformat = \"ndjson\"\nschema = {{ n = \"int64\" }}\n[output]\nuri = \"kinesis://{out}\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |url: &str| replay_at(&config, &event_path, url);
+
+    // The first call has every third entry refused, and so has the retry of those: the third
+    // call carries only what the second refused, and gets through.
+    let p = Proxy::start(
+        &ep,
+        vec![Rule {
+            method: "POST",
+            target: "PutRecords".into(),
+            fault: Fault::RefuseEvery(3),
+            times: 2,
+        }],
+    );
+    let o = run(&p.url);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["records_out"], 1_200, "{s}");
+    assert_eq!(s["batch_item_failures"], serde_json::json!([]), "{s}");
+    let calls: Vec<String> = p
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("PutRecords"))
+        .cloned()
+        .collect();
+    assert_eq!(calls.len(), 5, "{calls:#?}");
+    assert!(calls[0].ends_with("500 entries, 167 refused"), "{calls:#?}");
+    assert!(calls[1].ends_with("167 entries, 56 refused"), "{calls:#?}");
+    // Each row is on the stream exactly once.
+    let mut got: Vec<String> = crate::kinesis::read_all(&c, &out)
+        .await
+        .iter()
+        .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..1_200).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    want.sort();
+    assert_eq!(got.len(), 1_200);
+    assert_eq!(got, want);
+
+    // Refused every time: six calls (the first and five retries, with backoff), then the batch
+    // reports its first record as the failure point, for Lambda to deliver again from there.
+    let p = Proxy::start(
+        &ep,
+        vec![Rule {
+            method: "POST",
+            target: "PutRecords".into(),
+            fault: Fault::RefuseEvery(1),
+            times: usize::MAX,
+        }],
+    );
+    let o = run(&p.url);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    let first = event["Records"][0]["kinesis"]["sequenceNumber"].clone();
+    assert_eq!(s["batch_item_failures"], serde_json::json!([first]), "{s}");
+    let error = s["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ProvisionedThroughputExceededException"),
+        "{s}"
+    );
+    assert_eq!(p.count("500 entries, 500 refused"), 6);
+    assert_eq!(crate::kinesis::read_all(&c, &out).await.len(), 1_200);
+}
+
+/// The objects under `out/` in `bucket` with their bytes, by key.
+async fn outputs(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for k in keys(c, bucket).await {
+        if k.starts_with("out/") {
+            let bytes = crate::s3::get(c, bucket, &k).await;
+            out.push((k, bytes));
+        }
+    }
+    out
+}
+
+async fn delete_outputs(c: &aws_sdk_s3::Client, bucket: &str) {
+    for (k, _) in outputs(c, bucket).await {
+        c.delete_object()
+            .bucket(bucket)
+            .key(&k)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_failure_and_a_retry_leave_the_objects_a_clean_run_leaves() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+
+    // An S3 upload whose output goes up in several parts: a clean run, then a run whose
+    // second part fails (aborted, nothing visible) followed by the retry S3 would make, then
+    // the same event once more. Same keys, same bytes each time.
+    let (_inb, outb, _key, dir) = setup(&c, "again", 90_000).await;
+    let o = replay(dir.path(), &ep);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let clean = outputs(&c, &outb).await;
+    assert_eq!(
+        clean.len(),
+        1,
+        "{:?}",
+        clean.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
+    delete_outputs(&c, &outb).await;
+    let p = Proxy::start(
+        &ep,
+        vec![Rule {
+            method: "PUT",
+            target: "partNumber=2".into(),
+            fault: Fault::Status(500, "InternalError"),
+            times: usize::MAX,
+        }],
+    );
+    let o = replay(dir.path(), &p.url);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(p.count("partNumber=2") >= 1);
+    assert!(outputs(&c, &outb).await.is_empty());
+    for _ in 0..2 {
+        let o = replay(dir.path(), &ep);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            outputs(&c, &outb).await == clean,
+            "the retry wrote other bytes"
+        );
+    }
+    delete_outputs(&c, &outb).await;
+
+    // A Kinesis batch whose output write fails on the first delivery (the SDK's three attempts
+    // all answered 503): the batch reports its first record, and the delivery from there that
+    // replay makes, as Lambda would, leaves what a clean run leaves.
+    let payloads: Vec<(String, Vec<u8>)> = (0..3_000)
+        .map(|n| (format!("pk-{}", n % 7), clickstream_line(n).into_bytes()))
+        .collect();
+    let event = event::kinesis_event("clicks", &payloads);
+    std::fs::write(dir.path().join("event.json"), event.to_string()).unwrap();
+    let run = |url: &str| {
+        sluice(&[
+            "replay",
+            dir.path().join("pipeline.toml").to_str().unwrap(),
+            dir.path().join("event.json").to_str().unwrap(),
+            "--endpoint-url",
+            url,
+            "--json",
+            "--max-retries",
+            "1",
+        ])
+    };
+    let o = run(&ep);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let clean = outputs(&c, &outb).await;
+    assert_eq!(clean.len(), 1);
+    delete_outputs(&c, &outb).await;
+    let p = Proxy::start(
+        &ep,
+        vec![Rule {
+            method: "PUT",
+            target: "/out/".into(),
+            fault: Fault::Status(503, "SlowDown"),
+            times: 3,
+        }],
+    );
+    let o = run(&p.url);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = summaries(&o);
+    assert_eq!(s.len(), 2, "{s:?}");
+    let first = event["Records"][0]["kinesis"]["sequenceNumber"].clone();
+    assert_eq!(
+        s[0]["batch_item_failures"],
+        serde_json::json!([first]),
+        "{}",
+        s[0]
+    );
+    assert_eq!(
+        s[1]["batch_item_failures"],
+        serde_json::json!([]),
+        "{}",
+        s[1]
+    );
+    assert_eq!(p.count(" → Some(Status(503"), 3);
+    assert!(
+        outputs(&c, &outb).await == clean,
+        "the redelivery wrote other bytes"
     );
 }

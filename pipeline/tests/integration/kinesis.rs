@@ -12,7 +12,7 @@ use sluice_pipeline::kinesis::KinesisPutter;
 use crate::s3::{bucket, endpoint};
 use crate::support::*;
 
-async fn stream(c: &Client, name: &str) -> String {
+pub async fn stream(c: &Client, name: &str) -> String {
     c.create_stream()
         .stream_name(name)
         .shard_count(1)
@@ -32,7 +32,7 @@ async fn stream(c: &Client, name: &str) -> String {
 }
 
 /// Every record of the stream's only shard, oldest first.
-async fn read_all(c: &Client, name: &str) -> Vec<aws_sdk_kinesis::types::Record> {
+pub async fn read_all(c: &Client, name: &str) -> Vec<aws_sdk_kinesis::types::Record> {
     let shards = c
         .list_shards()
         .stream_name(name)

@@ -388,7 +388,7 @@ impl LogDecoderBuilder {
                         )
                     })
                     .collect();
-                pattern_schema(&re, &cols)
+                pattern_schema(re, &cols)
             }
             Kind::Pattern { regex, types } => pattern_schema(regex, types),
         }

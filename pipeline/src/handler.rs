@@ -84,6 +84,15 @@ pub struct Skip {
 }
 
 impl Summary {
+    /// An invocation that failed before its trigger was known, and why.
+    pub fn unknown(error: String) -> Summary {
+        Summary {
+            trigger: "unknown".into(),
+            error: Some(error),
+            ..Summary::default()
+        }
+    }
+
     /// True when something failed (the invocation errors, or SQS messages are retried).
     pub fn failed(&self) -> bool {
         self.error.is_some() || !self.batch_item_failures.is_empty()
@@ -261,11 +270,7 @@ impl Handler {
                     .await
             }
             Err(e) => (
-                Summary {
-                    trigger: "unknown".into(),
-                    error: Some(format!("the event is not JSON: {e}")),
-                    ..Summary::default()
-                },
+                Summary::unknown(format!("the event is not JSON: {e}")),
                 false,
             ),
         }

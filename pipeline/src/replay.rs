@@ -158,6 +158,16 @@ impl WindowCarry {
         Some((text(event.get("shardId")), text(w.get("start"))))
     }
 
+    /// `event` as a value when it may take part in a window: it names a window, or a window's
+    /// state is being carried (which the next event of that window must get). `None` for every
+    /// other event, and for bytes that are not JSON (the handler says so).
+    fn window_event(&self, event: &[u8]) -> Option<Value> {
+        if self.last.is_none() && memchr::memmem::find(event, b"\"window\"").is_none() {
+            return None;
+        }
+        serde_json::from_slice(event).ok()
+    }
+
     /// Give `event` the state carried for its window, if any.
     pub fn apply(&self, event: &mut Value) {
         if let (Some((s, w)), Some((shard, start, state))) = (Self::key(event), &self.last)
@@ -193,40 +203,21 @@ pub async fn replay_each(
     let total = events.len();
     let mut carry = WindowCarry::default();
     for (i, e) in events.into_iter().enumerate() {
-        let summary = match e.bytes() {
-            // A tumbling window's invocation gets the state its window carried so far, put into
-            // the event as a value. Every other event goes in as bytes, as the Lambda runtime
-            // hands an invocation to the handler.
-            Ok(bytes)
-                if carry.last.is_none()
-                    && memchr::memmem::find(&bytes, b"\"window\"").is_none() =>
-            {
-                let (mut s, _) = handler.handle_bytes(&bytes, None).await;
-                s.event = e.name;
-                s
-            }
-            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(mut v) => {
+        let mut summary = match e.bytes() {
+            Ok(bytes) => match carry.window_event(&bytes) {
+                // A tumbling window's invocation, with the state its window carried so far.
+                Some(mut v) => {
                     carry.apply(&mut v);
-                    let (mut s, _) = handler.handle(&v).await;
+                    let (s, _) = handler.handle(&v).await;
                     carry.update(&v, &s);
-                    s.event = e.name;
                     s
                 }
-                Err(err) => Summary {
-                    event: e.name,
-                    trigger: "unknown".into(),
-                    error: Some(format!("the event is not JSON: {err}")),
-                    ..Summary::default()
-                },
+                // Every other event goes in as bytes, as the Lambda runtime hands it over.
+                None => handler.handle_bytes(&bytes, None).await.0,
             },
-            Err(err) => Summary {
-                event: e.name,
-                trigger: "unknown".into(),
-                error: Some(err),
-                ..Summary::default()
-            },
+            Err(err) => Summary::unknown(err),
         };
+        summary.event = e.name;
         done(i, total, summary);
     }
 }
@@ -283,9 +274,7 @@ pub async fn replay_redelivered(
         Err(err) => {
             done(Summary {
                 event: event.name,
-                trigger: "unknown".into(),
-                error: Some(err),
-                ..Summary::default()
+                ..Summary::unknown(err)
             });
             return Vec::new();
         }
@@ -321,11 +310,7 @@ pub async fn replay_redelivered(
                     .map(|m| m.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                let s = Summary {
-                    trigger: "unknown".into(),
-                    error: Some(format!("the function panicked: {what}")),
-                    ..Summary::default()
-                };
+                let s = Summary::unknown(format!("the function panicked: {what}"));
                 (s, true)
             }
         };

@@ -24,20 +24,8 @@ fn replay_watched(s: &Scratch) -> (serde_json::Value, Option<u64>) {
 
 /// As [`replay_watched`], with the exit code and whatever the run's summary says.
 fn replay_watched_code(s: &Scratch) -> (Option<i32>, serde_json::Value, Option<u64>) {
-    let (code, out, peak) = sluice_watched(
-        &[
-            "replay",
-            s.config.to_str().unwrap(),
-            s.event.to_str().unwrap(),
-            "--store",
-            s.store.to_str().unwrap(),
-            "--json",
-        ],
-        s._dir.path(),
-    );
-    let line = out.lines().next().unwrap_or_default();
-    let summary = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    (code, summary, peak)
+    let (code, mut summaries, peak) = s.replay_watched(&s.event);
+    (code, summaries.remove(0), peak)
 }
 
 /// Every line of every file under `dir` of the scratch store.

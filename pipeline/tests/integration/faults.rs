@@ -37,28 +37,49 @@ struct Rule {
     times: usize,
 }
 
-/// The proxy: its URL, the rules, and every request seen (`METHOD target`, with what it got).
+impl Rule {
+    fn new(method: &'static str, target: &str, fault: Fault, times: usize) -> Rule {
+        Rule {
+            method,
+            target: target.to_string(),
+            fault,
+            times,
+        }
+    }
+
+    /// The fault for this request, if it matches and has faults left (counting this one).
+    fn take(&mut self, method: &str, target: &str, operation: &str) -> Option<Fault> {
+        let matches = self.method == method
+            && (target.contains(&self.target) || operation.contains(&self.target));
+        (matches && self.times > 0).then(|| {
+            self.times -= 1;
+            self.fault
+        })
+    }
+}
+
+/// The proxy: its URL, its rule, and every request seen (`METHOD target operation`, with what it
+/// got).
 struct Proxy {
     url: String,
-    rules: Arc<Mutex<Vec<Rule>>>,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
-    fn start(upstream: &str, rules: Vec<Rule>) -> Proxy {
+    fn start(upstream: &str, rule: Rule) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.trim_start_matches("http://").to_string();
-        let rules = Arc::new(Mutex::new(rules));
+        let rule = Arc::new(Mutex::new(rule));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (r, s) = (rules.clone(), seen.clone());
+        let s = seen.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (r, s, up) = (r.clone(), s.clone(), upstream.clone());
+                let (r, s, up) = (rule.clone(), s.clone(), upstream.clone());
                 std::thread::spawn(move || serve(conn, &up, &r, &s));
             }
         });
-        Proxy { url, rules, seen }
+        Proxy { url, seen }
     }
 
     /// The requests seen whose line contains `part`.
@@ -69,11 +90,6 @@ impl Proxy {
             .iter()
             .filter(|l| l.contains(part))
             .count()
-    }
-
-    fn clear(&self) {
-        self.rules.lock().unwrap().clear();
-        self.seen.lock().unwrap().clear();
     }
 }
 
@@ -127,7 +143,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<String>, Vec<u8>)> 
     Some((head, body))
 }
 
-fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, seen: &Mutex<Vec<String>>) {
+fn serve(conn: TcpStream, upstream: &str, rule: &Mutex<Rule>, seen: &Mutex<Vec<String>>) {
     // One request per connection: every answer closes it (the SDK opens another).
     let mut r = BufReader::new(conn);
     let Some((head, body)) = read_request(&mut r) else {
@@ -136,20 +152,7 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, seen: &Mutex
     let mut parts = head[0].split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let operation = header(&head, "x-amz-target").unwrap_or_default();
-    let fault = {
-        let mut rules = rules.lock().unwrap();
-        rules
-            .iter_mut()
-            .find(|x| {
-                x.method == method
-                    && (target.contains(&x.target) || operation.contains(&x.target))
-                    && x.times > 0
-            })
-            .map(|x| {
-                x.times = x.times.saturating_sub(1);
-                x.fault
-            })
-    };
+    let fault = rule.lock().unwrap().take(method, target, &operation);
     let mut line = format!("{method} {target} {operation} → {fault:?}");
     let client = r.get_mut();
     match fault {
@@ -217,20 +220,16 @@ fn refuse_every(n: usize, upstream: &str, head: &[String], body: &[u8]) -> (Vec<
     let mut request: serde_json::Value = serde_json::from_slice(body).expect("a PutRecords body");
     let entries = request["Records"].as_array().cloned().unwrap_or_default();
     let refused = |i: usize| i.is_multiple_of(n);
-    request["Records"] = entries
+    let kept: Vec<serde_json::Value> = entries
         .iter()
         .enumerate()
         .filter(|(i, _)| !refused(*i))
         .map(|(_, e)| e.clone())
         .collect();
+    let failed = entries.len() - kept.len();
     let mut accepted = Vec::new();
-    if entries.len()
-        > entries
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| refused(*i))
-            .count()
-    {
+    if !kept.is_empty() {
+        request["Records"] = kept.into();
         let raw =
             forward(upstream, head, &serde_json::to_vec(&request).unwrap()).expect("moto answers");
         let at = raw
@@ -243,11 +242,9 @@ fn refuse_every(n: usize, upstream: &str, head: &[String], body: &[u8]) -> (Vec<
         accepted = answer["Records"].as_array().cloned().unwrap_or_default();
     }
     let mut accepted = accepted.into_iter();
-    let mut failed = 0;
     let records: Vec<serde_json::Value> = (0..entries.len())
         .map(|i| {
             if refused(i) {
-                failed += 1;
                 serde_json::json!({
                     "ErrorCode": "ProvisionedThroughputExceededException",
                     "ErrorMessage": "Rate exceeded for shard shardId-000000000000 (injected by the test proxy)."
@@ -308,38 +305,19 @@ async fn reads_that_fail_are_retried_by_the_sdk_then_fail_cleanly() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
     let (inb, outb, key, dir) = setup(&c, "get", 2000).await;
-    let want = {
-        let o = replay(dir.path(), &ep);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let out = keys(&c, &outb).await;
-        assert_eq!(out.len(), 1, "{out:?}");
-        let bytes = crate::s3::get(&c, &outb, &out[0]).await;
-        c.delete_object()
-            .bucket(&outb)
-            .key(&out[0])
-            .send()
-            .await
-            .unwrap();
-        (out, bytes)
-    };
+    let o = replay(dir.path(), &ep);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let want = outputs(&c, &outb).await;
+    assert_eq!(want.len(), 1, "{:?}", names(&want));
+    delete_outputs(&c, &outb).await;
     let object = key.replace(' ', "%20");
     // 503 SlowDown twice, then a dropped connection once: the SDK's retries get through, and
     // the output is the same object with the same bytes.
-    for rules in [
-        vec![Rule {
-            method: "GET",
-            target: object.clone(),
-            fault: Fault::Status(503, "SlowDown"),
-            times: 2,
-        }],
-        vec![Rule {
-            method: "GET",
-            target: object.clone(),
-            fault: Fault::Reset,
-            times: 1,
-        }],
+    for rule in [
+        Rule::new("GET", &object, Fault::Status(503, "SlowDown"), 2),
+        Rule::new("GET", &object, Fault::Reset, 1),
     ] {
-        let p = Proxy::start(&ep, rules);
+        let p = Proxy::start(&ep, rule);
         let o = replay(dir.path(), &p.url);
         assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
         assert!(
@@ -347,25 +325,19 @@ async fn reads_that_fail_are_retried_by_the_sdk_then_fail_cleanly() {
             "{:?}",
             p.seen.lock().unwrap()
         );
-        assert_eq!(keys(&c, &outb).await, want.0);
-        assert_eq!(crate::s3::get(&c, &outb, &want.0[0]).await, want.1);
-        c.delete_object()
-            .bucket(&outb)
-            .key(&want.0[0])
-            .send()
-            .await
-            .unwrap();
+        assert!(outputs(&c, &outb).await == want, "other objects or bytes");
+        delete_outputs(&c, &outb).await;
     }
     // Failing every time: three attempts (the SDK's standard retry), then the object fails with
     // S3's error, retryable, and nothing is written.
     let p = Proxy::start(
         &ep,
-        vec![Rule {
-            method: "GET",
-            target: object.clone(),
-            fault: Fault::Status(500, "InternalError"),
-            times: usize::MAX,
-        }],
+        Rule::new(
+            "GET",
+            &object,
+            Fault::Status(500, "InternalError"),
+            usize::MAX,
+        ),
     );
     let o = replay(dir.path(), &p.url);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -379,7 +351,6 @@ async fn reads_that_fail_are_retried_by_the_sdk_then_fail_cleanly() {
         p.seen.lock().unwrap()
     );
     assert!(keys(&c, &outb).await.is_empty());
-    p.clear();
 }
 
 #[tokio::test]
@@ -396,12 +367,12 @@ async fn a_write_that_fails_mid_upload_leaves_no_object_and_no_open_upload() {
     ] {
         let p = Proxy::start(
             &ep,
-            vec![Rule {
+            Rule::new(
                 method,
-                target: target.into(),
-                fault: Fault::Status(500, "InternalError"),
-                times: usize::MAX,
-            }],
+                target,
+                Fault::Status(500, "InternalError"),
+                usize::MAX,
+            ),
         );
         let o = replay(dir.path(), &p.url);
         assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
@@ -430,12 +401,7 @@ async fn a_write_that_fails_mid_upload_leaves_no_object_and_no_open_upload() {
     let (_inb, outb, _key, dir) = setup(&c, "small", 200).await;
     let p = Proxy::start(
         &ep,
-        vec![Rule {
-            method: "PUT",
-            target: "/out/".into(),
-            fault: Fault::Status(503, "SlowDown"),
-            times: usize::MAX,
-        }],
+        Rule::new("PUT", "/out/", Fault::Status(503, "SlowDown"), usize::MAX),
     );
     let o = replay(dir.path(), &p.url);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -485,12 +451,7 @@ async fn put_records_partial_failures_send_again_only_the_refused_entries() {
     // call carries only what the second refused, and gets through.
     let p = Proxy::start(
         &ep,
-        vec![Rule {
-            method: "POST",
-            target: "PutRecords".into(),
-            fault: Fault::RefuseEvery(3),
-            times: 2,
-        }],
+        Rule::new("POST", "PutRecords", Fault::RefuseEvery(3), 2),
     );
     let o = run(&p.url);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -524,12 +485,7 @@ async fn put_records_partial_failures_send_again_only_the_refused_entries() {
     // reports its first record as the failure point, for Lambda to deliver again from there.
     let p = Proxy::start(
         &ep,
-        vec![Rule {
-            method: "POST",
-            target: "PutRecords".into(),
-            fault: Fault::RefuseEvery(1),
-            times: usize::MAX,
-        }],
+        Rule::new("POST", "PutRecords", Fault::RefuseEvery(1), usize::MAX),
     );
     let o = run(&p.url);
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
@@ -545,20 +501,23 @@ async fn put_records_partial_failures_send_again_only_the_refused_entries() {
     assert_eq!(crate::kinesis::read_all(&c, &out).await.len(), 1_200);
 }
 
-/// The objects under `out/` in `bucket` with their bytes, by key.
+/// Every object in `bucket` with its bytes, by key.
 async fn outputs(c: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for k in keys(c, bucket).await {
-        if k.starts_with("out/") {
-            let bytes = crate::s3::get(c, bucket, &k).await;
-            out.push((k, bytes));
-        }
+        let bytes = crate::s3::get(c, bucket, &k).await;
+        out.push((k, bytes));
     }
     out
 }
 
+/// The keys of [`outputs`].
+fn names(outputs: &[(String, Vec<u8>)]) -> Vec<&str> {
+    outputs.iter().map(|(k, _)| k.as_str()).collect()
+}
+
 async fn delete_outputs(c: &aws_sdk_s3::Client, bucket: &str) {
-    for (k, _) in outputs(c, bucket).await {
+    for k in keys(c, bucket).await {
         c.delete_object()
             .bucket(bucket)
             .key(&k)
@@ -580,21 +539,16 @@ async fn a_failure_and_a_retry_leave_the_objects_a_clean_run_leaves() {
     let o = replay(dir.path(), &ep);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let clean = outputs(&c, &outb).await;
-    assert_eq!(
-        clean.len(),
-        1,
-        "{:?}",
-        clean.iter().map(|o| &o.0).collect::<Vec<_>>()
-    );
+    assert_eq!(clean.len(), 1, "{:?}", names(&clean));
     delete_outputs(&c, &outb).await;
     let p = Proxy::start(
         &ep,
-        vec![Rule {
-            method: "PUT",
-            target: "partNumber=2".into(),
-            fault: Fault::Status(500, "InternalError"),
-            times: usize::MAX,
-        }],
+        Rule::new(
+            "PUT",
+            "partNumber=2",
+            Fault::Status(500, "InternalError"),
+            usize::MAX,
+        ),
     );
     let o = replay(dir.path(), &p.url);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -637,12 +591,7 @@ async fn a_failure_and_a_retry_leave_the_objects_a_clean_run_leaves() {
     delete_outputs(&c, &outb).await;
     let p = Proxy::start(
         &ep,
-        vec![Rule {
-            method: "PUT",
-            target: "/out/".into(),
-            fault: Fault::Status(503, "SlowDown"),
-            times: 3,
-        }],
+        Rule::new("PUT", "/out/", Fault::Status(503, "SlowDown"), 3),
     );
     let o = run(&p.url);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));

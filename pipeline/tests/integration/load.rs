@@ -14,21 +14,7 @@ use crate::support::*;
 /// `sluice replay --json` of `events` against the scratch store, which must succeed: every
 /// summary, and the peak RSS.
 fn replay_all(s: &Scratch, events: &Path) -> (Vec<Value>, Option<u64>) {
-    let (code, out, peak) = sluice_watched(
-        &[
-            "replay",
-            s.config.to_str().unwrap(),
-            events.to_str().unwrap(),
-            "--store",
-            s.store.to_str().unwrap(),
-            "--json",
-        ],
-        s._dir.path(),
-    );
-    let summaries: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let (code, summaries, peak) = s.replay_watched(events);
     let failed = summaries.iter().find(|s| !s["error"].is_null());
     assert_eq!(code, Some(0), "{failed:?}");
     (summaries, peak)

@@ -2,7 +2,6 @@
 //! `scripts/test.sh`, which exports `SLUICE_TEST_S3_ENDPOINT` and test credentials).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -341,23 +340,20 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     .unwrap();
     let ev = write_event(dir.path(), vec![event::s3_record(&inb, key, size, "e")]);
 
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
+    let (code, out, peak) = sluice_watched(
+        &[
             "replay",
             cfg.to_str().unwrap(),
             ev.to_str().unwrap(),
             "--endpoint-url",
             &ep,
             "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let peak = peak_rss_while_running(child.id());
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    let s = &summaries(&o)[0];
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let s: serde_json::Value =
+        serde_json::from_str(out.lines().next().unwrap_or_default()).unwrap();
     assert_eq!(s["records_out"].as_u64(), Some(n));
     let written = keys(&c, &outb).await;
     assert_eq!(written.len(), 1, "{written:?}");
@@ -389,22 +385,6 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
     if let Some(peak) = peak {
         assert!(peak < 120 << 20, "peak RSS {} MiB", peak >> 20);
     }
-}
-
-/// Highest VmHWM seen in /proc while the process runs (Linux), in bytes.
-pub fn peak_rss_while_running(pid: u32) -> Option<u64> {
-    let mut peak = None;
-    while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        if status.contains("State:\tZ") {
-            break;
-        }
-        let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
-        if let Some(kb) = hwm.and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()) {
-            peak = Some(peak.unwrap_or(0).max(kb * 1024));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    peak
 }
 
 #[tokio::test]

@@ -143,16 +143,35 @@ impl Scratch {
         }
     }
 
-    /// `sluice replay --json` of the event against the store.
-    pub fn run(&self) -> Output {
-        sluice(&[
+    /// The arguments of `sluice replay --json` of `events` against the store.
+    fn replay_args<'a>(&'a self, events: &'a Path) -> [&'a str; 6] {
+        [
             "replay",
             self.config.to_str().expect("utf8"),
-            self.event.to_str().expect("utf8"),
+            events.to_str().expect("utf8"),
             "--store",
             self.store.to_str().expect("utf8"),
             "--json",
-        ])
+        ]
+    }
+
+    /// `sluice replay --json` of the event against the store.
+    pub fn run(&self) -> Output {
+        sluice(&self.replay_args(&self.event))
+    }
+
+    /// `sluice replay --json` of `events` against the store, watched for its peak memory (see
+    /// [`sluice_watched`]): (exit code, every summary, peak RSS).
+    pub fn replay_watched(
+        &self,
+        events: &Path,
+    ) -> (Option<i32>, Vec<serde_json::Value>, Option<u64>) {
+        let (code, out, peak) = sluice_watched(&self.replay_args(events), self._dir.path());
+        let summaries = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (code, summaries, peak)
     }
 
     /// [`Scratch::run`], which must succeed: its summary.
@@ -175,7 +194,7 @@ pub fn sluice_watched(args: &[&str], dir: &Path) -> (Option<i32>, String, Option
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
         .expect("run sluice");
-    let peak = crate::s3::peak_rss_while_running(child.id());
+    let peak = peak_rss_while_running(child.id());
     let status = child.wait().expect("wait for sluice");
     let out = std::fs::read_to_string(&out_path).expect("stdout");
     let err = std::fs::read_to_string(&err_path).expect("stderr");
@@ -191,4 +210,20 @@ pub fn assert_bounded(peak: Option<u64>) {
         eprintln!("peak RSS {} MiB", peak >> 20);
         assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
     }
+}
+
+/// Highest VmHWM seen in /proc while the process runs (Linux), in bytes.
+pub fn peak_rss_while_running(pid: u32) -> Option<u64> {
+    let mut peak = None;
+    while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        if status.contains("State:\tZ") {
+            break;
+        }
+        let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+        if let Some(kb) = hwm.and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()) {
+            peak = Some(peak.unwrap_or(0).max(kb * 1024));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    peak
 }

@@ -163,14 +163,8 @@ impl<'a> Reader<'a> {
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
-        // Most strings here are short keys and ids, found eight bytes at a time; a long one (the
-        // data) is searched on with SIMD memchr.
         loop {
-            let near = self.b.len().min(j + 32);
-            let k = match find_quote_or_backslash(&self.b[..near], j) {
-                Some(k) => k,
-                None => near + memchr::memchr2(b'"', b'\\', self.b.get(near..)?)?,
-            };
+            let k = find_quote_or_backslash(self.b, j)?;
             if self.b[k] == b'"' {
                 self.i = k + 1;
                 return Some((&self.b[start..k], escaped));

@@ -123,6 +123,15 @@ struct DistinctSet {
 }
 
 impl DistinctSet {
+    /// Room for `n` more pairs, so a batch's inserts never rehash the table part way (a batch
+    /// adds at most its row count; the table holds at most one batch's worth of spare room).
+    fn reserve(&mut self, hasher: &hashbrown::DefaultHashBuilder, n: usize) {
+        let arena = &self.arena;
+        self.table.reserve(n, |&(gg, s, e)| {
+            std::hash::BuildHasher::hash_one(hasher, (gg, &arena[s as usize..e as usize]))
+        });
+    }
+
     /// Insert; true when the pair is new.
     fn insert(
         &mut self,
@@ -167,6 +176,27 @@ struct Measure {
     family: Family,
     out_type: DataType,
     state: State,
+}
+
+/// The groups' indexes in the order of their encoded keys (window first, then the keys).
+/// Each key's first 16 bytes, zero-padded, are compared as one integer and the whole keys only
+/// when those are equal: padded prefixes that differ order two keys as their bytes do (where one
+/// key ends, its zero is at most the other's byte there), and most pairs differ in them.
+fn sorted_groups(rows: &Rows) -> Vec<u32> {
+    let mut keyed: Vec<(u128, u32)> = (0..rows.num_rows())
+        .map(|i| {
+            let data = rows.row(i).data();
+            let mut head = [0u8; 16];
+            let n = data.len().min(16);
+            head[..n].copy_from_slice(&data[..n]);
+            (u128::from_be_bytes(head), i as u32)
+        })
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| rows.row(a.1 as usize).cmp(&rows.row(b.1 as usize)))
+    });
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// A compiled aggregate.
@@ -498,6 +528,7 @@ impl Measure {
                             .map_err(ctx)?,
                     ),
                 };
+                set.reserve(hasher, groups.len());
                 for (i, g) in live(groups, |i| values.is_valid(i)) {
                     let bytes = match (strings, &rows) {
                         (Some(s), _) => s.value(i).as_bytes(),
@@ -812,6 +843,8 @@ impl Stage for Aggregate {
             .map_err(|e| Error::arrow("aggregate keys", e))?;
         let mut groups = vec![SKIP; n];
         let before = self.rows.num_rows();
+        // Room for every row of the batch to be a new group: no rehash part way through it.
+        self.table.reserve(n, |&(hh, _)| hh);
         for (i, g) in groups.iter_mut().enumerate() {
             if skip[i] {
                 continue;
@@ -861,9 +894,7 @@ impl Stage for Aggregate {
         if n == 0 {
             return Ok(());
         }
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        let rows = &self.rows;
-        order.sort_unstable_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
+        let order = sorted_groups(&self.rows);
         for chunk in order.chunks(self.batch_rows.max(1) * 8) {
             let mut keys = self
                 .converter
@@ -1260,6 +1291,54 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn groups_sort_as_their_whole_keys_do() {
+        // Keys that tie in their first 16 encoded bytes, keys that are prefixes of one another,
+        // empty, null and zero bytes: the prefix sort must give the order of the whole keys.
+        let long = "/products/category/shoes";
+        let keys: Vec<Option<String>> = [
+            Some(format!("{long}/b")),
+            Some(format!("{long}/a")),
+            Some(long.to_string()),
+            Some("a".to_string()),
+            Some("a\0".to_string()),
+            Some("a\0\0".to_string()),
+            Some("ab".to_string()),
+            Some(String::new()),
+            None,
+            Some(format!("{long}/a\0")),
+        ]
+        .into_iter()
+        .collect();
+        let windows = [3i64, -1, 3, 0, 0, 3, 0, i64::MAX, 0, 3];
+        let conv = RowConverter::new(vec![
+            SortField::new(DataType::Int64),
+            SortField::new(DataType::Utf8),
+        ])
+        .unwrap();
+        let rows = conv
+            .convert_columns(&[
+                Arc::new(Int64Array::from(windows.to_vec())) as ArrayRef,
+                Arc::new(StringArray::from(keys.clone())) as ArrayRef,
+            ])
+            .unwrap();
+        let mut want: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        want.sort_by(|a, b| rows.row(*a as usize).cmp(&rows.row(*b as usize)));
+        assert_eq!(sorted_groups(&rows), want);
+        // And that order is (window, key) with nulls first.
+        let shown: Vec<(i64, Option<&str>)> = want
+            .iter()
+            .map(|&i| (windows[i as usize], keys[i as usize].as_deref()))
+            .collect();
+        let mut by_value: Vec<(i64, Option<&str>)> = windows
+            .iter()
+            .zip(&keys)
+            .map(|(w, k)| (*w, k.as_deref()))
+            .collect();
+        by_value.sort();
+        assert_eq!(shown, by_value);
     }
 
     fn measures() -> Vec<(String, String)> {

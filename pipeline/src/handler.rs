@@ -732,8 +732,11 @@ impl Handler {
                     decoded.batches.push(gather(&mut tagged)?);
                 }
             }
-            self.drain(&mut decoded, chain, outputs, rejects, result)
-                .await?;
+            // Most records only add lines to what is pending: nothing to drain yet.
+            if !decoded.batches.is_empty() || !decoded.rejects.is_empty() {
+                self.drain(&mut decoded, chain, outputs, rejects, result)
+                    .await?;
+            }
         }
         if let Some(d) = shared.as_mut() {
             // With stream columns every row was flushed at its record's end; nothing is left.

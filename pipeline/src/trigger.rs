@@ -50,7 +50,7 @@ impl ObjectRef {
 /// per record, not three (which cost more than reading them).
 #[derive(Clone)]
 pub struct StreamRecord {
-    ids: Arc<str>,
+    ids: Arc<String>,
     cuts: [(u32, u32); 3],
     /// Approximate arrival, seconds since the epoch.
     pub arrival: Option<f64>,
@@ -75,7 +75,7 @@ impl StreamRecord {
     /// A record whose ids are at `place` in `all` (a range that is not on character boundaries
     /// inside `all`, or past 4 GiB, is empty text).
     fn cut(
-        all: &Arc<str>,
+        all: &Arc<String>,
         place: IdRanges,
         arrival: Option<f64>,
         data: Result<bytes::Bytes, String>,
@@ -484,14 +484,15 @@ impl KinesisIds {
         self.buf.len() - s.len()..self.buf.len()
     }
 
-    pub(crate) fn finish(self) -> Arc<str> {
-        Arc::from(self.buf)
+    /// The buffer, shared (an `Arc<String>`, not an `Arc<str>`: that would copy it).
+    pub(crate) fn finish(self) -> Arc<String> {
+        Arc::new(self.buf)
     }
 }
 
 /// A Kinesis record whose ids are at `place` in `all` (from [`KinesisIds`]).
 pub(crate) fn kinesis_item(
-    all: &Arc<str>,
+    all: &Arc<String>,
     place: IdRanges,
     arrival: Option<f64>,
     data: Result<bytes::Bytes, String>,
@@ -814,7 +815,7 @@ mod tests {
             ]
         );
         // A cut that is not on character boundaries is empty, not a panic.
-        let all: Arc<str> = Arc::from("é!");
+        let all = Arc::new(String::from("é!"));
         let r = StreamRecord::cut(&all, [1..3, 0..2, 2..9], None, Ok(bytes::Bytes::new()));
         assert_eq!((r.id(), r.shard(), r.partition_key()), ("", "é", ""));
         let r = StreamRecord::new("a\"b", "", "k", None, Err("no".into()));

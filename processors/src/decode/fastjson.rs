@@ -938,7 +938,10 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 
 /// `YYYY-MM-DD` → days since the epoch.
 pub(crate) fn parse_date(s: &str) -> Option<i32> {
-    let b = s.as_bytes();
+    date_days(s.as_bytes())
+}
+
+fn date_days(b: &[u8]) -> Option<i32> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
@@ -967,7 +970,7 @@ fn fast_timestamp(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let days = i64::from(parse_date(std::str::from_utf8(&b[..10]).ok()?)?);
+    let days = i64::from(date_days(&b[..10])?);
     let (h, mi, se) = (
         digits(&b[11..13])?,
         digits(&b[14..16])?,

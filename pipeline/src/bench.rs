@@ -224,7 +224,9 @@ pub async fn measure(
             let can_reset = reset_peak_rss();
             let cpu0 = process_cpu_ms();
             let t = Instant::now();
-            let (s, _) = handler.handle_bytes(bytes, None).await;
+            // With a deadline, as every Lambda invocation has (Lambda's longest timeout, 15 min).
+            let deadline = t + std::time::Duration::from_secs(900);
+            let (s, _) = handler.handle_bytes(bytes, Some(deadline)).await;
             let wall_ms = t.elapsed().as_secs_f64() * 1e3;
             let cpu_ms = match (cpu0, process_cpu_ms()) {
                 (Some(a), Some(b)) => (b - a).max(0.0),

@@ -138,8 +138,9 @@ impl std::fmt::Debug for StreamRecord {
 /// One thing found in an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// Process this object.
-    Object(ObjectRef),
+    /// Process this object (boxed: an item is a stream record far more often, and a record is
+    /// half the size of an object).
+    Object(Box<ObjectRef>),
     /// Process this stream record.
     Record(StreamRecord),
     /// Ignored by rule; not an error.
@@ -553,7 +554,7 @@ fn s3_record(r: &Value, message_id: Option<&str>) -> Item {
             "the notification names no bucket or key".into(),
         );
     }
-    Item::Object(object(key))
+    Item::Object(Box::new(object(key)))
 }
 
 /// The object an S3 notification (`obj` = its `s3.object`) or an EventBridge event (`detail.object`)
@@ -636,7 +637,7 @@ fn eventbridge(v: &Value, message_id: Option<&str>) -> Item {
             "the event names no bucket or key".into(),
         );
     }
-    Item::Object(object())
+    Item::Object(Box::new(object()))
 }
 
 #[cfg(test)]

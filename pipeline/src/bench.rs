@@ -25,6 +25,13 @@ use serde::Serialize;
 
 use crate::handler::Handler;
 
+/// The deadline an invocation started at `start` is timed with: every Lambda invocation has one
+/// (here Lambda's longest timeout, 15 minutes), and the handler's clock checks are part of the
+/// time.
+pub fn deadline_from(start: Instant) -> Instant {
+    start + std::time::Duration::from_secs(900)
+}
+
 /// Lambda's published on-demand prices, US East (N. Virginia), first tier (the first 6 billion
 /// GB-seconds a month for x86_64, 7.5 billion for arm64), without the free tier.
 pub mod prices {
@@ -224,9 +231,7 @@ pub async fn measure(
             let can_reset = reset_peak_rss();
             let cpu0 = process_cpu_ms();
             let t = Instant::now();
-            // With a deadline, as every Lambda invocation has (Lambda's longest timeout, 15 min).
-            let deadline = t + std::time::Duration::from_secs(900);
-            let (s, _) = handler.handle_bytes(bytes, Some(deadline)).await;
+            let (s, _) = handler.handle_bytes(bytes, Some(deadline_from(t))).await;
             let wall_ms = t.elapsed().as_secs_f64() * 1e3;
             let cpu_ms = match (cpu0, process_cpu_ms()) {
                 (Some(a), Some(b)) => (b - a).max(0.0),

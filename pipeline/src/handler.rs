@@ -635,7 +635,7 @@ impl Handler {
         let batch_rows = self.plan.config.input.batch_rows.max(1);
         let mut tagged: Vec<RecordBatch> = Vec::new();
         let mut pending = Pending::default();
-        let mut watch = Watch::default();
+        let mut watch = Watch::new();
         for (n, rec) in recs.iter().enumerate() {
             if watch.past(stop) {
                 result.stopped_at = Some(n);
@@ -1505,9 +1505,7 @@ struct Watch {
     /// Records and payload bytes since the clock was last read.
     records: usize,
     bytes: usize,
-    /// Whether the clock has been read in this batch.
-    read: bool,
-    /// Whether the stages ran since.
+    /// Whether the stages ran since (or nothing has been read yet).
     worked: bool,
 }
 
@@ -1515,16 +1513,21 @@ impl Watch {
     const RECORDS: usize = 64;
     const BYTES: usize = 1 << 20;
 
+    /// Due at once: the first record is always looked at.
+    fn new() -> Self {
+        Watch {
+            worked: true,
+            ..Watch::default()
+        }
+    }
+
     /// Whether `stop` has come, looking at the clock only when it is due.
     fn past(&mut self, stop: Option<Instant>) -> bool {
         let Some(t) = stop else { return false };
-        if self.read && !self.worked && self.records < Self::RECORDS && self.bytes < Self::BYTES {
+        if !self.worked && self.records < Self::RECORDS && self.bytes < Self::BYTES {
             return false;
         }
-        *self = Watch {
-            read: true,
-            ..Watch::default()
-        };
+        *self = Watch::default();
         Instant::now() >= t
     }
 
@@ -2303,9 +2306,9 @@ mod tests {
     #[test]
     fn the_deadline_is_looked_at_first_after_work_and_every_64_records_or_mib() {
         let gone = Some(Instant::now());
-        assert!(!Watch::default().past(None));
+        assert!(!Watch::new().past(None));
         // Before the first record.
-        let mut w = Watch::default();
+        let mut w = Watch::new();
         assert!(w.past(gone));
         // Records that only add lines: not until the 64th, or 1 MiB of them.
         for _ in 0..63 {
@@ -2322,7 +2325,7 @@ mod tests {
         assert!(w.past(gone));
         // A deadline not come is never past.
         let later = Some(Instant::now() + std::time::Duration::from_secs(60));
-        let mut w = Watch::default();
+        let mut w = Watch::new();
         for _ in 0..1000 {
             w.passed(5000);
             assert!(!w.past(later));

@@ -60,8 +60,7 @@ fn main() {
     // warm the allocator and caches, as a warm Lambda is.
     for i in 0..iterations + 3 {
         let t = Instant::now();
-        // With a deadline, as every Lambda invocation has (Lambda's longest timeout, 15 min).
-        let deadline = t + std::time::Duration::from_secs(900);
+        let deadline = sluice_pipeline::bench::deadline_from(t);
         let (s, _) = rt.block_on(handler.handle_bytes(&bytes, Some(deadline)));
         let took = t.elapsed();
         if let Some(e) = &s.error {

@@ -305,11 +305,7 @@ async fn reads_that_fail_are_retried_by_the_sdk_then_fail_cleanly() {
     let Some(ep) = endpoint() else { return };
     let c = client(&ep).await;
     let (inb, outb, key, dir) = setup(&c, "get", 2000).await;
-    let o = replay(dir.path(), &ep);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let want = outputs(&c, &outb).await;
-    assert_eq!(want.len(), 1, "{:?}", names(&want));
-    delete_outputs(&c, &outb).await;
+    let want = clean_run(&c, &ep, dir.path(), &outb).await;
     let object = key.replace(' ', "%20");
     // 503 SlowDown twice, then a dropped connection once: the SDK's retries get through, and
     // the output is the same object with the same bytes.
@@ -516,6 +512,22 @@ fn names(outputs: &[(String, Vec<u8>)]) -> Vec<&str> {
     outputs.iter().map(|(k, _)| k.as_str()).collect()
 }
 
+/// A replay with no fault: it succeeds and writes one object; its outputs, then taken away so
+/// the next run starts from an empty bucket.
+async fn clean_run(
+    c: &aws_sdk_s3::Client,
+    ep: &str,
+    dir: &std::path::Path,
+    bucket: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let o = replay(dir, ep);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let clean = outputs(c, bucket).await;
+    assert_eq!(clean.len(), 1, "{:?}", names(&clean));
+    delete_outputs(c, bucket).await;
+    clean
+}
+
 async fn delete_outputs(c: &aws_sdk_s3::Client, bucket: &str) {
     for k in keys(c, bucket).await {
         c.delete_object()
@@ -536,11 +548,7 @@ async fn a_failure_and_a_retry_leave_the_objects_a_clean_run_leaves() {
     // second part fails (aborted, nothing visible) followed by the retry S3 would make, then
     // the same event once more. Same keys, same bytes each time.
     let (_inb, outb, _key, dir) = setup(&c, "again", 90_000).await;
-    let o = replay(dir.path(), &ep);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let clean = outputs(&c, &outb).await;
-    assert_eq!(clean.len(), 1, "{:?}", names(&clean));
-    delete_outputs(&c, &outb).await;
+    let clean = clean_run(&c, &ep, dir.path(), &outb).await;
     let p = Proxy::start(
         &ep,
         Rule::new(

@@ -73,7 +73,7 @@ case "$JOB" in
   filter | rollup | kinesis | thumbnails | all) ;;
   *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N]" >&2; exit 2 ;;
 esac
-cargo build --release --quiet -p sluice-pipeline -p sluice-benches
+cargo build --release --quiet --features sluice-pipeline/image,sluice-pipeline/index -p sluice-pipeline -p sluice-benches
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [ "$JOB" != all ]; then

@@ -776,7 +776,7 @@ fn index_spec(
     if cfg!(not(feature = "index")) {
         return Err(cx.err(
             &at("type"),
-            "this build of sluice has no index stage (build with its `index` feature)",
+            "this build of sluice has no index stage (build it with `--features index`)",
         ));
     }
     if !last {
@@ -843,7 +843,7 @@ pub fn rendition_schema() -> SchemaRef {
 fn resize_spec(_: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError> {
     Err(cx.err(
         &[Seg::Key("stage"), Seg::Index(0), Seg::Key("type")],
-        "this build of sluice has no resize stage (build with its `image` feature)",
+        "this build of sluice has no resize stage (build it with `--features image`)",
     ))
 }
 
@@ -1016,10 +1016,7 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineConfig, ConfigError> {
     serde_path_to_error::deserialize::<_, PipelineConfig>(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let mut message = inner.message().trim().to_string();
-        if message.starts_with("unknown variant") && path.ends_with(".type") {
-            message = format!("{message} (resize and index stages are not in this build yet)");
-        }
+        let message = inner.message().trim().to_string();
         let mut line = inner.span().map(|s| line_of(text, s.start));
         let mut key = (path != ".").then_some(path);
         // Inside `[[stage]]` tables serde reports the table, not the key: find the key itself.
@@ -1827,6 +1824,47 @@ uri = "s3://out/rejects/"
 
     fn check(text: &str) -> Result<Plan, ConfigError> {
         Plan::from_str(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn an_unknown_stage_type_names_the_types_there_are() {
+        let e = check(&GOOD.replace("type = \"select\"", "type = \"selekt\"")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("stage[1].type"), "{e}");
+        assert!(e.to_string().contains("unknown variant `selekt`"), "{e}");
+        assert!(
+            e.to_string().contains("`resize`") && e.to_string().contains("`index`"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("not in this build"), "{e}");
+    }
+
+    /// The stages behind features are refused, naming the feature, in a build without it.
+    #[test]
+    fn a_stage_whose_feature_is_off_is_refused_naming_the_feature() {
+        let index = GOOD.replace(
+            "[output]",
+            "[[stage]]\ntype = \"index\"\ntext = \"page\"\nid = \"page\"\n\n[output]",
+        );
+        let resize = "name = \"thumbs\"\n[input]\nformat = \"image\"\n[[stage]]\ntype = \"resize\"\nvariants = [{ name = \"t\", width = 64 }]\n[output]\nuri = \"s3://o/t/\"\n";
+        for (text, feature, on) in [
+            (index.as_str(), "index", cfg!(feature = "index")),
+            (resize, "image", cfg!(feature = "image")),
+        ] {
+            match check(text) {
+                Ok(_) => assert!(on, "{feature}: accepted without the feature"),
+                Err(e) if on => assert!(!e.to_string().contains("--features"), "{feature}: {e}"),
+                Err(e) => {
+                    assert!(
+                        e.to_string().contains(&format!("--features {feature}")),
+                        "{e}"
+                    );
+                    assert!(
+                        e.key.as_deref().is_some_and(|k| k.ends_with(".type")),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

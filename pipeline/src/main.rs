@@ -64,7 +64,6 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Rank the documents of a term index (written by an index stage) for a query, by BM25.
-    #[cfg(feature = "index")]
     Search {
         /// The index stage's output: a folder, or s3://bucket/prefix/ (holding _index/terms/).
         index: String,
@@ -362,6 +361,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     Ok(1)
                 }
             }
+        }
+        #[cfg(not(feature = "index"))]
+        Command::Search { .. } => {
+            eprintln!(
+                "sluice: this build of sluice has no index stage (build it with `--features index`)"
+            );
+            Ok(2)
         }
         Command::Serve { config } => {
             lambda::init_logging();

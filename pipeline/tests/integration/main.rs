@@ -17,4 +17,6 @@ mod kinesis;
 mod load;
 mod s3;
 mod serve;
+// Some helpers serve only the resize and index tests.
+#[cfg_attr(not(all(feature = "image", feature = "index")), allow(dead_code))]
 mod support;

@@ -365,7 +365,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         #[cfg(not(feature = "index"))]
         Command::Search { .. } => {
             eprintln!(
-                "sluice: this build of sluice has no index stage (build it with `--features index`)"
+                "sluice: {}",
+                sluice_pipeline::config::feature_off("index stage", "index")
             );
             Ok(2)
         }

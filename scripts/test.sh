@@ -97,6 +97,8 @@ cargo test -p sluice-pipeline --lib --quiet -- config::tests
 cargo build --quiet "${FULL[@]}" -p sluice-pipeline --bin sluice -p sluice-benches --bin gen-clickstream
 echo "== example output checked independently with pyarrow and DuckDB"
 "$VENV/bin/python" scripts/check_example.py "$CARGO_TARGET_DIR/debug/sluice"
+echo "== expressions, filters and aggregates checked against DuckDB: 2 300 seeded random cases (every case printed)"
+"$VENV/bin/python" scripts/check_sql.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== aggregate checked against Python and DuckDB"
 "$VENV/bin/python" scripts/check_rollup.py "$CARGO_TARGET_DIR/debug/sluice" "$CARGO_TARGET_DIR/debug/gen-clickstream"
 echo "== Kinesis batches checked against the reference KPL aggregator (aws-kinesis-agg)"

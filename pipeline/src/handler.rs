@@ -143,6 +143,8 @@ struct ObjectResult {
     records_in: u64,
     records_out: u64,
     rejected: u64,
+    /// Of `rejected`, the records that could not be decoded at all (not those a stage refused).
+    undecodable: u64,
     outputs: Vec<String>,
     /// A stream batch stopped before this record, its deadline near.
     stopped_at: Option<usize>,
@@ -930,9 +932,10 @@ impl Handler {
         };
         let mut result = settle(ran, outputs, rejects, result).await.map_err(wrap)?;
         // An image that cannot be read is a reject, and the rest of the event goes on; a record
-        // file none of whose records can be read is more likely the wrong format, and fails.
+        // file none of whose records can be decoded is more likely the wrong format, and fails.
+        // (Records a stage refused, an overflow say, were read: they never fail the object.)
         if result.records_in > 0
-            && result.records_in == result.rejected
+            && result.records_in == result.undecodable
             && self.plan.resize.is_none()
         {
             result.error = Some(wrap(Error::Io(format!(
@@ -1342,6 +1345,7 @@ impl Handler {
     ) -> Result<(), Error> {
         let rj = std::mem::take(&mut decoded.rejects);
         result.records_in += rj.len() as u64;
+        result.undecodable += rj.len() as u64;
         rejects.write(&rj).await?;
         let batches = std::mem::take(&mut decoded.batches);
         result.records_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();

@@ -433,9 +433,11 @@ impl Measure {
         }
     }
 
-    fn update(&mut self, batch: &RecordBatch, groups: &[u32]) -> Result<(), Error> {
+    /// Fold a batch's rows into their groups: `values` is the argument evaluated on the batch
+    /// (None for `count(*)`); rows whose group is `SKIP` are left out.
+    fn update(&mut self, values: Option<&ArrayRef>, groups: &[u32]) -> Result<(), Error> {
         let ctx = |e| Error::arrow(format!("measure `{}`", self.text), e);
-        let Some(arg) = &self.arg else {
+        let Some(values) = values else {
             if let State::Count(c) = &mut self.state {
                 for (_, g) in live(groups, |_| true) {
                     c[g] += 1;
@@ -443,7 +445,18 @@ impl Measure {
             }
             return Ok(());
         };
-        let values = arg.evaluate(batch)?;
+        // min, max and the distinct counts see -0.0 as 0.0 and every NaN as one NaN (above
+        // every number), as SQL engines order and group them.
+        let canonical_values;
+        let values = if matches!(
+            self.agg,
+            Agg::Min | Agg::Max | Agg::CountDistinct | Agg::ApproxCountDistinct
+        ) {
+            canonical_values = crate::expr::canonical_float_array(values);
+            &canonical_values
+        } else {
+            values
+        };
         let agg = self.agg;
         let family = self.family;
         match &mut self.state {
@@ -453,7 +466,7 @@ impl Measure {
                 }
             }
             State::SumInt(sum, seen) => {
-                let v = canonical(&values, Family::Int).map_err(ctx)?;
+                let v = canonical(values, Family::Int).map_err(ctx)?;
                 let v = v.as_primitive::<Int64Type>();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     sum[g] = sum[g].checked_add(v.value(i)).ok_or_else(|| Error::Compute(format!(
@@ -464,7 +477,7 @@ impl Measure {
                 }
             }
             State::SumFloat(sum, seen) => {
-                let v = canonical(&values, Family::Float).map_err(ctx)?;
+                let v = canonical(values, Family::Float).map_err(ctx)?;
                 let v = v.as_primitive::<Float64Type>();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     sum[g] += v.value(i);
@@ -472,7 +485,7 @@ impl Measure {
                 }
             }
             State::Avg(sum, count) => {
-                let v = canonical(&values, Family::Float).map_err(ctx)?;
+                let v = canonical(values, Family::Float).map_err(ctx)?;
                 let v = v.as_primitive::<Float64Type>();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     sum[g] += v.value(i);
@@ -480,28 +493,28 @@ impl Measure {
                 }
             }
             State::Int(acc) => {
-                let v = canonical(&values, family).map_err(ctx)?;
+                let v = canonical(values, family).map_err(ctx)?;
                 let v = v.as_primitive::<Int64Type>();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     fold(&mut acc[g], v.value(i), agg, |a, b| a.cmp(b));
                 }
             }
             State::Float(acc) => {
-                let v = canonical(&values, family).map_err(ctx)?;
+                let v = canonical(values, family).map_err(ctx)?;
                 let v = v.as_primitive::<Float64Type>();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     fold(&mut acc[g], v.value(i), agg, |a, b| a.total_cmp(b));
                 }
             }
             State::Bool(acc) => {
-                let v = canonical(&values, family).map_err(ctx)?;
+                let v = canonical(values, family).map_err(ctx)?;
                 let v = v.as_boolean();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     fold(&mut acc[g], v.value(i), agg, |a, b| a.cmp(b));
                 }
             }
             State::Str(acc) => {
-                let v = canonical(&values, family).map_err(ctx)?;
+                let v = canonical(values, family).map_err(ctx)?;
                 let v = v.as_string::<i32>();
                 for (i, g) in live(groups, |i| v.is_valid(i)) {
                     let s = v.value(i);
@@ -524,7 +537,7 @@ impl Measure {
                 let rows = match strings {
                     Some(_) => None,
                     None => Some(
-                        conv.convert_columns(std::slice::from_ref(&values))
+                        conv.convert_columns(std::slice::from_ref(values))
                             .map_err(ctx)?,
                     ),
                 };
@@ -542,7 +555,7 @@ impl Measure {
             }
             State::Hll(regs, conv) => {
                 let rows = conv
-                    .convert_columns(std::slice::from_ref(&values))
+                    .convert_columns(std::slice::from_ref(values))
                     .map_err(ctx)?;
                 for (i, g) in live(groups, |i| values.is_valid(i)) {
                     let h = stable_hash(rows.row(i).data());
@@ -765,6 +778,8 @@ impl Aggregate {
         })
     }
 
+    /// The batch's encoded-key columns, and which rows have no window (their window column is
+    /// null, or so far from 1970 that its window's start is not a timestamp).
     fn key_columns(&mut self, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Vec<bool>), Error> {
         let n = batch.num_rows();
         let mut cols = Vec::with_capacity(self.keys.len() + 1);
@@ -777,15 +792,21 @@ impl Aggregate {
             let every = *every;
             let starts: TimestampMicrosecondArray = ts
                 .iter()
-                .map(|v| v.map(|t| t.div_euclid(every) * every))
+                .map(|v| {
+                    v.and_then(|t| {
+                        let start = t.div_euclid(every).checked_mul(every)?;
+                        start.checked_add(every).map(|_| start)
+                    })
+                })
                 .collect();
             for (i, s) in skip.iter_mut().enumerate() {
-                *s = ts.is_null(i);
+                *s = starts.is_null(i);
             }
             cols.push(Arc::new(starts.with_timezone("UTC")) as ArrayRef);
         }
         for k in &self.keys {
-            cols.push(k.evaluate(batch)?);
+            // -0.0 and 0.0 are one group, and every NaN another.
+            cols.push(crate::expr::canonical_float_array(&k.evaluate(batch)?));
         }
         if cols.is_empty() {
             cols.push(Arc::new(BooleanArray::from(vec![true; n])) as ArrayRef);
@@ -799,24 +820,14 @@ impl Aggregate {
             .as_ref()
             .map(|(c, _)| c.text().trim_matches('"').to_string())
             .unwrap_or_default();
-        let opts = arrow_cast::display::FormatOptions::default().with_null("null");
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .filter_map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &opts).ok())
-            .collect();
-        let schema = batch.schema();
         for (i, _) in skip.iter().enumerate().filter(|(_, s)| **s) {
-            let raw: Vec<String> = schema
-                .fields()
-                .iter()
-                .zip(&formatters)
-                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(i)))
-                .collect();
             self.rejects.push(Reject::new(
                 self.rows_seen + i as u64 + 1,
-                format!("the window column `{column}` is null, so the record belongs to no window"),
-                raw.join(" ").as_bytes(),
+                format!(
+                    "the window column `{column}` is null (or too far from 1970 for a window), so \
+                     the record belongs to no window"
+                ),
+                &crate::row_json(batch, i),
             ));
         }
     }
@@ -833,9 +844,30 @@ impl Stage for Aggregate {
 
     fn push(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), Error> {
         let n = batch.num_rows();
-        let (cols, skip) = self.key_columns(&batch)?;
+        let (cols, mut skip) = self.key_columns(&batch)?;
         if skip.iter().any(|s| *s) {
             self.reject_rows(&batch, &skip);
+        }
+        // Every measure's argument first: a row any of them fails on is a reject and counts in
+        // no measure (not in some and not in others).
+        let mut errors = Vec::new();
+        let values: Vec<Option<ArrayRef>> = self
+            .measures
+            .iter()
+            .map(|m| {
+                m.arg.as_ref().map(|a| {
+                    let (v, e) = a.evaluate_rows(&batch);
+                    errors.extend(e.into_iter().filter(|e| !skip[e.row]));
+                    v
+                })
+            })
+            .collect();
+        if !errors.is_empty() {
+            for e in &errors {
+                skip[e.row] = true;
+            }
+            self.rejects
+                .extend(crate::row_rejects(&batch, self.rows_seen, errors));
         }
         let encoded = self
             .converter
@@ -882,8 +914,8 @@ impl Stage for Aggregate {
                 m.grow(total);
             }
         }
-        for m in &mut self.measures {
-            m.update(&batch, &groups)?;
+        for (m, v) in self.measures.iter_mut().zip(&values) {
+            m.update(v.as_ref(), &groups)?;
         }
         self.rows_seen += n as u64;
         Ok(())
@@ -892,6 +924,21 @@ impl Stage for Aggregate {
     fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), Error> {
         let n = self.rows.num_rows();
         if n == 0 {
+            if self.window.is_none() && self.keys.is_empty() {
+                // A global aggregate over no rows is one row, as in SQL: counts 0, the rest null.
+                for m in &mut self.measures {
+                    m.grow(1);
+                }
+                let columns = self
+                    .measures
+                    .iter()
+                    .map(|m| m.emit(&[0]))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push(
+                    RecordBatch::try_new(self.schema.clone(), columns)
+                        .map_err(|e| Error::arrow("aggregate output", e))?,
+                );
+            }
             return Ok(());
         }
         let order = sorted_groups(&self.rows);
@@ -1541,6 +1588,129 @@ mod tests {
         assert_eq!(parse_every("5m"), Ok(300_000_000));
         assert!(parse_every("5 minutes").is_err());
         assert!(parse_every("0s").is_err());
+    }
+
+    /// `f`: -0.0, 0.0, NaN (0/0, sign bit set), NaN, 1.5; `i`: 1, 2, 3, MAX, 5.
+    fn floats() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("i", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![
+                    -0.0,
+                    0.0,
+                    f64::from_bits(0xfff8_0000_0000_0000),
+                    f64::NAN,
+                    1.5,
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, i64::MAX, 5])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn run(
+        group_by: &[String],
+        measures: &[(&str, &str)],
+        batches: Vec<RecordBatch>,
+    ) -> (Vec<RecordBatch>, Vec<Reject>) {
+        let schema = floats().schema();
+        let ms: Vec<(String, String)> = measures
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let mut agg = Aggregate::new(group_by, None, &ms, 100, &schema).unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            agg.push(b, &mut out).unwrap();
+        }
+        agg.finish(&mut out).unwrap();
+        (out, agg.take_rejects())
+    }
+
+    #[test]
+    fn minus_zero_and_zero_are_one_group_and_every_nan_another() {
+        let (out, _) = run(&["f".into()], &[("n", "count(*)")], vec![floats()]);
+        let b = &out[0];
+        let keys = b.column(0).as_primitive::<Float64Type>();
+        let counts = b.column(1).as_primitive::<Int64Type>();
+        let got: Vec<(String, i64)> = (0..b.num_rows())
+            .map(|i| (keys.value(i).to_string(), counts.value(i)))
+            .collect();
+        // Sorted as SQL sorts them: NaN above every number.
+        assert_eq!(got, [("0".into(), 2), ("1.5".into(), 1), ("NaN".into(), 2)]);
+        let (out, _) = run(
+            &[],
+            &[
+                ("d", "count_distinct(f)"),
+                ("lo", "min(f)"),
+                ("hi", "max(f)"),
+            ],
+            vec![floats()],
+        );
+        assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 3);
+        assert_eq!(out[0].column(1).as_primitive::<Float64Type>().value(0), 0.0);
+        assert!(
+            out[0]
+                .column(2)
+                .as_primitive::<Float64Type>()
+                .value(0)
+                .is_nan()
+        );
+    }
+
+    #[test]
+    fn a_global_aggregate_over_no_rows_is_one_row() {
+        let (out, _) = run(
+            &[],
+            &[
+                ("n", "count(*)"),
+                ("c", "count(i)"),
+                ("s", "sum(i)"),
+                ("a", "avg(f)"),
+                ("d", "count_distinct(i)"),
+                ("m", "max(i)"),
+            ],
+            vec![],
+        );
+        assert_eq!(out.len(), 1);
+        let b = &out[0];
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(b.column(0).as_primitive::<Int64Type>().value(0), 0);
+        assert_eq!(b.column(1).as_primitive::<Int64Type>().value(0), 0);
+        assert!(b.column(2).is_null(0));
+        assert!(b.column(3).is_null(0));
+        assert_eq!(b.column(4).as_primitive::<Int64Type>().value(0), 0);
+        assert!(b.column(5).is_null(0));
+        // Grouped, no rows is no groups.
+        let (out, _) = run(&["i".into()], &[("n", "count(*)")], vec![]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_row_a_measure_fails_on_is_a_reject_counted_in_no_measure() {
+        let (out, rejects) = run(
+            &[],
+            &[("n", "count(*)"), ("s", "sum(i + 1)")],
+            vec![floats()],
+        );
+        assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 4);
+        assert_eq!(
+            out[0].column(1).as_primitive::<Int64Type>().value(0),
+            2 + 3 + 4 + 6
+        );
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].position, 4);
+        assert!(
+            rejects[0].reason.contains("sum(i + 1)")
+                && rejects[0].reason.contains("9223372036854775807 + 1"),
+            "{}",
+            rejects[0].reason
+        );
+        assert!(String::from_utf8_lossy(&rejects[0].raw).contains("9223372036854775807"));
     }
 
     #[test]

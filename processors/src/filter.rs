@@ -8,13 +8,15 @@ use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, SchemaRef};
 
 use crate::expr::{Compiled, type_name};
-use crate::{Error, Stage, StageFactory};
+use crate::{Error, Reject, Stage, StageFactory};
 
 /// A compiled filter.
 #[derive(Debug)]
 pub struct Filter {
     predicate: Compiled,
     schema: SchemaRef,
+    rows_seen: u64,
+    rejects: Vec<Reject>,
 }
 
 impl Filter {
@@ -34,6 +36,8 @@ impl Filter {
         Ok(Self {
             predicate,
             schema: schema.clone(),
+            rows_seen: 0,
+            rejects: Vec::new(),
         })
     }
 }
@@ -46,7 +50,13 @@ impl Stage for Filter {
         self.schema.clone()
     }
     fn push(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), Error> {
-        let mask = self.predicate.evaluate(&batch)?;
+        // A row the predicate fails on (an overflow, say) is a reject, and not kept.
+        let (mask, errors) = self.predicate.evaluate_rows(&batch);
+        if !errors.is_empty() {
+            self.rejects
+                .extend(crate::row_rejects(&batch, self.rows_seen, errors));
+        }
+        self.rows_seen += batch.num_rows() as u64;
         let mask =
             arrow_cast::cast(&mask, &DataType::Boolean).map_err(|e| Error::arrow("filter", e))?;
         let kept = arrow_select::filter::filter_record_batch(&batch, mask.as_boolean())
@@ -55,6 +65,9 @@ impl Stage for Filter {
             out.push(kept);
         }
         Ok(())
+    }
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
     }
 }
 

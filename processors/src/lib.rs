@@ -151,6 +151,45 @@ pub struct Reject {
     pub raw: Vec<u8>,
 }
 
+/// A stage's rejects for rows an expression failed on: one per row (its first failure),
+/// positioned by `rows_before` (rows pushed into the stage before this batch), the row itself
+/// as its JSON text.
+pub(crate) fn row_rejects(
+    batch: &RecordBatch,
+    rows_before: u64,
+    errors: impl IntoIterator<Item = expr::RowError>,
+) -> Vec<Reject> {
+    let mut errors: Vec<expr::RowError> = errors.into_iter().collect();
+    errors.sort_by_key(|e| e.row);
+    errors.dedup_by_key(|e| e.row);
+    errors
+        .into_iter()
+        .map(|e| {
+            Reject::new(
+                rows_before + e.row as u64 + 1,
+                e.message,
+                &row_json(batch, e.row),
+            )
+        })
+        .collect()
+}
+
+/// One row of a batch as a JSON object (the reject's `raw` when a stage refuses a row).
+pub(crate) fn row_json(batch: &RecordBatch, row: usize) -> Vec<u8> {
+    let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
+    let written = w.write(&batch.slice(row, 1)).and_then(|()| w.finish());
+    match written {
+        Ok(()) => {
+            let mut out = w.into_inner();
+            if out.last() == Some(&b'\n') {
+                out.pop();
+            }
+            out
+        }
+        Err(e) => format!("(row {row} could not be shown: {e})").into_bytes(),
+    }
+}
+
 /// Rejected raw bytes are truncated to this many bytes.
 pub const REJECT_RAW_BYTES: usize = 4096;
 

@@ -8,13 +8,15 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::expr::Compiled;
-use crate::{Error, Stage, StageFactory};
+use crate::{Error, Reject, Stage, StageFactory};
 
 /// A compiled select.
 #[derive(Debug)]
 pub struct Select {
     columns: Vec<Compiled>,
     schema: SchemaRef,
+    rows_seen: u64,
+    rejects: Vec<Reject>,
 }
 
 impl Select {
@@ -33,6 +35,8 @@ impl Select {
         Ok(Self {
             columns: compiled,
             schema: Arc::new(Schema::new(fields)),
+            rows_seen: 0,
+            rejects: Vec::new(),
         })
     }
 }
@@ -45,17 +49,40 @@ impl Stage for Select {
         self.schema.clone()
     }
     fn push(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), Error> {
-        let arrays = self
+        let mut errors = Vec::new();
+        let arrays: Vec<_> = self
             .columns
             .iter()
-            .map(|c| c.evaluate(&batch))
-            .collect::<Result<Vec<_>, _>>()?;
-        let opts = arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        out.push(
-            RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts)
-                .map_err(|e| Error::arrow("select", e))?,
-        );
+            .map(|c| {
+                let (values, e) = c.evaluate_rows(&batch);
+                errors.extend(e);
+                values
+            })
+            .collect();
+        let rows = batch.num_rows();
+        let opts = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let mut selected = RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts)
+            .map_err(|e| Error::arrow("select", e))?;
+        if !errors.is_empty() {
+            // A row any column fails on is a reject, and left out of the output.
+            let mut keep = vec![true; rows];
+            for e in &errors {
+                keep[e.row] = false;
+            }
+            selected = arrow_select::filter::filter_record_batch(
+                &selected,
+                &arrow_array::BooleanArray::from(keep),
+            )
+            .map_err(|e| Error::arrow("select", e))?;
+            self.rejects
+                .extend(crate::row_rejects(&batch, self.rows_seen, errors));
+        }
+        self.rows_seen += rows as u64;
+        out.push(selected);
         Ok(())
+    }
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
     }
 }
 

@@ -16,6 +16,7 @@ mod index;
 mod kinesis;
 mod load;
 mod s3;
+mod semantics;
 mod serve;
 // Some helpers serve only the resize and index tests.
 #[cfg_attr(not(all(feature = "image", feature = "index")), allow(dead_code))]

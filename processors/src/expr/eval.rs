@@ -6,8 +6,8 @@ use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
 use arrow_arith::numeric;
 use arrow_array::cast::AsArray;
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, Scalar, StringArray,
-    TimestampMicrosecondArray, UInt32Array, make_array, new_null_array,
+    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch, Scalar,
+    StringArray, TimestampMicrosecondArray, UInt32Array, make_array, new_null_array,
 };
 use arrow_buffer::NullBuffer;
 use arrow_ord::cmp;
@@ -116,8 +116,11 @@ pub(crate) enum Node {
         otherwise: Option<Box<Node>>,
         data_type: DataType,
     },
-    Func(Func, Vec<Node>),
+    /// A function, its arguments and the type it returns.
+    Func(Func, Vec<Node>, DataType),
     Concat(Box<Node>, Box<Node>),
+    /// An integer divisor with its zeros made null.
+    NullIfZero(Box<Node>),
 }
 
 pub(crate) struct Planner<'a> {
@@ -191,6 +194,11 @@ pub(crate) fn cast_to(node: Node, from: &DataType, to: &DataType) -> Node {
 
 impl Planner<'_> {
     pub(crate) fn plan(&self, e: &Expr) -> Result<(Node, DataType), Error> {
+        let (node, dt) = self.plan_node(e)?;
+        Ok((fold_null(node, &dt), dt))
+    }
+
+    fn plan_node(&self, e: &Expr) -> Result<(Node, DataType), Error> {
         match &e.kind {
             ExprKind::Literal(l) => Ok(literal(l)),
             ExprKind::Column(path) => self.column(path, e.offset),
@@ -201,6 +209,12 @@ impl Planner<'_> {
             }
             ExprKind::Neg(inner) => {
                 let (n, dt) = self.plan(inner)?;
+                // `-(null)` is a null int64.
+                let (n, dt) = if dt == DataType::Null {
+                    (cast_to(n, &dt, &DataType::Int64), DataType::Int64)
+                } else {
+                    (n, dt)
+                };
                 if !is_numeric(&dt) {
                     return Err(self.err(
                         inner.offset,
@@ -469,6 +483,13 @@ impl Planner<'_> {
                         ),
                     )
                 })?;
+                // Two null literals: a null takes the type its context needs, and int64 serves
+                // both comparison and arithmetic.
+                let ct = if ct == DataType::Null {
+                    DataType::Int64
+                } else {
+                    ct
+                };
                 let (ln, rn) = (cast_to(ln, &lt, &ct), cast_to(rn, &rt, &ct));
                 if op.is_comparison() {
                     if matches!(ct, DataType::Struct(_) | DataType::List(_)) {
@@ -489,9 +510,90 @@ impl Planner<'_> {
                         ),
                     ));
                 }
+                // Integer division and `%` by zero are null (a float's are IEEE's ±inf or NaN, as
+                // in DuckDB): a zero divisor is a null operand, so the row is null whatever the
+                // dividend holds, and `x / 0` folds to null.
+                let rn = if ct.is_integer() && matches!(op, BinOp::Div | BinOp::Rem) {
+                    Node::NullIfZero(Box::new(rn))
+                } else {
+                    rn
+                };
                 Ok((Node::Arith(op, Box::new(ln), Box::new(rn), ct.clone()), ct))
             }
         }
+    }
+}
+
+/// An operator or function (other than AND, OR, IS NULL, CASE and coalesce) with a constant null
+/// operand is null, and its other operands are never evaluated: `null + i * 2` cannot overflow.
+/// DuckDB folds these the same way.
+fn fold_null(node: Node, dt: &DataType) -> Node {
+    let strict_null = match &node {
+        Node::Cmp(_, l, r) | Node::Arith(_, l, r, _) | Node::Concat(l, r) => {
+            is_const_null(l) || is_const_null(r)
+        }
+        Node::Neg(x) | Node::Cast(x, _) => is_const_null(x),
+        Node::Like { expr, pattern, .. } => is_const_null(expr) || is_const_null(pattern),
+        Node::Func(Func::Coalesce(_), _, _) => false,
+        Node::Func(_, args, _) => args.iter().any(is_const_null),
+        _ => false,
+    };
+    if strict_null && !matches!(node, Node::Literal(_)) {
+        Node::Literal(new_null_array(dt, 1))
+    } else {
+        node
+    }
+}
+
+/// True for an expression that reads no column and is null (`null`, `cast(null AS int64)`,
+/// `CASE WHEN false THEN 1 END`).
+fn is_const_null(n: &Node) -> bool {
+    match n {
+        // (A NullArray has no null buffer: its `is_null` says false.)
+        Node::Literal(a) => a.data_type() == &DataType::Null || a.is_null(0),
+        Node::Cast(x, _) => is_const_null(x),
+        Node::Column(_) => false,
+        _ if reads_columns(n) => false,
+        _ => {
+            let one = RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                vec![],
+                &arrow_array::RecordBatchOptions::new().with_row_count(Some(1)),
+            );
+            one.ok()
+                .and_then(|b| n.eval(&b).ok())
+                .and_then(|v| v.into_array(1).ok())
+                .is_some_and(|a| a.data_type() == &DataType::Null || a.is_null(0))
+        }
+    }
+}
+
+fn reads_columns(n: &Node) -> bool {
+    match n {
+        Node::Column(_) => true,
+        Node::Literal(_) => false,
+        Node::Cast(x, _)
+        | Node::Not(x)
+        | Node::Neg(x)
+        | Node::IsNull(x, _)
+        | Node::NullIfZero(x) => reads_columns(x),
+        Node::Cmp(_, l, r)
+        | Node::Arith(_, l, r, _)
+        | Node::And(l, r)
+        | Node::Or(l, r)
+        | Node::Concat(l, r) => reads_columns(r) || reads_columns(l),
+        Node::Like { expr, pattern, .. } => reads_columns(expr) || reads_columns(pattern),
+        Node::Case {
+            branches,
+            otherwise,
+            ..
+        } => {
+            branches
+                .iter()
+                .any(|(c, v)| reads_columns(c) || reads_columns(v))
+                || otherwise.as_deref().is_some_and(reads_columns)
+        }
+        Node::Func(_, args, _) => args.iter().any(reads_columns),
     }
 }
 
@@ -519,8 +621,175 @@ fn bool_val(v: &Val) -> Result<&BooleanArray, ArrowError> {
     })
 }
 
+/// Floats brought to one value per SQL value before comparing: -0.0 is 0.0 and every NaN the
+/// one positive NaN, so that the total order the kernels use puts NaN above every number and
+/// equal to itself, as DuckDB and PostgreSQL do.
+pub(crate) fn canonical_floats(v: Val) -> Result<Val, ArrowError> {
+    if matches!(v.array().data_type(), DataType::Float64 | DataType::Float32) {
+        v.map(|a| Ok(canonical_float_array(a)))
+    } else {
+        Ok(v)
+    }
+}
+
+/// [`canonical_floats`] of one array; other types are returned as they are.
+pub(crate) fn canonical_float_array(a: &ArrayRef) -> ArrayRef {
+    fn canon<T: arrow_array::ArrowPrimitiveType>(a: &ArrayRef, nan: T::Native) -> ArrayRef
+    where
+        T::Native: num_like::Float,
+    {
+        let p = a.as_primitive::<T>();
+        Arc::new(p.unary::<_, T>(|x| num_like::Float::canonical(x, nan)))
+    }
+    match a.data_type() {
+        DataType::Float64 => canon::<arrow_array::types::Float64Type>(a, f64::NAN),
+        DataType::Float32 => canon::<arrow_array::types::Float32Type>(a, f32::NAN),
+        _ => a.clone(),
+    }
+}
+
+mod num_like {
+    pub trait Float: Copy + PartialEq {
+        fn canonical(self, nan: Self) -> Self;
+    }
+    impl Float for f64 {
+        fn canonical(self, nan: Self) -> Self {
+            if self.is_nan() {
+                nan
+            } else if self == 0.0 {
+                0.0
+            } else {
+                self
+            }
+        }
+    }
+    impl Float for f32 {
+        fn canonical(self, nan: Self) -> Self {
+            if self.is_nan() {
+                nan
+            } else if self == 0.0 {
+                0.0
+            } else {
+                self
+            }
+        }
+    }
+}
+
+/// `node`'s values for the rows of `mask`; the other rows are null and `node` is not evaluated
+/// for them (when it fails on the whole batch, it is run again on the masked rows alone).
+pub(crate) fn eval_masked(
+    node: &Node,
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+    data_type: &DataType,
+) -> Result<ArrayRef, ArrowError> {
+    let rows = batch.num_rows();
+    let n = mask.true_count();
+    if n == 0 {
+        return Ok(new_null_array(data_type, rows));
+    }
+    let first = node.eval(batch).and_then(|v| v.into_array(rows));
+    match first {
+        Ok(a) => Ok(a),
+        Err(e) if n == rows => Err(e),
+        Err(_) => eval_subset(node, batch, mask),
+    }
+}
+
+/// One null standing for every row.
+fn null_of(dt: &DataType) -> Val {
+    Val::Scalar(new_null_array(dt, 1))
+}
+
+/// [`strict_operands`] of two.
+fn strict_pair(l: &Node, r: &Node, batch: &RecordBatch) -> Result<Option<[Val; 2]>, ArrowError> {
+    Ok(strict_operands(&[l, r], batch)?.and_then(|v| <[Val; 2]>::try_from(v).ok()))
+}
+
+/// The operands of a strict operator or function (null when any operand is null). An operand
+/// that fails is evaluated again for only the rows where every other operand is present: on a
+/// row where another operand is null the result is null whatever this one holds, so its error
+/// there is not an error (`k * (i * 2)` is null where `k` is, even where `i * 2` overflows).
+/// None when no row has all its operands.
+fn strict_operands(
+    children: &[&Node],
+    batch: &RecordBatch,
+) -> Result<Option<Vec<Val>>, ArrowError> {
+    let mut vals = Vec::with_capacity(children.len());
+    let mut failure = None;
+    for c in children {
+        match c.eval(batch) {
+            Ok(v) => vals.push(Some(v)),
+            Err(e) => {
+                failure.get_or_insert(e);
+                vals.push(None);
+            }
+        }
+    }
+    let Some(failure) = failure else {
+        return Ok(Some(vals.into_iter().flatten().collect()));
+    };
+    let rows = batch.num_rows();
+    let mut open = vec![true; rows];
+    for v in vals.iter().flatten() {
+        match v {
+            Val::Scalar(a) => {
+                if a.data_type() == &DataType::Null || a.is_null(0) {
+                    return Ok(None);
+                }
+            }
+            Val::Array(a) => {
+                if let Some(nulls) = a.logical_nulls() {
+                    for (o, valid) in open.iter_mut().zip(nulls.iter()) {
+                        *o &= valid;
+                    }
+                }
+            }
+        }
+    }
+    let mask = BooleanArray::from(open);
+    let n = mask.true_count();
+    if n == rows {
+        return Err(failure);
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(vals.len());
+    for (c, v) in children.iter().zip(vals) {
+        out.push(match v {
+            Some(v) => v,
+            None => Val::Array(eval_subset(c, batch, &mask)?),
+        });
+    }
+    Ok(Some(out))
+}
+
+/// `node` evaluated on the rows of `mask` alone, scattered back: the other rows are null.
+fn eval_subset(
+    node: &Node,
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+) -> Result<ArrayRef, ArrowError> {
+    let n = mask.true_count();
+    let sub = arrow_select::filter::filter_record_batch(batch, mask)?;
+    let vals = node.eval(&sub)?.into_array(n)?;
+    let mut k = 0u32;
+    let idx: UInt32Array = mask
+        .iter()
+        .map(|m| {
+            (m == Some(true)).then(|| {
+                k += 1;
+                k - 1
+            })
+        })
+        .collect();
+    arrow_select::take::take(vals.as_ref(), &idx, None)
+}
+
 impl Node {
-    pub(crate) fn eval(&self, batch: &arrow_array::RecordBatch) -> Result<Val, ArrowError> {
+    pub(crate) fn eval(&self, batch: &RecordBatch) -> Result<Val, ArrowError> {
         match self {
             Node::Column(path) => {
                 let mut arr = batch.column(path[0]).clone();
@@ -534,9 +803,12 @@ impl Node {
                 Ok(Val::Array(arr))
             }
             Node::Literal(a) => Ok(Val::Scalar(a.clone())),
-            Node::Cast(n, dt) => n.eval(batch)?.map(|a| arrow_cast::cast(a, dt)),
+            Node::Cast(n, dt) => n.eval(batch)?.map(|a| super::cast::cast(a, dt)),
             Node::Cmp(op, l, r) => {
-                let (l, r) = (l.eval(batch)?, r.eval(batch)?);
+                let Some([l, r]) = strict_pair(l, r, batch)? else {
+                    return Ok(null_of(&DataType::Boolean));
+                };
+                let (l, r) = (canonical_floats(l)?, canonical_floats(r)?);
                 binary(&l, &r, |a, b| {
                     let out = match op {
                         BinOp::Eq => cmp::eq(a, b),
@@ -550,25 +822,9 @@ impl Node {
                 })
             }
             Node::Arith(op, l, r, dt) => {
-                let (l, mut r) = (l.eval(batch)?, r.eval(batch)?);
-                let integer = dt.is_integer();
-                if integer && matches!(op, BinOp::Div | BinOp::Rem) {
-                    // Integer division by zero is null, not an error for the whole batch.
-                    let zero = Val::Scalar(arrow_cast::cast(&Int64Array::from(vec![0]), dt)?);
-                    let is_zero =
-                        binary(&r, &zero, |a, b| Ok(Arc::new(cmp::eq(a, b)?) as ArrayRef))?;
-                    r = match (&r, &is_zero) {
-                        (Val::Scalar(a), Val::Scalar(z)) | (Val::Array(a), Val::Array(z)) => {
-                            let v = arrow_select::nullif::nullif(a.as_ref(), z.as_boolean())?;
-                            if matches!(r, Val::Scalar(_)) {
-                                Val::Scalar(v)
-                            } else {
-                                Val::Array(v)
-                            }
-                        }
-                        _ => r,
-                    };
-                }
+                let Some([l, r]) = strict_pair(l, r, batch)? else {
+                    return Ok(null_of(dt));
+                };
                 binary(&l, &r, |a, b| match op {
                     BinOp::Add => numeric::add(a, b),
                     BinOp::Sub => numeric::sub(a, b),
@@ -578,7 +834,21 @@ impl Node {
                 })
             }
             Node::And(l, r) | Node::Or(l, r) => {
-                let (l, r) = (l.eval(batch)?, r.eval(batch)?);
+                let l = l.eval(batch)?;
+                // The right side counts only for the rows the left does not decide (false for
+                // AND, true for OR): an error there, on a decided row, is not an error.
+                let r = match r.eval(batch) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let left = l.clone().into_array(batch.num_rows())?;
+                        let decided = matches!(self, Node::Or(..));
+                        let open: BooleanArray = bool_val(&Val::Array(left))?
+                            .iter()
+                            .map(|v| Some(v != Some(decided)))
+                            .collect();
+                        Val::Array(eval_masked(r, batch, &open, &DataType::Boolean)?)
+                    }
+                };
                 let (a, b, scalar) = align(&l, &r)?;
                 let (a, b) = (
                     bool_val(&Val::Array(a))?.clone(),
@@ -616,7 +886,9 @@ impl Node {
                 negated,
                 ci,
             } => {
-                let (s, p) = (expr.eval(batch)?, pattern.eval(batch)?);
+                let Some([s, p]) = strict_pair(expr, pattern, batch)? else {
+                    return Ok(null_of(&DataType::Boolean));
+                };
                 binary(&s, &p, |a, b| {
                     use arrow_string::like;
                     let out = match (negated, ci) {
@@ -633,22 +905,49 @@ impl Node {
                 otherwise,
                 data_type,
             } => {
+                // Each branch is evaluated for the rows that take it, and only those: an error
+                // in a branch no row takes is not an error.
                 let rows = batch.num_rows();
-                let mut result = match otherwise {
-                    Some(o) => o.eval(batch)?.into_array(rows)?,
-                    None => new_null_array(data_type, rows),
-                };
-                for (c, v) in branches.iter().rev() {
-                    let c = c.eval(batch)?.into_array(rows)?;
+                let mut open = BooleanArray::from(vec![true; rows]);
+                let mut parts: Vec<(BooleanArray, ArrayRef)> = Vec::new();
+                for (c, v) in branches {
+                    if open.true_count() == 0 {
+                        break;
+                    }
+                    let c = eval_masked(c, batch, &open, &DataType::Boolean)?;
                     let c = c.as_boolean();
-                    let mask: BooleanArray = c.iter().map(|x| Some(x == Some(true))).collect();
-                    let v = v.eval(batch)?.into_array(rows)?;
-                    result = arrow_select::zip::zip(&mask, &v, &result)?;
+                    let takes: BooleanArray = open
+                        .iter()
+                        .zip(c.iter())
+                        .map(|(o, c)| Some(o == Some(true) && c == Some(true)))
+                        .collect();
+                    if takes.true_count() == 0 {
+                        continue;
+                    }
+                    open = open
+                        .iter()
+                        .zip(takes.iter())
+                        .map(|(o, t)| Some(o == Some(true) && t != Some(true)))
+                        .collect();
+                    let vals = eval_masked(v, batch, &takes, data_type)?;
+                    parts.push((takes, vals));
+                }
+                if let Some(o) = otherwise
+                    && open.true_count() > 0
+                {
+                    let vals = eval_masked(o, batch, &open, data_type)?;
+                    parts.push((open, vals));
+                }
+                let mut result = new_null_array(data_type, rows);
+                for (mask, vals) in parts {
+                    result = arrow_select::zip::zip(&mask, &vals, &result)?;
                 }
                 Ok(Val::Array(result))
             }
             Node::Concat(l, r) => {
-                let (l, r) = (l.eval(batch)?, r.eval(batch)?);
+                let Some([l, r]) = strict_pair(l, r, batch)? else {
+                    return Ok(null_of(&DataType::Utf8));
+                };
                 let (a, b, scalar) = align(&l, &r)?;
                 let (a, b) = (a.as_string_opt::<i32>(), b.as_string_opt::<i32>());
                 let (Some(a), Some(b)) = (a, b) else {
@@ -662,11 +961,30 @@ impl Node {
                     Val::Array(out)
                 })
             }
-            Node::Func(f, args) => {
-                let vals = args
-                    .iter()
-                    .map(|a| a.eval(batch))
-                    .collect::<Result<Vec<_>, _>>()?;
+            Node::Func(Func::Coalesce(dt), args, _) => {
+                // Each argument only for the rows every earlier one left null.
+                let rows = batch.num_rows();
+                let mut acc = args[0].eval(batch)?.into_array(rows)?;
+                for a in &args[1..] {
+                    let open = is_null(acc.as_ref())?;
+                    if open.true_count() == 0 {
+                        break;
+                    }
+                    let v = eval_masked(a, batch, &open, dt)?;
+                    acc = arrow_select::zip::zip(&open, &v, &acc)?;
+                }
+                Ok(Val::Array(acc))
+            }
+            Node::NullIfZero(n) => n.eval(batch)?.map(|a| {
+                let zero = arrow_cast::cast(&Int64Array::from(vec![0]), a.data_type())?;
+                let is_zero = cmp::eq(a, &Scalar::new(zero))?;
+                arrow_select::nullif::nullif(a.as_ref(), &is_zero)
+            }),
+            Node::Func(f, args, dt) => {
+                let args: Vec<&Node> = args.iter().collect();
+                let Some(vals) = strict_operands(&args, batch)? else {
+                    return Ok(null_of(dt));
+                };
                 f.eval(&vals, batch.num_rows())
             }
         }

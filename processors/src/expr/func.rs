@@ -23,12 +23,14 @@ pub(crate) enum Func {
     Lower,
     Upper,
     Trim,
+    TrimChars(Vec<char>),
     Length,
     StartsWith,
     EndsWith,
     Contains,
     RegexpMatch(Regex),
-    Coalesce,
+    /// The arguments' common type.
+    Coalesce(DataType),
     Date,
     Hour,
     DateTrunc(TruncUnit),
@@ -90,7 +92,8 @@ fn temporal(p: &Planner<'_>, e: &Expr, name: &str) -> Result<Node, Error> {
         | DataType::Date32
         | DataType::Utf8
         | DataType::LargeUtf8
-        | DataType::Utf8View => Ok(cast_to(n, &dt, &timestamp_type())),
+        | DataType::Utf8View
+        | DataType::Null => Ok(cast_to(n, &dt, &timestamp_type())),
         other => Err(p.err(
             e.offset,
             format!("{name}() needs a timestamp, found {}", type_name(&other)),
@@ -118,6 +121,15 @@ pub(crate) fn plan(
         ));
     }
     let (func, nodes, dt) = match name {
+        "trim" if args.len() == 2 => {
+            // trim(x, characters): strip any of the characters (a literal) from both ends.
+            let chars = string_literal(p, &args[1], "the characters trim() strips")?;
+            (
+                Func::TrimChars(chars.chars().collect()),
+                vec![p.string(&args[0], name)?],
+                DataType::Utf8,
+            )
+        }
         "lower" | "upper" | "trim" => {
             arity(p, name, args, 1, offset)?;
             let f = match name {
@@ -180,7 +192,7 @@ pub(crate) fn plan(
                 .into_iter()
                 .map(|(n, t)| cast_to(n, &t, &dt))
                 .collect();
-            (Func::Coalesce, nodes, dt)
+            (Func::Coalesce(dt.clone()), nodes, dt)
         }
         "date" => {
             arity(p, name, args, 1, offset)?;
@@ -227,6 +239,12 @@ pub(crate) fn plan(
                 return Err(p.err(offset, format!("wrong number of arguments to {name}()")));
             }
             let (n, dt) = p.plan(&args[0])?;
+            // A null literal takes the type the function needs: the result is a null int64.
+            let (n, dt) = if dt == DataType::Null {
+                (cast_to(n, &dt, &DataType::Int64), DataType::Int64)
+            } else {
+                (n, dt)
+            };
             if !dt.is_numeric() {
                 return Err(p.err(
                     args[0].offset,
@@ -262,7 +280,7 @@ pub(crate) fn plan(
             ));
         }
     };
-    Ok((Node::Func(func, nodes), dt))
+    Ok((Node::Func(func, nodes, dt.clone()), dt))
 }
 
 fn strings(a: &ArrayRef) -> Result<&StringArray, ArrowError> {
@@ -312,7 +330,10 @@ impl Func {
         match self {
             Func::Lower => first.map(|a| map_str(a, str::to_lowercase)),
             Func::Upper => first.map(|a| map_str(a, str::to_uppercase)),
-            Func::Trim => first.map(|a| map_str(a, |s| s.trim().to_string())),
+            Func::Trim => first.map(|a| map_str(a, |s| s.trim_matches(is_space).to_string())),
+            Func::TrimChars(chars) => {
+                first.map(|a| map_str(a, |s| s.trim_matches(chars.as_slice()).to_string()))
+            }
             Func::Length => first.map(|a| {
                 let s = strings(a)?;
                 Ok(Arc::new(
@@ -340,7 +361,8 @@ impl Func {
                         .collect::<BooleanArray>(),
                 ) as ArrayRef)
             }),
-            Func::Coalesce => {
+            Func::Coalesce(_) => {
+                // Evaluated lazily by the node (`coalesce`), never with every argument at once.
                 let mut acc = args[args.len() - 1].clone().into_array(rows)?;
                 for v in args[..args.len() - 1].iter().rev() {
                     let v = v.clone().into_array(rows)?;
@@ -375,32 +397,115 @@ impl Func {
                     ) as ArrayRef,
                 ),
             }),
-            Func::Round(d) => first.map(|a| match a.data_type() {
-                DataType::Float64 => {
-                    let m = 10f64.powi(*d);
-                    Ok(Arc::new(
+            Func::Round(d) => first.map(|a| {
+                let d = *d;
+                let overflow = |v: String| {
+                    ArrowError::ComputeError(format!("round({v}, {d}) does not fit its type"))
+                };
+                match a.data_type() {
+                    DataType::Float64 => Ok(Arc::new(
                         a.as_primitive::<Float64Type>()
-                            .unary::<_, Float64Type>(|v| (v * m).round() / m),
-                    ) as ArrayRef)
-                }
-                _ if *d >= 0 => Ok(a.clone()),
-                _ => {
-                    let m = 10i64.pow(d.unsigned_abs());
-                    Ok(
-                        Arc::new(a.as_primitive::<Int64Type>().unary::<_, Int64Type>(|v| {
-                            let q = v.div_euclid(m);
-                            let r = v.rem_euclid(m);
-                            if r * 2 >= m {
-                                (q + 1).saturating_mul(m)
-                            } else {
-                                q.saturating_mul(m)
-                            }
-                        })) as ArrayRef,
-                    )
+                            .try_unary::<_, Float64Type, _>(|v| {
+                                round_f64(v, d).ok_or_else(|| overflow(v.to_string()))
+                            })?,
+                    ) as ArrayRef),
+                    _ => Ok(
+                        Arc::new(a.as_primitive::<Int64Type>().try_unary::<_, Int64Type, _>(
+                            |v| round_i64(v, d).ok_or_else(|| overflow(v.to_string())),
+                        )?) as ArrayRef,
+                    ),
                 }
             }),
         }
     }
+}
+
+/// What `trim` strips: Unicode's space separators (category Zs: the space, no-break space,
+/// ideographic space, …), as DuckDB does; tabs and line breaks stay.
+fn is_space(c: char) -> bool {
+    matches!(
+        c,
+        '\u{20}' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+    )
+}
+
+/// `v` rounded half away from zero to `d` decimal digits (negative: to tens, hundreds, …);
+/// None when the result does not fit an int64.
+pub(crate) fn round_i64(v: i64, d: i32) -> Option<i64> {
+    if d >= 0 {
+        return Some(v);
+    }
+    let Some(m) = 10i64.checked_pow(d.unsigned_abs()) else {
+        return Some(0);
+    };
+    let (q, r) = (v / m, v % m);
+    let q = if r.unsigned_abs() * 2 >= m.unsigned_abs() {
+        q + v.signum()
+    } else {
+        q
+    };
+    q.checked_mul(m)
+}
+
+/// `v` rounded half away from zero to `d` decimal digits, decided on the double's exact value
+/// (2.675 is stored as 2.67499999…, so it rounds to 2.67); None when the result is not finite.
+pub(crate) fn round_f64(v: f64, d: i32) -> Option<f64> {
+    if !v.is_finite() || d >= 0 && v.abs() >= 4_503_599_627_370_496.0 {
+        // NaN, ±inf, and doubles of 2^52 and more (integers already) are their own rounding.
+        return Some(v);
+    }
+    let m = 10f64.powi(d.abs());
+    let y = if d >= 0 { v * m } else { v / m };
+    let frac = (y - y.trunc()).abs();
+    let r = if (frac - 0.5).abs() < 1e-6 {
+        // Near a tie the product's own rounding could decide it: read the exact decimal digits.
+        return round_exact(v, d);
+    } else {
+        y.round()
+    };
+    let out = if d >= 0 { r / m } else { r * m };
+    let out = if out == 0.0 { 0.0f64.copysign(v) } else { out };
+    out.is_finite().then_some(out)
+}
+
+/// Half away from zero on the exact decimal expansion of `v` (every double has one of at most
+/// 1 074 digits after the point).
+fn round_exact(v: f64, d: i32) -> Option<f64> {
+    let text = format!("{:.1100}", v.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    // Keep the digits up to `d` places after the point (`d` negative: before it).
+    let keep = int.len() as i64 + i64::from(d);
+    if keep < 0 {
+        return Some(0.0f64.copysign(v));
+    }
+    let keep = keep as usize;
+    let mut kept: Vec<u8> = digits[..keep.min(digits.len())].to_vec();
+    let up = digits.get(keep).is_some_and(|c| *c >= b'5');
+    if up {
+        let mut i = kept.len();
+        loop {
+            if i == 0 {
+                kept.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if kept[i] == b'9' {
+                kept[i] = b'0';
+            } else {
+                kept[i] += 1;
+                break;
+            }
+        }
+    }
+    let mut s = String::from_utf8(kept).ok()?;
+    if s.is_empty() {
+        s.push('0');
+    }
+    let out: f64 = format!("{s}e{}", -i64::from(d)).parse().ok()?;
+    let out = if v < 0.0 { -out } else { out };
+    out.is_finite().then_some(out)
 }
 
 #[cfg(test)]

@@ -132,6 +132,8 @@ pub enum ExprKind {
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Int(i64),
+    /// 9223372036854775808 (2^63): an int64 only after a minus sign.
+    MinAbs,
     Float(f64),
     Str(String),
     Ident(String),
@@ -270,6 +272,9 @@ impl<'a> Lexer<'a> {
                     } else {
                         match text.parse::<i64>() {
                             Ok(v) => Tok::Int(v),
+                            Err(_) if text.trim_start_matches('0') == "9223372036854775808" => {
+                                Tok::MinAbs
+                            }
                             Err(_) => {
                                 Tok::Float(text.parse().map_err(|_| {
                                     err(src, i, format!("`{text}` is not a number"))
@@ -363,6 +368,7 @@ pub fn parse(src: &str) -> Result<Expr, Error> {
 fn describe(t: &Tok) -> String {
     match t {
         Tok::Int(v) => format!("number {v}"),
+        Tok::MinAbs => "number 9223372036854775808".into(),
         Tok::Float(v) => format!("number {v}"),
         Tok::Str(s) => format!("string '{s}'"),
         Tok::Ident(s) => format!("`{s}`"),
@@ -490,7 +496,7 @@ impl Parser<'_> {
     }
 
     fn comparison(&mut self) -> Result<Expr, Error> {
-        let l = self.additive()?;
+        let l = self.concat()?;
         let offset = self.offset();
         if let Tok::Op(o) = self.peek() {
             let op = match *o {
@@ -504,7 +510,7 @@ impl Parser<'_> {
             };
             if let Some(op) = op {
                 self.bump();
-                let r = self.additive()?;
+                let r = self.concat()?;
                 return Ok(bin(op, l, r, offset));
             }
         }
@@ -549,9 +555,9 @@ impl Parser<'_> {
             });
         }
         if self.eat_kw("between") {
-            let low = self.additive()?;
+            let low = self.concat()?;
             self.expect_kw("and")?;
-            let high = self.additive()?;
+            let high = self.concat()?;
             return Ok(Expr {
                 kind: ExprKind::Between {
                     expr: Box::new(l),
@@ -564,7 +570,7 @@ impl Parser<'_> {
         }
         let ci = self.is_kw("ilike");
         if self.eat_kw("like") || self.eat_kw("ilike") {
-            let pattern = self.additive()?;
+            let pattern = self.concat()?;
             return Ok(Expr {
                 kind: ExprKind::Like {
                     expr: Box::new(l),
@@ -581,6 +587,19 @@ impl Parser<'_> {
         Ok(l)
     }
 
+    /// `||` binds looser than `+ -` and tighter than comparisons, as in PostgreSQL and DuckDB:
+    /// `'a' || 1 + 2` is `'a3'`.
+    fn concat(&mut self) -> Result<Expr, Error> {
+        let mut l = self.additive()?;
+        while *self.peek() == Tok::Op("||") {
+            let offset = self.offset();
+            self.bump();
+            let r = self.additive()?;
+            l = bin(BinOp::Concat, l, r, offset);
+        }
+        Ok(l)
+    }
+
     fn additive(&mut self) -> Result<Expr, Error> {
         let mut l = self.multiplicative()?;
         loop {
@@ -588,7 +607,6 @@ impl Parser<'_> {
             let op = match self.peek() {
                 Tok::Op("+") => BinOp::Add,
                 Tok::Op("-") => BinOp::Sub,
-                Tok::Op("||") => BinOp::Concat,
                 _ => return Ok(l),
             };
             self.bump();
@@ -618,6 +636,14 @@ impl Parser<'_> {
         match self.peek() {
             Tok::Op("-") => {
                 self.bump();
+                if *self.peek() == Tok::MinAbs {
+                    // -9223372036854775808 is the smallest int64, not a float.
+                    self.bump();
+                    return Ok(Expr {
+                        kind: ExprKind::Literal(Literal::Int(i64::MIN)),
+                        offset,
+                    });
+                }
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
                     return Err(
@@ -627,7 +653,7 @@ impl Parser<'_> {
                 let e = self.unary()?;
                 self.depth -= 1;
                 Ok(match e.kind {
-                    ExprKind::Literal(Literal::Int(v)) => Expr {
+                    ExprKind::Literal(Literal::Int(v)) if v != i64::MIN => Expr {
                         kind: ExprKind::Literal(Literal::Int(-v)),
                         offset,
                     },
@@ -667,6 +693,7 @@ impl Parser<'_> {
         };
         match self.bump() {
             Tok::Int(v) => lit(Literal::Int(v)),
+            Tok::MinAbs => lit(Literal::Float(9_223_372_036_854_775_808.0)),
             Tok::Float(v) => lit(Literal::Float(v)),
             Tok::Str(s) => lit(Literal::String(s)),
             Tok::LParen => {

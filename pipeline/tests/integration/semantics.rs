@@ -1,0 +1,137 @@
+//! SQL semantics end to end through `sluice replay`: an expression that fails on one row (an
+//! overflow) makes that row a reject with the expression and the value in its reason, and never
+//! fails its object or its Kinesis batch.
+
+use crate::support::*;
+
+/// A local-output config over `{n, page}` records with `stages`, writing NDJSON under `out`
+/// and its rejects under `out/rejects`.
+fn config(out: &std::path::Path, stages: &str) -> String {
+    format!(
+        "name = \"sem\"\n[input]\nformat = \"ndjson\"\nschema = {{ n = \"int64\", page = \"string\" }}\n\
+         {stages}\n[output]\nuri = \"{}\"\nformat = \"ndjson\"\n[rejects]\nuri = \"{}\"\n",
+        out.join("rows").display(),
+        out.join("rejects").display()
+    )
+}
+
+fn lines_under(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    files(dir)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(dir.join(p))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
+
+const RECORDS: &str = "{\"n\":1,\"page\":\"/a\"}\n{\"n\":9223372036854775807,\"page\":\"/max\"}\n{\"n\":3,\"page\":\"/c\"}\n";
+
+#[test]
+fn a_kinesis_batch_with_one_overflowing_record_rejects_it_and_writes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records.ndjson");
+    std::fs::write(&records, RECORDS).unwrap();
+    let ev = sluice(&["event", "kinesis", records.to_str().unwrap()]);
+    assert_eq!(ev.status.code(), Some(0), "{}", stderr(&ev));
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, &ev.stdout).unwrap();
+    let out = dir.path().join("out");
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            &out,
+            "[[stage]]\ntype = \"filter\"\nwhere = \"n + 1 > 0\"\n[[stage]]\ntype = \"select\"\ncolumns = { page = \"page\", next = \"n + 1\" }",
+        ),
+    )
+    .unwrap();
+    // Delivered twice, as Lambda would redeliver: the same answer each time, never a failure.
+    for _ in 0..2 {
+        let o = sluice(&[
+            "replay",
+            cfg.to_str().unwrap(),
+            event.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        let s = &summaries(&o)[0];
+        assert_eq!(s["trigger"], "kinesis");
+        assert_eq!(s["records_in"], 3, "{s}");
+        assert_eq!(s["records_out"], 2, "{s}");
+        assert_eq!(s["rejected"], 1, "{s}");
+        assert_eq!(s["batch_item_failures"], serde_json::json!([]), "{s}");
+        assert!(s["error"].is_null(), "{s}");
+    }
+    let rows = lines_under(&out.join("rows"));
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"page": "/a", "next": 2}),
+            serde_json::json!({"page": "/c", "next": 4})
+        ]
+    );
+    let rejects = lines_under(&out.join("rejects"));
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    let reason = rejects[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("n + 1"), "{reason}");
+    assert!(reason.contains("9223372036854775807 + 1"), "{reason}");
+    assert!(
+        rejects[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("9223372036854775807"),
+        "{rejects:?}"
+    );
+}
+
+#[test]
+fn an_object_whose_rows_all_overflow_succeeds_with_every_row_rejected() {
+    // Every record was read: a stage refusing them is not "the wrong format", so the object
+    // succeeds (with no rows) instead of failing and being retried forever.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = Scratch::new(
+        &config(
+            &out,
+            "[[stage]]\ntype = \"select\"\ncolumns = { twice = \"n * 9223372036854775807\" }",
+        ),
+        "in",
+        &[(
+            "all.ndjson".into(),
+            b"{\"n\":2}\n{\"n\":-3}\n{\"n\":4}\n".to_vec(),
+        )],
+    );
+    let summary = s.replay();
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["records_in"], 3, "{summary}");
+    assert_eq!(summary["records_out"], 0, "{summary}");
+    assert_eq!(summary["rejected"], 3, "{summary}");
+}
+
+#[test]
+fn a_global_aggregate_over_no_rows_writes_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = Scratch::new(
+        &config(
+            &out,
+            "[[stage]]\ntype = \"filter\"\nwhere = \"n > 100\"\n[[stage]]\ntype = \"aggregate\"\ngroup_by = []\nmeasures = { hits = \"count(*)\", total = \"sum(n)\", top = \"max(page)\" }",
+        ),
+        "in",
+        &[(
+            "small.ndjson".into(),
+            RECORDS.replace("9223372036854775807", "5").into_bytes(),
+        )],
+    );
+    let summary = s.replay();
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(
+        lines_under(&out.join("rows")),
+        // (NDJSON output leaves null values out.)
+        [serde_json::json!({"hits": 0})]
+    );
+}

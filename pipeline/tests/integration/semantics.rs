@@ -135,3 +135,154 @@ fn a_global_aggregate_over_no_rows_writes_one_row() {
         [serde_json::json!({"hits": 0})]
     );
 }
+
+/// The rows `sluice replay` writes for one object of `format` holding `body`, with `extra` input
+/// settings, selecting `ts`: (rows, rejects).
+fn timestamps_of(
+    format: &str,
+    extra: &str,
+    ty: &str,
+    body: &str,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = format!(
+        "name = \"ts\"\n[input]\nformat = \"{format}\"\n{extra}\nschema = {{ ts = \"{ty}\" }}\n\
+         [[stage]]\ntype = \"select\"\ncolumns = {{ ts = \"ts\" }}\n\
+         [output]\nuri = \"{}\"\nformat = \"ndjson\"\n[rejects]\nuri = \"{}\"\n",
+        out.join("rows").display(),
+        out.join("rejects").display()
+    );
+    let s = Scratch::new(&cfg, "in", &[("t.txt".into(), body.as_bytes().to_vec())]);
+    let summary = s.replay();
+    assert!(summary["error"].is_null(), "{format}: {summary}");
+    (
+        lines_under(&out.join("rows")),
+        lines_under(&out.join("rejects")),
+    )
+}
+
+#[test]
+fn every_format_reads_a_timestamp_by_one_rule() {
+    // The same instants as RFC 3339, epoch seconds, milliseconds, microseconds, nanoseconds, a
+    // fraction and a quoted number; then two that are out of range.
+    let values = [
+        "\"2023-11-14T22:13:20Z\"",
+        "1700000000",
+        "1700000000000",
+        "1700000000000000",
+        "1700000000000000000",
+        "1700000000.5",
+        "\"1700000000\"",
+        "\"2023-11-15T00:13:20+02:00\"",
+        "1e30",
+        "\"10000-01-01T00:00:00Z\"",
+    ];
+    let want = [
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20.500Z",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T22:13:20Z",
+    ];
+    let ndjson: String = values.iter().map(|v| format!("{{\"ts\":{v}}}\n")).collect();
+    let text: String = values
+        .iter()
+        .map(|v| format!("{}\n", v.trim_matches('"')))
+        .collect();
+    for (format, extra, body) in [
+        ("ndjson", "", ndjson),
+        ("csv", "header = true", format!("ts\n{text}")),
+        ("lines", "pattern = '^(?P<ts>\\S+)$'", text.clone()),
+    ] {
+        let (rows, rejects) = timestamps_of(format, extra, "timestamp", &body);
+        let got: Vec<&str> = rows.iter().map(|r| r["ts"].as_str().unwrap()).collect();
+        assert_eq!(got, want, "{format}");
+        assert_eq!(rejects.len(), 2, "{format}: {rejects:?}");
+        for r in &rejects {
+            let reason = r["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("from the year 1 to 9999"),
+                "{format}: {reason}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_declared_epoch_unit_overrides_the_magnitude() {
+    let (rows, rejects) = timestamps_of(
+        "ndjson",
+        "",
+        "timestamp(ms)",
+        "{\"ts\":1700000000}\n{\"ts\":\"2023-11-14T22:13:20Z\"}\n",
+    );
+    assert!(rejects.is_empty(), "{rejects:?}");
+    let got: Vec<&str> = rows.iter().map(|r| r["ts"].as_str().unwrap()).collect();
+    assert_eq!(got, ["1970-01-20T16:13:20Z", "2023-11-14T22:13:20Z"]);
+}
+
+#[test]
+fn a_float32_beyond_its_range_is_a_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = format!(
+        "name = \"f\"\n[input]\nformat = \"ndjson\"\nschema = {{ x = \"float32\" }}\n\
+         [output]\nuri = \"{}\"\nformat = \"ndjson\"\n[rejects]\nuri = \"{}\"\n",
+        out.join("rows").display(),
+        out.join("rejects").display()
+    );
+    let s = Scratch::new(
+        &cfg,
+        "in",
+        &[(
+            "f.ndjson".into(),
+            b"{\"x\":1.5}\n{\"x\":1e39}\n{\"x\":-3.4e38}\n{\"x\":\"NaN\"}\n".to_vec(),
+        )],
+    );
+    let summary = s.replay();
+    assert_eq!(summary["rejected"], 1, "{summary}");
+    assert_eq!(summary["records_out"], 3, "{summary}");
+    let rejects = lines_under(&out.join("rejects"));
+    assert!(rejects[0]["raw"].as_str().unwrap().contains("1e39"));
+}
+
+#[test]
+fn a_stray_quote_in_a_csv_fails_the_object_instead_of_swallowing_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = format!(
+        "name = \"c\"\n[input]\nformat = \"csv\"\nschema = {{ k = \"string\", n = \"int64\" }}\n\
+         [output]\nuri = \"{}\"\nformat = \"ndjson\"\n[rejects]\nuri = \"{}\"\n",
+        out.join("rows").display(),
+        out.join("rejects").display()
+    );
+    let mut body = String::from("k,n\n\"oops,1\n");
+    for i in 0..10_000 {
+        body.push_str(&format!("r{i},{i}\n"));
+    }
+    let s = Scratch::new(
+        &cfg,
+        "in",
+        &[
+            ("bad.csv".into(), body.into_bytes()),
+            ("good.csv".into(), b"k,n\na,1\nb,2\n".to_vec()),
+        ],
+    );
+    let o = s.run();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let summary = &summaries(&o)[0];
+    let error = summary["error"].as_str().unwrap();
+    assert!(
+        error.contains("bad.csv")
+            && error.contains("opened in the record on line 2 is never closed"),
+        "{error}"
+    );
+    // The good object of the same event is written whole; nothing of the bad one is.
+    let rows = lines_under(&out.join("rows"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(!out.join("rejects").exists() || lines_under(&out.join("rejects")).is_empty());
+}

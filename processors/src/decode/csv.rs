@@ -79,6 +79,7 @@ impl CsvDecoderBuilder {
             record_line: 1,
             at_start: true,
             quotes: 0,
+            after_newline: false,
             names: None,
             map: Vec::new(),
             rows: None,
@@ -106,6 +107,8 @@ pub struct CsvDecoder {
     at_start: bool,
     /// Quote characters consumed in the current record (odd at the end: an unclosed quote).
     quotes: usize,
+    /// The last byte consumed was a line feed (so the current line is `line - 1`'s successor).
+    after_newline: bool,
     names: Option<Vec<String>>,
     /// Field position → column.
     map: Vec<Option<usize>>,
@@ -166,6 +169,7 @@ fn infer_type(values: &[&str]) -> DataType {
 }
 
 impl CsvDecoder {
+    /// The current record's fields, joined by the delimiter again.
     fn raw(&self) -> Vec<u8> {
         let mut raw = Vec::new();
         let mut start = 0;
@@ -214,14 +218,16 @@ impl CsvDecoder {
         let line = self.record_line;
         if self.skipping {
             self.skipping = false;
-            out.rejects.push(Reject::new(
+            let mut r = [Reject::new(
                 line,
                 format!(
                     "record is longer than max_line_bytes ({})",
                     self.settings.max_record_bytes
                 ),
                 &self.out[..self.nout.min(crate::REJECT_RAW_BYTES)],
-            ));
+            )];
+            self.note_span(line, &mut r);
+            out.rejects.extend(r);
             return Ok(());
         }
         if self.nends == 1 && self.ends[0] == 0 {
@@ -230,10 +236,25 @@ impl CsvDecoder {
         // Take the buffers out while the record's fields borrow them; they go back below.
         let record = std::mem::take(&mut self.out);
         let ends = std::mem::take(&mut self.ends);
+        let before = out.rejects.len();
         let r = self.record_fields(line, &record[..self.nout], &ends[..self.nends], out);
         self.out = record;
         self.ends = ends;
+        self.note_span(line, &mut out.rejects[before..]);
         r
+    }
+
+    /// A rejected record that spans several lines says which: a quote left open joins lines
+    /// into one record, and those lines are in this reject, not lost without a word.
+    fn note_span(&self, line: u64, rejects: &mut [Reject]) {
+        let last = self.line - u64::from(self.after_newline);
+        if last > line {
+            for r in rejects {
+                r.reason.push_str(&format!(
+                    " (the record spans lines {line}–{last}: a quoted field joins them; an unbalanced quote would too)"
+                ));
+            }
+        }
     }
 
     fn record_fields(
@@ -420,6 +441,9 @@ impl CsvDecoder {
             }
             self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
             self.quotes += memchr::memchr_iter(b'"', &input[..nin]).count();
+            if nin > 0 {
+                self.after_newline = input[nin - 1] == b'\n';
+            }
             input = &input[nin..];
             // csv-core writes end positions as if the whole record were one buffer.
             self.nout += nout;
@@ -443,13 +467,23 @@ impl CsvDecoder {
                     self.ends.resize(n, 0);
                 }
                 ReadRecordResult::Record => {
-                    if at_end && self.quotes % 2 == 1 {
-                        // The input ended inside a quoted field: the quote was never closed.
-                        let raw = self.raw();
+                    let last = self.line - u64::from(self.after_newline);
+                    if at_end && self.quotes % 2 == 1 && last > self.record_line {
+                        // The input ended inside a quoted field opened lines before: every line
+                        // after the quote was read as part of that field. Nothing after it can be
+                        // trusted to be the rows it looks like, and they must not vanish into
+                        // one reject: the object fails, and nothing of it is written.
+                        return Err(Error::Decode(format!(
+                            "a quoted field opened in the record on line {} is never closed: it runs to the end of the object (line {last}), so no line after it can be read as a record; fix the quoting (a quote inside a quoted field is written twice, \"\")",
+                            self.record_line,
+                        )));
+                    } else if at_end && self.quotes % 2 == 1 {
+                        // The last line opens a quote it never closes: it is a reject, and no
+                        // line after it is lost.
                         out.rejects.push(Reject::new(
                             self.record_line,
-                            format!("unterminated quoted field in the record starting on line {}; it runs to the end of the object", self.record_line),
-                            &raw,
+                            "unterminated quoted field on the object's last line",
+                            &self.raw(),
                         ));
                     } else {
                         self.record(out)?;
@@ -615,14 +649,46 @@ mod tests {
             "{}",
             rejects[0].reason
         );
-        let (b, rejects, schema) = run(CsvDecoderBuilder::default().with_header(false), &[text]);
-        assert_eq!(schema.field(0).name(), "column_1");
-        assert_eq!(b.num_rows(), 2);
-        // The open quote swallows the rest of the object: one reject, not a silent row.
-        assert_eq!(rejects.len(), 1);
-        assert_eq!(rejects[0].position, 3);
+        // An open quote would swallow the rest of the object into one field: the object fails,
+        // naming the line, instead of succeeding with the rows after it missing.
+        let mut d = CsvDecoderBuilder::default().with_header(false).build();
+        let mut out = Decoded::default();
+        d.decode(text, &mut out).unwrap();
+        let e = d.finish(&mut out).unwrap_err().to_string();
         assert!(
-            rejects[0].reason.contains("unterminated quoted field"),
+            e.contains("opened in the record on line 3 is never closed"),
+            "{e}"
+        );
+        assert!(e.contains("(line 4)"), "{e}");
+        // 10 000 rows after a stray quote on row 2: never a success with one row.
+        let mut many = String::from("a,1\n\"b,2\n");
+        for i in 0..10_000 {
+            many.push_str(&format!("r{i},{i}\n"));
+        }
+        let mut d = CsvDecoderBuilder::default().with_header(false).build();
+        let mut out = Decoded::default();
+        let mut failed = None;
+        for piece in many.as_bytes().chunks(4096) {
+            if let Err(e) = d.decode(piece, &mut out) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let failed = failed.or_else(|| d.finish(&mut out).err());
+        assert!(failed.is_some_and(|e| e.to_string().contains("line 2 is never closed")));
+        // Two stray quotes join the lines between into one record, which says so.
+        let schema = crate::decode::schema_from_types([("k", "string"), ("n", "int64")]).unwrap();
+        let (b, rejects, _) = run(
+            CsvDecoderBuilder::default()
+                .with_header(false)
+                .with_schema(schema),
+            &[b"a,1\nb,\"2\nc,3\nd,4\"\ne,5\n"],
+        );
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].position, 2);
+        assert!(
+            rejects[0].reason.contains("the record spans lines 2–4"),
             "{}",
             rejects[0].reason
         );

@@ -75,6 +75,8 @@ enum Builder {
 
 struct Node {
     kind: Kind,
+    /// For timestamps: the unit of epoch numbers.
+    epoch: super::timestamp::EpochUnit,
     /// Dotted path, for errors.
     path: String,
     data_type: DataType,
@@ -199,6 +201,7 @@ impl FastDecoder {
         let id = self.nodes.len();
         self.nodes.push(Node {
             kind,
+            epoch: super::timestamp::EpochUnit::of(field),
             path: path.clone(),
             data_type: dt.clone(),
             parent,
@@ -376,7 +379,7 @@ impl FastDecoder {
             Kind::I64 | Kind::I32 => "an integer",
             Kind::F64 | Kind::F32 => "a number",
             Kind::Bool => "true or false",
-            Kind::Ts => "a timestamp",
+            Kind::Ts => super::timestamp::EXPECTED,
             Kind::Date => "a date",
             Kind::Struct => "an object",
             Kind::Json => "a JSON value",
@@ -472,15 +475,22 @@ impl FastDecoder {
                         Some(v) if kind == Kind::I64 || i32::try_from(v).is_ok() => Cell::Int(v),
                         _ => return Err(self.mismatch(n, b, i)),
                     },
+                    // A number too large for its type (1e39 for a float32, 1e400 for a
+                    // float64) is a mismatch, never an `inf` that only looks read; "NaN" and
+                    // "Infinity" spelled out are values.
                     Kind::F64 | Kind::F32 => match raw.parse::<f64>() {
-                        Ok(v) => Cell::Float(v),
-                        Err(_) => return Err(self.mismatch(n, b, i)),
+                        Ok(v) if !out_of_range(v, kind == Kind::F32, raw) => Cell::Float(v),
+                        _ => return Err(self.mismatch(n, b, i)),
                     },
                     Kind::Ts => {
+                        // One rule with every other format: text is RFC 3339 or an epoch
+                        // number, a number an epoch count (unit by magnitude or declared).
+                        let unit = self.nodes[n].epoch;
                         let v = if quoted {
                             parse_timestamp_micros(raw)
+                                .or_else(|| super::timestamp::epoch_micros(raw, unit))
                         } else {
-                            parse_int(raw)
+                            super::timestamp::epoch_micros(raw, unit)
                         };
                         match v {
                             Some(v) => Cell::Int(v),
@@ -889,6 +899,13 @@ fn unescape(raw: &[u8], out: &mut String) -> Res<()> {
     Ok(())
 }
 
+/// True when `v`, read from `raw`, is infinite only because the number is too large for a
+/// float64 (or, `narrow`, for a float32): `raw` does not spell out an infinity.
+pub(crate) fn out_of_range(v: f64, narrow: bool, raw: &str) -> bool {
+    let overflows = v.is_infinite() || narrow && v.is_finite() && (v as f32).is_infinite();
+    overflows && !raw.bytes().any(|c| c == b'i' || c == b'I')
+}
+
 /// An integer, also from a float with no fractional part (`3.0`) or in quotes.
 pub(crate) fn parse_int(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -955,11 +972,13 @@ fn date_days(b: &[u8]) -> Option<i32> {
 /// An RFC 3339 / ISO 8601 timestamp as microseconds since the epoch (UTC); without an offset the
 /// time is taken as UTC. Common shapes are parsed directly, anything else by arrow's parser.
 pub(crate) fn parse_timestamp_micros(s: &str) -> Option<i64> {
-    fast_timestamp(s.as_bytes()).or_else(|| {
-        arrow_cast::parse::string_to_datetime(&chrono::Utc, s)
-            .ok()
-            .map(|t| t.timestamp_micros())
-    })
+    fast_timestamp(s.as_bytes())
+        .or_else(|| {
+            arrow_cast::parse::string_to_datetime(&chrono::Utc, s)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt().map(|_| t.timestamp_micros()))
+        })
+        .and_then(super::timestamp::in_range)
 }
 
 fn fast_timestamp(b: &[u8]) -> Option<i64> {

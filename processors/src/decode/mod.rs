@@ -12,6 +12,7 @@ mod lines;
 pub mod logs;
 pub mod ndjson;
 mod row;
+pub mod timestamp;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -56,8 +57,10 @@ pub fn schema_from_types<'a>(
     columns: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<SchemaRef, Error> {
     // (name, leaf type or children) in first-seen order.
+    // A leaf's type and its field metadata (a `json` column, a timestamp's epoch unit).
+    type Meta = Option<(&'static str, String)>;
     enum Node {
-        Leaf(DataType, bool),
+        Leaf(DataType, Meta),
         Struct(Vec<(String, Node)>),
     }
     fn insert(
@@ -65,7 +68,7 @@ pub fn schema_from_types<'a>(
         path: &[&str],
         dt: DataType,
         full: &str,
-        json: bool,
+        json: Meta,
     ) -> Result<(), Error> {
         let pos = nodes.iter().position(|(n, _)| n == path[0]);
         if path.len() == 1 {
@@ -94,9 +97,9 @@ pub fn schema_from_types<'a>(
         nodes
             .into_iter()
             .map(|(name, n)| match n {
-                Node::Leaf(dt, false) => Field::new(name, dt, true),
-                Node::Leaf(dt, true) => Field::new(name, dt, true).with_metadata(
-                    [(fastjson_metadata().to_string(), "true".to_string())]
+                Node::Leaf(dt, None) => Field::new(name, dt, true),
+                Node::Leaf(dt, Some((key, value))) => Field::new(name, dt, true).with_metadata(
+                    [(key.to_string(), value)]
                         .into_iter()
                         .collect::<std::collections::HashMap<String, String>>(),
                 ),
@@ -108,6 +111,19 @@ pub fn schema_from_types<'a>(
     }
     let mut nodes = Vec::new();
     for (name, ty) in columns {
+        // `timestamp(ms)`: a timestamp whose epoch numbers are in that unit.
+        let unit = ty
+            .strip_prefix("timestamp(")
+            .and_then(|u| u.strip_suffix(')'))
+            .map(|u| {
+                timestamp::EpochUnit::parse(u.trim()).ok_or_else(|| {
+                    Error::Schema(format!(
+                        "column `{name}` has type `{ty}`; a timestamp's epoch unit is s, ms, us or ns, e.g. timestamp(ms)"
+                    ))
+                })
+            })
+            .transpose()?;
+        let ty = if unit.is_some() { "timestamp" } else { ty };
         let dt = crate::expr::parse_type(ty).ok_or_else(|| {
             Error::Schema(format!(
                 "column `{name}` has unknown type `{ty}`; valid types: {}",
@@ -120,7 +136,12 @@ pub fn schema_from_types<'a>(
                 "column name `{name}` has an empty part"
             )));
         }
-        insert(&mut nodes, &path, dt, name, ty.eq_ignore_ascii_case("json"))?;
+        let meta = if ty.eq_ignore_ascii_case("json") {
+            Some((fastjson_metadata(), "true".to_string()))
+        } else {
+            unit.map(|u| (timestamp::EPOCH_UNIT_METADATA, u.to_string()))
+        };
+        insert(&mut nodes, &path, dt, name, meta)?;
     }
     Ok(std::sync::Arc::new(Schema::new(fields(nodes))))
 }

@@ -23,7 +23,7 @@ enum Col {
     I64(Int64Builder),
     F64(Float64Builder),
     Bool(BooleanBuilder),
-    Ts(TimestampMicrosecondBuilder),
+    Ts(TimestampMicrosecondBuilder, super::timestamp::EpochUnit),
     Date(Date32Builder),
 }
 
@@ -61,7 +61,10 @@ impl RowBuilder {
                 DataType::Float64 => Col::F64(Float64Builder::with_capacity(capacity)),
                 DataType::Boolean => Col::Bool(BooleanBuilder::with_capacity(capacity)),
                 dt @ DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                    Col::Ts(TimestampMicrosecondBuilder::with_capacity(capacity).with_data_type(dt.clone()))
+                    Col::Ts(
+                        TimestampMicrosecondBuilder::with_capacity(capacity).with_data_type(dt.clone()),
+                        super::timestamp::EpochUnit::of(f),
+                    )
                 }
                 DataType::Date32 => Col::Date(Date32Builder::with_capacity(capacity)),
                 other => {
@@ -117,19 +120,24 @@ impl RowBuilder {
                         Col::I64(_) => {
                             Cell::Int(parse_int(s.trim()).ok_or_else(|| bad("an integer"))?)
                         }
-                        Col::F64(_) => {
-                            Cell::Float(s.trim().parse::<f64>().map_err(|_| bad("a number"))?)
-                        }
+                        Col::F64(_) => Cell::Float(
+                            s.trim()
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|v| !super::fastjson::out_of_range(*v, false, s))
+                                .ok_or_else(|| bad("a number"))?,
+                        ),
                         Col::Bool(_) => {
                             Cell::Bool(parse_bool(s).ok_or_else(|| bad("true or false"))?)
                         }
-                        Col::Ts(_) => {
-                            Cell::Int(parse_text_timestamp(s).ok_or_else(|| bad("a timestamp"))?)
-                        }
+                        Col::Ts(_, unit) => Cell::Int(
+                            parse_text_timestamp(s, *unit)
+                                .ok_or_else(|| bad(super::timestamp::EXPECTED))?,
+                        ),
                         Col::Date(_) => Cell::Int(i64::from(
                             parse_date(s.trim())
                                 .or_else(|| {
-                                    parse_text_timestamp(s)
+                                    parse_text_timestamp(s, Default::default())
                                         .map(|t| t.div_euclid(86_400_000_000) as i32)
                                 })
                                 .ok_or_else(|| bad("a date"))?,
@@ -149,8 +157,8 @@ impl RowBuilder {
                 (Col::F64(b), _) => b.append_null(),
                 (Col::Bool(b), Cell::Bool(v)) => b.append_value(v),
                 (Col::Bool(b), _) => b.append_null(),
-                (Col::Ts(b), Cell::Int(v)) => b.append_value(v),
-                (Col::Ts(b), _) => b.append_null(),
+                (Col::Ts(b, _), Cell::Int(v)) => b.append_value(v),
+                (Col::Ts(b, _), _) => b.append_null(),
                 (Col::Date(b), Cell::Int(v)) => b.append_value(v as i32),
                 (Col::Date(b), _) => b.append_null(),
             }
@@ -173,7 +181,7 @@ impl RowBuilder {
                     Col::I64(b) => Arc::new(b.finish()),
                     Col::F64(b) => Arc::new(b.finish()),
                     Col::Bool(b) => Arc::new(b.finish()),
-                    Col::Ts(b) => Arc::new(b.finish()),
+                    Col::Ts(b, _) => Arc::new(b.finish()),
                     Col::Date(b) => Arc::new(b.finish()),
                 }
             })
@@ -191,23 +199,18 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// A timestamp written as text in any of the forms AWS logs use, as UTC microseconds.
-pub(crate) fn parse_text_timestamp(s: &str) -> Option<i64> {
+/// A timestamp written as text in any of the forms AWS logs use, as UTC microseconds: an epoch
+/// number (in `unit`, or by magnitude), RFC 3339, or Common Log Format's.
+pub(crate) fn parse_text_timestamp(s: &str, unit: super::timestamp::EpochUnit) -> Option<i64> {
     let s = s.trim();
     let s = s
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(s);
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        // Epoch: seconds, milliseconds or microseconds, told apart by magnitude.
-        let v: i64 = s.parse().ok()?;
-        return Some(if v < 100_000_000_000 {
-            v.checked_mul(1_000_000)?
-        } else if v < 100_000_000_000_000 {
-            v.checked_mul(1_000)?
-        } else {
-            v
-        });
+    if s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.')
+        && let Some(t) = super::timestamp::epoch_micros(s, unit)
+    {
+        return Some(t);
     }
     if let Some(t) = parse_clf(s) {
         return Some(t);
@@ -258,13 +261,26 @@ mod tests {
             "971211336000000",
             "2000-10-10 20:55:36",
         ] {
-            assert_eq!(parse_text_timestamp(s), Some(want), "{s}");
+            assert_eq!(
+                parse_text_timestamp(s, Default::default()),
+                Some(want),
+                "{s}"
+            );
         }
-        assert_eq!(parse_text_timestamp("yesterday"), None);
-        assert_eq!(parse_text_timestamp("10/Foo/2000:13:55:36 -0700"), None);
+        assert_eq!(parse_text_timestamp("yesterday", Default::default()), None);
+        assert_eq!(
+            parse_text_timestamp("10/Foo/2000:13:55:36 -0700", Default::default()),
+            None
+        );
         // Regression: a multi-byte character across a slice boundary once panicked.
-        assert_eq!(parse_text_timestamp("10/Oct/2000:13:55:3é -0700"), None);
-        assert_eq!(parse_text_timestamp("10/Oct/2é0:13:55:36 -0700"), None);
+        assert_eq!(
+            parse_text_timestamp("10/Oct/2000:13:55:3é -0700", Default::default()),
+            None
+        );
+        assert_eq!(
+            parse_text_timestamp("10/Oct/2é0:13:55:36 -0700", Default::default()),
+            None
+        );
     }
 
     #[test]

@@ -10,9 +10,13 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
-use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array};
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, Float64Array, Int32Array, Int64Array, TimestampMicrosecondArray,
+};
 use arrow_schema::{ArrowError, DataType};
+
+use crate::decode::timestamp::{self, EpochUnit};
 
 /// Cast `a` to `to`; values that do not convert are null.
 pub(crate) fn cast(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
@@ -49,6 +53,35 @@ pub(crate) fn cast(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> 
                 .map(|v| v.and_then(text_to_f64).and_then(f64_to_f32))
                 .collect();
             Arc::new(out)
+        }
+        // Numbers and text become timestamps by the rule every decoder reads them by: epoch
+        // seconds, milliseconds, microseconds or nanoseconds by magnitude, RFC 3339 text, and
+        // null outside the years 1 to 9999.
+        (DataType::Int64 | DataType::Int32, DataType::Timestamp(..)) => {
+            let i = arrow_cast::cast(a, &DataType::Int64)?;
+            let t: TimestampMicrosecondArray = i
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.and_then(|v| timestamp::epoch_int(v, EpochUnit::Auto)))
+                .collect();
+            arrow_cast::cast(&t.with_timezone("UTC"), to)?
+        }
+        (DataType::Float64 | DataType::Float32, DataType::Timestamp(..)) => {
+            let f = arrow_cast::cast(a, &DataType::Float64)?;
+            let t: TimestampMicrosecondArray = f
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.and_then(|v| timestamp::epoch_float(v, EpochUnit::Auto)))
+                .collect();
+            arrow_cast::cast(&t.with_timezone("UTC"), to)?
+        }
+        (DataType::Utf8, DataType::Timestamp(..)) => {
+            let t: TimestampMicrosecondArray = a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(timestamp::parse_text))
+                .collect();
+            arrow_cast::cast(&t.with_timezone("UTC"), to)?
         }
         _ => arrow_cast::cast(a, to)?,
     })

@@ -1,0 +1,274 @@
+//! The one rule every format reads timestamps by.
+//!
+//! Text is RFC 3339 / ISO 8601 (an offset is applied; none means UTC). A number is an epoch
+//! count: seconds, milliseconds, microseconds or nanoseconds, told apart by its magnitude (below
+//! 10^11 seconds, that is until the year 5138; below 10^14 milliseconds; below 10^17
+//! microseconds; nanoseconds above), or in the unit the schema names (`timestamp(ms)`). A
+//! fraction is allowed in every unit (`1700000000.5`); digits below a microsecond are dropped.
+//! A timestamp outside 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999Z is out of range: the
+//! record is a reject, never a value that wraps or that no writer can print.
+
+use arrow_schema::Field;
+
+/// 0001-01-01T00:00:00Z in microseconds since the epoch.
+pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
+/// 9999-12-31T23:59:59.999999Z in microseconds since the epoch.
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Field metadata naming the unit of a timestamp column's epoch numbers (`timestamp(ms)`).
+pub const EPOCH_UNIT_METADATA: &str = "sluice.epoch_unit";
+
+/// The unit of an epoch number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EpochUnit {
+    /// By magnitude (the default).
+    #[default]
+    Auto,
+    /// Seconds.
+    Seconds,
+    /// Milliseconds.
+    Millis,
+    /// Microseconds.
+    Micros,
+    /// Nanoseconds.
+    Nanos,
+}
+
+impl EpochUnit {
+    /// `s`, `ms`, `us` (or `µs`), `ns`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "s" => Self::Seconds,
+            "ms" => Self::Millis,
+            "us" | "µs" => Self::Micros,
+            "ns" => Self::Nanos,
+            _ => return None,
+        })
+    }
+
+    /// The unit a timestamp field declares (its metadata), else [`EpochUnit::Auto`].
+    pub fn of(field: &Field) -> Self {
+        field
+            .metadata()
+            .get(EPOCH_UNIT_METADATA)
+            .and_then(|u| Self::parse(u))
+            .unwrap_or_default()
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Self::Auto => "",
+            Self::Seconds => "s",
+            Self::Millis => "ms",
+            Self::Micros => "us",
+            Self::Nanos => "ns",
+        }
+    }
+}
+
+impl std::fmt::Display for EpochUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+/// `t` when it is within range.
+pub(crate) fn in_range(t: i64) -> Option<i64> {
+    (MIN_MICROS..=MAX_MICROS).contains(&t).then_some(t)
+}
+
+/// An epoch number written as text (`1700000000`, `-1.5`, `1700000000123`, `1.7e9`) as
+/// microseconds since the epoch; None when it is not a number or out of range.
+pub(crate) fn epoch_micros(s: &str, unit: EpochUnit) -> Option<i64> {
+    let b = s.as_bytes();
+    let (neg, body) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let int_len = body.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (int, rest) = body.split_at(int_len);
+    let (frac, rest) = match rest.split_first() {
+        Some((b'.', r)) => {
+            let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
+            r.split_at(n)
+        }
+        _ => (&rest[..0], rest),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !rest.is_empty() {
+        // An exponent (1.7e9): read as a float, exact enough for any timestamp in range.
+        if !matches!(rest[0], b'e' | b'E') {
+            return None;
+        }
+        let v: f64 = s.parse().ok()?;
+        return epoch_float(v, unit);
+    }
+    let digits = int.iter().skip_while(|c| **c == b'0').count();
+    if digits > 22 {
+        return None;
+    }
+    let whole: i128 = int.iter().fold(0i128, |a, d| a * 10 + i128::from(d - b'0'));
+    let unit = match unit {
+        EpochUnit::Auto => auto_unit(whole),
+        u => u,
+    };
+    // Microseconds per unit, as a numerator over a denominator.
+    let (per, over): (i128, i128) = match unit {
+        EpochUnit::Seconds | EpochUnit::Auto => (1_000_000, 1),
+        EpochUnit::Millis => (1_000, 1),
+        EpochUnit::Micros => (1, 1),
+        EpochUnit::Nanos => (1, 1_000),
+    };
+    // The fraction's digits that still count (below a microsecond they are dropped).
+    let keep = match per {
+        1_000_000 => 6,
+        1_000 => 3,
+        _ => 0,
+    };
+    let mut f: i128 = 0;
+    for k in 0..keep {
+        f = f * 10 + frac.get(k).map_or(0, |d| i128::from(d - b'0'));
+    }
+    let micros = (whole * per + f) / over;
+    let micros = if neg { -micros } else { micros };
+    in_range(i64::try_from(micros).ok()?)
+}
+
+/// A timestamp written as text: RFC 3339 / ISO 8601, else an epoch number (by magnitude).
+pub(crate) fn parse_text(s: &str) -> Option<i64> {
+    super::fastjson::parse_timestamp_micros(s).or_else(|| epoch_micros(s.trim(), EpochUnit::Auto))
+}
+
+/// An integer epoch count as microseconds (unit by magnitude); None when out of range.
+pub(crate) fn epoch_int(v: i64, unit: EpochUnit) -> Option<i64> {
+    let unit = match unit {
+        EpochUnit::Auto => auto_unit(i128::from(v)),
+        u => u,
+    };
+    let t = match unit {
+        EpochUnit::Seconds | EpochUnit::Auto => v.checked_mul(1_000_000)?,
+        EpochUnit::Millis => v.checked_mul(1_000)?,
+        EpochUnit::Micros => v,
+        EpochUnit::Nanos => v / 1_000,
+    };
+    in_range(t)
+}
+
+/// A float epoch count as microseconds (unit by magnitude); None when out of range or not finite.
+pub(crate) fn epoch_float(v: f64, unit: EpochUnit) -> Option<i64> {
+    if !v.is_finite() {
+        return None;
+    }
+    let unit = match unit {
+        EpochUnit::Auto => auto_unit(v.abs() as i128),
+        u => u,
+    };
+    let per = match unit {
+        EpochUnit::Seconds | EpochUnit::Auto => 1e6,
+        EpochUnit::Millis => 1e3,
+        EpochUnit::Micros => 1.0,
+        EpochUnit::Nanos => 1e-3,
+    };
+    let t = (v * per).trunc();
+    if !(-9.2e18..9.2e18).contains(&t) {
+        return None;
+    }
+    in_range(t as i64)
+}
+
+/// The unit an epoch count of this magnitude is in.
+fn auto_unit(whole: i128) -> EpochUnit {
+    match whole.abs() {
+        w if w < 100_000_000_000 => EpochUnit::Seconds,
+        w if w < 100_000_000_000_000 => EpochUnit::Millis,
+        w if w < 100_000_000_000_000_000 => EpochUnit::Micros,
+        _ => EpochUnit::Nanos,
+    }
+}
+
+/// What a reject says a timestamp column expects.
+pub(crate) const EXPECTED: &str = "a timestamp (RFC 3339, or an epoch number of seconds, milliseconds, microseconds or nanoseconds) from the year 1 to 9999";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_numbers_by_magnitude_or_declared_unit() {
+        let t = 1_700_000_000_000_000i64;
+        for s in [
+            "1700000000",
+            "1700000000000",
+            "1700000000000000",
+            "1700000000000000000",
+            "1700000000.0",
+            "+1700000000",
+        ] {
+            assert_eq!(epoch_micros(s, EpochUnit::Auto), Some(t), "{s}");
+        }
+        assert_eq!(
+            epoch_micros("1700000000.5", EpochUnit::Auto),
+            Some(t + 500_000)
+        );
+        assert_eq!(
+            epoch_micros("1700000000123.456", EpochUnit::Auto),
+            Some(t + 123_456)
+        );
+        assert_eq!(epoch_micros("1.7e9", EpochUnit::Auto), Some(t));
+        assert_eq!(epoch_micros("-1.5", EpochUnit::Auto), Some(-1_500_000));
+        assert_eq!(epoch_micros("0", EpochUnit::Auto), Some(0));
+        // A declared unit overrides the magnitude.
+        assert_eq!(
+            epoch_micros("1700000000", EpochUnit::Millis),
+            Some(t / 1000)
+        );
+        assert_eq!(
+            epoch_micros("1700000000", EpochUnit::Micros),
+            Some(t / 1_000_000)
+        );
+        assert_eq!(
+            epoch_micros("1700000000", EpochUnit::Nanos),
+            Some(t / 1_000_000_000)
+        );
+        assert_eq!(epoch_micros("1700000000123", EpochUnit::Seconds), None);
+        // The int64 extremes are nanoseconds (1677 and 2262); a larger count is out of range.
+        assert_eq!(
+            epoch_micros("9223372036854775807", EpochUnit::Auto),
+            Some(9_223_372_036_854_775)
+        );
+        assert_eq!(
+            epoch_micros("-9223372036854775808", EpochUnit::Auto),
+            Some(-9_223_372_036_854_775)
+        );
+        assert_eq!(epoch_micros("253402300800", EpochUnit::Seconds), None);
+        for s in [
+            "10000000000000000000000",
+            "1e300",
+            "NaN",
+            "",
+            "-",
+            ".",
+            "1x",
+            "12:00",
+        ] {
+            assert_eq!(epoch_micros(s, EpochUnit::Auto), None, "{s}");
+        }
+        // 10^11 and above are milliseconds unless the unit is declared.
+        assert_eq!(
+            epoch_micros("253402300799", EpochUnit::Auto),
+            Some(253_402_300_799_000)
+        );
+        assert_eq!(
+            epoch_micros("253402300799.999999", EpochUnit::Seconds),
+            Some(MAX_MICROS)
+        );
+        assert_eq!(
+            epoch_micros("-62135596800", EpochUnit::Auto),
+            Some(MIN_MICROS)
+        );
+        assert_eq!(epoch_micros("-62135596801", EpochUnit::Auto), None);
+    }
+}

@@ -76,15 +76,45 @@ def gen_rows(rnd, n):
 
         maybe("i", rnd.choice(INTS) if rnd.random() < 0.5 else rnd.randint(-1000, 1000))
         maybe("j", rnd.randint(-10, 10))
-        maybe("f", rnd.choice(FLOATS) if rnd.random() < 0.5 else round(rnd.uniform(-1000, 1000), rnd.randint(0, 4)))
+        maybe("f", rnd.choice(FLOATS + ["NaN"]) if rnd.random() < 0.5 else round(rnd.uniform(-1000, 1000), rnd.randint(0, 4)))
         maybe("g", rnd.choice([-0.0, 0.0, 0.5, -0.5, 2.5, 1.25]) if rnd.random() < 0.4 else round(rnd.uniform(-100, 100), 2))
         maybe("s", rnd.choice(STRINGS))
         maybe("t", rnd.choice(STRINGS))
         maybe("b", rnd.random() < 0.5)
-        maybe("ts", rnd.choice(TIMESTAMPS))
+        maybe("ts", rnd.choice(TIMESTAMPS) if rnd.random() < 0.7 else epoch_number(rnd))
         maybe("d", rnd.choice(DATES))
         rows.append(r)
     return rows
+
+
+def epoch_number(rnd):
+    """An instant as an epoch number in a random unit (seconds, with a fraction or not, ms, µs, ns):
+    Sluice tells the unit by magnitude."""
+    sec = rnd.choice([1_700_000_000, 1_763_812_800, 0, -1, 951_782_400, 1_234_567_890]) + rnd.randint(0, 86_400)
+    unit = rnd.choice(["s", "s.f", "ms", "us", "ns"])
+    if unit == "s":
+        return sec
+    if unit == "s.f":
+        return sec + rnd.choice([0.5, 0.25, 0.125])
+    if unit == "ms":
+        return sec * 1000 + rnd.randint(0, 999) if sec > 0 else sec * 1000
+    if unit == "us":
+        return sec * 1_000_000 + rnd.randint(0, 999_999) if sec > 0 else sec * 1_000_000
+    return sec * 1_000_000_000 + rnd.randint(0, 999_999) * 1000 if sec > 0 else sec * 1_000_000_000
+
+
+def epoch_instant(v):
+    """The reference reading of an epoch number: its unit by magnitude, as the README states."""
+    whole = abs(int(v))
+    if whole < 10**11:
+        micros = round(v * 1_000_000)
+    elif whole < 10**14:
+        micros = v * 1000
+    elif whole < 10**17:
+        micros = v
+    else:
+        micros = int(v) // 1000 if v >= 0 else -((-int(v)) // 1000)
+    return datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=int(micros))
 
 
 def ndjson(rows):
@@ -120,7 +150,9 @@ def load_duck(rows):
         for c, ty in SCHEMA.items():
             x = r.get(c)
             if x is not None and ty == "timestamp":
-                x = parse_ts(x)
+                x = epoch_instant(x) if isinstance(x, (int, float)) else parse_ts(x)
+            elif x == "NaN" and ty == "float64":
+                x = float("nan")
             elif x is not None and ty == "date":
                 x = datetime.date.fromisoformat(x)
             v.append(x)
@@ -552,7 +584,11 @@ class Runner:
         for root, _, files in os.walk(os.path.join(out, "out", name)):
             for f in sorted(files):
                 if f.endswith(".parquet"):
-                    rows.extend(pq.read_table(os.path.join(root, f)).to_pylist())
+                    try:
+                        rows.extend(pq.read_table(os.path.join(root, f)).to_pylist())
+                    except (ValueError, OverflowError) as e:
+                        # A value no reader can hold (a date in the year 300 000) is a wrong answer.
+                        return None, [], f"its output cannot be read back: {e}"
         rejects = []
         for root, _, files in os.walk(os.path.join(out, "out", f"rejects-{name}")):
             for f in files:
@@ -629,7 +665,8 @@ DUCK_MEASURES = ["count(*)", "count({})", "sum({})", "min({})", "max({})", "avg(
 
 
 def aggregate_case(runner, con, name, gen, rnd):
-    key = rnd.choice([None, "j", "s", "b", "g", "d", "ts"])
+    key = rnd.choice([None, "j", "s", "b", "g", "f", "d", "ts"])
+    window = rnd.choice([None, None, None, "30s", "1m", "5m", "1h", "1d"])
     ty = rnd.choice(["int", "float", "float", "str", "ts"])
     # Measured values stay where sums cannot leave int64 or float precision (j, g, small literals).
     arg = {"int": lambda: gen_small_int(gen, rnd), "float": lambda: gen_small_float(gen, rnd),
@@ -646,40 +683,51 @@ def aggregate_case(runner, con, name, gen, rnd):
         stages.append(['type = "filter"', f"where = {toml_str(pre[0])}"])
     group = f'group_by = ["{key}"]' if key else "group_by = []"
     ms = ", ".join(f"{k} = {toml_str(v)}" for k, v in measures.items())
-    stages.append(['type = "aggregate"', group, f"measures = {{ {ms} }}"])
+    agg = ['type = "aggregate"', group, f"measures = {{ {ms} }}"]
+    if window:
+        agg.append(f'window = {{ column = "ts", every = "{window}" }}')
+    stages.append(agg)
     rows, rejects, err = runner.run(name, stages)
-    where = f"WHERE {pre[1]}" if pre else ""
+    # Rows a filter fails on are its rejects and rows whose argument fails are the aggregate's:
+    # DuckDB aggregates the others. Rows with no window (a null ts) are rejects too.
+    conds = [f"TRY([{arg[1]}]) IS NOT NULL"]
+    if pre:
+        conds.append(f"coalesce(TRY([{pre[1]}])[1], false)")
+    if window:
+        conds.append("ts IS NOT NULL")
+    where = "WHERE " + " AND ".join(conds)
     dms = ", ".join(DUCK_MEASURES[m].format(arg[1]) for m in picks)
-    sel = f"{key}, " if key else ""
-    desc = f"{name}: group by {key}, {list(measures.values())}, filter {pre[0] if pre else None}"
-    # Rows whose argument fails are rejects: DuckDB aggregates the others.
-    ok = f"TRY([{arg[1]}]) IS NOT NULL"
-    where = f"{where} AND {ok}" if where else f"WHERE {ok}"
+    interval = {"30s": "30 seconds", "1m": "1 minute", "5m": "5 minutes", "1h": "1 hour", "1d": "1 day"}.get(window)
+    keys = ([f"time_bucket(INTERVAL '{interval}', ts)"] if window else []) + ([key] if key else [])
+    sel = "".join(f"{k}, " for k in keys)
+    desc = (f"{name}: window {window}, group by {key}, {list(measures.values())}, "
+            f"filter {pre[0] if pre else None}")
     try:
-        want = con.execute(f"SELECT {sel}{dms} FROM t {where} {'GROUP BY ' + key if key else ''}").fetchall()
+        group_sql = f"GROUP BY {', '.join(keys)}" if keys else ""
+        want = con.execute(f"SELECT {sel}{dms} FROM t {where} {group_sql}").fetchall()
     except duckdb.Error as e:
         want = None
         duck_err = str(e).splitlines()[0]
     if want is None:
         return [] if err else [f"{desc}: DuckDB fails ({duck_err}), Sluice does not"]
     for w in want:
-        for v in w[len(sel and [1]):]:
+        for v in w[len(keys):]:
             if isinstance(v, int) and not isinstance(v, bool) and not (I64_MIN <= v <= I64_MAX):
                 return [] if err else [f"{desc}: a sum leaves int64, Sluice did not fail"]
     if err:
         return [f"{desc}: replay failed: {err}"]
     problems = []
     names = list(measures)
+
+    def nan_key(k):
+        k = norm(k)
+        return "NaN" if isinstance(k, float) and math.isnan(k) else k
+
     got = {}
     for r in rows:
-        got[norm(r[key]) if key else None] = [r[n] for n in names]
-    want_map = {}
-    for w in want:
-        k = norm(w[0]) if key else None
-        if isinstance(k, float) and math.isnan(k):
-            k = "NaN"
-        want_map[k] = list(w[1:] if key else w)
-    got = {("NaN" if isinstance(k, float) and math.isnan(k) else k): v for k, v in got.items()}
+        k = tuple(nan_key(r[c]) for c in (["window_start"] if window else []) + ([key] if key else []))
+        got[k] = [r[n] for n in names]
+    want_map = {tuple(nan_key(x) for x in w[:len(keys)]): list(w[len(keys):]) for w in want}
     if set(got) != set(want_map):
         return [f"{desc}: groups {sorted(map(repr, got))[:6]} vs DuckDB {sorted(map(repr, want_map))[:6]}"]
     for k, wv in want_map.items():

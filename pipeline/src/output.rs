@@ -689,9 +689,16 @@ struct RejectLine<'a> {
     truncated: bool,
 }
 
+/// `{"line": n}` for a record of the source, `{"stage": "select", "row": n}` for a row a stage
+/// refused (the nth it was given).
 #[derive(serde::Serialize)]
 struct Position {
-    line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row: Option<u64>,
 }
 
 /// Rejected records of one source object, written as NDJSON when the first one arrives.
@@ -745,7 +752,18 @@ impl Rejects {
             let text = std::str::from_utf8(&r.raw).ok();
             let line = RejectLine {
                 source: &self.source,
-                position: Position { line: r.position },
+                position: match r.stage {
+                    None => Position {
+                        line: Some(r.position),
+                        stage: None,
+                        row: None,
+                    },
+                    Some(stage) => Position {
+                        line: None,
+                        stage: Some(stage),
+                        row: Some(r.position),
+                    },
+                },
                 reason: &r.reason,
                 raw: text,
                 raw_base64: match text {

@@ -821,7 +821,8 @@ impl Aggregate {
             .map(|(c, _)| c.text().trim_matches('"').to_string())
             .unwrap_or_default();
         for (i, _) in skip.iter().enumerate().filter(|(_, s)| **s) {
-            self.rejects.push(Reject::new(
+            self.rejects.push(Reject::in_stage(
+                "aggregate",
                 self.rows_seen + i as u64 + 1,
                 format!(
                     "the window column `{column}` is null (or too far from 1970 for a window), so \
@@ -866,8 +867,12 @@ impl Stage for Aggregate {
             for e in &errors {
                 skip[e.row] = true;
             }
-            self.rejects
-                .extend(crate::row_rejects(&batch, self.rows_seen, errors));
+            self.rejects.extend(crate::row_rejects(
+                "aggregate",
+                &batch,
+                self.rows_seen,
+                errors,
+            ));
         }
         let encoded = self
             .converter

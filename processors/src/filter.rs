@@ -54,7 +54,7 @@ impl Stage for Filter {
         let (mask, errors) = self.predicate.evaluate_rows(&batch);
         if !errors.is_empty() {
             self.rejects
-                .extend(crate::row_rejects(&batch, self.rows_seen, errors));
+                .extend(crate::row_rejects("filter", &batch, self.rows_seen, errors));
         }
         self.rows_seen += batch.num_rows() as u64;
         let mask =

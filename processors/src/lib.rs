@@ -140,11 +140,14 @@ where
     }
 }
 
-/// A record that could not be decoded or did not fit the schema.
+/// A record that could not be decoded or did not fit the schema, or that a stage refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
-    /// 1-based line (or record) number within its source.
+    /// 1-based line (or record) number within its source; for a stage's reject
+    /// ([`Reject::in_stage`]), the 1-based number of the row among the rows that stage was given.
     pub position: u64,
+    /// The stage that refused the row (its name), or None for a record that was not decoded.
+    pub stage: Option<&'static str>,
     /// What was wrong, in words a person can act on.
     pub reason: String,
     /// The raw bytes, truncated to [`REJECT_RAW_BYTES`].
@@ -155,6 +158,7 @@ pub struct Reject {
 /// positioned by `rows_before` (rows pushed into the stage before this batch), the row itself
 /// as its JSON text.
 pub(crate) fn row_rejects(
+    stage: &'static str,
     batch: &RecordBatch,
     rows_before: u64,
     errors: impl IntoIterator<Item = expr::RowError>,
@@ -165,7 +169,8 @@ pub(crate) fn row_rejects(
     errors
         .into_iter()
         .map(|e| {
-            Reject::new(
+            Reject::in_stage(
+                stage,
                 rows_before + e.row as u64 + 1,
                 e.message,
                 &row_json(batch, e.row),
@@ -199,8 +204,18 @@ impl Reject {
         let keep = raw.len().min(REJECT_RAW_BYTES);
         Self {
             position,
+            stage: None,
             reason: reason.into(),
             raw: raw[..keep].to_vec(),
+        }
+    }
+
+    /// A row `stage` refused: the `row`th (1-based) it was given, its values as `raw` (the
+    /// record's input line is not kept past decoding).
+    pub fn in_stage(stage: &'static str, row: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
+        Self {
+            stage: Some(stage),
+            ..Self::new(row, reason, raw)
         }
     }
 }

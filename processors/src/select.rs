@@ -75,7 +75,7 @@ impl Stage for Select {
             )
             .map_err(|e| Error::arrow("select", e))?;
             self.rejects
-                .extend(crate::row_rejects(&batch, self.rows_seen, errors));
+                .extend(crate::row_rejects("select", &batch, self.rows_seen, errors));
         }
         self.rows_seen += rows as u64;
         out.push(selected);

@@ -76,6 +76,11 @@ fn a_kinesis_batch_with_one_overflowing_record_rejects_it_and_writes_the_rest() 
     );
     let rejects = lines_under(&out.join("rejects"));
     assert_eq!(rejects.len(), 1, "{rejects:?}");
+    // The filter refused the second row it was given.
+    assert_eq!(
+        rejects[0]["position"],
+        serde_json::json!({"stage": "filter", "row": 2})
+    );
     let reason = rejects[0]["reason"].as_str().unwrap();
     assert!(reason.contains("n + 1"), "{reason}");
     assert!(reason.contains("9223372036854775807 + 1"), "{reason}");

@@ -137,21 +137,26 @@ pub(crate) fn text_to_i64(s: &str) -> Option<i64> {
         return None;
     }
     let signed = |m: i128| -> Option<i64> { i64::try_from(if neg { -m } else { m }).ok() };
-    if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        return signed(i128::from(u64::from_str_radix(hex, 16).ok()?));
-    }
-    // Digits with single underscores between them.
-    let digits_ok = |d: &str| {
+    // Digits with single underscores between them (`1_000`, `0x1f_ff`).
+    let grouped = |d: &str, digit: fn(&u8) -> bool| {
         !d.is_empty()
-            && d.bytes().all(|c| c.is_ascii_digit() || c == b'_')
+            && d.bytes().all(|c| digit(&c) || c == b'_')
             && !d.starts_with('_')
             && !d.ends_with('_')
             && !d.contains("__")
     };
-    if digits_ok(body) {
+    if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        // Hex carries no sign, as DuckDB reads it.
+        if neg || t.starts_with('+') || !grouped(hex, u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let hex: String = hex.chars().filter(|c| *c != '_').collect();
+        if hex.trim_start_matches('0').len() > 16 {
+            return None;
+        }
+        return signed(i128::from(u64::from_str_radix(&hex, 16).ok()?));
+    }
+    if grouped(body, u8::is_ascii_digit) {
         let mut m: i128 = 0;
         for c in body.bytes().filter(u8::is_ascii_digit) {
             m = m.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
@@ -171,11 +176,15 @@ pub(crate) fn text_to_i64(s: &str) -> Option<i64> {
         None => (mantissa, ""),
     };
     if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|c| c.is_ascii_digit())
-        || !frac.bytes().all(|c| c.is_ascii_digit())
+        || !(int.is_empty() || grouped(int, u8::is_ascii_digit))
+        || !(frac.is_empty() || grouped(frac, u8::is_ascii_digit))
     {
         return None;
     }
+    let (int, frac): (String, String) = (
+        int.chars().filter(|c| *c != '_').collect(),
+        frac.chars().filter(|c| *c != '_').collect(),
+    );
     // The digits of int.frac as one integer scaled by 10^-frac.len(), then by 10^exp: the
     // whole part and the first dropped digit decide the result exactly.
     let all: String = format!("{int}{frac}");
@@ -225,9 +234,13 @@ mod tests {
             ("-7", Some(-7)),
             ("1_000", Some(1000)),
             ("1__0", None),
+            ("1_0.5", Some(11)),
             ("_1", None),
             ("0x10", Some(16)),
-            ("-0x10", Some(-16)),
+            ("0x1fa_c", Some(0x1fac)),
+            ("0xffffffffffffffff", None),
+            ("-0x10", None),
+            ("+0x10", None),
             ("1.5", Some(2)),
             ("2.5", Some(3)),
             ("-2.5", Some(-3)),

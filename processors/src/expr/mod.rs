@@ -5,9 +5,14 @@
 //! the casts that make operands agree (so `ts > '2026-11-22'` compares timestamps), failing with an
 //! error that points at the offending part; [`Compiled::evaluate`] runs on a [`RecordBatch`].
 //!
-//! Semantics are SQL's: comparisons with null are null, `AND`/`OR` are three-valued, a filter keeps
-//! rows whose predicate is true. Integer division and `%` by zero give null; `cast` gives null where a
-//! value does not convert.
+//! Semantics are SQL's, as DuckDB and PostgreSQL implement them (the README lists the few
+//! deliberate departures, and `scripts/check_sql.py` compares random expressions with DuckDB):
+//! comparisons with null are null, `AND`/`OR` are three-valued, a filter keeps rows whose
+//! predicate is true; -0.0 equals 0.0 and NaN equals itself above every number; `CASE`,
+//! `coalesce`, `AND` and `OR` evaluate an operand only for the rows it decides; a strict operator
+//! is null where an operand is null (or an integer divisor is zero), without an error from its
+//! other operands there; `cast` gives null where a value does not convert. An error on one row
+//! (an overflow) is confined to that row by [`Compiled::evaluate_rows`].
 //!
 //! # Example
 //!

@@ -1201,11 +1201,17 @@ impl Handler {
             builder = builder.with_projection(mask);
         }
         let mut stream = builder.build().map_err(not_parquet)?;
+        let mut first_row = 1;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(not_parquet)?;
+            let n = batch.num_rows() as u64;
+            // A timestamp outside the years 1 to 9999 is a reject here as in every decoder.
+            let (batch, out_of_range) =
+                sluice_processors::decode::timestamp::refuse_out_of_range(batch, first_row)?;
+            first_row += n;
             let mut decoded = Decoded {
-                batches: vec![batch.clone()],
-                rejects: Vec::new(),
+                batches: vec![batch],
+                rejects: out_of_range,
             };
             self.drain(&mut decoded, chain, outputs, rejects, result)
                 .await?;

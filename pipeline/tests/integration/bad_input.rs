@@ -30,17 +30,7 @@ fn replay_watched_code(s: &Scratch) -> (Option<i32>, serde_json::Value, Option<u
 
 /// Every line of every file under `dir` of the scratch store.
 pub fn lines_under(s: &Scratch, dir: &str) -> Vec<String> {
-    let dir = s.store.join(dir);
-    files(&dir)
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(dir.join(f))
-                .unwrap()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    lines_in(&s.store.join(dir))
 }
 
 /// A gzip member whose data is `prefix` and then `mib` MiB of zeros, from about 1 KB per MiB: one

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::support::{Scratch, files, fixtures, parquet_values, sluice, stderr};
+use crate::support::{Scratch, fixtures, ndjson_values, parquet_values, sluice, stderr};
 
 const CONFIG: &str = r##"
 name = "thumbs"
@@ -163,17 +163,7 @@ fn every_input_kind_is_read_and_bad_files_are_rejects_with_reasons() {
     assert_eq!(rgba.get_pixel(0, 0).0[3], 255);
     assert!(rgba.get_pixel(0, 29).0[3] < 8);
     // The rejects say why, one per bad file.
-    let folder = out.join("_rejects");
-    let rejects: Vec<serde_json::Value> = files(&folder)
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(folder.join(p))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let rejects = ndjson_values(&out.join("_rejects"));
     assert_eq!(rejects.len(), bad.len(), "{rejects:?}");
     for (name, why) in bad {
         let r = rejects

@@ -15,19 +15,6 @@ fn config(out: &std::path::Path, stages: &str) -> String {
     )
 }
 
-fn lines_under(dir: &std::path::Path) -> Vec<serde_json::Value> {
-    files(dir)
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(dir.join(p))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect()
-}
-
 const RECORDS: &str = "{\"n\":1,\"page\":\"/a\"}\n{\"n\":9223372036854775807,\"page\":\"/max\"}\n{\"n\":3,\"page\":\"/c\"}\n";
 
 #[test]
@@ -66,7 +53,7 @@ fn a_kinesis_batch_with_one_overflowing_record_rejects_it_and_writes_the_rest() 
         assert_eq!(s["batch_item_failures"], serde_json::json!([]), "{s}");
         assert!(s["error"].is_null(), "{s}");
     }
-    let rows = lines_under(&out.join("rows"));
+    let rows = ndjson_values(&out.join("rows"));
     assert_eq!(
         rows,
         [
@@ -74,7 +61,7 @@ fn a_kinesis_batch_with_one_overflowing_record_rejects_it_and_writes_the_rest() 
             serde_json::json!({"page": "/c", "next": 4})
         ]
     );
-    let rejects = lines_under(&out.join("rejects"));
+    let rejects = ndjson_values(&out.join("rejects"));
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     // The filter refused the second row it was given.
     assert_eq!(
@@ -135,7 +122,7 @@ fn a_global_aggregate_over_no_rows_writes_one_row() {
     let summary = s.replay();
     assert!(summary["error"].is_null(), "{summary}");
     assert_eq!(
-        lines_under(&out.join("rows")),
+        ndjson_values(&out.join("rows")),
         // (NDJSON output leaves null values out.)
         [serde_json::json!({"hits": 0})]
     );
@@ -162,8 +149,8 @@ fn timestamps_of(
     let summary = s.replay();
     assert!(summary["error"].is_null(), "{format}: {summary}");
     (
-        lines_under(&out.join("rows")),
-        lines_under(&out.join("rejects")),
+        ndjson_values(&out.join("rows")),
+        ndjson_values(&out.join("rejects")),
     )
 }
 
@@ -251,7 +238,7 @@ fn a_float32_beyond_its_range_is_a_reject() {
     let summary = s.replay();
     assert_eq!(summary["rejected"], 1, "{summary}");
     assert_eq!(summary["records_out"], 3, "{summary}");
-    let rejects = lines_under(&out.join("rejects"));
+    let rejects = ndjson_values(&out.join("rejects"));
     assert!(rejects[0]["raw"].as_str().unwrap().contains("1e39"));
 }
 
@@ -287,7 +274,51 @@ fn a_stray_quote_in_a_csv_fails_the_object_instead_of_swallowing_its_rows() {
         "{error}"
     );
     // The good object of the same event is written whole; nothing of the bad one is.
-    let rows = lines_under(&out.join("rows"));
+    let rows = ndjson_values(&out.join("rows"));
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(!out.join("rejects").exists() || lines_under(&out.join("rejects")).is_empty());
+    assert!(!out.join("rejects").exists() || ndjson_values(&out.join("rejects")).is_empty());
+}
+
+#[test]
+fn a_parquet_timestamp_out_of_range_is_a_reject_and_no_output_carries_an_error_text() {
+    use arrow_array::{RecordBatch, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        true,
+    )]));
+    let ts = TimestampMicrosecondArray::from(vec![1_700_000_000_000_000, i64::MAX, i64::MIN + 1])
+        .with_timezone("UTC");
+    let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(ts)]).unwrap();
+    let mut file = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = format!(
+        "name = \"p\"\n[input]\nformat = \"parquet\"\n\
+         [[stage]]\ntype = \"select\"\ncolumns = {{ ts = \"ts\", text = \"cast(ts AS string)\", day = \"date(ts)\" }}\n\
+         [output]\nuri = \"{}\"\nformat = \"ndjson\"\n[rejects]\nuri = \"{}\"\n",
+        out.join("rows").display(),
+        out.join("rejects").display()
+    );
+    let s = Scratch::new(&cfg, "in", &[("t.parquet".into(), file)]);
+    let summary = s.replay();
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["records_out"], 1, "{summary}");
+    assert_eq!(summary["rejected"], 2, "{summary}");
+    let rows = lines_in(&out.join("rows"));
+    assert_eq!(
+        rows,
+        [
+            "{\"ts\":\"2023-11-14T22:13:20Z\",\"text\":\"2023-11-14T22:13:20Z\",\"day\":\"2023-11-14\"}"
+        ]
+    );
+    let rejects = lines_in(&out.join("rejects"));
+    assert!(rejects.iter().all(|r| !r.contains("ERROR")), "{rejects:?}");
+    let first: serde_json::Value = serde_json::from_str(&rejects[0]).unwrap();
+    assert_eq!(first["position"], serde_json::json!({"line": 2}));
+    assert!(first["reason"].as_str().unwrap().contains("out of range"));
 }

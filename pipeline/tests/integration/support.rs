@@ -101,6 +101,28 @@ pub fn parquet_values(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Every line of every file under `dir` (e.g. NDJSON outputs or rejects), file by file.
+pub fn lines_in(dir: &Path) -> Vec<String> {
+    files(dir)
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(dir.join(f))
+                .expect("read")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every NDJSON line under `dir`, parsed.
+pub fn ndjson_values(dir: &Path) -> Vec<serde_json::Value> {
+    lines_in(dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// A scratch folder: `objects` stored at `store/{bucket}/{key}`, an S3 event naming them
 /// (`event.json`, with their sizes), and `pipeline.toml`.
 pub struct Scratch {

@@ -8,7 +8,14 @@
 //! A timestamp outside 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999Z is out of range: the
 //! record is a reject, never a value that wraps or that no writer can print.
 
-use arrow_schema::Field;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Field, TimeUnit};
+
+use crate::{Error, Reject};
 
 /// 0001-01-01T00:00:00Z in microseconds since the epoch.
 pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
@@ -189,12 +196,118 @@ fn auto_unit(whole: i128) -> EpochUnit {
     }
 }
 
+/// Rows of `batch` (read from a file that carries its own types, such as Parquet) whose
+/// timestamps are outside the years 1 to 9999, taken out as rejects: the rule every decoder
+/// applies to what it reads. `first_row` is the 1-based number of the batch's first row in its
+/// file. A batch with no timestamp columns is returned as it is.
+pub fn refuse_out_of_range(
+    batch: RecordBatch,
+    first_row: u64,
+) -> Result<(RecordBatch, Vec<Reject>), Error> {
+    let ctx = |e| Error::arrow("checking timestamps", e);
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let mut bad: Option<Vec<Option<String>>> = None;
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !matches!(field.data_type(), DataType::Timestamp(..)) {
+            continue;
+        }
+        // Nanoseconds always fit; seconds and milliseconds may not fit microseconds at all.
+        let as_micros = arrow_cast::cast_with_options(
+            col,
+            &micros,
+            &arrow_cast::CastOptions {
+                safe: true,
+                ..Default::default()
+            },
+        )
+        .map_err(ctx)?;
+        let t = as_micros.as_primitive::<TimestampMicrosecondType>();
+        for row in 0..batch.num_rows() {
+            let out = col.is_valid(row) && (t.is_null(row) || in_range(t.value(row)).is_none());
+            if out {
+                let slot = bad.get_or_insert_with(|| vec![None; batch.num_rows()]);
+                slot[row].get_or_insert_with(|| field.name().clone());
+            }
+        }
+    }
+    let Some(bad) = bad else {
+        return Ok((batch, Vec::new()));
+    };
+    // The rows as JSON, with the timestamps as the counts they hold (they cannot be dates).
+    let shown: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Timestamp(..) => arrow_cast::cast(c, &DataType::Int64),
+            _ => Ok(c.clone()),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(ctx)?;
+    let shown_fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&shown)
+        .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+        .collect();
+    let shown = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(shown_fields)), shown)
+        .map_err(ctx)?;
+    let mut rejects = Vec::new();
+    for (row, column) in bad.iter().enumerate() {
+        if let Some(column) = column {
+            rejects.push(Reject::new(
+                first_row + row as u64,
+                format!("column `{column}` holds a timestamp out of range: expects {EXPECTED}"),
+                &crate::row_json(&shown, row),
+            ));
+        }
+    }
+    let keep: BooleanArray = bad.iter().map(|b| Some(b.is_none())).collect();
+    let kept = arrow_select::filter::filter_record_batch(&batch, &keep).map_err(ctx)?;
+    Ok((kept, rejects))
+}
+
 /// What a reject says a timestamp column expects.
 pub(crate) const EXPECTED: &str = "a timestamp (RFC 3339, or an epoch number of seconds, milliseconds, microseconds or nanoseconds) from the year 1 to 9999";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_with_timestamps_out_of_range_are_taken_out_as_rejects() {
+        use arrow_array::{Int64Array, TimestampMillisecondArray};
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    Some(1_700_000_000_000),
+                    Some(i64::MAX),
+                    None,
+                    Some(-62_135_596_800_001),
+                ])),
+            ],
+        )
+        .unwrap();
+        let (kept, rejects) = refuse_out_of_range(batch, 11).unwrap();
+        assert_eq!(kept.num_rows(), 2);
+        assert_eq!(
+            rejects.iter().map(|r| r.position).collect::<Vec<_>>(),
+            [12, 14]
+        );
+        assert!(
+            rejects[0].reason.contains("column `t`"),
+            "{}",
+            rejects[0].reason
+        );
+        let raw = String::from_utf8_lossy(&rejects[0].raw);
+        assert_eq!(raw, format!("{{\"n\":2,\"t\":{}}}", i64::MAX));
+    }
 
     #[test]
     fn epoch_numbers_by_magnitude_or_declared_unit() {

@@ -632,47 +632,20 @@ pub(crate) fn canonical_floats(v: Val) -> Result<Val, ArrowError> {
     }
 }
 
-/// [`canonical_floats`] of one array; other types are returned as they are.
+/// [`canonical_floats`] of one array; other types are returned as they are. (`x + 0.0` is +0.0
+/// for both zeros and `x` for every other number.)
 pub(crate) fn canonical_float_array(a: &ArrayRef) -> ArrayRef {
-    fn canon<T: arrow_array::ArrowPrimitiveType>(a: &ArrayRef, nan: T::Native) -> ArrayRef
-    where
-        T::Native: num_like::Float,
-    {
-        let p = a.as_primitive::<T>();
-        Arc::new(p.unary::<_, T>(|x| num_like::Float::canonical(x, nan)))
-    }
+    use arrow_array::types::{Float32Type, Float64Type};
     match a.data_type() {
-        DataType::Float64 => canon::<arrow_array::types::Float64Type>(a, f64::NAN),
-        DataType::Float32 => canon::<arrow_array::types::Float32Type>(a, f32::NAN),
+        DataType::Float64 => Arc::new(
+            a.as_primitive::<Float64Type>()
+                .unary::<_, Float64Type>(|x| if x.is_nan() { f64::NAN } else { x + 0.0 }),
+        ),
+        DataType::Float32 => Arc::new(
+            a.as_primitive::<Float32Type>()
+                .unary::<_, Float32Type>(|x| if x.is_nan() { f32::NAN } else { x + 0.0 }),
+        ),
         _ => a.clone(),
-    }
-}
-
-mod num_like {
-    pub trait Float: Copy + PartialEq {
-        fn canonical(self, nan: Self) -> Self;
-    }
-    impl Float for f64 {
-        fn canonical(self, nan: Self) -> Self {
-            if self.is_nan() {
-                nan
-            } else if self == 0.0 {
-                0.0
-            } else {
-                self
-            }
-        }
-    }
-    impl Float for f32 {
-        fn canonical(self, nan: Self) -> Self {
-            if self.is_nan() {
-                nan
-            } else if self == 0.0 {
-                0.0
-            } else {
-                self
-            }
-        }
     }
 }
 

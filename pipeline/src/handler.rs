@@ -796,6 +796,18 @@ impl Handler {
                 reject_files.push(loc);
             }
         }
+        // Objects were read but gave no record (an empty file): with a declared schema the
+        // chain is built anyway, so a global aggregate still writes its one row (count 0), as
+        // SQL does over an empty table.
+        if chain.is_none()
+            && !objs.is_empty()
+            && let Some(schema) = self.plan.schema.clone()
+        {
+            chain = Some(self.build_chain(schema).map_err(|e| match objs.last() {
+                Some(obj) => wrap(obj, e),
+                None => e,
+            })?);
+        }
         let source = objs.last().map(|o| o.uri()).unwrap_or_default();
         let mut rejects = Rejects::new(
             self.plan.rejects.as_ref(),

@@ -126,6 +126,23 @@ fn a_global_aggregate_over_no_rows_writes_one_row() {
         // (NDJSON output leaves null values out.)
         [serde_json::json!({"hits": 0})]
     );
+    // An empty object is an empty table too: with the schema declared, one row all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = Scratch::new(
+        &config(
+            &out,
+            "[[stage]]\ntype = \"aggregate\"\ngroup_by = []\nmeasures = { hits = \"count(*)\", total = \"sum(n)\" }",
+        ),
+        "in",
+        &[("empty.ndjson".into(), Vec::new())],
+    );
+    let summary = s.replay();
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(
+        ndjson_values(&out.join("rows")),
+        [serde_json::json!({"hits": 0})]
+    );
 }
 
 /// The rows `sluice replay` writes for one object of `format` holding `body`, with `extra` input

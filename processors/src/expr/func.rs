@@ -399,6 +399,7 @@ impl Func {
             }),
             Func::Round(d) => first.map(|a| {
                 let d = *d;
+                let m = 10f64.powi(d.abs());
                 let overflow = |v: String| {
                     ArrowError::ComputeError(format!("round({v}, {d}) does not fit its type"))
                 };
@@ -406,7 +407,7 @@ impl Func {
                     DataType::Float64 => Ok(Arc::new(
                         a.as_primitive::<Float64Type>()
                             .try_unary::<_, Float64Type, _>(|v| {
-                                round_f64(v, d).ok_or_else(|| overflow(v.to_string()))
+                                round_f64(v, d, m).ok_or_else(|| overflow(v.to_string()))
                             })?,
                     ) as ArrayRef),
                     _ => Ok(
@@ -450,20 +451,18 @@ pub(crate) fn round_i64(v: i64, d: i32) -> Option<i64> {
 
 /// `v` rounded half away from zero to `d` decimal digits, decided on the double's exact value
 /// (2.675 is stored as 2.67499999…, so it rounds to 2.67); None when the result is not finite.
-pub(crate) fn round_f64(v: f64, d: i32) -> Option<f64> {
+/// `m` is 10^|d| (computed once per column by the caller).
+pub(crate) fn round_f64(v: f64, d: i32, m: f64) -> Option<f64> {
     if !v.is_finite() || d >= 0 && v.abs() >= 4_503_599_627_370_496.0 {
         // NaN, ±inf, and doubles of 2^52 and more (integers already) are their own rounding.
         return Some(v);
     }
-    let m = 10f64.powi(d.abs());
     let y = if d >= 0 { v * m } else { v / m };
-    let frac = (y - y.trunc()).abs();
-    let r = if (frac - 0.5).abs() < 1e-6 {
+    let r = y.round();
+    if ((r - y).abs() - 0.5).abs() < 1e-6 {
         // Near a tie the product's own rounding could decide it: read the exact decimal digits.
         return round_exact(v, d);
-    } else {
-        y.round()
-    };
+    }
     let out = if d >= 0 { r / m } else { r * m };
     let out = if out == 0.0 { 0.0f64.copysign(v) } else { out };
     out.is_finite().then_some(out)

@@ -130,9 +130,14 @@ impl StreamWriter {
         std::mem::take(&mut self.rejects)
     }
 
-    fn keys(&mut self, batch: &RecordBatch) -> Result<Option<StringArray>, Error> {
+    /// Each row's partition key, and why a row has none when its expression failed on it (an
+    /// overflow): such a row is a reject, never a failed batch that blocks the shard.
+    fn keys(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<(Option<StringArray>, Vec<Option<String>>), Error> {
         let Some(text) = &self.key else {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         };
         let schema = batch.schema();
         let stale = self.compiled.as_ref().is_none_or(|(s, _)| *s != schema);
@@ -142,12 +147,22 @@ impl StreamWriter {
             self.compiled = Some((schema, c));
         }
         let Some((_, c)) = &self.compiled else {
-            return Ok(None);
+            return Ok((None, Vec::new()));
         };
-        let values = c.evaluate(batch)?;
+        let (values, errors) = c.evaluate_rows(batch);
+        let mut failed = Vec::new();
+        if !errors.is_empty() {
+            failed = vec![None; batch.num_rows()];
+            for e in errors {
+                failed[e.row].get_or_insert(format!("[output] partition_key: {}", e.message));
+            }
+        }
         let strings = arrow_cast::cast(&values, &arrow_schema::DataType::Utf8)
             .map_err(|e| Error::Io(format!("[output] partition_key `{text}` as text: {e}")))?;
-        Ok(strings.as_any().downcast_ref::<StringArray>().cloned())
+        Ok((
+            strings.as_any().downcast_ref::<StringArray>().cloned(),
+            failed,
+        ))
     }
 
     /// Queue the rows of `batch`, putting full calls as they fill.
@@ -155,7 +170,7 @@ impl StreamWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let keys = self.keys(batch)?;
+        let (keys, failed) = self.keys(batch)?;
         let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
         w.write(batch).and_then(|_| w.finish()).map_err(|e| {
             Error::Processor(sluice_processors::Error::arrow("writing JSON records", e))
@@ -167,6 +182,10 @@ impl StreamWriter {
             let line = text.slice(start..end + 1);
             start = end + 1;
             self.rows += 1;
+            if let Some(Some(why)) = failed.get(row) {
+                self.reject(&line, why.clone());
+                continue;
+            }
             let key = match &keys {
                 None => hex_digest(&line),
                 Some(k) if k.is_null(row) || k.value(row).is_empty() => {
@@ -454,6 +473,33 @@ mod tests {
         assert_eq!(stored[0].partition_key, "u0");
         assert_eq!(&stored[0].data[..], b"{\"id\":0,\"user\":\"u0\"}\n");
         assert_eq!(&stored[3].data[..], b"{\"id\":4,\"user\":\"u4\"}\n");
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_partition_key_expression_fails_is_a_reject_not_a_failed_batch() {
+        let s = Arc::new(Stream::default());
+        let mut b = batch(3);
+        let ids = Int64Array::from(vec![1, i64::MAX, 3]);
+        b = RecordBatch::try_new(b.schema(), vec![Arc::new(ids), b.column(1).clone()]).unwrap();
+        let mut w =
+            StreamWriter::new(s.clone(), "out", Some("cast(id + 1 AS string)")).with_retry(fast());
+        w.write(&b).await.unwrap();
+        w.flush().await.unwrap();
+        let rejects = w.take_rejects();
+        assert_eq!(rejects.len(), 1);
+        assert!(
+            rejects[0].reason.contains("9223372036854775807 + 1"),
+            "{}",
+            rejects[0].reason
+        );
+        let keys: Vec<String> = s
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.partition_key.clone())
+            .collect();
+        assert_eq!(keys, ["2", "4"]);
     }
 
     #[tokio::test]

@@ -634,9 +634,14 @@ fn split(
         idx.push(i);
     }
     let opts = arrow_cast::display::FormatOptions::default();
-    let formatters = idx
+    // -0.0 and 0.0 are one SQL value, so one folder (`x=0.0`); every NaN is `x=NaN`.
+    let values: Vec<_> = idx
         .iter()
-        .map(|&i| arrow_cast::display::ArrayFormatter::try_new(batch.column(i).as_ref(), &opts))
+        .map(|&i| sluice_processors::expr::canonical_float_array(batch.column(i)))
+        .collect();
+    let formatters = values
+        .iter()
+        .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &opts))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
     let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
@@ -819,5 +824,39 @@ mod tests {
         assert!(
             base_name("b", "x/web+app events (2).ndjson", None).starts_with("web-app-events-2-")
         );
+    }
+
+    #[test]
+    fn minus_zero_and_zero_are_one_partition_and_every_nan_another() {
+        use arrow_array::{Float64Array, Int64Array};
+        use arrow_schema::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![
+                    Some(-0.0),
+                    Some(0.0),
+                    Some(f64::NAN),
+                    Some(f64::from_bits(0xfff8_0000_0000_0000)),
+                    None,
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+            ],
+        )
+        .unwrap();
+        let (groups, data) = split(&batch, &["f".to_string()]).unwrap();
+        assert_eq!(
+            groups,
+            [
+                ("f=0.0/".to_string(), vec![0, 1]),
+                ("f=NaN/".to_string(), vec![2, 3]),
+                (format!("f={NULL_PARTITION}/"), vec![4]),
+            ]
+        );
+        assert_eq!(data.num_columns(), 1);
     }
 }

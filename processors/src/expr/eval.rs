@@ -632,9 +632,10 @@ pub(crate) fn canonical_floats(v: Val) -> Result<Val, ArrowError> {
     }
 }
 
-/// [`canonical_floats`] of one array; other types are returned as they are. (`x + 0.0` is +0.0
-/// for both zeros and `x` for every other number.)
-pub(crate) fn canonical_float_array(a: &ArrayRef) -> ArrayRef {
+/// A float array with -0.0 made 0.0 and every NaN the one positive NaN, so that values SQL holds
+/// equal are one value (group keys, distinct counts, partition folders); other types are returned
+/// as they are. (`x + 0.0` is +0.0 for both zeros and `x` for every other number.)
+pub fn canonical_float_array(a: &ArrayRef) -> ArrayRef {
     use arrow_array::types::{Float32Type, Float64Type};
     match a.data_type() {
         DataType::Float64 => Arc::new(

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, TimeUnit};
 
-pub(crate) use eval::canonical_float_array;
+pub use eval::canonical_float_array;
 pub use parse::{BinOp, Expr, ExprKind, Literal, parse, parse_timestamp};
 
 #[cfg(test)]

@@ -155,30 +155,33 @@ fn serve(conn: TcpStream, upstream: &str, rule: &Mutex<Rule>, seen: &Mutex<Vec<S
     let fault = rule.lock().unwrap().take(method, target, &operation);
     let mut line = format!("{method} {target} {operation} → {fault:?}");
     let client = r.get_mut();
-    match fault {
-        Some(Fault::Reset) => {}
+    let answer: Option<Vec<u8>> = match fault {
+        Some(Fault::Reset) => None,
         Some(Fault::Status(status, code)) => {
             let xml = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
             );
-            let answer = format!(
-                "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-                xml.len()
-            );
-            let _ = client.write_all(answer.as_bytes());
+            Some(
+                format!(
+                    "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                )
+                .into_bytes(),
+            )
         }
         Some(Fault::RefuseEvery(n)) => {
             let (answer, note) = refuse_every(n, upstream, &head, &body);
             line.push_str(&note);
-            let _ = client.write_all(&answer);
+            Some(answer)
         }
-        None => {
-            if let Some(answer) = forward(upstream, &head, &body) {
-                let _ = client.write_all(&answer);
-            }
-        }
-    }
+        None => forward(upstream, &head, &body),
+    };
+    // Seen before answered: the client may finish, and the test count, as soon as it has the
+    // answer (recorded after it, the last request was missing now and then under load).
     seen.lock().unwrap().push(line);
+    if let Some(answer) = answer {
+        let _ = client.write_all(&answer);
+    }
     let _ = client.shutdown(Shutdown::Both);
 }
 

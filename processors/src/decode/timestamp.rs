@@ -62,6 +62,30 @@ impl EpochUnit {
             .unwrap_or_default()
     }
 
+    /// This unit, or for [`EpochUnit::Auto`] the one a count with this whole part is in.
+    fn resolve(self, whole: i128) -> Self {
+        match self {
+            Self::Auto => match whole.abs() {
+                w if w < 100_000_000_000 => Self::Seconds,
+                w if w < 100_000_000_000_000 => Self::Millis,
+                w if w < 100_000_000_000_000_000 => Self::Micros,
+                _ => Self::Nanos,
+            },
+            u => u,
+        }
+    }
+
+    /// Microseconds per count as a numerator over a denominator, and how many digits of a
+    /// fraction still count (below a microsecond they are dropped). Call on a resolved unit.
+    fn scale(self) -> (i128, i128, usize) {
+        match self {
+            Self::Seconds | Self::Auto => (1_000_000, 1, 6),
+            Self::Millis => (1_000, 1, 3),
+            Self::Micros => (1, 1, 0),
+            Self::Nanos => (1, 1_000, 0),
+        }
+    }
+
     fn text(self) -> &'static str {
         match self {
             Self::Auto => "",
@@ -118,23 +142,7 @@ pub(crate) fn epoch_micros(s: &str, unit: EpochUnit) -> Option<i64> {
         return None;
     }
     let whole: i128 = int.iter().fold(0i128, |a, d| a * 10 + i128::from(d - b'0'));
-    let unit = match unit {
-        EpochUnit::Auto => auto_unit(whole),
-        u => u,
-    };
-    // Microseconds per unit, as a numerator over a denominator.
-    let (per, over): (i128, i128) = match unit {
-        EpochUnit::Seconds | EpochUnit::Auto => (1_000_000, 1),
-        EpochUnit::Millis => (1_000, 1),
-        EpochUnit::Micros => (1, 1),
-        EpochUnit::Nanos => (1, 1_000),
-    };
-    // The fraction's digits that still count (below a microsecond they are dropped).
-    let keep = match per {
-        1_000_000 => 6,
-        1_000 => 3,
-        _ => 0,
-    };
+    let (per, over, keep) = unit.resolve(whole).scale();
     let mut f: i128 = 0;
     for k in 0..keep {
         f = f * 10 + frac.get(k).map_or(0, |d| i128::from(d - b'0'));
@@ -151,17 +159,8 @@ pub(crate) fn parse_text(s: &str) -> Option<i64> {
 
 /// An integer epoch count as microseconds (unit by magnitude); None when out of range.
 pub(crate) fn epoch_int(v: i64, unit: EpochUnit) -> Option<i64> {
-    let unit = match unit {
-        EpochUnit::Auto => auto_unit(i128::from(v)),
-        u => u,
-    };
-    let t = match unit {
-        EpochUnit::Seconds | EpochUnit::Auto => v.checked_mul(1_000_000)?,
-        EpochUnit::Millis => v.checked_mul(1_000)?,
-        EpochUnit::Micros => v,
-        EpochUnit::Nanos => v / 1_000,
-    };
-    in_range(t)
+    let (per, over, _) = unit.resolve(i128::from(v)).scale();
+    in_range(i64::try_from(i128::from(v) * per / over).ok()?)
 }
 
 /// A float epoch count as microseconds (unit by magnitude); None when out of range or not finite.
@@ -169,31 +168,12 @@ pub(crate) fn epoch_float(v: f64, unit: EpochUnit) -> Option<i64> {
     if !v.is_finite() {
         return None;
     }
-    let unit = match unit {
-        EpochUnit::Auto => auto_unit(v.abs() as i128),
-        u => u,
-    };
-    let per = match unit {
-        EpochUnit::Seconds | EpochUnit::Auto => 1e6,
-        EpochUnit::Millis => 1e3,
-        EpochUnit::Micros => 1.0,
-        EpochUnit::Nanos => 1e-3,
-    };
-    let t = (v * per).trunc();
+    let (per, over, _) = unit.resolve(v as i128).scale();
+    let t = (v * per as f64 / over as f64).trunc();
     if !(-9.2e18..9.2e18).contains(&t) {
         return None;
     }
     in_range(t as i64)
-}
-
-/// The unit an epoch count of this magnitude is in.
-fn auto_unit(whole: i128) -> EpochUnit {
-    match whole.abs() {
-        w if w < 100_000_000_000 => EpochUnit::Seconds,
-        w if w < 100_000_000_000_000 => EpochUnit::Millis,
-        w if w < 100_000_000_000_000_000 => EpochUnit::Micros,
-        _ => EpochUnit::Nanos,
-    }
 }
 
 /// Rows of `batch` (read from a file that carries its own types, such as Parquet) whose

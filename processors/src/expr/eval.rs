@@ -45,7 +45,7 @@ impl Val {
         match self {
             Val::Array(a) => Ok(a),
             Val::Scalar(a) => {
-                if a.is_null(0) {
+                if first_is_null(&a) {
                     return Ok(new_null_array(a.data_type(), rows));
                 }
                 let idx = UInt32Array::from(vec![0u32; rows]);
@@ -118,6 +118,8 @@ pub(crate) enum Node {
     },
     /// A function, its arguments and the type it returns.
     Func(Func, Vec<Node>, DataType),
+    /// `coalesce(…)`: its arguments (cast to their common type) and that type.
+    Coalesce(Vec<Node>, DataType),
     Concat(Box<Node>, Box<Node>),
     /// An integer divisor with its zeros made null.
     NullIfZero(Box<Node>),
@@ -534,7 +536,6 @@ fn fold_null(node: Node, dt: &DataType) -> Node {
         }
         Node::Neg(x) | Node::Cast(x, _) => is_const_null(x),
         Node::Like { expr, pattern, .. } => is_const_null(expr) || is_const_null(pattern),
-        Node::Func(Func::Coalesce(_), _, _) => false,
         Node::Func(_, args, _) => args.iter().any(is_const_null),
         _ => false,
     };
@@ -549,8 +550,7 @@ fn fold_null(node: Node, dt: &DataType) -> Node {
 /// `CASE WHEN false THEN 1 END`).
 fn is_const_null(n: &Node) -> bool {
     match n {
-        // (A NullArray has no null buffer: its `is_null` says false.)
-        Node::Literal(a) => a.data_type() == &DataType::Null || a.is_null(0),
+        Node::Literal(a) => first_is_null(a),
         Node::Cast(x, _) => is_const_null(x),
         Node::Column(_) => false,
         _ if reads_columns(n) => false,
@@ -563,7 +563,7 @@ fn is_const_null(n: &Node) -> bool {
             one.ok()
                 .and_then(|b| n.eval(&b).ok())
                 .and_then(|v| v.into_array(1).ok())
-                .is_some_and(|a| a.data_type() == &DataType::Null || a.is_null(0))
+                .is_some_and(|a| first_is_null(&a))
         }
     }
 }
@@ -593,7 +593,7 @@ fn reads_columns(n: &Node) -> bool {
                 .any(|(c, v)| reads_columns(c) || reads_columns(v))
                 || otherwise.as_deref().is_some_and(reads_columns)
         }
-        Node::Func(_, args, _) => args.iter().any(reads_columns),
+        Node::Func(_, args, _) | Node::Coalesce(args, _) => args.iter().any(reads_columns),
     }
 }
 
@@ -671,6 +671,12 @@ pub(crate) fn eval_masked(
     }
 }
 
+/// Whether a one-value array (a scalar) is null. (A NullArray has no null buffer: its own
+/// `is_null` says false.)
+fn first_is_null(a: &ArrayRef) -> bool {
+    a.data_type() == &DataType::Null || a.is_null(0)
+}
+
 /// One null standing for every row.
 fn null_of(dt: &DataType) -> Val {
     Val::Scalar(new_null_array(dt, 1))
@@ -709,7 +715,7 @@ fn strict_operands(
     for v in vals.iter().flatten() {
         match v {
             Val::Scalar(a) => {
-                if a.data_type() == &DataType::Null || a.is_null(0) {
+                if first_is_null(a) {
                     return Ok(None);
                 }
             }
@@ -935,7 +941,7 @@ impl Node {
                     Val::Array(out)
                 })
             }
-            Node::Func(Func::Coalesce(dt), args, _) => {
+            Node::Coalesce(args, dt) => {
                 // Each argument only for the rows every earlier one left null.
                 let rows = batch.num_rows();
                 let mut acc = args[0].eval(batch)?.into_array(rows)?;
@@ -959,7 +965,7 @@ impl Node {
                 let Some(vals) = strict_operands(&args, batch)? else {
                     return Ok(null_of(dt));
                 };
-                f.eval(&vals, batch.num_rows())
+                f.eval(&vals)
             }
         }
     }

@@ -29,8 +29,6 @@ pub(crate) enum Func {
     EndsWith,
     Contains,
     RegexpMatch(Regex),
-    /// The arguments' common type.
-    Coalesce(DataType),
     Date,
     Hour,
     DateTrunc(TruncUnit),
@@ -192,7 +190,8 @@ pub(crate) fn plan(
                 .into_iter()
                 .map(|(n, t)| cast_to(n, &t, &dt))
                 .collect();
-            (Func::Coalesce(dt.clone()), nodes, dt)
+            // Not a strict function: its own node, evaluated lazily.
+            return Ok((Node::Coalesce(nodes, dt.clone()), dt));
         }
         "date" => {
             arity(p, name, args, 1, offset)?;
@@ -325,7 +324,7 @@ fn trunc_micros(t: i64, unit: TruncUnit) -> i64 {
 }
 
 impl Func {
-    pub(crate) fn eval(&self, args: &[Val], rows: usize) -> Result<Val, ArrowError> {
+    pub(crate) fn eval(&self, args: &[Val]) -> Result<Val, ArrowError> {
         let first = &args[0];
         match self {
             Func::Lower => first.map(|a| map_str(a, str::to_lowercase)),
@@ -361,16 +360,6 @@ impl Func {
                         .collect::<BooleanArray>(),
                 ) as ArrayRef)
             }),
-            Func::Coalesce(_) => {
-                // Evaluated lazily by the node (`coalesce`), never with every argument at once.
-                let mut acc = args[args.len() - 1].clone().into_array(rows)?;
-                for v in args[..args.len() - 1].iter().rev() {
-                    let v = v.clone().into_array(rows)?;
-                    let mask = arrow_arith::boolean::is_not_null(v.as_ref())?;
-                    acc = arrow_select::zip::zip(&mask, &v, &acc)?;
-                }
-                Ok(Val::Array(acc))
-            }
             Func::Date => first.map(|a| arrow_cast::cast(a, &DataType::Date32)),
             Func::Hour => first.map(|a| {
                 let h = date_part(a.as_ref(), DatePart::Hour)?;

@@ -182,6 +182,22 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_whose_every_row_fails_is_every_row_a_reject() {
+        // 8 192 rows, all overflowing: the halving finds each of them, and keeps no value.
+        let schema = Arc::new(Schema::new(vec![Field::new("i", DataType::Int64, true)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![i64::MAX; 8192]))],
+        )
+        .unwrap();
+        let c = Compiled::new("i + 1", &schema).unwrap();
+        let (values, errors) = c.evaluate_rows(&b);
+        assert_eq!(errors.len(), 8192);
+        assert_eq!(values.null_count(), 8192);
+        assert!(errors.iter().enumerate().all(|(k, e)| e.row == k));
+    }
+
+    #[test]
     fn casts_that_do_not_fit_are_null() {
         assert_eq!(values("cast(1.0e308 AS float32)"), ["null"; 4]);
         assert_eq!(
@@ -194,6 +210,25 @@ mod tests {
         assert_eq!(values("cast(f AS int64)"), ["0", "0", "null", "2"]);
         assert_eq!(values("cast(' 1.5 ' AS int64)"), ["2"; 4]);
         assert_eq!(values("cast(i AS int32)"), ["null", "1", "null", "null"]);
+    }
+
+    #[test]
+    fn numbers_and_text_cast_to_timestamps_by_the_one_epoch_rule() {
+        let want = "2023-11-14T22:13:20Z";
+        for e in [
+            "cast(1700000000 AS timestamp)",
+            "cast(1700000000000 AS timestamp)",
+            "cast(1700000000.0 AS timestamp)",
+            "cast('1700000000' AS timestamp)",
+            "cast('2023-11-15T00:13:20+02:00' AS timestamp)",
+        ] {
+            assert_eq!(values(e), [want; 4], "{e}");
+        }
+        assert_eq!(values("cast(1.0e30 AS timestamp)"), ["null"; 4]);
+        assert_eq!(
+            values("cast('10000-01-01T00:00:00Z' AS timestamp)"),
+            ["null"; 4]
+        );
     }
 
     #[test]

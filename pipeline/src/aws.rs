@@ -10,5 +10,18 @@ pub(crate) async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkCon
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    loader.load().await
+    loader.timeout_config(timeouts()).load().await
+}
+
+/// Every request's timeouts: 5 s to connect, 30 s to the first byte of the answer (sending the
+/// body included: an 8 MiB part at 1 MB/s fits), 120 s an attempt; the SDK's standard retry
+/// (3 attempts, backoff with jitter) and its stalled-stream protection (a body that moves no byte
+/// for 20 s fails) on top. Inside an invocation each request is also bounded by its deadline
+/// ([`crate::store::with_deadline`]), so no request outlives the function's timeout.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .read_timeout(std::time::Duration::from_secs(30))
+        .operation_attempt_timeout(std::time::Duration::from_secs(120))
+        .build()
 }

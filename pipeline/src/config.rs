@@ -469,6 +469,25 @@ impl Destination {
             if !prefix.is_empty() && !prefix.ends_with('/') {
                 prefix.push('/');
             }
+            if let Some(seg) = prefix
+                .split_terminator('/')
+                .find(|s| s.is_empty() || *s == "." || *s == "..")
+            {
+                let what = if seg.is_empty() {
+                    "an empty folder (`//`)".to_string()
+                } else {
+                    format!("a `{seg}` folder")
+                };
+                return Err(format!(
+                    "has {what} in its key prefix: S3 keeps it as written while a local store \
+                     collapses it, so the two would write different keys; write s3://{bucket}/{}",
+                    prefix
+                        .split_terminator('/')
+                        .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+                        .map(|s| format!("{s}/"))
+                        .collect::<String>()
+                ));
+            }
             return Ok(Destination::S3 {
                 bucket: bucket.to_string(),
                 prefix,
@@ -488,6 +507,37 @@ impl Destination {
     /// True when `bucket/key` lies under this destination.
     pub fn contains(&self, bucket: &str, key: &str) -> bool {
         matches!(self, Destination::S3 { bucket: b, prefix } if b == bucket && key.starts_with(prefix.as_str()))
+    }
+}
+
+/// Whether a rejects location is the output location, or lies inside it where a reader of the
+/// output would find it (`None`: apart). A folder whose name starts with `_` or `.` is one that
+/// Hive, Spark, Athena and Trino skip, as the output's own `_index/` is.
+fn overlap(output: &Destination, rejects: &Destination) -> Option<&'static str> {
+    fn parts(d: &Destination) -> Option<Vec<String>> {
+        match d {
+            Destination::S3 { bucket, prefix } => Some(
+                std::iter::once(format!("s3:{bucket}"))
+                    .chain(prefix.split_terminator('/').map(str::to_string))
+                    .collect(),
+            ),
+            Destination::Dir(p) => Some(
+                p.components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            Destination::Kinesis { .. } => None,
+        }
+    }
+    let (o, r) = (parts(output)?, parts(rejects)?);
+    if o == r {
+        return Some("is");
+    }
+    let hidden = |name: &String| name.starts_with('_') || name.starts_with('.');
+    match r.strip_prefix(o.as_slice()) {
+        Some([first, ..]) if !hidden(first) => Some("lies inside"),
+        _ => None,
     }
 }
 
@@ -1078,6 +1128,12 @@ impl Plan {
                 "must be between 1 and 1048576",
             ));
         }
+        if input.max_line_bytes == 0 {
+            return Err(cx.err(
+                &[Seg::Key("input"), Seg::Key("max_line_bytes")],
+                "must be at least 1 (the default is 4194304, 4 MiB): with 0 every record is a reject",
+            ));
+        }
         let mut keys = Vec::new();
         for (i, k) in input.keys.iter().enumerate() {
             let g = globset::GlobBuilder::new(k)
@@ -1562,6 +1618,43 @@ impl Plan {
                 ),
             ));
         }
+        if out.max_open_partitions == 0 {
+            return Err(cx.err(
+                &at("max_open_partitions"),
+                "must be at least 1 (the default is 64): with 0 no output file can be opened",
+            ));
+        }
+        for (i, p) in out.partition_by.iter().enumerate() {
+            let unsafe_char = p.chars().find(|&c| {
+                c.is_control()
+                    || matches!(
+                        c,
+                        '/' | '\\'
+                            | '='
+                            | '%'
+                            | ':'
+                            | '"'
+                            | '\''
+                            | '#'
+                            | '?'
+                            | '*'
+                            | '{'
+                            | '}'
+                            | '['
+                            | ']'
+                            | '^'
+                    )
+            });
+            if p.is_empty() || unsafe_char.is_some() {
+                return Err(cx.err(
+                    &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
+                    format!(
+                        "`{}` names a folder level (`{p}=value/`), so it cannot be empty or hold / \\ = % : \" ' # ? * {{ }} [ ] ^ or control characters; rename the column with a select stage",
+                        p.escape_debug()
+                    ),
+                ));
+            }
+        }
         if out.max_row_group_bytes < 1 << 20 {
             return Err(cx.err(
                 &[Seg::Key("output"), Seg::Key("max_row_group_bytes")],
@@ -1640,6 +1733,18 @@ impl Plan {
                 )
             })?),
         };
+
+        if let Some(r) = &rejects
+            && let Some(why) = overlap(&output, r)
+        {
+            return Err(cx.err(
+                &[Seg::Key("rejects"), Seg::Key("uri")],
+                format!(
+                    "`{r}` {why} the output location `{output}`: whatever reads the output would read the \
+                     rejects as data. Give rejects a folder of their own beside it, e.g. a sibling `rejects/`"
+                ),
+            ));
+        }
 
         // The recursive-invocation trap: outputs landing where the trigger's keys match.
         let mut warnings = Vec::new();
@@ -1866,6 +1971,88 @@ uri = "s3://out/rejects/"
                     );
                 }
             }
+        }
+    }
+
+    /// Issue 27: each of these passed `validate` and then lost data or wrote where it should not.
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_key() {
+        let cases: [(String, &str, &str); 9] = [
+            (
+                GOOD.replace(
+                    "format = \"ndjson\"",
+                    "format = \"ndjson\"\nmax_line_bytes = 0",
+                ),
+                "input.max_line_bytes",
+                "at least 1",
+            ),
+            (
+                GOOD.replace(
+                    "partition_by = [\"day\"]",
+                    "partition_by = [\"day\"]\nmax_open_partitions = 0",
+                ),
+                "output.max_open_partitions",
+                "at least 1",
+            ),
+            (
+                GOOD.replace("uri = \"s3://out/rejects/\"", "uri = \"s3://out/clicks/\""),
+                "rejects.uri",
+                "is the output location",
+            ),
+            (
+                GOOD.replace(
+                    "uri = \"s3://out/rejects/\"",
+                    "uri = \"s3://out/clicks/day=x/\"",
+                ),
+                "rejects.uri",
+                "lies inside the output location",
+            ),
+            (
+                GOOD.replace("uri = \"s3://out/clicks/\"\n", "uri = \"out/c\"\n")
+                    .replace("uri = \"s3://out/rejects/\"", "uri = \"./out/c/\""),
+                "rejects.uri",
+                "is the output location",
+            ),
+            (
+                GOOD.replace("s3://out/clicks/", "s3://out//clicks/"),
+                "output.uri",
+                "an empty folder (`//`)",
+            ),
+            (
+                GOOD.replace("s3://out/rejects/", "s3://out/../rejects/"),
+                "rejects.uri",
+                "a `..` folder",
+            ),
+            (
+                GOOD.replace("day = \"date(ts)\"", "\"../../evil\" = \"date(ts)\"")
+                    .replace(
+                        "partition_by = [\"day\"]",
+                        "partition_by = [\"../../evil\"]",
+                    ),
+                "output.partition_by[0]",
+                "names a folder level",
+            ),
+            (
+                GOOD.replace("day = \"date(ts)\"", "\"a=b\" = \"date(ts)\"")
+                    .replace("partition_by = [\"day\"]", "partition_by = [\"a=b\"]"),
+                "output.partition_by[0]",
+                "names a folder level",
+            ),
+        ];
+        for (text, key, says) in cases {
+            let e = check(&text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+        // Beside each other is fine, and so is a hidden folder inside (readers of the output
+        // skip `_` and `.` folders, as they skip its `_index/`), or the output inside the rejects.
+        for rejects in [
+            "s3://out/clicks-rejects/",
+            "s3://out/clicks/_rejects/",
+            "s3://out/",
+        ] {
+            check(&GOOD.replace("s3://out/rejects/", rejects)).unwrap();
         }
     }
 

@@ -10,7 +10,7 @@ use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_processors::decode::{Decoded, Decoder};
-use sluice_processors::sniff::{GZIP_MAGIC, ZSTD_MAGIC};
+use sluice_processors::sniff::GZIP_MAGIC;
 use sluice_processors::{Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tracing::{info, warn};
@@ -166,6 +166,9 @@ pub struct Handler {
     extra: Vec<Arc<dyn StageFactory>>,
     /// Nanoseconds spent in each stage (configured, then extra) during the current event.
     clock: Arc<Vec<AtomicU64>>,
+    /// The deadline of an event handled without one: this long after it starts (a function's
+    /// timeout, for replay).
+    timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -187,7 +190,15 @@ impl Handler {
             streams: None,
             extra: Vec::new(),
             clock,
+            timeout: None,
         }
+    }
+
+    /// Give every event handled without a deadline one, `timeout` after it starts, as a Lambda
+    /// function's timeout does (what `sluice replay --timeout` sets).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// Put the rows of a `kinesis://` output with `putter`.
@@ -278,9 +289,40 @@ impl Handler {
         }
     }
 
+    /// With a deadline, every request is bounded by it (a fifth of the time left before it, at
+    /// least 200 ms and at most 1.5 s, is kept for clean-up and the answer), and whatever is still
+    /// running just before it is given up: the answer is then the one that loses nothing (every
+    /// SQS message and the batch's first Kinesis record reported for redelivery, an asynchronous
+    /// event failed), so Lambda always gets an answer before it kills the function.
     async fn handle_parsed(
         &self,
         parsed: trigger::Parsed,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> (Summary, bool) {
+        let Some(deadline) = deadline.or_else(|| self.timeout.map(|t| started + t)) else {
+            return self.run_parsed(&parsed, started, None).await;
+        };
+        let now = Instant::now();
+        let (cut, last) = deadline_cuts(deadline, now);
+        let work = crate::store::with_deadline(
+            Some(cut),
+            self.run_parsed(&parsed, started, Some(deadline)),
+        );
+        match tokio::time::timeout_at(last.into(), work).await {
+            Ok(done) => done,
+            Err(_) => {
+                warn!(
+                    "The invocation's deadline came before it finished; reporting all of it for redelivery."
+                );
+                out_of_time(&parsed, started)
+            }
+        }
+    }
+
+    async fn run_parsed(
+        &self,
+        parsed: &trigger::Parsed,
         started: Instant,
         deadline: Option<Instant>,
     ) -> (Summary, bool) {
@@ -639,7 +681,8 @@ impl Handler {
         let mut pending = Pending::default();
         let mut watch = Watch::new();
         for (n, rec) in recs.iter().enumerate() {
-            if watch.past(stop) {
+            // The first record is always processed: every invocation makes progress.
+            if n > 0 && watch.past(stop) {
                 result.stopped_at = Some(n);
                 break;
             }
@@ -915,7 +958,17 @@ impl Handler {
         obj: &'a ObjectRef,
     ) -> (&'a ObjectRef, Instant, Result<ObjectResult, Error>) {
         let t = Instant::now();
-        (obj, t, self.process(obj).await)
+        // Past the deadline for requests, an object is not started: it is failed (retried by
+        // Lambda, or its SQS message redelivered) rather than begun and cut short.
+        let outcome = match crate::store::request_deadline() {
+            Some(d) if t >= d => Err(Error::Store {
+                location: obj.uri(),
+                message: "not started: the invocation's deadline was too near".into(),
+                retryable: true,
+            }),
+            _ => self.process(obj).await,
+        };
+        (obj, t, outcome)
     }
 
     async fn process(&self, obj: &ObjectRef) -> Result<ObjectResult, Error> {
@@ -1343,13 +1396,13 @@ impl Handler {
         Ok((r, state))
     }
 
-    /// When a stream batch must stop: `[output] deadline_reserve_ms` before the deadline.
+    /// When a stream batch must stop: `[output] deadline_reserve_ms` before the point where the
+    /// invocation's requests must be done (see [`deadline_cuts`]), so what is done can be written.
     fn stop_before(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let reserve = self.plan.config.output.deadline_reserve_ms;
         deadline.map(|d| {
-            d.checked_sub(std::time::Duration::from_millis(
-                self.plan.config.output.deadline_reserve_ms,
-            ))
-            .unwrap_or(d)
+            let cut = crate::store::request_deadline().map_or(d, |c| c.min(d));
+            stop_time(cut, Instant::now(), reserve)
         })
     }
 
@@ -1517,6 +1570,80 @@ async fn write_out(
 
 /// Stream records' lines are decoded in blocks of about this many bytes.
 const JOIN_BYTES: usize = 1 << 20;
+
+/// For an invocation that starts at `now` and must answer by `deadline`: when its requests must
+/// be done (a fifth of the time left is kept back, at least 200 ms and at most 1.5 s: aborting
+/// uploads and answering), and when whatever still runs is given up (a quarter of that margin
+/// before the deadline).
+fn deadline_cuts(deadline: Instant, now: Instant) -> (Instant, Instant) {
+    use std::time::Duration;
+    let left = deadline.saturating_duration_since(now);
+    let margin = (left / 5).clamp(Duration::from_millis(200), Duration::from_millis(1500));
+    let at = |d: Duration| deadline.checked_sub(d).unwrap_or(now).max(now);
+    (at(margin), at(margin / 4))
+}
+
+/// The answer of an invocation given up at its deadline: nothing of it counts as done. Every
+/// SQS message is reported for redelivery, a Kinesis batch from its first record (with a
+/// window's state as it came), and an asynchronous event fails, so Lambda retries it; what was
+/// written meanwhile is rewritten, under the same names, by the redelivery.
+fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> (Summary, bool) {
+    let mut s = Summary {
+        trigger: parsed.trigger.clone(),
+        error: Some(
+            "the invocation's deadline came before it finished (a request stalled, or the function's \
+             timeout is too short for this event); all of it is reported for redelivery"
+                .into(),
+        ),
+        ..Summary::default()
+    };
+    let mut records = Vec::new();
+    for item in &parsed.items {
+        let id = match item {
+            Item::Record(r) => {
+                records.push(r);
+                continue;
+            }
+            Item::Object(o) => o.message_id.as_ref(),
+            Item::Failed { message_id, .. } => Some(message_id),
+            Item::Skipped { .. } => None,
+        };
+        if let Some(id) = id
+            && !s.batch_item_failures.contains(id)
+        {
+            s.batch_item_failures.push(id.clone());
+        }
+    }
+    s.redeliver(&records, parsed.trigger == "kinesis");
+    let mut per_item = parsed.sqs;
+    if let Some(w) = &parsed.window {
+        s.state = Some(w.state.clone());
+        per_item &= !records.is_empty();
+    }
+    s.duration_ms = started.elapsed().as_millis() as u64;
+    (s, per_item)
+}
+
+/// When a batch that starts at `now` stops for `deadline`: `reserve_ms` before it, but never
+/// sooner than halfway from `now` to the deadline. A reserve as long as the function's timeout
+/// (a 20 s reserve on a 10 s function) would otherwise stop every invocation before its first
+/// record, forever; clamped, each one makes progress and still leaves half its time to write.
+fn stop_time(deadline: Instant, now: Instant, reserve_ms: u64) -> Instant {
+    let left = deadline.saturating_duration_since(now);
+    let reserve = std::time::Duration::from_millis(reserve_ms);
+    if reserve <= left / 2 {
+        return deadline.checked_sub(reserve).unwrap_or(deadline);
+    }
+    if reserve >= left {
+        warn!(
+            reserve_ms,
+            left_ms = left.as_millis() as u64,
+            "[output] deadline_reserve_ms is longer than this invocation has; stopping halfway \
+             instead. Lower it, or raise the function's timeout."
+        );
+    }
+    now + left / 2
+}
 
 /// When a stream batch looks at the clock for its deadline: before its first record, after a
 /// record that ran the stages (a decode block, a drain), and at least every 64 records or 1 MiB
@@ -1844,7 +1971,7 @@ pub async fn decompress(
                 .map_err(|e| Error::Io(format!("reading failed: {e}")))?;
             if head.starts_with(&GZIP_MAGIC) {
                 Compression::Gzip
-            } else if head.starts_with(&ZSTD_MAGIC) {
+            } else if sluice_processors::sniff::is_zstd(head) {
                 Compression::Zstd
             } else {
                 Compression::None
@@ -1853,11 +1980,7 @@ pub async fn decompress(
         other => other,
     };
     let inflating: ByteReader = match kind {
-        Compression::Gzip => {
-            let mut d = GzipDecoder::new(r);
-            d.multiple_members(true);
-            Box::pin(d)
-        }
+        Compression::Gzip => Box::pin(GzipMembers::new(r)),
         Compression::Zstd => {
             let mut d = ZstdDecoder::new(r);
             d.multiple_members(true);
@@ -1874,6 +1997,89 @@ pub async fn decompress(
             max_ratio,
         )
     }))
+}
+
+/// gzip members one after another, as `gunzip` reads them: after the last member, zero bytes
+/// (the padding some writers and tape-era tools leave) end the stream; anything else there must
+/// be another member, or it is an error saying what was found.
+struct GzipMembers<R> {
+    state: Option<GzipState<R>>,
+}
+
+enum GzipState<R> {
+    /// Inside a member.
+    Member(Box<GzipDecoder<R>>),
+    /// Between members: what follows decides.
+    Between(R),
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> GzipMembers<R> {
+    fn new(r: R) -> Self {
+        Self {
+            state: Some(GzipState::Member(Box::new(GzipDecoder::new(r)))),
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> tokio::io::AsyncRead for GzipMembers<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            match self.state.take() {
+                None => return Poll::Ready(Ok(())),
+                Some(GzipState::Member(mut d)) => {
+                    let before = buf.filled().len();
+                    let polled = std::pin::Pin::new(&mut d).poll_read(cx, buf);
+                    match polled {
+                        Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                            // The member ended: its trailer was read, nothing past it.
+                            self.state = Some(GzipState::Between(d.into_inner()));
+                        }
+                        other => {
+                            self.state = Some(GzipState::Member(d));
+                            return other;
+                        }
+                    }
+                }
+                Some(GzipState::Between(mut r)) => {
+                    let head = match std::pin::Pin::new(&mut r).poll_fill_buf(cx) {
+                        Poll::Pending => {
+                            self.state = Some(GzipState::Between(r));
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(head)) => head,
+                    };
+                    if head.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    if head.starts_with(&GZIP_MAGIC[..1]) {
+                        self.state = Some(GzipState::Member(Box::new(GzipDecoder::new(r))));
+                    } else if let Some(at) = head.iter().position(|&b| b != 0) {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "after a complete gzip member comes byte 0x{:02x}, which is neither another \
+                                 member nor zero padding",
+                                head[at]
+                            ),
+                        )));
+                    } else {
+                        let n = head.len();
+                        std::pin::Pin::new(&mut r).consume(n);
+                        self.state = Some(GzipState::Between(r));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1975,6 +2181,42 @@ mod tests {
             .await
             .unwrap()
             .is_empty()
+        );
+    }
+
+    /// Issue 27: a zstd stream that starts with a skippable frame (as `pzstd` writes) was read
+    /// as plain text, and gzip with trailing zero padding (which `gunzip` accepts) was refused.
+    #[tokio::test]
+    async fn reads_zstd_behind_a_skippable_frame_and_gzip_with_zero_padding() {
+        let plain = b"{\"a\":1}\n".repeat(1000);
+        let mut skippable = vec![0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4];
+        skippable.extend(zst(&plain).await);
+        let mut padded = gz(&plain);
+        padded.extend(gz(b"{\"a\":2}\n"));
+        padded.extend(std::iter::repeat_n(0u8, 700_000));
+        let mut want = plain.clone();
+        want.extend_from_slice(b"{\"a\":2}\n");
+        for (data, c, want) in [
+            (skippable.clone(), Compression::Auto, &plain),
+            (skippable, Compression::Zstd, &plain),
+            (padded.clone(), Compression::Auto, &want),
+            (padded, Compression::Gzip, &want),
+        ] {
+            // Through a small reader, so members and padding cross buffer boundaries.
+            let r = tokio::io::BufReader::with_capacity(1000, std::io::Cursor::new(data));
+            let got = read_all(Box::pin(r), c).await.unwrap();
+            assert_eq!(&got, want);
+        }
+        // Anything but zeros after the last member is still an error, with its reason.
+        let mut garbage = gz(&plain);
+        garbage.extend(b"\0\0trailing text");
+        let e = read_all(Box::pin(std::io::Cursor::new(garbage)), Compression::Auto)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither another member nor zero padding"),
+            "{e}"
         );
     }
 
@@ -2354,64 +2596,131 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
-        // One-row batches, so every record reaches the slow stage as it is decoded.
-        let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 1\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/d/\"\nformat = \"ndjson\"\ndeadline_reserve_ms = 100\n";
-        // A slow stage of the user's: 600 ms per batch.
-        let h = Handler::new(plan(cfg), store.clone(), store.clone()).with_stage(
-            crate::testing::probe(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(600));
-                Ok(())
-            }),
+    /// A handler over a scratch folder whose records take `ms` each in a stage of the user's
+    /// (one-row batches, so every record reaches it as it is decoded), with `reserve_ms` as its
+    /// deadline reserve; and a Kinesis batch of `n` records of a full decode block each (so each
+    /// is decoded, and reaches the slow stage, before the next record's deadline check).
+    fn slow_handler(
+        dir: &std::path::Path,
+        ms: u64,
+        reserve_ms: u64,
+        n: usize,
+    ) -> (Handler, Value, String) {
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir));
+        let cfg = format!(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 1\nschema = {{ p = \"string\" }}\n[output]\nuri = \"s3://o/d/\"\nformat = \"ndjson\"\ndeadline_reserve_ms = {reserve_ms}\n"
         );
-        // Records of a full decode block each, so each is decoded (and reaches the slow stage)
-        // before the next record's deadline check.
+        let h = Handler::new(plan(&cfg), store.clone(), store).with_stage(crate::testing::probe(
+            move |_| {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(())
+            },
+        ));
         let pad = "x".repeat(JOIN_BYTES);
-        let payloads: Vec<(String, Vec<u8>)> = (0..4)
+        let payloads: Vec<(String, Vec<u8>)> = (0..n)
             .map(|i| {
                 let line = format!("{{\"p\":\"r{i}\",\"pad\":\"{pad}\"}}");
                 ("k".to_string(), line.into_bytes())
             })
             .collect();
-        let ev = crate::event::kinesis_event("s", &payloads);
-        // 400 ms left after the reserve: the first record starts in time and takes 600 ms, so
-        // the batch stops before the second, with the first written.
-        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        (h, crate::event::kinesis_event("s", &payloads), pad)
+    }
+
+    #[tokio::test]
+    async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, ev, pad) = slow_handler(dir.path(), 1000, 1600, 4);
+        // 4 s left: requests must be done 800 ms before the deadline (a fifth of it), and the
+        // records stop 1.6 s before that, at 1.6 s. The first record ends at 1 s, the second at
+        // 2 s, so the batch stops before the third, with two written well before the deadline.
+        let deadline = Instant::now() + std::time::Duration::from_millis(4000);
         let (s, per_item) = h.handle_until(&ev, Some(deadline)).await;
         assert!(per_item);
         assert_eq!(s.error, None);
-        assert_eq!((s.records_in, s.records_out), (1, 1));
+        assert_eq!((s.records_in, s.records_out), (2, 2));
         assert_eq!(
             s.batch_item_failures,
-            vec![crate::event::kinesis_sequence(1)]
+            vec![crate::event::kinesis_sequence(2)]
         );
         assert_eq!(
             std::fs::read_to_string(&s.outputs[0]).unwrap(),
-            "{\"p\":\"r0\"}\n"
+            "{\"p\":\"r0\"}\n{\"p\":\"r1\"}\n"
         );
         // SQS: every message not processed is reported.
         let bodies: Vec<String> = (0..3)
             .map(|i| format!("{{\"p\":\"m{i}\",\"pad\":\"{pad}\"}}"))
             .collect();
         let sqs = crate::event::sqs_records_event("q", &bodies);
-        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        let deadline = Instant::now() + std::time::Duration::from_millis(4000);
         let (s, _) = h.handle_until(&sqs, Some(deadline)).await;
-        let ids: Vec<String> = sqs["Records"].as_array().unwrap()[1..]
+        let ids: Vec<String> = sqs["Records"].as_array().unwrap()[2..]
             .iter()
             .map(|r| r["messageId"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(s.batch_item_failures, ids);
-        // Already past it: nothing is processed, and the shard resumes at the first record.
-        let (s, _) = h.handle_until(&ev, Some(Instant::now())).await;
+        // Already past it: answered at once, nothing counted as done, and the shard resumes at
+        // the first record.
+        let (s, per_item) = h.handle_until(&ev, Some(Instant::now())).await;
+        assert!(per_item);
         assert_eq!(s.records_in, 0);
-        assert!(s.outputs.is_empty());
+        assert!(
+            s.error
+                .is_some_and(|e| e.contains("deadline came before it finished"))
+        );
         assert_eq!(
             s.batch_item_failures,
             vec![crate::event::kinesis_sequence(0)]
         );
+    }
+
+    /// Issue 27: a reserve longer than the function's timeout (20 s of a 2 s invocation) used to
+    /// stop every invocation before its first record, forever. It is clamped to half the time
+    /// left, so the batch makes progress.
+    #[tokio::test]
+    async fn a_reserve_longer_than_the_time_left_still_makes_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, ev, _) = slow_handler(dir.path(), 900, 20_000, 3);
+        // 2 s left, requests done by 1.6 s: the stop comes halfway to that, at 800 ms; the first
+        // record takes 900 ms.
+        let deadline = Instant::now() + std::time::Duration::from_millis(2000);
+        let (s, _) = h.handle_until(&ev, Some(deadline)).await;
+        assert_eq!(s.error, None);
+        assert_eq!((s.records_in, s.records_out), (1, 1));
+        assert_eq!(
+            s.batch_item_failures,
+            vec![crate::event::kinesis_sequence(1)]
+        );
+    }
+
+    #[test]
+    fn requests_end_a_fifth_before_the_deadline_and_the_answer_just_before_it() {
+        let now = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        // A fifth of the time left, at least 200 ms, at most 1.5 s; given up a quarter of that
+        // before the deadline.
+        assert_eq!(
+            deadline_cuts(now + ms(4_000), now),
+            (now + ms(3_200), now + ms(3_800))
+        );
+        assert_eq!(
+            deadline_cuts(now + ms(60_000), now),
+            (now + ms(58_500), now + ms(59_625))
+        );
+        assert_eq!(
+            deadline_cuts(now + ms(500), now),
+            (now + ms(300), now + ms(450))
+        );
+        assert_eq!(deadline_cuts(now, now), (now, now));
+    }
+
+    #[test]
+    fn the_stop_is_the_reserve_before_the_deadline_or_halfway() {
+        let now = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(stop_time(now + ms(10_000), now, 2_000), now + ms(8_000));
+        assert_eq!(stop_time(now + ms(10_000), now, 5_000), now + ms(5_000));
+        assert_eq!(stop_time(now + ms(10_000), now, 20_000), now + ms(5_000));
+        assert_eq!(stop_time(now, now, 2_000), now);
     }
 
     #[tokio::test]

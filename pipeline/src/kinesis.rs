@@ -277,6 +277,11 @@ impl StreamWriter {
                     });
                 }
                 tracing::warn!(refused = todo.len(), attempt, reason = %r, "PutRecords refused records; retrying them.");
+                if crate::store::request_deadline()
+                    .is_some_and(|d| std::time::Instant::now() + wait >= d)
+                {
+                    return Err(crate::store::past_deadline(self.location()));
+                }
                 tokio::time::sleep(wait).await;
                 wait = wait.saturating_mul(2);
             }
@@ -354,20 +359,23 @@ impl RecordPutter for KinesisPutter {
                     .map_err(|e| Error::Io(format!("a PutRecords entry: {e}")))?;
                 req = req.records(entry);
             }
-            let out = req.send().await.map_err(|e| {
-                let retryable = matches!(
-                    &e,
-                    aws_sdk_kinesis::error::SdkError::TimeoutError(_)
-                        | aws_sdk_kinesis::error::SdkError::DispatchFailure(_)
-                ) || e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception());
-                Error::Store {
-                    location,
-                    message: aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
-                    retryable,
-                }
-            })?;
+            let out = crate::store::bounded(&location, async {
+                req.send().await.map_err(|e| {
+                    let retryable = matches!(
+                        &e,
+                        aws_sdk_kinesis::error::SdkError::TimeoutError(_)
+                            | aws_sdk_kinesis::error::SdkError::DispatchFailure(_)
+                    ) || e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception());
+                    Error::Store {
+                        location: location.clone(),
+                        message: aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string(),
+                        retryable,
+                    }
+                })
+            })
+            .await?;
             Ok(out
                 .records()
                 .iter()

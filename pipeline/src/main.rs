@@ -57,6 +57,11 @@ enum Command {
         /// Kinesis and async invocations; the message itself for SQS, as a dead-letter queue gets it).
         #[arg(long, value_name = "FILE")]
         on_failure: Option<PathBuf>,
+        /// The function's timeout: each event must be done this many seconds after it starts, as
+        /// on Lambda (requests still running near it fail, and what is unfinished is reported for
+        /// redelivery). Default: no deadline.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+        timeout: Option<std::time::Duration>,
     },
     /// The Lambda runtime loop (what the deployed bootstrap runs).
     Serve {
@@ -163,8 +168,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // Every thread gets the main thread's 8 MiB stack (tokio's default is 2 MiB): stages
+    // evaluate expressions by recursion, one level per operator, bounded by the parser at
+    // `MAX_TREE_DEPTH`, and a margin here costs only address space.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(r) => r,
@@ -204,6 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             max_retries,
             bisect_on_error,
             on_failure,
+            timeout,
         } => {
             let pipeline = match Pipeline::load(&config) {
                 Ok(p) => p,
@@ -239,6 +249,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let handler = pipeline
                 .handler_with_streams(input, output, endpoint_url.as_deref())
                 .await;
+            let handler = match timeout {
+                Some(t) => handler.with_timeout(t),
+                None => handler,
+            };
             let print = |s: &sluice_pipeline::handler::Summary| -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(s)?);
@@ -496,6 +510,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// The non-blank lines of every file, in order, as bytes (a line need not be UTF-8: Kinesis data
 /// is bytes, and a bad line is what a replay should show being rejected).
+/// `--timeout`: seconds, as a Lambda function's timeout is given (fractions allowed), 0.1 to 900.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(0.1..=900.0).contains(&secs) {
+        return Err(format!(
+            "{text} s is not a Lambda timeout; give 0.1 to 900 seconds"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 fn read_lines(files: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::new();
     for f in files {

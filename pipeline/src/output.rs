@@ -47,6 +47,44 @@ const HIVE: &AsciiSet = &CONTROLS
 /// Hive's folder name for null partition values.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// The extension of a rejects file, which no output file has.
+pub const REJECTS_EXT: &str = "rejects.ndjson";
+
+/// Longest partition value kept whole in a folder name, in bytes once escaped. A longer value is
+/// cut at a character boundary and ends in `~` and a digest of the whole value, so two long
+/// values stay apart and the folder name stays well inside every limit (255 bytes per name on
+/// local disks, 1 024 per S3 key).
+pub const MAX_PARTITION_VALUE_BYTES: usize = 128;
+
+/// A partition value as it appears in its folder name: Hive-escaped; the literal text of
+/// [`NULL_PARTITION`] escaped further (`%5F_HIVE_DEFAULT_PARTITION__`), so it never lands beside
+/// the nulls; cut with a digest past [`MAX_PARTITION_VALUE_BYTES`].
+fn partition_value(v: &str, path: &mut String) {
+    let escaped: String = if v == NULL_PARTITION {
+        format!("%5F{}", &v[1..])
+    } else {
+        utf8_percent_encode(v, HIVE).collect()
+    };
+    if escaped.len() <= MAX_PARTITION_VALUE_BYTES {
+        path.push_str(&escaped);
+        return;
+    }
+    // Whole characters, each escaped, while they fit before `~` and the 16-digit digest.
+    let budget = MAX_PARTITION_VALUE_BYTES - 17;
+    let mut used = 0;
+    let mut one = [0u8; 4];
+    for c in v.chars() {
+        let part: String = utf8_percent_encode(c.encode_utf8(&mut one), HIVE).collect();
+        if used + part.len() > budget {
+            break;
+        }
+        used += part.len();
+        path.push_str(&part);
+    }
+    path.push('~');
+    path.push_str(&digest(&[v]));
+}
+
 /// The deterministic base name of everything written for one source object:
 /// `{file stem}-{16 hex digits of sha256(bucket, key, version or etag)}`.
 pub fn base_name(bucket: &str, key: &str, version: Option<&str>) -> String {
@@ -655,8 +693,7 @@ fn split(
             if batch.column(idx[n]).is_null(row) {
                 path.push_str(NULL_PARTITION);
             } else {
-                let v = fmt.value(row).to_string();
-                path.extend(utf8_percent_encode(&v, HIVE));
+                partition_value(&fmt.value(row).to_string(), &mut path);
             }
             path.push('/');
         }
@@ -746,7 +783,9 @@ impl Rejects {
             return Ok(());
         };
         if self.sink.is_none() {
-            let key = format!("{prefix}{}.ndjson", self.base);
+            // `.rejects.ndjson`: never the name of an output file (`{base}.parquet`,
+            // `{base}.ndjson`, `{base}.ndjson.gz`), wherever the two locations are.
+            let key = format!("{prefix}{}.{REJECTS_EXT}", self.base);
             let w = store
                 .create(bucket, &key, ObjectMeta::typed("application/x-ndjson"))
                 .await?;
@@ -824,6 +863,55 @@ mod tests {
         assert!(
             base_name("b", "x/web+app events (2).ndjson", None).starts_with("web-app-events-2-")
         );
+    }
+
+    /// Issue 27: a 5 000-character value failed its object ("File name too long"), and the
+    /// literal text `__HIVE_DEFAULT_PARTITION__` shared the nulls' folder.
+    #[test]
+    fn long_values_are_cut_with_a_digest_and_the_null_name_is_escaped() {
+        use arrow_array::StringArray;
+        use arrow_schema::{DataType, Field, Schema};
+        let long_a = "a".repeat(5000);
+        let long_b = format!("{}b", "a".repeat(4999));
+        let uni = "é/".repeat(100);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("p", DataType::Utf8, true),
+            Field::new("n", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some(long_a.as_str()),
+                    Some(long_b.as_str()),
+                    Some(NULL_PARTITION),
+                    None,
+                    Some(uni.as_str()),
+                    Some("short"),
+                ])),
+                Arc::new(StringArray::from(vec!["x"; 6])),
+            ],
+        )
+        .unwrap();
+        let (groups, _) = split(&batch, &["p".to_string()]).unwrap();
+        let paths: Vec<&str> = groups.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths.len(), 6, "{paths:?}");
+        for p in &paths {
+            let value = &p["p=".len()..p.len() - 1];
+            assert!(value.len() <= MAX_PARTITION_VALUE_BYTES, "{p}");
+            assert!(!value.contains('/'), "{p}");
+        }
+        assert_ne!(paths[0], paths[1]);
+        assert!(paths[0].starts_with("p=aaaa") && paths[0].contains('~'));
+        assert_eq!(paths[2], "p=%5F_HIVE_DEFAULT_PARTITION__/");
+        assert_eq!(paths[3], format!("p={NULL_PARTITION}/"));
+        // A cut never splits an escape: what is left before the digest decodes.
+        let cut = paths[4]["p=".len()..].split('~').next().unwrap();
+        let decoded = percent_encoding::percent_decode_str(cut)
+            .decode_utf8()
+            .unwrap();
+        assert!(uni.starts_with(decoded.as_ref()), "{cut}");
+        assert_eq!(paths[5], "p=short/");
     }
 
     #[test]

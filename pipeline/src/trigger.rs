@@ -294,7 +294,15 @@ fn message(
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string();
-                    let body = r.get("body").and_then(Value::as_str).unwrap_or("");
+                    // SQS never delivers a message without a body; one that has none (or an
+                    // empty one) is a reject with its reason, never a record that vanishes.
+                    let (body, data) = match r.get("body") {
+                        Some(Value::String(b)) if !b.is_empty() => {
+                            (b.as_str(), Ok(bytes::Bytes::copy_from_slice(b.as_bytes())))
+                        }
+                        Some(Value::String(_)) => ("", Err("the message body is empty".into())),
+                        _ => ("", Err("the message has no `body` string".into())),
+                    };
                     let notification = serde_json::from_str::<Value>(body)
                         .ok()
                         .filter(is_notification);
@@ -310,7 +318,7 @@ fn message(
                                 .and_then(Value::as_str)
                                 .and_then(|t| t.parse::<f64>().ok())
                                 .map(|ms| ms / 1000.0),
-                            Ok(bytes::Bytes::copy_from_slice(body.as_bytes())),
+                            data,
                         )));
                         shape.get_or_insert("sqs".into());
                         continue;
@@ -782,6 +790,35 @@ mod tests {
         assert!(matches!(&p.items[1], Item::Skipped { .. }));
         // Shaped like a notification but not one Sluice reads: redriven to the dead-letter queue.
         assert!(matches!(&p.items[2], Item::Failed { message_id, .. } if message_id == "m3"));
+    }
+
+    /// Issue 27: a message without a body used to become an empty record that decoded to
+    /// nothing: no row, no reject, no failure.
+    #[test]
+    fn sqs_messages_without_a_body_are_records_that_say_why() {
+        let p = parse(&json!({"Records": [
+            {"eventSource": "aws:sqs", "messageId": "m1"},
+            {"eventSource": "aws:sqs", "messageId": "m2", "body": null},
+            {"eventSource": "aws:sqs", "messageId": "m3", "body": ""},
+            {"eventSource": "aws:sqs", "messageId": "m4", "body": {"a": 1}},
+        ]}));
+        let reasons: Vec<(&str, &str)> = p
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => (r.id(), r.data.as_ref().map(|_| "").unwrap_or_else(|e| e)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("m1", "the message has no `body` string"),
+                ("m2", "the message has no `body` string"),
+                ("m3", "the message body is empty"),
+                ("m4", "the message has no `body` string"),
+            ]
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub mod expr;
 pub mod filter;
 #[cfg(feature = "index")]
 pub mod index;
+pub mod pattern;
 #[cfg(feature = "image")]
 pub mod resize;
 pub mod select;

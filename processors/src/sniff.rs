@@ -6,6 +6,12 @@
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// zstd's frame magic.
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Whether `b` starts a zstd stream: a zstd frame, or a skippable frame (magic `0x184D2A50` to
+/// `0x184D2A5F`, little-endian), which `pzstd` and seekable-zstd writers put first.
+pub fn is_zstd(b: &[u8]) -> bool {
+    b.starts_with(&ZSTD_MAGIC) || matches!(b, [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..])
+}
+
 /// How many leading bytes [`content_type`] looks at.
 pub const SNIFF_BYTES: usize = 32;
 
@@ -94,7 +100,7 @@ pub fn content_type(head: &[u8]) -> &'static str {
     }
     match head {
         h if h.starts_with(&GZIP_MAGIC) => "application/gzip",
-        h if h.starts_with(&ZSTD_MAGIC) => "application/zstd",
+        h if is_zstd(h) => "application/zstd",
         [b'P', b'A', b'R', b'1', ..] => "application/vnd.apache.parquet",
         [b'%', b'P', b'D', b'F', ..] => "application/pdf",
         [b'P', b'K', 3, 4, ..] => "application/zip",

@@ -22,6 +22,101 @@ use crate::Error;
 /// An object's bytes as a stream.
 pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
 
+tokio::task_local! {
+    /// When the current invocation's requests must be done by (see [`with_deadline`]).
+    static DEADLINE: std::time::Instant;
+}
+
+/// Run `work` with every request the stores and the Kinesis output make inside it (and every
+/// read of an object's body) bounded by `deadline`: a request that stalls past it fails as a
+/// retryable error for its location, through the usual clean-up (aborted uploads, a failed
+/// object, batch item failures), instead of hanging the invocation until Lambda kills it.
+pub async fn with_deadline<F: std::future::Future>(
+    deadline: Option<std::time::Instant>,
+    work: F,
+) -> F::Output {
+    match deadline {
+        Some(d) => DEADLINE.scope(d, work).await,
+        None => work.await,
+    }
+}
+
+/// The deadline requests made now must meet, if [`with_deadline`] set one.
+pub fn request_deadline() -> Option<std::time::Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// The error of a request the invocation's deadline cut short.
+pub fn past_deadline(location: impl Into<String>) -> Error {
+    Error::Store {
+        location: location.into(),
+        message: "no answer before the invocation's deadline (the request stalled, or the \
+                  function's timeout is too short for this work)"
+            .into(),
+        retryable: true,
+    }
+}
+
+/// `work`, or [`past_deadline`] for `location` when the current deadline comes first.
+pub async fn bounded<T, F>(location: &str, work: F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    match request_deadline() {
+        Some(d) => tokio::time::timeout_at(d.into(), work)
+            .await
+            .unwrap_or_else(|_| Err(past_deadline(location))),
+        None => work.await,
+    }
+}
+
+/// Clean-up after a failure (aborting an upload) may take this long, deadline or not: it is one
+/// small request, and leaving it undone costs only an incomplete upload that a bucket lifecycle
+/// rule removes.
+pub const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A reader that fails with [`past_deadline`] once `deadline` passes while it waits for bytes.
+struct DeadlineReader {
+    inner: ByteReader,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    location: String,
+}
+
+/// `inner`, bounded by the current deadline when there is one.
+pub fn bounded_reader(inner: ByteReader, location: &str) -> ByteReader {
+    match request_deadline() {
+        Some(d) => Box::pin(DeadlineReader {
+            inner,
+            timer: Box::pin(tokio::time::sleep_until(d.into())),
+            location: location.to_string(),
+        }),
+        None => inner,
+    }
+}
+
+impl AsyncRead for DeadlineReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        match this.inner.as_mut().poll_read(cx, buf) {
+            Poll::Pending => {}
+            done => return done,
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                past_deadline(this.location.clone()).to_string(),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// A reader that shows every chunk read through it to `look` on the way (a hash, a count, a
 /// limit); an error from `look` fails the read.
 pub struct Tap<F> {
@@ -178,12 +273,41 @@ impl parquet::arrow::async_reader::AsyncFileReader for RangeReader {
         parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
     > {
         use futures::FutureExt;
+        use parquet::errors::ParquetError;
+        use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+        use sluice_processors::decode::parquet_footer::{MAX_PARQUET_NESTING, check_nesting};
         async move {
             let size = self.size;
+            if size < 8 {
+                return Err(ParquetError::EOF(format!(
+                    "it is {size} bytes, shorter than a Parquet footer"
+                )));
+            }
             // One ranged read usually fetches the footer and its metadata together.
-            let reader = parquet::file::metadata::ParquetMetaDataReader::new()
-                .with_prefetch_hint(Some(64 << 10));
-            let md = reader.load_and_finish(&mut *self, size).await?;
+            let start = size.saturating_sub(64 << 10);
+            let tail = self.get_bytes(start..size).await?;
+            let (rest, last8) = tail.split_at(tail.len().saturating_sub(8));
+            let footer = FooterTail::try_from(last8)?;
+            if footer.is_encrypted_footer() {
+                return Err(ParquetError::General(
+                    "its footer is encrypted, which sluice does not read".into(),
+                ));
+            }
+            let len = footer.metadata_length();
+            if len as u64 + 8 > size {
+                return Err(ParquetError::EOF(format!(
+                    "its footer says the metadata is {len} bytes, more than the {size}-byte file holds"
+                )));
+            }
+            let metadata = if len <= rest.len() {
+                tail.slice(rest.len() - len..rest.len())
+            } else {
+                self.get_bytes(size - 8 - len as u64..size - 8).await?
+            };
+            // Before any tree is built from it: a schema nested thousands deep would overflow
+            // the stack of the reader's recursion and abort the process.
+            check_nesting(&metadata, MAX_PARQUET_NESTING).map_err(ParquetError::General)?;
+            let md = ParquetMetaDataReader::decode_metadata(&metadata)?;
             Ok(std::sync::Arc::new(md))
         }
         .boxed()

@@ -75,6 +75,20 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
+/// `send`, bounded by the invocation's deadline when one is set ([`super::with_deadline`]):
+/// `Err` when the deadline came first, else what S3 answered.
+async fn sent<T, E, R>(
+    location: &str,
+    send: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
+) -> Result<Result<T, SdkError<E, R>>, Error> {
+    match super::request_deadline() {
+        Some(d) => tokio::time::timeout_at(d.into(), send)
+            .await
+            .map_err(|_| super::past_deadline(location)),
+        None => Ok(send.await),
+    }
+}
+
 impl S3Store {
     /// A store on an existing client.
     pub fn new(client: Client) -> Self {
@@ -131,17 +145,16 @@ impl ObjectStore for S3Store {
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            match self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
+            match sent(
+                &loc,
+                self.client.get_object().bucket(bucket).key(key).send(),
+            )
+            .await?
             {
                 Ok(out) => {
                     self.stamp.check(&loc, out.metadata())?;
-                    Ok(Box::pin(out.body.into_async_read()) as ByteReader)
+                    let body = Box::pin(out.body.into_async_read()) as ByteReader;
+                    Ok(super::bounded_reader(body, &loc))
                 }
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
                     Err(not_found(loc))
@@ -178,13 +191,11 @@ impl ObjectStore for S3Store {
     fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            match self
-                .client
-                .head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
+            match sent(
+                &loc,
+                self.client.head_object().bucket(bucket).key(key).send(),
+            )
+            .await?
             {
                 Ok(out) => {
                     self.stamp.check(&loc, out.metadata())?;
@@ -210,22 +221,25 @@ impl ObjectStore for S3Store {
             if range.end <= range.start {
                 return Ok(Bytes::new());
             }
-            let out = self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1))
-                .send()
-                .await
-                .map_err(|e| classify(loc.clone(), e))?;
-            self.stamp.check(&loc, out.metadata())?;
-            let body = out.body.collect().await.map_err(|e| Error::Store {
-                location: loc,
-                message: format!("reading a range: {e}"),
-                retryable: true,
-            })?;
-            Ok(body.into_bytes())
+            let read = async {
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .range(format!("bytes={}-{}", range.start, range.end - 1))
+                    .send()
+                    .await
+                    .map_err(|e| classify(loc.clone(), e))?;
+                self.stamp.check(&loc, out.metadata())?;
+                let body = out.body.collect().await.map_err(|e| Error::Store {
+                    location: loc.clone(),
+                    message: format!("reading a range: {e}"),
+                    retryable: true,
+                })?;
+                Ok(body.into_bytes())
+            };
+            super::bounded(&loc, read).await
         }
         .boxed()
     }
@@ -240,6 +254,17 @@ impl ObjectStore for S3Store {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         async move {
+            let loc = format!("s3://{bucket}/{prefix}");
+            super::bounded(&loc, self.list_all(bucket, prefix)).await
+        }
+        .boxed()
+    }
+}
+
+impl S3Store {
+    /// Every key under `prefix`, page after page.
+    async fn list_all(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Error> {
+        {
             let mut keys = Vec::new();
             let mut pages = self
                 .client
@@ -259,7 +284,6 @@ impl ObjectStore for S3Store {
             keys.sort();
             Ok(keys)
         }
-        .boxed()
     }
 }
 
@@ -289,7 +313,7 @@ impl S3Writer {
 
     async fn upload_part(&mut self) -> Result<(), Error> {
         if self.upload_id.is_none() {
-            let out = self
+            let create = self
                 .client
                 .create_multipart_upload()
                 .bucket(&self.bucket)
@@ -299,8 +323,9 @@ impl S3Writer {
                 .set_metadata(self.metadata())
                 .set_server_side_encryption(self.stamp.sse.clone())
                 .set_ssekms_key_id(self.stamp.kms_key_id.clone())
-                .send()
-                .await
+                .send();
+            let out = sent(&self.loc(), create)
+                .await?
                 .map_err(|e| classify(self.loc(), e))?;
             self.upload_id = out.upload_id;
         }
@@ -313,7 +338,7 @@ impl S3Writer {
         };
         let number = self.parts.len() as i32 + 1;
         let body = self.buf.split().freeze();
-        let out = self
+        let upload = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -321,8 +346,9 @@ impl S3Writer {
             .upload_id(&id)
             .part_number(number)
             .body(ByteStream::from(body))
-            .send()
-            .await
+            .send();
+        let out = sent(&self.loc(), upload)
+            .await?
             .map_err(|e| classify(self.loc(), e))?;
         self.parts.push(
             CompletedPart::builder()
@@ -351,7 +377,8 @@ impl ObjectWriter for S3Writer {
         async move {
             if self.upload_id.is_none() {
                 let body = self.buf.split().freeze();
-                self.client
+                let put = self
+                    .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&self.key)
@@ -361,8 +388,9 @@ impl ObjectWriter for S3Writer {
                     .set_server_side_encryption(self.stamp.sse.clone())
                     .set_ssekms_key_id(self.stamp.kms_key_id.clone())
                     .body(ByteStream::from(body))
-                    .send()
-                    .await
+                    .send();
+                sent(&self.loc(), put)
+                    .await?
                     .map_err(|e| classify(self.loc(), e))?;
                 return Ok(self.total);
             }
@@ -376,17 +404,20 @@ impl ObjectWriter for S3Writer {
             let done = CompletedMultipartUpload::builder()
                 .set_parts(Some(std::mem::take(&mut self.parts)))
                 .build();
-            let res = self
+            let complete = self
                 .client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .upload_id(&id)
                 .multipart_upload(done)
-                .send()
-                .await;
-            if let Err(e) = res {
-                let err = classify(self.loc(), e);
+                .send();
+            let err = match sent(&self.loc(), complete).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(classify(self.loc(), e)),
+                Err(e) => Some(e),
+            };
+            if let Some(err) = err {
                 self.abort().await;
                 return Err(err);
             }
@@ -400,9 +431,13 @@ impl ObjectWriter for S3Writer {
         async move {
             self.buf.clear();
             if let Some(id) = self.upload_id.take() {
-                let res = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await;
-                if let Err(e) = res {
-                    tracing::warn!(bucket = %self.bucket, key = %self.key, error = %DisplayErrorContext(&e), "Could not abort a multipart upload.");
+                // Not bounded by the deadline (it has usually passed when this runs), but by a
+                // grace of its own.
+                let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send();
+                match tokio::time::timeout(super::CLEANUP_GRACE, abort).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(bucket = %self.bucket, key = %self.key, error = %DisplayErrorContext(&e), "Could not abort a multipart upload."),
+                    Err(_) => tracing::warn!(bucket = %self.bucket, key = %self.key, "No answer to aborting a multipart upload; a lifecycle rule removes it."),
                 }
             }
         }

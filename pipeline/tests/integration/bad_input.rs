@@ -249,17 +249,7 @@ fn hostile_keys_are_refused_in_a_10_000_record_event_and_every_other_object_is_r
 
 #[test]
 fn corrupt_parquet_objects_fail_with_their_reason_and_the_good_one_is_read() {
-    use arrow_array::{Int64Array, RecordBatch};
-    use std::sync::Arc;
-    let batch = RecordBatch::try_from_iter([(
-        "n",
-        Arc::new(Int64Array::from_iter_values(0..1000)) as arrow_array::ArrayRef,
-    )])
-    .unwrap();
-    let mut good = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut good, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let good = parquet_of_n(1000);
     let n = good.len();
     // The footer's length pointing past the start of the file.
     let mut bad_len = good.clone();
@@ -306,4 +296,81 @@ fn corrupt_parquet_objects_fail_with_their_reason_and_the_good_one_is_read() {
     assert_eq!(lines.lines().count(), 1000);
     assert_eq!(summary["records_out"], 1000, "{summary}");
     assert_eq!(summary["objects"], 1, "{summary}");
+}
+
+/// Issue 27: a footer declaring 10 000 nested groups overflowed the reader's stack and aborted
+/// the process (exit 134), and every other object of the invocation with it.
+#[test]
+fn a_parquet_schema_nested_ten_thousand_deep_fails_its_object_not_the_process() {
+    let good = parquet_of_n(10);
+    let deep = deep_parquet(10_000);
+    assert!(deep.len() < 120_000, "{}", deep.len());
+    let config = CONFIG.replace(
+        "format = \"ndjson\"\nschema = { n = \"int64\" }",
+        "format = \"parquet\"",
+    );
+    let s = Scratch::new(
+        &config,
+        "in",
+        &[
+            ("a-deep.parquet".to_string(), deep),
+            ("b-good.parquet".to_string(), good),
+        ],
+    );
+    let (code, summary, _) = replay_watched_code(&s);
+    assert_eq!(code, Some(1), "{summary}");
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("s3://in/a-deep.parquet: not a readable Parquet file")
+            && error.contains("its schema nests groups more than 64 levels deep"),
+        "{error}"
+    );
+    assert_eq!(summary["objects"], 1, "{summary}");
+    assert_eq!(summary["records_out"], 10, "{summary}");
+}
+
+/// A Parquet file of one int64 column `n`, 0 to `rows` - 1.
+fn parquet_of_n(rows: i64) -> Vec<u8> {
+    use arrow_array::{Int64Array, RecordBatch};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([(
+        "n",
+        Arc::new(Int64Array::from_iter_values(0..rows)) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let mut file = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    file
+}
+
+/// A Parquet file of `depth` nested groups around one leaf column: `PAR1`, a Thrift compact
+/// `FileMetaData` (version, the schema's flat element list, num_rows 0, no row groups), its
+/// length and `PAR1`.
+fn deep_parquet(depth: usize) -> Vec<u8> {
+    fn varint(mut v: u64, b: &mut Vec<u8>) {
+        while v >= 0x80 {
+            b.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        b.push(v as u8);
+    }
+    let mut meta = vec![0x15, 0x02]; // field 1 (version): i32 1
+    meta.extend([0x19, 0xfc]); // field 2 (schema): list of structs, size follows
+    varint(depth as u64 + 2, &mut meta);
+    for _ in 0..=depth {
+        // name "g", repetition REQUIRED (field 3, i32 0) except the root, num_children 1
+        meta.extend([0x35, 0x00, 0x18, 0x01, b'g', 0x15, 0x02, 0x00]);
+    }
+    // The leaf: type INT64 (field 1, i32 2), repetition REQUIRED (field 3), name "n".
+    meta.extend([0x15, 0x04, 0x25, 0x00, 0x18, 0x01, b'n', 0x00]);
+    meta.extend([0x16, 0x00]); // field 3 (num_rows): i64 0
+    meta.extend([0x19, 0x0c]); // field 4 (row_groups): empty list of structs
+    meta.push(0x00);
+    let mut file = b"PAR1".to_vec();
+    file.extend(&meta);
+    file.extend((meta.len() as u32).to_le_bytes());
+    file.extend(b"PAR1");
+    file
 }

@@ -55,6 +55,33 @@ fn validate_prints_the_plan_and_refuses_bad_configs() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// Issue 27: a filter of 8 000 OR'ed terms, or `a + a + …` of that length, aborted `validate`
+/// with a stack overflow (exit 134). The first works; the second is exit 2 with a message.
+#[test]
+fn validate_takes_long_filters_and_refuses_endless_chains_with_a_message() {
+    let cfg = example_config();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let was = "where = \"event_type <> 'view' OR latency_ms > 500\"";
+    assert!(text.contains(was), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    let ors: Vec<String> = (0..8000).map(|i| format!("latency_ms = {i}")).collect();
+    let chain = format!("latency_ms{} > 500", " + latency_ms".repeat(8000));
+    for (filter, code) in [(ors.join(" OR "), 0), (chain, 2)] {
+        std::fs::write(&file, text.replace(was, &format!("where = \"{filter}\""))).unwrap();
+        let o = sluice(&["validate", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        if code == 2 {
+            assert!(
+                stderr(&o).contains("`stage[0].where`")
+                    && stderr(&o).contains("more than 128 levels of operators"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
 #[test]
 fn replay_reports_each_failure_clearly_and_keeps_the_good_objects() {
     let out = tempfile::tempdir().unwrap();

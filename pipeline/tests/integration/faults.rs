@@ -22,6 +22,8 @@ enum Fault {
     Status(u16, &'static str),
     /// Close the connection without answering.
     Reset,
+    /// Take the request and never answer: the connection stays open until the client gives up.
+    Stall,
     /// Kinesis PutRecords: refuse every n-th entry (the first, the (n+1)-th, …) with
     /// `ProvisionedThroughputExceededException`, forwarding only the others, as a shard over its
     /// write limit does.
@@ -154,9 +156,15 @@ fn serve(conn: TcpStream, upstream: &str, rule: &Mutex<Rule>, seen: &Mutex<Vec<S
     let operation = header(&head, "x-amz-target").unwrap_or_default();
     let fault = rule.lock().unwrap().take(method, target, &operation);
     let mut line = format!("{method} {target} {operation} → {fault:?}");
+    if let Some(Fault::Stall) = fault {
+        seen.lock().unwrap().push(line);
+        // Until the client closes its end.
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+        return;
+    }
     let client = r.get_mut();
     let answer: Option<Vec<u8>> = match fault {
-        Some(Fault::Reset) => None,
+        Some(Fault::Reset | Fault::Stall) => None,
         Some(Fault::Status(status, code)) => {
             let xml = format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
@@ -626,4 +634,102 @@ async fn a_failure_and_a_retry_leave_the_objects_a_clean_run_leaves() {
         outputs(&c, &outb).await == clean,
         "the redelivery wrote other bytes"
     );
+}
+
+/// Issue 27: a GET or PUT that never gets response headers hung `replay` for good, and `serve`
+/// answered nothing after the deadline. With the function's timeout given (`--timeout 4`), the
+/// stalled request fails at the deadline, the object fails with that reason, and nothing of it
+/// is written (no object, no open upload).
+#[tokio::test]
+async fn a_stalled_request_fails_at_the_deadline_and_writes_nothing() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (_inb, outb, key, dir) = setup(&c, "stall", 2000).await;
+    let object = key.replace(' ', "%20");
+    for rule in [
+        Rule::new("GET", &object, Fault::Stall, usize::MAX),
+        Rule::new("PUT", &format!("/{outb}/"), Fault::Stall, usize::MAX),
+    ] {
+        let p = Proxy::start(&ep, rule);
+        let t = std::time::Instant::now();
+        let o = sluice(&[
+            "replay",
+            dir.path().join("pipeline.toml").to_str().unwrap(),
+            dir.path().join("event.json").to_str().unwrap(),
+            "--endpoint-url",
+            &p.url,
+            "--json",
+            "--timeout",
+            "4",
+        ]);
+        let took = t.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{took:?}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+        let summary: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let error = summary["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("before the invocation's deadline"),
+            "{summary}"
+        );
+        assert!(p.count("Stall") >= 1, "{:?}", p.seen.lock().unwrap());
+        assert!(outputs(&c, &outb).await.is_empty());
+        assert_eq!(open_uploads(&c, &outb).await, 0);
+    }
+}
+
+/// Issue 27, under `serve` with a 5-second deadline: an SQS batch of good / stalled / good
+/// answers before the deadline with the stalled message and the one not started as failures
+/// (the first one's output is written); the same stalled object in a direct S3 event is an
+/// invocation error before the deadline.
+#[tokio::test]
+async fn serve_answers_before_the_deadline_when_a_request_stalls() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb, key, _dir) = setup(&c, "stall-serve", 200).await;
+    let body: Vec<u8> = (0..200u64)
+        .flat_map(|n| clickstream_line(n).into_bytes())
+        .collect();
+    let stuck = "clickstream/faults/stuck.ndjson";
+    put(&c, &inb, stuck, body.clone()).await;
+    let msg = |k: &str, id: &str| {
+        let ev = event::s3_event(vec![event::s3_record(&inb, k, body.len() as u64, id)]);
+        event::sqs_event(&ev, id)["Records"][0].clone()
+    };
+    let sqs = serde_json::json!({"Records": [msg(&key, "m-good"), msg(stuck, "m-stuck"), msg(&key, "m-after")]});
+    let direct = event::s3_event(vec![event::s3_record(&inb, stuck, body.len() as u64, "e")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, ndjson_config(&outb, "out/", "")).unwrap();
+    let p = Proxy::start(&ep, Rule::new("GET", "stuck", Fault::Stall, usize::MAX));
+    let events = [("req-sqs", sqs.to_string()), ("req-s3", direct.to_string())];
+    let (answers, logs) = crate::serve::run_serve(&cfg, &p.url, &events, 5_000, 30);
+    assert_eq!(answers.len(), 2, "{answers:?}\n{logs}");
+    assert_eq!(
+        (answers[0].0.as_str(), answers[0].1.as_str()),
+        ("req-sqs", "response")
+    );
+    let r: serde_json::Value = serde_json::from_str(&answers[0].2).unwrap();
+    assert_eq!(
+        r,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-stuck"}, {"itemIdentifier": "m-after"}]}),
+        "{logs}"
+    );
+    assert_eq!(
+        (answers[1].0.as_str(), answers[1].1.as_str()),
+        ("req-s3", "error")
+    );
+    assert!(answers[1].2.contains("deadline"), "{}", answers[1].2);
+    // The good object's output was written (once: the message not started wrote nothing).
+    assert_eq!(
+        keys(&c, &outb).await.len(),
+        1,
+        "{:?}",
+        keys(&c, &outb).await
+    );
+    assert_eq!(open_uploads(&c, &outb).await, 0);
 }

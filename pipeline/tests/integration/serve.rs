@@ -14,6 +14,11 @@ use crate::support::*;
 struct State {
     queue: Vec<(String, String)>,
     answers: Vec<(String, String, String)>,
+    /// Each invocation's deadline, this many milliseconds after it is handed out.
+    deadline_ms: u128,
+    /// The deadline of each invocation handed out, and the ids answered after theirs.
+    deadlines: std::collections::HashMap<String, std::time::Instant>,
+    late: Vec<String>,
 }
 
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>)> {
@@ -54,11 +59,17 @@ fn serve_conn(stream: TcpStream, state: Arc<Mutex<State>>) {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             };
             let (id, ev) = next;
+            {
+                let mut st = state.lock().unwrap();
+                let at = std::time::Instant::now()
+                    + std::time::Duration::from_millis(st.deadline_ms as u64);
+                st.deadlines.insert(id.clone(), at);
+            }
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 60_000;
+                + state.lock().unwrap().deadline_ms;
             let _ = write!(
                 w,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:sluice\r\nLambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1\r\nContent-Length: {}\r\n\r\n{ev}",
@@ -71,17 +82,90 @@ fn serve_conn(stream: TcpStream, state: Arc<Mutex<State>>) {
                 "error"
             };
             let id = path.split('/').nth(4).unwrap_or("").to_string();
-            state.lock().unwrap().answers.push((
+            let mut st = state.lock().unwrap();
+            if st
+                .deadlines
+                .get(&id)
+                .is_some_and(|d| std::time::Instant::now() > *d)
+            {
+                st.late.push(id.clone());
+            }
+            st.answers.push((
                 id,
                 kind.to_string(),
                 String::from_utf8_lossy(&body).into_owned(),
             ));
+            drop(st);
             let _ = write!(
                 w,
                 "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{{\"status\":\"OK\"}}"
             );
         }
     }
+}
+
+/// `sluice serve` with `cfg` and S3 at `endpoint`, handed `events` (request id, body) in order
+/// by a Runtime API whose invocations have `deadline_ms` each, until all are answered or `wait_s`
+/// seconds pass: the answers (request id, `response` or `error`, body) and the function's logs.
+/// Every answer must come before its invocation's deadline.
+pub(crate) fn run_serve(
+    cfg: &std::path::Path,
+    endpoint: &str,
+    events: &[(&str, String)],
+    deadline_ms: u128,
+    wait_s: u64,
+) -> (Vec<(String, String, String)>, String) {
+    let state = Arc::new(Mutex::new(State {
+        // Popped from the end.
+        queue: events
+            .iter()
+            .rev()
+            .map(|(id, ev)| (id.to_string(), ev.clone()))
+            .collect(),
+        deadline_ms,
+        ..State::default()
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let st = state.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let st = st.clone();
+            std::thread::spawn(move || serve_conn(s, st));
+        }
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .env("SLUICE_CONFIG", cfg)
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sluice")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        // Credentials the logs must never show (moto takes any), at the default log level.
+        .env("AWS_ACCESS_KEY_ID", "AKIASLUICENEVERLOGGED")
+        .env("AWS_SECRET_ACCESS_KEY", "sluice/secret+never/logged")
+        .env("AWS_SESSION_TOKEN", "sluice-session-token-never-logged")
+        .env_remove("SLUICE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while state.lock().unwrap().answers.len() < events.len() && t0.elapsed().as_secs() < wait_s {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let answers = std::mem::take(&mut state.lock().unwrap().answers);
+    let late = std::mem::take(&mut state.lock().unwrap().late);
+    assert!(
+        late.is_empty(),
+        "answered after the deadline: {late:?}\n{logs}"
+    );
+    (answers, logs)
 }
 
 #[tokio::test]
@@ -118,50 +202,14 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         .map(|l| ("k".to_string(), l.to_vec()))
         .collect();
     let kinesis = event::kinesis_event("clicks", &lines);
-    let state = Arc::new(Mutex::new(State::default()));
-    // Popped from the end: good, then missing, then the SQS batch, then the Kinesis batch.
-    state.lock().unwrap().queue = vec![
-        ("req-4".into(), kinesis.to_string()),
-        ("req-3".into(), sqs_mixed.to_string()),
-        ("req-2".into(), missing.to_string()),
-        ("req-1".into(), good.to_string()),
+    // Handed out in order: good, then missing, then the SQS batch, then the Kinesis batch.
+    let events = [
+        ("req-1", good.to_string()),
+        ("req-2", missing.to_string()),
+        ("req-3", sqs_mixed.to_string()),
+        ("req-4", kinesis.to_string()),
     ];
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let st = state.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            let st = st.clone();
-            std::thread::spawn(move || serve_conn(s, st));
-        }
-    });
-
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .env("SLUICE_CONFIG", &cfg)
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "sluice")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_ENDPOINT_URL", &ep)
-        // Credentials the logs must never show (moto takes any), at the default log level.
-        .env("AWS_ACCESS_KEY_ID", "AKIASLUICENEVERLOGGED")
-        .env("AWS_SECRET_ACCESS_KEY", "sluice/secret+never/logged")
-        .env("AWS_SESSION_TOKEN", "sluice-session-token-never-logged")
-        .env_remove("SLUICE_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while state.lock().unwrap().answers.len() < 4 && t0.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let logs =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let answers = std::mem::take(&mut state.lock().unwrap().answers);
+    let (answers, logs) = run_serve(&cfg, &ep, &events, 60_000, 60);
     assert_eq!(answers.len(), 4, "{answers:?}\n{logs}");
 
     assert_eq!(

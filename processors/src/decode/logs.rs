@@ -329,9 +329,7 @@ impl LogDecoderBuilder {
     /// A `lines` decoder: each named group of `pattern` is a column, typed by `types` where listed
     /// (otherwise string). Lines that do not match are rejects.
     pub fn pattern(pattern: &str, types: &[(String, DataType)]) -> Result<Self, Error> {
-        let regex = Regex::new(pattern).map_err(|e| {
-            Error::Schema(format!("`pattern` is not a valid regular expression: {e}"))
-        })?;
+        let regex = crate::pattern::compile(pattern, "`pattern`").map_err(Error::Schema)?;
         let names: Vec<&str> = regex.capture_names().flatten().collect();
         if names.is_empty() {
             return Err(Error::Schema(

@@ -11,6 +11,7 @@ pub mod jsondoc;
 mod lines;
 pub mod logs;
 pub mod ndjson;
+pub mod parquet_footer;
 mod row;
 pub mod timestamp;
 

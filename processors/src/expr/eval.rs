@@ -234,15 +234,26 @@ impl Planner<'_> {
                 list,
                 negated,
             } => {
-                let mut acc: Option<Node> = None;
+                let mut terms = Vec::with_capacity(list.len());
                 for item in list {
-                    let (eq, _) = self.binary(BinOp::Eq, expr, item, item.offset)?;
-                    acc = Some(match acc {
-                        None => eq,
-                        Some(prev) => Node::Or(Box::new(prev), Box::new(eq)),
-                    });
+                    terms.push(self.binary(BinOp::Eq, expr, item, item.offset)?.0);
                 }
-                let n = acc.ok_or_else(|| self.err(e.offset, "IN needs at least one value"))?;
+                // A balanced tree of ORs: `x IN (…8 000 values…)` is 13 levels deep, not 8 000
+                // (evaluation recurses once per level).
+                while terms.len() > 1 {
+                    let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+                    let mut it = terms.into_iter();
+                    while let Some(l) = it.next() {
+                        next.push(match it.next() {
+                            Some(r) => Node::Or(Box::new(l), Box::new(r)),
+                            None => l,
+                        });
+                    }
+                    terms = next;
+                }
+                let n = terms
+                    .pop()
+                    .ok_or_else(|| self.err(e.offset, "IN needs at least one value"))?;
                 Ok((
                     if *negated { Node::Not(Box::new(n)) } else { n },
                     DataType::Boolean,

@@ -161,8 +161,8 @@ pub(crate) fn plan(
         "regexp_match" => {
             arity(p, name, args, 2, offset)?;
             let pat = string_literal(p, &args[1], "the regexp_match pattern")?;
-            let re = Regex::new(pat)
-                .map_err(|e| p.err(args[1].offset, format!("invalid regular expression: {e}")))?;
+            let re = crate::pattern::compile(pat, "regexp_match's pattern")
+                .map_err(|e| p.err(args[1].offset, e))?;
             (
                 Func::RegexpMatch(re),
                 vec![p.string(&args[0], name)?],

@@ -354,14 +354,76 @@ pub fn parse(src: &str) -> Result<Expr, Error> {
         toks,
         pos: 0,
         depth: 0,
+        levels: 0,
     };
     let e = p.expr()?;
-    match p.peek() {
-        Tok::End => Ok(e),
-        t => Err(p.err_here(format!(
+    if let Tok::End = p.peek() {
+    } else {
+        return Err(p.err_here(format!(
             "unexpected {} after a complete expression",
-            describe(t)
-        ))),
+            describe(p.peek())
+        )));
+    }
+    let levels = tree_depth(&e);
+    if levels > MAX_TREE_DEPTH {
+        return Err(too_deep(src, e.offset));
+    }
+    Ok(e)
+}
+
+/// Most levels of operators in one expression: `a + b + c` is 2, `(a OR b) AND c` 2; a chain of
+/// ANDs or ORs is a balanced tree (`log2` of its terms: 8 000 terms are 13 levels). Everything
+/// that reads an expression (type checking, evaluation) recurses once per level, so this bounds
+/// their stack whatever the input.
+pub const MAX_TREE_DEPTH: usize = 128;
+
+fn too_deep(src: &str, offset: usize) -> Error {
+    err(
+        src,
+        offset,
+        format!(
+            "expression has more than {MAX_TREE_DEPTH} levels of operators (a chain of that many \
+             `+`, `-`, `*`, `/` or `||`, or nesting that deep); split it across select columns"
+        ),
+    )
+}
+
+/// The levels of operators in `e`, counted without recursion.
+fn tree_depth(e: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        stack.extend(e.children().into_iter().map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+impl Expr {
+    /// The expressions directly under this one.
+    pub fn children(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Literal(_) | ExprKind::Column(_) => Vec::new(),
+            ExprKind::Binary { left, right, .. } => vec![left, right],
+            ExprKind::Not(e) | ExprKind::Neg(e) | ExprKind::Cast { expr: e, .. } => vec![e],
+            ExprKind::IsNull { expr, .. } => vec![expr],
+            ExprKind::InList { expr, list, .. } => {
+                std::iter::once(&**expr).chain(list.iter()).collect()
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => vec![expr, low, high],
+            ExprKind::Like { expr, pattern, .. } => vec![expr, pattern],
+            ExprKind::Case {
+                branches,
+                otherwise,
+            } => branches
+                .iter()
+                .flat_map(|(w, t)| [w, t])
+                .chain(otherwise.as_deref())
+                .collect(),
+            ExprKind::Call { args, .. } => args.iter().collect(),
+        }
     }
 }
 
@@ -389,7 +451,11 @@ struct Parser<'a> {
     src: &'a str,
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    /// How deep the parser itself has recursed (parentheses, NOT, signs, arguments).
     depth: usize,
+    /// Levels of operators above the current point (chains of `+ - * / % ||` and of AND/OR), so
+    /// that no tree deeper than [`MAX_TREE_DEPTH`] is ever built, even to be refused.
+    levels: usize,
 }
 
 impl Parser<'_> {
@@ -454,25 +520,41 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, Error> {
-        let mut l = self.and()?;
-        while self.is_kw("or") {
-            let offset = self.offset();
-            self.bump();
-            let r = self.and()?;
-            l = bin(BinOp::Or, l, r, offset);
-        }
-        Ok(l)
+        self.logical(BinOp::Or, "or", Self::and)
     }
 
     fn and(&mut self) -> Result<Expr, Error> {
-        let mut l = self.not()?;
-        while self.is_kw("and") {
+        self.logical(BinOp::And, "and", Self::not)
+    }
+
+    /// A chain of `op` (AND or OR) over `operand`s, as a balanced tree: both are associative in
+    /// three-valued logic, and the right side of each is evaluated only for the rows its left side
+    /// leaves open, so `a OR b OR c OR d` as `(a OR b) OR (c OR d)` gives the same rows and
+    /// errors as read left to right, with 8 000 terms 13 levels deep instead of 8 000.
+    fn logical(
+        &mut self,
+        op: BinOp,
+        kw: &str,
+        operand: fn(&mut Self) -> Result<Expr, Error>,
+    ) -> Result<Expr, Error> {
+        let first = operand(self)?;
+        if !self.is_kw(kw) {
+            return Ok(first);
+        }
+        let base = self.levels;
+        let mut terms = vec![(first, 0)];
+        while self.is_kw(kw) {
             let offset = self.offset();
             self.bump();
-            let r = self.not()?;
-            l = bin(BinOp::And, l, r, offset);
+            // The levels the balanced tree has so far above its terms.
+            self.levels = base + (terms.len() + 1).next_power_of_two().trailing_zeros() as usize;
+            if self.levels > MAX_TREE_DEPTH {
+                return Err(too_deep(self.src, offset));
+            }
+            terms.push((operand(self)?, offset));
         }
-        Ok(l)
+        self.levels = base;
+        Ok(balanced(op, terms))
     }
 
     fn not(&mut self) -> Result<Expr, Error> {
@@ -590,45 +672,51 @@ impl Parser<'_> {
     /// `||` binds looser than `+ -` and tighter than comparisons, as in PostgreSQL and DuckDB:
     /// `'a' || 1 + 2` is `'a3'`.
     fn concat(&mut self) -> Result<Expr, Error> {
-        let mut l = self.additive()?;
-        while *self.peek() == Tok::Op("||") {
-            let offset = self.offset();
-            self.bump();
-            let r = self.additive()?;
-            l = bin(BinOp::Concat, l, r, offset);
-        }
-        Ok(l)
+        self.chain(Self::additive, |t| match t {
+            Tok::Op("||") => Some(BinOp::Concat),
+            _ => None,
+        })
     }
 
     fn additive(&mut self) -> Result<Expr, Error> {
-        let mut l = self.multiplicative()?;
-        loop {
-            let offset = self.offset();
-            let op = match self.peek() {
-                Tok::Op("+") => BinOp::Add,
-                Tok::Op("-") => BinOp::Sub,
-                _ => return Ok(l),
-            };
-            self.bump();
-            let r = self.multiplicative()?;
-            l = bin(op, l, r, offset);
-        }
+        self.chain(Self::multiplicative, |t| match t {
+            Tok::Op("+") => Some(BinOp::Add),
+            Tok::Op("-") => Some(BinOp::Sub),
+            _ => None,
+        })
     }
 
     fn multiplicative(&mut self) -> Result<Expr, Error> {
-        let mut l = self.unary()?;
-        loop {
+        self.chain(Self::unary, |t| match t {
+            Tok::Star => Some(BinOp::Mul),
+            Tok::Op("/") => Some(BinOp::Div),
+            Tok::Op("%") => Some(BinOp::Rem),
+            _ => None,
+        })
+    }
+
+    /// A left-associative chain of operators (`a - b - c` is `(a - b) - c`, and floating-point
+    /// sums keep SQL's left-to-right rounding), each one level deeper than the last: refused
+    /// past [`MAX_TREE_DEPTH`] levels before the tree grows any deeper.
+    fn chain(
+        &mut self,
+        operand: fn(&mut Self) -> Result<Expr, Error>,
+        op_of: fn(&Tok) -> Option<BinOp>,
+    ) -> Result<Expr, Error> {
+        let base = self.levels;
+        let mut l = operand(self)?;
+        while let Some(op) = op_of(self.peek()) {
             let offset = self.offset();
-            let op = match self.peek() {
-                Tok::Star => BinOp::Mul,
-                Tok::Op("/") => BinOp::Div,
-                Tok::Op("%") => BinOp::Rem,
-                _ => return Ok(l),
-            };
             self.bump();
-            let r = self.unary()?;
+            self.levels += 1;
+            if self.levels > MAX_TREE_DEPTH {
+                return Err(too_deep(self.src, offset));
+            }
+            let r = operand(self)?;
             l = bin(op, l, r, offset);
         }
+        self.levels = base;
+        Ok(l)
     }
 
     fn unary(&mut self) -> Result<Expr, Error> {
@@ -840,6 +928,29 @@ impl Parser<'_> {
             },
             offset,
         })
+    }
+}
+
+/// `terms` (each with the offset of the operator before it) joined by `op` as a balanced tree,
+/// in order.
+fn balanced(op: BinOp, mut terms: Vec<(Expr, usize)>) -> Expr {
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        let mut it = terms.into_iter();
+        while let Some((l, at)) = it.next() {
+            next.push(match it.next() {
+                Some((r, offset)) => (bin(op, l, r, offset), at),
+                None => (l, at),
+            });
+        }
+        terms = next;
+    }
+    match terms.pop() {
+        Some((e, _)) => e,
+        None => Expr {
+            kind: ExprKind::Literal(Literal::Null),
+            offset: 0,
+        },
     }
 }
 

@@ -116,6 +116,11 @@ pub struct InputConfig {
     /// Longest accepted record line in bytes (default 4 MiB); longer lines are rejects.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// Without `schema`: most columns inferred (nested fields one by one; default 1 000). An
+    /// NDJSON line with more fields is a reject; more among the first records, or a wider CSV,
+    /// fails the object with a message to declare `schema`.
+    #[serde(default = "default_max_inferred_columns")]
+    pub max_inferred_columns: usize,
     /// A compressed object may inflate to 512 MiB, and past that to at most this many times the
     /// compressed bytes read so far (default 100; real logs and NDJSON inflate 5–50×, a gzip bomb
     /// ~1000×): more is refused as a decompression bomb. `0` turns the check off.
@@ -126,6 +131,28 @@ pub struct InputConfig {
     /// object fails, so Lambda retries the event and then dead-letters it).
     #[serde(default)]
     pub on_missing: OnMissing,
+}
+
+impl InputConfig {
+    /// Input of `format`, every other setting at its default.
+    pub fn new(format: impl Into<String>) -> Self {
+        InputConfig {
+            format: format.into(),
+            pattern: None,
+            records: None,
+            header: None,
+            delimiter: None,
+            compression: Compression::default(),
+            buckets: Vec::new(),
+            keys: Vec::new(),
+            schema: None,
+            batch_rows: default_batch_rows(),
+            max_line_bytes: default_max_line_bytes(),
+            max_inferred_columns: default_max_inferred_columns(),
+            max_inflate_ratio: default_max_inflate_ratio(),
+            on_missing: OnMissing::default(),
+        }
+    }
 }
 
 /// `[input] on_missing`.
@@ -148,6 +175,10 @@ fn default_max_inflate_ratio() -> u64 {
 
 fn default_max_line_bytes() -> usize {
     sluice_processors::decode::ndjson::DEFAULT_MAX_LINE_BYTES
+}
+
+fn default_max_inferred_columns() -> usize {
+    sluice_processors::decode::ndjson::DEFAULT_MAX_INFERRED_COLUMNS
 }
 
 /// `[input] compression`.
@@ -193,6 +224,10 @@ pub enum StageConfig {
         /// Most groups held (default 1 000 000); more is an error naming this setting.
         #[serde(default = "default_max_groups")]
         max_groups: usize,
+        /// Most distinct values each `count_distinct` keeps, over all its groups (default
+        /// 1 000 000, ~40 MB); more is an error naming `approx_count_distinct`.
+        #[serde(default = "default_max_distinct_values")]
+        max_distinct_values: usize,
     },
     /// Renditions of each image (`[input] format = "image"`; the first stage).
     Resize(ResizeConfig),
@@ -304,6 +339,10 @@ pub struct WindowConfig {
 
 fn default_max_groups() -> usize {
     sluice_processors::aggregate::DEFAULT_MAX_GROUPS
+}
+
+fn default_max_distinct_values() -> usize {
+    sluice_processors::aggregate::DEFAULT_MAX_DISTINCT_VALUES
 }
 
 /// `[output]`.
@@ -642,7 +681,8 @@ impl Plan {
         let ndjson = || {
             let b = NdjsonDecoder::builder()
                 .with_batch_rows(input.batch_rows)
-                .with_max_line_bytes(input.max_line_bytes);
+                .with_max_line_bytes(input.max_line_bytes)
+                .with_max_inferred_columns(input.max_inferred_columns);
             match &self.schema {
                 Some(s) => b.with_schema(s.clone()),
                 None => b,
@@ -1128,6 +1168,12 @@ impl Plan {
                 "must be between 1 and 1048576",
             ));
         }
+        if input.max_inferred_columns == 0 {
+            return Err(cx.err(
+                &[Seg::Key("input"), Seg::Key("max_inferred_columns")],
+                "must be at least 1 (the default is 1000)",
+            ));
+        }
         if input.max_line_bytes == 0 {
             return Err(cx.err(
                 &[Seg::Key("input"), Seg::Key("max_line_bytes")],
@@ -1244,7 +1290,8 @@ impl Plan {
                     .with_header(input.header.unwrap_or(true))
                     .with_delimiter(delimiter)
                     .with_batch_rows(input.batch_rows)
-                    .with_max_record_bytes(input.max_line_bytes);
+                    .with_max_record_bytes(input.max_line_bytes)
+                    .with_max_inferred_columns(input.max_inferred_columns);
                 if let Some(s) = &declared {
                     for f in s.fields() {
                         if matches!(f.data_type(), arrow_schema::DataType::Struct(_)) {
@@ -1405,6 +1452,7 @@ impl Plan {
                     window,
                     measures,
                     max_groups,
+                    max_distinct_values,
                 } => {
                     let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(i), Seg::Key(k)];
                     if measures.0.is_empty() {
@@ -1446,6 +1494,9 @@ impl Plan {
                     if *max_groups == 0 {
                         return Err(cx.err(&at("max_groups"), "must be at least 1"));
                     }
+                    if *max_distinct_values == 0 {
+                        return Err(cx.err(&at("max_distinct_values"), "must be at least 1"));
+                    }
                     let d = format!(
                         "aggregate by {}{} → {}",
                         if group_by.is_empty() {
@@ -1470,6 +1521,7 @@ impl Plan {
                             window,
                             measures: measures.0.clone(),
                             max_groups: *max_groups,
+                            max_distinct_values: *max_distinct_values,
                         }),
                         d,
                         "measures",

@@ -169,6 +169,8 @@ pub struct Handler {
     /// The deadline of an event handled without one: this long after it starts (a function's
     /// timeout, for replay).
     timeout: Option<std::time::Duration>,
+    /// The memory budget in MB ([`crate::budget`]).
+    memory_mb: u64,
 }
 
 impl std::fmt::Debug for Handler {
@@ -191,7 +193,15 @@ impl Handler {
             extra: Vec::new(),
             clock,
             timeout: None,
+            memory_mb: crate::budget::memory_mb(),
         }
+    }
+
+    /// The memory budget, in MB, in place of the one from the environment
+    /// ([`crate::budget::memory_mb`]): what `sluice replay --memory-mb` sets.
+    pub fn with_memory_mb(mut self, mb: u64) -> Self {
+        self.memory_mb = mb.max(crate::budget::MIN_MEMORY_MB);
+        self
     }
 
     /// Give every event handled without a deadline one, `timeout` after it starts, as a Lambda
@@ -216,7 +226,8 @@ impl Handler {
             &self.output,
             self.streams.as_ref(),
             base,
-        );
+        )
+        .with_memory(crate::budget::writers_bytes(self.memory_mb));
         let outputs = match &self.plan.index {
             Some(_) => outputs.with_stats(),
             None => outputs,

@@ -64,6 +64,7 @@ mod aws;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod bench;
+pub mod budget;
 pub mod catalog;
 pub mod config;
 mod error;

@@ -62,6 +62,10 @@ enum Command {
         /// redelivery). Default: no deadline.
         #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
         timeout: Option<std::time::Duration>,
+        /// The function's memory size in MB, the budget the output files share (default:
+        /// $SLUICE_MEMORY_MB, else 1024).
+        #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(128..=10240))]
+        memory_mb: Option<u64>,
     },
     /// The Lambda runtime loop (what the deployed bootstrap runs).
     Serve {
@@ -214,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             bisect_on_error,
             on_failure,
             timeout,
+            memory_mb,
         } => {
             let pipeline = match Pipeline::load(&config) {
                 Ok(p) => p,
@@ -251,6 +256,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .await;
             let handler = match timeout {
                 Some(t) => handler.with_timeout(t),
+                None => handler,
+            };
+            let handler = match memory_mb {
+                Some(mb) => handler.with_memory_mb(mb),
                 None => handler,
             };
             let print = |s: &sluice_pipeline::handler::Summary| -> anyhow::Result<()> {

@@ -193,6 +193,11 @@ pub fn resolve(
 /// Adapts an [`ObjectWriter`] to Parquet's async writer.
 struct PqSink {
     inner: Box<dyn ObjectWriter>,
+    /// What `inner` holds in memory after the last write (for the budget).
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set while the budget relieves this file: after the row group is written, send what
+    /// the store holds too.
+    pressed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn external(e: Error) -> ParquetError {
@@ -201,7 +206,16 @@ fn external(e: Error) -> ParquetError {
 
 impl AsyncFileWriter for PqSink {
     fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
-        self.inner.write(bs).map(|r| r.map_err(external)).boxed()
+        use std::sync::atomic::Ordering;
+        async move {
+            self.inner.write(bs).await.map_err(external)?;
+            if self.pressed.swap(false, Ordering::Relaxed) {
+                self.inner.flush_part().await.map_err(external)?;
+            }
+            self.held.store(self.inner.buffered(), Ordering::Relaxed);
+            Ok(())
+        }
+        .boxed()
     }
     fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
         self.inner
@@ -222,7 +236,42 @@ enum FileWriter {
 struct OpenFile {
     writer: FileWriter,
     location: String,
+    /// What the store holds of a Parquet file's bytes (see [`PqSink`]).
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    pressed: Arc<std::sync::atomic::AtomicBool>,
 }
+
+impl OpenFile {
+    /// Bytes this file holds in memory: a Parquet row group in progress, an NDJSON file's gzip
+    /// block, and what the store has not sent yet.
+    fn held(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        match &self.writer {
+            FileWriter::Parquet(w) => w.memory_size() + self.held.load(Ordering::Relaxed),
+            FileWriter::Ndjson { sink, gzip } => {
+                sink.buffered() + gzip.as_ref().map_or(0, |g| g.get_ref().len())
+            }
+        }
+    }
+
+    /// Free what can be freed: close a Parquet row group, send what the store holds.
+    async fn relieve(&mut self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        match &mut self.writer {
+            FileWriter::Parquet(w) => {
+                self.pressed.store(true, Ordering::Relaxed);
+                w.flush().await?;
+                self.pressed.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            FileWriter::Ndjson { sink, .. } => sink.flush_part().await,
+        }
+    }
+}
+
+/// Under memory pressure, a file holding less than this (256 KiB) is left as it is (see
+/// [`Outputs::with_memory`]).
+pub const RELIEF_FLOOR_BYTES: usize = 256 << 10;
 
 /// Parquet's `Content-Type`.
 pub const PARQUET_TYPE: &str = "application/vnd.apache.parquet";
@@ -260,6 +309,8 @@ pub struct Outputs {
     index: Option<IndexSink>,
     /// Per-column statistics of the rows written, for the catalog.
     stats: Option<sluice_processors::stats::ColumnStats>,
+    /// Most bytes the open files may hold in memory together (see [`Self::with_memory`]).
+    memory: Option<usize>,
 }
 
 /// Rows written are also indexed: `{output}/_index/terms/{base}.parquet` and `_index/docs/`.
@@ -355,7 +406,51 @@ impl Outputs {
             #[cfg(feature = "index")]
             index: None,
             stats: None,
+            memory: None,
         }
+    }
+
+    /// Hold at most `bytes` in memory across the open files (row groups in progress, S3 parts
+    /// being gathered): past it, the file holding the most writes out its row group (and its
+    /// part, once S3's 5 MiB minimum is met), then the next, until under it. Without this, each
+    /// of 64 partitions may hold a 32 MiB row group.
+    pub fn with_memory(mut self, bytes: usize) -> Self {
+        self.memory = Some(bytes);
+        self
+    }
+
+    /// Bring what the open files hold under the budget, largest first. Once over it, files are
+    /// relieved until they hold three quarters of it, so the next batches do not each relieve
+    /// one file again (64 files: one pass over them per batch at most).
+    async fn relieve(&mut self) -> Result<(), Error> {
+        let Some(budget) = self.memory else {
+            return Ok(());
+        };
+        let mut held: Vec<(usize, &String)> =
+            self.files.iter().map(|(p, f)| (f.held(), p)).collect();
+        let mut total: usize = held.iter().map(|(h, _)| h).sum();
+        if total <= budget {
+            return Ok(());
+        }
+        held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        // A file holding less than this is not worth a row group of its own: closing it frees
+        // little (a writer's own overhead stays) and leaves a file of many tiny row groups, each
+        // with metadata kept to the end. So each open file may hold up to this beyond the budget.
+        let floor = RELIEF_FLOOR_BYTES;
+        let mut order = Vec::new();
+        for (h, part) in held {
+            if total <= budget / 4 * 3 || h < floor {
+                break;
+            }
+            total -= h;
+            order.push(part.clone());
+        }
+        for part in order {
+            if let Some(f) = self.files.get_mut(&part) {
+                f.relieve().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Also keep per-column statistics of the rows written (see [`Self::column_stats`]).
@@ -469,10 +564,17 @@ impl Outputs {
             .create(&self.bucket, &key, ObjectMeta::typed(content_type))
             .await?;
         let location = self.store.location(&self.bucket, &key);
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pressed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = match self.config.format {
             OutputFormat::Parquet => {
                 let props = self.properties();
-                let w = AsyncArrowWriter::try_new(PqSink { inner: sink }, schema, Some(props))?;
+                let sink = PqSink {
+                    inner: sink,
+                    held: held.clone(),
+                    pressed: pressed.clone(),
+                };
+                let w = AsyncArrowWriter::try_new(sink, schema, Some(props))?;
                 FileWriter::Parquet(Box::new(w))
             }
             OutputFormat::Ndjson => {
@@ -485,8 +587,15 @@ impl Outputs {
                 }
             }
         };
-        self.files
-            .insert(part.to_string(), OpenFile { writer, location });
+        self.files.insert(
+            part.to_string(),
+            OpenFile {
+                writer,
+                location,
+                held,
+                pressed,
+            },
+        );
         self.order.push(part.to_string());
         Ok(())
     }
@@ -510,7 +619,8 @@ impl Outputs {
             None => {}
         }
         if self.config.partition_by.is_empty() {
-            return self.write_part("", batch).await;
+            self.write_part("", batch).await?;
+            return self.relieve().await;
         }
         let (groups, data) = split(batch, &self.config.partition_by)?;
         for (part, idx) in groups {
@@ -520,7 +630,7 @@ impl Outputs {
                 })?;
             self.write_part(&part, &rows).await?;
         }
-        Ok(())
+        self.relieve().await
     }
 
     async fn write_part(&mut self, part: &str, batch: &RecordBatch) -> Result<(), Error> {

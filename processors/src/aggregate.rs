@@ -114,12 +114,27 @@ enum State {
     Hll(Vec<u8>, RowConverter),
 }
 
+/// Most distinct (group, value) pairs one `count_distinct` keeps, unless configured otherwise.
+/// 6 million short values took 230 MiB; a million is about 40 MB.
+pub const DEFAULT_MAX_DISTINCT_VALUES: usize = 1_000_000;
+
 /// (group, value bytes) pairs, the bytes kept in one arena so an insert allocates nothing per value.
-#[derive(Default)]
 struct DistinctSet {
     /// (group, start, end) into `arena`.
     table: HashTable<(u32, u32, u32)>,
     arena: Vec<u8>,
+    /// Most pairs kept.
+    max: usize,
+}
+
+impl Default for DistinctSet {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            arena: Vec::new(),
+            max: DEFAULT_MAX_DISTINCT_VALUES,
+        }
+    }
 }
 
 impl DistinctSet {
@@ -149,6 +164,14 @@ impl DistinctSet {
             .is_some()
         {
             return Ok(false);
+        }
+        if self.table.len() >= self.max {
+            return Err(Error::Compute(format!(
+                "count_distinct keeps more than {} distinct values (over all its groups), the limit \
+                 set by `max_distinct_values`: use approx_count_distinct (HyperLogLog: within about \
+                 1.6%, 4 KiB per group), or raise the limit if the memory is there",
+                self.max
+            )));
         }
         let too_big = || {
             Error::Compute(
@@ -197,6 +220,19 @@ fn sorted_groups(rows: &Rows) -> Vec<u32> {
             .then_with(|| rows.row(a.1 as usize).cmp(&rows.row(b.1 as usize)))
     });
     keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+impl Aggregate {
+    /// Keep at most `n` distinct values in each `count_distinct` (default
+    /// [`DEFAULT_MAX_DISTINCT_VALUES`]); more is an error that names `approx_count_distinct`.
+    pub fn with_max_distinct_values(mut self, n: usize) -> Self {
+        for m in &mut self.measures {
+            if let State::Distinct(set, ..) = &mut m.state {
+                set.max = n.max(1);
+            }
+        }
+        self
+    }
 }
 
 /// A compiled aggregate.
@@ -1259,6 +1295,8 @@ pub struct AggregateFactory {
     pub measures: Vec<(String, String)>,
     /// Most groups held.
     pub max_groups: usize,
+    /// Most distinct values each `count_distinct` keeps.
+    pub max_distinct_values: usize,
 }
 
 impl StageFactory for AggregateFactory {
@@ -1266,13 +1304,16 @@ impl StageFactory for AggregateFactory {
         "aggregate"
     }
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Stage>, Error> {
-        Ok(Box::new(Aggregate::new(
-            &self.group_by,
-            self.window.as_ref(),
-            &self.measures,
-            self.max_groups,
-            input,
-        )?))
+        Ok(Box::new(
+            Aggregate::new(
+                &self.group_by,
+                self.window.as_ref(),
+                &self.measures,
+                self.max_groups,
+                input,
+            )?
+            .with_max_distinct_values(self.max_distinct_values),
+        ))
     }
     fn per_invocation(&self) -> bool {
         true
@@ -1716,6 +1757,49 @@ mod tests {
             rejects[0].reason
         );
         assert!(String::from_utf8_lossy(&rejects[0].raw).contains("9223372036854775807"));
+    }
+
+    /// Issue 27: an exact count_distinct over 6 million values took 230 MiB and nothing bounded
+    /// it. Past `max_distinct_values` (over all groups) it is an error that names the way out;
+    /// repeated values do not count, and approx_count_distinct has no such limit.
+    #[test]
+    fn count_distinct_keeps_at_most_its_limit_of_values() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Int64, false),
+            Field::new("u", DataType::Int64, false),
+        ]));
+        let batch = |from: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(
+                        (from..from + 500).map(|v| v % 2),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(from..from + 500)),
+                ],
+            )
+            .unwrap()
+        };
+        let make = |m: &str| {
+            Aggregate::new(&["g".into()], None, &[("d".into(), m.into())], 10, &schema)
+                .unwrap()
+                .with_max_distinct_values(1000)
+        };
+        let mut agg = make("count_distinct(u)");
+        let mut out = Vec::new();
+        agg.push(batch(0), &mut out).unwrap();
+        agg.push(batch(500), &mut out).unwrap();
+        // The same values again: nothing new to keep.
+        agg.push(batch(0), &mut out).unwrap();
+        let e = agg.push(batch(1000), &mut out).unwrap_err().to_string();
+        assert!(
+            e.starts_with("count_distinct keeps more than 1000 distinct values (over all its groups), the limit set by `max_distinct_values`: use approx_count_distinct"),
+            "{e}"
+        );
+        let mut approx = make("approx_count_distinct(u)");
+        for from in (0..5000).step_by(500) {
+            approx.push(batch(from), &mut out).unwrap();
+        }
     }
 
     #[test]

@@ -77,13 +77,6 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
     let config = PipelineConfig {
         name: "tagged-slow-requests".into(),
         input: InputConfig {
-            format: "ndjson".into(),
-            pattern: None,
-            records: None,
-            header: None,
-            delimiter: None,
-            compression: Default::default(),
-            buckets: vec![],
             keys: vec!["clickstream/**".into()],
             schema: Some(OrderedMap(
                 schema
@@ -91,10 +84,7 @@ pub fn pipeline(env: &str) -> Result<Pipeline, sluice_pipeline::ConfigError> {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             )),
-            batch_rows: 8192,
-            max_line_bytes: 4 << 20,
-            max_inflate_ratio: 100,
-            on_missing: Default::default(),
+            ..InputConfig::new("ndjson")
         },
         stages: vec![StageConfig::Filter {
             predicate: "latency_ms > 1000".into(),

@@ -207,6 +207,15 @@ pub trait ObjectWriter: Send {
     fn complete(&mut self) -> BoxFuture<'_, Result<u64, Error>>;
     /// Give up: nothing (and no partial object) is left behind.
     fn abort(&mut self) -> BoxFuture<'_, ()>;
+    /// Bytes written but held in memory, not yet sent (an S3 part being gathered).
+    fn buffered(&self) -> usize {
+        0
+    }
+    /// Send what is held now if the store can (an S3 part of at least its 5 MiB minimum), to
+    /// free memory under pressure.
+    fn flush_part(&mut self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Write `bytes` as the whole object `bucket/key`: visible complete, or not at all.

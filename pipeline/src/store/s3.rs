@@ -14,6 +14,9 @@ use crate::Error;
 /// Parts of multipart uploads are this large (8 MiB); objects smaller than one part are one PutObject.
 pub const PART_BYTES: usize = 8 << 20;
 
+/// S3's smallest part (all but the last): what [`ObjectWriter::flush_part`] sends early.
+pub const MIN_PART_BYTES: usize = 5 << 20;
+
 /// Objects in S3 (or an S3-compatible endpoint).
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -423,6 +426,20 @@ impl ObjectWriter for S3Writer {
             }
             self.upload_id = None;
             Ok(self.total)
+        }
+        .boxed()
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn flush_part(&mut self) -> BoxFuture<'_, Result<(), Error>> {
+        async move {
+            if self.buf.len() >= MIN_PART_BYTES {
+                self.upload_part().await?;
+            }
+            Ok(())
         }
         .boxed()
     }

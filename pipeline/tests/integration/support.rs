@@ -188,7 +188,18 @@ impl Scratch {
         &self,
         events: &Path,
     ) -> (Option<i32>, Vec<serde_json::Value>, Option<u64>) {
-        let (code, out, peak) = sluice_watched(&self.replay_args(events), self._dir.path());
+        self.replay_watched_with(events, &[])
+    }
+
+    /// [`Scratch::replay_watched`] with `extra` arguments (`--memory-mb 256`, say).
+    pub fn replay_watched_with(
+        &self,
+        events: &Path,
+        extra: &[&str],
+    ) -> (Option<i32>, Vec<serde_json::Value>, Option<u64>) {
+        let mut args = self.replay_args(events).to_vec();
+        args.extend_from_slice(extra);
+        let (code, out, peak) = sluice_watched(&args, self._dir.path());
         let summaries = out
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -25,6 +25,7 @@ pub struct CsvDecoderBuilder {
     delimiter: u8,
     batch_rows: usize,
     max_record_bytes: usize,
+    max_columns: usize,
 }
 
 impl Default for CsvDecoderBuilder {
@@ -35,6 +36,7 @@ impl Default for CsvDecoderBuilder {
             delimiter: b',',
             batch_rows: DEFAULT_BATCH_ROWS,
             max_record_bytes: super::ndjson::DEFAULT_MAX_LINE_BYTES,
+            max_columns: super::ndjson::DEFAULT_MAX_INFERRED_COLUMNS,
         }
     }
 }
@@ -63,6 +65,13 @@ impl CsvDecoderBuilder {
     /// Longest accepted record in bytes.
     pub fn with_max_record_bytes(mut self, bytes: usize) -> Self {
         self.max_record_bytes = bytes.max(1);
+        self
+    }
+    /// Most columns decoded without a declared schema (default
+    /// [`super::ndjson::DEFAULT_MAX_INFERRED_COLUMNS`]): a wider header or record fails the
+    /// object, before records are held to infer types.
+    pub fn with_max_inferred_columns(mut self, columns: usize) -> Self {
+        self.max_columns = columns.max(1);
         self
     }
     /// The decoder.
@@ -310,10 +319,12 @@ impl CsvDecoder {
                     names.join(", ")
                 )));
             }
+            self.too_wide(names.len())?;
             self.names = Some(names);
             return Ok(());
         }
         if self.rows.is_none() && self.settings.schema.is_none() {
+            self.too_wide(fields.len())?;
             let owned = fields.iter().map(|s| s.to_string()).collect();
             self.sample.push((line, owned));
             if self.sample.len() >= self.settings.batch_rows {
@@ -325,6 +336,21 @@ impl CsvDecoder {
             self.setup(fields.len(), None)?;
         }
         self.push(line, &fields, &raw, out)
+    }
+
+    /// Without a declared schema, `width` columns past the limit is an error: each column holds
+    /// a batch of rows (25 000 columns took 1 GB), and the records sampled to infer types hold
+    /// every field.
+    fn too_wide(&self, width: usize) -> Result<(), Error> {
+        let max = self.settings.max_columns;
+        if self.settings.schema.is_none() && width > max {
+            return Err(Error::Schema(format!(
+                "the CSV has {width} columns, more than [input] max_inferred_columns ({max}) allows \
+                 when the schema is inferred; declare [input] schema with the columns the pipeline \
+                 reads (only those are decoded)"
+            )));
+        }
+        Ok(())
     }
 
     fn push(
@@ -556,6 +582,37 @@ mod tests {
             out.rejects,
             schema,
         )
+    }
+
+    /// Issue 27: a CSV of 25 000 columns with no schema took 1 GB (a batch of builders per
+    /// column, and every field of the sampled records). Past the limit, with or without a
+    /// header, it is an error that says to declare the schema; declared, it is read.
+    #[test]
+    fn inferred_columns_are_capped() {
+        let header: Vec<String> = (0..25_000).map(|i| format!("c{i}")).collect();
+        let row: Vec<String> = (0..25_000).map(|i| i.to_string()).collect();
+        let text = format!("{}\n{}\n", header.join(","), row.join(","));
+        for header in [true, false] {
+            let mut d = CsvDecoderBuilder::default().with_header(header).build();
+            let mut out = Decoded::default();
+            let e = d
+                .decode(text.as_bytes(), &mut out)
+                .and_then(|()| d.finish(&mut out))
+                .unwrap_err();
+            assert!(
+                e.to_string().starts_with(
+                    "the CSV has 25000 columns, more than [input] max_inferred_columns (1000)"
+                ),
+                "{e}"
+            );
+        }
+        let declared = crate::decode::schema_from_types([("c7", "int64")]).unwrap();
+        let (b, rejects, _) = run(
+            CsvDecoderBuilder::default().with_schema(declared),
+            &[text.as_bytes()],
+        );
+        assert!(rejects.is_empty(), "{rejects:?}");
+        assert_eq!(b.column(0).as_primitive::<Int64Type>().value(0), 7);
     }
 
     #[test]

@@ -39,12 +39,17 @@ use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 /// Lines longer than this are rejected unless configured otherwise (4 MiB).
 pub const DEFAULT_MAX_LINE_BYTES: usize = 4 << 20;
 
+/// Most columns (nested fields counted one by one) a schema is inferred with, unless configured
+/// otherwise. Each column's builders hold a batch of rows: 30 000 inferred columns took 1.2 GB.
+pub const DEFAULT_MAX_INFERRED_COLUMNS: usize = 1000;
+
 /// Settings for [`NdjsonDecoder`].
 #[derive(Debug, Clone)]
 pub struct NdjsonDecoderBuilder {
     schema: Option<SchemaRef>,
     batch_rows: usize,
     max_line_bytes: usize,
+    max_columns: usize,
 }
 
 impl NdjsonDecoderBuilder {
@@ -63,6 +68,12 @@ impl NdjsonDecoderBuilder {
         self.max_line_bytes = bytes.max(1);
         self
     }
+    /// Most columns a schema is inferred with (default [`DEFAULT_MAX_INFERRED_COLUMNS`]): a line
+    /// with more fields is a reject, and more among the lines inferred from fails the object.
+    pub fn with_max_inferred_columns(mut self, columns: usize) -> Self {
+        self.max_columns = columns.max(1);
+        self
+    }
     /// The decoder.
     pub fn build(self) -> NdjsonDecoder {
         NdjsonDecoder {
@@ -76,6 +87,7 @@ impl NdjsonDecoderBuilder {
             block: Vec::new(),
             lines: Vec::new(),
             lines_in: LineBuffer::new(self.max_line_bytes),
+            max_columns: self.max_columns,
         }
     }
 }
@@ -93,6 +105,8 @@ pub struct NdjsonDecoder {
     lines: Vec<(u64, usize, usize)>,
     /// Splits the input into lines.
     lines_in: LineBuffer,
+    /// Most columns inferred.
+    max_columns: usize,
 }
 
 impl std::fmt::Debug for NdjsonDecoder {
@@ -110,6 +124,7 @@ impl NdjsonDecoder {
             schema: None,
             batch_rows: DEFAULT_BATCH_ROWS,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_columns: DEFAULT_MAX_INFERRED_COLUMNS,
         }
     }
 
@@ -149,7 +164,7 @@ impl NdjsonDecoder {
         }
         let schema = match &self.schema {
             Some(s) => s.clone(),
-            None => match self.infer() {
+            None => match self.infer(out)? {
                 Some(s) => {
                     self.schema = Some(s.clone());
                     self.fast = FastDecoder::new(&s, self.batch_rows);
@@ -263,20 +278,57 @@ impl NdjsonDecoder {
         Ok(())
     }
 
-    /// Infer a schema from the objects in the current block; `None` if it holds none.
-    fn infer(&self) -> Option<SchemaRef> {
-        let values: Vec<serde_json::Value> = self
-            .lines
-            .iter()
-            .filter_map(|&(_, s, e)| {
-                serde_json::from_slice::<serde_json::Value>(&self.block[s..e]).ok()
-            })
-            .filter(serde_json::Value::is_object)
-            .collect();
-        if values.is_empty() {
-            return None;
+    /// Infer a schema from the objects in the current block; `None` if it holds none. A line
+    /// with more fields than the column limit is a reject (and leaves the block); more columns
+    /// than the limit among the rest is an error that says to declare the schema.
+    fn infer(&mut self, out: &mut Decoded) -> Result<Option<SchemaRef>, Error> {
+        let max = self.max_columns;
+        let mut values: Vec<serde_json::Value> = Vec::new();
+        let mut wide = Vec::new();
+        for (i, &(no, s, e)) in self.lines.iter().enumerate() {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.block[s..e]) else {
+                continue;
+            };
+            if !v.is_object() {
+                continue;
+            }
+            let n = leaves(&v);
+            if n > max {
+                out.rejects.push(Reject::new(
+                    no,
+                    format!(
+                        "has {n} fields, more than [input] max_inferred_columns ({max}) allows when \
+                         the schema is inferred; declare [input] schema with the columns the pipeline reads"
+                    ),
+                    &self.block[s..e],
+                ));
+                wide.push(i);
+                continue;
+            }
+            values.push(v);
         }
-        let schema = infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone()))).ok()?;
+        if !wide.is_empty() {
+            let mut i = 0;
+            self.lines.retain(|_| {
+                i += 1;
+                !wide.contains(&(i - 1))
+            });
+        }
+        if values.is_empty() {
+            return Ok(None);
+        }
+        let Ok(schema) = infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone())))
+        else {
+            return Ok(None);
+        };
+        let columns = schema_leaves(&schema.fields);
+        if columns > max {
+            return Err(Error::Schema(format!(
+                "the first records hold {columns} different fields, more than [input] max_inferred_columns \
+                 ({max}) allows when the schema is inferred; declare [input] schema with the columns the \
+                 pipeline reads (only those are decoded)"
+            )));
+        }
         let fields: Vec<Field> = schema
             .fields()
             .iter()
@@ -289,8 +341,40 @@ impl NdjsonDecoder {
                 f.as_ref().clone().with_nullable(true)
             })
             .collect();
-        Some(Arc::new(Schema::new(fields)))
+        Ok(Some(Arc::new(Schema::new(fields))))
     }
+}
+
+/// About the columns a JSON value makes (an object's fields, nested ones counted one by one; an
+/// array as its first element, as a list is one column of its items), by a loop: the value may
+/// be as deep as the parser allows.
+fn leaves(v: &serde_json::Value) -> usize {
+    let mut n = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => stack.extend(m.values()),
+            serde_json::Value::Array(a) if !a.is_empty() => stack.extend(a.first()),
+            _ => n += 1,
+        }
+    }
+    n
+}
+
+/// The leaf columns of a schema (a struct's fields one by one).
+fn schema_leaves(fields: &arrow_schema::Fields) -> usize {
+    let mut n = 0;
+    let mut stack: Vec<&arrow_schema::Field> = fields.iter().map(|f| f.as_ref()).collect();
+    while let Some(f) = stack.pop() {
+        match f.data_type() {
+            DataType::Struct(children) if !children.is_empty() => {
+                stack.extend(children.iter().map(|c| c.as_ref()))
+            }
+            DataType::List(item) | DataType::LargeList(item) => stack.push(item.as_ref()),
+            _ => n += 1,
+        }
+    }
+    n
 }
 
 /// `Timestamp` when every non-null string looks like an RFC 3339 timestamp, `Date32` for dates.
@@ -450,6 +534,57 @@ not json\n\
             out.rejects[1].reason
         );
         assert_eq!(out.rejects[1].raw, b"not json");
+    }
+
+    /// Issue 27: with no schema, one line of 30 000 keys made 30 000 columns of builders
+    /// (1.2 GB). A line wider than the limit is a reject; the other lines go on. Many lines whose
+    /// fields differ, together past the limit, fail the object with a message to declare a
+    /// schema; with a schema, only its columns are decoded, however wide the lines.
+    #[test]
+    fn inferred_columns_are_capped() {
+        let wide: String = (0..30_000)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let input = format!("{{\"a\":1}}\n{{{wide}}}\n{{\"a\":2,\"b\":{{\"c\":[{{\"d\":1}}]}}}}\n");
+        let mut d = NdjsonDecoder::builder().build();
+        let out = run(&mut d, &[input.as_bytes()]);
+        assert_eq!(out.rejects.len(), 1);
+        assert_eq!(out.rejects[0].position, 2);
+        assert!(
+            out.rejects[0]
+                .reason
+                .starts_with("has 30000 fields, more than [input] max_inferred_columns (1000)"),
+            "{}",
+            out.rejects[0].reason
+        );
+        let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2);
+        assert_eq!(out.batches[0].num_columns(), 2);
+        // 200 lines of 10 fields each, all different: 2 000 columns together.
+        let many: String = (0..200)
+            .map(|l| {
+                let fields: Vec<String> = (0..10).map(|f| format!("\"f{l}_{f}\":1")).collect();
+                format!("{{{}}}\n", fields.join(","))
+            })
+            .collect();
+        let mut d = NdjsonDecoder::builder().build();
+        let mut out = Decoded::default();
+        let e = d
+            .decode(many.as_bytes(), &mut out)
+            .and_then(|()| d.finish(&mut out))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("the first records hold 2000 different fields, more than [input] max_inferred_columns (1000)")
+                && e.to_string().contains("declare [input] schema"),
+            "{e}"
+        );
+        // Declared: the wide line is read for its one declared column.
+        let declared = crate::decode::schema_from_types([("k7", "int64")]).unwrap();
+        let mut d = NdjsonDecoder::builder().with_schema(declared).build();
+        let out = run(&mut d, &[input.as_bytes()]);
+        let rows: usize = out.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!((rows, out.rejects.len()), (3, 0));
     }
 
     #[test]

@@ -440,8 +440,9 @@ pub struct Report {
 pub const METHOD: &str = "Estimated, not measured on Lambda: Lambda gives one vCPU at 1769 MB, \
 in proportion below and up to 6 at 10240 MB; each invocation's CPU time (all threads) runs on \
 min(threads it used, vCPUs) while its waiting time stays as measured; one core here counts as \
-one Lambda vCPU; billed time is rounded up to the ms; prices are US East (N. Virginia) on-demand, \
-first tier, free tier not deducted.";
+one Lambda vCPU; billed time is each invocation's duration rounded up to the ms, averaged (so \
+it may show a fraction); prices are US East (N. Virginia) on-demand, first tier, free tier not \
+deducted.";
 
 impl Report {
     /// Summarise `samples` and price them.

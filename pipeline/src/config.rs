@@ -181,6 +181,18 @@ fn default_max_inferred_columns() -> usize {
     sluice_processors::decode::ndjson::DEFAULT_MAX_INFERRED_COLUMNS
 }
 
+impl Compression {
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Auto => "auto",
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
 /// `[input] compression`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -422,6 +434,16 @@ fn default_max_open_partitions() -> usize {
 }
 fn default_deadline_reserve_ms() -> u64 {
     2_000
+}
+
+impl OutputFormat {
+    /// As written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Ndjson => "ndjson",
+        }
+    }
 }
 
 /// `[output] format`.
@@ -1108,7 +1130,12 @@ pub fn parse(file: &Path, text: &str) -> Result<PipelineConfig, ConfigError> {
     serde_path_to_error::deserialize::<_, PipelineConfig>(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = inner.message().trim().to_string();
+        let mut message = inner.message().trim().to_string();
+        if path == "stage" && message.starts_with("invalid type: map, expected a sequence") {
+            message = "`[stage]` is one table, but stages are a list of tables: write `[[stage]]` \
+                       (two brackets) above each stage"
+                .into();
+        }
         let mut line = inner.span().map(|s| line_of(text, s.start));
         let mut key = (path != ".").then_some(path);
         // Inside `[[stage]]` tables serde reports the table, not the key: find the key itself.
@@ -1643,6 +1670,15 @@ impl Plan {
             sluice_processors::expr::Compiled::new(text, s)
                 .map_err(|e| cx.err(&at("partition_key"), e.to_string()))?;
         }
+        if out.encryption.is_some() && !matches!(output, Destination::S3 { .. }) {
+            return Err(cx.err(
+                &at("encryption"),
+                format!(
+                    "is S3 server-side encryption, and `{output}` is not in S3: remove it (a local \
+                     folder is as encrypted as its disk)"
+                ),
+            ));
+        }
         if out.kms_key_id.is_some() && out.encryption != Some(Encryption::SseKms) {
             return Err(cx.err(
                 &at("kms_key_id"),
@@ -1732,8 +1768,8 @@ impl Plan {
                     return Err(cx.err(
                         &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
                         format!(
-                            "`{p}` is a {}; partition by a string, number, bool or date",
-                            type_name(f.data_type())
+                            "`{p}` is {}; partition by a string, number, bool or date",
+                            sluice_processors::expr::a_type(f.data_type())
                         ),
                     ));
                 }
@@ -1896,11 +1932,11 @@ impl fmt::Display for Plan {
         };
         writeln!(
             f,
-            "input    {} · compression {:?} · keys {keys}",
-            c.input.format, c.input.compression
+            "input    {} · compression {} · keys {keys}",
+            c.input.format,
+            c.input.compression.name()
         )?;
-        let mut current = self.schema.clone();
-        match &current {
+        match &self.schema {
             Some(s) => writeln!(f, "         schema: {}", schema_line(s))?,
             None => writeln!(
                 f,
@@ -1908,6 +1944,20 @@ impl fmt::Display for Plan {
                 c.input.batch_rows
             )?,
         }
+        if !self.streamed.is_empty() {
+            let names: Vec<&str> = self.streamed.iter().map(|c| c.name()).collect();
+            writeln!(
+                f,
+                "         + {} from the trigger: Kinesis and SQS batches add them to each row; \
+                 S3 objects have none (an object fails, saying so)",
+                names.join(", ")
+            )?;
+        }
+        // The stages see the stream columns they name, as in `check`.
+        let mut current = self
+            .schema
+            .clone()
+            .map(|s| crate::stream::with_columns(&s, &self.streamed));
         for (i, st) in self.stages.iter().enumerate() {
             writeln!(f, "stage {}  {}", i + 1, st.describe)?;
             if let Some(s) = &current {
@@ -1933,11 +1983,17 @@ impl fmt::Display for Plan {
                 OutputFormat::Parquet => "zstd".into(),
                 OutputFormat::Ndjson => "none".into(),
             });
-        write!(
-            f,
-            "output   {:?} ({compression}) → {}",
-            c.output.format, self.output
-        )?;
+        match self.output {
+            Destination::Kinesis { .. } => {
+                write!(f, "output   one JSON record per row → {}", self.output)?
+            }
+            _ => write!(
+                f,
+                "output   {} ({compression}) → {}",
+                c.output.format.name(),
+                self.output
+            )?,
+        }
         if !c.output.partition_by.is_empty() {
             write!(f, " partitioned by {}", c.output.partition_by.join(", "))?;
         }
@@ -2106,6 +2162,73 @@ uri = "s3://out/rejects/"
         ] {
             check(&GOOD.replace("s3://out/rejects/", rejects)).unwrap();
         }
+    }
+
+    /// Issue 39: what a newcomer met. `[stage]` said "invalid type: map, expected a sequence";
+    /// the plan printed `Auto` and `Ndjson`, called a kinesis:// output "Parquet (zstd)", and
+    /// showed "error: unknown column `_shard`" with exit 0; `encryption` on a local folder was
+    /// accepted; messages said "a int64".
+    #[test]
+    fn what_a_newcomer_meets_says_what_to_do() {
+        let e = check(
+            "name = \"x\"\n[input]\nformat = \"ndjson\"\n[stage]\ntype = \"filter\"\nwhere = \"a > 1\"\n[output]\nuri = \"out/\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("stage"), "{e}");
+        assert!(e.to_string().contains("write `[[stage]]`"), "{e}");
+
+        let plan = check(GOOD).unwrap().to_string();
+        assert!(plan.contains("compression auto"), "{plan}");
+        assert!(
+            plan.contains("output   parquet (zstd) → s3://out/clicks/"),
+            "{plan}"
+        );
+        let ndjson = check(&GOOD.replace("partition_by = [\"day\"]", "format = \"ndjson\""))
+            .unwrap()
+            .to_string();
+        assert!(ndjson.contains("output   ndjson (none)"), "{ndjson}");
+        let kinesis = check(
+            &GOOD
+                .replace("uri = \"s3://out/clicks/\"", "uri = \"kinesis://clicks\"")
+                .replace("partition_by = [\"day\"]\n", ""),
+        )
+        .unwrap()
+        .to_string();
+        assert!(
+            kinesis.contains("output   one JSON record per row → kinesis://clicks"),
+            "{kinesis}"
+        );
+
+        let streamed = check(&GOOD.replace(
+            "columns = { page = \"page\", day = \"date(ts)\" }",
+            "columns = { page = \"page\", day = \"date(ts)\", shard = \"_shard\" }",
+        ))
+        .unwrap()
+        .to_string();
+        assert!(!streamed.contains("error"), "{streamed}");
+        assert!(
+            streamed.contains("+ _shard from the trigger: Kinesis and SQS batches"),
+            "{streamed}"
+        );
+        assert!(streamed.contains("shard string"), "{streamed}");
+
+        let e = check(&GOOD.replace(
+            "uri = \"s3://out/clicks/\"\n",
+            "uri = \"out/clicks/\"\nencryption = \"sse-s3\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("output.encryption"), "{e}");
+        assert!(e.to_string().contains("is not in S3"), "{e}");
+
+        let e = check(&GOOD.replace("latency_ms > 500", "latency_ms || 'x' = 'x' AND -page = 1"))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("cannot negate a string value"),
+            "{e}"
+        );
+        let e = check(&GOOD.replace("where = \"latency_ms > 500\"", "where = \"latency_ms\""))
+            .unwrap_err();
+        assert!(e.to_string().contains("but this is an int64"), "{e}");
     }
 
     #[test]

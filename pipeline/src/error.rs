@@ -34,10 +34,12 @@ pub enum Error {
         retryable: bool,
     },
     /// The object named by the event is not there (deleted since the notification).
-    #[error("{location}: {MISSING}")]
+    #[error("{location}: {}", missing_reason(looked_for.as_deref()))]
     Missing {
         /// `s3://bucket/key`.
         location: String,
+        /// The file a local store looked for.
+        looked_for: Option<String>,
     },
     /// The object named by the event was written by this same pipeline (its S3 metadata carries
     /// the pipeline's marker): processing it would invoke the pipeline again, and again.
@@ -49,7 +51,7 @@ pub enum Error {
         pipeline: String,
     },
     /// An object could not be processed.
-    #[error("{location}: {source}")]
+    #[error("{}", with_location(location, source))]
     Object {
         /// `s3://bucket/key`.
         location: String,
@@ -73,6 +75,25 @@ pub enum Error {
 
 /// Why an object named by an event could not be read: it is not there.
 pub const MISSING: &str = "no such object (deleted after the notification?)";
+
+/// `location: what went wrong`, once: an error that already starts with its location (a store's)
+/// is not prefixed again.
+fn with_location(location: &str, source: &Error) -> String {
+    let text = source.to_string();
+    if text.starts_with(location) {
+        text
+    } else {
+        format!("{location}: {text}")
+    }
+}
+
+/// Why an object is missing: [`MISSING`], or for a local store the file it looked for.
+pub fn missing_reason(looked_for: Option<&str>) -> String {
+    match looked_for {
+        Some(file) => format!("no such object: the local store has no file {file}"),
+        None => MISSING.to_string(),
+    }
+}
 
 /// Why an object named by an event is not read: the pipeline named `pipeline` (this one) wrote it.
 pub fn own_output(pipeline: &str) -> String {
@@ -102,6 +123,15 @@ impl Error {
         }
     }
 
+    /// Why the object is missing, when it is ([`Self::missing`]).
+    pub fn missing_reason(&self) -> Option<String> {
+        match self {
+            Error::Missing { looked_for, .. } => Some(missing_reason(looked_for.as_deref())),
+            Error::Object { source, .. } => source.missing_reason(),
+            _ => None,
+        }
+    }
+
     /// The pipeline whose own output the object is (its metadata marker), when that is why it
     /// was not read.
     pub fn own_output_of(&self) -> Option<&str> {
@@ -110,5 +140,35 @@ impl Error {
             Error::Object { source, .. } => source.own_output_of(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    /// Issue 39: `s3://b/k: s3://b/k: no such object` said its source twice.
+    #[test]
+    fn an_object_error_names_its_location_once() {
+        let inner = |looked_for: Option<&str>| Error::Missing {
+            location: "s3://b/k".into(),
+            looked_for: looked_for.map(str::to_string),
+        };
+        let wrapped = |source| Error::Object {
+            location: "s3://b/k".into(),
+            source: Box::new(source),
+        };
+        assert_eq!(
+            wrapped(inner(None)).to_string(),
+            "s3://b/k: no such object (deleted after the notification?)"
+        );
+        assert_eq!(
+            wrapped(inner(Some("store/b/k"))).to_string(),
+            "s3://b/k: no such object: the local store has no file store/b/k"
+        );
+        assert_eq!(
+            wrapped(Error::Io("bad".into())).to_string(),
+            "s3://b/k: bad"
+        );
     }
 }

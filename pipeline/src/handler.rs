@@ -538,7 +538,8 @@ impl Handler {
                     {
                         // Gone since its notification: nothing to retry; said so, not failed.
                         info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
-                        self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), MISSING);
+                        let reason = e.missing_reason().unwrap_or_else(|| MISSING.into());
+                        self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), &reason);
                     }
                     Err(ref e) if let Some(pipeline) = e.own_output_of() => {
                         // Written by this pipeline (its metadata marker): processing it would

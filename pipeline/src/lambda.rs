@@ -45,6 +45,30 @@ pub async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
         .await
 }
 
+/// What the runtime needs from Lambda's environment and is not there, or not a number where it
+/// must be (`None`: all set). Without this check the runtime panics on the first missing one.
+pub fn missing_environment() -> Option<String> {
+    let missing: Vec<&str> = [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+    ]
+    .into_iter()
+    .filter(|v| std::env::var(v).map_or(true, |s| s.is_empty()))
+    .collect();
+    if !missing.is_empty() {
+        return Some(missing.join(", "));
+    }
+    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
+    if memory.trim().parse::<i32>().is_err() {
+        return Some(format!(
+            "a number in AWS_LAMBDA_FUNCTION_MEMORY_SIZE (it is `{memory}`)"
+        ));
+    }
+    None
+}
+
 fn text(v: Option<&Value>) -> String {
     v.and_then(Value::as_str).unwrap_or_default().to_string()
 }

@@ -34,9 +34,9 @@ enum Command {
         /// Event files, folders of them, or .jsonl files of events.
         #[arg(required = true)]
         events: Vec<PathBuf>,
-        /// Local store: s3://bucket/key is read from DIR/bucket/key.
-        #[arg(long, value_name = "DIR", default_value = "fixtures/objects")]
-        store: PathBuf,
+        /// Local store: s3://bucket/key is read from DIR/bucket/key (default: fixtures/objects).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
         /// Where S3 outputs are written, as OUT/bucket/key (default: the store).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -247,6 +247,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     (s3.clone(), s3)
                 }
                 None => {
+                    // A store named that is not there is a mistake, whatever the events; the
+                    // default one is looked for when an object is read (a stream batch needs none).
+                    if let Some(Err(e)) = store.as_deref().map(local_store) {
+                        eprintln!("sluice: {e}");
+                        return Ok(2);
+                    }
+                    let store = store.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
                     let out = out.unwrap_or_else(|| store.clone());
                     (Arc::new(FsStore::new(store)), Arc::new(FsStore::new(out)))
                 }
@@ -394,6 +401,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(2)
         }
         Command::Serve { config } => {
+            if let Some(missing) = lambda::missing_environment() {
+                eprintln!(
+                    "sluice serve is the Lambda runtime loop: it needs what Lambda sets for a function, \
+                     and {missing} is not set. To run a pipeline here, use `sluice replay CONFIG EVENT` \
+                     (what the function would do, on local files or an S3 endpoint); to run this loop \
+                     under a local Lambda Runtime API, use cargo-lambda's emulator (`cargo lambda watch`, \
+                     then `cargo lambda invoke`; see infra/README.md)."
+                );
+                return Ok(2);
+            }
             lambda::init_logging();
             let path = config
                 .or_else(|| std::env::var_os("SLUICE_CONFIG").map(PathBuf::from))
@@ -519,6 +536,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// The non-blank lines of every file, in order, as bytes (a line need not be UTF-8: Kinesis data
 /// is bytes, and a bad line is what a replay should show being rejected).
+/// The local store `replay` and `bench` read when `--store` is not given.
+const DEFAULT_STORE: &str = "fixtures/objects";
+
+/// A local store folder that is not there is an error naming where it was looked for (a
+/// relative default, `fixtures/objects`, run from another folder would otherwise find no object
+/// and report every upload as "deleted").
+fn local_store(store: &std::path::Path) -> Result<(), String> {
+    if store.is_dir() {
+        return Ok(());
+    }
+    let abs = std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf());
+    Err(format!(
+        "the local store {} is not a folder (it holds s3://bucket/key as FOLDER/bucket/key); \
+         name it with --store, run from the folder that holds it, or read S3 with --endpoint-url",
+        abs.display()
+    ))
+}
+
 /// `--timeout`: seconds, as a Lambda function's timeout is given (fractions allowed), 0.1 to 900.
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = text
@@ -588,9 +623,9 @@ struct BenchArgs {
     /// The Lambda architecture priced: arm64 or x86_64.
     #[arg(long, default_value = "arm64")]
     arch: String,
-    /// Local store: s3://bucket/key is read from DIR/bucket/key.
-    #[arg(long, value_name = "DIR", default_value = "fixtures/objects")]
-    store: PathBuf,
+    /// Local store: s3://bucket/key is read from DIR/bucket/key (default: fixtures/objects).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// Fresh processes started to time the cold start (0: do not measure it).
     #[arg(long, default_value_t = 5)]
     cold_starts: usize,
@@ -636,8 +671,15 @@ async fn bench(a: BenchArgs) -> anyhow::Result<u8> {
             Err(err) => return usage(format!("{}: {err}", e.name)),
         }
     }
+    if let Some(Err(e)) = a.store.as_deref().map(local_store) {
+        return usage(e);
+    }
+    let store = a
+        .store
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
     let scratch = tempfile::tempdir().context("a scratch folder for the outputs")?;
-    let input: Arc<dyn ObjectStore> = Arc::new(FsStore::new(&a.store));
+    let input: Arc<dyn ObjectStore> = Arc::new(FsStore::new(&store));
     let output: Arc<dyn ObjectStore> = Arc::new(FsStore::new(scratch.path()));
     let handler = pipeline.handler(input, output);
 

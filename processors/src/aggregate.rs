@@ -740,9 +740,9 @@ impl Aggregate {
                     .map_err(|e| Error::Schema(format!("window column: {e}")))?;
                 if !matches!(c.data_type(), DataType::Timestamp(..)) {
                     return Err(Error::Schema(format!(
-                        "window column `{}` is a {}, not a timestamp; declare it as timestamp in [input] schema",
+                        "window column `{}` is {}, not a timestamp; declare it as timestamp in [input] schema",
                         w.column,
-                        type_name(c.data_type())
+                        crate::expr::a_type(c.data_type())
                     )));
                 }
                 fields.push(Field::new("window_start", timestamp_type(), false));
@@ -758,8 +758,8 @@ impl Aggregate {
             let dt = c.data_type().clone();
             if matches!(dt, DataType::Struct(_) | DataType::List(_)) {
                 return Err(Error::Schema(format!(
-                    "cannot group by `{g}`, a {}",
-                    type_name(&dt)
+                    "cannot group by `{g}`, {}",
+                    crate::expr::a_type(&dt)
                 )));
             }
             if fields.iter().any(|f: &Field| f.name() == g) {

@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, SchemaRef};
 
-use crate::expr::{Compiled, type_name};
+use crate::expr::Compiled;
 use crate::{Error, Reject, Stage, StageFactory};
 
 /// A compiled filter.
@@ -28,8 +28,8 @@ impl Filter {
                 expr: predicate.text().to_string(),
                 offset: 0,
                 message: format!(
-                    "a filter needs a true/false condition, but this is a {}; compare it, e.g. `x > 0` or `x IS NOT NULL`",
-                    type_name(predicate.data_type())
+                    "a filter needs a true/false condition, but this is {}; compare it, e.g. `x > 0` or `x IS NOT NULL`",
+                    crate::expr::a_type(predicate.data_type())
                 ),
             });
         }

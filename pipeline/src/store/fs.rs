@@ -8,7 +8,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
-use super::{ByteReader, ObjectMeta, ObjectStore, ObjectWriter, not_found};
+use super::{ByteReader, ObjectMeta, ObjectStore, ObjectWriter};
 use crate::Error;
 
 /// Objects as files under a root folder. No bucket or key can reach outside the root.
@@ -61,6 +61,28 @@ impl FsStore {
         Ok(self.root.join(bucket))
     }
 
+    /// Why `bucket/key` is not there: the file it would be, or (an error of the run, not of the
+    /// object) a store folder that does not exist at all, named absolutely, as a store run from
+    /// the wrong folder (the default `fixtures/objects` is relative) has none.
+    fn missing(&self, bucket: &str, key: &str, path: &Path) -> Error {
+        if !self.root.is_dir() {
+            let abs = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+            return Error::Store {
+                location: format!("s3://{bucket}/{key}"),
+                message: format!(
+                    "the local store {} is not a folder (it holds s3://bucket/key as FOLDER/bucket/key); \
+                     name it with --store, or run from the folder that holds it",
+                    abs.display()
+                ),
+                retryable: false,
+            };
+        }
+        Error::Missing {
+            location: format!("s3://{bucket}/{key}"),
+            looked_for: Some(path.display().to_string()),
+        }
+    }
+
     /// The file for `bucket/key`, refusing anything that would leave the root.
     pub fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, Error> {
         let bad = |why: &str| Error::Store {
@@ -108,16 +130,15 @@ impl ObjectStore for FsStore {
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let path = self.path(bucket, key)?;
+            let missing = || self.missing(bucket, key, &path);
             match std::fs::File::open(&path) {
                 Ok(f) => {
                     if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-                        return Err(not_found(format!("s3://{bucket}/{key}")));
+                        return Err(missing());
                     }
                     Ok(Box::pin(LocalFile(f)) as ByteReader)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(not_found(format!("s3://{bucket}/{key}")))
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
                 Err(e) => Err(Error::Store {
                     location: path.display().to_string(),
                     message: e.to_string(),
@@ -169,7 +190,7 @@ impl ObjectStore for FsStore {
             let path = self.path(bucket, key)?;
             match tokio::fs::metadata(&path).await {
                 Ok(m) if m.is_file() => Ok(m.len()),
-                _ => Err(not_found(format!("s3://{bucket}/{key}"))),
+                _ => Err(self.missing(bucket, key, &path)),
             }
         }
         .boxed()
@@ -201,6 +222,12 @@ impl ObjectStore for FsStore {
     }
 
     fn location(&self, bucket: &str, key: &str) -> String {
+        // No key: the folder itself (an index to search, say), not `s3://bucket/`.
+        if key.trim_matches('/').is_empty()
+            && let Ok(dir) = self.bucket_dir(bucket)
+        {
+            return dir.display().to_string();
+        }
         self.path(bucket, key)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| format!("s3://{bucket}/{key}"))

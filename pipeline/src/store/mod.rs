@@ -236,7 +236,10 @@ pub async fn put(
 
 /// A "no such object" error for `location`.
 pub fn not_found(location: String) -> Error {
-    Error::Missing { location }
+    Error::Missing {
+        location,
+        looked_for: None,
+    }
 }
 
 /// Reads an object by byte range, for Parquet's async reader.

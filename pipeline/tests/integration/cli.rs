@@ -120,7 +120,8 @@ fn replay_reports_each_failure_clearly_and_keeps_the_good_objects() {
     );
     assert_eq!(
         s["skips"][0]["reason"],
-        "no such object (deleted after the notification?)"
+        "no such object: the local store has no file \
+         fixtures/objects/analytics-in/clickstream/2026/11/26/never-uploaded.ndjson"
     );
     let strict = out.path().join("strict.toml");
     let text = std::fs::read_to_string(example_config()).unwrap();
@@ -450,4 +451,117 @@ fn bench_reports_each_invocation_and_refuses_bad_options() {
     assert!(text.contains("from process start to ready (median of 1 fresh processes)"));
     assert!(text.contains("Estimated, not measured on Lambda"));
     assert_eq!(text.matches("cheapest").count(), 1, "{text}");
+}
+
+/// Issue 39: a newcomer's mistakes end in a message that names the problem and a non-zero exit,
+/// never a panic and never a successful nothing: `serve` outside Lambda (it panicked, exit 101,
+/// after printing "Ready for events."), the quick start run from another folder (it printed
+/// `0 objects · 5 skipped` and exit 0), a store that is not there, missing and wrong arguments.
+#[test]
+fn mistakes_get_a_message_and_a_non_zero_exit_never_a_panic() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cfg = example_config();
+    let cfg = cfg.to_str().unwrap();
+    let events = root().join("examples/clickstream/events");
+    let events = events.to_str().unwrap();
+    let empty = elsewhere.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let not_json = elsewhere.path().join("event.json");
+    std::fs::write(&not_json, "{not json").unwrap();
+    let lambda_env = [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+    ];
+    // (arguments, run in the checkout (else an empty folder), what it must say)
+    let cases: Vec<(Vec<&str>, bool, &str)> = vec![
+        (vec!["serve", cfg], true, "AWS_LAMBDA_RUNTIME_API"),
+        (vec!["serve"], false, "sluice replay"),
+        (
+            vec!["replay", cfg, events],
+            false,
+            "fixtures/objects is not a folder",
+        ),
+        (
+            vec![
+                "bench",
+                cfg,
+                events,
+                "--iterations",
+                "1",
+                "--warmup",
+                "0",
+                "--cold-starts",
+                "0",
+            ],
+            false,
+            "fixtures/objects is not a folder",
+        ),
+        (
+            vec!["replay", cfg, events, "--store", "/nonexistent"],
+            true,
+            "/nonexistent is not a folder",
+        ),
+        (
+            vec!["replay", cfg, "/no/such/event.json"],
+            true,
+            "/no/such/event.json",
+        ),
+        (vec!["replay", cfg], true, "EVENT"),
+        (
+            vec!["replay", "/no/such.toml", events],
+            true,
+            "cannot read the config",
+        ),
+        (
+            vec!["replay", empty.to_str().unwrap(), events],
+            true,
+            "missing field",
+        ),
+        (vec!["validate", "/tmp"], true, "cannot read the config"),
+        (vec!["validate"], true, "CONFIG"),
+        (
+            vec!["bench", cfg, events, "--store", "/nonexistent"],
+            true,
+            "/nonexistent is not a folder",
+        ),
+        (
+            vec!["bench", cfg, not_json.to_str().unwrap()],
+            true,
+            "event.json",
+        ),
+        (
+            vec!["search", "/no/such/index", "word"],
+            true,
+            "/no/such/index",
+        ),
+        (vec!["event", "s3", "--key", "k"], true, "--bucket"),
+        (
+            vec!["event", "kinesis", "/no/such/file"],
+            true,
+            "/no/such/file",
+        ),
+        (vec![], true, "Usage"),
+    ];
+    for (args, in_checkout, says) in cases {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args(&args).current_dir(if in_checkout {
+            root()
+        } else {
+            elsewhere.path().to_path_buf()
+        });
+        for v in lambda_env {
+            cmd.env_remove(v);
+        }
+        let o = cmd.output().unwrap();
+        let err = stdout(&o) + &stderr(&o);
+        assert!(
+            matches!(o.status.code(), Some(1 | 2)),
+            "{args:?}: exit {:?}\n{err}",
+            o.status.code()
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: wanted `{says}` in\n{err}");
+    }
 }

@@ -33,6 +33,12 @@ async fn render(config: &Path, event_path: &Path) -> String {
         "\nlambda response: {}\n",
         summary.lambda_response(sqs)
     ));
+    // A missing object's reason names the file the store looked for, under this checkout.
+    let text = text.replace(
+        &format!("{}/", fixtures().join("objects").display()),
+        "FIXTURES/objects/",
+    );
+    let mut text = text;
     for f in files(out.path()) {
         let bytes = std::fs::read(out.path().join(&f)).expect("read output");
         text.push_str(&format!("\n== OUT/{}\n", f.display()));

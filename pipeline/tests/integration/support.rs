@@ -137,6 +137,7 @@ impl Scratch {
     pub fn new(config: &str, bucket: &str, objects: &[(String, Vec<u8>)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("store");
+        std::fs::create_dir_all(&store).expect("mkdir store");
         let mut records = Vec::new();
         for (key, bytes) in objects {
             let p = store.join(bucket).join(key);

@@ -13,6 +13,7 @@ use arrow_buffer::NullBuffer;
 use arrow_ord::cmp;
 use arrow_schema::{ArrowError, DataType, Schema};
 
+use super::a_type;
 use super::func::{self, Func};
 use super::parse::{BinOp, Expr, ExprKind, Literal};
 use super::{timestamp_type, type_name};
@@ -218,10 +219,9 @@ impl Planner<'_> {
                     (n, dt)
                 };
                 if !is_numeric(&dt) {
-                    return Err(self.err(
-                        inner.offset,
-                        format!("cannot negate a {} value", type_name(&dt)),
-                    ));
+                    return Err(
+                        self.err(inner.offset, format!("cannot negate {} value", a_type(&dt)))
+                    );
                 }
                 Ok((Node::Neg(Box::new(n)), dt))
             }
@@ -422,9 +422,9 @@ impl Planner<'_> {
                         return Err(self.err(
                             offset,
                             format!(
-                                "`{}` is a {}, not a struct with fields",
+                                "`{}` is {}, not a struct with fields",
                                 path[..=depth].join("."),
-                                type_name(other)
+                                a_type(other)
                             ),
                         ));
                     }
@@ -463,10 +463,9 @@ impl Planner<'_> {
                 let (rn, rt) = self.plan(r)?;
                 for (t, e) in [(&lt, l), (&rt, r)] {
                     if matches!(t, DataType::Struct(_) | DataType::List(_)) {
-                        return Err(self.err(
-                            e.offset,
-                            format!("cannot concatenate a {} value", type_name(t)),
-                        ));
+                        return Err(
+                            self.err(e.offset, format!("cannot concatenate {} value", a_type(t)))
+                        );
                     }
                 }
                 let (ln, rn) = (

@@ -408,6 +408,17 @@ pub fn type_name(dt: &DataType) -> String {
     }
 }
 
+/// A type's name with its article, for sentences: `an int64`, `a string`.
+pub fn a_type(dt: &DataType) -> String {
+    let name = type_name(dt);
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
+}
+
 /// An expression checked against a schema, ready to evaluate on batches of that schema.
 #[derive(Debug, Clone)]
 pub struct Compiled {

@@ -95,6 +95,8 @@ cargo test -p sluice-pipeline --lib --quiet -- config::tests
 # The checks below run these binaries; `cargo test` builds a package's binaries only when it has
 # integration tests, so build them explicitly (a fresh clone has none cached).
 cargo build --quiet "${FULL[@]}" -p sluice-pipeline --bin sluice -p sluice-benches --bin gen-clickstream
+echo "== the README run: every TOML block validated, every command run and compared with what it says"
+"$VENV/bin/python" scripts/check_readme.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== example output checked independently with pyarrow and DuckDB"
 "$VENV/bin/python" scripts/check_example.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== expressions, filters and aggregates checked against DuckDB: 2 300 seeded random cases (every case printed)"

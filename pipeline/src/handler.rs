@@ -44,8 +44,14 @@ pub struct Summary {
     pub trigger: String,
     /// S3 objects processed.
     pub objects: u64,
+    /// S3 objects that failed (not counted in `objects`).
+    #[serde(rename = "failed")]
+    pub failed_objects: u64,
     /// Records ignored by rule: removals, test events, unmatched keys.
     pub skipped: u64,
+    /// Stream records delivered (Kinesis records, SQS messages whose bodies are records),
+    /// whatever became of them.
+    pub delivered: u64,
     /// Records read (decoded or rejected).
     pub records_in: u64,
     /// Rows written.
@@ -380,6 +386,7 @@ impl Handler {
                 .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
                 .sum::<u64>();
         let mut per_item = parsed.sqs;
+        s.delivered = records.len() as u64;
         if !records.is_empty() || parsed.window.is_some() {
             let t = Instant::now();
             let kinesis = parsed.trigger == "kinesis";
@@ -458,6 +465,7 @@ impl Handler {
                 }
                 Err(e) => {
                     // Nothing was written; every message must be retried.
+                    s.failed_objects += objects.len() as u64;
                     for obj in &objects {
                         if let Some(id) = &obj.message_id
                             && !s.batch_item_failures.contains(id)
@@ -890,6 +898,7 @@ impl Handler {
 
     fn fail(&self, obj: &ObjectRef, e: Error, s: &mut Summary, errors: &mut Vec<String>) {
         warn!(bucket = %obj.bucket, key = %obj.key, error = %e, retryable = e.retryable(), "Object failed.");
+        s.failed_objects += 1;
         if let Some(id) = &obj.message_id
             && !s.batch_item_failures.contains(id)
         {
@@ -1616,7 +1625,10 @@ fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> (Summary, bool) {
                 records.push(r);
                 continue;
             }
-            Item::Object(o) => o.message_id.as_ref(),
+            Item::Object(o) => {
+                s.failed_objects += 1;
+                o.message_id.as_ref()
+            }
             Item::Failed { message_id, .. } => Some(message_id),
             Item::Skipped { .. } => None,
         };
@@ -1627,6 +1639,7 @@ fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> (Summary, bool) {
         }
     }
     s.redeliver(&records, parsed.trigger == "kinesis");
+    s.delivered = records.len() as u64;
     let mut per_item = parsed.sqs;
     if let Some(w) = &parsed.window {
         s.state = Some(w.state.clone());

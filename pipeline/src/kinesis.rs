@@ -171,11 +171,10 @@ impl StreamWriter {
             return Ok(());
         }
         let (keys, failed) = self.keys(batch)?;
-        let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
-        w.write(batch).and_then(|_| w.finish()).map_err(|e| {
+        let text = sluice_processors::json::ndjson(batch).map_err(|e| {
             Error::Processor(sluice_processors::Error::arrow("writing JSON records", e))
         })?;
-        let text = Bytes::from(w.into_inner());
+        let text = Bytes::from(text);
         // One line per row: JSON text never holds a raw line break.
         let mut start = 0;
         for (row, end) in line_ends(&text).enumerate() {

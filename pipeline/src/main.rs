@@ -320,28 +320,32 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 return Ok(u8::from(!given_up.is_empty()));
             }
-            let mut failed = false;
+            let mut failed = 0usize;
             let mut printed = Ok(());
             // On a terminal, long runs show where they are (on stderr, so --json output stays clean).
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             replay::replay_each(&handler, events, |i, total, s| {
-                failed |= s.failed();
+                failed += usize::from(s.failed());
                 if let Err(e) = print(&s) {
                     printed = Err(e);
                 }
+                let failures = match failed {
+                    0 => String::new(),
+                    n => format!(", {n} failed"),
+                };
                 if progress && total > 1 {
                     eprint!(
-                        "\r{} of {total} events replayed{}",
+                        "\r{} of {total} events replayed{failures}{}",
                         i + 1,
                         if i + 1 == total { "\n" } else { "" }
                     );
                 } else if !json && total > 1 && i + 1 == total {
-                    println!("{total} events replayed");
+                    println!("{total} events replayed{failures}");
                 }
             })
             .await;
             printed.context("printing a summary")?;
-            Ok(u8::from(failed))
+            Ok(u8::from(failed > 0))
         }
         #[cfg(feature = "index")]
         Command::Search {

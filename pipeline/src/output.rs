@@ -641,11 +641,9 @@ impl Outputs {
         match &mut f.writer {
             FileWriter::Parquet(w) => w.write(batch).await?,
             FileWriter::Ndjson { sink, gzip } => {
-                let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
-                w.write(batch).and_then(|_| w.finish()).map_err(|e| {
+                let bytes = sluice_processors::json::ndjson(batch).map_err(|e| {
                     Error::Processor(sluice_processors::Error::arrow("writing NDJSON", e))
                 })?;
-                let bytes = w.into_inner();
                 let out = match gzip {
                     Some(gz) => {
                         use std::io::Write;

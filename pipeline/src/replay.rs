@@ -400,18 +400,27 @@ fn kinesis_failure(batch: &[Value], invokes: u32) -> Value {
 
 /// A human-readable line for one summary.
 pub fn describe(s: &Summary) -> String {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut line = format!(
-        "{}: {} · {} object{} · {} skipped · {} in → {} out · {} rejected · {} ms",
+        "{}: {} · {}",
         s.event,
         s.trigger,
-        s.objects,
-        if s.objects == 1 { "" } else { "s" },
-        s.skipped,
-        s.records_in,
-        s.records_out,
-        s.rejected,
-        s.duration_ms
+        plural(s.objects, "object", "objects")
     );
+    if s.failed_objects > 0 {
+        line.push_str(&format!(" · {} failed", s.failed_objects));
+    }
+    line.push_str(&format!(" · {} skipped", s.skipped));
+    if s.delivered > 0 {
+        line.push_str(&format!(
+            " · {} delivered",
+            plural(s.delivered, "record", "records")
+        ));
+    }
+    line.push_str(&format!(
+        " · {} in → {} out · {} rejected · {} ms",
+        s.records_in, s.records_out, s.rejected, s.duration_ms
+    ));
     for o in &s.outputs {
         line.push_str(&format!("\n  wrote {o}"));
     }

@@ -47,6 +47,7 @@ pub mod expr;
 pub mod filter;
 #[cfg(feature = "index")]
 pub mod index;
+pub mod json;
 pub mod pattern;
 #[cfg(feature = "image")]
 pub mod resize;
@@ -182,11 +183,8 @@ pub(crate) fn row_rejects(
 
 /// One row of a batch as a JSON object (the reject's `raw` when a stage refuses a row).
 pub(crate) fn row_json(batch: &RecordBatch, row: usize) -> Vec<u8> {
-    let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
-    let written = w.write(&batch.slice(row, 1)).and_then(|()| w.finish());
-    match written {
-        Ok(()) => {
-            let mut out = w.into_inner();
+    match json::ndjson(&batch.slice(row, 1)) {
+        Ok(mut out) => {
             if out.last() == Some(&b'\n') {
                 out.pop();
             }

@@ -565,3 +565,104 @@ fn mistakes_get_a_message_and_a_non_zero_exit_never_a_panic() {
         assert!(err.contains(says), "{args:?}: wanted `{says}` in\n{err}");
     }
 }
+
+/// Issue 39: counts on failure are what happened. Two uploads where one fails printed `1 object`;
+/// a Kinesis batch whose output fails printed `0 in` though 3 records came; a folder of events
+/// ended `2 events replayed` and exit 1 without saying how many failed.
+#[test]
+fn counts_say_what_failed_and_what_was_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(store.join("in")).unwrap();
+    std::fs::write(store.join("in/good.ndjson"), "{\"n\":1}\n").unwrap();
+    std::fs::write(store.join("in/bad.ndjson.gz"), b"\x1f\x8b\x08\x00not gzip").unwrap();
+    // The output folder cannot be made: a file is in its place.
+    std::fs::write(dir.path().join("blocked"), "").unwrap();
+    let config = |out: &str| {
+        format!(
+            "name = \"counts\"\n[input]\nformat = \"ndjson\"\nschema = {{ n = \"int64\" }}\n[output]\nuri = \"{out}\"\nformat = \"ndjson\"\n"
+        )
+    };
+    let ok_cfg = dir.path().join("ok.toml");
+    std::fs::write(
+        &ok_cfg,
+        config(&dir.path().join("out").display().to_string()),
+    )
+    .unwrap();
+    let blocked_cfg = dir.path().join("blocked.toml");
+    std::fs::write(
+        &blocked_cfg,
+        config(&dir.path().join("blocked/out").display().to_string()),
+    )
+    .unwrap();
+    let events = dir.path().join("events");
+    std::fs::create_dir_all(&events).unwrap();
+    let uploads = sluice_pipeline::event::s3_event(vec![
+        sluice_pipeline::event::s3_record("in", "good.ndjson", 8, "e1"),
+        sluice_pipeline::event::s3_record("in", "bad.ndjson.gz", 12, "e2"),
+    ]);
+    std::fs::write(events.join("a-uploads.json"), uploads.to_string()).unwrap();
+    let lines: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| ("k".to_string(), format!("{{\"n\":{i}}}").into_bytes()))
+        .collect();
+    let kinesis = sluice_pipeline::event::kinesis_event("s", &lines);
+    std::fs::write(events.join("b-kinesis.json"), kinesis.to_string()).unwrap();
+    let run = |cfg: &std::path::Path, json: bool| {
+        let mut args = vec![
+            "replay",
+            cfg.to_str().unwrap(),
+            events.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        sluice(&args)
+    };
+    let o = run(&ok_cfg, true);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summaries(&o);
+    assert_eq!(
+        (
+            s[0]["objects"].as_u64(),
+            s[0]["failed"].as_u64(),
+            s[0]["delivered"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{}",
+        s[0]
+    );
+    assert_eq!(
+        (s[1]["delivered"].as_u64(), s[1]["records_in"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let o = run(&ok_cfg, false);
+    let text = stdout(&o);
+    assert!(
+        text.contains("s3 · 1 object · 1 failed · 0 skipped"),
+        "{text}"
+    );
+    assert!(text.contains("2 events replayed, 1 failed"), "{text}");
+    // The batch's output cannot be written: nothing in, but 3 records delivered, and reported.
+    let o = run(&blocked_cfg, true);
+    let s = summaries(&o);
+    assert_eq!(
+        (s[1]["delivered"].as_u64(), s[1]["records_in"].as_u64()),
+        (Some(3), Some(0)),
+        "{}",
+        s[1]
+    );
+    assert_eq!(
+        s[1]["batch_item_failures"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        s[1]
+    );
+    let o = run(&blocked_cfg, false);
+    assert!(
+        stdout(&o).contains("kinesis · 0 objects · 0 skipped · 3 records delivered · 0 in"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -58,17 +58,19 @@ pub fn parquet_rows(bytes: &[u8]) -> Vec<String> {
     batches_to_lines(&batches)
 }
 
+/// Rows as JSON lines, as Sluice writes NDJSON (infinities and NaN spelled out, not `null`).
 pub fn batches_to_lines(batches: &[RecordBatch]) -> Vec<String> {
-    let mut w = arrow_json::LineDelimitedWriter::new(Vec::new());
+    let mut lines = Vec::new();
     for b in batches {
-        w.write(b).expect("json");
+        let text = sluice_processors::json::ndjson(b).expect("json");
+        lines.extend(
+            String::from_utf8(text)
+                .expect("utf8")
+                .lines()
+                .map(str::to_string),
+        );
     }
-    w.finish().expect("json");
-    String::from_utf8(w.into_inner())
-        .expect("utf8")
-        .lines()
-        .map(str::to_string)
-        .collect()
+    lines
 }
 
 /// Every file under `dir`, relative, sorted.

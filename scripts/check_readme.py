@@ -7,8 +7,9 @@
   must show no error.
 - Every command in a ```sh block runs from the checkout: `cargo run --release -p sluice-pipeline --`
   is the given binary, `cargo run -p X` is run as written, the test command itself is skipped.
-  Outputs given with `--out` go to a scratch folder, not into the checkout (the tag-stage example
-  writes where its code says, under fixtures/objects/analytics-out/, which git ignores). Where the README says what a command
+  Outputs given with `--out` go to a scratch folder; whatever else a command writes into the
+  checkout (the tag-stage example writes under fixtures/objects/) is removed after it, so the
+  fixtures other tests read stay as committed. Where the README says what a command
   prints ("3 objects, 2 skipped …, 155 records in, 99 out, 5 rejected") and where it writes, the
   run must agree.
 - The command-line synopsis: every `--option` it shows for a command is one that command takes
@@ -81,7 +82,24 @@ def said_paths(after, out_flag):
     return [p.replace("2x", "2?") for p in re.findall(r"`" + re.escape(out_flag) + r"([^`]+/)`", after)]
 
 
+def files_under(folder):
+    return {os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs}
+
+
 def check_command(sluice, line, after, scratch):
+    fixtures = os.path.join(ROOT, "fixtures")
+    before = files_under(fixtures)
+    try:
+        run_command(sluice, line, after, scratch)
+    finally:
+        for f in sorted(files_under(fixtures) - before):
+            os.remove(f)
+        for d, dirs, fs in sorted(os.walk(fixtures), reverse=True):
+            if not dirs and not fs and not any(b.startswith(d + os.sep) for b in before):
+                os.rmdir(d)
+
+
+def run_command(sluice, line, after, scratch):
     args = shlex.split(line)
     if args[:1] == ["scripts/test.sh"]:
         print(f"skip {line} (the command running this check)")

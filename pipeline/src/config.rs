@@ -1341,16 +1341,12 @@ impl Plan {
                         "format = \"lines\" needs `pattern`, a regular expression with named groups, e.g. '^(?P<level>\\S+) (?P<msg>.*)$'".into(),
                     ));
                 };
-                let types: Vec<(String, arrow_schema::DataType)> = declared
+                // The declared fields whole: a `timestamp(ms)` column's unit is in its metadata.
+                let fields: Vec<arrow_schema::Field> = declared
                     .iter()
-                    .flat_map(|s| {
-                        s.fields()
-                            .iter()
-                            .map(|f| (f.name().clone(), f.data_type().clone()))
-                            .collect::<Vec<_>>()
-                    })
+                    .flat_map(|s| s.fields().iter().map(|f| f.as_ref().clone()))
                     .collect();
-                let b = LogDecoderBuilder::pattern(pattern, &types).map_err(|e| {
+                let b = LogDecoderBuilder::pattern_fields(pattern, &fields).map_err(|e| {
                     cx.err(&[Seg::Key("input"), Seg::Key("pattern")], e.to_string())
                 })?;
                 InputSpec::Log(b)

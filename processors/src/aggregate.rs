@@ -361,7 +361,20 @@ impl Measure {
         if *star || args.len() != 1 {
             return Err(expr_err(text, format!("{func}() takes one argument")));
         }
-        let arg = Compiled::from_expr(&args[0], text, input)?;
+        let mut arg = Compiled::from_expr(&args[0], text, input)?;
+        if arg.data_type() == &DataType::Null {
+            // Every branch of it is null (`CASE WHEN b THEN null END`): it takes the type its
+            // context needs, and a measure needs one; int64, as DuckDB types a bare NULL as an
+            // integer. Every value is null, so min, max, first and last are null, counts 0.
+            let typed = crate::expr::Expr {
+                offset: args[0].offset,
+                kind: crate::expr::ExprKind::Cast {
+                    expr: Box::new(args[0].clone()),
+                    to: "int64".into(),
+                },
+            };
+            arg = Compiled::from_expr(&typed, text, input)?;
+        }
         let dt = arg.data_type().clone();
         let family = family_of(&dt).ok_or_else(|| {
             expr_err(
@@ -1757,6 +1770,48 @@ mod tests {
             rejects[0].reason
         );
         assert!(String::from_utf8_lossy(&rejects[0].raw).contains("9223372036854775807"));
+    }
+
+    /// Issue 38: `first(CASE WHEN b THEN null END)` was refused ("first() cannot aggregate null
+    /// values"). A measure over an all-null expression is null (0 for counts), as in SQL.
+    #[test]
+    fn measures_over_an_all_null_expression_are_null() {
+        let schema = Arc::new(Schema::new(vec![Field::new("b", DataType::Boolean, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+            ]))],
+        )
+        .unwrap();
+        let e = "CASE WHEN b THEN null END";
+        let measures: Vec<(String, String)> = [
+            "first",
+            "last",
+            "min",
+            "max",
+            "count",
+            "count_distinct",
+            "sum",
+        ]
+        .iter()
+        .map(|f| (f.to_string(), format!("{f}({e})")))
+        .collect();
+        let mut agg = Aggregate::new(&[], None, &measures, 10, &schema).unwrap();
+        let mut out = Vec::new();
+        agg.push(batch, &mut out).unwrap();
+        agg.finish(&mut out).unwrap();
+        let row = &out[0];
+        for (i, (name, _)) in measures.iter().enumerate() {
+            let c = row.column(i);
+            if name.starts_with("count") {
+                assert_eq!(c.as_primitive::<Int64Type>().value(0), 0, "{name}");
+            } else {
+                assert!(c.is_null(0), "{name}");
+            }
+        }
     }
 
     /// Issue 27: an exact count_distinct over 6 million values took 230 MiB and nothing bounded

@@ -221,17 +221,45 @@ fn every_format_reads_a_timestamp_by_one_rule() {
     }
 }
 
+/// A declared unit counts in every format that takes a schema (issue 38: `lines` read
+/// `timestamp(ms)` by magnitude, so 5000 was 01:23:20, not 5 ms after the epoch).
 #[test]
 fn a_declared_epoch_unit_overrides_the_magnitude() {
-    let (rows, rejects) = timestamps_of(
-        "ndjson",
-        "",
-        "timestamp(ms)",
-        "{\"ts\":1700000000}\n{\"ts\":\"2023-11-14T22:13:20Z\"}\n",
-    );
-    assert!(rejects.is_empty(), "{rejects:?}");
-    let got: Vec<&str> = rows.iter().map(|r| r["ts"].as_str().unwrap()).collect();
-    assert_eq!(got, ["1970-01-20T16:13:20Z", "2023-11-14T22:13:20Z"]);
+    for (format, extra, body) in [
+        (
+            "ndjson",
+            "",
+            "{\"ts\":1700000000}\n{\"ts\":\"2023-11-14T22:13:20Z\"}\n{\"ts\":5000}\n",
+        ),
+        (
+            "json",
+            "",
+            "[{\"ts\":1700000000},{\"ts\":\"2023-11-14T22:13:20Z\"},{\"ts\":5000}]",
+        ),
+        (
+            "csv",
+            "header = true",
+            "ts\n1700000000\n2023-11-14T22:13:20Z\n5000\n",
+        ),
+        (
+            "lines",
+            "pattern = '^(?P<ts>\\S+)$'",
+            "1700000000\n2023-11-14T22:13:20Z\n5000\n",
+        ),
+    ] {
+        let (rows, rejects) = timestamps_of(format, extra, "timestamp(ms)", body);
+        assert!(rejects.is_empty(), "{format}: {rejects:?}");
+        let got: Vec<&str> = rows.iter().map(|r| r["ts"].as_str().unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                "1970-01-20T16:13:20Z",
+                "2023-11-14T22:13:20Z",
+                "1970-01-01T00:00:05Z"
+            ],
+            "{format}"
+        );
+    }
 }
 
 #[test]
@@ -425,5 +453,39 @@ fn every_float_round_trips_through_every_output_format() {
             );
             check(floats(&parquet_values(&back)), "ndjson read back");
         }
+    }
+}
+
+/// Issue 38: duplicate keys in a JSON object are documented (the first wins) and now tested, in
+/// NDJSON with and without a schema and in JSON documents.
+#[test]
+fn the_first_of_duplicate_json_keys_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for (format, schema, body) in [
+        (
+            "ndjson",
+            "schema = { a = \"int64\", s = \"string\" }",
+            "{\"a\":1,\"s\":\"x\",\"a\":2,\"s\":\"y\"}\n",
+        ),
+        ("ndjson", "", "{\"a\":1,\"s\":\"x\",\"a\":2,\"s\":\"y\"}\n"),
+        (
+            "json",
+            "schema = { a = \"int64\", s = \"string\" }",
+            "[{\"a\":1,\"s\":\"x\",\"a\":2,\"s\":\"y\"}]",
+        ),
+        ("json", "", "[{\"a\":1,\"s\":\"x\",\"a\":2,\"s\":\"y\"}]"),
+    ] {
+        let rows = out.join(format!("{format}-{}", schema.len()));
+        let cfg = format!(
+            "name = \"dup\"\n[input]\nformat = \"{format}\"\n{schema}\n[output]\nuri = \"{}\"\nformat = \"ndjson\"\n",
+            rows.display()
+        );
+        let s = Scratch::new(&cfg, "in", &[("d.json".into(), body.as_bytes().to_vec())]);
+        let summary = s.replay();
+        assert_eq!(summary["records_out"], 1, "{format} {schema}: {summary}");
+        let got = ndjson_values(&rows);
+        assert_eq!(got[0]["a"], 1, "{format} {schema}: {got:?}");
+        assert_eq!(got[0]["s"], "x", "{format} {schema}: {got:?}");
     }
 }

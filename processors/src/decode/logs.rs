@@ -312,7 +312,8 @@ enum Kind {
     Preset(Preset),
     Pattern {
         regex: Regex,
-        types: Vec<(String, DataType)>,
+        /// The declared columns, with their metadata (a timestamp's epoch unit).
+        declared: Vec<Field>,
     },
 }
 
@@ -329,6 +330,16 @@ impl LogDecoderBuilder {
     /// A `lines` decoder: each named group of `pattern` is a column, typed by `types` where listed
     /// (otherwise string). Lines that do not match are rejects.
     pub fn pattern(pattern: &str, types: &[(String, DataType)]) -> Result<Self, Error> {
+        let fields: Vec<Field> = types
+            .iter()
+            .map(|(n, t)| Field::new(n, t.clone(), true))
+            .collect();
+        Self::pattern_fields(pattern, &fields)
+    }
+
+    /// As [`Self::pattern`], typed by declared fields: their metadata counts (a
+    /// `timestamp(ms)` column reads an epoch number as milliseconds).
+    pub fn pattern_fields(pattern: &str, declared: &[Field]) -> Result<Self, Error> {
         let regex = crate::pattern::compile(pattern, "`pattern`").map_err(Error::Schema)?;
         let names: Vec<&str> = regex.capture_names().flatten().collect();
         if names.is_empty() {
@@ -336,7 +347,7 @@ impl LogDecoderBuilder {
                 "`pattern` has no named groups; name each column like (?P<status>\\d+)".into(),
             ));
         }
-        for (t, _) in types {
+        for t in declared.iter().map(Field::name) {
             if !names.contains(&t.as_str()) {
                 return Err(Error::Schema(format!(
                     "schema column `{t}` is not a named group of `pattern` (groups: {})",
@@ -347,7 +358,7 @@ impl LogDecoderBuilder {
         Ok(Self {
             kind: Kind::Pattern {
                 regex,
-                types: types.to_vec(),
+                declared: declared.to_vec(),
             },
             batch_rows: DEFAULT_BATCH_ROWS,
             max_line_bytes: super::ndjson::DEFAULT_MAX_LINE_BYTES,
@@ -377,18 +388,19 @@ impl LogDecoderBuilder {
                 let Ok(re) = clf_regex() else {
                     return Arc::new(Schema::empty());
                 };
-                let cols: Vec<(String, DataType)> = CLF_TYPES
+                let cols: Vec<Field> = CLF_TYPES
                     .iter()
                     .map(|(n, t)| {
-                        (
-                            n.to_string(),
+                        Field::new(
+                            *n,
                             crate::expr::parse_type(t).unwrap_or(DataType::Utf8),
+                            true,
                         )
                     })
                     .collect();
                 pattern_schema(re, &cols)
             }
-            Kind::Pattern { regex, types } => pattern_schema(regex, types),
+            Kind::Pattern { regex, declared } => pattern_schema(regex, declared),
         }
     }
 
@@ -440,17 +452,13 @@ impl LogDecoderBuilder {
     }
 }
 
-fn pattern_schema(re: &Regex, types: &[(String, DataType)]) -> SchemaRef {
+fn pattern_schema(re: &Regex, declared: &[Field]) -> SchemaRef {
     let fields: Vec<Field> = re
         .capture_names()
         .flatten()
-        .map(|n| {
-            let dt = types
-                .iter()
-                .find(|(t, _)| t == n)
-                .map(|(_, d)| d.clone())
-                .unwrap_or(DataType::Utf8);
-            Field::new(n, dt, true)
+        .map(|n| match declared.iter().find(|f| f.name() == n) {
+            Some(f) => f.clone().with_nullable(true),
+            None => Field::new(n, DataType::Utf8, true),
         })
         .collect();
     Arc::new(Schema::new(fields))

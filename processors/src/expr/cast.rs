@@ -18,8 +18,44 @@ use arrow_schema::{ArrowError, DataType};
 
 use crate::decode::timestamp::{self, EpochUnit};
 
-/// Cast `a` to `to`; values that do not convert are null.
+/// Cast `a` to `to`; values that do not convert are null, and so are dates and timestamps
+/// outside the years 1 to 9999 (`cast('-52026-11-22' AS date)` is null, not a date no reader
+/// holds).
 pub(crate) fn cast(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    let out = cast_any(a, to)?;
+    Ok(match to {
+        DataType::Date32 | DataType::Timestamp(..) => in_calendar(out)?,
+        _ => out,
+    })
+}
+
+/// Days since the epoch of 0001-01-01 and 9999-12-31.
+const MIN_DAYS: i32 = -719_162;
+const MAX_DAYS: i32 = 2_932_896;
+
+/// Dates and timestamps outside the years 1 to 9999 as null.
+pub(crate) fn in_calendar(a: ArrayRef) -> Result<ArrayRef, ArrowError> {
+    use arrow_array::types::{Date32Type, TimestampMicrosecondType};
+    let keep: arrow_array::BooleanArray = match a.data_type() {
+        DataType::Date32 => a
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|v| v.map(|d| (MIN_DAYS..=MAX_DAYS).contains(&d)))
+            .collect(),
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => a
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .map(|v| v.map(|t| timestamp::in_range(t).is_some()))
+            .collect(),
+        _ => return Ok(a),
+    };
+    if keep.iter().all(|k| k != Some(false)) {
+        return Ok(a);
+    }
+    arrow_select::nullif::nullif(&a, &arrow_arith::boolean::not(&keep)?)
+}
+
+fn cast_any(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
     let from = a.data_type();
     if from == to {
         return Ok(a.clone());
@@ -224,6 +260,47 @@ pub(crate) fn text_to_i64(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 38: `cast('-52026-11-22' AS date)` gave the date -52026-11-22, written to NDJSON and
+    /// Parquet as such, and a timestamp built from it likewise. Outside the years 1 to 9999 a cast
+    /// gives null, like every other value that does not convert.
+    #[test]
+    fn casts_never_leave_the_calendar() {
+        use arrow_array::StringArray;
+        use arrow_array::types::{Date32Type, TimestampMicrosecondType};
+        let text: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("-52026-11-22"),
+            Some("2026-11-22"),
+            Some("0001-01-01"),
+            Some("9999-12-31"),
+            Some("10000-01-01"),
+            Some("0000-12-31"),
+            None,
+        ]));
+        let dates = cast(&text, &DataType::Date32).unwrap();
+        let d = dates.as_primitive::<Date32Type>();
+        let valid: Vec<bool> = (0..d.len()).map(|i| d.is_valid(i)).collect();
+        assert_eq!(valid, [false, true, true, true, false, false, false]);
+        let ts_type = crate::expr::timestamp_type();
+        let ts = cast(&dates, &ts_type).unwrap();
+        let t = ts.as_primitive::<TimestampMicrosecondType>();
+        let valid: Vec<bool> = (0..t.len()).map(|i| t.is_valid(i)).collect();
+        assert_eq!(valid, [false, true, true, true, false, false, false]);
+        let text_ts: ArrayRef = Arc::new(StringArray::from(vec![
+            "-52026-11-22T00:00:00Z",
+            "2026-11-22T00:00:00Z",
+            "+10000-01-01T00:00:00Z",
+        ]));
+        let ts = cast(&text_ts, &ts_type).unwrap();
+        assert_eq!(
+            (ts.is_null(0), ts.is_null(1), ts.is_null(2)),
+            (true, false, true)
+        );
+        // A date outside the calendar made some other way never comes back from a cast either.
+        let far: ArrayRef = Arc::new(arrow_array::Date32Array::from(vec![-20_000_000, 0]));
+        let back = cast(&far, &ts_type).unwrap();
+        assert!(back.is_null(0) && back.is_valid(1));
+    }
 
     #[test]
     fn text_to_integers_as_duckdb_reads_them() {

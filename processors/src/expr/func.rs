@@ -447,6 +447,11 @@ pub(crate) fn round_f64(v: f64, d: i32, m: f64) -> Option<f64> {
         return Some(v);
     }
     let y = if d >= 0 { v * m } else { v / m };
+    if y.abs() >= 1_073_741_824.0 {
+        // Past 2^30 the product's own rounding error (|y| × 2^-53) can pass the tie test's
+        // margin: round(402572520376424.1, 2) came out .2. Read the exact decimal digits.
+        return round_exact(v, d);
+    }
     let r = y.round();
     if ((r - y).abs() - 0.5).abs() < 1e-6 {
         // Near a tie the product's own rounding could decide it: read the exact decimal digits.
@@ -460,6 +465,15 @@ pub(crate) fn round_f64(v: f64, d: i32, m: f64) -> Option<f64> {
 /// Half away from zero on the exact decimal expansion of `v` (every double has one of at most
 /// 1 074 digits after the point).
 fn round_exact(v: f64, d: i32) -> Option<f64> {
+    // A double whose shortest form has no more than `d` decimals is its own rounding (and most
+    // large ones are: this spares them the long expansion).
+    if d >= 0 {
+        let shortest = format!("{v}");
+        let decimals = shortest.split_once('.').map_or(0, |(_, f)| f.len());
+        if decimals <= d as usize {
+            return Some(v);
+        }
+    }
     let text = format!("{:.1100}", v.abs());
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
     let digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
@@ -499,6 +513,136 @@ fn round_exact(v: f64, d: i32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exact reference for `round(v, d)`, independent of the code under test: the double is
+    /// `mant × 2^exp`; `v × 10^d` is formed in big integers, divided by a power of two with the
+    /// remainder deciding half away from zero, and the result is read back as `q × 10^-d`.
+    fn reference_round(v: f64, d: u32) -> f64 {
+        // Big unsigned integers, least significant 32-bit limb first.
+        fn mul_small(a: &mut Vec<u64>, m: u64) {
+            let mut carry = 0;
+            for limb in a.iter_mut() {
+                let x = *limb * m + carry;
+                *limb = x & 0xffff_ffff;
+                carry = x >> 32;
+            }
+            while carry > 0 {
+                a.push(carry & 0xffff_ffff);
+                carry >>= 32;
+            }
+        }
+        fn to_decimal(mut a: Vec<u64>) -> String {
+            let mut digits = Vec::new();
+            while a.iter().any(|&l| l != 0) {
+                let mut rem = 0;
+                for limb in a.iter_mut().rev() {
+                    let x = (rem << 32) | *limb;
+                    *limb = x / 10;
+                    rem = x % 10;
+                }
+                digits.push(b'0' + rem as u8);
+            }
+            if digits.is_empty() {
+                digits.push(b'0');
+            }
+            digits.reverse();
+            String::from_utf8(digits).unwrap()
+        }
+        let bits = v.abs().to_bits();
+        let (e, f) = ((bits >> 52) as i64, bits & ((1 << 52) - 1));
+        let (mant, exp) = if e == 0 {
+            (f, -1074)
+        } else {
+            (f | 1 << 52, e - 1075)
+        };
+        let mut n = vec![mant & 0xffff_ffff, mant >> 32];
+        for _ in 0..d {
+            mul_small(&mut n, 10);
+        }
+        if exp >= 0 {
+            for _ in 0..exp {
+                mul_small(&mut n, 2);
+            }
+        } else {
+            // Divide by 2^-exp: the bits shifted out decide the rounding (half: the top one).
+            let shift = (-exp) as usize;
+            let bit =
+                |n: &Vec<u64>, i: usize| n.get(i / 32).is_some_and(|l| l >> (i % 32) & 1 == 1);
+            let half = bit(&n, shift - 1);
+            let total = n.len() * 32;
+            let mut q = vec![0u64; n.len()];
+            for i in shift..total {
+                if bit(&n, i) {
+                    q[(i - shift) / 32] |= 1 << ((i - shift) % 32);
+                }
+            }
+            n = q;
+            if half {
+                // Half away from zero: any half or more rounds the magnitude up.
+                let mut i = 0;
+                loop {
+                    if i == n.len() {
+                        n.push(0);
+                    }
+                    n[i] += 1;
+                    if n[i] <= 0xffff_ffff {
+                        break;
+                    }
+                    n[i] = 0;
+                    i += 1;
+                }
+            }
+        }
+        let out: f64 = format!("{}e-{d}", to_decimal(n)).parse().unwrap();
+        out.copysign(v)
+    }
+
+    /// Issue 38: `round(402572520376424.1, 2)` gave 402572520376424.2 (the product overran the
+    /// tie test's margin). Against the exact reference over random doubles of every exponent and
+    /// every `digits` from 0 to 12, and a double with no more decimals than `digits` is itself.
+    #[test]
+    fn round_is_exact_at_every_magnitude() {
+        assert_eq!(
+            round_f64(402572520376424.1, 2, 100.0),
+            Some(402572520376424.1)
+        );
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut checked = 0;
+        while checked < 20_000 {
+            // Random bits with an exponent across the range where rounding does anything.
+            let v = f64::from_bits(next());
+            if !v.is_finite() || v.abs() < 1e-20 || v.abs() >= 4.5e15 {
+                continue;
+            }
+            let d = (next() % 13) as u32;
+            let want = reference_round(v, d);
+            let got = round_f64(v, d as i32, 10f64.powi(d as i32)).unwrap();
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "round({v:e}, {d}): {got:e}, want {want:e}"
+            );
+            checked += 1;
+        }
+        // Values a few decimals long, at every magnitude: each is its own rounding.
+        for e in -10..16 {
+            for digits in ["1.5", "2.675", "0.125", "9.99", "402572520376424.1"] {
+                let v: f64 = format!("{digits}e{e}").parse().unwrap();
+                let shortest = format!("{v}");
+                let decimals = shortest.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+                if decimals <= 12 {
+                    let got = round_f64(v, decimals, 10f64.powi(decimals)).unwrap();
+                    assert_eq!(got, v, "round({v}, {decimals})");
+                }
+            }
+        }
+    }
 
     #[test]
     fn truncates_to_units() {

@@ -6,6 +6,9 @@ unicode, timestamps with offsets) and seeded random expressions over every opera
 of the grammar run through `sluice replay` in select, filter and aggregate pipelines; DuckDB runs
 the same expressions over the same rows. Every case must agree: the same values, the same rows
 kept, and a reject exactly where DuckDB raises an error for that row (an overflow, say).
+Chains of operators are also written without parentheses (`i + j * k`, `a OR b AND c`,
+`i + 1 > j * 2`, `NOT i = j`) for Sluice, and with them, by the README's precedence list, for
+DuckDB, so precedence is checked too; casts include int32 and float32, round one argument.
 
 The reference follows Sluice's documented semantics where they are a choice DuckDB makes
 differently (README, "Expressions"): integer `/` is DuckDB's `//`; `cast` is `TRY_CAST`; `AND`,
@@ -173,9 +176,27 @@ def float_lit(v):
     return text, f"CAST('{text}' AS DOUBLE)"
 
 
+# How tightly each binary operator binds (higher: tighter), as the README's precedence list says.
+PREC = {"OR": 1, "AND": 2, "=": 4, "<>": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+        "||": 5, "+": 6, "-": 6, "*": 7, "/": 7, "%": 7}
+
+
 class Gen:
     def __init__(self, rnd):
         self.rnd = rnd
+
+    def chain(self, leaf, ops, apply):
+        """`a op1 b op2 c` written without parentheses for Sluice (its parser must apply the
+        precedence), and with them, by the precedence table, for the reference. `apply(op, x, y)`
+        gives the reference text of `x op y` for reference texts x and y."""
+        a, b, c = leaf(), leaf(), leaf()
+        op1, op2 = self.rnd.choice(ops), self.rnd.choice(ops)
+        text = f"({a[0]} {op1} {b[0]} {op2} {c[0]})"
+        if PREC[op2] > PREC[op1]:
+            ref = apply(op1, a[1], apply(op2, b[1], c[1]))
+        else:
+            ref = apply(op2, apply(op1, a[1], b[1]), c[1])
+        return text, ref
 
     def pick(self, options):
         """options: list of (weight, fn)."""
@@ -241,8 +262,19 @@ class Gen:
             a = self.ts(d)
             return f"hour({a[0]})", f"CAST(hour({a[1]}) AS BIGINT)"
 
+        def cast32():
+            a = self.pick([(2, lambda: self.int(d)), (1, lambda: self.str(d))])
+            return f"cast(cast({a[0]} AS int32) AS int64)", f"CAST(TRY_CAST({a[1]} AS INTEGER) AS BIGINT)"
+
+        def int_op(op, x, y):
+            dop = "//" if op == "/" else op
+            return strict(x, y, f"({x} {dop} {y})", divisor=op in ("/", "%"))
+
+        def prec():
+            return self.chain(lambda: self.int(d), ["+", "-", "*", "/", "%"], int_op)
+
         return self.pick([
-            (2, self.leaf_int),
+            (2, self.leaf_int), (2, prec), (1, cast32),
             (2, lambda: bin_("+")), (2, lambda: bin_("-")), (2, lambda: bin_("*")),
             (2, lambda: bin_("/", "//")), (2, lambda: bin_("%")),
             (1, neg), (1, abs_), (1, round_), (1, cast_float), (1, cast_str), (1, length), (1, hour),
@@ -295,8 +327,16 @@ class Gen:
             a = self.float(d)
             return f"cast(cast({a[0]} AS float32) AS float64)", f"CAST(TRY_CAST({a[1]} AS FLOAT) AS DOUBLE)"
 
+        def round1():
+            a = self.float(d)
+            return f"round({a[0]})", f"round({a[1]})"
+
+        def prec():
+            return self.chain(lambda: self.float(d), ["+", "-", "*", "/"],
+                              lambda op, x, y: strict(x, y, f"({x} {op} {y})"))
+
         return self.pick([
-            (2, self.leaf_float),
+            (2, self.leaf_float), (2, prec), (1, round1),
             (2, lambda: bin_("+")), (2, lambda: bin_("-")), (2, lambda: bin_("*")), (2, lambda: bin_("/")),
             (1, lambda: bin_("%")), (1, lambda: bin_("+", lambda: self.int(d))),
             (1, round_), (1, abs_), (1, neg), (1, cast_int), (1, cast_str), (1, cast32),
@@ -473,7 +513,27 @@ class Gen:
             p = r.choice(["^a", "c$", "[0-9]+", "^$", "é", "^.{2}$", "(?i)abc", "\\s"])
             return f"regexp_match({a[0]}, {sq(p)})", f"regexp_matches({a[1]}, {sq(p)})"
 
+        def prec_logic():
+            return self.chain(lambda: self.bool(d), ["AND", "OR"], lambda op, x, y: lazy(op, x, y))
+
+        def prec_cmp():
+            # `i + j > k * 2`: arithmetic binds tighter than the comparison.
+            a, b = self.int(d), self.int(d)
+            op_a, op_b = r.choice(["+", "-", "*"]), r.choice(["+", "-", "*"])
+            c, e = self.int(0), self.int(0)
+            cmp = r.choice(["=", "<>", "<", "<=", ">", ">="])
+            left = strict(a[1], c[1], f"({a[1]} {op_a} {c[1]})")
+            right = strict(b[1], e[1], f"({b[1]} {op_b} {e[1]})")
+            return (f"({a[0]} {op_a} {c[0]} {cmp} {b[0]} {op_b} {e[0]})",
+                    strict(left, right, f"({left} {cmp} {right})"))
+
+        def prec_not():
+            # `NOT x = y` is `NOT (x = y)`: NOT binds looser than comparisons.
+            a, b = self.int(d), self.int(d)
+            return f"(NOT {a[0]} = {b[0]})", f"(NOT {strict(a[1], b[1], f'({a[1]} = {b[1]})')})"
+
         return self.pick([
+            (1, prec_logic), (1, prec_cmp), (1, prec_not),
             (1, lambda: self.bool(0)), (4, lambda: self.cmp(d)), (2, lambda: and_or("AND")),
             (2, lambda: and_or("OR")), (1, not_), (1, in_list), (1, between), (2, like), (1, is_null),
             (1, strfn), (1, regexp), (1, lambda: self.case("bool", d)),

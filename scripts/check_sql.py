@@ -11,7 +11,8 @@ Chains of operators are also written without parentheses (`i + j * k`, `a OR b A
 DuckDB, so precedence is checked too; casts include int32 and float32, round one argument;
 coalesce is drawn for every type; aggregates include first, last (the first and last non-null
 values in input order) and approx_count_distinct (within its error of the exact count), and each
-aggregate case prints what it ran. Casts to bool and date are drawn too, and `Straße` is in the
+aggregate case prints what it ran. The data has an int32 and a float32 column, a quoted name
+(`"odd name"`) and a nested one (`geo.lat`). Casts to bool and date are drawn too, and `Straße` is in the
 data: the reference models the documented departures (upper's full case mapping, dates outside
 the years 1 to 9999 null) instead of leaving them out.
 
@@ -45,11 +46,20 @@ UTC = datetime.timezone.utc
 SCHEMA = {
     "id": "int64", "i": "int64", "j": "int64", "f": "float64", "g": "float64",
     "s": "string", "t": "string", "b": "bool", "ts": "timestamp", "d": "date",
+    "h": "int32", "e": "float32", "odd name": "string", "geo.lat": "float64",
 }
 DUCK_TYPES = {
     "int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMP", "date": "DATE",
+    "timestamp": "TIMESTAMP", "date": "DATE", "int32": "INTEGER", "float32": "FLOAT",
 }
+# Float32 values the NDJSON text gives exactly.
+FLOATS32 = [0.0, -0.0, 0.5, -1.25, 3.0, 16777216.0, -16777215.0, 1e-3, 3.0e38]
+
+
+def duck_column(name):
+    """A column of SCHEMA in DuckDB's table: `odd name` quoted, `geo.lat` a struct field."""
+    return "geo" if name == "geo.lat" else f'"{name}"'
+
 STRINGS = [
     "", "a", "A", "abc", "ABC", "Abc", " a ", "  ", "a_c", "a%c", "A%b", "it's", "x\\y", "é", "É",
     "héllo", "ǅ", "ǆ", "Ǆ", "北京", "清华大学", "😀", "a😀b", "Straße", "strasse", "10", "-7",
@@ -91,6 +101,12 @@ def gen_rows(rnd, n):
         maybe("b", rnd.random() < 0.5)
         maybe("ts", rnd.choice(TIMESTAMPS) if rnd.random() < 0.7 else epoch_number(rnd))
         maybe("d", rnd.choice(DATES))
+        maybe("h", rnd.choice([2147483647, -2147483648, 0, 1, -1]) if rnd.random() < 0.3 else rnd.randint(-1000, 1000))
+        maybe("e", rnd.choice(FLOATS32))
+        maybe("odd name", rnd.choice(STRINGS))
+        if rnd.random() < 0.9:
+            r["geo"] = None if rnd.random() < 0.1 else (
+                {"lat": rnd.choice([None, round(rnd.uniform(-90, 90), 3), -0.0])} if rnd.random() < 0.9 else {})
         rows.append(r)
     return rows
 
@@ -147,7 +163,10 @@ def session(con):
 
 def load_duck(rows):
     con = duckdb.connect()
-    cols = ", ".join(f"{c} {DUCK_TYPES[t]}" for c, t in SCHEMA.items())
+    cols = ", ".join(
+        "geo STRUCT(lat DOUBLE)" if c == "geo.lat" else f"{duck_column(c)} {DUCK_TYPES[t]}"
+        for c, t in SCHEMA.items()
+    )
     # The int64 literals the expressions use, as columns: DuckDB widens arithmetic on constants
     # (`-(-9223372036854775808)` is a HUGEINT there), PostgreSQL and Sluice do not.
     cols += "".join(f", k{n} BIGINT" for n in range(len(INTS)))
@@ -163,6 +182,8 @@ def load_duck(rows):
                 x = float("nan")
             elif x is not None and ty == "date":
                 x = datetime.date.fromisoformat(x)
+            if c == "geo.lat":
+                x = None if "geo" not in r or r["geo"] is None else {"lat": r["geo"].get("lat")}
             v.append(x)
         vals.append(v + INTS)
     con.executemany(f"INSERT INTO t VALUES ({', '.join('?' for _ in range(len(SCHEMA) + len(INTS)))})", vals)
@@ -222,6 +243,7 @@ class Gen:
         return self.pick([
             (3, lambda: ("i", "i")),
             (3, lambda: ("j", "j")),
+            (1, lambda: ("cast(h AS int64)", "CAST(h AS BIGINT)")),
             (2, lambda: (lambda n: (str(INTS[n]), f"k{n}"))(r.randrange(len(INTS)))),
             (1, lambda: (lambda v: (str(v), f"({v})::BIGINT"))(r.randint(-20, 20))),
             (1, lambda: ("null", "CAST(NULL AS BIGINT)")),
@@ -291,6 +313,8 @@ class Gen:
         return self.pick([
             (3, lambda: ("f", "f")),
             (3, lambda: ("g", "g")),
+            (1, lambda: ("cast(e AS float64)", "CAST(e AS DOUBLE)")),
+            (1, lambda: ("geo.lat", "geo.lat")),
             (2, lambda: float_lit(r.choice(FLOATS + [round(r.uniform(-50, 50), 2)]))),
             (1, lambda: ("cast('NaN' AS float64)", "CAST('NaN' AS DOUBLE)")),
             (1, lambda: ("cast(null AS float64)", "CAST(NULL AS DOUBLE)")),
@@ -353,6 +377,7 @@ class Gen:
         return self.pick([
             (3, lambda: ("s", "s")),
             (3, lambda: ("t", "t")),
+            (1, lambda: ('"odd name"', '"odd name"')),
             (2, lambda: (lambda v: (sq(v), sq(v)))(r.choice(STRINGS))),
             (1, lambda: ("cast(null AS string)", "CAST(NULL AS VARCHAR)")),
         ])
@@ -417,7 +442,9 @@ class Gen:
             return self.pick([(3, lambda: ("d", "d")),
                               (1, lambda: (lambda v: (f"date('{v}')", f"DATE '{v}'"))(r.choice(DATES)))])
         a = self.ts(depth - 1)
-        t = self.str(depth - 1)
+        # Text as written in the data: Sluice reads ISO dates (YYYY-MM-DD) where DuckDB also
+        # reads `10-1-7` as 0010-01-07, which concatenations make (README: a departure).
+        t = self.str(0)
         return self.pick([(2, lambda: ("d", "d")), (2, lambda: (f"date({a[0]})", f"CAST({a[1]} AS DATE)")),
                           (1, lambda: (f"cast({t[0]} AS date)", in_calendar(f"TRY_CAST({t[1]} AS DATE)")))])
 
@@ -643,7 +670,7 @@ class Runner:
         """Replay one pipeline; returns (rows as dicts or None, rejects, error text)."""
         case_dir = os.path.join(self.work, name)
         os.makedirs(case_dir, exist_ok=True)
-        schema = ", ".join(f"{k} = {toml_str(v)}" for k, v in SCHEMA.items())
+        schema = ", ".join(f"{toml_str(k)} = {toml_str(v)}" for k, v in SCHEMA.items())
         text = [f'name = "{name}"', "[input]", 'format = "ndjson"', f"schema = {{ {schema} }}"]
         for st in stages:
             text.append("[[stage]]")

@@ -82,6 +82,14 @@ fn cast_any(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
             let out: Float64Array = s.iter().map(|v| v.and_then(text_to_f64)).collect();
             Arc::new(out)
         }
+        (DataType::Utf8, DataType::Boolean) => {
+            let out: arrow_array::BooleanArray = a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(text_to_bool))
+                .collect();
+            Arc::new(out)
+        }
         (DataType::Utf8, DataType::Float32) => {
             let s = a.as_string::<i32>();
             let out: Float32Array = s
@@ -151,6 +159,17 @@ pub(crate) fn float_to_i64(v: f64) -> Option<i64> {
 pub(crate) fn f64_to_f32(v: f64) -> Option<f32> {
     let f = v as f32;
     (f.is_finite() || !v.is_finite()).then_some(f)
+}
+
+/// Text as a bool, as DuckDB reads it: `true`, `t`, `yes`, `y`, `1` and `false`, `f`, `no`,
+/// `n`, `0`, in any case and nothing else (Arrow's cast also took `tr`, `on`, `off` and
+/// surrounding spaces).
+pub(crate) fn text_to_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" => Some(true),
+        "false" | "f" | "no" | "n" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 /// Text as a float: surrounding whitespace trimmed; `inf`, `infinity` and `nan` in any case.
@@ -260,6 +279,34 @@ pub(crate) fn text_to_i64(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the differential test: text becomes a bool exactly where DuckDB's TRY_CAST
+    /// reads one.
+    #[test]
+    fn text_to_bool_as_duckdb_reads_it() {
+        for (t, want) in [
+            ("true", Some(true)),
+            ("T", Some(true)),
+            ("yes", Some(true)),
+            ("Y", Some(true)),
+            ("1", Some(true)),
+            ("false", Some(false)),
+            ("F", Some(false)),
+            ("no", Some(false)),
+            ("n", Some(false)),
+            ("0", Some(false)),
+            ("tr", None),
+            ("on", None),
+            ("off", None),
+            (" true", None),
+            ("TRUE ", None),
+            ("true1", None),
+            ("10", None),
+            ("", None),
+        ] {
+            assert_eq!(text_to_bool(t), want, "{t:?}");
+        }
+    }
 
     /// Issue 38: `cast('-52026-11-22' AS date)` gave the date -52026-11-22, written to NDJSON and
     /// Parquet as such, and a timestamp built from it likewise. Outside the years 1 to 9999 a cast

@@ -974,9 +974,11 @@ fn date_days(b: &[u8]) -> Option<i32> {
 pub(crate) fn parse_timestamp_micros(s: &str) -> Option<i64> {
     fast_timestamp(s.as_bytes())
         .or_else(|| {
+            // Microseconds, not nanoseconds: a nanosecond count only reaches 1677-2262, and
+            // `1000-01-01` or `9999-12-31` are timestamps of the calendar too.
             arrow_cast::parse::string_to_datetime(&chrono::Utc, s)
                 .ok()
-                .and_then(|t| t.timestamp_nanos_opt().map(|_| t.timestamp_micros()))
+                .map(|t| t.timestamp_micros())
         })
         .and_then(super::timestamp::in_range)
 }

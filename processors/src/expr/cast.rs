@@ -343,6 +343,11 @@ mod tests {
             (ts.is_null(0), ts.is_null(1), ts.is_null(2)),
             (true, false, true)
         );
+        // Dates alone are midnight, across the whole calendar (they were null outside 1677-2262,
+        // where a nanosecond count ends).
+        let bare = cast(&text, &ts_type).unwrap();
+        let valid: Vec<bool> = (0..bare.len()).map(|i| bare.is_valid(i)).collect();
+        assert_eq!(valid, [false, true, true, true, false, false, false]);
         // A date outside the calendar made some other way never comes back from a cast either.
         let far: ArrayRef = Arc::new(arrow_array::Date32Array::from(vec![-20_000_000, 0]));
         let back = cast(&far, &ts_type).unwrap();

@@ -455,3 +455,88 @@ async fn parquet_objects_are_read_by_range_from_s3() {
     assert_eq!(s["skipped"], 1, "{s}");
     assert_eq!(s["skips"][0]["reason"], sluice_pipeline::own_output("pq"));
 }
+
+/// Issue 27, the memory budget against S3: with a 128 MB budget (16 MB for the files) the open
+/// partitions' row groups are written out early and S3 parts sent once they reach 5 MiB, so
+/// each object is a multipart upload of several parts; every row lands once, in its partition,
+/// and no upload is left open.
+#[tokio::test]
+async fn partitioned_output_to_s3_within_a_small_memory_budget() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = in_out_buckets(&c, "budget").await;
+    const ROWS: u64 = 24_000;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut data = Vec::new();
+    for n in 0..ROWS {
+        data.extend(format!("{{\"p\":{},\"n\":{n},\"blob\":\"", n % 4).into_bytes());
+        for _ in 0..125 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            data.extend(format!("{state:016x}").into_bytes());
+        }
+        data.extend(b"\"}\n");
+    }
+    let size = data.len() as u64;
+    put(&c, &inb, "wide/data.ndjson", data).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"budget\"\n[input]\nformat = \"ndjson\"\nkeys = [\"wide/**\"]\n\
+             schema = {{ p = \"int64\", n = \"int64\", blob = \"string\" }}\n\
+             [output]\nuri = \"s3://{outb}/out/\"\ncompression = \"none\"\npartition_by = [\"p\"]\n"
+        ),
+    )
+    .unwrap();
+    let ev = write_event(
+        dir.path(),
+        vec![event::s3_record(&inb, "wide/data.ndjson", size, "e")],
+    );
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        ev.to_str().unwrap(),
+        "--endpoint-url",
+        &ep,
+        "--json",
+        "--memory-mb",
+        "128",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let summary = &summaries(&o)[0];
+    assert_eq!(summary["records_out"], ROWS, "{summary}");
+    let written = keys(&c, &outb).await;
+    assert_eq!(written.len(), 4, "{written:?}");
+    let mut rows = 0;
+    for k in &written {
+        let p: u64 = k
+            .split("p=")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let bytes = get(&c, &outb, k).await;
+        // Many row groups: the budget wrote each partition out several times.
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+            .unwrap();
+        assert!(
+            meta.num_row_groups() > 1,
+            "{k}: {} row groups",
+            meta.num_row_groups()
+        );
+        for line in parquet_rows(&bytes) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["n"].as_u64().unwrap() % 4, p, "{k}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, ROWS);
+    assert_eq!(open_uploads(&c, &outb).await, 0);
+}

@@ -383,19 +383,7 @@ fn deep_parquet(depth: usize) -> Vec<u8> {
 #[test]
 fn partitioned_output_stays_within_the_memory_budget() {
     const ROWS: u64 = 96_000;
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut data = Vec::with_capacity(ROWS as usize * 2_040);
-    for n in 0..ROWS {
-        write!(data, "{{\"p\":{},\"n\":{n},\"blob\":\"", n % 64).unwrap();
-        for _ in 0..125 {
-            // xorshift: 2 000 hex digits no encoder can shrink.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            write!(data, "{state:016x}").unwrap();
-        }
-        data.extend_from_slice(b"\"}\n");
-    }
+    let data = incompressible_rows(ROWS, 64);
     assert!(data.len() > 180 << 20, "{}", data.len());
     let config = CONFIG
         .replace(

@@ -466,18 +466,7 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
     let c = client(&ep).await;
     let (inb, outb) = in_out_buckets(&c, "budget").await;
     const ROWS: u64 = 24_000;
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut data = Vec::new();
-    for n in 0..ROWS {
-        data.extend(format!("{{\"p\":{},\"n\":{n},\"blob\":\"", n % 4).into_bytes());
-        for _ in 0..125 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            data.extend(format!("{state:016x}").into_bytes());
-        }
-        data.extend(b"\"}\n");
-    }
+    let data = incompressible_rows(ROWS, 4);
     let size = data.len() as u64;
     put(&c, &inb, "wide/data.ndjson", data).await;
     let dir = tempfile::tempdir().unwrap();

@@ -46,6 +46,25 @@ pub fn summaries(o: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `rows` NDJSON lines `{"p": n % partitions, "n": n, "blob": 2 000 hex digits}`, the digits from
+/// xorshift so no encoder or compressor can shrink them (memory tests need bytes that stay big).
+pub fn incompressible_rows(rows: u64, partitions: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut data = Vec::with_capacity(rows as usize * 2_040);
+    for n in 0..rows {
+        write!(data, "{{\"p\":{},\"n\":{n},\"blob\":\"", n % partitions).expect("vec");
+        for _ in 0..125 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            write!(data, "{state:016x}").expect("vec");
+        }
+        data.extend_from_slice(b"\"}\n");
+    }
+    data
+}
+
 /// Rows of a Parquet file as NDJSON lines.
 pub fn parquet_rows(bytes: &[u8]) -> Vec<String> {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(

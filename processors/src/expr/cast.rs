@@ -36,23 +36,28 @@ const MAX_DAYS: i32 = 2_932_896;
 /// Dates and timestamps outside the years 1 to 9999 as null.
 pub(crate) fn in_calendar(a: ArrayRef) -> Result<ArrayRef, ArrowError> {
     use arrow_array::types::{Date32Type, TimestampMicrosecondType};
-    let keep: arrow_array::BooleanArray = match a.data_type() {
-        DataType::Date32 => a
-            .as_primitive::<Date32Type>()
-            .iter()
-            .map(|v| v.map(|d| (MIN_DAYS..=MAX_DAYS).contains(&d)))
-            .collect(),
-        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => a
-            .as_primitive::<TimestampMicrosecondType>()
-            .iter()
-            .map(|v| v.map(|t| timestamp::in_range(t).is_some()))
-            .collect(),
+    // Outside the calendar, where a value is set (a null slot's contents mean nothing). Almost
+    // every cast has none: then nothing is allocated.
+    let outside: arrow_array::BooleanArray = match a.data_type() {
+        DataType::Date32 => {
+            let d = a.as_primitive::<Date32Type>();
+            let out = |v: &i32| !(MIN_DAYS..=MAX_DAYS).contains(v);
+            if !d.values().iter().any(out) {
+                return Ok(a);
+            }
+            d.iter().map(|v| Some(v.is_some_and(|v| out(&v)))).collect()
+        }
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
+            let t = a.as_primitive::<TimestampMicrosecondType>();
+            let out = |v: &i64| timestamp::in_range(*v).is_none();
+            if !t.values().iter().any(out) {
+                return Ok(a);
+            }
+            t.iter().map(|v| Some(v.is_some_and(|v| out(&v)))).collect()
+        }
         _ => return Ok(a),
     };
-    if keep.iter().all(|k| k != Some(false)) {
-        return Ok(a);
-    }
-    arrow_select::nullif::nullif(&a, &arrow_arith::boolean::not(&keep)?)
+    arrow_select::nullif::nullif(&a, &outside)
 }
 
 fn cast_any(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {

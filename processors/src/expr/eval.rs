@@ -240,19 +240,7 @@ impl Planner<'_> {
                 }
                 // A balanced tree of ORs: `x IN (…8 000 values…)` is 13 levels deep, not 8 000
                 // (evaluation recurses once per level).
-                while terms.len() > 1 {
-                    let mut next = Vec::with_capacity(terms.len().div_ceil(2));
-                    let mut it = terms.into_iter();
-                    while let Some(l) = it.next() {
-                        next.push(match it.next() {
-                            Some(r) => Node::Or(Box::new(l), Box::new(r)),
-                            None => l,
-                        });
-                    }
-                    terms = next;
-                }
-                let n = terms
-                    .pop()
+                let n = super::balance(terms, |l, r| Node::Or(Box::new(l), Box::new(r)))
                     .ok_or_else(|| self.err(e.offset, "IN needs at least one value"))?;
                 Ok((
                     if *negated { Node::Not(Box::new(n)) } else { n },

@@ -408,6 +408,24 @@ pub fn type_name(dt: &DataType) -> String {
     }
 }
 
+/// `items` joined pairwise, in order, into a balanced tree by `join` (`None` when empty): a chain
+/// of n terms is ⌈log2 n⌉ levels deep instead of n, and everything that reads the tree recurses
+/// once per level. Used for AND/OR chains (parser) and `IN` lists (planner).
+pub(crate) fn balance<T>(mut items: Vec<T>, join: impl Fn(T, T) -> T) -> Option<T> {
+    while items.len() > 1 {
+        let mut next = Vec::with_capacity(items.len().div_ceil(2));
+        let mut it = items.into_iter();
+        while let Some(l) = it.next() {
+            next.push(match it.next() {
+                Some(r) => join(l, r),
+                None => l,
+            });
+        }
+        items = next;
+    }
+    items.pop()
+}
+
 /// A type's name with its article, for sentences: `an int64`, `a string`.
 pub fn a_type(dt: &DataType) -> String {
     let name = type_name(dt);

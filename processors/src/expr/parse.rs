@@ -933,19 +933,9 @@ impl Parser<'_> {
 
 /// `terms` (each with the offset of the operator before it) joined by `op` as a balanced tree,
 /// in order.
-fn balanced(op: BinOp, mut terms: Vec<(Expr, usize)>) -> Expr {
-    while terms.len() > 1 {
-        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
-        let mut it = terms.into_iter();
-        while let Some((l, at)) = it.next() {
-            next.push(match it.next() {
-                Some((r, offset)) => (bin(op, l, r, offset), at),
-                None => (l, at),
-            });
-        }
-        terms = next;
-    }
-    match terms.pop() {
+fn balanced(op: BinOp, terms: Vec<(Expr, usize)>) -> Expr {
+    let joined = super::balance(terms, |(l, at), (r, offset)| (bin(op, l, r, offset), at));
+    match joined {
         Some((e, _)) => e,
         None => Expr {
             kind: ExprKind::Literal(Literal::Null),

@@ -710,7 +710,7 @@ impl Plan {
                 None => b,
             }
         };
-        Ok(match &self.input {
+        let mut d: Box<dyn Decoder> = match &self.input {
             InputSpec::Ndjson => Box::new(ndjson().build()),
             InputSpec::Log(b) => Box::new(b.clone().build()?),
             InputSpec::Csv(b) => Box::new(b.clone().build()),
@@ -739,7 +739,21 @@ impl Plan {
                     "images are read whole from S3 objects by the resize stage, not decoded as records".into(),
                 ));
             }
-        })
+        };
+        d.keep_origins(self.traces_rejects(false));
+        Ok(d)
+    }
+
+    /// Whether rows keep their input lines until the stages have run, so that a row a stage (or
+    /// a Kinesis output) refuses is written to the rejects as the line it was read from: only
+    /// when rejects are written somewhere and something after decoding can refuse a row, since
+    /// keeping them copies every line (about 2 % of the reference rollup's instructions).
+    /// `more_stages`: stages of the caller's own run after the planned ones.
+    pub fn traces_rejects(&self, more_stages: bool) -> bool {
+        self.rejects.is_some()
+            && (more_stages
+                || !self.stages.is_empty()
+                || matches!(self.output, Destination::Kinesis { .. }))
     }
 
     /// The top-level input columns the stages read, when that is all the output needs (a `select`

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use serde::Serialize;
 use serde_json::Value;
-use sluice_processors::decode::{Decoded, Decoder};
+use sluice_processors::decode::{Decoded, Decoder, Origins};
 use sluice_processors::sniff::GZIP_MAGIC;
-use sluice_processors::{Stage, StageFactory};
+use sluice_processors::{Kept, Stage, StageFactory};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tracing::{info, warn};
 
@@ -251,6 +251,14 @@ impl Handler {
         self.extra.push(stage);
         self.clock = stage_clock(self.plan.stages.len() + self.extra.len());
         self
+    }
+
+    /// The plan's decoder for `key`, keeping each row's input line when a stage of this handler
+    /// (its own included) or its output can refuse a row and the rejects are written.
+    fn decoder(&self, key: &str) -> Result<Box<dyn Decoder>, sluice_processors::Error> {
+        let mut d = self.plan.decoder(key)?;
+        d.keep_origins(self.plan.traces_rejects(!self.extra.is_empty()));
+        Ok(d)
     }
 
     /// Each stage's name and the milliseconds spent in it since the last call (which resets).
@@ -687,7 +695,7 @@ impl Handler {
             InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
         );
         let mut shared = if line_format {
-            Some(self.plan.decoder("")?)
+            Some(self.decoder("")?)
         } else {
             None
         };
@@ -697,7 +705,7 @@ impl Handler {
         // from, then gathered back into full batches so the stages never see tiny ones.
         let cols = self.plan.stream_columns();
         let batch_rows = self.plan.config.input.batch_rows.max(1);
-        let mut tagged: Vec<RecordBatch> = Vec::new();
+        let mut tagged: Vec<(RecordBatch, Option<Origins>)> = Vec::new();
         let mut pending = Pending::default();
         let mut watch = Watch::new();
         for (n, rec) in recs.iter().enumerate() {
@@ -770,7 +778,7 @@ impl Handler {
                         d.flush(&mut doc)?;
                     }
                     None => {
-                        let mut d = self.plan.decoder("")?;
+                        let mut d = self.decoder("")?;
                         if let Err(e) = d
                             .decode(payload, &mut doc)
                             .and_then(|()| d.finish(&mut doc))
@@ -780,11 +788,11 @@ impl Handler {
                         }
                     }
                 }
-                decoded.rejects.append(&mut doc.rejects);
                 if cols.is_empty() {
-                    decoded.batches.append(&mut doc.batches);
+                    decoded.append(&mut doc);
                     continue;
                 }
+                decoded.rejects.append(&mut doc.rejects);
                 let origin = crate::stream::Origin {
                     shard: Some(rec.shard()).filter(|s| !s.is_empty()),
                     sequence: rec.id(),
@@ -792,11 +800,14 @@ impl Handler {
                     partition_key: Some(partition_key).filter(|k| !k.is_empty()),
                     arrival: rec.arrival,
                 };
-                for b in doc.batches.iter().filter(|b| b.num_rows() > 0) {
-                    tagged.push(crate::stream::tag(b, cols, &origin)?);
+                for (b, o) in doc.take_batches() {
+                    if b.num_rows() > 0 {
+                        tagged.push((crate::stream::tag(&b, cols, &origin)?, o));
+                    }
                 }
-                if tagged.iter().map(RecordBatch::num_rows).sum::<usize>() >= batch_rows {
-                    decoded.batches.push(gather(&mut tagged)?);
+                if tagged.iter().map(|(b, _)| b.num_rows()).sum::<usize>() >= batch_rows {
+                    let (b, o) = gather(&mut tagged)?;
+                    decoded.emit(b, o);
                 }
             }
             // Most records only add lines to what is pending: nothing to drain yet.
@@ -812,7 +823,8 @@ impl Handler {
             d.finish(&mut decoded)?;
         }
         if !tagged.is_empty() {
-            decoded.batches.push(gather(&mut tagged)?);
+            let (b, o) = gather(&mut tagged)?;
+            decoded.emit(b, o);
         }
         self.drain(&mut decoded, chain, outputs, rejects, result)
             .await
@@ -1052,10 +1064,18 @@ impl Handler {
             if let Some(spent) = clock.get(i) {
                 spent.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
-            let out = push_through(&mut stages[i + 1..], clock.get(i + 1..).unwrap_or(&[]), out)?;
-            for b in out {
-                write_out(&b, outputs, rejects, result).await?;
+            let mut refused = stages[i].take_rejects();
+            let out = push_through(
+                &mut stages[i + 1..],
+                clock.get(i + 1..).unwrap_or(&[]),
+                out.into_iter().map(Flow::untraced).collect(),
+                None,
+                &mut refused,
+            )?;
+            for f in &out {
+                write_out(f, None, outputs, rejects, result).await?;
             }
+            rejects.write(&refused).await?;
         }
         for st in stages.iter_mut() {
             let r = st.take_rejects();
@@ -1102,7 +1122,7 @@ impl Handler {
                 (reader, None)
             };
             let mut reader = decompress(reader, input.compression, input.max_inflate_ratio).await?;
-            let mut decoder = self.plan.decoder(&obj.key)?;
+            let mut decoder = self.decoder(&obj.key)?;
             let mut space = vec![0u8; READ_BYTES + PAGE];
             let buf = page_aligned(&mut space, READ_BYTES);
             let mut decoded = Decoded::default();
@@ -1238,7 +1258,7 @@ impl Handler {
         if !self.plan.stages.is_empty() {
             let schema = crate::config::rendition_schema();
             let batch = rows.finish(&schema)?;
-            self.feed(vec![batch], chain, outputs, rejects, result)
+            self.feed(vec![(batch, None)], chain, outputs, rejects, result)
                 .await?;
         }
         Ok(())
@@ -1296,9 +1316,10 @@ impl Handler {
                 sluice_processors::decode::timestamp::refuse_out_of_range(batch, first_row)?;
             first_row += n;
             let mut decoded = Decoded {
-                batches: vec![batch],
                 rejects: out_of_range,
+                ..Decoded::default()
             };
+            decoded.emit(batch, None);
             self.drain(&mut decoded, chain, outputs, rejects, result)
                 .await?;
         }
@@ -1439,8 +1460,11 @@ impl Handler {
         result.records_in += rj.len() as u64;
         result.undecodable += rj.len() as u64;
         rejects.write(&rj).await?;
-        let batches = std::mem::take(&mut decoded.batches);
-        result.records_in += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        let batches = decoded.take_batches();
+        result.records_in += batches
+            .iter()
+            .map(|(b, _)| b.num_rows() as u64)
+            .sum::<u64>();
         self.feed(batches, chain, outputs, rejects, result).await
     }
 
@@ -1448,13 +1472,13 @@ impl Handler {
     /// comes out written.
     async fn feed(
         &self,
-        batches: Vec<RecordBatch>,
+        batches: Vec<(RecordBatch, Option<Origins>)>,
         chain: &mut Option<Chain>,
         outputs: &mut Outputs,
         rejects: &mut Rejects,
         result: &mut ObjectResult,
     ) -> Result<(), Error> {
-        let Some(first) = batches.first() else {
+        let Some((first, _)) = batches.first() else {
             return Ok(());
         };
         if chain.is_none() {
@@ -1463,7 +1487,7 @@ impl Handler {
         let Some(chain) = chain.as_mut() else {
             return Ok(());
         };
-        for b in batches {
+        for (b, origins) in batches {
             if b.schema().fields() != chain.input.fields() {
                 return Err(Error::Io(
                     "its records have a different schema from the invocation's first object, and an aggregate \
@@ -1471,15 +1495,18 @@ impl Handler {
                         .into(),
                 ));
             }
-            for o in push_through(&mut chain.stages, &chain.clock, vec![b])? {
-                write_out(&o, outputs, rejects, result).await?;
+            let mut refused = Vec::new();
+            let flow = Flow::decoded(b, origins.as_ref());
+            for f in &push_through(
+                &mut chain.stages,
+                &chain.clock,
+                vec![flow],
+                origins.as_ref(),
+                &mut refused,
+            )? {
+                write_out(f, origins.as_ref(), outputs, rejects, result).await?;
             }
-            for st in chain.stages.iter_mut() {
-                let r = st.take_rejects();
-                if !r.is_empty() {
-                    rejects.write(&r).await?;
-                }
-            }
+            rejects.write(&refused).await?;
         }
         Ok(())
     }
@@ -1578,14 +1605,19 @@ async fn settle(
 /// Write one output batch; rows the output cannot take (a stream record over its limits) are
 /// rejects, not output.
 async fn write_out(
-    batch: &RecordBatch,
+    flow: &Flow,
+    origins: Option<&Origins>,
     outputs: &mut Outputs,
     rejects: &mut Rejects,
     result: &mut ObjectResult,
 ) -> Result<(), Error> {
-    outputs.write(batch).await?;
-    let refused = outputs.take_rejects();
-    result.records_out += batch.num_rows().saturating_sub(refused.len()) as u64;
+    outputs.write(&flow.batch).await?;
+    let refused: Vec<_> = outputs
+        .take_rejects()
+        .into_iter()
+        .map(|r| trace(r, flow.from.as_deref(), origins))
+        .collect();
+    result.records_out += flow.batch.num_rows().saturating_sub(refused.len()) as u64;
     rejects.write(&refused).await
 }
 
@@ -1873,9 +1905,18 @@ pub struct StageTime {
     pub ms: f64,
 }
 
-/// One batch of the tagged rows gathered so far.
-fn gather(tagged: &mut Vec<RecordBatch>) -> Result<RecordBatch, Error> {
-    let batches = std::mem::take(tagged);
+/// One batch of the tagged rows gathered so far, with their origins when every part has them.
+fn gather(
+    tagged: &mut Vec<(RecordBatch, Option<Origins>)>,
+) -> Result<(RecordBatch, Option<Origins>), Error> {
+    let (batches, parts): (Vec<RecordBatch>, Vec<Option<Origins>>) =
+        std::mem::take(tagged).into_iter().unzip();
+    let origins = parts
+        .into_iter()
+        .try_fold(Origins::default(), |mut all, o| {
+            all.extend(&o?);
+            Some(all)
+        });
     let Some(first) = batches.first() else {
         return Err(Error::Io("no rows to gather".into()));
     };
@@ -1887,21 +1928,108 @@ fn gather(tagged: &mut Vec<RecordBatch>) -> Result<RecordBatch, Error> {
             "the batch's records decode to different schemas; declare [input] schema".into(),
         ));
     }
-    arrow_select::concat::concat_batches(&first.schema(), &batches)
-        .map_err(|e| Error::Io(format!("gathering the rows of a stream batch: {e}")))
+    let batch = arrow_select::concat::concat_batches(&first.schema(), &batches)
+        .map_err(|e| Error::Io(format!("gathering the rows of a stream batch: {e}")))?;
+    Ok((batch, origins))
 }
 
+/// Rows on their way through the chain, and for each the index of the input row (of the batch
+/// that entered the chain) it came from, while that is known.
+struct Flow {
+    batch: RecordBatch,
+    from: Option<Vec<u32>>,
+}
+
+impl Flow {
+    /// Rows whose lineage is not followed.
+    fn untraced(batch: RecordBatch) -> Self {
+        Self { batch, from: None }
+    }
+
+    /// The rows of a batch decoded from `origins`: row i is input row i.
+    fn decoded(batch: RecordBatch, origins: Option<&Origins>) -> Self {
+        let from = origins
+            .filter(|o| o.len() == batch.num_rows())
+            .map(|o| (0..o.len() as u32).collect());
+        Self { batch, from }
+    }
+}
+
+/// The input rows behind what one push emitted (`out`), from the input rows behind what it was
+/// given (`from`) and what the stage says it kept; `None` for each when that cannot be told.
+fn lineage(from: Vec<u32>, kept: Kept, out: &[RecordBatch]) -> Vec<Option<Vec<u32>>> {
+    let emitted: Option<Vec<u32>> = match kept {
+        Kept::All => Some(from),
+        Kept::Mask(m) if m.len() == from.len() => Some(
+            from.into_iter()
+                .enumerate()
+                .filter(|&(i, _)| m.is_valid(i) && m.value(i))
+                .map(|(_, f)| f)
+                .collect(),
+        ),
+        _ => None,
+    };
+    let total: usize = out.iter().map(RecordBatch::num_rows).sum();
+    match emitted {
+        Some(mut e) if e.len() == total => {
+            let mut per = Vec::with_capacity(out.len());
+            for b in out.iter().rev() {
+                per.push(Some(e.split_off(e.len() - b.num_rows())));
+            }
+            per.reverse();
+            per
+        }
+        _ => vec![None; out.len()],
+    }
+}
+
+/// `r`, traced to the input line its row was decoded from when that is known: `from` maps the
+/// rows of the batch the stage was given to rows of the decoded batch, whose lines `origins` hold.
+fn trace(
+    r: sluice_processors::Reject,
+    from: Option<&[u32]>,
+    origins: Option<&Origins>,
+) -> sluice_processors::Reject {
+    let origin = r
+        .pushed_row
+        .and_then(|i| from?.get(i))
+        .and_then(|&f| origins?.get(f as usize));
+    match origin {
+        Some((line, raw)) => r.traced(line, raw),
+        None => r,
+    }
+}
+
+/// Push batches through `stages`; a row a stage refuses is added to `refused`, traced to the
+/// input line it was decoded from when `origins` tell (the flows' `from` index them).
 fn push_through(
     stages: &mut [Box<dyn Stage>],
     clock: &[AtomicU64],
-    batches: Vec<RecordBatch>,
-) -> Result<Vec<RecordBatch>, Error> {
-    let mut cur = batches;
+    flows: Vec<Flow>,
+    origins: Option<&Origins>,
+    refused: &mut Vec<sluice_processors::Reject>,
+) -> Result<Vec<Flow>, Error> {
+    let mut cur = flows;
     for (st, spent) in stages.iter_mut().zip(clock) {
         let t = Instant::now();
         let mut next = Vec::with_capacity(cur.len());
-        for b in cur {
-            st.push(b, &mut next)?;
+        let mut out = Vec::new();
+        for Flow { batch, from } in cur {
+            st.push(batch, &mut out)?;
+            refused.extend(
+                st.take_rejects()
+                    .into_iter()
+                    .map(|r| trace(r, from.as_deref(), origins)),
+            );
+            let from = match from {
+                Some(from) => lineage(from, st.kept(), &out),
+                None => vec![None; out.len()],
+            };
+            next.extend(
+                out.drain(..)
+                    .zip(from)
+                    .map(|(batch, from)| Flow { batch, from }),
+            );
         }
         spent.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         cur = next;

@@ -182,19 +182,20 @@ impl StreamWriter {
             start = end + 1;
             self.rows += 1;
             if let Some(Some(why)) = failed.get(row) {
-                self.reject(&line, why.clone());
+                self.reject(row, &line, why.clone());
                 continue;
             }
             let key = match &keys {
                 None => hex_digest(&line),
                 Some(k) if k.is_null(row) || k.value(row).is_empty() => {
-                    self.reject(&line, "the partition key is null or empty".into());
+                    self.reject(row, &line, "the partition key is null or empty".into());
                     continue;
                 }
                 Some(k) => k.value(row).to_string(),
             };
             if key.chars().count() > MAX_KEY_CHARS {
                 self.reject(
+                    row,
                     &line,
                     format!(
                         "the partition key has {} characters; Kinesis allows at most {MAX_KEY_CHARS}",
@@ -212,7 +213,7 @@ impl StreamWriter {
                     "the record is {} bytes with its partition key; Kinesis allows at most {MAX_RECORD_BYTES}",
                     entry.size()
                 );
-                self.reject(&entry.data, reason);
+                self.reject(row, &entry.data, reason);
                 continue;
             }
             if self.pending.len() == MAX_ENTRIES
@@ -226,13 +227,13 @@ impl StreamWriter {
         Ok(())
     }
 
-    fn reject(&mut self, raw: &[u8], reason: String) {
+    /// Refuse the output row at `row` of the batch being written (the `self.rows`th overall),
+    /// whose record would have been `raw`: a reject of the stage "output", traced to its input line
+    /// by the handler when it can be.
+    fn reject(&mut self, row: usize, raw: &[u8], reason: String) {
         let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
-        self.rejects.push(Reject::new(
-            self.rows,
-            format!("output row {}: {reason}", self.rows),
-            raw,
-        ));
+        self.rejects
+            .push(Reject::in_stage("output", self.rows, reason, raw).pushed_as(row));
     }
 
     /// Put what is queued; only refused entries are sent again.

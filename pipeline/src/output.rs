@@ -837,10 +837,14 @@ struct RejectLine<'a> {
     raw_base64: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
+    /// A stage's reject traced to its input line: the row's values as that stage saw them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values: Option<serde_json::Value>,
 }
 
-/// `{"line": n}` for a record of the source, `{"stage": "select", "row": n}` for a row a stage
-/// refused (the nth it was given).
+/// `{"line": n}` for a record of the source; for a row a stage refused, `{"line": n, "stage":
+/// "select"}` with the source line it was decoded from, or `{"stage": "select", "row": n}` (the
+/// nth row that stage was given) when it has none (Parquet, documents, after an aggregate).
 #[derive(serde::Serialize)]
 struct Position {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -886,7 +890,7 @@ impl Rejects {
         self.count += rejects.len() as u64;
         let Some((store, bucket, prefix)) = &self.dest else {
             for r in rejects.iter().take(3) {
-                tracing::warn!(source = %self.source, line = r.position, reason = %r.reason, "Rejected a record.");
+                tracing::warn!(source = %self.source, line = r.line.unwrap_or(r.position), stage = r.stage.unwrap_or("decode"), reason = %r.reason, "Rejected a record.");
             }
             return Ok(());
         };
@@ -904,13 +908,19 @@ impl Rejects {
             let text = std::str::from_utf8(&r.raw).ok();
             let line = RejectLine {
                 source: &self.source,
-                position: match r.stage {
-                    None => Position {
+                position: match (r.stage, r.line) {
+                    (None, _) => Position {
                         line: Some(r.position),
                         stage: None,
                         row: None,
                     },
-                    Some(stage) => Position {
+                    // Traced to the input line it was decoded from.
+                    (Some(stage), Some(line)) => Position {
+                        line: Some(line),
+                        stage: Some(stage),
+                        row: None,
+                    },
+                    (Some(stage), None) => Position {
                         line: None,
                         stage: Some(stage),
                         row: Some(r.position),
@@ -925,7 +935,13 @@ impl Rejects {
                         Some(base64::engine::general_purpose::STANDARD.encode(&r.raw))
                     }
                 },
-                truncated: r.raw.len() >= sluice_processors::REJECT_RAW_BYTES,
+                truncated: r.truncated,
+                // An object (cut at 4 KiB it is no longer one: then its text).
+                values: r.values.as_ref().map(|v| {
+                    serde_json::from_slice(v).unwrap_or_else(|_| {
+                        serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
+                    })
+                }),
             };
             serde_json::to_writer(&mut buf, &line).map_err(|e| Error::Io(e.to_string()))?;
             buf.push(b'\n');

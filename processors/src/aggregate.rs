@@ -878,7 +878,8 @@ impl Aggregate {
                      the record belongs to no window"
                 ),
                 &crate::row_json(batch, i),
-            ));
+            )
+            .pushed_as(i));
         }
     }
 }

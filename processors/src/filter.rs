@@ -8,7 +8,7 @@ use arrow_array::cast::AsArray;
 use arrow_schema::{DataType, SchemaRef};
 
 use crate::expr::Compiled;
-use crate::{Error, Reject, Stage, StageFactory};
+use crate::{Error, Kept, Reject, Stage, StageFactory};
 
 /// A compiled filter.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct Filter {
     schema: SchemaRef,
     rows_seen: u64,
     rejects: Vec<Reject>,
+    /// The last push's mask of kept rows.
+    kept: Option<arrow_array::BooleanArray>,
 }
 
 impl Filter {
@@ -38,6 +40,7 @@ impl Filter {
             schema: schema.clone(),
             rows_seen: 0,
             rejects: Vec::new(),
+            kept: None,
         })
     }
 }
@@ -59,15 +62,20 @@ impl Stage for Filter {
         self.rows_seen += batch.num_rows() as u64;
         let mask =
             arrow_cast::cast(&mask, &DataType::Boolean).map_err(|e| Error::arrow("filter", e))?;
-        let kept = arrow_select::filter::filter_record_batch(&batch, mask.as_boolean())
+        let mask = mask.as_boolean();
+        let kept = arrow_select::filter::filter_record_batch(&batch, mask)
             .map_err(|e| Error::arrow("filter", e))?;
         if kept.num_rows() > 0 {
             out.push(kept);
         }
+        self.kept = Some(mask.clone());
         Ok(())
     }
     fn take_rejects(&mut self) -> Vec<Reject> {
         std::mem::take(&mut self.rejects)
+    }
+    fn kept(&self) -> Kept {
+        self.kept.clone().map_or(Kept::Unknown, Kept::Mask)
     }
 }
 

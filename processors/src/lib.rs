@@ -85,6 +85,12 @@ pub trait Stage: Send {
     fn take_rejects(&mut self) -> Vec<Reject> {
         Vec::new()
     }
+    /// How the rows the last [`Stage::push`] emitted relate to the rows it was given, so a row a
+    /// later stage refuses can be traced to the input line it was decoded from. The default,
+    /// [`Kept::Unknown`], is always safe.
+    fn kept(&self) -> Kept {
+        Kept::Unknown
+    }
     /// The stage's partial state, to carry from one invocation to the next (Kinesis tumbling
     /// windows); `None` when it keeps none. The stage goes on as if nothing happened.
     fn save_state(&self) -> Result<Option<Vec<u8>>, Error> {
@@ -98,6 +104,18 @@ pub trait Stage: Send {
             self.name()
         )))
     }
+}
+
+/// What a [`Stage::push`] emitted, in terms of the rows it was given.
+#[derive(Debug, Clone)]
+pub enum Kept {
+    /// One row for each row given, in order (a select with no rejects).
+    All,
+    /// One row for each row given where the mask is true (null counts as false), in order: a
+    /// filter's kept rows.
+    Mask(arrow_array::BooleanArray),
+    /// Rows that are not the rows given one for one (an aggregate's groups), or not said.
+    Unknown,
 }
 
 /// Builds a [`Stage`] once the schema of its input is known (declared in config, or inferred from
@@ -150,10 +168,39 @@ pub struct Reject {
     pub position: u64,
     /// The stage that refused the row (its name), or None for a record that was not decoded.
     pub stage: Option<&'static str>,
+    /// For a stage's reject traced back to its input: the source line (or record) the row was
+    /// decoded from, whose bytes `raw` then holds.
+    pub line: Option<u64>,
+    /// For a stage's reject: the row's index in the batch whose [`Stage::push`] refused it, which
+    /// lets the pipeline trace the row to its input line. `None` when not known.
+    pub pushed_row: Option<usize>,
     /// What was wrong, in words a person can act on.
     pub reason: String,
-    /// The raw bytes, truncated to [`REJECT_RAW_BYTES`].
+    /// The raw bytes, truncated to [`REJECT_RAW_BYTES`]: the record as read, or, for a stage's
+    /// reject not (yet) traced to its input, the row's values as a JSON object.
     pub raw: Vec<u8>,
+    /// For a stage's reject traced to its input ([`Reject::traced`]): the row's values as the
+    /// stage saw them, a JSON object (at most [`REJECT_RAW_BYTES`]).
+    pub values: Option<Vec<u8>>,
+    /// `raw` is the first part of a longer record.
+    pub truncated: bool,
+}
+
+/// The first [`REJECT_RAW_BYTES`] of `raw` (fewer when the cut would split a UTF-8 character of
+/// text, which would make the text look binary), and whether it may be less than all of it: the
+/// decoders hand over at most that many bytes of a longer record, so `raw` of the full length
+/// counts as cut.
+fn reject_bytes(raw: &[u8]) -> (Vec<u8>, bool) {
+    if raw.len() < REJECT_RAW_BYTES {
+        return (raw.to_vec(), false);
+    }
+    let mut keep = REJECT_RAW_BYTES;
+    if let Err(e) = std::str::from_utf8(&raw[..keep])
+        && e.error_len().is_none()
+    {
+        keep = e.valid_up_to();
+    }
+    (raw[..keep].to_vec(), true)
 }
 
 /// A stage's rejects for rows an expression failed on: one per row (its first failure),
@@ -177,6 +224,7 @@ pub(crate) fn row_rejects(
                 e.message,
                 &row_json(batch, e.row),
             )
+            .pushed_as(e.row)
         })
         .collect()
 }
@@ -200,21 +248,44 @@ pub const REJECT_RAW_BYTES: usize = 4096;
 impl Reject {
     /// A reject at `position` for `reason`, keeping at most [`REJECT_RAW_BYTES`] of `raw`.
     pub fn new(position: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
-        let keep = raw.len().min(REJECT_RAW_BYTES);
+        let (raw, truncated) = reject_bytes(raw);
         Self {
             position,
             stage: None,
+            line: None,
+            pushed_row: None,
             reason: reason.into(),
-            raw: raw[..keep].to_vec(),
+            raw,
+            values: None,
+            truncated,
         }
     }
 
-    /// A row `stage` refused: the `row`th (1-based) it was given, its values as `raw` (the
-    /// record's input line is not kept past decoding).
+    /// A row `stage` refused: the `row`th (1-based) it was given, its values as `raw` until the
+    /// pipeline traces it to the input line it came from ([`Reject::traced`]).
     pub fn in_stage(stage: &'static str, row: u64, reason: impl Into<String>, raw: &[u8]) -> Self {
         Self {
             stage: Some(stage),
             ..Self::new(row, reason, raw)
         }
+    }
+
+    /// This stage reject, for the row at `index` in the batch the stage was pushed.
+    pub fn pushed_as(mut self, index: usize) -> Self {
+        self.pushed_row = Some(index);
+        self
+    }
+
+    /// This stage reject, traced to the source `line` whose bytes were `raw`: those become its
+    /// `raw`, and the row's values it held until now its `values`.
+    pub fn traced(mut self, line: u64, raw: &[u8]) -> Self {
+        self.line = Some(line);
+        let (raw, truncated) = reject_bytes(raw);
+        let values = std::mem::replace(&mut self.raw, raw);
+        if self.stage.is_some() && self.values.is_none() {
+            self.values = Some(values);
+        }
+        self.truncated = truncated;
+        self
     }
 }

@@ -8,7 +8,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::expr::Compiled;
-use crate::{Error, Reject, Stage, StageFactory};
+use crate::{Error, Kept, Reject, Stage, StageFactory};
 
 /// A compiled select.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct Select {
     schema: SchemaRef,
     rows_seen: u64,
     rejects: Vec<Reject>,
+    /// Which rows the last push emitted.
+    kept: Kept,
 }
 
 impl Select {
@@ -37,6 +39,7 @@ impl Select {
             schema: Arc::new(Schema::new(fields)),
             rows_seen: 0,
             rejects: Vec::new(),
+            kept: Kept::Unknown,
         })
     }
 }
@@ -63,17 +66,17 @@ impl Stage for Select {
         let opts = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         let mut selected = RecordBatch::try_new_with_options(self.schema.clone(), arrays, &opts)
             .map_err(|e| Error::arrow("select", e))?;
+        self.kept = Kept::All;
         if !errors.is_empty() {
             // A row any column fails on is a reject, and left out of the output.
             let mut keep = vec![true; rows];
             for e in &errors {
                 keep[e.row] = false;
             }
-            selected = arrow_select::filter::filter_record_batch(
-                &selected,
-                &arrow_array::BooleanArray::from(keep),
-            )
-            .map_err(|e| Error::arrow("select", e))?;
+            let keep = arrow_array::BooleanArray::from(keep);
+            selected = arrow_select::filter::filter_record_batch(&selected, &keep)
+                .map_err(|e| Error::arrow("select", e))?;
+            self.kept = Kept::Mask(keep);
             self.rejects
                 .extend(crate::row_rejects("select", &batch, self.rows_seen, errors));
         }
@@ -83,6 +86,9 @@ impl Stage for Select {
     }
     fn take_rejects(&mut self) -> Vec<Reject> {
         std::mem::take(&mut self.rejects)
+    }
+    fn kept(&self) -> Kept {
+        self.kept.clone()
     }
 }
 

@@ -17,7 +17,7 @@ use sluice_pipeline::Pipeline;
 use sluice_pipeline::config::{
     InputConfig, OrderedMap, OutputConfig, PipelineConfig, RejectsConfig, StageConfig,
 };
-use sluice_processors::{Error, Stage, StageFactory};
+use sluice_processors::{Error, Kept, Stage, StageFactory};
 
 /// Adds a constant `env` column.
 pub struct Tag {
@@ -41,6 +41,11 @@ impl Stage for Tag {
                 .map_err(|e| Error::arrow("tag", e))?,
         );
         Ok(())
+    }
+    /// One row out for each row in: a row a later stage refuses is still reported as the input
+    /// line it was read from.
+    fn kept(&self) -> Kept {
+        Kept::All
     }
 }
 

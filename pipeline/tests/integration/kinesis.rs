@@ -67,7 +67,7 @@ async fn a_stream_read_back_replays_through_sluice_onto_another_stream() {
     stream(&c, &output).await;
 
     // Two plain records (one of them two lines), one KPL aggregate of three user records, one
-    // record that is not JSON.
+    // record that is not JSON, one whose row has an empty partition key.
     let agg = sluice_pipeline::kpl::aggregate(&[
         ("kpl-a", b"{\"user\":\"ann\",\"n\":3}"),
         ("kpl-b", b"{\"user\":\"bob\",\"n\":0}"),
@@ -81,6 +81,7 @@ async fn a_stream_read_back_replays_through_sluice_onto_another_stream() {
         ),
         ("agg", agg),
         ("bad", b"not json".to_vec()),
+        ("p3", b"{ \"user\": \"\", \"n\": 6 }".to_vec()),
     ];
     let mut req = c.put_records().stream_name(&input);
     for (key, data) in &payloads {
@@ -97,7 +98,7 @@ async fn a_stream_read_back_replays_through_sluice_onto_another_stream() {
 
     // The event Lambda's event source mapping would build from what the shard returns.
     let got = read_all(&c, &input).await;
-    assert_eq!(got.len(), 4);
+    assert_eq!(got.len(), 5);
     let records: Vec<serde_json::Value> = got
         .iter()
         .map(|r| {
@@ -168,9 +169,9 @@ uri = "{}"
     ]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let s = &summaries(&o)[0];
-    assert_eq!(s["records_in"], 7, "{s}");
+    assert_eq!(s["records_in"], 8, "{s}");
     assert_eq!(s["records_out"], 5, "{s}");
-    assert_eq!(s["rejected"], 1, "{s}");
+    assert_eq!(s["rejected"], 2, "{s}");
     assert_eq!(s["batch_item_failures"], serde_json::json!([]), "{s}");
     assert_eq!(
         s["outputs"][0],
@@ -211,4 +212,24 @@ uri = "{}"
     );
     let rejects = files(&dir.path().join("rejects"));
     assert_eq!(rejects.len(), 1, "{rejects:?}");
+    // The row the output refused (its key is empty) is its input record as read, with the values
+    // the output was given.
+    let refused = ndjson_values(&dir.path().join("rejects"));
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0]["raw"], "not json", "{refused:?}");
+    let r = &refused[1];
+    assert_eq!(r["position"]["stage"], "output", "{r}");
+    assert_eq!(r["raw"], "{ \"user\": \"\", \"n\": 6 }", "{r}");
+    assert_eq!(
+        r["values"],
+        serde_json::json!({"user": "", "n": 6, "seq": seq(4), "sub": 0, "key": "p3"}),
+        "{r}"
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("partition key is null or empty"),
+        "{r}"
+    );
 }

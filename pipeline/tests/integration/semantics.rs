@@ -63,11 +63,39 @@ fn a_kinesis_batch_with_one_overflowing_record_rejects_it_and_writes_the_rest() 
     );
     let rejects = ndjson_values(&out.join("rejects"));
     assert_eq!(rejects.len(), 1, "{rejects:?}");
-    // The filter refused the second row it was given.
+    // The filter refused the second record, shown as it came in.
     assert_eq!(
         rejects[0]["position"],
-        serde_json::json!({"stage": "filter", "row": 2})
+        serde_json::json!({"line": 2, "stage": "filter"})
     );
+    assert_eq!(
+        rejects[0]["raw"],
+        "{\"n\":9223372036854775807,\"page\":\"/max\"}"
+    );
+    // With a stream column each record's rows are tagged and gathered: still traced.
+    let tagged = dir.path().join("tagged");
+    std::fs::write(
+        &cfg,
+        config(
+            &tagged,
+            "[[stage]]\ntype = \"select\"\ncolumns = { key = \"_partition_key\", next = \"n + 1\" }",
+        ),
+    )
+    .unwrap();
+    let o = sluice(&[
+        "replay",
+        cfg.to_str().unwrap(),
+        event.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let traced = ndjson_values(&tagged.join("rejects"));
+    assert_eq!(traced.len(), 1, "{traced:?}");
+    assert_eq!(
+        traced[0]["position"],
+        serde_json::json!({"line": 2, "stage": "select"})
+    );
+    assert_eq!(traced[0]["raw"], rejects[0]["raw"]);
     let reason = rejects[0]["reason"].as_str().unwrap();
     assert!(reason.contains("n + 1"), "{reason}");
     assert!(reason.contains("9223372036854775807 + 1"), "{reason}");
@@ -487,5 +515,247 @@ fn the_first_of_duplicate_json_keys_wins() {
         let got = ndjson_values(&rows);
         assert_eq!(got[0]["a"], 1, "{format} {schema}: {got:?}");
         assert_eq!(got[0]["s"], "x", "{format} {schema}: {got:?}");
+    }
+}
+
+/// Replay one object `name` holding `body` through `input` and `stages`; every reject, in order.
+fn rejects_of(input: &str, stages: &str, name: &str, body: &[u8]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = format!(
+        "name = \"lineage\"\n[input]\n{input}\n{stages}\n[output]\nuri = \"{}\"\nformat = \"ndjson\"\n\
+         [rejects]\nuri = \"{}\"\n",
+        out.join("rows").display(),
+        out.join("rejects").display()
+    );
+    let s = Scratch::new(&cfg, "in", &[(name.into(), body.to_vec())]);
+    let summary = s.replay();
+    assert!(summary["error"].is_null(), "{summary}");
+    ndjson_values(&out.join("rejects"))
+}
+
+/// [`rejects_of`]: each reject's `position` and `raw`.
+fn refused(input: &str, stages: &str, name: &str, text: &str) -> Vec<(serde_json::Value, String)> {
+    rejects_of(input, stages, name, text.as_bytes())
+        .into_iter()
+        .map(|r| {
+            (
+                r["position"].clone(),
+                r["raw"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_row_a_stage_refuses_is_reported_as_the_line_it_was_read_from() {
+    use serde_json::json;
+    // Through a filter, to a select that overflows on one row: the reject is that row's input
+    // line, as written, with its number in the object, in every line format.
+    let stages = "[[stage]]\ntype = \"filter\"\nwhere = \"n >= 0\"\n\
+                  [[stage]]\ntype = \"select\"\ncolumns = { page = \"page\", twice = \"n * 2\" }";
+    let big = "{ \"n\" : 9223372036854775807 , \"page\":\"/big\" }";
+    let ndjson = format!(
+        "{{\"n\":-1,\"page\":\"/neg\"}}\n\n{{\"n\": 1, \"page\": \"/a\"}}\nnot json\n{big}\n{{\"n\":2,\"page\":\"/b\"}}\n"
+    );
+    let declared = "format = \"ndjson\"\nschema = { n = \"int64\", page = \"string\" }";
+    for input in [declared, "format = \"ndjson\""] {
+        let r = refused(input, stages, "a.ndjson", &ndjson);
+        assert_eq!(r.len(), 2, "{input}: {r:?}");
+        assert_eq!(r[0].0, json!({"line": 4}), "{input}");
+        assert_eq!(
+            r[1],
+            (json!({"line": 5, "stage": "select"}), big.to_string()),
+            "{input}"
+        );
+    }
+    let quoted = "9223372036854775807,\"/big, \"\"q\"\"\"";
+    let csv = format!("n,page\n-1,/neg\n1,/a\nx,/bad\n{quoted}\r\n2,/b\n");
+    let r = refused(
+        "format = \"csv\"\nschema = { n = \"int64\", page = \"string\" }",
+        stages,
+        "a.csv",
+        &csv,
+    );
+    assert_eq!(r[0], (json!({"line": 4}), "x,/bad".to_string()));
+    assert_eq!(
+        r[1],
+        (json!({"line": 5, "stage": "select"}), quoted.to_string())
+    );
+    // With the types inferred from the first records (held back until they are known).
+    let r = refused(
+        "format = \"csv\"",
+        stages,
+        "a.csv",
+        &csv.replace("x,/bad\n", ""),
+    );
+    assert_eq!(
+        r,
+        [(json!({"line": 4, "stage": "select"}), quoted.to_string())]
+    );
+    let r = refused(
+        "format = \"lines\"\npattern = '^(?P<n>-?\\d+) +(?P<page>\\S+)$'\nschema = { n = \"int64\" }",
+        stages,
+        "a.log",
+        "-1 /neg\n1 /a\nnope\n9223372036854775807   /big\n2 /b\n",
+    );
+    assert_eq!(
+        r,
+        [
+            (json!({"line": 3}), "nope".to_string()),
+            (
+                json!({"line": 4, "stage": "select"}),
+                "9223372036854775807   /big".to_string()
+            )
+        ]
+    );
+    // An aggregate's row with no window, behind a filter.
+    let r = refused(
+        "format = \"ndjson\"\nschema = { n = \"int64\", ts = \"timestamp\" }",
+        "[[stage]]\ntype = \"filter\"\nwhere = \"n > 0\"\n[[stage]]\ntype = \"aggregate\"\n\
+         group_by = []\nwindow = { column = \"ts\", every = \"1h\" }\nmeasures = { hits = \"count(*)\" }",
+        "w.ndjson",
+        "{\"n\":0}\n{\"n\":1,\"ts\":\"2026-01-01T00:00:00Z\"}\n{\"n\":2,\"ts\":null}\n",
+    );
+    assert_eq!(
+        r,
+        [(
+            json!({"line": 3, "stage": "aggregate"}),
+            "{\"n\":2,\"ts\":null}".to_string()
+        )]
+    );
+    // After an aggregate a row is no input line: it is shown as its values.
+    let r = refused(
+        "format = \"ndjson\"\nschema = { n = \"int64\" }",
+        "[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"n\"]\nmeasures = { hits = \"count(*)\" }\n\
+         [[stage]]\ntype = \"select\"\ncolumns = { x = \"n * 2\" }",
+        "g.ndjson",
+        "{\"n\":1}\n{\"n\":9223372036854775807}\n",
+    );
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0["stage"], "select");
+    assert!(r[0].0["line"].is_null(), "{r:?}");
+    assert!(r[0].1.contains("\"hits\":1"), "{r:?}");
+}
+
+/// Issue 38, item 5: beside the line as read, a traced reject carries the values the stage saw;
+/// a document's record, a CloudWatch Logs event and a Kinesis record are traced too; a long line
+/// is cut at a character, not in the middle of one.
+#[test]
+fn a_traced_reject_has_its_line_and_the_values_the_stage_saw() {
+    use serde_json::json;
+    let stages = "[[stage]]\ntype = \"select\"\ncolumns = { page = \"page\", twice = \"n * 2\" }";
+    let schema = "schema = { n = \"int64\", page = \"string\" }";
+    let big = "{ \"n\" : 9223372036854775807 , \"page\":\"/big\" }";
+    let r = rejects_of(
+        &format!("format = \"ndjson\"\n{schema}"),
+        stages,
+        "a.ndjson",
+        format!("{{\"n\":1,\"page\":\"/a\"}}\n{big}\n").as_bytes(),
+    );
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["position"], json!({"line": 2, "stage": "select"}));
+    assert_eq!(r[0]["raw"], big);
+    assert_eq!(
+        r[0]["values"],
+        json!({"n": 9223372036854775807i64, "page": "/big"})
+    );
+    assert!(r[0]["reason"].as_str().unwrap().contains("n * 2"), "{r:?}");
+
+    // A JSON document: the record (its tokens as written, without the line breaks between them).
+    let doc = "{\"Records\": [\n  {\"n\": 1, \"page\": \"/a\"},\n  {\"n\": 9223372036854775807,\n   \"page\": \"/big\"}\n]}";
+    let r = rejects_of(
+        &format!("format = \"json\"\nrecords = \"Records\"\n{schema}"),
+        stages,
+        "d.json",
+        doc.as_bytes(),
+    );
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["position"], json!({"line": 2, "stage": "select"}));
+    assert_eq!(
+        r[0]["raw"],
+        "{\"n\": 9223372036854775807,   \"page\": \"/big\"}"
+    );
+
+    // A CloudWatch Logs payload: the log event.
+    let cw = json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": "s",
+        "subscriptionFilters": ["f"], "logEvents": [
+            {"id": "e1", "timestamp": 1700000000000i64, "message": "fine"},
+            {"id": "e2", "timestamp": 1700000000001i64, "message": "boom"}]});
+    let r = rejects_of(
+        "format = \"cloudwatch-logs\"",
+        "[[stage]]\ntype = \"select\"\ncolumns = { m = \"message\", x = \"CASE WHEN message = 'boom' THEN 9223372036854775807 + 1 END\" }",
+        "cw.json",
+        cw.to_string().as_bytes(),
+    );
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["position"], json!({"line": 1, "stage": "select"}));
+    let event: serde_json::Value = serde_json::from_str(r[0]["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(event["id"], "e2", "{r:?}");
+    assert_eq!(r[0]["values"]["message"], "boom", "{r:?}");
+
+    // A line longer than the 4 KiB kept: cut before a two-byte character the limit would split,
+    // so it is still text.
+    let long = format!(
+        "{{\"n\":9223372036854775807,\"page\":\"{}\"}}",
+        "é".repeat(3000)
+    );
+    let r = rejects_of(
+        &format!("format = \"ndjson\"\n{schema}"),
+        stages,
+        "l.ndjson",
+        format!("{long}\n").as_bytes(),
+    );
+    assert_eq!(r.len(), 1, "{r:?}");
+    let raw = r[0]["raw"].as_str().expect("text, not raw_base64");
+    assert!(
+        long.starts_with(raw) && raw.len() >= 4095 && raw.len() < 4096,
+        "{}",
+        raw.len()
+    );
+    assert_eq!(r[0]["truncated"], true);
+    assert!(r[0]["raw_base64"].is_null());
+}
+
+/// Issue 38, item 5, on a stream: a row a stage refuses is the Kinesis record's line as read.
+#[test]
+fn a_kinesis_record_a_stage_refuses_is_reported_as_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    for streamed in [false, true] {
+        let cols = if streamed {
+            ", seq = \"_sequence\""
+        } else {
+            ""
+        };
+        let cfg = format!(
+            "name = \"k\"\n[input]\nformat = \"ndjson\"\nschema = {{ n = \"int64\" }}\n\
+             [[stage]]\ntype = \"select\"\ncolumns = {{ twice = \"n * 2\"{cols} }}\n\
+             [output]\nuri = \"{}\"\nformat = \"ndjson\"\n[rejects]\nuri = \"{}\"\n",
+            out.join(format!("rows-{streamed}")).display(),
+            out.join(format!("rejects-{streamed}")).display()
+        );
+        let s = Scratch::new(&cfg, "in", &[]);
+        let payloads: Vec<(String, Vec<u8>)> = [
+            "{\"n\":1}",
+            "{\"n\":2}\n{ \"n\": 9223372036854775807 }\n",
+            "{\"n\":3}",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("k{i}"), p.as_bytes().to_vec()))
+        .collect();
+        std::fs::write(
+            &s.event,
+            sluice_pipeline::event::kinesis_event("clicks", &payloads).to_string(),
+        )
+        .unwrap();
+        let summary = s.replay();
+        assert_eq!(summary["records_out"], 3, "{summary}");
+        let r = ndjson_values(&out.join(format!("rejects-{streamed}")));
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0]["position"]["stage"], "select", "{r:?}");
+        assert_eq!(r[0]["raw"], "{ \"n\": 9223372036854775807 }", "{r:?}");
+        assert_eq!(r[0]["values"]["n"], 9223372036854775807i64, "{r:?}");
     }
 }

@@ -232,7 +232,7 @@ impl Scratch {
     /// [`Scratch::run`], which must succeed: its summary.
     pub fn replay(&self) -> serde_json::Value {
         let o = self.run();
-        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
         summaries(&o).remove(0)
     }
 }

@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::jsondoc::{JsonStrings, StrByte};
 use super::row::RowBuilder;
-use super::{Decoded, Decoder};
+use super::{Decoded, Decoder, Origins};
 use crate::{Error, Reject};
 
 /// CloudTrail record fields (CloudTrail User Guide, "CloudTrail record contents").
@@ -84,6 +84,8 @@ pub struct CloudWatchLogsDecoder {
     oversized: usize,
     doc_no: u64,
     batch_rows: usize,
+    /// The log event of each row since the last batch was emitted.
+    origins: Origins,
 }
 
 impl std::fmt::Debug for CloudWatchLogsDecoder {
@@ -106,6 +108,7 @@ impl CloudWatchLogsDecoder {
             oversized: 0,
             doc_no: 0,
             batch_rows: batch_rows.max(1),
+            origins: Origins::default(),
         })
     }
 
@@ -187,8 +190,14 @@ impl CloudWatchLogsDecoder {
                     format!("log event: {reason}"),
                     ev.to_string().as_bytes(),
                 ));
-            } else if self.rows.len() >= self.batch_rows {
-                self.emit(out)?;
+            } else {
+                // A row's input is its log event, in the payload numbered `no`.
+                if !self.origins.is_off() {
+                    self.origins.push(no, ev.to_string().as_bytes());
+                }
+                if self.rows.len() >= self.batch_rows {
+                    self.emit(out)?;
+                }
             }
         }
         Ok(())
@@ -200,8 +209,9 @@ impl CloudWatchLogsDecoder {
             .flush()
             .map_err(|e| Error::arrow("decoding CloudWatch Logs", e))?
         {
-            out.batches.push(b);
+            out.emit(b, Some(self.origins.take()));
         }
+        self.origins.clear();
         Ok(())
     }
 }
@@ -254,6 +264,10 @@ impl Decoder for CloudWatchLogsDecoder {
             self.doc.clear();
         }
         self.emit(out)
+    }
+
+    fn keep_origins(&mut self, keep: bool) {
+        self.origins.keep(keep);
     }
 
     fn schema(&self) -> Option<SchemaRef> {
@@ -339,7 +353,7 @@ impl Decoder for TextDecoder {
         rows.push(&[Some(&self.key), Some(&text)])
             .map_err(Error::Decode)?;
         if let Some(b) = rows.flush().map_err(|e| Error::arrow("text", e))? {
-            out.batches.push(b);
+            out.emit(b, None);
         }
         Ok(())
     }

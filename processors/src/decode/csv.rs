@@ -14,7 +14,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
 
 use super::row::RowBuilder;
-use super::{Decoded, Decoder};
+use super::{Decoded, Decoder, Origins};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 
 /// Settings for [`CsvDecoder`].
@@ -93,6 +93,8 @@ impl CsvDecoderBuilder {
             map: Vec::new(),
             rows: None,
             sample: Vec::new(),
+            origins: Origins::default(),
+            text: Vec::new(),
             settings: self,
         }
     }
@@ -122,8 +124,12 @@ pub struct CsvDecoder {
     /// Field position → column.
     map: Vec<Option<usize>>,
     rows: Option<RowBuilder>,
-    /// Records held for schema inference: (line, fields).
-    sample: Vec<(u64, Vec<String>)>,
+    /// Records held for schema inference: (line, fields, text).
+    sample: Vec<(u64, Vec<String>, Vec<u8>)>,
+    /// The record of each row since the last batch was emitted.
+    origins: Origins,
+    /// The current record's text as it came in (its first 4 KiB), quotes and all.
+    text: Vec<u8>,
 }
 
 impl std::fmt::Debug for CsvDecoder {
@@ -132,6 +138,14 @@ impl std::fmt::Debug for CsvDecoder {
             .field("names", &self.names)
             .finish()
     }
+}
+
+/// A record's text without the line break that ended it.
+fn trim_line_end(mut t: &[u8]) -> &[u8] {
+    while let Some(rest) = t.strip_suffix(b"\n").or_else(|| t.strip_suffix(b"\r")) {
+        t = rest;
+    }
+    t
 }
 
 /// The fields of a record (`out` with field `ends`), or the index of one that is not UTF-8.
@@ -178,18 +192,9 @@ fn infer_type(values: &[&str]) -> DataType {
 }
 
 impl CsvDecoder {
-    /// The current record's fields, joined by the delimiter again.
-    fn raw(&self) -> Vec<u8> {
-        let mut raw = Vec::new();
-        let mut start = 0;
-        for (i, &end) in self.ends[..self.nends].iter().enumerate() {
-            if i > 0 {
-                raw.push(self.settings.delimiter);
-            }
-            raw.extend_from_slice(&self.out[start..end]);
-            start = end;
-        }
-        raw
+    /// The current record as it came in, without its line break (its first 4 KiB).
+    fn raw(&self) -> &[u8] {
+        trim_line_end(&self.text)
     }
 
     /// Set up columns once names (or the first record's width) and types are known.
@@ -233,7 +238,7 @@ impl CsvDecoder {
                     "record is longer than max_line_bytes ({})",
                     self.settings.max_record_bytes
                 ),
-                &self.out[..self.nout.min(crate::REJECT_RAW_BYTES)],
+                self.raw(),
             )];
             self.note_span(line, &mut r);
             out.rejects.extend(r);
@@ -245,10 +250,13 @@ impl CsvDecoder {
         // Take the buffers out while the record's fields borrow them; they go back below.
         let record = std::mem::take(&mut self.out);
         let ends = std::mem::take(&mut self.ends);
+        let text = std::mem::take(&mut self.text);
         let before = out.rejects.len();
-        let r = self.record_fields(line, &record[..self.nout], &ends[..self.nends], out);
+        let raw = trim_line_end(&text);
+        let r = self.record_fields(line, &record[..self.nout], &ends[..self.nends], raw, out);
         self.out = record;
         self.ends = ends;
+        self.text = text;
         self.note_span(line, &mut out.rejects[before..]);
         r
     }
@@ -271,28 +279,16 @@ impl CsvDecoder {
         line: u64,
         record: &[u8],
         ends: &[usize],
+        raw: &[u8],
         out: &mut Decoded,
     ) -> Result<(), Error> {
-        let delim = self.settings.delimiter;
-        let raw = move || {
-            let mut raw = Vec::new();
-            let mut start = 0;
-            for (i, &end) in ends.iter().enumerate() {
-                if i > 0 {
-                    raw.push(delim);
-                }
-                raw.extend_from_slice(&record[start..end]);
-                start = end;
-            }
-            raw
-        };
         let fields = match split_fields(record, ends) {
             Ok(f) => f,
             Err(i) => {
                 out.rejects.push(Reject::new(
                     line,
                     format!("field {} is not valid UTF-8", i + 1),
-                    &raw(),
+                    raw,
                 ));
                 return Ok(());
             }
@@ -326,7 +322,7 @@ impl CsvDecoder {
         if self.rows.is_none() && self.settings.schema.is_none() {
             self.too_wide(fields.len())?;
             let owned = fields.iter().map(|s| s.to_string()).collect();
-            self.sample.push((line, owned));
+            self.sample.push((line, owned, raw.to_vec()));
             if self.sample.len() >= self.settings.batch_rows {
                 self.drain_sample(out)?;
             }
@@ -335,7 +331,7 @@ impl CsvDecoder {
         if self.rows.is_none() {
             self.setup(fields.len(), None)?;
         }
-        self.push(line, &fields, &raw, out)
+        self.push(line, &fields, raw, out)
     }
 
     /// Without a declared schema, `width` columns past the limit is an error: each column holds
@@ -357,7 +353,7 @@ impl CsvDecoder {
         &mut self,
         line: u64,
         fields: &[&str],
-        raw: &dyn Fn() -> Vec<u8>,
+        raw: &[u8],
         out: &mut Decoded,
     ) -> Result<(), Error> {
         let Some(rows) = self.rows.as_mut() else {
@@ -378,7 +374,7 @@ impl CsvDecoder {
                     fields.len(),
                     self.map.len()
                 ),
-                &raw(),
+                raw,
             ));
             return Ok(());
         }
@@ -390,6 +386,7 @@ impl CsvDecoder {
         }
         match rows.push(&values) {
             Ok(()) => {
+                self.origins.push(line, raw);
                 if rows.len() >= self.settings.batch_rows {
                     self.emit(out)?;
                 }
@@ -397,7 +394,7 @@ impl CsvDecoder {
             Err(reason) => out.rejects.push(Reject::new(
                 line,
                 format!("does not fit the schema: {reason}"),
-                &raw(),
+                raw,
             )),
         }
         Ok(())
@@ -407,23 +404,21 @@ impl CsvDecoder {
         let sample = std::mem::take(&mut self.sample);
         let width = match &self.names {
             Some(n) => n.len(),
-            None => sample.iter().map(|(_, f)| f.len()).max().unwrap_or(0),
+            None => sample.iter().map(|(_, f, _)| f.len()).max().unwrap_or(0),
         };
         let types: Vec<DataType> = (0..width)
             .map(|i| {
                 let vals: Vec<&str> = sample
                     .iter()
-                    .filter_map(|(_, f)| f.get(i).map(String::as_str))
+                    .filter_map(|(_, f, _)| f.get(i).map(String::as_str))
                     .collect();
                 infer_type(&vals)
             })
             .collect();
         self.setup(width, Some(types))?;
-        let delim = [self.settings.delimiter];
-        for (line, fields) in &sample {
+        for (line, fields, raw) in &sample {
             let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
-            let raw = refs.join(std::str::from_utf8(&delim).unwrap_or(","));
-            self.push(*line, &refs, &|| raw.as_bytes().to_vec(), out)?;
+            self.push(*line, &refs, raw, out)?;
         }
         Ok(())
     }
@@ -432,8 +427,9 @@ impl CsvDecoder {
         if let Some(rows) = self.rows.as_mut()
             && let Some(b) = rows.flush().map_err(|e| Error::arrow("decoding CSV", e))?
         {
-            out.batches.push(b);
+            out.emit(b, Some(self.origins.take()));
         }
+        self.origins.clear();
         Ok(())
     }
 
@@ -452,10 +448,11 @@ impl CsvDecoder {
                     &mut self.ends[self.nends..],
                 )
             };
+            let mut lead = 0;
             if self.at_start {
                 // Line endings and blank lines before a record are skipped by csv-core; the record
                 // starts on the line after them.
-                let lead = input[..nin]
+                lead = input[..nin]
                     .iter()
                     .take_while(|b| matches!(b, b'\r' | b'\n'))
                     .count();
@@ -465,6 +462,9 @@ impl CsvDecoder {
                     self.at_start = false;
                 }
             }
+            let room = crate::REJECT_RAW_BYTES.saturating_sub(self.text.len());
+            let part = &input[lead.min(nin)..nin];
+            self.text.extend_from_slice(&part[..part.len().min(room)]);
             self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
             self.quotes += memchr::memchr_iter(b'"', &input[..nin]).count();
             if nin > 0 {
@@ -509,7 +509,7 @@ impl CsvDecoder {
                         out.rejects.push(Reject::new(
                             self.record_line,
                             "unterminated quoted field on the object's last line",
-                            &self.raw(),
+                            self.raw(),
                         ));
                     } else {
                         self.record(out)?;
@@ -518,6 +518,7 @@ impl CsvDecoder {
                     self.nout = 0;
                     self.nends = 0;
                     self.at_start = true;
+                    self.text.clear();
                 }
                 ReadRecordResult::End => return Ok(()),
             }
@@ -550,6 +551,10 @@ impl Decoder for CsvDecoder {
             self.drain_sample(out)?;
         }
         self.emit(out)
+    }
+
+    fn keep_origins(&mut self, keep: bool) {
+        self.origins.keep(keep);
     }
 
     fn schema(&self) -> Option<SchemaRef> {

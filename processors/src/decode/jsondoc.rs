@@ -179,7 +179,11 @@ impl JsonRecordsDecoder {
         let mut inner = Decoded::default();
         self.inner.decode(&self.capture, &mut inner)?;
         self.capture.clear();
-        out.batches.append(&mut inner.batches);
+        // The inner decoder reads one line per record, so its line numbers are record numbers and
+        // its origins each record's text (without the newlines between its tokens).
+        for (b, origins) in inner.take_batches() {
+            out.emit(b, origins);
+        }
         for mut r in inner.rejects {
             r.position = self.record_no;
             out.rejects.push(r);
@@ -312,6 +316,10 @@ impl Decoder for JsonRecordsDecoder {
             )));
         }
         self.inner.finish(out)
+    }
+
+    fn keep_origins(&mut self, keep: bool) {
+        self.inner.keep_origins(keep);
     }
 
     fn schema(&self) -> Option<SchemaRef> {

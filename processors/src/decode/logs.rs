@@ -16,7 +16,7 @@ use regex::Regex;
 
 use super::lines::{Line, LineBuffer, LineSink, feed_lines, finish_lines};
 use super::row::RowBuilder;
-use super::{Decoded, Decoder};
+use super::{Decoded, Decoder, Origins};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 
 /// A log preset.
@@ -442,6 +442,7 @@ impl LogDecoderBuilder {
             fields: Vec::new(),
             // Enough fields to be the format at all; newer versions append more, older have fewer.
             seen_data: false,
+            origins: Origins::default(),
             min_fields: match preset {
                 Some(Preset::Alb) => 12,
                 Some(Preset::S3Access) => 17,
@@ -478,6 +479,8 @@ pub struct LogDecoder {
     min_fields: usize,
     /// A data line has been read (headers only come first).
     seen_data: bool,
+    /// The line of each row since the last batch was emitted.
+    origins: Origins,
 }
 
 impl std::fmt::Debug for LogDecoder {
@@ -618,6 +621,7 @@ impl LogDecoder {
         }
         match self.rows.push(&values) {
             Ok(()) => {
+                self.origins.push(no, raw);
                 if self.rows.len() >= self.batch_rows {
                     self.emit(out)?;
                 }
@@ -637,8 +641,9 @@ impl LogDecoder {
             .flush()
             .map_err(|e| Error::arrow("decoding log lines", e))?
         {
-            out.batches.push(b);
+            out.emit(b, Some(self.origins.take()));
         }
+        self.origins.clear();
         Ok(())
     }
 }
@@ -665,6 +670,10 @@ impl Decoder for LogDecoder {
 
     fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
         self.emit(out)
+    }
+
+    fn keep_origins(&mut self, keep: bool) {
+        self.origins.keep(keep);
     }
 
     fn schema(&self) -> Option<SchemaRef> {

@@ -29,6 +29,142 @@ pub struct Decoded {
     pub batches: Vec<RecordBatch>,
     /// Records that could not be decoded, in input order.
     pub rejects: Vec<Reject>,
+    /// Where each batch's rows came from, parallel to `batches` (pushed by [`Decoded::emit`]);
+    /// `None` for a batch whose rows have no input line of their own (documents, Parquet). When
+    /// the two lists differ in length (a caller took `batches` alone) nothing is known of the
+    /// batches already there, and the next [`Decoded::emit`] drops their origins, so origins a
+    /// caller ignores never pile up.
+    pub origins: Vec<Option<Origins>>,
+}
+
+impl Decoded {
+    /// A complete batch, and where its rows came from when the decoder knows.
+    pub fn emit(&mut self, batch: RecordBatch, origins: Option<Origins>) {
+        let origins = origins.filter(|o| o.len() == batch.num_rows());
+        self.resync();
+        self.batches.push(batch);
+        self.origins.push(origins);
+    }
+
+    /// Move every batch (with its origins) and reject of `other` to the end of this.
+    pub fn append(&mut self, other: &mut Decoded) {
+        self.resync();
+        other.resync();
+        self.batches.append(&mut other.batches);
+        self.rejects.append(&mut other.rejects);
+        self.origins.append(&mut other.origins);
+    }
+
+    /// When the two lists no longer pair up, forget every batch's origins (one `None` each).
+    fn resync(&mut self) {
+        if self.origins.len() != self.batches.len() {
+            self.origins.clear();
+            self.origins.resize_with(self.batches.len(), || None);
+        }
+    }
+
+    /// Take the batches, each with its origins (`None` when they are not known).
+    pub fn take_batches(&mut self) -> Vec<(RecordBatch, Option<Origins>)> {
+        let batches = std::mem::take(&mut self.batches);
+        let mut origins = std::mem::take(&mut self.origins);
+        if origins.len() != batches.len() {
+            origins.clear();
+        }
+        origins.resize_with(batches.len(), || None);
+        batches.into_iter().zip(origins).collect()
+    }
+}
+
+/// The input line (or record) each row of a batch was decoded from: its 1-based number in its
+/// source and its bytes, at most [`REJECT_RAW_BYTES`](crate::REJECT_RAW_BYTES) of them, so a row
+/// a stage refuses later is reported as the line it was read from. Switched off
+/// ([`Decoder::keep_origins`]) it records nothing and costs nothing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Origins {
+    /// Record nothing (nobody reads rejects' lines).
+    off: bool,
+    lines: Vec<u64>,
+    /// End of each row's bytes in `bytes`.
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl Origins {
+    /// The origin of the next row: its line number and text (cut to the reject limit).
+    pub fn push(&mut self, line: u64, raw: &[u8]) {
+        if self.off {
+            return;
+        }
+        self.bytes
+            .extend_from_slice(&raw[..raw.len().min(crate::REJECT_RAW_BYTES)]);
+        self.lines.push(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// True when switched off ([`Decoder::keep_origins`]).
+    pub fn is_off(&self) -> bool {
+        self.off
+    }
+
+    /// Rows recorded.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// True when no row is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Row `i`'s line number and text.
+    pub fn get(&self, i: usize) -> Option<(u64, &[u8])> {
+        let line = *self.lines.get(i)?;
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some((line, self.bytes.get(start..end)?))
+    }
+
+    /// Add `other`'s rows after these.
+    pub fn extend(&mut self, other: &Origins) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.lines.extend_from_slice(&other.lines);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// Take the rows recorded so far, leaving this empty (with room for as many again).
+    pub(crate) fn take(&mut self) -> Origins {
+        let fresh = Origins {
+            off: self.off,
+            lines: Vec::with_capacity(self.lines.capacity()),
+            ends: Vec::with_capacity(self.ends.capacity()),
+            bytes: Vec::with_capacity(self.bytes.capacity()),
+        };
+        std::mem::replace(self, fresh)
+    }
+
+    /// Empty, and recording (or not) as this one does.
+    pub(crate) fn like(&self) -> Origins {
+        Origins {
+            off: self.off,
+            ..Origins::default()
+        }
+    }
+
+    /// Record rows from now on (`keep`), or nothing.
+    pub(crate) fn keep(&mut self, keep: bool) {
+        self.off = !keep;
+        if !keep {
+            self.clear();
+        }
+    }
+
+    /// Forget every row.
+    pub(crate) fn clear(&mut self) {
+        self.lines.clear();
+        self.ends.clear();
+        self.bytes.clear();
+    }
 }
 
 /// Streaming bytes-to-batches decoding.
@@ -46,6 +182,11 @@ pub trait Decoder: Send {
     }
     /// The schema of emitted batches, once known (declared, or inferred from the first records).
     fn schema(&self) -> Option<SchemaRef>;
+    /// Whether to record the input line of every row ([`Origins`], given with each batch by
+    /// [`Decoded::emit`]) so a row a stage refuses later is reported as that line. On by default;
+    /// a pipeline that writes no rejects turns it off. Decoders whose rows have no line of
+    /// their own (documents, Parquet) ignore it.
+    fn keep_origins(&mut self, _keep: bool) {}
 }
 
 fn fastjson_metadata() -> &'static str {
@@ -150,6 +291,125 @@ pub fn schema_from_types<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+
+    /// Every row's origin (line number and text), fed in 3-byte chunks so lines span calls.
+    fn origins_of(mut d: Box<dyn Decoder>, input: &[u8]) -> (Vec<(u64, String)>, Vec<u64>) {
+        let mut out = Decoded::default();
+        for piece in input.chunks(3) {
+            d.decode(piece, &mut out).unwrap();
+        }
+        d.finish(&mut out).unwrap();
+        let rejected = out.rejects.iter().map(|r| r.position).collect();
+        let mut seen = Vec::new();
+        for (batch, origins) in out.take_batches() {
+            let origins = origins.expect("a line format knows where its rows came from");
+            assert_eq!(origins.len(), batch.num_rows());
+            for i in 0..origins.len() {
+                let (line, raw) = origins.get(i).unwrap();
+                seen.push((line, String::from_utf8(raw.to_vec()).unwrap()));
+            }
+        }
+        (seen, rejected)
+    }
+
+    #[test]
+    fn origins_a_caller_ignores_do_not_pile_up_or_shift_onto_other_batches() {
+        let schema = schema_from_types([("n", "int64")]).unwrap();
+        let mut d = ndjson::NdjsonDecoder::builder()
+            .with_schema(schema)
+            .with_batch_rows(1)
+            .build();
+        let mut out = Decoded::default();
+        d.decode(b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", &mut out)
+            .unwrap();
+        assert_eq!(out.origins.len(), 3);
+        out.batches.drain(..2);
+        d.decode(b"{\"n\":4}\n", &mut out).unwrap();
+        d.finish(&mut out).unwrap();
+        assert_eq!(out.origins.len(), out.batches.len());
+        let taken = out.take_batches();
+        // The batch left behind lost its origin (its neighbours were taken without theirs);
+        // the next one is still known exactly.
+        assert!(taken[0].1.is_none());
+        let (line, raw) = taken[1].1.as_ref().unwrap().get(0).unwrap();
+        assert_eq!((line, raw), (4, &b"{\"n\":4}"[..]));
+        let mut rest = Decoded::default();
+        rest.batches.push(taken[0].0.clone());
+        out.append(&mut rest);
+        assert_eq!(out.origins, vec![None]);
+    }
+
+    #[test]
+    fn every_row_of_a_line_format_knows_the_line_it_was_read_from() {
+        let typed = schema_from_types([("n", "int64"), ("page", "string")]).unwrap();
+        let listed = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+        ]));
+        let ndjson = b"{\"n\": 1, \"page\":\"/a\"}\n\n{\"n\":\"x\"}\r\n{ \"n\" : 3 }\r\n{\"n\":4}";
+        let want = vec![
+            (1, "{\"n\": 1, \"page\":\"/a\"}".to_string()),
+            (4, "{ \"n\" : 3 }".to_string()),
+            (5, "{\"n\":4}".to_string()),
+        ];
+        let built = |schema: Option<&SchemaRef>| {
+            let b = ndjson::NdjsonDecoder::builder().with_batch_rows(2);
+            Box::new(match schema {
+                Some(s) => b.with_schema(s.clone()).build(),
+                None => b.build(),
+            })
+        };
+        // Declared (the direct parser), with a list (arrow-json's), inferred.
+        assert_eq!(
+            origins_of(built(Some(&typed)), ndjson),
+            (want.clone(), vec![3])
+        );
+        assert_eq!(origins_of(built(Some(&listed)), ndjson), (want, vec![3]));
+        let (seen, _) = origins_of(built(None), b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2, 3]);
+        // A CSV record is its text as written, quotes and line breaks inside them included.
+        let csv = csv::CsvDecoderBuilder::default()
+            .with_schema(typed.clone())
+            .with_batch_rows(2)
+            .build();
+        let text = b"n,page\r\n1,\"/a, \"\"b\"\"\"\r\nx,/bad\n\n2,\"two\nlines\"\n3,/c";
+        assert_eq!(
+            origins_of(Box::new(csv), text),
+            (
+                vec![
+                    (2, "1,\"/a, \"\"b\"\"\"".to_string()),
+                    (5, "2,\"two\nlines\"".to_string()),
+                    (7, "3,/c".to_string())
+                ],
+                vec![3]
+            )
+        );
+        let lines = logs::LogDecoderBuilder::pattern(
+            r"^(?P<n>\d+) (?P<page>\S+)$",
+            &[("n".into(), DataType::Int64)],
+        )
+        .unwrap()
+        .with_batch_rows(2)
+        .build()
+        .unwrap();
+        assert_eq!(
+            origins_of(Box::new(lines), b"1 /a\nnope\n2 /b\n3 /c\n"),
+            (
+                vec![
+                    (1, "1 /a".to_string()),
+                    (3, "2 /b".to_string()),
+                    (4, "3 /c".to_string())
+                ],
+                vec![2]
+            )
+        );
+    }
 
     #[test]
     fn dotted_names_declare_struct_fields() {

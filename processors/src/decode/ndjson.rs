@@ -33,7 +33,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::fastjson::FastDecoder;
 use super::lines::{Line, LineBuffer, LineSink, feed_lines, finish_lines};
-use super::{Decoded, Decoder};
+use super::{Decoded, Decoder, Origins};
 use crate::{DEFAULT_BATCH_ROWS, Error, Reject};
 
 /// Lines longer than this are rejected unless configured otherwise (4 MiB).
@@ -88,6 +88,7 @@ impl NdjsonDecoderBuilder {
             lines: Vec::new(),
             lines_in: LineBuffer::new(self.max_line_bytes),
             max_columns: self.max_columns,
+            origins: Origins::default(),
         }
     }
 }
@@ -107,6 +108,8 @@ pub struct NdjsonDecoder {
     lines_in: LineBuffer,
     /// Most columns inferred.
     max_columns: usize,
+    /// The line of each row decoded since the last batch was emitted.
+    origins: Origins,
 }
 
 impl std::fmt::Debug for NdjsonDecoder {
@@ -143,8 +146,11 @@ impl NdjsonDecoder {
         if let Some(fast) = self.fast.as_mut() {
             if let Err(e) = fast.push_line(line) {
                 out.rejects.push(Reject::new(line_no, e.to_string(), line));
-            } else if fast.len() >= self.batch_rows {
-                Self::flush_fast(fast, out)?;
+            } else {
+                self.origins.push(line_no, line);
+                if fast.len() >= self.batch_rows {
+                    Self::flush_fast(fast, &mut self.origins, out)?;
+                }
             }
             return Ok(());
         }
@@ -173,9 +179,11 @@ impl NdjsonDecoder {
                             let line = &self.block[st..e];
                             if let Err(err) = fast.push_line(line) {
                                 out.rejects.push(Reject::new(no, err.to_string(), line));
+                            } else {
+                                self.origins.push(no, line);
                             }
                         }
-                        Self::flush_fast(fast, out)?;
+                        Self::flush_fast(fast, &mut self.origins, out)?;
                         self.block.clear();
                         self.lines.clear();
                         return Ok(());
@@ -199,7 +207,13 @@ impl NdjsonDecoder {
         };
         let fast = self.decode_block(&schema);
         match fast {
-            Ok(Some(batch)) if batch.num_rows() == self.lines.len() => out.batches.push(batch),
+            Ok(Some(batch)) if batch.num_rows() == self.lines.len() => {
+                let mut origins = self.origins.like();
+                for &(no, s, e) in &self.lines {
+                    origins.push(no, &self.block[s..e]);
+                }
+                out.emit(batch, Some(origins));
+            }
             _ => {
                 self.inner = None;
                 self.decode_lines(&schema, out)?;
@@ -210,10 +224,15 @@ impl NdjsonDecoder {
         Ok(())
     }
 
-    fn flush_fast(fast: &mut FastDecoder, out: &mut Decoded) -> Result<(), Error> {
+    fn flush_fast(
+        fast: &mut FastDecoder,
+        origins: &mut Origins,
+        out: &mut Decoded,
+    ) -> Result<(), Error> {
         if let Some(b) = fast.flush().map_err(|e| Error::arrow("ndjson", e))? {
-            out.batches.push(b);
+            out.emit(b, Some(origins.take()));
         }
+        origins.clear();
         Ok(())
     }
 
@@ -236,6 +255,7 @@ impl NdjsonDecoder {
     /// The slow path: one line at a time, so each bad line is found and rejected.
     fn decode_lines(&mut self, schema: &SchemaRef, out: &mut Decoded) -> Result<(), Error> {
         let mut good = Vec::new();
+        let mut origins = self.origins.like();
         let mut dec = self.json_decoder(schema)?;
         for &(no, s, e) in &self.lines {
             let line = &self.block[s..e];
@@ -248,7 +268,10 @@ impl NdjsonDecoder {
                 dec.flush()
             });
             match res {
-                Ok(Some(b)) if b.num_rows() == 1 => good.push(b),
+                Ok(Some(b)) if b.num_rows() == 1 => {
+                    origins.push(no, line);
+                    good.push(b);
+                }
                 Ok(Some(b)) => {
                     out.rejects.push(Reject::new(
                         no,
@@ -273,7 +296,7 @@ impl NdjsonDecoder {
         if !good.is_empty() {
             let batch = arrow_select::concat::concat_batches(schema, &good)
                 .map_err(|e| Error::arrow("ndjson", e))?;
-            out.batches.push(batch);
+            out.emit(batch, Some(origins));
         }
         Ok(())
     }
@@ -443,9 +466,13 @@ impl Decoder for NdjsonDecoder {
     fn flush(&mut self, out: &mut Decoded) -> Result<(), Error> {
         self.flush_block(out)?;
         if let Some(fast) = self.fast.as_mut() {
-            Self::flush_fast(fast, out)?;
+            Self::flush_fast(fast, &mut self.origins, out)?;
         }
         Ok(())
+    }
+
+    fn keep_origins(&mut self, keep: bool) {
+        self.origins.keep(keep);
     }
 
     fn schema(&self) -> Option<SchemaRef> {

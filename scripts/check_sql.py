@@ -14,7 +14,13 @@ values in input order) and approx_count_distinct (within its error of the exact 
 aggregate case prints what it ran. The data has an int32 and a float32 column, a quoted name
 (`"odd name"`) and a nested one (`geo.lat`). Casts to bool and date are drawn too, and `Straße` is in the
 data: the reference models the documented departures (upper's full case mapping, dates outside
-the years 1 to 9999 null) instead of leaving them out.
+the years 1 to 9999 null) instead of leaving them out. Casts to timestamp from integers, doubles,
+text and dates are drawn, the reference modelling Sluice's epoch-by-magnitude rule in DuckDB
+macros (a documented departure: DuckDB's TRY_CAST gives null for numbers). And the same rows are
+read as NDJSON, CSV (quoted commas, quotes and line breaks) and `lines` (a pattern) with declared
+timestamp units (`timestamp(ms)`, `(us)`, `(s)` with fractions, `(ns)`), counts near 1970 (where
+magnitude would read every unit as seconds), across the calendar and outside it (a reject), against
+DuckDB reading the CSV text itself.
 
 The reference follows Sluice's documented semantics where they are a choice DuckDB makes
 differently (README, "Expressions"): integer `/` is DuckDB's `//`; `cast` is `TRY_CAST`; `AND`,
@@ -153,6 +159,37 @@ def parse_ts(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC).replace(tzinfo=None)
 
 
+# Casts to timestamp as Sluice documents them (README, "Expressions": a departure from DuckDB, whose
+# TRY_CAST gives null for numbers): a number, or text that is one, is an epoch count whose unit
+# its magnitude tells (below 1e11 seconds, 1e14 milliseconds, 1e17 microseconds, else nanoseconds;
+# below a microsecond dropped toward zero); other text is an RFC 3339 timestamp or a date; null
+# outside the years 1 to 9999.
+MIN_MICROS, MAX_MICROS = -62135596800000000, 253402300799999999
+MACROS = [
+    f"CREATE MACRO sl_us(u) AS CASE WHEN u BETWEEN {MIN_MICROS} AND {MAX_MICROS} THEN make_timestamp(CAST(u AS BIGINT)) END",
+    "CREATE MACRO sl_cal(t) AS CASE WHEN isfinite(t) AND year(t) BETWEEN 1 AND 9999 THEN t END",
+    # Integers (and exact decimals, for text) by magnitude, in HUGEINT so nothing overflows.
+    "CREATE MACRO sl_epoch_int(w) AS sl_us(CASE WHEN abs(w::HUGEINT) < 100000000000 THEN w::HUGEINT * 1000000 "
+    "WHEN abs(w::HUGEINT) < 100000000000000 THEN w::HUGEINT * 1000 WHEN abs(w::HUGEINT) < 100000000000000000 "
+    "THEN w::HUGEINT ELSE w::HUGEINT // 1000 END)",
+    "CREATE MACRO sl_epoch_dec(x) AS sl_us(CASE WHEN abs(trunc(x)) < 100000000000 THEN trunc(x * 1000000) "
+    "WHEN abs(trunc(x)) < 100000000000000 THEN trunc(x * 1000) WHEN abs(trunc(x)) < 100000000000000000 "
+    "THEN trunc(x) ELSE trunc(x / 1000) END)",
+    # Doubles: the same steps in double arithmetic, as Sluice does them.
+    "CREATE MACRO sl_f_us(t) AS CASE WHEN t > -9.2e18 AND t < 9.2e18 THEN sl_us(t) END",
+    "CREATE MACRO sl_epoch_f(v) AS CASE WHEN isfinite(v) THEN sl_f_us(CASE WHEN abs(trunc(v)) < 1e11 "
+    "THEN trunc(v * 1000000.0) WHEN abs(trunc(v)) < 1e14 THEN trunc(v * 1000.0) WHEN abs(trunc(v)) < 1e17 "
+    "THEN trunc(v) ELSE trunc(v / 1000.0) END) END",
+    # Text: a plain decimal number exactly, one with an exponent as a double, else a timestamp.
+    "CREATE MACRO sl_ts_text(x) AS CASE "
+    "WHEN regexp_full_match(trim(x), '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)') "
+    "THEN sl_epoch_dec(TRY_CAST(trim(x) AS DECIMAL(38, 9))) "
+    "WHEN regexp_full_match(trim(x), '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)[eE][+-]?[0-9]+') "
+    "THEN sl_epoch_f(TRY_CAST(trim(x) AS DOUBLE)) "
+    "ELSE sl_cal(TRY_CAST(x AS TIMESTAMPTZ)::TIMESTAMP) END",
+]
+
+
 def session(con):
     """A cursor with the settings every reference query needs (settings are per cursor)."""
     cur = con.cursor()
@@ -187,6 +224,9 @@ def load_duck(rows):
             v.append(x)
         vals.append(v + INTS)
     con.executemany(f"INSERT INTO t VALUES ({', '.join('?' for _ in range(len(SCHEMA) + len(INTS)))})", vals)
+    cur = session(con)
+    for m in MACROS:
+        cur.execute(m)
     return con
 
 
@@ -433,8 +473,27 @@ class Gen:
             a = self.ts(d)
             return f"date_trunc('{u}', {a[0]})", f"date_trunc('{u}', {a[1]})"
 
+        def cast_int():
+            a = self.int(d)
+            return f"cast({a[0]} AS timestamp)", f"sl_epoch_int({a[1]})"
+
+        def cast_float():
+            a = self.float(d)
+            return f"cast({a[0]} AS timestamp)", f"sl_epoch_f({a[1]})"
+
+        def cast_text():
+            # Text as written in the data (a concatenation makes `10-1-7`, which DuckDB reads
+            # as a date and Sluice does not: README, a departure).
+            a = self.str(0)
+            return f"cast({a[0]} AS timestamp)", f"sl_ts_text({a[1]})"
+
+        def cast_date():
+            a = self.date(d)
+            return f"cast({a[0]} AS timestamp)", f"CAST({a[1]} AS TIMESTAMP)"
+
         return self.pick([(3, self.leaf_ts), (2, trunc), (1, lambda: self.case("ts", d)),
-                          (1, lambda: self.coalesce("ts", d))])
+                          (1, lambda: self.coalesce("ts", d)), (1, cast_int), (1, cast_float),
+                          (1, cast_text), (1, cast_date)])
 
     def date(self, depth):
         r = self.rnd
@@ -871,6 +930,150 @@ def gen_small_float(gen, rnd):
                      (1, lambda: ("(g * 2 - j)", "(g * 2 - j)")), (1, lambda: ("(g / j)", "(g / j)"))])
 
 
+# ---------------------------------------------------------------- inputs with declared units
+
+UNIT_SCHEMA = {"id": "int64", "n": "int64", "x": "float64", "s": "string", "ms": "timestamp(ms)",
+               "us": "timestamp(us)", "sec": "timestamp(s)", "sf": "timestamp(s)", "ns": "timestamp(ns)"}
+UNIT_DUCK = {"id": "BIGINT", "n": "BIGINT", "x": "DOUBLE", "s": "VARCHAR", "ms": "BIGINT", "us": "BIGINT",
+             "sec": "BIGINT", "sf": "DOUBLE", "ns": "BIGINT"}
+# What each declared unit means, in DuckDB: the count times its microseconds (toward zero below
+# one), null outside the years 1 to 9999 (where Sluice refuses the row).
+UNIT_REF = {"ms": "sl_us(ms::HUGEINT * 1000)", "us": "sl_us(us)", "sec": "sl_us(sec::HUGEINT * 1000000)",
+            "sf": "sl_f_us(trunc(sf * 1000000.0))", "ns": "sl_us(ns // 1000)"}
+# Text CSV must quote, and text every reader keeps as it is.
+UNIT_STRINGS = [x for x in STRINGS if x.strip()] + ["a,b", 'say "hi"', "two\nlines", "x;y", "tab\tz"]
+MIN_SEC, MAX_SEC = -62135596800, 253402300799
+
+
+def unit_rows(rnd, n):
+    """Rows whose timestamp columns are epoch counts in a declared unit: near 1970 (where the
+    magnitude rule would read every unit as seconds), anywhere in the calendar, and outside it."""
+    def count(per_sec, lo=MIN_SEC, hi=MAX_SEC):
+        p = rnd.random()
+        if p < 0.08:
+            return None
+        if p < 0.35:
+            return rnd.randint(-10**5, 10**5)
+        if p < 0.40 and per_sec < 10**9:
+            return rnd.choice([1, -1]) * rnd.randint(hi + 1, 30 * hi) * per_sec
+        return rnd.randint(lo, hi) * per_sec + rnd.randint(0, per_sec - 1)
+
+    rows = []
+    for k in range(n):
+        sf = None if rnd.random() < 0.1 else rnd.randint(-2**35, 2**35) + rnd.choice([0, 0.5, 0.25, 0.125])
+        rows.append({
+            "id": k, "n": None if rnd.random() < 0.1 else rnd.choice(INTS + [rnd.randint(-99, 99)]),
+            "x": None if rnd.random() < 0.1 else rnd.choice([0.5, -1.25, 1e20, 123.456, rnd.randint(-99, 99) / 4]),
+            "s": rnd.choice(UNIT_STRINGS),
+            "ms": count(1000), "us": count(10**6), "sec": count(1),
+            "sf": sf,
+            # Nanoseconds in int64 only reach 1677 to 2262.
+            "ns": count(10**9, -9_223_372_035, 9_223_372_035),
+        })
+    return rows
+
+
+def csv_field(v):
+    if v is None:
+        return ""
+    v = repr(v) if isinstance(v, float) else str(v)
+    if any(c in v for c in ',"\n\r') or v != v.strip():
+        return '"' + v.replace('"', '""') + '"'
+    return v
+
+
+def unit_inputs(rows):
+    """The rows as NDJSON, CSV and `lines` (a pattern; null written `-`); (format, file, config)."""
+    cols = list(UNIT_SCHEMA)
+    nd = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    csv = ",".join(cols) + "\n" + "".join(",".join(csv_field(r[c]) for c in cols) + "\n" for r in rows)
+    num = r"(?:(?P<{0}>-?[0-9.e+]+)|-)"
+    pattern = "^" + " ".join(num.format(c) for c in cols if c != "s") + r" (?P<s>.*)$"
+    lines = "".join(" ".join("-" if r[c] is None else (repr(r[c]) if isinstance(r[c], float) else str(r[c]))
+                             for c in cols if c != "s") + " " + r["s"] + "\n"
+                    for r in rows if "\n" not in r["s"])
+    return [("ndjson", "u.ndjson", nd, 'format = "ndjson"'),
+            ("csv", "u.csv", csv, 'format = "csv"'),
+            ("lines", "u.log", lines, f'format = "lines"\npattern = {toml_str(pattern)}')]
+
+
+def unit_case(sluice, work, con, rows):
+    """Each input format with the units declared, through a select, against DuckDB reading the
+    same CSV text (the NDJSON and `lines` inputs hold the same rows)."""
+    problems = []
+    schema = ", ".join(f"{toml_str(k)} = {toml_str(v)}" for k, v in UNIT_SCHEMA.items())
+    exprs = {"ms_hour": ("date_trunc('hour', ms)", "date_trunc('hour', {ms})"),
+             "span": ("cast(us AS int64) - cast(sec AS int64)", None),
+             "later": ("ms > ns", "{ms} > {ns}")}
+    d = os.path.join(work, "units")
+    os.makedirs(os.path.join(d, "store", "in"), exist_ok=True)
+    inputs = unit_inputs(rows)
+    for fmt, name, text, _ in inputs:
+        with open(os.path.join(d, "store", "in", name), "w", encoding="utf-8") as fh:
+            fh.write(text)
+    csv_path = os.path.join(d, "store", "in", "u.csv")
+    for fmt, name, text, input_cfg in inputs:
+        ev = os.path.join(d, f"{fmt}.json")
+        subprocess.run([sluice, "event", "s3", "--bucket", "in", "--key", name, "--store", os.path.join(d, "store")],
+                       check=True, stdout=open(ev, "w"))
+        cols = ", ".join(f"{c} = {toml_str(c)}" for c in UNIT_SCHEMA) + ", " + ", ".join(
+            f"{k} = {toml_str(v[0])}" for k, v in exprs.items() if v[1])
+        cfg = os.path.join(d, f"{fmt}.toml")
+        with open(cfg, "w") as fh:
+            fh.write(f'name = "units-{fmt}"\n[input]\n{input_cfg}\nschema = {{ {schema} }}\n'
+                     f'[[stage]]\ntype = "select"\ncolumns = {{ {cols} }}\n'
+                     f'[output]\nuri = "s3://out/{fmt}/"\nformat = "parquet"\n'
+                     f'[rejects]\nuri = "s3://out/rejects-{fmt}/"\n')
+        out = os.path.join(d, f"out-{fmt}")
+        p = subprocess.run([sluice, "replay", cfg, ev, "--store", os.path.join(d, "store"), "--out", out, "--json"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            problems.append(f"units {fmt}: replay failed: {p.stderr.strip()[-500:]}")
+            continue
+        got, refused = {}, {}
+        for root, _, files in os.walk(out):
+            for f in sorted(files):
+                full = os.path.join(root, f)
+                if f.endswith(".parquet"):
+                    got.update({r["id"]: r for r in pq.read_table(full).to_pylist()})
+                elif "rejects" in root:
+                    for line in open(full, encoding="utf-8"):
+                        r = json.loads(line)
+                        raw = r.get("raw", "")
+                        rid = json.loads(raw)["id"] if fmt == "ndjson" else int(raw.split("," if fmt == "csv" else " ")[0])
+                        refused[rid] = r["reason"]
+        print(f"case units-{fmt}: {len(got)} rows, {len(refused)} rejects")
+        ref = {c: UNIT_REF.get(c, c) for c in UNIT_SCHEMA}
+        sel = ", ".join(f"{ref[c]} AS {c}" for c in UNIT_SCHEMA)
+        sel += ", " + ", ".join(f"{v[1].format(**ref)} AS {k}" for k, v in exprs.items() if v[1])
+        sel += ", " + " OR ".join(f"({c} IS NOT NULL AND {ref[c]} IS NULL)" for c in UNIT_REF) + " AS out_of_range"
+        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in UNIT_DUCK.items()) + "}"
+        want = session(con).execute(
+            f"SELECT {sel} FROM read_csv('{csv_path}', header = true, columns = {columns}, auto_detect = false, "
+            f"delim = ',', quote = '\"', escape = '\"', strict_mode = false) ORDER BY id").fetchall()
+        names = list(UNIT_SCHEMA) + [k for k, v in exprs.items() if v[1]]
+        for w in want:
+            rid, refuse = w[0], w[-1]
+            if fmt == "lines" and "\n" in rows[rid]["s"]:
+                continue
+            if refuse:
+                if rid not in refused:
+                    problems.append(f"units {fmt} row {rid}: a timestamp outside the calendar, but Sluice "
+                                    f"{'kept ' + repr(got.get(rid)) if rid in got else 'dropped it'}")
+                continue
+            if rid in refused:
+                problems.append(f"units {fmt} row {rid}: refused ({refused[rid]}) but DuckDB reads {w}")
+                continue
+            if rid not in got:
+                problems.append(f"units {fmt} row {rid}: missing")
+                continue
+            for k, name in enumerate(names):
+                if not same_value(got[rid][name], w[k]):
+                    problems.append(f"units {fmt} row {rid}: {name} = {got[rid][name]!r}, DuckDB {w[k]!r} "
+                                    f"(input {rows[rid].get(name)!r})")
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("sluice")
@@ -923,6 +1126,10 @@ def main():
         p = aggregate_case(runner, session(con), f"aggregate-{k}", agg_gen, agg_rnd)
         print(f"case aggregate-{k}: " + ("ok" if not p else "DIFFERS"))
         problems.extend(p)
+    # Every input format with declared timestamp units.
+    p = unit_case(a.sluice, work, con, unit_rows(random.Random(a.seed + 2), a.rows))
+    n_cases += 3
+    problems.extend(p)
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     print(f"== {n_cases} cases against DuckDB {duckdb.__version__} (seed {a.seed}, {a.rows} rows): "

@@ -65,7 +65,8 @@ impl EpochUnit {
     /// This unit, or for [`EpochUnit::Auto`] the one a count with this whole part is in.
     fn resolve(self, whole: i128) -> Self {
         match self {
-            Self::Auto => match whole.abs() {
+            // unsigned_abs: a double far below -1.7e38 saturates to i128::MIN, whose abs overflows.
+            Self::Auto => match whole.unsigned_abs() {
                 w if w < 100_000_000_000 => Self::Seconds,
                 w if w < 100_000_000_000_000 => Self::Millis,
                 w if w < 100_000_000_000_000_000 => Self::Micros,
@@ -253,6 +254,20 @@ pub(crate) const EXPECTED: &str = "a timestamp (RFC 3339, or an epoch number of 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the differential test: `cast(-1e308 AS timestamp)` overflowed taking the
+    /// magnitude of the saturated i128 (a panic in debug builds, a wrong unit in release).
+    #[test]
+    fn the_most_negative_numbers_are_nanoseconds_out_of_range_not_a_panic() {
+        assert!(matches!(
+            EpochUnit::Auto.resolve(i128::MIN),
+            EpochUnit::Nanos
+        ));
+        for v in [-1e308, -3.5e38, f64::MIN, 1e308] {
+            assert_eq!(epoch_float(v, EpochUnit::Auto), None, "{v}");
+        }
+        assert_eq!(epoch_int(i64::MIN, EpochUnit::Auto), Some(i64::MIN / 1000));
+    }
 
     #[test]
     fn rows_with_timestamps_out_of_range_are_taken_out_as_rejects() {

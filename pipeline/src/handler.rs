@@ -849,7 +849,8 @@ impl Handler {
         let mut outputs = self.outputs(base.clone(), &base);
         let mut chain = None;
         let mut result = ObjectResult::default();
-        let mut reject_files = Vec::new();
+        // Each object's rejects file, staged: published with the outputs, or dropped with them.
+        let mut reject_files = crate::output::Staging::default();
         for obj in objs {
             let version = obj.version_id.as_deref().or(obj.etag.as_deref());
             let mut rejects = Rejects::new(
@@ -864,11 +865,18 @@ impl Handler {
             {
                 outputs.abort().await;
                 rejects.abort().await;
+                reject_files.discard().await;
                 return Err(wrap(obj, e));
             }
             result.rejected += rejects.count;
-            if let Some(loc) = rejects.finish().await.map_err(|e| wrap(obj, e))? {
-                reject_files.push(loc);
+            match rejects.stage().await {
+                Ok(Some(r)) => reject_files.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    outputs.abort().await;
+                    reject_files.discard().await;
+                    return Err(wrap(obj, e));
+                }
             }
         }
         // Objects were read but gave no record (an empty file): with a declared schema the
@@ -878,10 +886,17 @@ impl Handler {
             && !objs.is_empty()
             && let Some(schema) = self.plan.schema.clone()
         {
-            chain = Some(self.build_chain(schema).map_err(|e| match objs.last() {
-                Some(obj) => wrap(obj, e),
-                None => e,
-            })?);
+            match self.build_chain(schema) {
+                Ok(c) => chain = Some(c),
+                Err(e) => {
+                    outputs.abort().await;
+                    reject_files.discard().await;
+                    return Err(match objs.last() {
+                        Some(obj) => wrap(obj, e),
+                        None => e,
+                    });
+                }
+            }
         }
         let source = objs.last().map(|o| o.uri()).unwrap_or_default();
         let mut rejects = Rejects::new(
@@ -896,15 +911,33 @@ impl Handler {
         {
             outputs.abort().await;
             rejects.abort().await;
+            reject_files.discard().await;
             return Err(e);
         }
         result.rejected += rejects.count;
-        if let Some(loc) = rejects.finish().await? {
-            reject_files.push(loc);
-        }
         result.columns = outputs.column_stats();
-        result.outputs = outputs.finish().await?;
-        result.outputs.extend(reject_files);
+        let mut staging = match outputs.stage().await {
+            Ok(s) => s,
+            Err(e) => {
+                rejects.abort().await;
+                reject_files.discard().await;
+                return Err(e);
+            }
+        };
+        match rejects.stage().await {
+            Ok(r) => {
+                staging.extend(reject_files);
+                if let Some(r) = r {
+                    staging.push(r);
+                }
+            }
+            Err(e) => {
+                staging.discard().await;
+                reject_files.discard().await;
+                return Err(e);
+            }
+        }
+        result.outputs = staging.publish().await?;
         Ok(result)
     }
 
@@ -1589,16 +1622,24 @@ async fn settle(
     }
     result.rejected = rejects.count;
     result.columns = outputs.column_stats();
-    result.outputs = match outputs.finish().await {
-        Ok(w) => w,
+    // Every file of the unit is written and sealed first; then all are made visible at once, or
+    // none is.
+    let mut staging = match outputs.stage().await {
+        Ok(s) => s,
         Err(e) => {
             rejects.abort().await;
             return Err(e);
         }
     };
-    if let Some(loc) = rejects.finish().await? {
-        result.outputs.push(loc);
+    match rejects.stage().await {
+        Ok(Some(r)) => staging.push(r),
+        Ok(None) => {}
+        Err(e) => {
+            staging.discard().await;
+            return Err(e);
+        }
     }
+    result.outputs = staging.publish().await?;
     Ok(result)
 }
 

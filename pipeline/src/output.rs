@@ -25,7 +25,7 @@ use sluice_processors::Reject;
 use crate::Error;
 use crate::config::{Destination, OutputConfig, OutputFormat};
 use crate::kinesis::{RecordPutter, StreamWriter};
-use crate::store::{FsStore, ObjectMeta, ObjectStore, ObjectWriter};
+use crate::store::{FsStore, ObjectMeta, ObjectStore, ObjectWriter, Staged};
 
 /// What Hive escapes in partition values.
 const HIVE: &AsciiSet = &CONTROLS
@@ -217,11 +217,10 @@ impl AsyncFileWriter for PqSink {
         }
         .boxed()
     }
+    /// The Parquet file is whole: sealed, not yet visible (published with the rest of its
+    /// unit's outputs).
     fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
-        self.inner
-            .complete()
-            .map(|r| r.map(|_| ()).map_err(external))
-            .boxed()
+        self.inner.seal().map(|r| r.map_err(external)).boxed()
     }
 }
 
@@ -235,7 +234,7 @@ enum FileWriter {
 
 struct OpenFile {
     writer: FileWriter,
-    location: String,
+    key: String,
     /// What the store holds of a Parquet file's bytes (see [`PqSink`]).
     held: Arc<std::sync::atomic::AtomicUsize>,
     pressed: Arc<std::sync::atomic::AtomicBool>,
@@ -302,8 +301,8 @@ pub struct Outputs {
     props: Option<WriterProperties>,
     /// A `kinesis://` output: rows go to the stream, or why they cannot.
     stream: Option<Result<StreamWriter, String>>,
-    /// Whole objects written (image renditions).
-    blobs: Vec<String>,
+    /// Whole objects written (image renditions, index files), staged.
+    blobs: Vec<Staged>,
     /// The term index of the rows written, when the pipeline ends with an index stage.
     #[cfg(feature = "index")]
     index: Option<IndexSink>,
@@ -563,7 +562,6 @@ impl Outputs {
             .store
             .create(&self.bucket, &key, ObjectMeta::typed(content_type))
             .await?;
-        let location = self.store.location(&self.bucket, &key);
         let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let pressed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = match self.config.format {
@@ -591,7 +589,7 @@ impl Outputs {
             part.to_string(),
             OpenFile {
                 writer,
-                location,
+                key,
                 held,
                 pressed,
             },
@@ -660,8 +658,8 @@ impl Outputs {
         Ok(())
     }
 
-    /// Write one whole object (an image rendition) at `rel_key` under the output; its location.
-    /// Its name is its own, so a retry overwrites it.
+    /// Write one whole object (an image rendition) at `rel_key` under the output, staged with the
+    /// unit's other outputs; its location. Its name is its own, so a retry overwrites it.
     pub async fn write_blob(
         &mut self,
         rel_key: &str,
@@ -675,47 +673,59 @@ impl Outputs {
             ));
         }
         let key = format!("{}{}", self.prefix, rel_key);
-        crate::store::put(self.store.as_ref(), &self.bucket, &key, meta, bytes).await?;
-        let location = self.store.location(&self.bucket, &key);
-        self.blobs.push(location.clone());
+        let mut w = self.store.create(&self.bucket, &key, meta).await?;
+        if let Err(e) = w.write(Bytes::from(bytes)).await {
+            w.abort().await;
+            return Err(e);
+        }
+        let staged = Staged::seal(w, self.store.clone(), &self.bucket, &key).await?;
+        let location = staged.location();
+        self.blobs.push(staged);
         Ok(location)
     }
 
-    /// Close every file, making them visible. Returns their locations, in first-written order.
-    pub async fn finish(mut self) -> Result<Vec<String>, Error> {
+    /// Close every file, sealed but not yet visible: the unit publishes them with its rejects
+    /// ([`Staging::publish`]). A `kinesis://` output's records are sent by now: they are
+    /// `sent`, not staged.
+    pub async fn stage(mut self) -> Result<Staging, Error> {
         if let Some(Ok(mut w)) = self.stream.take() {
             w.flush().await?;
-            return Ok(if w.sent() > 0 {
-                vec![format!("{} ({} records)", w.location(), w.sent())]
-            } else {
-                Vec::new()
-            });
+            let mut st = Staging::default();
+            if w.sent() > 0 {
+                st.sent
+                    .push(format!("{} ({} records)", w.location(), w.sent()));
+            }
+            return Ok(st);
         }
         #[cfg(feature = "index")]
         if let Err(e) = self.write_index().await {
             self.abort().await;
             return Err(e);
         }
-        let mut done = std::mem::take(&mut self.blobs);
-        let mut failure = None;
+        let mut staged = std::mem::take(&mut self.blobs);
         for part in std::mem::take(&mut self.order) {
             let Some(f) = self.files.remove(&part) else {
                 continue;
             };
-            if failure.is_some() {
-                abort_file(f).await;
-                continue;
-            }
-            let location = f.location.clone();
-            match close_file(f).await {
-                Ok(()) => done.push(location),
-                Err(e) => failure = Some(e),
+            match close_file(f, &self.store, &self.bucket).await {
+                Ok(s) => staged.push(s),
+                Err(e) => {
+                    crate::store::discard(staged).await;
+                    self.abort().await;
+                    return Err(e);
+                }
             }
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(done),
-        }
+        Ok(Staging {
+            files: staged,
+            sent: Vec::new(),
+        })
+    }
+
+    /// Close and publish every file at once ([`Outputs::stage`], then [`Staging::publish`]):
+    /// their locations, in first-written order.
+    pub async fn finish(self) -> Result<Vec<String>, Error> {
+        self.stage().await?.publish().await
     }
 
     /// Drop every file without making any visible.
@@ -723,28 +733,78 @@ impl Outputs {
         for (_, f) in self.files.drain() {
             abort_file(f).await;
         }
+        crate::store::discard(std::mem::take(&mut self.blobs)).await;
     }
 }
 
-async fn close_file(f: OpenFile) -> Result<(), Error> {
-    match f.writer {
+/// A unit of work's outputs, written and sealed, not yet visible: its files (and rejects), or
+/// what a stream output has already sent.
+#[derive(Default)]
+pub struct Staging {
+    files: Vec<Staged>,
+    sent: Vec<String>,
+}
+
+impl Staging {
+    /// Add `other`'s outputs after these.
+    pub fn extend(&mut self, other: Staging) {
+        self.files.extend(other.files);
+        self.sent.extend(other.sent);
+    }
+
+    /// Add one staged file (a rejects file).
+    pub fn push(&mut self, file: Staged) {
+        self.files.push(file);
+    }
+
+    /// Make every file visible, all or none ([`crate::store::publish`]): every location, the
+    /// records a stream output sent first.
+    pub async fn publish(self) -> Result<Vec<String>, Error> {
+        let mut out = self.sent;
+        out.extend(crate::store::publish(self.files).await?);
+        Ok(out)
+    }
+
+    /// Drop every staged file.
+    pub async fn discard(self) {
+        crate::store::discard(self.files).await;
+    }
+}
+
+/// A file's writer closed (a Parquet footer written), sealed in the store.
+async fn close_file(
+    f: OpenFile,
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+) -> Result<Staged, Error> {
+    let sink = match f.writer {
         FileWriter::Parquet(mut w) => {
             if let Err(e) = w.finish().await {
                 w.into_inner().inner.abort().await;
                 return Err(e.into());
             }
-            Ok(())
+            w.into_inner().inner
         }
         FileWriter::Ndjson { mut sink, gzip } => {
             if let Some(gz) = gzip {
-                let rest = gz.finish().map_err(|e| Error::Io(e.to_string()))?;
-                if !rest.is_empty() {
-                    sink.write(Bytes::from(rest)).await?;
+                let rest = match gz.finish() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        sink.abort().await;
+                        return Err(Error::Io(e.to_string()));
+                    }
+                };
+                if !rest.is_empty()
+                    && let Err(e) = sink.write(Bytes::from(rest)).await
+                {
+                    sink.abort().await;
+                    return Err(e);
                 }
             }
-            sink.complete().await.map(|_| ())
+            sink
         }
-    }
+    };
+    Staged::seal(sink, store.clone(), bucket, &f.key).await
 }
 
 async fn abort_file(f: OpenFile) {
@@ -860,6 +920,7 @@ pub struct Rejects {
     dest: Option<(Arc<dyn ObjectStore>, String, String)>,
     source: String,
     base: String,
+    /// The rejects file being written, and its key.
     sink: Option<(Box<dyn ObjectWriter>, String)>,
     /// How many were recorded.
     pub count: u64,
@@ -901,7 +962,7 @@ impl Rejects {
             let w = store
                 .create(bucket, &key, ObjectMeta::typed("application/x-ndjson"))
                 .await?;
-            self.sink = Some((w, store.location(bucket, &key)));
+            self.sink = Some((w, key));
         }
         let mut buf = Vec::new();
         for r in rejects {
@@ -953,14 +1014,21 @@ impl Rejects {
     }
 
     /// Make the rejects file visible; its location, if any were written.
-    pub async fn finish(mut self) -> Result<Option<String>, Error> {
-        match self.sink.take() {
-            Some((mut w, loc)) => {
-                w.complete().await?;
-                Ok(Some(loc))
-            }
+    pub async fn finish(self) -> Result<Option<String>, Error> {
+        match self.stage().await? {
+            Some(s) => Ok(crate::store::publish(vec![s]).await?.pop()),
             None => Ok(None),
         }
+    }
+
+    /// The rejects file written and sealed, not yet visible (published with the unit's outputs);
+    /// `None` when there were no rejects to write.
+    pub async fn stage(mut self) -> Result<Option<Staged>, Error> {
+        let (Some((w, key)), Some((store, bucket, _))) = (self.sink.take(), self.dest.as_ref())
+        else {
+            return Ok(None);
+        };
+        Staged::seal(w, store.clone(), bucket, &key).await.map(Some)
     }
 
     /// Drop the rejects file without making it visible.

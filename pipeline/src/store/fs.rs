@@ -169,6 +169,7 @@ impl ObjectStore for FsStore {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            remove_leftovers(&path).await;
             let tmp = path.with_file_name(format!(
                 ".{name}{TMP_MARK}{}-{}",
                 std::process::id(),
@@ -180,6 +181,7 @@ impl ObjectStore for FsStore {
                 tmp,
                 path,
                 written: 0,
+                published: false,
             }) as Box<dyn ObjectWriter>)
         }
         .boxed()
@@ -278,6 +280,86 @@ impl ObjectStore for FsStore {
         }
         .boxed()
     }
+
+    fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        async move {
+            let path = self.path(bucket, key)?;
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::Store {
+                    location: path.display().to_string(),
+                    message: e.to_string(),
+                    retryable: false,
+                }),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// When this process began writing (its own temporary files from before then are a former
+/// process's, with the same id: a container's first process, say).
+fn started() -> std::time::SystemTime {
+    static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(std::time::SystemTime::now)
+}
+
+/// Whether the process `pid` still runs; where that cannot be told (no `/proc`), it may.
+fn alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Remove what a killed process left in the folder of `path`, the first time this process writes
+/// there: temporary files (`.{name}.sluice-tmp-{pid}-{n}`) whose process is gone, or this
+/// process's own from before it started. A live writer's file (another process writing there
+/// now) is left alone.
+async fn remove_leftovers(path: &Path) {
+    static SWEPT: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> =
+        std::sync::Mutex::new(None);
+    let Some(dir) = path.parent() else { return };
+    let since = started();
+    {
+        let Ok(mut swept) = SWEPT.lock() else { return };
+        if !swept
+            .get_or_insert_with(Default::default)
+            .insert(dir.to_path_buf())
+        {
+            return;
+        }
+    }
+    let Ok(mut rd) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(e)) = rd.next_entry().await {
+        let file = e.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.split_once(TMP_MARK))
+            .filter(|(name, _)| name.starts_with('.'))
+            .map(|(_, rest)| rest)
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stale = if pid == std::process::id() {
+            e.metadata()
+                .await
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < since)
+        } else {
+            !alive(pid)
+        };
+        if stale {
+            let _ = tokio::fs::remove_file(e.path()).await;
+        }
+    }
 }
 
 /// A local file read in place: the kernel copies straight into the caller's buffer. `tokio::fs`
@@ -306,10 +388,13 @@ impl tokio::io::AsyncRead for LocalFile {
 
 /// Writes to a temporary file beside the target and renames it into place on completion.
 struct FsWriter {
+    /// Open until sealed.
     file: Option<tokio::fs::File>,
     tmp: PathBuf,
     path: PathBuf,
     written: u64,
+    /// Renamed into place (or aborted): nothing of it to clean up.
+    published: bool,
 }
 
 impl FsWriter {
@@ -337,18 +422,28 @@ impl ObjectWriter for FsWriter {
         .boxed()
     }
 
-    fn complete(&mut self) -> BoxFuture<'_, Result<u64, Error>> {
+    fn seal(&mut self) -> BoxFuture<'_, Result<(), Error>> {
         async move {
-            let Some(mut f) = self.file.take() else {
-                return Err(self.err(std::io::Error::other("writer already closed")));
-            };
-            if let Err(e) = f.flush().await {
+            if let Some(mut f) = self.file.take()
+                && let Err(e) = f.flush().await
+            {
                 return Err(self.err(e));
             }
-            drop(f);
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, Result<u64, Error>> {
+        async move {
+            if self.published {
+                return Err(self.err(std::io::Error::other("writer already closed")));
+            }
+            self.seal().await?;
             if let Err(e) = tokio::fs::rename(&self.tmp, &self.path).await {
                 return Err(self.err(e));
             }
+            self.published = true;
             Ok(self.written)
         }
         .boxed()
@@ -357,7 +452,10 @@ impl ObjectWriter for FsWriter {
     fn abort(&mut self) -> BoxFuture<'_, ()> {
         async move {
             self.file = None;
-            let _ = tokio::fs::remove_file(&self.tmp).await;
+            if !self.published {
+                self.published = true;
+                let _ = tokio::fs::remove_file(&self.tmp).await;
+            }
         }
         .boxed()
     }
@@ -365,7 +463,7 @@ impl ObjectWriter for FsWriter {
 
 impl Drop for FsWriter {
     fn drop(&mut self) {
-        if self.file.is_some() {
+        if !self.published {
             // Neither completed nor aborted: leave nothing half-written behind.
             let _ = std::fs::remove_file(&self.tmp);
         }

@@ -178,6 +178,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         bucket: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
+    /// Remove an object (none there is not an error): taking back what a unit published when a
+    /// later object of the same unit could not be.
+    fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 /// The headers an object is written with (S3 keeps them; a folder has nowhere to).
@@ -203,6 +206,12 @@ impl<'a> ObjectMeta<'a> {
 pub trait ObjectWriter: Send {
     /// Append bytes.
     fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<(), Error>>;
+    /// Every byte is written: send what is still held where the store can without making the
+    /// object visible (an S3 multipart upload's last part; a file flushed under its temporary
+    /// name), so that [`ObjectWriter::complete`] is one quick step that seldom fails.
+    fn seal(&mut self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Make the object visible, whole. Returns its size in bytes.
     fn complete(&mut self) -> BoxFuture<'_, Result<u64, Error>>;
     /// Give up: nothing (and no partial object) is left behind.
@@ -215,6 +224,84 @@ pub trait ObjectWriter: Send {
     /// free memory under pressure.
     fn flush_part(&mut self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// An object written whole and sealed, not yet visible: one of the outputs of a unit of work,
+/// published together with the others ([`publish`]) or dropped with them ([`discard`]).
+pub struct Staged {
+    writer: Box<dyn ObjectWriter>,
+    store: std::sync::Arc<dyn ObjectStore>,
+    bucket: String,
+    key: String,
+}
+
+impl Staged {
+    /// `writer`, sealed, which writes `bucket/key` of `store`; on failure it is aborted.
+    pub async fn seal(
+        mut writer: Box<dyn ObjectWriter>,
+        store: std::sync::Arc<dyn ObjectStore>,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Staged, Error> {
+        if let Err(e) = writer.seal().await {
+            writer.abort().await;
+            return Err(e);
+        }
+        Ok(Staged {
+            writer,
+            store,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// Where it will be.
+    pub fn location(&self) -> String {
+        self.store.location(&self.bucket, &self.key)
+    }
+}
+
+/// Make every staged object visible, in order: their locations. When one cannot be, the rest are
+/// dropped and those already made visible are deleted again, so a unit's outputs are all there
+/// or none is (a process killed between two of them may leave the first; the unit's redelivery
+/// writes the same names again).
+pub async fn publish(staged: Vec<Staged>) -> Result<Vec<String>, Error> {
+    let mut done: Vec<Staged> = Vec::with_capacity(staged.len());
+    let mut rest = staged.into_iter();
+    while let Some(mut s) = rest.next() {
+        if let Err(e) = s.writer.complete().await {
+            s.writer.abort().await;
+            discard(rest.collect()).await;
+            for d in done {
+                retract(d).await;
+            }
+            return Err(e);
+        }
+        done.push(s);
+    }
+    Ok(done.iter().map(Staged::location).collect())
+}
+
+/// Take back a published object, within the clean-up grace (the deadline has often passed).
+async fn retract(s: Staged) {
+    let Staged {
+        store, bucket, key, ..
+    } = s;
+    let location = store.location(&bucket, &key);
+    match tokio::time::timeout(CLEANUP_GRACE, store.delete(&bucket, &key)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%location, error = %e, "Could not take back an output of a failed unit.")
+        }
+        Err(_) => tracing::warn!(%location, "No answer to taking back an output of a failed unit."),
+    }
+}
+
+/// Drop staged objects without making any visible.
+pub async fn discard(staged: Vec<Staged>) {
+    for mut s in staged {
+        s.writer.abort().await;
     }
 }
 

@@ -262,6 +262,21 @@ impl ObjectStore for S3Store {
         }
         .boxed()
     }
+
+    fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        async move {
+            // Not bounded by the request deadline: it runs in clean-up, which bounds it itself.
+            self.client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(format!("s3://{bucket}/{key}"), e))
+        }
+        .boxed()
+    }
 }
 
 impl S3Store {
@@ -426,6 +441,18 @@ impl ObjectWriter for S3Writer {
             }
             self.upload_id = None;
             Ok(self.total)
+        }
+        .boxed()
+    }
+
+    fn seal(&mut self) -> BoxFuture<'_, Result<(), Error>> {
+        async move {
+            // A multipart upload sends its last part now (any size); a small object stays held,
+            // one PutObject when it is published.
+            if self.upload_id.is_some() && !self.buf.is_empty() {
+                self.upload_part().await?;
+            }
+            Ok(())
         }
         .boxed()
     }

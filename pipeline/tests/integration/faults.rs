@@ -37,6 +37,8 @@ struct Rule {
     target: String,
     fault: Fault,
     times: usize,
+    /// Matching requests let through before the faults begin.
+    skip: usize,
 }
 
 impl Rule {
@@ -46,13 +48,24 @@ impl Rule {
             target: target.to_string(),
             fault,
             times,
+            skip: 0,
         }
+    }
+
+    /// The same rule, letting the first `n` matching requests through.
+    fn after(mut self, n: usize) -> Rule {
+        self.skip = n;
+        self
     }
 
     /// The fault for this request, if it matches and has faults left (counting this one).
     fn take(&mut self, method: &str, target: &str, operation: &str) -> Option<Fault> {
         let matches = self.method == method
             && (target.contains(&self.target) || operation.contains(&self.target));
+        if matches && self.skip > 0 {
+            self.skip -= 1;
+            return None;
+        }
         (matches && self.times > 0).then(|| {
             self.times -= 1;
             self.fault
@@ -732,4 +745,72 @@ async fn serve_answers_before_the_deadline_when_a_request_stalls() {
         keys(&c, &outb).await
     );
     assert_eq!(open_uploads(&c, &outb).await, 0);
+}
+
+/// Issue 28: a PUT failing on the second of three partitions left the first in S3 (and the
+/// rejects file), while the summary said `outputs=[]`. A unit's files are sealed first and made
+/// visible together: when one cannot be, those already visible are taken back.
+#[tokio::test]
+async fn a_put_failing_on_the_second_of_three_partitions_leaves_no_output() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = in_out_buckets(&c, "atomic").await;
+    let mut body: Vec<u8> = (0..300u64)
+        .flat_map(|n| format!("{{\"k\":{},\"n\":{n}}}\n", n % 3).into_bytes())
+        .collect();
+    body.extend_from_slice(b"not json\n");
+    put(&c, &inb, "in/a.ndjson", body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.toml"),
+        format!(
+            "name = \"atomic\"\n[input]\nformat = \"ndjson\"\nschema = {{ k = \"int64\", n = \"int64\" }}\n\
+             [output]\nuri = \"s3://{outb}/out/\"\nformat = \"ndjson\"\npartition_by = [\"k\"]\n\
+             [rejects]\nuri = \"s3://{outb}/rejects/\"\n"
+        ),
+    )
+    .unwrap();
+    write_event(
+        dir.path(),
+        vec![event::s3_record(
+            &inb,
+            "in/a.ndjson",
+            body.len() as u64,
+            "e",
+        )],
+    );
+    let p = Proxy::start(
+        &ep,
+        Rule::new(
+            "PUT",
+            &format!("/{outb}/"),
+            Fault::Status(500, "InternalError"),
+            usize::MAX,
+        )
+        .after(1),
+    );
+    let o = replay(dir.path(), &p.url);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["failed"], 1, "{s}");
+    assert_eq!(s["outputs"], serde_json::json!([]), "{s}");
+    // The first partition was published, then taken back when the second could not be.
+    assert!(p.count(" → Some(Status(500") >= 1, "{:?}", p.seen);
+    assert!(
+        p.count(&format!("DELETE /{outb}/out/k%3D0/")) >= 1,
+        "{:?}",
+        p.seen
+    );
+    assert_eq!(keys(&c, &outb).await, Vec::<String>::new());
+    assert_eq!(open_uploads(&c, &outb).await, 0);
+    // Without the fault: the three partitions and the rejects file, all listed.
+    let o = replay(dir.path(), &ep);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    let written = keys(&c, &outb).await;
+    assert_eq!(written.len(), 4, "{written:?}");
+    assert_eq!(s["outputs"].as_array().unwrap().len(), 4, "{s}");
+    for k in ["out/k=0/", "out/k=1/", "out/k=2/", "rejects/"] {
+        assert!(written.iter().any(|w| w.starts_with(k)), "{k}: {written:?}");
+    }
 }

@@ -149,3 +149,101 @@ fn a_hundred_kinesis_batches_of_ten_thousand_records_lose_no_record() {
     assert_eq!(lines_under(&s, "out/rejects").len(), 1_000);
     assert_bounded(peak);
 }
+
+/// Every file under `dir` (relative path → bytes), and the temporary ones apart.
+fn tree(dir: &Path) -> (std::collections::BTreeMap<String, Vec<u8>>, Vec<String>) {
+    let mut files = std::collections::BTreeMap::new();
+    let mut temporary = Vec::new();
+    for f in files_with_hidden(dir) {
+        let rel = f.strip_prefix(dir).unwrap().display().to_string();
+        if rel.contains(".sluice-tmp-") {
+            temporary.push(rel);
+        } else {
+            files.insert(rel, std::fs::read(&f).unwrap());
+        }
+    }
+    (files, temporary)
+}
+
+/// Every file under `dir`, hidden ones included.
+fn files_with_hidden(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Issue 28: a process killed while writing left temporary files that nothing removed. Killed
+/// (SIGKILL, no clean-up of its own) while its files are open, then run again over the same
+/// outputs: exactly a clean run's files, and no temporary file.
+#[test]
+fn a_killed_run_leaves_nothing_after_the_next_run_over_the_same_outputs() {
+    let data = incompressible_rows(20_000, 4);
+    let run_into = |out: &Path| {
+        let cfg = format!(
+            "name = \"killed\"\n[input]\nformat = \"ndjson\"\nschema = {{ p = \"int64\", n = \"int64\", blob = \"string\" }}\n\
+             [output]\nuri = \"{}\"\nformat = \"parquet\"\npartition_by = [\"p\"]\n",
+            out.display()
+        );
+        Scratch::new(&cfg, "in", &[("big.ndjson".into(), data.clone())])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clean_out = dir.path().join("clean");
+    let clean = run_into(&clean_out);
+    assert_eq!(clean.replay()["records_out"], 20_000);
+    let (want, temporary) = tree(&clean_out);
+    assert_eq!((want.len(), temporary.len()), (4, 0), "{:?}", want.keys());
+
+    let out = dir.path().join("killed");
+    let s = run_into(&out);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "replay",
+            s.config.to_str().unwrap(),
+            s.event.to_str().unwrap(),
+            "--store",
+            s.store.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed the moment its files are being written.
+    let started = std::time::Instant::now();
+    while tree(&out).1.is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no file was ever being written"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("the run ended before it could be killed while writing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, left) = tree(&out);
+    assert!(
+        !left.is_empty(),
+        "the kill left no temporary file to clean up"
+    );
+
+    let summary = s.replay();
+    assert_eq!(summary["records_out"], 20_000, "{summary}");
+    let (got, temporary) = tree(&out);
+    assert_eq!(temporary, Vec::<String>::new(), "left behind: {left:?}");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    assert!(got == want, "the outputs differ from a clean run's");
+}

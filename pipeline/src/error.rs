@@ -41,6 +41,14 @@ pub enum Error {
         /// The file a local store looked for.
         looked_for: Option<String>,
     },
+    /// The object named by the event was overwritten since: its notification's version (or
+    /// ETag) is no longer what the key holds. The newer upload has a notification of its own,
+    /// which reads it; reading it here too would write its rows twice.
+    #[error("{location}: {SUPERSEDED}")]
+    Superseded {
+        /// `s3://bucket/key`.
+        location: String,
+    },
     /// The object named by the event was written by this same pipeline (its S3 metadata carries
     /// the pipeline's marker): processing it would invoke the pipeline again, and again.
     #[error("{location}: {}", own_output(pipeline))]
@@ -103,6 +111,10 @@ pub fn own_output(pipeline: &str) -> String {
     )
 }
 
+/// Why an object overwritten since its notification is skipped.
+pub const SUPERSEDED: &str =
+    "superseded by a newer upload (the newer upload's own notification processes it)";
+
 impl Error {
     /// Whether a retry of the invocation may succeed.
     pub fn retryable(&self) -> bool {
@@ -129,6 +141,15 @@ impl Error {
             Error::Missing { looked_for, .. } => Some(missing_reason(looked_for.as_deref())),
             Error::Object { source, .. } => source.missing_reason(),
             _ => None,
+        }
+    }
+
+    /// Whether the object was overwritten since its notification ([`Error::Superseded`]).
+    pub fn superseded(&self) -> bool {
+        match self {
+            Error::Superseded { .. } => true,
+            Error::Object { source, .. } => source.superseded(),
+            _ => false,
         }
     }
 

@@ -22,8 +22,18 @@ pub fn encode_key(key: &str) -> String {
         .replace(' ', "+")
 }
 
-/// One S3 `ObjectCreated:Put` record.
+/// One S3 `ObjectCreated:Put` record (an empty `etag`: none, the content not named).
 pub fn s3_record(bucket: &str, key: &str, size: u64, etag: &str) -> Value {
+    let mut record = s3_record_with(bucket, key, size, etag);
+    if etag.is_empty()
+        && let Some(o) = record["s3"]["object"].as_object_mut()
+    {
+        o.remove("eTag");
+    }
+    record
+}
+
+fn s3_record_with(bucket: &str, key: &str, size: u64, etag: &str) -> Value {
     json!({
         "eventVersion": "2.1",
         "eventSource": "aws:s3",

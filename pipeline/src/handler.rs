@@ -160,6 +160,8 @@ struct ObjectResult {
     image: Option<crate::catalog::ImageFacts>,
     /// Per-column statistics of the rows written (for the catalog).
     columns: Vec<sluice_processors::stats::ColumnStat>,
+    /// Objects of a per-invocation run left out: overwritten since their notification.
+    superseded: Vec<String>,
 }
 
 /// Runs a [`Plan`] against objects in a store.
@@ -451,7 +453,17 @@ impl Handler {
             // One chain over every object: an aggregate sees the whole invocation, and writes once.
             let t = Instant::now();
             match self.process_all(&objects).await {
-                Ok(r) => {
+                Ok(mut r) => {
+                    let superseded = std::mem::take(&mut r.superseded);
+                    for uri in &superseded {
+                        let obj = objects.iter().find(|o| &o.uri() == uri).copied();
+                        self.skip(&mut s, &mut catalog, obj, uri, crate::SUPERSEDED);
+                    }
+                    let objects: Vec<&ObjectRef> = objects
+                        .iter()
+                        .filter(|o| !superseded.contains(&o.uri()))
+                        .copied()
+                        .collect();
                     info!(
                         objects = objects.len(),
                         records_in = r.records_in,
@@ -556,6 +568,18 @@ impl Handler {
                         info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
                         let reason = e.missing_reason().unwrap_or_else(|| MISSING.into());
                         self.skip(&mut s, &mut catalog, Some(obj), &obj.uri(), &reason);
+                    }
+                    Err(e) if e.superseded() => {
+                        // Overwritten since its notification: the newer upload's notification
+                        // reads it; reading it here too would write its rows twice.
+                        info!(bucket = %obj.bucket, key = %obj.key, "Object overwritten since its notification; skipped.");
+                        self.skip(
+                            &mut s,
+                            &mut catalog,
+                            Some(obj),
+                            &obj.uri(),
+                            crate::SUPERSEDED,
+                        );
                     }
                     Err(ref e) if let Some(pipeline) = e.own_output_of() => {
                         // Written by this pipeline (its metadata marker): processing it would
@@ -859,14 +883,25 @@ impl Handler {
                 obj.uri(),
                 base_name(&obj.bucket, &obj.key, version),
             );
-            if let Err(e) = self
+            match self
                 .run(obj, &mut chain, &mut outputs, &mut rejects, &mut result)
                 .await
             {
-                outputs.abort().await;
-                rejects.abort().await;
-                reject_files.discard().await;
-                return Err(wrap(obj, e));
+                Ok(()) => {}
+                // Overwritten since its notification, found before a byte of it was read: left
+                // out (its newer upload's notification reads it), or the invocation would fail
+                // on it every time it is delivered again.
+                Err(e) if e.superseded() => {
+                    rejects.abort().await;
+                    result.superseded.push(obj.uri());
+                    continue;
+                }
+                Err(e) => {
+                    outputs.abort().await;
+                    rejects.abort().await;
+                    reject_files.discard().await;
+                    return Err(wrap(obj, e));
+                }
             }
             result.rejected += rejects.count;
             match rejects.stage().await {
@@ -1146,7 +1181,8 @@ impl Handler {
                 .await?;
         } else {
             let input = &self.plan.config.input;
-            let reader = self.input.get(&obj.bucket, &obj.key).await?;
+            let at = obj.at();
+            let reader = self.input.get(&obj.bucket, &obj.key, &at).await?;
             // The catalog's hash and content type, taken from the stored bytes as they stream.
             let (reader, seen) = if self.plan.index.is_some() {
                 let (r, seen) = crate::catalog::fingerprinted(reader);
@@ -1207,8 +1243,9 @@ impl Handler {
             Some(n) if n > limit => Err((over(n), Vec::new())),
             _ => {
                 let mut data = Vec::new();
+                let at = obj.at();
                 self.input
-                    .get(&obj.bucket, &obj.key)
+                    .get(&obj.bucket, &obj.key, &at)
                     .await?
                     .take(limit + 1)
                     .read_to_end(&mut data)
@@ -1313,8 +1350,10 @@ impl Handler {
                 "not a readable Parquet file ({e}); check [input] format"
             ))
         };
-        let size = self.input.size(&obj.bucket, &obj.key).await?;
-        let file = crate::store::RangeReader::new(self.input.clone(), &obj.bucket, &obj.key, size);
+        let at = obj.at();
+        let size = self.input.size(&obj.bucket, &obj.key, &at).await?;
+        let file =
+            crate::store::RangeReader::new(self.input.clone(), &obj.bucket, &obj.key, at, size);
         let builder = ParquetRecordBatchStreamBuilder::new(file)
             .await
             .map_err(not_parquet)?;

@@ -93,7 +93,7 @@ use std::sync::Arc;
 use sluice_processors::StageFactory;
 
 pub use config::Plan;
-pub use error::{ConfigError, Error, MISSING, own_output};
+pub use error::{ConfigError, Error, MISSING, SUPERSEDED, own_output};
 pub use handler::{Handler, Summary};
 use store::{FsStore, ObjectStore};
 

@@ -460,16 +460,28 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let fs = FsStore::new(&store);
             let mut records = Vec::new();
             for k in &key {
+                let file = fs.path(&bucket, k).ok();
                 let size = match size {
                     Some(s) => s,
-                    None => fs
-                        .path(&bucket, k)
-                        .ok()
+                    None => file
+                        .as_ref()
                         .and_then(|p| std::fs::metadata(p).ok())
                         .map(|m| m.len())
                         .unwrap_or(0),
                 };
-                let etag = format!("{:x}", size.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                // The ETag S3 gives the same bytes uploaded in one PUT (their MD5), so the event
+                // also replays against a bucket holding them. With no local file there is no
+                // content to name: no eTag, and the object is read as it is then.
+                let etag = match file.as_ref().and_then(|p| std::fs::read(p).ok()) {
+                    Some(bytes) => {
+                        use md5::Digest;
+                        md5::Md5::digest(&bytes)
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    }
+                    None => String::new(),
+                };
                 records.push(event::s3_record(&bucket, k, size, &etag));
             }
             let mut ev = event::s3_event(records);

@@ -48,7 +48,7 @@ async fn read_all(
         }
         let mut bytes = Vec::new();
         store
-            .get(bucket, &key)
+            .get(bucket, &key, crate::store::At::latest())
             .await?
             .read_to_end(&mut bytes)
             .await

@@ -41,6 +41,14 @@ impl ObjectRef {
     pub fn uri(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }
+
+    /// The content its notification named: its version, else its ETag.
+    pub fn at(&self) -> crate::store::At {
+        crate::store::At {
+            version_id: self.version_id.clone().filter(|v| !v.is_empty()),
+            etag: self.etag.clone().filter(|e| !e.is_empty()),
+        }
+    }
 }
 
 /// A record of a Kinesis batch, or an SQS message whose body is a record (not a notification).

@@ -123,10 +123,12 @@ impl FsStore {
 }
 
 impl ObjectStore for FsStore {
+    /// A folder keeps one content per key: `_at` is not checked.
     fn get<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        _at: &'a super::At,
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let path = self.path(bucket, key)?;
@@ -187,7 +189,12 @@ impl ObjectStore for FsStore {
         .boxed()
     }
 
-    fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+    fn size<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        _at: &'a super::At,
+    ) -> BoxFuture<'a, Result<u64, Error>> {
         async move {
             let path = self.path(bucket, key)?;
             match tokio::fs::metadata(&path).await {
@@ -202,6 +209,7 @@ impl ObjectStore for FsStore {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        _at: &'a super::At,
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'a, Result<Bytes, Error>> {
         async move {
@@ -572,7 +580,7 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.txt")]);
-        let err = match s.get("b", "missing").await {
+        let err = match s.get("b", "missing", super::super::At::latest()).await {
             Err(e) => e.to_string(),
             Ok(_) => panic!("found a missing object"),
         };

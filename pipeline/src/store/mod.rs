@@ -149,11 +149,55 @@ impl<F: FnMut(&[u8]) -> std::io::Result<()> + Unpin> AsyncRead for Tap<F> {
     }
 }
 
+/// Which content of an object a read must see: the one its notification named. S3 reads that
+/// version (`versionId`, in a versioned bucket), else only the content with that ETag
+/// (`If-Match`): an object overwritten since fails with [`Error::Superseded`] rather than being
+/// read as the newer upload, whose own notification reads it. A local folder has one content
+/// per key, read as it is. The default is the current content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct At {
+    /// The version the notification named.
+    pub version_id: Option<String>,
+    /// The content's ETag the notification named (quotes optional).
+    pub etag: Option<String>,
+}
+
+impl At {
+    /// Whatever the object holds now.
+    pub fn latest() -> &'static At {
+        static LATEST: At = At {
+            version_id: None,
+            etag: None,
+        };
+        &LATEST
+    }
+
+    /// The version, else the ETag (quoted, as `If-Match` wants it), to ask for.
+    pub fn pin(&self) -> (Option<String>, Option<String>) {
+        match (&self.version_id, &self.etag) {
+            (Some(v), _) => (Some(v.clone()), None),
+            (None, Some(e)) if !e.is_empty() => (
+                None,
+                Some(if e.starts_with('"') {
+                    e.clone()
+                } else {
+                    format!("\"{e}\"")
+                }),
+            ),
+            _ => (None, None),
+        }
+    }
+}
+
 /// Read and write objects by bucket and key.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    /// Open an object for reading.
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str)
-    -> BoxFuture<'a, Result<ByteReader, Error>>;
+    /// Open an object for reading, at the content `at` names.
+    fn get<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        at: &'a At,
+    ) -> BoxFuture<'a, Result<ByteReader, Error>>;
     /// Start writing an object. Nothing is visible under `key` until [`ObjectWriter::complete`].
     fn create<'a>(
         &'a self,
@@ -161,13 +205,20 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         key: &'a str,
         meta: ObjectMeta<'a>,
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>>;
-    /// The object's size in bytes.
-    fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>>;
-    /// Bytes `range` of an object (for formats read by range, like Parquet).
+    /// The object's size in bytes, at the content `at` names.
+    fn size<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        at: &'a At,
+    ) -> BoxFuture<'a, Result<u64, Error>>;
+    /// Bytes `range` of an object at the content `at` names (for formats read by range, like
+    /// Parquet: every range of one file from the same content).
     fn get_range<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        at: &'a At,
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'a, Result<Bytes, Error>>;
     /// Where this store keeps `bucket/key`, for reports (`s3://…` or a path).
@@ -334,16 +385,24 @@ pub struct RangeReader {
     store: std::sync::Arc<dyn ObjectStore>,
     bucket: String,
     key: String,
+    at: At,
     size: u64,
 }
 
 impl RangeReader {
-    /// A reader of `bucket/key`, `size` bytes long.
-    pub fn new(store: std::sync::Arc<dyn ObjectStore>, bucket: &str, key: &str, size: u64) -> Self {
+    /// A reader of `bucket/key` at the content `at` names, `size` bytes long.
+    pub fn new(
+        store: std::sync::Arc<dyn ObjectStore>,
+        bucket: &str,
+        key: &str,
+        at: At,
+        size: u64,
+    ) -> Self {
         Self {
             store,
             bucket: bucket.to_string(),
             key: key.to_string(),
+            at,
             size,
         }
     }
@@ -357,7 +416,7 @@ impl parquet::arrow::async_reader::AsyncFileReader for RangeReader {
         use futures::FutureExt;
         async move {
             self.store
-                .get_range(&self.bucket, &self.key, range)
+                .get_range(&self.bucket, &self.key, &self.at, range)
                 .await
                 .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
         }

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{ByteReader, ObjectMeta, ObjectStore, ObjectWriter, not_found};
+use super::{At, ByteReader, ObjectMeta, ObjectStore, ObjectWriter, not_found};
 use crate::Error;
 
 /// Parts of multipart uploads are this large (8 MiB); objects smaller than one part are one PutObject.
@@ -80,6 +80,25 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
 
 /// `send`, bounded by the invocation's deadline when one is set ([`super::with_deadline`]):
 /// `Err` when the deadline came first, else what S3 answered.
+/// A failed read of `location`: gone ([`not_found`]: no such key, or no such version), changed
+/// since its notification (HTTP 412 to `If-Match`: [`Error::Superseded`]), or the usual class.
+fn read_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    location: String,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Error {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e
+        .as_service_error()
+        .and_then(|s| s.code().map(str::to_string));
+    match (status, code.as_deref()) {
+        (Some(412), _) | (_, Some("PreconditionFailed")) => Error::Superseded { location },
+        (Some(404), _) | (_, Some("NoSuchKey" | "NoSuchVersion" | "NotFound")) => {
+            not_found(location)
+        }
+        _ => classify(location, e),
+    }
+}
+
 async fn sent<T, E, R>(
     location: &str,
     send: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
@@ -145,24 +164,26 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        at: &'a At,
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            match sent(
-                &loc,
-                self.client.get_object().bucket(bucket).key(key).send(),
-            )
-            .await?
-            {
+            let (version, if_match) = at.pin();
+            let get = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version)
+                .set_if_match(if_match)
+                .send();
+            match sent(&loc, get).await? {
                 Ok(out) => {
                     self.stamp.check(&loc, out.metadata())?;
                     let body = Box::pin(out.body.into_async_read()) as ByteReader;
                     Ok(super::bounded_reader(body, &loc))
                 }
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    Err(not_found(loc))
-                }
-                Err(e) => Err(classify(loc, e)),
+                Err(e) => Err(read_error(loc, e)),
             }
         }
         .boxed()
@@ -191,23 +212,29 @@ impl ObjectStore for S3Store {
         .boxed()
     }
 
-    fn size<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<u64, Error>> {
+    fn size<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        at: &'a At,
+    ) -> BoxFuture<'a, Result<u64, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            match sent(
-                &loc,
-                self.client.head_object().bucket(bucket).key(key).send(),
-            )
-            .await?
-            {
+            let (version, if_match) = at.pin();
+            let head = self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version)
+                .set_if_match(if_match)
+                .send();
+            match sent(&loc, head).await? {
                 Ok(out) => {
                     self.stamp.check(&loc, out.metadata())?;
                     Ok(out.content_length().unwrap_or(0).max(0) as u64)
                 }
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-                    Err(not_found(loc))
-                }
-                Err(e) => Err(classify(loc, e)),
+                Err(e) => Err(read_error(loc, e)),
             }
         }
         .boxed()
@@ -217,6 +244,7 @@ impl ObjectStore for S3Store {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        at: &'a At,
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'a, Result<Bytes, Error>> {
         async move {
@@ -224,16 +252,19 @@ impl ObjectStore for S3Store {
             if range.end <= range.start {
                 return Ok(Bytes::new());
             }
+            let (version, if_match) = at.pin();
             let read = async {
                 let out = self
                     .client
                     .get_object()
                     .bucket(bucket)
                     .key(key)
+                    .set_version_id(version)
+                    .set_if_match(if_match)
                     .range(format!("bytes={}-{}", range.start, range.end - 1))
                     .send()
                     .await
-                    .map_err(|e| classify(loc.clone(), e))?;
+                    .map_err(|e| read_error(loc.clone(), e))?;
                 self.stamp.check(&loc, out.metadata())?;
                 let body = out.body.collect().await.map_err(|e| Error::Store {
                     location: loc.clone(),

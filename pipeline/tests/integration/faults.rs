@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use sluice_pipeline::event;
 
 use crate::s3::{
-    clickstream_line, client, endpoint, in_out_buckets, keys, ndjson_config, open_uploads, put,
-    replay_at, write_event,
+    clickstream_line, client, endpoint, in_out_buckets, keys, ndjson_config, notified,
+    open_uploads, put, replay_at, write_event,
 };
 use crate::support::*;
 
@@ -309,10 +309,7 @@ async fn setup(
         ndjson_config(&outb, "out/", ""),
     )
     .unwrap();
-    write_event(
-        dir.path(),
-        vec![event::s3_record(&inb, &key, body.len() as u64, "e")],
-    );
+    write_event(dir.path(), vec![notified(c, &inb, &key).await]);
     (inb, outb, key, dir)
 }
 
@@ -709,12 +706,21 @@ async fn serve_answers_before_the_deadline_when_a_request_stalls() {
         .collect();
     let stuck = "clickstream/faults/stuck.ndjson";
     put(&c, &inb, stuck, body.clone()).await;
+    let (good_record, stuck_record) = (
+        notified(&c, &inb, &key).await,
+        notified(&c, &inb, stuck).await,
+    );
     let msg = |k: &str, id: &str| {
-        let ev = event::s3_event(vec![event::s3_record(&inb, k, body.len() as u64, id)]);
+        let record = if k == stuck {
+            &stuck_record
+        } else {
+            &good_record
+        };
+        let ev = event::s3_event(vec![record.clone()]);
         event::sqs_event(&ev, id)["Records"][0].clone()
     };
     let sqs = serde_json::json!({"Records": [msg(&key, "m-good"), msg(stuck, "m-stuck"), msg(&key, "m-after")]});
-    let direct = event::s3_event(vec![event::s3_record(&inb, stuck, body.len() as u64, "e")]);
+    let direct = event::s3_event(vec![notified(&c, &inb, stuck).await]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(&cfg, ndjson_config(&outb, "out/", "")).unwrap();
@@ -770,15 +776,7 @@ async fn a_put_failing_on_the_second_of_three_partitions_leaves_no_output() {
         ),
     )
     .unwrap();
-    write_event(
-        dir.path(),
-        vec![event::s3_record(
-            &inb,
-            "in/a.ndjson",
-            body.len() as u64,
-            "e",
-        )],
-    );
+    write_event(dir.path(), vec![notified(&c, &inb, "in/a.ndjson").await]);
     let p = Proxy::start(
         &ep,
         Rule::new(

@@ -190,12 +190,7 @@ async fn search_reads_an_index_under_an_s3_prefix() {
     let mut records = Vec::new();
     for (k, t) in docs {
         put(&c, &input, k, t.as_bytes().to_vec()).await;
-        records.push(sluice_pipeline::event::s3_record(
-            &input,
-            k,
-            t.len() as u64,
-            "e",
-        ));
+        records.push(crate::s3::notified(&c, &input, k).await);
     }
     let dir = tempfile::tempdir().unwrap();
     let event = dir.path().join("event.json");

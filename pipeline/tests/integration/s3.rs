@@ -137,6 +137,24 @@ pub fn clickstream_line(n: u64) -> String {
 }
 
 /// `dir/event.json`: an S3 event of `records`.
+/// The notification S3 would send for `bucket/key` as it is now: its size and its real ETag,
+/// which Sluice reads it at (`If-Match`).
+pub async fn notified(c: &Client, bucket: &str, key: &str) -> serde_json::Value {
+    let head = c
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("head_object");
+    event::s3_record(
+        bucket,
+        key,
+        head.content_length().unwrap_or(0) as u64,
+        head.e_tag().unwrap_or_default().trim_matches('"'),
+    )
+}
+
 pub fn write_event(dir: &Path, records: Vec<serde_json::Value>) -> PathBuf {
     let ev = dir.join("event.json");
     std::fs::write(&ev, serde_json::to_vec(&event::s3_event(records)).unwrap()).unwrap();
@@ -167,8 +185,8 @@ async fn replay_against_s3_matches_local_replay_byte_for_byte() {
         "clickstream/2026/11/23/café-東京.ndjson.gz",
     ] {
         let body = std::fs::read(local.join(key)).unwrap();
-        records.push(event::s3_record(&inb, key, body.len() as u64, "etag-1"));
         put(&c, &inb, key, body).await;
+        records.push(notified(&c, &inb, key).await);
     }
     records.push(event::s3_record(
         &inb,
@@ -250,7 +268,7 @@ async fn outputs_are_encrypted_and_marked_and_never_read_back_by_their_pipeline(
         assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
         summaries(&o).remove(0)
     };
-    let s = replay(vec![event::s3_record(&inb, key, body.len() as u64, "e")]);
+    let s = replay(vec![notified(&c, &inb, key).await]);
     assert_eq!(s["objects"], 1, "{s}");
     let written = keys(&c, &outb).await;
     // The outputs and the rejects file: every object the pipeline writes.
@@ -301,8 +319,8 @@ async fn outputs_are_encrypted_and_marked_and_never_read_back_by_their_pipeline(
         .await
         .unwrap();
     let s = replay(vec![
-        event::s3_record(&inb, copied, 100, "c"),
-        event::s3_record(&inb, chained, body.len() as u64, "d"),
+        notified(&c, &inb, copied).await,
+        notified(&c, &inb, chained).await,
     ]);
     assert_eq!(
         (s["objects"].as_u64(), s["skipped"].as_u64()),
@@ -329,7 +347,6 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
         n += 1;
     }
     let key = "clickstream/big/part-0000.ndjson";
-    let size = body.len() as u64;
     put(&c, &inb, key, body).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
@@ -338,7 +355,7 @@ async fn large_outputs_go_up_in_multipart_parts_and_memory_stays_bounded() {
         ndjson_config(&outb, "big/", "\nencryption = \"sse-s3\""),
     )
     .unwrap();
-    let ev = write_event(dir.path(), vec![event::s3_record(&inb, key, size, "e")]);
+    let ev = write_event(dir.path(), vec![notified(&c, &inb, key).await]);
 
     let (code, out, peak) = sluice_watched(
         &[
@@ -416,7 +433,6 @@ async fn parquet_objects_are_read_by_range_from_s3() {
     w.write(&batch).unwrap();
     let body = w.into_inner().unwrap();
     let key = "tables/events/part-0.parquet";
-    let size = body.len() as u64;
     put(&c, &inb, key, body).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
@@ -425,7 +441,7 @@ async fn parquet_objects_are_read_by_range_from_s3() {
         format!("name = \"pq\"\n[input]\nformat = \"parquet\"\nkeys = [\"tables/**\"]\n[[stage]]\ntype = \"filter\"\nwhere = \"page = '/p/3'\"\n[output]\nuri = \"s3://{outb}/events/\"\n"),
     )
     .unwrap();
-    let ev = write_event(dir.path(), vec![event::s3_record(&inb, key, size, "e")]);
+    let ev = write_event(dir.path(), vec![notified(&c, &inb, key).await]);
     let o = replay_at(&cfg, &ev, &ep);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let s = &summaries(&o)[0];
@@ -448,7 +464,7 @@ async fn parquet_objects_are_read_by_range_from_s3() {
         .send()
         .await
         .unwrap();
-    let ev = write_event(dir.path(), vec![event::s3_record(&inb, copied, 10, "c")]);
+    let ev = write_event(dir.path(), vec![notified(&c, &inb, copied).await]);
     let o = replay_at(&cfg, &ev, &ep);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let s = &summaries(&o)[0];
@@ -467,7 +483,6 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
     let (inb, outb) = in_out_buckets(&c, "budget").await;
     const ROWS: u64 = 24_000;
     let data = incompressible_rows(ROWS, 4);
-    let size = data.len() as u64;
     put(&c, &inb, "wide/data.ndjson", data).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
@@ -482,7 +497,7 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
     .unwrap();
     let ev = write_event(
         dir.path(),
-        vec![event::s3_record(&inb, "wide/data.ndjson", size, "e")],
+        vec![notified(&c, &inb, "wide/data.ndjson").await],
     );
     let o = sluice(&[
         "replay",
@@ -528,4 +543,85 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
     }
     assert_eq!(rows, ROWS);
     assert_eq!(open_uploads(&c, &outb).await, 0);
+}
+
+/// Issue 28: an object overwritten after its notification was read as the newer upload, whose
+/// own notification then read it again: its rows written twice (under two names). A versioned
+/// bucket's object is read at the notified version; an unversioned one, changed since (its ETag
+/// no longer the notified one), is skipped as superseded, and the newer upload's notification
+/// reads it once.
+#[tokio::test]
+async fn an_object_overwritten_after_its_notification_is_read_as_notified_or_skipped() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let lines = |from: u64, n: u64| -> Vec<u8> {
+        (from..from + n)
+            .flat_map(|i| clickstream_line(i).into_bytes())
+            .collect()
+    };
+    let key = "clickstream/overwritten.ndjson";
+    let run = |outb: &str, records: Vec<serde_json::Value>| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("pipeline.toml");
+        std::fs::write(&cfg, ndjson_config(outb, "out/", "")).unwrap();
+        let ev = write_event(dir.path(), records);
+        let o = replay_at(&cfg, &ev, &ep);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        summaries(&o).remove(0)
+    };
+
+    // Versioned: the notified version's 10 lines, not the 30 written over them.
+    let (inb, outb) = in_out_buckets(&c, "versioned").await;
+    c.put_bucket_versioning()
+        .bucket(&inb)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = c
+        .put_object()
+        .bucket(&inb)
+        .key(key)
+        .body(ByteStream::from(lines(0, 10)))
+        .send()
+        .await
+        .unwrap();
+    let mut record = notified(&c, &inb, key).await;
+    record["s3"]["object"]["versionId"] = first.version_id().unwrap().into();
+    put(&c, &inb, key, lines(100, 30)).await;
+    let s = run(&outb, vec![record]);
+    assert_eq!(
+        (s["objects"].as_u64(), s["records_in"].as_u64()),
+        (Some(1), Some(10)),
+        "{s}"
+    );
+
+    // Unversioned: skipped, with the reason; the newer upload's own notification reads it.
+    let (inb, outb) = in_out_buckets(&c, "unversioned").await;
+    put(&c, &inb, key, lines(0, 10)).await;
+    let stale = notified(&c, &inb, key).await;
+    put(&c, &inb, key, lines(100, 30)).await;
+    let s = run(&outb, vec![stale.clone()]);
+    assert_eq!(
+        (s["skipped"].as_u64(), s["records_in"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!(s["skips"][0]["reason"], sluice_pipeline::SUPERSEDED, "{s}");
+    assert_eq!(s["outputs"], serde_json::json!([]), "{s}");
+    let s = run(&outb, vec![stale, notified(&c, &inb, key).await]);
+    assert_eq!(
+        (
+            s["objects"].as_u64(),
+            s["skipped"].as_u64(),
+            s["records_in"].as_u64()
+        ),
+        (Some(1), Some(1), Some(30)),
+        "{s}"
+    );
 }

@@ -175,21 +175,17 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
     let (inb, outb) = in_out_buckets(&c, "serve").await;
     let key = "clickstream/2026/11/22/web+app events.ndjson";
     let body = std::fs::read(fixtures().join("objects/analytics-in").join(key)).unwrap();
-    let size = body.len() as u64;
     put(&c, &inb, key, body).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &outb);
 
-    let good = event::s3_event(vec![event::s3_record(&inb, key, size, "e1")]);
+    let good = event::s3_event(vec![crate::s3::notified(&c, &inb, key).await]);
     // An object that cannot be read: a gzip header and then nonsense.
     let broken = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not deflate at all".to_vec();
     put(&c, &inb, "clickstream/broken.ndjson.gz", broken).await;
-    let missing = event::s3_event(vec![event::s3_record(
-        &inb,
-        "clickstream/broken.ndjson.gz",
-        31,
-        "e2",
-    )]);
+    let missing = event::s3_event(vec![
+        crate::s3::notified(&c, &inb, "clickstream/broken.ndjson.gz").await,
+    ]);
     let sqs_mixed = serde_json::json!({"Records": [
         event::sqs_event(&good, "msg-ok")["Records"][0].clone(),
         event::sqs_event(&missing, "msg-missing")["Records"][0].clone(),

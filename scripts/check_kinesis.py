@@ -96,9 +96,9 @@ def main():
         assert len(rejects) == 1 and "MD5" in rejects[0]["reason"], rejects
         assert summary["records_out"] == len(want) and summary["rejected"] == 1, summary
         names = [os.path.basename(o) for o in summary["outputs"]]
+        # Named by the batch's first record: a redelivery of another size replaces it.
         first = "4959033827149025660855969253836157109592157598913" + "0000000"
-        last = "4959033827149025660855969253836157109592157598913" + "%07d" % (len(payloads) - 1)
-        assert names[0] == f"shardId-000000000003-{first}-{last}.parquet", names
+        assert names[0] == f"shardId-000000000003-{first}.parquet", names
         print(f"kinesis ok: {len(want)} user records from aws-kinesis-agg aggregates and plain records, "
               f"in order; the corrupted aggregate is a reject ({rejects[0]['reason']})")
 

@@ -113,27 +113,35 @@ pub fn invocation_name<'a>(
     }
 }
 
-/// The base name of a Kinesis batch's outputs: `{shard}-{first sequence}-{last sequence}`, so a
-/// redelivered batch overwrites what it wrote. Parts that are not plain ids are replaced by a digest.
-pub fn stream_name(shard: &str, first: &str, last: &str) -> String {
-    let plain = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 128
-            && p.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    };
-    if [shard, first, last].iter().all(|p| plain(p)) {
-        format!("{shard}-{first}-{last}")
-    } else {
-        format!("batch-{}", digest(&[shard, first, last]))
-    }
+/// The base name of a Kinesis batch's outputs: `{shard}-{first sequence}`. Not its last: Lambda
+/// may deliver a failed batch again with more records or fewer (another batch size, a bisected
+/// batch), and the redelivery must replace what the first delivery published, not add a second
+/// file holding the same records. Parts that are not plain ids are replaced by a digest.
+pub fn stream_name(shard: &str, first: &str) -> String {
+    plain_name(&[shard, first])
 }
 
 /// The base name of a Kinesis tumbling window's result: `{shard}-window-{start}` (the start in
 /// compact ISO 8601, `20261122T120000Z`), so the window's last invocation, redelivered, overwrites.
 pub fn window_name(shard: &str, start: &str) -> String {
     let compact: String = start.chars().filter(|c| *c != '-' && *c != ':').collect();
-    stream_name(shard, "window", &compact)
+    plain_name(&[shard, "window", &compact])
+}
+
+/// `parts` joined by `-` when each is a plain id (at most 128 of `[A-Za-z0-9_-]`), else
+/// `batch-{digest}`.
+fn plain_name(parts: &[&str]) -> String {
+    let plain = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 128
+            && p.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    };
+    if parts.iter().all(|p| plain(p)) {
+        parts.join("-")
+    } else {
+        format!("batch-{}", digest(parts))
+    }
 }
 
 /// 16 hex digits of sha256 over length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).

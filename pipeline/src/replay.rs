@@ -785,10 +785,9 @@ mod tests {
         assert_eq!(seen[0].state, Some(serde_json::Map::new()));
         let part = std::fs::read_to_string(&seen[0].outputs[0]).unwrap();
         assert!(
-            seen[0].outputs[0].contains(&format!(
-                "shardId-000000000000-{}-{}",
-                crate::event::kinesis_sequence(0),
-                crate::event::kinesis_sequence(299)
+            seen[0].outputs[0].ends_with(&format!(
+                "shardId-000000000000-{}.ndjson",
+                crate::event::kinesis_sequence(0)
             )),
             "{:?}",
             seen[0].outputs

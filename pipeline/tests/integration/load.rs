@@ -247,3 +247,44 @@ fn a_killed_run_leaves_nothing_after_the_next_run_over_the_same_outputs() {
     );
     assert!(got == want, "the outputs differ from a clean run's");
 }
+
+/// Issue 28: a Kinesis batch's outputs were named by its first and last sequence numbers, so
+/// the same batch delivered again one record longer (another batch size) wrote a second file
+/// holding the first delivery's records again. Named by the first sequence number, the
+/// redelivery replaces what the first delivery published.
+#[test]
+fn a_kinesis_batch_redelivered_one_record_longer_writes_no_record_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = format!(
+        "name = \"redelivered\"\n[input]\nformat = \"ndjson\"\nschema = {{ n = \"int64\", p = \"string\" }}\n\
+         [output]\nuri = \"{}\"\nformat = \"ndjson\"\npartition_by = [\"p\"]\n",
+        out.display()
+    );
+    let s = Scratch::new(&cfg, "in", &[]);
+    let payloads = |n: u64| -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let p = ["a", "b", "c"][i as usize % 3];
+                (
+                    format!("k{i}"),
+                    format!("{{\"n\":{i},\"p\":\"{p}\"}}").into_bytes(),
+                )
+            })
+            .collect()
+    };
+    for n in [10, 11] {
+        std::fs::write(
+            &s.event,
+            sluice_pipeline::event::kinesis_event("clicks", &payloads(n)).to_string(),
+        )
+        .unwrap();
+        assert_eq!(s.replay()["records_out"], n);
+    }
+    let mut seen: Vec<i64> = ndjson_values(&out)
+        .iter()
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..11).collect::<Vec<i64>>());
+}

@@ -78,23 +78,22 @@ else
 fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-# Everything is tested with the resize and index stages built in (features `image` and `index`,
-# not in the default set); the default set, what a Lambda function is built with, is linted and
-# its feature-off refusals tested on their own.
-FULL=(--features sluice-pipeline/image,sluice-pipeline/index)
+# The default build has every stage (resize and index included); a build without `image` and
+# `index` (a library user's choice) is linted and its feature-off refusals tested on their own.
+LEAN=(--no-default-features --features s3,kinesis,cli)
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets "${FULL[@]}" --quiet -- -D warnings
-cargo clippy -p sluice-pipeline --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p sluice-pipeline --all-targets "${LEAN[@]}" --quiet -- -D warnings
 echo "== the library without its default features (no S3 SDK, no CLI) still builds"
 cargo check --quiet -p sluice-pipeline --no-default-features
 cargo check --quiet -p sluice-pipeline --no-default-features --features cli --bins
 echo "== cargo test"
-cargo test --workspace --quiet "${FULL[@]}"
-echo "== cargo test: the default features (no resize, no index) refuse those stages by name"
-cargo test -p sluice-pipeline --lib --quiet -- config::tests
+cargo test --workspace --quiet
+echo "== cargo test: a build without image and index refuses those stages by name"
+cargo test -p sluice-pipeline --lib --quiet "${LEAN[@]}" -- config::tests
 # The checks below run these binaries; `cargo test` builds a package's binaries only when it has
 # integration tests, so build them explicitly (a fresh clone has none cached).
-cargo build --quiet "${FULL[@]}" -p sluice-pipeline --bin sluice -p sluice-benches --bin gen-clickstream
+cargo build --quiet -p sluice-pipeline --bin sluice -p sluice-benches --bin gen-clickstream
 echo "== the README run: every TOML block validated, every command run and compared with what it says"
 "$VENV/bin/python" scripts/check_readme.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== example output checked independently with pyarrow and DuckDB"

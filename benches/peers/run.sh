@@ -6,6 +6,9 @@
 #   benches/peers/run.sh rollup [MB]   the reference rollup: Sluice, DuckDB, Polars (plain and gzip)
 #   benches/peers/run.sh kinesis [N]   an N-record (default 10 000) Kinesis batch through the rollup:
 #                                      Sluice's handler, Python (json+base64+pyarrow), Node.js
+#   benches/peers/run.sh cold [RUNS]   cold start: the release `sluice` as `bootstrap` (every stage built
+#                                      in) beside a minimal lambda_runtime hello-world (benches/hello-lambda),
+#                                      process start to first request for an event, RUNS (30) each
 #   benches/peers/run.sh thumbnails [N]  N (default 3) 12 MP and 2 MP JPEG photos → widths 1024/512/128,
 #                                      JPEG and WebP q80: Sluice, Pillow (± draft), sharp, vipsthumbnail
 # The data is generated, seeded (gen-clickstream; the photos from Pillow's seeded noise). DuckDB,
@@ -69,11 +72,20 @@ thumbnails() {
   "$VENV/bin/python" benches/peers/thumbnails.py "$BIN/sluice" "$corpus" "$NODE_DIR/node_modules" "${1:-3}" "$RUNS"
 }
 
+cold() {
+  if [ -n "${SLUICE_PEERS_OUT:-}" ]; then
+    { echo "## Cold start"; echo; python3 benches/peers/cold_start.py "$BIN/sluice" "$BIN/hello-lambda" "${1:-30}"; echo; } \
+      | tee -a "$SLUICE_PEERS_OUT"
+  else
+    python3 benches/peers/cold_start.py "$BIN/sluice" "$BIN/hello-lambda" "${1:-30}"
+  fi
+}
+
 case "$JOB" in
-  filter | rollup | kinesis | thumbnails | all) ;;
-  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N]" >&2; exit 2 ;;
+  filter | rollup | kinesis | thumbnails | cold | all) ;;
+  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | cold [RUNS]" >&2; exit 2 ;;
 esac
-cargo build --release --quiet --features sluice-pipeline/image,sluice-pipeline/index -p sluice-pipeline -p sluice-benches
+cargo build --release --quiet -p sluice-pipeline -p sluice-benches -p hello-lambda
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [ "$JOB" != all ]; then
@@ -97,6 +109,7 @@ filter 100
 rollup 100
 kinesis 10000
 thumbnails 3
+cold 30
 {
   echo "## Versions"
   echo

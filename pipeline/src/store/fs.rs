@@ -173,8 +173,9 @@ impl ObjectStore for FsStore {
                 .unwrap_or_default();
             remove_leftovers(&path).await;
             let tmp = path.with_file_name(format!(
-                ".{name}{TMP_MARK}{}-{}",
+                ".{name}{TMP_MARK}{}-{}-{}",
                 std::process::id(),
+                process_token(),
                 TMP_SEQ.fetch_add(1, Ordering::Relaxed)
             ));
             let file = tokio::fs::File::create(&tmp).await.map_err(io)?;
@@ -306,11 +307,18 @@ impl ObjectStore for FsStore {
     }
 }
 
-/// When this process began writing (its own temporary files from before then are a former
-/// process's, with the same id: a container's first process, say).
-fn started() -> std::time::SystemTime {
-    static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(std::time::SystemTime::now)
+/// A token of this process, in its temporary files' names: a file with this process's id but
+/// another token is a former process's (a container's first process has the same id every time).
+fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        let place = &local as *const u8 as u64;
+        format!("{:x}", nanos ^ place.rotate_left(29))
+    })
 }
 
 /// Whether the process `pid` still runs; where that cannot be told (no `/proc`), it may.
@@ -323,14 +331,13 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Remove what a killed process left in the folder of `path`, the first time this process writes
-/// there: temporary files (`.{name}.sluice-tmp-{pid}-{n}`) whose process is gone, or this
-/// process's own from before it started. A live writer's file (another process writing there
-/// now) is left alone.
+/// there: temporary files (`.{name}.sluice-tmp-{pid}-{token}-{n}`) whose process is gone, or
+/// that carry this process's id but not its token (a former process with the same id). A live
+/// writer's file — this process's own, or another running process's — is left alone.
 async fn remove_leftovers(path: &Path) {
     static SWEPT: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> =
         std::sync::Mutex::new(None);
     let Some(dir) = path.parent() else { return };
-    let since = started();
     {
         let Ok(mut swept) = SWEPT.lock() else { return };
         if !swept
@@ -353,14 +360,13 @@ async fn remove_leftovers(path: &Path) {
         else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let mut parts = rest.split('-');
+        let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
         let stale = if pid == std::process::id() {
-            e.metadata()
-                .await
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < since)
+            // Not a file of ours (a name without our token): a former process's.
+            parts.next() != Some(process_token())
         } else {
             !alive(pid)
         };
@@ -481,6 +487,31 @@ impl Drop for FsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The leftover sweep raced with this process's own writers: a temporary file of a live
+    /// writer in the same folder (objects written concurrently) could be taken for a former
+    /// process's when judged by its time. Judged by the process token, it never is.
+    #[tokio::test]
+    async fn the_sweep_keeps_this_process_files_and_removes_a_former_same_id_process_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path());
+        let folder = dir.path().join("b/swept");
+        std::fs::create_dir_all(&folder).unwrap();
+        let pid = std::process::id();
+        let ours = folder.join(format!(".x{TMP_MARK}{pid}-{}-99", process_token()));
+        let former = folder.join(format!(".x{TMP_MARK}{pid}-0-1"));
+        let dead = folder.join(format!(".x{TMP_MARK}{}-1-1", u32::MAX - 1));
+        for f in [&ours, &former, &dead] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        let mut w = s
+            .create("b", "swept/y", ObjectMeta::typed("x"))
+            .await
+            .unwrap();
+        assert!(ours.exists(), "a live writer's file was removed");
+        assert!(!former.exists() && !dead.exists());
+        w.abort().await;
+    }
 
     #[test]
     fn no_key_leaves_the_root() {

@@ -750,21 +750,28 @@ class Runner:
             return None, [], f"exit {p.returncode}: {p.stderr.strip()[-800:]}"
         if summary.get("error"):
             return None, [], summary["error"]
-        rows = []
-        for root, _, files in os.walk(os.path.join(out, "out", name)):
-            for f in sorted(files):
-                if f.endswith(".parquet"):
-                    try:
-                        rows.extend(pq.read_table(os.path.join(root, f)).to_pylist())
-                    except (ValueError, OverflowError) as e:
-                        # A value no reader can hold (a date in the year 300 000) is a wrong answer.
-                        return None, [], f"its output cannot be read back: {e}"
-        rejects = []
-        for root, _, files in os.walk(os.path.join(out, "out", f"rejects-{name}")):
-            for f in files:
-                with open(os.path.join(root, f)) as fh:
-                    rejects.extend(json.loads(x) for x in fh if x.strip())
+        try:
+            rows, rejects = written(out, name)
+        except (ValueError, OverflowError) as e:
+            # A value no reader can hold (a date in the year 300 000) is a wrong answer.
+            return None, [], f"its output cannot be read back: {e}"
         return rows, rejects, None
+
+
+def written(out, name):
+    """What a replay with `--out OUT` wrote to `s3://out/NAME/` (Parquet rows) and to
+    `s3://out/rejects-NAME/` (rejects)."""
+    rows = []
+    for root, _, files in os.walk(os.path.join(out, "out", name)):
+        for f in sorted(files):
+            if f.endswith(".parquet"):
+                rows.extend(pq.read_table(os.path.join(root, f)).to_pylist())
+    rejects = []
+    for root, _, files in os.walk(os.path.join(out, "out", f"rejects-{name}")):
+        for f in files:
+            with open(os.path.join(root, f), encoding="utf-8") as fh:
+                rejects.extend(json.loads(x) for x in fh if x.strip())
+    return rows, rejects
 
 
 def reject_ids(rejects):
@@ -1003,7 +1010,6 @@ def unit_case(sluice, work, con, rows):
     problems = []
     schema = ", ".join(f"{toml_str(k)} = {toml_str(v)}" for k, v in UNIT_SCHEMA.items())
     exprs = {"ms_hour": ("date_trunc('hour', ms)", "date_trunc('hour', {ms})"),
-             "span": ("cast(us AS int64) - cast(sec AS int64)", None),
              "later": ("ms > ns", "{ms} > {ns}")}
     d = os.path.join(work, "units")
     os.makedirs(os.path.join(d, "store", "in"), exist_ok=True)
@@ -1012,12 +1018,22 @@ def unit_case(sluice, work, con, rows):
         with open(os.path.join(d, "store", "in", name), "w", encoding="utf-8") as fh:
             fh.write(text)
     csv_path = os.path.join(d, "store", "in", "u.csv")
+    # The reference, once: DuckDB reading the CSV text itself.
+    ref = {c: UNIT_REF.get(c, c) for c in UNIT_SCHEMA}
+    sel = ", ".join(f"{ref[c]} AS {c}" for c in UNIT_SCHEMA)
+    sel += ", " + ", ".join(f"{v[1].format(**ref)} AS {k}" for k, v in exprs.items())
+    sel += ", " + " OR ".join(f"({c} IS NOT NULL AND {ref[c]} IS NULL)" for c in UNIT_REF) + " AS out_of_range"
+    columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in UNIT_DUCK.items()) + "}"
+    want = session(con).execute(
+        f"SELECT {sel} FROM read_csv('{csv_path}', header = true, columns = {columns}, auto_detect = false, "
+        f"delim = ',', quote = '\"', escape = '\"', strict_mode = false) ORDER BY id").fetchall()
+    names = list(UNIT_SCHEMA) + list(exprs)
     for fmt, name, text, input_cfg in inputs:
         ev = os.path.join(d, f"{fmt}.json")
         subprocess.run([sluice, "event", "s3", "--bucket", "in", "--key", name, "--store", os.path.join(d, "store")],
                        check=True, stdout=open(ev, "w"))
         cols = ", ".join(f"{c} = {toml_str(c)}" for c in UNIT_SCHEMA) + ", " + ", ".join(
-            f"{k} = {toml_str(v[0])}" for k, v in exprs.items() if v[1])
+            f"{k} = {toml_str(v[0])}" for k, v in exprs.items())
         cfg = os.path.join(d, f"{fmt}.toml")
         with open(cfg, "w") as fh:
             fh.write(f'name = "units-{fmt}"\n[input]\n{input_cfg}\nschema = {{ {schema} }}\n'
@@ -1030,28 +1046,12 @@ def unit_case(sluice, work, con, rows):
         if p.returncode != 0:
             problems.append(f"units {fmt}: replay failed: {p.stderr.strip()[-500:]}")
             continue
-        got, refused = {}, {}
-        for root, _, files in os.walk(out):
-            for f in sorted(files):
-                full = os.path.join(root, f)
-                if f.endswith(".parquet"):
-                    got.update({r["id"]: r for r in pq.read_table(full).to_pylist()})
-                elif "rejects" in root:
-                    for line in open(full, encoding="utf-8"):
-                        r = json.loads(line)
-                        raw = r.get("raw", "")
-                        rid = json.loads(raw)["id"] if fmt == "ndjson" else int(raw.split("," if fmt == "csv" else " ")[0])
-                        refused[rid] = r["reason"]
+        rows_out, rejects = written(out, fmt)
+        got = {r["id"]: r for r in rows_out}
+        # A reject is its input line: the id is its first field.
+        refused = {(json.loads(r["raw"])["id"] if fmt == "ndjson"
+                    else int(r["raw"].split("," if fmt == "csv" else " ")[0])): r["reason"] for r in rejects}
         print(f"case units-{fmt}: {len(got)} rows, {len(refused)} rejects")
-        ref = {c: UNIT_REF.get(c, c) for c in UNIT_SCHEMA}
-        sel = ", ".join(f"{ref[c]} AS {c}" for c in UNIT_SCHEMA)
-        sel += ", " + ", ".join(f"{v[1].format(**ref)} AS {k}" for k, v in exprs.items() if v[1])
-        sel += ", " + " OR ".join(f"({c} IS NOT NULL AND {ref[c]} IS NULL)" for c in UNIT_REF) + " AS out_of_range"
-        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in UNIT_DUCK.items()) + "}"
-        want = session(con).execute(
-            f"SELECT {sel} FROM read_csv('{csv_path}', header = true, columns = {columns}, auto_detect = false, "
-            f"delim = ',', quote = '\"', escape = '\"', strict_mode = false) ORDER BY id").fetchall()
-        names = list(UNIT_SCHEMA) + [k for k, v in exprs.items() if v[1]]
         for w in want:
             rid, refuse = w[0], w[-1]
             if fmt == "lines" and "\n" in rows[rid]["s"]:

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::catalog::CatalogRow;
 use crate::config::{Compression, InputSpec, OnMissing, Plan};
 use crate::kinesis::RecordPutter;
-use crate::output::{Outputs, Rejects, base_name, invocation_name};
+use crate::output::{Outputs, Rejects, Staging, base_name, invocation_name};
 use crate::store::{ByteReader, ObjectStore, Tap};
 use crate::trigger::{self, Item, ObjectRef, StreamRecord};
 use crate::{Error, MISSING};
@@ -875,7 +875,7 @@ impl Handler {
         let mut chain = None;
         let mut result = ObjectResult::default();
         // Each object's rejects file, staged: published with the outputs, or dropped with them.
-        let mut reject_files = crate::output::Staging::default();
+        let mut reject_files = Staging::default();
         for obj in objs {
             let version = obj.version_id.as_deref().or(obj.etag.as_deref());
             let mut rejects = Rejects::new(
@@ -952,28 +952,7 @@ impl Handler {
         }
         result.rejected += rejects.count;
         result.columns = outputs.column_stats();
-        let mut staging = match outputs.stage().await {
-            Ok(s) => s,
-            Err(e) => {
-                rejects.abort().await;
-                reject_files.discard().await;
-                return Err(e);
-            }
-        };
-        match rejects.stage().await {
-            Ok(r) => {
-                staging.extend(reject_files);
-                if let Some(r) = r {
-                    staging.push(r);
-                }
-            }
-            Err(e) => {
-                staging.discard().await;
-                reject_files.discard().await;
-                return Err(e);
-            }
-        }
-        result.outputs = staging.publish().await?;
+        result.outputs = publish_unit(outputs, rejects, reject_files).await?;
         Ok(result)
     }
 
@@ -1662,15 +1641,27 @@ async fn settle(
     }
     result.rejected = rejects.count;
     result.columns = outputs.column_stats();
-    // Every file of the unit is written and sealed first; then all are made visible at once, or
-    // none is.
+    result.outputs = publish_unit(outputs, rejects, Staging::default()).await?;
+    Ok(result)
+}
+
+/// A unit's outputs, its rejects file and the files it `staged` before (earlier objects' rejects
+/// in a per-invocation run): every one written and sealed first, then all made visible at once,
+/// or none (on a failure each is dropped, and any already visible deleted again).
+async fn publish_unit(
+    outputs: Outputs,
+    rejects: Rejects,
+    staged: Staging,
+) -> Result<Vec<String>, Error> {
     let mut staging = match outputs.stage().await {
         Ok(s) => s,
         Err(e) => {
             rejects.abort().await;
+            staged.discard().await;
             return Err(e);
         }
     };
+    staging.extend(staged);
     match rejects.stage().await {
         Ok(Some(r)) => staging.push(r),
         Ok(None) => {}
@@ -1679,8 +1670,7 @@ async fn settle(
             return Err(e);
         }
     }
-    result.outputs = staging.publish().await?;
-    Ok(result)
+    staging.publish().await
 }
 
 /// Write one output batch; rows the output cannot take (a stream record over its limits) are

@@ -472,16 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 // The ETag S3 gives the same bytes uploaded in one PUT (their MD5), so the event
                 // also replays against a bucket holding them. With no local file there is no
                 // content to name: no eTag, and the object is read as it is then.
-                let etag = match file.as_ref().and_then(|p| std::fs::read(p).ok()) {
-                    Some(bytes) => {
-                        use md5::Digest;
-                        md5::Md5::digest(&bytes)
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<String>()
-                    }
-                    None => String::new(),
-                };
+                let etag = file.as_deref().and_then(file_md5).unwrap_or_default();
                 records.push(event::s3_record(&bucket, k, size, &etag));
             }
             let mut ev = event::s3_event(records);
@@ -802,4 +793,23 @@ async fn s3_store(
     _pipeline: Option<&Pipeline>,
 ) -> anyhow::Result<Arc<dyn ObjectStore>> {
     anyhow::bail!("this sluice was built without the `s3` feature, so it cannot read or write S3")
+}
+
+/// The hex MD5 of a file, read a piece at a time (an object of any size); `None` when it cannot
+/// be read.
+fn file_md5(path: &std::path::Path) -> Option<String> {
+    use md5::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut hash = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hash.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

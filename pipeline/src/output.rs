@@ -730,12 +730,6 @@ impl Outputs {
         })
     }
 
-    /// Close and publish every file at once ([`Outputs::stage`], then [`Staging::publish`]):
-    /// their locations, in first-written order.
-    pub async fn finish(self) -> Result<Vec<String>, Error> {
-        self.stage().await?.publish().await
-    }
-
     /// Drop every file without making any visible.
     pub async fn abort(mut self) {
         for (_, f) in self.files.drain() {
@@ -1019,14 +1013,6 @@ impl Rejects {
             w.write(Bytes::from(buf)).await?;
         }
         Ok(())
-    }
-
-    /// Make the rejects file visible; its location, if any were written.
-    pub async fn finish(self) -> Result<Option<String>, Error> {
-        match self.stage().await? {
-            Some(s) => Ok(crate::store::publish(vec![s]).await?.pop()),
-            None => Ok(None),
-        }
     }
 
     /// The rejects file written and sealed, not yet visible (published with the unit's outputs);

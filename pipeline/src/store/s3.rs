@@ -168,16 +168,7 @@ impl ObjectStore for S3Store {
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            let (version, if_match) = at.pin();
-            let get = self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .set_version_id(version)
-                .set_if_match(if_match)
-                .send();
-            match sent(&loc, get).await? {
+            match sent(&loc, self.get_at(bucket, key, at).send()).await? {
                 Ok(out) => {
                     self.stamp.check(&loc, out.metadata())?;
                     let body = Box::pin(out.body.into_async_read()) as ByteReader;
@@ -252,15 +243,9 @@ impl ObjectStore for S3Store {
             if range.end <= range.start {
                 return Ok(Bytes::new());
             }
-            let (version, if_match) = at.pin();
             let read = async {
                 let out = self
-                    .client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .set_version_id(version)
-                    .set_if_match(if_match)
+                    .get_at(bucket, key, at)
                     .range(format!("bytes={}-{}", range.start, range.end - 1))
                     .send()
                     .await
@@ -311,6 +296,22 @@ impl ObjectStore for S3Store {
 }
 
 impl S3Store {
+    /// A GetObject of `bucket/key` at the content `at` names.
+    fn get_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        at: &At,
+    ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        let (version, if_match) = at.pin();
+        self.client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version)
+            .set_if_match(if_match)
+    }
+
     /// Every key under `prefix`, page after page.
     async fn list_all(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Error> {
         {

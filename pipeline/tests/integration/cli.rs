@@ -283,6 +283,22 @@ fn event_s3_writes_a_replayable_notification() {
     .unwrap()
     .len();
     assert_eq!(obj["size"].as_u64(), Some(size));
+    // The ETag S3 gives these bytes uploaded in one PUT (their MD5, `md5sum`), so the event also
+    // replays against a bucket holding them; a key the store lacks names no content.
+    assert_eq!(obj["eTag"], "50b5494af7b353bee29a8bdf5abfa0d9");
+    let absent = sluice(&[
+        "event",
+        "s3",
+        "--bucket",
+        "analytics-in",
+        "--key",
+        "no/such.ndjson",
+    ]);
+    let ev: serde_json::Value = serde_json::from_slice(&absent.stdout).unwrap();
+    assert!(
+        ev["Records"][0]["s3"]["object"].get("eTag").is_none(),
+        "{ev}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ev.json");

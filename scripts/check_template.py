@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
-"""The SAM template's IAM is least privilege: the function reads only the input prefix, writes only
-the output and rejects prefixes, deletes nothing, and touches only the one stream, queue and key it
-is given. Run by scripts/test.sh (with cfn-lint's YAML reader, which knows !Sub and friends).
+"""The SAM template's IAM is least privilege: the function reads only the input prefix, writes (and
+deletes, to take back a unit's files when one of them fails to publish) only in the output and
+rejects prefixes, and touches only the one stream, queue and key it is given. Run by scripts/test.sh
+(with cfn-lint's YAML reader, which knows !Sub and friends).
 
 The rules are checked on the template, then on broken copies of it, each of which must be refused,
 so the check cannot pass by checking nothing.
 
-Usage: check_template.py infra/template.yaml
+It also checks what the template's build (SAM's rust-cargolambda: `cargo lambda build --release`)
+makes of the workspace's Cargo.toml: cargo-lambda adds panic = "abort" to a release profile that
+does not name its panic strategy (a panicking invocation would then kill the function instead of
+failing one event), and the deployed binary must get the dist profile's fat LTO and one codegen
+unit through [workspace.metadata.lambda.build].
+
+Usage: check_template.py infra/template.yaml [Cargo.toml]
 """
 import copy
+import os
 import sys
+import tomllib
 
 from cfnlint.decode import decode_str
 
 READ = {"s3:GetObject", "s3:GetObjectVersion"}
-WRITE = {"s3:PutObject", "s3:AbortMultipartUpload"}
+WRITE = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"}
 INPUT = "arn:${AWS::Partition}:s3:::${InputBucketName}/${InputPrefix}*"
 OUTPUTS = {
     "arn:${AWS::Partition}:s3:::${OutputBucketName}/${OutputPrefix}*",
@@ -58,8 +67,8 @@ def problems(template):
         for a in actions:
             if "*" in a:
                 found.append(f"{sid}: wildcard action {a}")
-            if a.startswith("s3:Delete"):
-                found.append(f"{sid}: the function never deletes ({a})")
+            if a.startswith("s3:Delete") and a != "s3:DeleteObject":
+                found.append(f"{sid}: the function deletes only objects it wrote ({a})")
         if "*" in resources and not all(a.startswith("xray:") for a in actions):
             found.append(f"{sid}: Resource * for {actions}")
         texts = {resource_text(r) for r in resources}
@@ -109,7 +118,8 @@ def main():
             Resource={"Fn::Sub": "arn:${AWS::Partition}:s3:::${InputBucketName}/*"})),
         "write the input": broken("WriteOutputAndRejects", lambda st: st["Resource"].append({"Fn::Sub": INPUT})),
         "s3:*": broken("WriteOutputAndRejects", lambda st: st.update(Action=["s3:*"])),
-        "delete": broken("WriteOutputAndRejects", lambda st: st["Action"].append("s3:DeleteObject")),
+        "delete the input": broken("ReadInput", lambda st: st["Action"].append("s3:DeleteObject")),
+        "delete versions": broken("WriteOutputAndRejects", lambda st: st["Action"].append("s3:DeleteObjectVersion")),
         "list everything": broken("ListInput", lambda st: st.pop("Condition")),
         "any stream": broken("ReadStream", lambda st: st.update(Resource="*")),
         "any key": broken("EncryptOutputs", lambda st: st.update(Resource="*")),
@@ -117,6 +127,46 @@ def main():
     for name, found in cases.items():
         assert found, f"the rules let through: {name}"
     print(f"IAM least privilege: {len(sts)} statements checked; {len(cases)} broken copies refused")
+
+    cargo = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(sys.argv[1]), "..", "Cargo.toml")
+    with open(cargo, "rb") as f:
+        manifest = tomllib.load(f)
+    found = build_problems(manifest)
+    assert not found, "\n".join(found)
+    broken_builds = {
+        "no panic strategy": lambda m: m["profile"]["release"].pop("panic"),
+        "panic = abort": lambda m: m["profile"]["release"].update(panic="abort"),
+        "thin LTO deployed": lambda m: m["workspace"]["metadata"]["lambda"]["build"].update(
+            config=['profile.release.lto="thin"', "profile.release.codegen-units=1"]),
+        "no deploy settings": lambda m: m["workspace"].pop("metadata"),
+    }
+    for name, change in broken_builds.items():
+        m = copy.deepcopy(manifest)
+        change(m)
+        assert build_problems(m), f"the build rules let through: {name}"
+    print(f"build: the deployed binary unwinds panics and has dist's settings; {len(broken_builds)} broken copies refused")
+
+
+def build_problems(manifest):
+    """What cargo-lambda's `build --release` would make of the workspace manifest, against what the
+    deployed binary needs."""
+    found = []
+    profiles = manifest.get("profile", {})
+    release = profiles.get("release", {})
+    if release.get("panic") != "unwind":
+        found.append('[profile.release] must say panic = "unwind" (cargo-lambda adds "abort" otherwise)')
+    dist = profiles.get("dist", {})
+    if dist.get("inherits") != "release" or dist.get("lto") != "fat" or dist.get("codegen-units") != 1:
+        found.append("[profile.dist]: inherits release, fat LTO, one codegen unit")
+    config = manifest.get("workspace", {}).get("metadata", {}).get("lambda", {}).get("build", {}).get("config", [])
+    settings = {}
+    for entry in config:
+        key, _, value = entry.partition("=")
+        settings[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+    want = {"profile.release.lto": dist.get("lto"), "profile.release.codegen-units": dist.get("codegen-units")}
+    if settings != want:
+        found.append(f"[workspace.metadata.lambda.build] config must give release dist's settings {want}, not {settings}")
+    return found
 
 
 if __name__ == "__main__":

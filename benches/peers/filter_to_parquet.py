@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side, one core: NDJSON → filter → zstd Parquet on the same generated clickstream file,
-by Sluice (the release `sluice replay`, the real handler with the filesystem store), DuckDB (one
+by Sluice (the dist-profile `sluice replay`, the real handler with the filesystem store), DuckDB (one
 thread) and pyarrow (one thread, the usual Python Lambda approach).
 
 Usage: filter_to_parquet.py SLUICE_BIN INPUT.ndjson [RUNS]
@@ -123,7 +123,7 @@ def main():
             "NDJSON → filter → zstd Parquet",
             f"{size / 1e6:.0f} MB of generated clickstream NDJSON, {records} records, {next(iter(kept.values()), 0)} kept; "
             "one core each (`taskset -c 0`, one thread); median of the runs, run in turns; Sluice is the "
-            "release `sluice replay` (process start included), the peers are timed inside their process.",
+            "dist-profile `sluice replay` (process start included), the peers are timed inside their process.",
             results,
             throughput(size, records)))
 

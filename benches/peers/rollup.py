@@ -3,7 +3,7 @@
 latency_ms > 500` → group by page and 1-minute window → count, sum(bytes), avg(latency_ms),
 max(latency_ms), count_distinct(user_id) → zstd Parquet. Plain and gzip input.
 
-Sluice runs as the release `sluice replay` process pinned to one core; DuckDB with threads=1;
+Sluice runs as the dist-profile `sluice replay` process pinned to one core; DuckDB with threads=1;
 Polars with POLARS_MAX_THREADS=1 in its own process (gzip is inflated by Python's gzip module, as a
 Python Lambda would). Peers are timed inside their process (interpreter start and imports are not
 counted); Sluice is timed as a whole process, start-up included. Prints (and appends to

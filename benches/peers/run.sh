@@ -6,7 +6,7 @@
 #   benches/peers/run.sh rollup [MB]   the reference rollup: Sluice, DuckDB, Polars (plain and gzip)
 #   benches/peers/run.sh kinesis [N]   an N-record (default 10 000) Kinesis batch through the rollup:
 #                                      Sluice's handler, Python (json+base64+pyarrow), Node.js
-#   benches/peers/run.sh cold [RUNS]   cold start: the release `sluice` as `bootstrap` (every stage built
+#   benches/peers/run.sh cold [RUNS]   cold start: the dist-profile `sluice` as `bootstrap` (every stage built
 #                                      in) beside a minimal lambda_runtime hello-world (benches/hello-lambda),
 #                                      process start to first request for an event, RUNS (30) each
 #   benches/peers/run.sh thumbnails [N]  N (default 3) 12 MP and 2 MP JPEG photos → widths 1024/512/128,
@@ -23,7 +23,8 @@ NODE_DIR="${SLUICE_NODE_DIR:-$HOME/.cache/sluice/node}"
 JOB="${1:-rollup}"
 ARG="${2:-}"
 RUNS="${SLUICE_PEER_RUNS:-5}"
-BIN="$CARGO_TARGET_DIR/release"
+# Published figures come from the dist profile (fat LTO, one codegen unit): what is deployed.
+BIN="$CARGO_TARGET_DIR/dist"
 
 python_deps() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -85,7 +86,7 @@ case "$JOB" in
   filter | rollup | kinesis | thumbnails | cold | all) ;;
   *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | cold [RUNS]" >&2; exit 2 ;;
 esac
-cargo build --release --quiet -p sluice-pipeline -p sluice-benches -p hello-lambda
+cargo build --profile dist --quiet -p sluice-pipeline -p sluice-benches -p hello-lambda
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [ "$JOB" != all ]; then

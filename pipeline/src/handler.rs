@@ -332,18 +332,25 @@ impl Handler {
         };
         let now = Instant::now();
         let (cut, last) = deadline_cuts(deadline, now);
+        let gave_up = || {
+            warn!(
+                "The invocation's deadline came before it finished; reporting all of it for redelivery."
+            );
+            out_of_time(&parsed, started)
+        };
+        if last <= now {
+            return gave_up();
+        }
         let work = crate::store::with_deadline(
             Some(cut),
             self.run_parsed(&parsed, started, Some(deadline)),
         );
-        match tokio::time::timeout_at(last.into(), work).await {
-            Ok(done) => done,
-            Err(_) => {
-                warn!(
-                    "The invocation's deadline came before it finished; reporting all of it for redelivery."
-                );
-                out_of_time(&parsed, started)
-            }
+        // The deadline is looked at first each time the work yields: work that could still
+        // finish after it must not, since its answer would come too late.
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(last.into()) => gave_up(),
+            done = work => done,
         }
     }
 
@@ -676,29 +683,12 @@ impl Handler {
                 format!("kinesis {} from {}", first.shard(), first.id()),
             )
         };
-        let mut outputs = self.outputs(base.clone(), &source);
-        let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
-        let mut result = ObjectResult::default();
-        let mut chain = None;
+        let mut unit = UnitOfWork::new(self, base, source);
         let stop = self.stop_before(deadline);
-        let ran = match self
-            .run_records(
-                Batch { recs, lines },
-                stop,
-                &mut chain,
-                &mut outputs,
-                &mut rejects,
-                &mut result,
-            )
-            .await
-        {
-            Ok(()) => {
-                self.finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
-                    .await
-            }
-            e => e,
-        };
-        settle(ran, outputs, rejects, result).await
+        let ran = self
+            .run_records(Batch { recs, lines }, stop, &mut unit)
+            .await;
+        unit.close(ran).await
     }
 
     /// Decode each record's payload (KPL aggregates split into their user records, gzip inflated)
@@ -710,10 +700,7 @@ impl Handler {
         &self,
         Batch { recs, lines }: Batch<'_>,
         stop: Option<Instant>,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
+        unit: &mut UnitOfWork<'_>,
     ) -> Result<(), Error> {
         let line_format = matches!(
             self.plan.input,
@@ -736,7 +723,7 @@ impl Handler {
         for (n, rec) in recs.iter().enumerate() {
             // The first record is always processed: every invocation makes progress.
             if n > 0 && watch.past(stop) {
-                result.stopped_at = Some(n);
+                unit.counts.stopped_at = Some(n);
                 break;
             }
             watch.passed(rec.data.as_ref().map_or(0, |d| d.len()));
@@ -837,8 +824,7 @@ impl Handler {
             }
             // Most records only add lines to what is pending: nothing to drain yet.
             if !decoded.batches.is_empty() || !decoded.rejects.is_empty() {
-                self.drain(&mut decoded, chain, outputs, rejects, result)
-                    .await?;
+                unit.push(&mut decoded).await?;
                 watch.worked();
             }
         }
@@ -851,11 +837,11 @@ impl Handler {
             let (b, o) = gather(&mut tagged)?;
             decoded.emit(b, o);
         }
-        self.drain(&mut decoded, chain, outputs, rejects, result)
-            .await
+        unit.push(&mut decoded).await
     }
 
-    /// Every object through one chain; one set of outputs named after all of them.
+    /// Every object through one unit of work: one chain, one set of outputs named after all of
+    /// the objects, and a rejects file per object.
     async fn process_all(&self, objs: &[&ObjectRef]) -> Result<ObjectResult, Error> {
         let wrap = |obj: &ObjectRef, e: Error| match e {
             Error::Store { .. } => e,
@@ -871,89 +857,40 @@ impl Handler {
                 o.version_id.as_deref().or(o.etag.as_deref()),
             )
         }));
-        let mut outputs = self.outputs(base.clone(), &base);
-        let mut chain = None;
-        let mut result = ObjectResult::default();
-        // Each object's rejects file, staged: published with the outputs, or dropped with them.
-        let mut reject_files = Staging::default();
+        let mut unit = UnitOfWork::new(self, base.clone(), base.clone());
         for obj in objs {
             let version = obj.version_id.as_deref().or(obj.etag.as_deref());
-            let mut rejects = Rejects::new(
-                self.plan.rejects.as_ref(),
-                &self.output,
-                obj.uri(),
-                base_name(&obj.bucket, &obj.key, version),
-            );
-            match self
-                .run(obj, &mut chain, &mut outputs, &mut rejects, &mut result)
-                .await
-            {
-                Ok(()) => {}
+            unit.next_source(obj.uri(), base_name(&obj.bucket, &obj.key, version));
+            let ran = match self.run(obj, &mut unit).await {
                 // Overwritten since its notification, found before a byte of it was read: left
                 // out (its newer upload's notification reads it), or the invocation would fail
                 // on it every time it is delivered again.
                 Err(e) if e.superseded() => {
-                    rejects.abort().await;
-                    result.superseded.push(obj.uri());
+                    unit.leave_out(obj.uri()).await;
                     continue;
                 }
-                Err(e) => {
-                    outputs.abort().await;
-                    rejects.abort().await;
-                    reject_files.discard().await;
-                    return Err(wrap(obj, e));
-                }
-            }
-            result.rejected += rejects.count;
-            match rejects.stage().await {
-                Ok(Some(r)) => reject_files.push(r),
-                Ok(None) => {}
-                Err(e) => {
-                    outputs.abort().await;
-                    reject_files.discard().await;
-                    return Err(wrap(obj, e));
-                }
+                Ok(()) => unit.end_source().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = ran {
+                unit.abort().await;
+                return Err(wrap(obj, e));
             }
         }
         // Objects were read but gave no record (an empty file): with a declared schema the
         // chain is built anyway, so a global aggregate still writes its one row (count 0), as
         // SQL does over an empty table.
-        if chain.is_none()
-            && !objs.is_empty()
-            && let Some(schema) = self.plan.schema.clone()
+        if !unit.has_chain()
+            && let (Some(obj), Some(schema)) = (objs.last(), self.plan.schema.clone())
+            && let Err(e) = unit.start_chain(schema)
         {
-            match self.build_chain(schema) {
-                Ok(c) => chain = Some(c),
-                Err(e) => {
-                    outputs.abort().await;
-                    reject_files.discard().await;
-                    return Err(match objs.last() {
-                        Some(obj) => wrap(obj, e),
-                        None => e,
-                    });
-                }
-            }
+            unit.abort().await;
+            return Err(wrap(obj, e));
         }
+        // What the stages emit at the end of the invocation has its own rejects file.
         let source = objs.last().map(|o| o.uri()).unwrap_or_default();
-        let mut rejects = Rejects::new(
-            self.plan.rejects.as_ref(),
-            &self.output,
-            source,
-            format!("{base}-final"),
-        );
-        if let Err(e) = self
-            .finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
-            .await
-        {
-            outputs.abort().await;
-            rejects.abort().await;
-            reject_files.discard().await;
-            return Err(e);
-        }
-        result.rejected += rejects.count;
-        result.columns = outputs.column_stats();
-        result.outputs = publish_unit(outputs, rejects, reject_files).await?;
-        Ok(result)
+        unit.next_source(source, format!("{base}-final"));
+        unit.finish().await
     }
 
     fn fail(&self, obj: &ObjectRef, e: Error, s: &mut Summary, errors: &mut Vec<String>) {
@@ -1062,21 +999,9 @@ impl Handler {
         };
         let version = obj.version_id.as_deref().or(obj.etag.as_deref());
         let base = base_name(&obj.bucket, &obj.key, version);
-        let mut outputs = self.outputs(base.clone(), &obj.uri());
-        let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, obj.uri(), base);
-        let mut result = ObjectResult::default();
-        let mut chain = None;
-        let ran = match self
-            .run(obj, &mut chain, &mut outputs, &mut rejects, &mut result)
-            .await
-        {
-            Ok(()) => {
-                self.finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let mut result = settle(ran, outputs, rejects, result).await.map_err(wrap)?;
+        let mut unit = UnitOfWork::new(self, base, obj.uri());
+        let ran = self.run(obj, &mut unit).await;
+        let mut result = unit.close(ran).await.map_err(wrap)?;
         // An image that cannot be read is a reject, and the rest of the event goes on; a record
         // file none of whose records can be decoded is more likely the wrong format, and fails.
         // (Records a stage refused, an overflow say, were read: they never fail the object.)
@@ -1092,57 +1017,8 @@ impl Handler {
         Ok(result)
     }
 
-    /// End of input for a chain: finish every stage in order, passing what each emits downstream.
-    async fn finish_chain(
-        &self,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
-    ) -> Result<(), Error> {
-        let Some(chain) = chain.as_mut() else {
-            return Ok(());
-        };
-        let stages = &mut chain.stages;
-        let clock = &chain.clock[..];
-        for i in 0..stages.len() {
-            let mut out = Vec::new();
-            let t = Instant::now();
-            stages[i].finish(&mut out)?;
-            if let Some(spent) = clock.get(i) {
-                spent.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            }
-            let mut refused = stages[i].take_rejects();
-            let out = push_through(
-                &mut stages[i + 1..],
-                clock.get(i + 1..).unwrap_or(&[]),
-                out.into_iter().map(Flow::untraced).collect(),
-                None,
-                &mut refused,
-            )?;
-            for f in &out {
-                write_out(f, None, outputs, rejects, result).await?;
-            }
-            rejects.write(&refused).await?;
-        }
-        for st in stages.iter_mut() {
-            let r = st.take_rejects();
-            if !r.is_empty() {
-                rejects.write(&r).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Read one object into the chain (built on its first batch if there is none yet).
-    async fn run(
-        &self,
-        obj: &ObjectRef,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
-    ) -> Result<(), Error> {
+    async fn run(&self, obj: &ObjectRef, unit: &mut UnitOfWork<'_>) -> Result<(), Error> {
         if let Some(c) = self.plan.stream_columns().first() {
             return Err(Error::Io(format!(
                 "the pipeline reads `{}`, a column of stream records (Kinesis, SQS), which S3 objects do not have",
@@ -1152,13 +1028,10 @@ impl Handler {
         // (A plan has a resize stage only in builds with the `image` feature.)
         #[cfg(feature = "image")]
         if let Some(spec) = &self.plan.resize {
-            return self
-                .resize(obj, spec, chain, outputs, rejects, result)
-                .await;
+            return self.resize(obj, spec, unit).await;
         }
         if matches!(self.plan.input, InputSpec::Parquet) {
-            self.read_parquet(obj, chain, outputs, rejects, result)
-                .await?;
+            self.read_parquet(obj, unit).await?;
         } else {
             let input = &self.plan.config.input;
             let at = obj.at();
@@ -1185,8 +1058,7 @@ impl Handler {
                 } else {
                     decoder.decode(&buf[..n], &mut decoded)?;
                 }
-                self.drain(&mut decoded, chain, outputs, rejects, result)
-                    .await?;
+                unit.push(&mut decoded).await?;
                 if n == 0 {
                     break;
                 }
@@ -1194,7 +1066,7 @@ impl Handler {
             if let Some(seen) = seen {
                 drop(reader);
                 if let Some(f) = Arc::into_inner(seen).and_then(|m| m.into_inner().ok()) {
-                    result.fingerprint = Some(f.finish());
+                    unit.counts.fingerprint = Some(f.finish());
                 }
             }
         }
@@ -1209,10 +1081,7 @@ impl Handler {
         &self,
         obj: &ObjectRef,
         spec: &crate::config::ResizeSpec,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
+        unit: &mut UnitOfWork<'_>,
     ) -> Result<(), Error> {
         use sluice_processors::resize::renditions;
         use tokio::io::AsyncReadExt;
@@ -1234,7 +1103,7 @@ impl Handler {
                 if self.plan.index.is_some() {
                     let mut f = crate::catalog::Fingerprint::default();
                     f.update(&data);
-                    result.fingerprint = Some(f.finish());
+                    unit.counts.fingerprint = Some(f.finish());
                 }
                 if data.len() as u64 > limit {
                     Err((over(data.len() as u64), Vec::new()))
@@ -1257,7 +1126,7 @@ impl Handler {
                 } else {
                     (info.width, info.height)
                 };
-                result.image = Some(crate::catalog::ImageFacts {
+                unit.counts.image = Some(crate::catalog::ImageFacts {
                     width: w,
                     height: h,
                     orientation: info.orientation,
@@ -1270,12 +1139,10 @@ impl Handler {
                 decoded
                     .rejects
                     .push(sluice_processors::Reject::new(1, reason, &data));
-                return self
-                    .drain(&mut decoded, chain, outputs, rejects, result)
-                    .await;
+                return unit.push(&mut decoded).await;
             }
         };
-        result.records_in += 1;
+        unit.counts.records_in += 1;
         let mut rows = RenditionRows::default();
         for r in made {
             let key = format!(
@@ -1284,7 +1151,8 @@ impl Handler {
                 with_extension(&obj.key, r.format.extension())
             );
             let n = r.bytes.len();
-            let location = outputs
+            let location = unit
+                .sink
                 .write_blob(
                     &key,
                     crate::store::ObjectMeta {
@@ -1294,7 +1162,7 @@ impl Handler {
                     r.bytes,
                 )
                 .await?;
-            result.records_out += 1;
+            unit.counts.records_out += 1;
             rows.push(
                 &obj.uri(),
                 &r.variant,
@@ -1308,21 +1176,13 @@ impl Handler {
         if !self.plan.stages.is_empty() {
             let schema = crate::config::rendition_schema();
             let batch = rows.finish(&schema)?;
-            self.feed(vec![(batch, None)], chain, outputs, rejects, result)
-                .await?;
+            unit.push_batches(vec![(batch, None)]).await?;
         }
         Ok(())
     }
 
     /// Parquet: the footer, then row groups, fetched by range with only the columns the stages need.
-    async fn read_parquet(
-        &self,
-        obj: &ObjectRef,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
-    ) -> Result<(), Error> {
+    async fn read_parquet(&self, obj: &ObjectRef, unit: &mut UnitOfWork<'_>) -> Result<(), Error> {
         use futures::StreamExt;
         use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
         let not_parquet = |e: parquet::errors::ParquetError| {
@@ -1372,8 +1232,7 @@ impl Handler {
                 ..Decoded::default()
             };
             decoded.emit(batch, None);
-            self.drain(&mut decoded, chain, outputs, rejects, result)
-                .await?;
+            unit.push(&mut decoded).await?;
         }
         Ok(())
     }
@@ -1440,53 +1299,49 @@ impl Handler {
             _ => crate::output::window_name(shard, &w.start),
         };
         let source = format!("kinesis {shard} window {}", w.start);
-        let mut outputs = self.outputs(base.clone(), &source);
-        let mut rejects = Rejects::new(self.plan.rejects.as_ref(), &self.output, source, base);
-        let mut result = ObjectResult::default();
+        let mut unit = UnitOfWork::new(self, base, source);
+        unit.chain = Some(chain);
         let stop = self.stop_before(deadline);
-        let mut chain = Some(chain);
-        let mut state = serde_json::Map::new();
         let mut ran = self
-            .run_records(
-                Batch { recs, lines },
-                stop,
-                &mut chain,
-                &mut outputs,
-                &mut rejects,
-                &mut result,
-            )
+            .run_records(Batch { recs, lines }, stop, &mut unit)
             .await;
-        if ran.is_ok() && result.stopped_at.is_some() {
+        if ran.is_ok() && unit.counts.stopped_at.is_some() {
             ran = Err(Error::Io(
                 "the invocation's deadline came in the middle of a tumbling window's batch; \
                  it is redelivered whole with the window's state as it was"
                     .into(),
             ));
         }
-        if ran.is_ok() {
-            if !w.is_final {
-                state = save_states(&chain)?;
-                let size = serde_json::to_vec(&state).map_or(usize::MAX, |v| v.len());
-                if size > MAX_WINDOW_STATE {
-                    // Lambda would refuse it: write the window's result so far as a part of its
-                    // own, and start the rest of the window afresh.
-                    warn!(
-                        size,
-                        limit = MAX_WINDOW_STATE,
-                        "The window's state is too big to carry; writing the result so far as a part."
-                    );
-                    state = serde_json::Map::new();
-                    ran = self
-                        .finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
-                        .await;
-                }
-            } else {
-                ran = self
-                    .finish_chain(&mut chain, &mut outputs, &mut rejects, &mut result)
-                    .await;
+        let mut state = serde_json::Map::new();
+        let mut last = w.is_final;
+        if ran.is_ok() && !last {
+            match save_states(&unit.chain) {
+                Ok(saved) => state = saved,
+                Err(e) => ran = Err(e),
+            }
+            let size = serde_json::to_vec(&state).map_or(usize::MAX, |v| v.len());
+            if ran.is_ok() && size > MAX_WINDOW_STATE {
+                // Lambda would refuse it: write the window's result so far as a part of its
+                // own, and start the rest of the window afresh.
+                warn!(
+                    size,
+                    limit = MAX_WINDOW_STATE,
+                    "The window's state is too big to carry; writing the result so far as a part."
+                );
+                state = serde_json::Map::new();
+                last = true;
             }
         }
-        let r = settle(ran, outputs, rejects, result).await?;
+        if ran.is_ok() && last {
+            ran = unit.end_input().await;
+        }
+        let r = match ran {
+            Ok(()) => unit.commit().await?,
+            Err(e) => {
+                unit.abort().await;
+                return Err(e);
+            }
+        };
         Ok((r, state))
     }
 
@@ -1498,69 +1353,6 @@ impl Handler {
             let cut = crate::store::request_deadline().map_or(d, |c| c.min(d));
             stop_time(cut, Instant::now(), reserve)
         })
-    }
-
-    async fn drain(
-        &self,
-        decoded: &mut Decoded,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
-    ) -> Result<(), Error> {
-        let rj = std::mem::take(&mut decoded.rejects);
-        result.records_in += rj.len() as u64;
-        result.undecodable += rj.len() as u64;
-        rejects.write(&rj).await?;
-        let batches = decoded.take_batches();
-        result.records_in += batches
-            .iter()
-            .map(|(b, _)| b.num_rows() as u64)
-            .sum::<u64>();
-        self.feed(batches, chain, outputs, rejects, result).await
-    }
-
-    /// Batches through the chain (built on first use for the first batch's schema), and what
-    /// comes out written.
-    async fn feed(
-        &self,
-        batches: Vec<(RecordBatch, Option<Origins>)>,
-        chain: &mut Option<Chain>,
-        outputs: &mut Outputs,
-        rejects: &mut Rejects,
-        result: &mut ObjectResult,
-    ) -> Result<(), Error> {
-        let Some((first, _)) = batches.first() else {
-            return Ok(());
-        };
-        if chain.is_none() {
-            *chain = Some(self.build_chain(first.schema())?);
-        }
-        let Some(chain) = chain.as_mut() else {
-            return Ok(());
-        };
-        for (b, origins) in batches {
-            if b.schema().fields() != chain.input.fields() {
-                return Err(Error::Io(
-                    "its records have a different schema from the invocation's first object, and an aggregate \
-                     needs one schema; declare [input] schema"
-                        .into(),
-                ));
-            }
-            let mut refused = Vec::new();
-            let flow = Flow::decoded(b, origins.as_ref());
-            for f in &push_through(
-                &mut chain.stages,
-                &chain.clock,
-                vec![flow],
-                origins.as_ref(),
-                &mut refused,
-            )? {
-                write_out(f, origins.as_ref(), outputs, rejects, result).await?;
-            }
-            rejects.write(&refused).await?;
-        }
-        Ok(())
     }
 }
 
@@ -1626,51 +1418,247 @@ impl RenditionRows {
     }
 }
 
-/// End a unit of work that writes one set of outputs and rejects: when it failed, abort both so
-/// nothing partial is left; otherwise close the outputs, then the rejects, and list what they wrote.
-async fn settle(
-    ran: Result<(), Error>,
-    outputs: Outputs,
+/// One object's or one stream batch's work (or, with an aggregate, all of an invocation's
+/// objects): the chain of stages, the sink its rows go to, its rejects and its counts. Input is
+/// pushed in as it is decoded; at the end the unit is finished (the stages' last rows written,
+/// then every file it wrote published at once) or aborted (nothing it wrote stays).
+struct UnitOfWork<'h> {
+    handler: &'h Handler,
+    /// Built for the first batch's schema (or before, when the schema is known).
+    chain: Option<Chain>,
+    sink: Outputs,
     rejects: Rejects,
-    mut result: ObjectResult,
-) -> Result<ObjectResult, Error> {
-    if let Err(e) = ran {
-        outputs.abort().await;
-        rejects.abort().await;
-        return Err(e);
-    }
-    result.rejected = rejects.count;
-    result.columns = outputs.column_stats();
-    result.outputs = publish_unit(outputs, rejects, Staging::default()).await?;
-    Ok(result)
+    /// Rejects files of sources the unit read before the current one, sealed, not yet visible.
+    staged: Staging,
+    counts: ObjectResult,
 }
 
-/// A unit's outputs, its rejects file and the files it `staged` before (earlier objects' rejects
-/// in a per-invocation run): every one written and sealed first, then all made visible at once,
-/// or none (on a failure each is dropped, and any already visible deleted again).
-async fn publish_unit(
-    outputs: Outputs,
-    rejects: Rejects,
-    staged: Staging,
-) -> Result<Vec<String>, Error> {
-    let mut staging = match outputs.stage().await {
-        Ok(s) => s,
-        Err(e) => {
-            rejects.abort().await;
-            staged.discard().await;
-            return Err(e);
-        }
-    };
-    staging.extend(staged);
-    match rejects.stage().await {
-        Ok(Some(r)) => staging.push(r),
-        Ok(None) => {}
-        Err(e) => {
-            staging.discard().await;
-            return Err(e);
+impl<'h> UnitOfWork<'h> {
+    /// A unit whose outputs and rejects are named after `base`; its rejects say they came from
+    /// `source`.
+    fn new(handler: &'h Handler, base: String, source: String) -> Self {
+        let plan = &handler.plan;
+        UnitOfWork {
+            handler,
+            chain: None,
+            sink: handler.outputs(base.clone(), &source),
+            rejects: Rejects::new(plan.rejects.as_ref(), &handler.output, source, base),
+            staged: Staging::default(),
+            counts: ObjectResult::default(),
         }
     }
-    staging.publish().await
+
+    fn has_chain(&self) -> bool {
+        self.chain.is_some()
+    }
+
+    /// Build the chain for `schema` before any row arrives.
+    fn start_chain(&mut self, schema: arrow_schema::SchemaRef) -> Result<(), Error> {
+        self.chain = Some(self.handler.build_chain(schema)?);
+        Ok(())
+    }
+
+    /// Decoded input: its rejects written, its rows through the chain, and what comes out to
+    /// the sink.
+    async fn push(&mut self, decoded: &mut Decoded) -> Result<(), Error> {
+        let rj = std::mem::take(&mut decoded.rejects);
+        self.counts.records_in += rj.len() as u64;
+        self.counts.undecodable += rj.len() as u64;
+        self.rejects.write(&rj).await?;
+        let batches = decoded.take_batches();
+        self.counts.records_in += batches
+            .iter()
+            .map(|(b, _)| b.num_rows() as u64)
+            .sum::<u64>();
+        self.push_batches(batches).await
+    }
+
+    /// Batches through the chain (built on first use for the first batch's schema), and what
+    /// comes out written.
+    async fn push_batches(
+        &mut self,
+        batches: Vec<(RecordBatch, Option<Origins>)>,
+    ) -> Result<(), Error> {
+        let Some((first, _)) = batches.first() else {
+            return Ok(());
+        };
+        if self.chain.is_none() {
+            self.start_chain(first.schema())?;
+        }
+        let Some(chain) = self.chain.as_mut() else {
+            return Ok(());
+        };
+        for (b, origins) in batches {
+            if b.schema().fields() != chain.input.fields() {
+                return Err(Error::Io(
+                    "its records have a different schema from the invocation's first object, and an aggregate \
+                     needs one schema; declare [input] schema"
+                        .into(),
+                ));
+            }
+            let mut refused = Vec::new();
+            let flow = Flow::decoded(b, origins.as_ref());
+            let out = push_through(
+                &mut chain.stages,
+                &chain.clock,
+                vec![flow],
+                origins.as_ref(),
+                &mut refused,
+            )?;
+            for f in &out {
+                write_out(
+                    f,
+                    origins.as_ref(),
+                    &mut self.sink,
+                    &mut self.rejects,
+                    &mut self.counts,
+                )
+                .await?;
+            }
+            self.rejects.write(&refused).await?;
+        }
+        Ok(())
+    }
+
+    /// End of input: finish every stage in order, passing what each emits downstream.
+    async fn end_input(&mut self) -> Result<(), Error> {
+        let Some(chain) = self.chain.as_mut() else {
+            return Ok(());
+        };
+        let stages = &mut chain.stages;
+        let clock = &chain.clock[..];
+        for i in 0..stages.len() {
+            let mut out = Vec::new();
+            let t = Instant::now();
+            stages[i].finish(&mut out)?;
+            if let Some(spent) = clock.get(i) {
+                spent.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+            let mut refused = stages[i].take_rejects();
+            let out = push_through(
+                &mut stages[i + 1..],
+                clock.get(i + 1..).unwrap_or(&[]),
+                out.into_iter().map(Flow::untraced).collect(),
+                None,
+                &mut refused,
+            )?;
+            for f in &out {
+                write_out(f, None, &mut self.sink, &mut self.rejects, &mut self.counts).await?;
+            }
+            self.rejects.write(&refused).await?;
+        }
+        for st in stages.iter_mut() {
+            let r = st.take_rejects();
+            if !r.is_empty() {
+                self.rejects.write(&r).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A unit that reads several sources (an invocation's objects) keeps a rejects file per
+    /// source: the next source's, named `name`, from `source`. The current one was ended (or
+    /// never written): [`Self::end_source`], [`Self::leave_out`].
+    fn next_source(&mut self, source: String, name: String) {
+        let next = Rejects::new(
+            self.handler.plan.rejects.as_ref(),
+            &self.handler.output,
+            source,
+            name,
+        );
+        let ended = std::mem::replace(&mut self.rejects, next);
+        debug_assert_eq!(
+            ended.count, 0,
+            "a source's rejects replaced before it ended"
+        );
+    }
+
+    /// The rejects in place of a source's that ended: none written, none counted.
+    fn no_rejects(&self) -> Rejects {
+        Rejects::new(None, &self.handler.output, String::new(), String::new())
+    }
+
+    /// The current source read to its end: its rejects file sealed, published with the rest.
+    async fn end_source(&mut self) -> Result<(), Error> {
+        let blank = self.no_rejects();
+        let done = std::mem::replace(&mut self.rejects, blank);
+        self.counts.rejected += done.count;
+        if let Some(r) = done.stage().await? {
+            self.staged.push(r);
+        }
+        Ok(())
+    }
+
+    /// The current source is left out of the unit (overwritten since its notification, found
+    /// before a byte of it was read): its rejects dropped.
+    async fn leave_out(&mut self, uri: String) {
+        let blank = self.no_rejects();
+        std::mem::replace(&mut self.rejects, blank).abort().await;
+        self.counts.superseded.push(uri);
+    }
+
+    /// Finish when `ran` (the reading) succeeded, abort when it failed.
+    async fn close(self, ran: Result<(), Error>) -> Result<ObjectResult, Error> {
+        match ran {
+            Ok(()) => self.finish().await,
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// End of input, then every file of the unit published.
+    async fn finish(mut self) -> Result<ObjectResult, Error> {
+        match self.end_input().await {
+            Ok(()) => self.commit().await,
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The unit's outputs, its rejects files: every one written and sealed first, then all made
+    /// visible at once, or none (on a failure each is dropped, and any already visible deleted
+    /// again). The counts say what was published.
+    async fn commit(self) -> Result<ObjectResult, Error> {
+        let UnitOfWork {
+            sink,
+            rejects,
+            staged,
+            mut counts,
+            ..
+        } = self;
+        counts.rejected += rejects.count;
+        counts.columns = sink.column_stats();
+        let mut staging = match sink.stage().await {
+            Ok(s) => s,
+            Err(e) => {
+                rejects.abort().await;
+                staged.discard().await;
+                return Err(e);
+            }
+        };
+        staging.extend(staged);
+        match rejects.stage().await {
+            Ok(Some(r)) => staging.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                staging.discard().await;
+                return Err(e);
+            }
+        }
+        counts.outputs = staging.publish().await?;
+        Ok(counts)
+    }
+
+    /// Nothing the unit wrote stays: open uploads aborted, sealed files dropped.
+    async fn abort(self) {
+        self.sink.abort().await;
+        self.rejects.abort().await;
+        self.staged.discard().await;
+    }
 }
 
 /// Write one output batch; rows the output cannot take (a stream record over its limits) are

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::handler::Handler;
+use crate::run::Handler;
 
 /// The deadline an invocation started at `start` is timed with: every Lambda invocation has one
 /// (here Lambda's longest timeout, 15 minutes), and the handler's clock checks are part of the

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, service_fn, tower};
 use serde_json::Value;
 
-use crate::handler::Handler;
+use crate::run::Handler;
 
 /// Run the Lambda loop until the runtime stops it.
 ///
@@ -183,7 +183,7 @@ fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn respond(summary: crate::handler::Summary, sqs: bool) -> Result<Value, Diagnostic> {
+fn respond(summary: crate::run::Summary, sqs: bool) -> Result<Value, Diagnostic> {
     tracing::info!(
         trigger = %summary.trigger, objects = summary.objects, skipped = summary.skipped,
         records_in = summary.records_in, records_out = summary.records_out, rejected = summary.rejected,

@@ -2,7 +2,7 @@
 //!
 //! This crate owns everything with I/O: the config ([`config`]), event triggers ([`trigger`]),
 //! object stores ([`store`]), output writers ([`output`]), the [`Handler`] that runs a pipeline on
-//! one event, the Lambda loop ([`lambda`]) and local replay ([`replay`]). The data stages themselves
+//! one event ([`run`], reading objects through [`read`]), the Lambda loop ([`lambda`]) and local replay ([`replay`]). The data stages themselves
 //! live in `sluice-processors`.
 //!
 //! A Rust user can build a pipeline in code, add a stage of their own, and run it as a Lambda or
@@ -72,13 +72,14 @@ pub mod event;
 pub mod fastevent;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod handler;
 pub mod kinesis;
 pub mod kpl;
 pub mod lambda;
 pub mod metrics;
 pub mod output;
+pub mod read;
 pub mod replay;
+pub mod run;
 #[cfg(feature = "index")]
 pub mod search;
 pub mod store;
@@ -94,7 +95,7 @@ use sluice_processors::StageFactory;
 
 pub use config::Plan;
 pub use error::{ConfigError, Error, MISSING, SUPERSEDED, own_output};
-pub use handler::{Handler, Summary};
+pub use run::{Handler, Summary};
 use store::{FsStore, ObjectStore};
 
 /// A pipeline built from config (a file, text, or structs made in code) plus stages of your own.

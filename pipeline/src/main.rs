@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Some(mb) => handler.with_memory_mb(mb),
                 None => handler,
             };
-            let print = |s: &sluice_pipeline::handler::Summary| -> anyhow::Result<()> {
+            let print = |s: &sluice_pipeline::run::Summary| -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(s)?);
                 } else {
@@ -606,7 +606,7 @@ async fn s3_store(
 
 /// The handler `serve` runs: the S3 store (and a Kinesis client for a `kinesis://` output) from
 /// the standard AWS chain.
-async fn serving_handler(pipeline: &Pipeline) -> anyhow::Result<sluice_pipeline::handler::Handler> {
+async fn serving_handler(pipeline: &Pipeline) -> anyhow::Result<sluice_pipeline::run::Handler> {
     let s3 = s3_store(None, Some(pipeline)).await?;
     Ok(pipeline.handler_with_streams(s3.clone(), s3, None).await)
 }

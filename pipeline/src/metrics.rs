@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::MetricsConfig;
-use crate::handler::Summary;
+use crate::run::Summary;
 
 /// The metric line for one invocation's `summary`, in `m`'s namespace and dimension sets, at
 /// `timestamp_ms`. `function` is the Lambda function's name (`AWS_LAMBDA_FUNCTION_NAME`).
@@ -76,7 +76,7 @@ pub fn emf_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::StageTime;
+    use crate::run::StageTime;
 
     #[test]
     fn a_line_cloudwatch_reads_as_metrics() {

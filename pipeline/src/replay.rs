@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use futures::FutureExt;
 use serde_json::Value;
 
-use crate::handler::{Handler, Summary};
+use crate::run::{Handler, Summary};
 
 /// One event to replay, with the name it is reported under. Events in files are read when they
 /// are replayed, not when they are listed: a `.jsonl` of a hundred 10 MB batches is never held

@@ -1,0 +1,298 @@
+//! Running a pipeline on one event. The Lambda loop and `sluice replay` both call
+//! [`Handler::handle`], so replay does exactly what the Lambda does. The data flow
+//! ([`Handler::handle_bytes`] down): the event's bytes become a typed [`trigger::Parsed`]; its
+//! deadline bounds everything after ([`deadline`]); its items are sorted, and each object or
+//! stream batch goes through a [`unit::UnitOfWork`] — read ([`crate::read`]), through the
+//! stages, written and published together, or aborted whole ([`objects`], [`records`],
+//! [`window`]); the catalog rows are written ([`catalog`]); the [`outcome`] is the summary and
+//! the Lambda answer.
+
+mod catalog;
+mod deadline;
+mod objects;
+pub mod outcome;
+mod records;
+#[cfg(test)]
+mod tests;
+pub(crate) mod unit;
+mod window;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_json::Value;
+use sluice_processors::StageFactory;
+use sluice_processors::decode::Decoder;
+use tracing::warn;
+
+use crate::config::Plan;
+use crate::kinesis::RecordPutter;
+use crate::output::Outputs;
+use crate::store::ObjectStore;
+use crate::trigger::{self, Item, ObjectRef, StreamRecord};
+
+use deadline::{deadline_cuts, out_of_time};
+use outcome::Tally;
+pub use outcome::{Skip, StageTime, Summary};
+use unit::stage_clock;
+
+/// Runs a [`Plan`] against objects in a store.
+#[derive(Clone)]
+pub struct Handler {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) input: Arc<dyn ObjectStore>,
+    pub(crate) output: Arc<dyn ObjectStore>,
+    streams: Option<Arc<dyn RecordPutter>>,
+    pub(crate) extra: Vec<Arc<dyn StageFactory>>,
+    /// Nanoseconds spent in each stage (configured, then extra) during the current event.
+    clock: Arc<Vec<AtomicU64>>,
+    /// The deadline of an event handled without one: this long after it starts (a function's
+    /// timeout, for replay).
+    timeout: Option<std::time::Duration>,
+    /// The memory budget in MB ([`crate::budget`]).
+    memory_mb: u64,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("pipeline", &self.plan.config.name)
+            .finish()
+    }
+}
+
+impl Handler {
+    /// Read objects from `input`; write S3 destinations to `output` (local folders are always local).
+    pub fn new(plan: Plan, input: Arc<dyn ObjectStore>, output: Arc<dyn ObjectStore>) -> Self {
+        let clock = stage_clock(plan.stages.len());
+        Self {
+            plan: Arc::new(plan),
+            input,
+            output,
+            streams: None,
+            extra: Vec::new(),
+            clock,
+            timeout: None,
+            memory_mb: crate::budget::memory_mb(),
+        }
+    }
+
+    /// The memory budget, in MB, in place of the one from the environment
+    /// ([`crate::budget::memory_mb`]): what `sluice replay --memory-mb` sets.
+    pub fn with_memory_mb(mut self, mb: u64) -> Self {
+        self.memory_mb = mb.max(crate::budget::MIN_MEMORY_MB);
+        self
+    }
+
+    /// Give every event handled without a deadline one, `timeout` after it starts, as a Lambda
+    /// function's timeout does (what `sluice replay --timeout` sets).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Put the rows of a `kinesis://` output with `putter`.
+    pub fn with_record_putter(mut self, putter: Arc<dyn RecordPutter>) -> Self {
+        self.streams = Some(putter);
+        self
+    }
+
+    /// The outputs of one unit of work, named after `base`; an index stage names its row
+    /// documents after `source`.
+    pub(crate) fn outputs(&self, base: String, source: &str) -> Outputs {
+        let outputs = Outputs::new(
+            &self.plan.config.output,
+            &self.plan.output,
+            &self.output,
+            self.streams.as_ref(),
+            base,
+        )
+        .with_memory(crate::budget::writers_bytes(self.memory_mb));
+        let outputs = match &self.plan.index {
+            Some(_) => outputs.with_stats(),
+            None => outputs,
+        };
+        #[cfg(feature = "index")]
+        if let Some(spec) = self.plan.index.as_ref().filter(|i| i.text.is_some()) {
+            return outputs.with_index(spec, source.to_string());
+        }
+        let _ = source;
+        outputs
+    }
+
+    /// Append a stage of your own after the configured ones.
+    pub fn with_stage(mut self, stage: Arc<dyn StageFactory>) -> Self {
+        self.extra.push(stage);
+        self.clock = stage_clock(self.plan.stages.len() + self.extra.len());
+        self
+    }
+
+    /// The plan's decoder for `key`, keeping each row's input line when a stage of this handler
+    /// (its own included) or its output can refuse a row and the rejects are written.
+    pub(crate) fn decoder(&self, key: &str) -> Result<Box<dyn Decoder>, sluice_processors::Error> {
+        let mut d = self.plan.decoder(key)?;
+        d.keep_origins(self.plan.traces_rejects(!self.extra.is_empty()));
+        Ok(d)
+    }
+
+    /// Each stage's name and the milliseconds spent in it since the last call (which resets).
+    fn stage_times(&self) -> Vec<StageTime> {
+        self.plan
+            .stages
+            .iter()
+            .map(|s| s.factory.name())
+            .chain(self.extra.iter().map(|f| f.name()))
+            .zip(self.clock.iter())
+            .map(|(name, ns)| StageTime {
+                stage: name.to_string(),
+                ms: ns.swap(0, Ordering::Relaxed) as f64 / 1e6,
+            })
+            .collect()
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Process one event. Never panics; failures are in the summary.
+    pub async fn handle(&self, event: &Value) -> (Summary, bool) {
+        self.handle_until(event, None).await
+    }
+
+    /// Process one event that must be done by `deadline` (the Lambda invocation's): a stream batch
+    /// stops at a record boundary `[output] deadline_reserve_ms` before it, writes what is done and
+    /// reports the rest as batch item failures, rather than being killed mid-write.
+    pub async fn handle_until(&self, event: &Value, deadline: Option<Instant>) -> (Summary, bool) {
+        self.handle_parsed(trigger::parse(event), Instant::now(), deadline)
+            .await
+    }
+
+    /// Process an event given as the invocation's JSON bytes (what the Lambda runtime receives): a
+    /// plain Kinesis batch is read without building a JSON tree ([`crate::fastevent`]), anything
+    /// else is parsed with `serde_json`. Otherwise as [`Handler::handle_until`].
+    pub async fn handle_bytes(&self, body: &[u8], deadline: Option<Instant>) -> (Summary, bool) {
+        let started = Instant::now();
+        if let Some(parsed) = crate::fastevent::kinesis(body) {
+            return self.handle_parsed(parsed, started, deadline).await;
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(event) => {
+                self.handle_parsed(trigger::parse(&event), started, deadline)
+                    .await
+            }
+            Err(e) => (
+                Summary::unknown(format!("the event is not JSON: {e}")),
+                false,
+            ),
+        }
+    }
+
+    /// With a deadline, every request is bounded by it (a fifth of the time left before it, at
+    /// least 200 ms and at most 1.5 s, is kept for clean-up and the answer), and whatever is still
+    /// running just before it is given up: the answer is then the one that loses nothing (every
+    /// SQS message and the batch's first Kinesis record reported for redelivery, an asynchronous
+    /// event failed), so Lambda always gets an answer before it kills the function.
+    async fn handle_parsed(
+        &self,
+        parsed: trigger::Parsed,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> (Summary, bool) {
+        let Some(deadline) = deadline.or_else(|| self.timeout.map(|t| started + t)) else {
+            return self.run_parsed(&parsed, started, None).await;
+        };
+        let now = Instant::now();
+        let (cut, last) = deadline_cuts(deadline, now);
+        let gave_up = || {
+            warn!(
+                "The invocation's deadline came before it finished; reporting all of it for redelivery."
+            );
+            out_of_time(&parsed, started)
+        };
+        if last <= now {
+            return gave_up();
+        }
+        let work = crate::store::with_deadline(
+            Some(cut),
+            self.run_parsed(&parsed, started, Some(deadline)),
+        );
+        // The deadline is looked at first each time the work yields: work that could still
+        // finish after it must not, since its answer would come too late.
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(last.into()) => gave_up(),
+            done = work => done,
+        }
+    }
+
+    /// The data flow of one event: its items sorted (skips and undeliverable messages reported
+    /// at once), a stream batch through one unit of work, objects each through their own unit
+    /// (or, with an aggregate, all through one), the catalog rows written, and the outcome.
+    async fn run_parsed(
+        &self,
+        parsed: &trigger::Parsed,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> (Summary, bool) {
+        let mut t = Tally::new(parsed);
+        let (objects, records) = self.sort_items(parsed, &mut t);
+        t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()
+            + records
+                .iter()
+                .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
+                .sum::<u64>();
+        t.s.delivered = records.len() as u64;
+        if !records.is_empty() || parsed.window.is_some() {
+            self.run_batch(parsed, &records, deadline, &mut t).await;
+        }
+        if self.per_invocation() && !objects.is_empty() {
+            self.run_invocation(&objects, &mut t).await;
+        } else {
+            self.run_objects(objects, &mut t).await;
+        }
+        self.write_catalog(&mut t).await;
+        t.finish(started, self.stage_times())
+    }
+
+    /// The event's objects and stream records; items skipped (with their reason) and SQS
+    /// messages that cannot be read (reported for redelivery) are tallied here.
+    fn sort_items<'p>(
+        &self,
+        parsed: &'p trigger::Parsed,
+        t: &mut Tally,
+    ) -> (Vec<&'p ObjectRef>, Vec<&'p StreamRecord>) {
+        let mut objects: Vec<&ObjectRef> = Vec::new();
+        let mut records: Vec<&StreamRecord> = Vec::new();
+        for item in &parsed.items {
+            match item {
+                Item::Record(r) => records.push(r),
+                Item::Skipped {
+                    source,
+                    reason,
+                    object,
+                } => {
+                    // A deletion or other change to an object is in the audit log too.
+                    self.skip(t, object.as_deref(), source, reason);
+                }
+                Item::Failed { message_id, reason } => {
+                    warn!(message_id, reason, "Cannot process an SQS message.");
+                    t.s.batch_item_failures.push(message_id.clone());
+                    t.errors.push(format!("message {message_id}: {reason}"));
+                }
+                Item::Object(obj) => match self.skip_reason(obj) {
+                    Some(reason) => self.skip(t, Some(obj), &obj.uri(), &reason),
+                    None => objects.push(obj),
+                },
+            }
+        }
+        (objects, records)
+    }
+
+    /// True when a stage needs every record of the invocation (an aggregate).
+    pub(crate) fn per_invocation(&self) -> bool {
+        self.plan.stages.iter().any(|s| s.factory.per_invocation())
+            || self.extra.iter().any(|f| f.per_invocation())
+    }
+}

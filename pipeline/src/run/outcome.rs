@@ -1,0 +1,203 @@
+//! What an event comes to: the [`Summary`] (printed by replay, returned by the Lambda) and the
+//! Lambda answer, gathered in a [`Tally`] as the event's items are processed.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Error;
+use crate::catalog::CatalogRow;
+use crate::trigger::{self, StreamRecord};
+
+/// What one event did; printed by `sluice replay --json`, returned by the Lambda.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// The event's name (file, or file:line for `.jsonl`); empty in the Lambda.
+    pub event: String,
+    /// The trigger shape seen: `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`, or `unknown`.
+    pub trigger: String,
+    /// S3 objects processed.
+    pub objects: u64,
+    /// S3 objects that failed (not counted in `objects`).
+    #[serde(rename = "failed")]
+    pub failed_objects: u64,
+    /// Records ignored by rule: removals, test events, unmatched keys.
+    pub skipped: u64,
+    /// Stream records delivered (Kinesis records, SQS messages whose bodies are records),
+    /// whatever became of them.
+    pub delivered: u64,
+    /// Records read (decoded or rejected).
+    pub records_in: u64,
+    /// Rows written.
+    pub records_out: u64,
+    /// Records rejected.
+    pub rejected: u64,
+    /// Files written (outputs, then rejects).
+    pub outputs: Vec<String>,
+    /// SQS message ids to retry (SQS-delivered events only).
+    pub batch_item_failures: Vec<String>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// The failure, when the event failed.
+    pub error: Option<String>,
+    /// What was skipped and why.
+    pub skips: Vec<Skip>,
+    /// A Kinesis tumbling window's state, returned for the window's next invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<serde_json::Map<String, Value>>,
+    /// Time spent in each stage.
+    #[serde(skip)]
+    pub stages: Vec<StageTime>,
+    /// Bytes taken in: the sizes of the objects processed (as their notifications give them)
+    /// and of the stream records' payloads.
+    #[serde(skip)]
+    pub bytes_in: u64,
+}
+
+/// A skipped record.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Skip {
+    /// `s3://bucket/key` or the record kind.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Summary {
+    /// An invocation that failed before its trigger was known, and why.
+    pub fn unknown(error: String) -> Summary {
+        Summary {
+            trigger: "unknown".into(),
+            error: Some(error),
+            ..Summary::default()
+        }
+    }
+
+    /// True when something failed (the invocation errors, or SQS messages are retried).
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || !self.batch_item_failures.is_empty()
+    }
+
+    /// The Lambda response: `{"batchItemFailures": […]}` for SQS events, otherwise the summary.
+    pub fn lambda_response(&self, sqs: bool) -> Value {
+        if sqs {
+            let items: Vec<Value> = self
+                .batch_item_failures
+                .iter()
+                .map(|id| serde_json::json!({ "itemIdentifier": id }))
+                .collect();
+            match &self.state {
+                // A tumbling window answers with its state and the failures together.
+                Some(state) => serde_json::json!({ "state": state, "batchItemFailures": items }),
+                None => serde_json::json!({ "batchItemFailures": items }),
+            }
+        } else {
+            serde_json::to_value(self).unwrap_or(Value::Null)
+        }
+    }
+}
+
+impl Summary {
+    /// Add one unit of work's counts and outputs.
+    pub(super) fn absorb(&mut self, r: ObjectResult) {
+        self.records_in += r.records_in;
+        self.records_out += r.records_out;
+        self.rejected += r.rejected;
+        self.outputs.extend(r.outputs);
+    }
+
+    /// Report `rest` of a stream batch for redelivery: a Kinesis shard resumes at its first
+    /// record, SQS retries each message.
+    pub(super) fn redeliver(&mut self, rest: &[&StreamRecord], kinesis: bool) {
+        let n = if kinesis { 1 } else { rest.len() };
+        self.batch_item_failures
+            .extend(rest.iter().take(n).map(|r| r.id().to_string()));
+    }
+}
+
+/// What processing one object produced.
+#[derive(Debug, Default)]
+pub(crate) struct ObjectResult {
+    /// Set when the object was read but nothing in it was usable.
+    pub(crate) error: Option<Error>,
+    pub(crate) records_in: u64,
+    pub(crate) records_out: u64,
+    pub(crate) rejected: u64,
+    /// Of `rejected`, the records that could not be decoded at all (not those a stage refused).
+    pub(crate) undecodable: u64,
+    pub(crate) outputs: Vec<String>,
+    /// A stream batch stopped before this record, its deadline near.
+    pub(crate) stopped_at: Option<usize>,
+    /// sha256 and sniffed content type of the object read (for the catalog).
+    pub(crate) fingerprint: Option<(String, &'static str)>,
+    /// What the resize stage saw of an image (for the catalog).
+    pub(crate) image: Option<crate::catalog::ImageFacts>,
+    /// Per-column statistics of the rows written (for the catalog).
+    pub(crate) columns: Vec<sluice_processors::stats::ColumnStat>,
+    /// Objects of a per-invocation run left out: overwritten since their notification.
+    pub(crate) superseded: Vec<String>,
+}
+
+/// Time spent in one stage during an event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageTime {
+    /// The stage's type (`filter`, `aggregate` …).
+    pub stage: String,
+    /// Milliseconds in its `push` and `finish` calls.
+    pub ms: f64,
+}
+
+/// What an event's items come to, gathered as they are processed: the summary, the errors
+/// (joined into its `error` at the end), a catalog row per object met when the pipeline keeps a
+/// catalog, and whether the answer names failed items (SQS) rather than failing the invocation.
+pub(super) struct Tally {
+    pub(super) s: Summary,
+    pub(super) errors: Vec<String>,
+    pub(super) catalog: Vec<CatalogRow>,
+    pub(super) per_item: bool,
+}
+
+impl Tally {
+    pub(super) fn new(parsed: &trigger::Parsed) -> Self {
+        Tally {
+            s: Summary {
+                trigger: parsed.trigger.clone(),
+                error: parsed.error.clone(),
+                ..Summary::default()
+            },
+            errors: Vec::new(),
+            catalog: Vec::new(),
+            per_item: parsed.sqs,
+        }
+    }
+
+    /// The summary (the first three errors in its `error`, and how many more) and whether the
+    /// Lambda answer reports batch item failures.
+    pub(super) fn finish(self, started: Instant, stages: Vec<StageTime>) -> (Summary, bool) {
+        let Tally {
+            mut s,
+            errors,
+            per_item,
+            ..
+        } = self;
+        if !errors.is_empty() {
+            let mut text = errors
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            if errors.len() > 3 {
+                text.push_str(&format!(" (and {} more)", errors.len() - 3));
+            }
+            s.error = Some(match &s.error {
+                Some(e) => format!("{e}; {text}"),
+                None => text,
+            });
+        }
+        s.duration_ms = started.elapsed().as_millis() as u64;
+        s.stages = stages;
+        (s, per_item)
+    }
+}

@@ -1,0 +1,463 @@
+//! A stream batch (Kinesis, SQS records) through one unit of work: KPL aggregates split, gzip
+//! payloads inflated, line formats decoded a large block at a time, document formats a record
+//! at a time (a bad record is one reject), stream columns tagged; stopped at a record boundary
+//! when the deadline is near.
+
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use sluice_processors::decode::{Decoded, Decoder, Origins};
+use sluice_processors::sniff::GZIP_MAGIC;
+use tracing::{info, warn};
+
+use super::Handler;
+use super::outcome::{ObjectResult, Tally};
+use super::unit::UnitOfWork;
+use crate::Error;
+use crate::config::InputSpec;
+use crate::output::invocation_name;
+use crate::read::decompress::{MAX_RECORD_INFLATED, inflate};
+use crate::trigger::{self, StreamRecord};
+
+impl Handler {
+    /// A stream batch (Kinesis, SQS records, a tumbling window's batch) through one unit of work,
+    /// tallied: on a deadline, the records not reached are reported for redelivery; on a
+    /// failure, all of them (nothing of the batch was written).
+    pub(super) async fn run_batch(
+        &self,
+        parsed: &trigger::Parsed,
+        records: &[&StreamRecord],
+        deadline: Option<Instant>,
+        t: &mut Tally,
+    ) {
+        let started = Instant::now();
+        let kinesis = parsed.trigger == "kinesis";
+        let outcome = match &parsed.window {
+            Some(w) => self
+                .process_window(records, w, parsed.lines.as_ref(), deadline)
+                .await
+                .map(|(r, state)| (r, Some(state))),
+            None => self
+                .process_records(records, parsed.lines.as_ref(), deadline)
+                .await
+                .map(|r| (r, None)),
+        };
+        match outcome {
+            Ok((r, state)) => {
+                t.s.state = state;
+                if let Some(n) = r.stopped_at {
+                    // Lambda redelivers from the first failure (Kinesis) or each failed
+                    // message (SQS): exactly the records not processed.
+                    let rest = &records[n..];
+                    t.s.redeliver(rest, kinesis);
+                    warn!(
+                        processed = n,
+                        left = rest.len(),
+                        "The invocation's deadline is near: stopped at a record boundary."
+                    );
+                }
+                info!(
+                    records = records.len(),
+                    records_in = r.records_in,
+                    records_out = r.records_out,
+                    rejected = r.rejected,
+                    ms = started.elapsed().as_millis() as u64,
+                    "Processed batch."
+                );
+                t.s.absorb(r);
+            }
+            Err(e) => {
+                // Nothing of the batch was written (outputs are aborted whole), so Lambda must
+                // redeliver all of it: a Kinesis shard resumes at the first record, and every
+                // SQS message is retried; a window keeps the state it came with.
+                t.s.redeliver(records, kinesis);
+                if let Some(w) = &parsed.window {
+                    t.s.state = Some(w.state.clone());
+                    // With no record to name, only an invocation error makes Lambda retry.
+                    t.per_item &= !records.is_empty();
+                }
+                warn!(error = %e, "Batch failed.");
+                t.errors.push(e.to_string());
+            }
+        }
+    }
+
+    /// The records of a stream batch through one chain, in order; one set of outputs named after
+    /// the batch (shard and first sequence number), so a redelivered batch overwrites, whatever
+    /// its size.
+    pub(super) async fn process_records(
+        &self,
+        recs: &[&StreamRecord],
+        lines: Option<&bytes::Bytes>,
+        deadline: Option<Instant>,
+    ) -> Result<ObjectResult, Error> {
+        let Some(first) = recs.first() else {
+            return Ok(ObjectResult::default());
+        };
+        let (base, source) = if first.shard().is_empty() {
+            (
+                invocation_name(recs.iter().map(|r| ("sqs", r.id(), None))),
+                format!("sqs message {}", first.id()),
+            )
+        } else {
+            (
+                crate::output::stream_name(first.shard(), first.id()),
+                format!("kinesis {} from {}", first.shard(), first.id()),
+            )
+        };
+        let mut unit = UnitOfWork::new(self, base, source);
+        let stop = self.stop_before(deadline);
+        let ran = self
+            .run_records(Batch { recs, lines }, stop, &mut unit)
+            .await;
+        unit.close(ran).await
+    }
+
+    /// Decode each record's payload (KPL aggregates split into their user records, gzip inflated)
+    /// and push it through the chain. Line formats share one decoder with a line break between
+    /// records; document formats (json, cloudtrail, cloudwatch-logs, text) decode each record as
+    /// a document of its own, and a record that is not a good document is one reject (its rows, if
+    /// any were decoded, are dropped with it), so bad data never blocks the shard.
+    pub(super) async fn run_records(
+        &self,
+        Batch { recs, lines }: Batch<'_>,
+        stop: Option<Instant>,
+        unit: &mut UnitOfWork<'_>,
+    ) -> Result<(), Error> {
+        let line_format = matches!(
+            self.plan.input,
+            InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
+        );
+        let mut shared = if line_format {
+            Some(self.decoder("")?)
+        } else {
+            None
+        };
+        let mut decoded = Decoded::default();
+        let mut inflated = Vec::new();
+        // With stream columns, each payload's rows are flushed and tagged with where they came
+        // from, then gathered back into full batches so the stages never see tiny ones.
+        let cols = self.plan.stream_columns();
+        let batch_rows = self.plan.config.input.batch_rows.max(1);
+        let mut tagged: Vec<(RecordBatch, Option<Origins>)> = Vec::new();
+        let mut pending = Pending::default();
+        let mut watch = Watch::new();
+        for (n, rec) in recs.iter().enumerate() {
+            // The first record is always processed: every invocation makes progress.
+            if n > 0 && watch.past(stop) {
+                unit.counts.stopped_at = Some(n);
+                break;
+            }
+            watch.passed(rec.data.as_ref().map_or(0, |d| d.len()));
+            let reject = |reason: &str, raw: &[u8]| {
+                sluice_processors::Reject::new(
+                    n as u64 + 1,
+                    format!("record {}: {reason}", rec.id()),
+                    raw,
+                )
+            };
+            // (subsequence, partition key, payload); a plain record allocates no list.
+            let single: [(i64, &str, &[u8]); 1];
+            let users: Vec<(i64, &str, &[u8])>;
+            let payloads: &[(i64, &str, &[u8])] = match &rec.data {
+                Err(reason) => {
+                    decoded.rejects.push(reject(reason, b""));
+                    &[]
+                }
+                Ok(data) if crate::kpl::is_aggregated(data) => {
+                    match crate::kpl::deaggregate(data) {
+                        Ok(u) => {
+                            users = u
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, u)| (i as i64, u.partition_key, u.data))
+                                .collect();
+                            &users
+                        }
+                        Err(reason) => {
+                            decoded.rejects.push(reject(&reason, data));
+                            &[]
+                        }
+                    }
+                }
+                Ok(data) => {
+                    single = [(0, rec.partition_key(), &data[..])];
+                    &single
+                }
+            };
+            for &(subsequence, partition_key, payload) in payloads {
+                let payload = if payload.starts_with(&GZIP_MAGIC) {
+                    match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
+                        Ok(()) => inflated.as_slice(),
+                        Err(reason) => {
+                            decoded.rejects.push(reject(&reason, payload));
+                            continue;
+                        }
+                    }
+                } else {
+                    payload
+                };
+                let mut doc = Decoded::default();
+                match shared.as_mut() {
+                    Some(d) if cols.is_empty() => {
+                        // Records' lines are gathered and decoded a large block at a time: one
+                        // decoder call per record would cost more than the records themselves.
+                        pending.add(d.as_mut(), lines, payload, &mut decoded)?;
+                    }
+                    Some(d) => {
+                        d.decode(payload, &mut doc)?;
+                        if !payload.ends_with(b"\n") {
+                            d.decode(b"\n", &mut doc)?;
+                        }
+                        d.flush(&mut doc)?;
+                    }
+                    None => {
+                        let mut d = self.decoder("")?;
+                        if let Err(e) = d
+                            .decode(payload, &mut doc)
+                            .and_then(|()| d.finish(&mut doc))
+                        {
+                            doc = Decoded::default();
+                            decoded.rejects.push(reject(&e.to_string(), payload));
+                        }
+                    }
+                }
+                if cols.is_empty() {
+                    decoded.append(&mut doc);
+                    continue;
+                }
+                decoded.rejects.append(&mut doc.rejects);
+                let origin = crate::stream::Origin {
+                    shard: Some(rec.shard()).filter(|s| !s.is_empty()),
+                    sequence: rec.id(),
+                    subsequence,
+                    partition_key: Some(partition_key).filter(|k| !k.is_empty()),
+                    arrival: rec.arrival,
+                };
+                for (b, o) in doc.take_batches() {
+                    if b.num_rows() > 0 {
+                        tagged.push((crate::stream::tag(&b, cols, &origin)?, o));
+                    }
+                }
+                if tagged.iter().map(|(b, _)| b.num_rows()).sum::<usize>() >= batch_rows {
+                    let (b, o) = gather(&mut tagged)?;
+                    decoded.emit(b, o);
+                }
+            }
+            // Most records only add lines to what is pending: nothing to drain yet.
+            if !decoded.batches.is_empty() || !decoded.rejects.is_empty() {
+                unit.push(&mut decoded).await?;
+                watch.worked();
+            }
+        }
+        if let Some(d) = shared.as_mut() {
+            // With stream columns every row was flushed at its record's end; nothing is left.
+            pending.flush(d.as_mut(), lines, &mut decoded)?;
+            d.finish(&mut decoded)?;
+        }
+        if !tagged.is_empty() {
+            let (b, o) = gather(&mut tagged)?;
+            decoded.emit(b, o);
+        }
+        unit.push(&mut decoded).await
+    }
+}
+
+/// Stream records' lines are decoded in blocks of about this many bytes.
+pub(super) const JOIN_BYTES: usize = 1 << 20;
+
+/// When a stream batch looks at the clock for its deadline: before its first record, after a
+/// record that ran the stages (a decode block, a drain), and at least every 64 records or 1 MiB
+/// of payload. Most records of a batch only add their lines to a block, microseconds of work; a
+/// clock read before each would cost ~3% of a 10 000-record batch.
+#[derive(Default)]
+struct Watch {
+    /// Records and payload bytes since the clock was last read.
+    records: usize,
+    bytes: usize,
+    /// Whether the stages ran since (or nothing has been read yet).
+    worked: bool,
+}
+
+impl Watch {
+    const RECORDS: usize = 64;
+    const BYTES: usize = 1 << 20;
+
+    /// Due at once: the first record is always looked at.
+    fn new() -> Self {
+        Watch {
+            worked: true,
+            ..Watch::default()
+        }
+    }
+
+    /// Whether `stop` has come, looking at the clock only when it is due.
+    fn past(&mut self, stop: Option<Instant>) -> bool {
+        let Some(t) = stop else { return false };
+        if !self.worked && self.records < Self::RECORDS && self.bytes < Self::BYTES {
+            return false;
+        }
+        *self = Watch::default();
+        Instant::now() >= t
+    }
+
+    /// A record of `bytes` went by.
+    fn passed(&mut self, bytes: usize) {
+        self.records += 1;
+        self.bytes += bytes;
+    }
+
+    /// The stages ran.
+    fn worked(&mut self) {
+        self.worked = true;
+    }
+}
+
+/// Line text waiting for the batch's shared decoder, gathered so that it is decoded a large block
+/// at a time (one decoder call per record would cost more than the records themselves): a run of
+/// records lying back to back in the batch's `lines` buffer, decoded in place, or copies of
+/// records that do not. At most one of the two holds text at a time, so the decoder meets the
+/// records in order.
+#[derive(Default)]
+struct Pending {
+    run: std::ops::Range<usize>,
+    copied: Vec<u8>,
+}
+
+impl Pending {
+    /// One record's payload, ended by a line break.
+    fn add(
+        &mut self,
+        d: &mut dyn Decoder,
+        lines: Option<&bytes::Bytes>,
+        payload: &[u8],
+        out: &mut Decoded,
+    ) -> Result<(), Error> {
+        match lines.and_then(|l| line_in(l, payload)) {
+            Some((start, end)) => {
+                if start != self.run.end || !self.copied.is_empty() {
+                    self.flush(d, lines, out)?;
+                    self.run = start..start;
+                }
+                self.run.end = end;
+            }
+            None => {
+                if !self.run.is_empty() {
+                    self.flush(d, lines, out)?;
+                }
+                self.copied.extend_from_slice(payload);
+                if !payload.ends_with(b"\n") {
+                    self.copied.push(b'\n');
+                }
+            }
+        }
+        if self.run.len() + self.copied.len() >= JOIN_BYTES {
+            self.flush(d, lines, out)?;
+        }
+        Ok(())
+    }
+
+    /// Decode what is waiting.
+    fn flush(
+        &mut self,
+        d: &mut dyn Decoder,
+        lines: Option<&bytes::Bytes>,
+        out: &mut Decoded,
+    ) -> Result<(), Error> {
+        if let Some(l) = lines.filter(|_| !self.run.is_empty()) {
+            d.decode(&l[self.run.clone()], out)?;
+        }
+        self.run = self.run.end..self.run.end;
+        if !self.copied.is_empty() {
+            d.decode(&self.copied, out)?;
+            self.copied.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A stream batch's records, and the buffer their data were decoded into when one holds them all
+/// ([`trigger::Parsed::lines`]).
+#[derive(Clone, Copy)]
+pub(super) struct Batch<'a> {
+    pub(super) recs: &'a [&'a StreamRecord],
+    pub(super) lines: Option<&'a bytes::Bytes>,
+}
+
+/// Where `payload` lies in `lines` with its line break: `(start, end)` with `lines[start..end]`
+/// the payload and then a line break (unless the payload ends with one), or `None` when
+/// `payload` is not a slice of `lines` or no line break follows it there.
+fn line_in(lines: &[u8], payload: &[u8]) -> Option<(usize, usize)> {
+    let start = (payload.as_ptr() as usize).checked_sub(lines.as_ptr() as usize)?;
+    let end = start.checked_add(payload.len())?;
+    if end > lines.len() {
+        return None;
+    }
+    if payload.ends_with(b"\n") {
+        Some((start, end))
+    } else {
+        (lines.get(end) == Some(&b'\n')).then_some((start, end + 1))
+    }
+}
+
+/// One batch of the tagged rows gathered so far, with their origins when every part has them.
+pub(crate) fn gather(
+    tagged: &mut Vec<(RecordBatch, Option<Origins>)>,
+) -> Result<(RecordBatch, Option<Origins>), Error> {
+    let (batches, parts): (Vec<RecordBatch>, Vec<Option<Origins>>) =
+        std::mem::take(tagged).into_iter().unzip();
+    let origins = parts
+        .into_iter()
+        .try_fold(Origins::default(), |mut all, o| {
+            all.extend(&o?);
+            Some(all)
+        });
+    let Some(first) = batches.first() else {
+        return Err(Error::Io("no rows to gather".into()));
+    };
+    if batches
+        .iter()
+        .any(|b| b.schema().fields() != first.schema().fields())
+    {
+        return Err(Error::Io(
+            "the batch's records decode to different schemas; declare [input] schema".into(),
+        ));
+    }
+    let batch = arrow_select::concat::concat_batches(&first.schema(), &batches)
+        .map_err(|e| Error::Io(format!("gathering the rows of a stream batch: {e}")))?;
+    Ok((batch, origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_looked_at_first_after_work_and_every_64_records_or_mib() {
+        let gone = Some(Instant::now());
+        assert!(!Watch::new().past(None));
+        // Before the first record.
+        let mut w = Watch::new();
+        assert!(w.past(gone));
+        // Records that only add lines: not until the 64th, or 1 MiB of them.
+        for _ in 0..63 {
+            w.passed(100);
+            assert!(!w.past(gone));
+        }
+        w.passed(100);
+        assert!(w.past(gone));
+        w.passed(JOIN_BYTES);
+        assert!(w.past(gone));
+        // A record that ran the stages: at once.
+        w.passed(10);
+        w.worked();
+        assert!(w.past(gone));
+        // A deadline not come is never past.
+        let later = Some(Instant::now() + std::time::Duration::from_secs(60));
+        let mut w = Watch::new();
+        for _ in 0..1000 {
+            w.passed(5000);
+            assert!(!w.past(later));
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! The handler end to end over a scratch folder: formats, Parquet ranges, stream batches,
+//! deadlines, aggregates.
+
+use super::records::JOIN_BYTES;
+use super::*;
+use crate::read::decompress::tests::zst;
+use crate::store::FsStore;
+use std::io::Write;
+
+fn plan(text: &str) -> Plan {
+    Plan::from_str(std::path::Path::new("t.toml"), text).unwrap()
+}
+
+#[tokio::test]
+async fn infers_the_schema_and_writes_to_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let obj = dir.path().join("in/b/data/x.ndjson.zst");
+    std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+    let body = b"{\"ts\":\"2026-11-22T10:00:00Z\",\"n\":5,\"tags\":[\"a\"]}\n{\"ts\":\"2026-11-23T10:00:00Z\",\"n\":50,\"tags\":[]}\n{\"ts\":\"2026-11-23T11:00:00Z\",\"n\":\"many\"}\n";
+    std::fs::write(&obj, zst(body).await).unwrap();
+    let out = dir.path().join("out");
+    let p = plan(&format!(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 2\n[[stage]]\ntype = \"filter\"\nwhere = \"n > 1\"\n[[stage]]\ntype = \"select\"\ncolumns = {{ day = \"date(ts)\", n = \"n\" }}\n[output]\nuri = \"{}\"\nformat = \"ndjson\"\ncompression = \"gzip\"\npartition_by = [\"day\"]\n[rejects]\nuri = \"{}\"\n",
+        out.display(),
+        dir.path().join("rejects").display()
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+    let h = Handler::new(p, store.clone(), store);
+    let ev = crate::event::s3_event(vec![crate::event::s3_record(
+        "b",
+        "data/x.ndjson.zst",
+        10,
+        "e",
+    )]);
+    let (s, _) = h.handle(&ev).await;
+    assert_eq!(s.error, None);
+    assert_eq!((s.records_in, s.records_out, s.rejected), (3, 2, 1));
+    assert_eq!(s.outputs.len(), 3, "{:?}", s.outputs);
+    let day23 = s
+        .outputs
+        .iter()
+        .find(|o| o.contains("day=2026-11-23"))
+        .unwrap();
+    assert!(day23.ends_with(".ndjson.gz"), "{day23}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(day23).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text, "{\"n\":50}\n");
+    let rejects = std::fs::read_to_string(s.outputs.last().unwrap()).unwrap();
+    assert!(
+        rejects.contains("\"line\":3") && rejects.contains("'n'") && rejects.contains("many"),
+        "{rejects}"
+    );
+}
+
+/// A Parquet file of `rows` rows in row groups of 100: id, page, ms, and a wide unused column.
+pub(crate) fn parquet_file(rows: usize) -> Vec<u8> {
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("page", arrow_schema::DataType::Utf8, true),
+        arrow_schema::Field::new("ms", arrow_schema::DataType::Int64, true),
+        arrow_schema::Field::new("blob", arrow_schema::DataType::Utf8, true),
+    ]));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(100))
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).unwrap();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(StringArray::from_iter(
+                (0..rows).map(|i| Some(format!("/p/{}", i % 7))),
+            )),
+            Arc::new(Int64Array::from_iter(
+                (0..rows).map(|i| (i % 5 != 0).then_some(i as i64 * 3)),
+            )),
+            Arc::new(StringArray::from_iter(
+                (0..rows).map(|i| Some("x".repeat(100 + i % 3))),
+            )),
+        ],
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn parquet_input_is_read_by_row_group_with_only_the_needed_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let obj = dir.path().join("b/t/part-0.parquet");
+    std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+    std::fs::write(&obj, parquet_file(1000)).unwrap();
+    std::fs::write(
+        dir.path().join("b/t/bad.parquet"),
+        b"PAR1 this is not parquet",
+    )
+    .unwrap();
+    let p = plan(
+        "name = \"t\"\n[input]\nformat = \"parquet\"\nbatch_rows = 64\n[[stage]]\ntype = \"filter\"\nwhere = \"ms > 2000\"\n[[stage]]\ntype = \"select\"\ncolumns = { id = \"id\", page = \"upper(page)\" }\n[output]\nuri = \"s3://o/p/\"\nformat = \"ndjson\"\n",
+    );
+    assert_eq!(
+        p.projection(),
+        Some(vec!["ms".to_string(), "id".to_string(), "page".to_string()])
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let h = Handler::new(p, store.clone(), store.clone());
+    let ev = crate::event::s3_event(vec![
+        crate::event::s3_record("b", "t/part-0.parquet", 1, "e"),
+        crate::event::s3_record("b", "t/bad.parquet", 1, "e"),
+    ]);
+    let (s, _) = h.handle(&ev).await;
+    assert_eq!(s.records_in, 1000);
+    // ms = 3i > 2000 and i % 5 != 0: i in 667..1000 without multiples of 5.
+    let want = (667..1000).filter(|i| i % 5 != 0).count() as u64;
+    assert_eq!(s.records_out, want);
+    let text = std::fs::read_to_string(&s.outputs[0]).unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "{\"id\":667,\"page\":\"/P/2\"}"
+    );
+    let err = s.error.unwrap();
+    assert!(
+        err.contains("t/bad.parquet") && err.contains("not a readable Parquet file"),
+        "{err}"
+    );
+
+    // A column the file lacks is named.
+    let p = plan(
+        "name = \"t\"\n[input]\nformat = \"parquet\"\n[[stage]]\ntype = \"select\"\ncolumns = { x = \"nope\" }\n[output]\nuri = \"s3://o/q/\"\n",
+    );
+    let h = Handler::new(p, store.clone(), store.clone());
+    let (s, _) = h
+        .handle(&crate::event::s3_event(vec![crate::event::s3_record(
+            "b",
+            "t/part-0.parquet",
+            1,
+            "e",
+        )]))
+        .await;
+    assert!(
+        s.error
+            .unwrap()
+            .contains("reads column `nope`, which this Parquet file does not have")
+    );
+}
+
+#[tokio::test]
+async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"p\"]\nmeasures = { c = \"count(*)\", s = \"sum(n)\" }\n[output]\nuri = \"s3://o/agg/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rejects/\"\n";
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let h = Handler::new(plan(cfg), store.clone(), store.clone());
+    let agg = crate::kpl::aggregate(&[
+        ("k", b"{\"p\":\"x\",\"n\":2}"),
+        ("k", b"{\"p\":\"y\",\"n\":3}"),
+    ]);
+    let payloads = vec![
+        ("a".to_string(), b"{\"p\":\"x\",\"n\":1}".to_vec()),
+        ("b".to_string(), agg),
+        ("c".to_string(), b"not json".to_vec()),
+        // gzip, as CloudWatch Logs subscriptions and many producers send it
+        ("d".to_string(), {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b"{\"p\":\"x\",\"n\":10}\n").unwrap();
+            e.finish().unwrap()
+        }),
+    ];
+    let ev = crate::event::kinesis_event("s", &payloads);
+    let (s, per_item) = h.handle(&ev).await;
+    assert!(per_item);
+    assert_eq!(s.trigger, "kinesis");
+    assert_eq!(s.error, None);
+    assert_eq!((s.records_in, s.records_out, s.rejected), (5, 2, 1));
+    // Named by the first record: a redelivery of another size replaces it.
+    let first = crate::event::kinesis_sequence(0);
+    assert!(
+        s.outputs[0].ends_with(&format!("/agg/shardId-000000000000-{first}.ndjson")),
+        "{:?}",
+        s.outputs
+    );
+    assert_eq!(
+        std::fs::read_to_string(&s.outputs[0]).unwrap(),
+        "{\"p\":\"x\",\"c\":3,\"s\":13}\n{\"p\":\"y\",\"c\":1,\"s\":3}\n"
+    );
+    assert_eq!(
+        s.lambda_response(true),
+        serde_json::json!({ "batchItemFailures": [] })
+    );
+
+    // The output cannot be written (a file where its folder must go): nothing is written and
+    // the shard must resume at the batch's first record; SQS retries every message.
+    std::fs::remove_dir_all(dir.path().join("o")).unwrap();
+    std::fs::write(dir.path().join("o"), b"in the way").unwrap();
+    let (s, _) = h.handle(&ev).await;
+    assert!(s.error.is_some());
+    assert_eq!(s.batch_item_failures, vec![first.clone()]);
+    assert_eq!(
+        s.lambda_response(true),
+        serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": first }] })
+    );
+    let sqs = crate::event::sqs_records_event("q", &["{\"p\":\"x\",\"n\":1}".into(), "{}".into()]);
+    let (s, per_item) = h.handle(&sqs).await;
+    assert!(per_item);
+    assert_eq!(s.trigger, "sqs");
+    assert_eq!(s.batch_item_failures.len(), 2);
+}
+
+#[tokio::test]
+async fn records_decoded_in_place_give_what_copied_records_give() {
+    // The fast event path decodes runs of plain records where their data lie; the general
+    // path copies each record. A batch that breaks the runs every way: several lines in one
+    // record, a line break at the end or not, an empty record, a KPL aggregate, gzip, bad
+    // JSON, bad base64, and a run longer than one decoder block.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"p\"]\nmeasures = { c = \"count(*)\", s = \"sum(n)\" }\n[output]\nuri = \"s3://o/agg/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rejects/\"\n";
+    let h = Handler::new(plan(cfg), store.clone(), store.clone());
+    let gz = |t: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(t).unwrap();
+        e.finish().unwrap()
+    };
+    let long: String = (0..JOIN_BYTES / 16 + 10)
+        .map(|i| format!("{{\"p\":\"z\",\"n\":{}}}\n", i % 10))
+        .collect();
+    let payloads: Vec<(String, Vec<u8>)> = [
+        b"{\"p\":\"x\",\"n\":1}".to_vec(),
+        b"{\"p\":\"x\",\"n\":2}\n{\"p\":\"y\",\"n\":3}".to_vec(),
+        b"{\"p\":\"y\",\"n\":4}\n".to_vec(),
+        Vec::new(),
+        crate::kpl::aggregate(&[
+            ("k", b"{\"p\":\"x\",\"n\":5}"),
+            ("k", b"{\"p\":\"y\",\"n\":6}"),
+        ]),
+        b"{\"p\":\"x\",\"n\":7}".to_vec(),
+        gz(b"{\"p\":\"x\",\"n\":8}\n"),
+        b"not json".to_vec(),
+        b"BASE64".to_vec(),
+        long.clone().into_bytes(),
+        b"{\"p\":\"y\",\"n\":9}".to_vec(),
+    ]
+    .into_iter()
+    .map(|d| ("k".to_string(), d))
+    .collect();
+    let ev = crate::event::kinesis_event("s", &payloads);
+    let text = serde_json::to_string(&ev)
+        .unwrap()
+        .replacen("\"QkFTRTY0\"", "\"QkFTRTY0!\"", 1);
+    let ev: Value = serde_json::from_str(&text).unwrap();
+    assert!(crate::fastevent::kinesis(text.as_bytes()).is_some());
+    let z: i64 = (0..JOIN_BYTES / 16 + 10).map(|i| (i % 10) as i64).sum();
+    let want = format!(
+        "{{\"p\":\"x\",\"c\":5,\"s\":23}}\n{{\"p\":\"y\",\"c\":4,\"s\":22}}\n{{\"p\":\"z\",\"c\":{},\"s\":{z}}}\n",
+        JOIN_BYTES / 16 + 10
+    );
+    let mut seen = Vec::new();
+    for fast in [false, true] {
+        let (s, _) = if fast {
+            h.handle_bytes(text.as_bytes(), None).await
+        } else {
+            h.handle(&ev).await
+        };
+        assert_eq!(s.error, None);
+        assert_eq!(s.rejected, 2, "fast: {fast}");
+        assert_eq!(std::fs::read_to_string(&s.outputs[0]).unwrap(), want);
+        let rejects = std::fs::read_to_string(&s.outputs[1]).unwrap();
+        assert!(rejects.contains("not base64"), "{rejects}");
+        assert!(rejects.contains("not json"), "{rejects}");
+        seen.push((s.records_in, s.records_out, rejects));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[tokio::test]
+async fn stream_columns_name_the_record_every_row_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    // Two rows in one record: two lines for NDJSON, an array for JSON documents.
+    let event = |two: &dyn Fn(&str, &str) -> String| {
+        let agg = crate::kpl::aggregate(&[
+            ("u1", two("x", "").as_bytes()),
+            ("skip", two("dropped", "").as_bytes()),
+            ("u3", two("y", "z").as_bytes()),
+        ]);
+        crate::event::kinesis_event(
+            "s",
+            &[
+                ("a".to_string(), two("w", "w2").into_bytes()),
+                ("b".to_string(), agg),
+            ],
+        )
+    };
+    let lines = |a: &str, b: &str| {
+        let mut t = format!("{{\"p\":\"{a}\"}}");
+        if !b.is_empty() {
+            t.push_str(&format!("\n{{\"p\":\"{b}\"}}"));
+        }
+        t
+    };
+    let array = |a: &str, b: &str| {
+        let mut t = format!("[{{\"p\":\"{a}\"}}");
+        if !b.is_empty() {
+            t.push_str(&format!(",{{\"p\":\"{b}\"}}"));
+        }
+        t + "]"
+    };
+    let s0 = crate::event::kinesis_sequence(0);
+    let s1 = crate::event::kinesis_sequence(1);
+    let row = |p: &str, seq: &str, sub: i64, pk: &str, at: &str| {
+        format!(
+            "{{\"p\":\"{p}\",\"_shard\":\"shardId-000000000000\",\"_sequence\":\"{seq}\",\"_subsequence\":{sub},\"_partition_key\":\"{pk}\",\"_arrival\":\"{at}\"}}\n"
+        )
+    };
+    let want = [
+        row("w", &s0, 0, "a", "2025-11-22T12:00:00Z"),
+        row("w2", &s0, 0, "a", "2025-11-22T12:00:00Z"),
+        row("x", &s1, 0, "u1", "2025-11-22T12:00:00.001Z"),
+        row("y", &s1, 2, "u3", "2025-11-22T12:00:00.001Z"),
+        row("z", &s1, 2, "u3", "2025-11-22T12:00:00.001Z"),
+    ]
+    .concat();
+    // A line format (one decoder over the batch) and a document format (one per record), with
+    // batches small enough that rows of several records are gathered into one.
+    type Two<'a> = &'a dyn Fn(&str, &str) -> String;
+    let formats: [(&str, Two<'_>); 2] = [("ndjson", &lines), ("json", &array)];
+    for (n, (format, two)) in formats.into_iter().enumerate() {
+        let ev = event(two);
+        let cfg = format!(
+            "name = \"t\"\n[input]\nformat = \"{format}\"\nbatch_rows = 2\nschema = {{ p = \"string\" }}\n\
+         [[stage]]\ntype = \"filter\"\nwhere = \"_partition_key <> 'skip'\"\n\
+         [[stage]]\ntype = \"select\"\ncolumns = {{ p = \"p\", _shard = \"_shard\", _sequence = \"_sequence\", _subsequence = \"_subsequence\", _partition_key = \"_partition_key\", _arrival = \"_arrival\" }}\n\
+         [output]\nuri = \"s3://o/{n}/\"\nformat = \"ndjson\"\n"
+        );
+        let h = Handler::new(plan(&cfg), store.clone(), store.clone());
+        let (s, _) = h.handle(&ev).await;
+        assert_eq!(s.error, None, "{format}");
+        assert_eq!((s.records_in, s.records_out), (6, 5), "{format}");
+        let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+        assert_eq!(got, want, "{format}");
+    }
+    // Without a stage naming them, the columns are not added.
+    let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/plain/\"\nformat = \"ndjson\"\n";
+    let (s, _) = Handler::new(plan(cfg), store.clone(), store.clone())
+        .handle(&event(&lines))
+        .await;
+    let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+    assert!(got.starts_with("{\"p\":\"w\"}\n"), "{got}");
+}
+
+/// A handler over a scratch folder whose records take `ms` each in a stage of the user's
+/// (one-row batches, so every record reaches it as it is decoded), with `reserve_ms` as its
+/// deadline reserve; and a Kinesis batch of `n` records of a full decode block each (so each
+/// is decoded, and reaches the slow stage, before the next record's deadline check).
+fn slow_handler(
+    dir: &std::path::Path,
+    ms: u64,
+    reserve_ms: u64,
+    n: usize,
+) -> (Handler, Value, String) {
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir));
+    let cfg = format!(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nbatch_rows = 1\nschema = {{ p = \"string\" }}\n[output]\nuri = \"s3://o/d/\"\nformat = \"ndjson\"\ndeadline_reserve_ms = {reserve_ms}\n"
+    );
+    let h = Handler::new(plan(&cfg), store.clone(), store).with_stage(crate::testing::probe(
+        move |_| {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Ok(())
+        },
+    ));
+    let pad = "x".repeat(JOIN_BYTES);
+    let payloads: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let line = format!("{{\"p\":\"r{i}\",\"pad\":\"{pad}\"}}");
+            ("k".to_string(), line.into_bytes())
+        })
+        .collect();
+    (h, crate::event::kinesis_event("s", &payloads), pad)
+}
+
+#[tokio::test]
+async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, ev, pad) = slow_handler(dir.path(), 1000, 1600, 4);
+    // 4 s left: requests must be done 800 ms before the deadline (a fifth of it), and the
+    // records stop 1.6 s before that, at 1.6 s. The first record ends at 1 s, the second at
+    // 2 s, so the batch stops before the third, with two written well before the deadline.
+    let deadline = Instant::now() + std::time::Duration::from_millis(4000);
+    let (s, per_item) = h.handle_until(&ev, Some(deadline)).await;
+    assert!(per_item);
+    assert_eq!(s.error, None);
+    assert_eq!((s.records_in, s.records_out), (2, 2));
+    assert_eq!(
+        s.batch_item_failures,
+        vec![crate::event::kinesis_sequence(2)]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&s.outputs[0]).unwrap(),
+        "{\"p\":\"r0\"}\n{\"p\":\"r1\"}\n"
+    );
+    // SQS: every message not processed is reported.
+    let bodies: Vec<String> = (0..3)
+        .map(|i| format!("{{\"p\":\"m{i}\",\"pad\":\"{pad}\"}}"))
+        .collect();
+    let sqs = crate::event::sqs_records_event("q", &bodies);
+    let deadline = Instant::now() + std::time::Duration::from_millis(4000);
+    let (s, _) = h.handle_until(&sqs, Some(deadline)).await;
+    let ids: Vec<String> = sqs["Records"].as_array().unwrap()[2..]
+        .iter()
+        .map(|r| r["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(s.batch_item_failures, ids);
+    // Already past it: answered at once, nothing counted as done, and the shard resumes at
+    // the first record.
+    let (s, per_item) = h.handle_until(&ev, Some(Instant::now())).await;
+    assert!(per_item);
+    assert_eq!(s.records_in, 0);
+    assert!(
+        s.error
+            .is_some_and(|e| e.contains("deadline came before it finished"))
+    );
+    assert_eq!(
+        s.batch_item_failures,
+        vec![crate::event::kinesis_sequence(0)]
+    );
+}
+
+/// Issue 27: a reserve longer than the function's timeout (20 s of a 2 s invocation) used to
+/// stop every invocation before its first record, forever. It is clamped to half the time
+/// left, so the batch makes progress.
+#[tokio::test]
+async fn a_reserve_longer_than_the_time_left_still_makes_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, ev, _) = slow_handler(dir.path(), 900, 20_000, 3);
+    // 2 s left, requests done by 1.6 s: the stop comes halfway to that, at 800 ms; the first
+    // record takes 900 ms.
+    let deadline = Instant::now() + std::time::Duration::from_millis(2000);
+    let (s, _) = h.handle_until(&ev, Some(deadline)).await;
+    assert_eq!(s.error, None);
+    assert_eq!((s.records_in, s.records_out), (1, 1));
+    assert_eq!(
+        s.batch_item_failures,
+        vec![crate::event::kinesis_sequence(1)]
+    );
+}
+
+#[tokio::test]
+async fn cloudwatch_logs_subscriptions_on_kinesis_give_one_row_per_log_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let cfg = "name = \"t\"\n[input]\nformat = \"cloudwatch-logs\"\n\
+           [[stage]]\ntype = \"select\"\ncolumns = { logGroup = \"logGroup\", id = \"id\", timestamp = \"timestamp\", message = \"message\", _partition_key = \"_partition_key\" }\n\
+           [output]\nuri = \"s3://o/cwl/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rej/\"\n";
+    let h = Handler::new(plan(cfg), store.clone(), store.clone());
+    let gz = |doc: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(doc.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    // What a subscription filter puts on the stream: first a health check, then the data.
+    let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1795372800000,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
+    let data = r#"{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"/aws/lambda/orders","logStream":"2026/11/22/[$LATEST]0f1e","subscriptionFilters":["to-kinesis"],"logEvents":[{"id":"37912336480170237219999837021066536802556432375838965760","timestamp":1795372801000,"message":"START RequestId: 7c1a Version: $LATEST\n"},{"id":"37912336480192537965198367644208072520829080737344946177","timestamp":1795372801001,"message":"{\"level\":\"error\",\"msg\":\"payment declined\"}\n"}]}"#;
+    let ev = crate::event::kinesis_event(
+        "logs",
+        &[
+            ("ctl".to_string(), gz(control)),
+            ("orders".to_string(), gz(data)),
+        ],
+    );
+    let (s, _) = h.handle(&ev).await;
+    assert_eq!(s.error, None);
+    assert_eq!((s.records_in, s.records_out, s.rejected), (2, 2, 0));
+    let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+    assert_eq!(
+        got,
+        "{\"logGroup\":\"/aws/lambda/orders\",\"id\":\"37912336480170237219999837021066536802556432375838965760\",\"timestamp\":\"2026-11-22T18:40:01Z\",\"message\":\"START RequestId: 7c1a Version: $LATEST\\n\",\"_partition_key\":\"orders\"}\n\
+     {\"logGroup\":\"/aws/lambda/orders\",\"id\":\"37912336480192537965198367644208072520829080737344946177\",\"timestamp\":\"2026-11-22T18:40:01.001Z\",\"message\":\"{\\\"level\\\":\\\"error\\\",\\\"msg\\\":\\\"payment declined\\\"}\\n\",\"_partition_key\":\"orders\"}\n"
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_is_not_a_document_is_a_reject_not_a_blocked_shard() {
+    // Regression: with a document format, one record without the records array failed the
+    // whole batch, so Lambda would redeliver it forever.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "name = \"t\"\n[input]\nformat = \"json\"\nrecords = \"items\"\nschema = { n = \"int64\" }\n[output]\nuri = \"s3://o/rows/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rejects/\"\n";
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let h = Handler::new(plan(cfg), store.clone(), store);
+    let payloads: Vec<(String, Vec<u8>)> = [
+        &b"{\"items\":[{\"n\":1},{\"n\":2}]}"[..],
+        b"{\"other\":true}",
+        b"{\"items\":[{\"n\":3}]}",
+    ]
+    .iter()
+    .map(|d| ("k".to_string(), d.to_vec()))
+    .collect();
+    let (s, _) = h.handle(&crate::event::kinesis_event("s", &payloads)).await;
+    assert_eq!(s.error, None);
+    assert!(s.batch_item_failures.is_empty());
+    assert_eq!((s.records_out, s.rejected), (3, 1));
+    assert_eq!(
+        std::fs::read_to_string(&s.outputs[0]).unwrap(),
+        "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"
+    );
+    let rejects = std::fs::read_to_string(&s.outputs[1]).unwrap();
+    assert!(rejects.contains("no array at `items`"), "{rejects}");
+    assert!(
+        rejects.contains(&crate::event::kinesis_sequence(1)),
+        "{rejects}"
+    );
+}
+
+#[tokio::test]
+async fn an_aggregate_spans_the_invocation_and_fails_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    for (k, body) in [
+        ("a.ndjson", "{\"p\":\"x\",\"n\":1}\n{\"p\":\"y\",\"n\":2}\n"),
+        ("b.ndjson", "{\"p\":\"x\",\"n\":5}\n"),
+    ] {
+        let path = dir.path().join("b").join(k);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let p = plan(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\", n = \"int64\" }\n[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"p\"]\nmeasures = { c = \"count(*)\", s = \"sum(n)\" }\n[output]\nuri = \"s3://o/agg/\"\nformat = \"ndjson\"\n",
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let h = Handler::new(p, store.clone(), store.clone());
+    let two = crate::event::s3_event(vec![
+        crate::event::s3_record("b", "a.ndjson", 1, "e1"),
+        crate::event::s3_record("b", "b.ndjson", 1, "e2"),
+    ]);
+    let (s, _) = h.handle(&two).await;
+    assert_eq!(s.error, None);
+    assert_eq!((s.objects, s.records_in, s.records_out), (2, 3, 2));
+    assert_eq!(s.outputs.len(), 1);
+    assert!(
+        s.outputs[0].contains("/agg/a-and-1-more-"),
+        "{:?}",
+        s.outputs
+    );
+    assert_eq!(
+        std::fs::read_to_string(&s.outputs[0]).unwrap(),
+        "{\"p\":\"x\",\"c\":2,\"s\":6}\n{\"p\":\"y\",\"c\":1,\"s\":2}\n"
+    );
+
+    // Through SQS, with one object missing: nothing is written and every message is retried.
+    let sqs = serde_json::json!({"Records": [
+        crate::event::sqs_event(&crate::event::s3_event(vec![crate::event::s3_record("b", "a.ndjson", 1, "e1")]), "m1")["Records"][0].clone(),
+        crate::event::sqs_event(&crate::event::s3_event(vec![crate::event::s3_record("b", "gone.ndjson", 1, "e3")]), "m2")["Records"][0].clone(),
+    ]});
+    std::fs::remove_dir_all(dir.path().join("o")).unwrap();
+    let (s, is_sqs) = h.handle(&sqs).await;
+    assert!(is_sqs);
+    assert_eq!(
+        s.batch_item_failures,
+        vec!["m1".to_string(), "m2".to_string()]
+    );
+    assert!(s.error.unwrap().contains("gone.ndjson: no such object"));
+    assert!(!dir.path().join("o").exists());
+}
+
+#[tokio::test]
+async fn a_type_error_against_an_inferred_schema_fails_the_object_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let obj = dir.path().join("b/k.ndjson");
+    std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+    std::fs::write(&obj, b"{\"n\":\"text\"}\n").unwrap();
+    let p = plan(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\n[[stage]]\ntype = \"filter\"\nwhere = \"n > 1\"\n[output]\nuri = \"s3://o/p/\"\n",
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let h = Handler::new(p, store.clone(), store);
+    let (s, _) = h
+        .handle(&crate::event::s3_event(vec![crate::event::s3_record(
+            "b", "k.ndjson", 1, "e",
+        )]))
+        .await;
+    let err = s.error.unwrap();
+    assert!(
+        err.contains("s3://b/k.ndjson") && err.contains("cannot apply `>` to string and int64"),
+        "{err}"
+    );
+    assert!(!dir.path().join("o").exists());
+}

@@ -4,8 +4,10 @@
 Each binary is started as Lambda starts a function (`bootstrap`, no arguments, the Runtime API in
 AWS_LAMBDA_RUNTIME_API) against a Runtime API served here; timed from just before the process is
 spawned to its first request for an event (`GET …/invocation/next`: init done), and to its answer
-to that event (an S3 notification Sluice skips without a request: its bucket is not the
-pipeline's). RUNS fresh processes each, in turns, with a warm page cache; medians and p90.
+to that event: for Sluice an S3 notification of a 200-line NDJSON object, read from and written
+(as Parquet) to an S3 endpoint served here too (plain HTTP on loopback: no network, but the SDK's
+client, credentials and TLS trust store are all made as in Lambda); the hello-world echoes it.
+RUNS fresh processes each, in turns, with a warm page cache; medians and p90.
 
 Usage: cold_start.py SLUICE_BIN HELLO_BIN [RUNS]
 Prints a markdown table and the ratio of the medians.
@@ -20,11 +22,14 @@ import tempfile
 import threading
 import time
 
+OBJECT = "".join(
+    json.dumps({"ts": f"2026-11-22T12:{i // 60:02d}:{i % 60:02d}Z", "page": f"/p/{i % 7}", "n": i % 5})
+    + "\n" for i in range(200)).encode()
 EVENT = json.dumps({"Records": [{
     "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
     "eventTime": "2026-11-22T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-    "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "not-the-pipelines", "arn": "arn:aws:s3:::not-the-pipelines"},
-           "object": {"key": "k.ndjson", "size": 10}}}]}).encode()
+    "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "in", "arn": "arn:aws:s3:::in"},
+           "object": {"key": "k.ndjson", "size": len(OBJECT)}}}]}).encode()
 
 PIPELINE = """name = "cold"
 [input]
@@ -70,11 +75,49 @@ class Api(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class S3(http.server.BaseHTTPRequestHandler):
+    """Just enough of S3 (path style): the one object to read, and PUTs kept by key."""
+    protocol_version = "HTTP/1.1"
+    puts = None
+
+    def do_GET(self):
+        if self.path.split("?")[0] != "/in/k.ndjson":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        for k, v in [("Content-Length", str(len(OBJECT))), ("Content-Type", "application/x-ndjson"),
+                     ("ETag", '"0123456789abcdef0123456789abcdef"'),
+                     ("Last-Modified", "Sun, 22 Nov 2026 12:00:00 GMT")]:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(OBJECT)
+
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        S3.puts[self.path.split("?")[0]] = body
+        self.send_response(200)
+        self.send_header("ETag", '"fedcba9876543210fedcba9876543210"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def once(binary, env):
     Api.marks = {}
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}")
+    S3.puts = {}
+    server, s3 = serve(Api), serve(S3)
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
+               AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3.server_address[1]}")
     t0 = time.perf_counter()
     p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = t0 + 30
@@ -84,11 +127,12 @@ def once(binary, env):
         time.sleep(0.0005)
     p.kill()
     p.wait()
-    server.shutdown()
-    server.server_close()
+    for srv in (server, s3):
+        srv.shutdown()
+        srv.server_close()
     if "next" not in Api.marks or "answer" not in Api.marks:
         raise SystemExit(f"{binary}: no answer to its first event ({Api.marks}, exit {p.returncode})")
-    return (Api.marks["next"] - t0) * 1000, (Api.marks["answer"] - t0) * 1000
+    return (Api.marks["next"] - t0) * 1000, (Api.marks["answer"] - t0) * 1000, dict(S3.puts)
 
 
 def main():
@@ -109,8 +153,11 @@ def main():
         got = {name: [] for name in tools}
         for _ in range(runs):
             for name, (path, env) in tools.items():
-                got[name].append(once(path, env))
-    print(f"| {runs} fresh processes each | size | to first request (init) p50 / p90 | to first answer p50 |")
+                init, answer, puts = once(path, env)
+                if path == sluice and not any(k.startswith("/out/rows/") and v[:4] == b"PAR1" for k, v in puts.items()):
+                    raise SystemExit(f"Sluice answered without writing its Parquet output: {sorted(puts)}")
+                got[name].append((init, answer))
+    print(f"| {runs} fresh processes each | size | to first request (init) p50 / p90 | to first answer p50 (Sluice: object read, Parquet written) |")
     print("|---|---|---|---|")
     p50 = {}
     for name, (path, _) in tools.items():

@@ -7,6 +7,16 @@ pub(crate) async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkCon
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(aws_config::Region::new("us-east-1"));
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
+    // With keys in the environment (always so in Lambda), the standard chain would take them
+    // anyway, its first link; naming that link alone spares building the rest (an STS client for
+    // web identity, SSO, the container and instance providers), which cost a cold start the
+    // system's TLS certificates read and parsed before the first event.
+    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }

@@ -176,6 +176,18 @@ impl Pipeline {
         h
     }
 
+    /// The handler the Lambda loop runs: the S3 store from the standard chain, its client made in
+    /// the background from now on (the loop asks for the first event meanwhile; the first request
+    /// to S3 waits for it), and a Kinesis client for a `kinesis://` output.
+    #[cfg(feature = "s3")]
+    pub async fn serving_handler(&self) -> Handler {
+        let s3 = Arc::new(store::S3Store::lazy(None).for_pipeline(&self.plan.config));
+        let warm = s3.clone();
+        tokio::spawn(async move { warm.warm().await });
+        let s3: Arc<dyn ObjectStore> = s3;
+        self.handler_with_streams(s3.clone(), s3, None).await
+    }
+
     /// Run as a Lambda when `AWS_LAMBDA_RUNTIME_API` is set (S3 store from the standard chain);
     /// otherwise replay the event files named on the command line against `$SLUICE_STORE`
     /// (default `./fixtures/objects`), writing under `$SLUICE_OUT` (default: the store), and print one
@@ -185,12 +197,7 @@ impl Pipeline {
             lambda::init_logging();
             #[cfg(feature = "s3")]
             {
-                let s3: Arc<dyn ObjectStore> = Arc::new(
-                    store::S3Store::from_env(None)
-                        .await
-                        .for_pipeline(&self.plan.config),
-                );
-                let handler = self.handler_with_streams(s3.clone(), s3, None).await;
+                let handler = self.serving_handler().await;
                 return match lambda::serve(handler).await {
                     Ok(()) => 0,
                     Err(e) => {

@@ -604,11 +604,15 @@ async fn s3_store(
     }))
 }
 
-/// The handler `serve` runs: the S3 store (and a Kinesis client for a `kinesis://` output) from
-/// the standard AWS chain.
+/// The handler `serve` runs ([`Pipeline::serving_handler`]).
+#[cfg(feature = "s3")]
 async fn serving_handler(pipeline: &Pipeline) -> anyhow::Result<sluice_pipeline::run::Handler> {
-    let s3 = s3_store(None, Some(pipeline)).await?;
-    Ok(pipeline.handler_with_streams(s3.clone(), s3, None).await)
+    Ok(pipeline.serving_handler().await)
+}
+
+#[cfg(not(feature = "s3"))]
+async fn serving_handler(_pipeline: &Pipeline) -> anyhow::Result<sluice_pipeline::run::Handler> {
+    anyhow::bail!("this sluice was built without the `s3` feature, so it cannot serve as a Lambda")
 }
 
 #[derive(clap::Args)]

@@ -20,7 +20,11 @@ pub const MIN_PART_BYTES: usize = 5 << 20;
 /// Objects in S3 (or an S3-compatible endpoint).
 #[derive(Debug, Clone)]
 pub struct S3Store {
-    client: Client,
+    /// Made on first use for a store made with [`S3Store::lazy`] (or ahead of it by
+    /// [`S3Store::warm`]); made up front otherwise.
+    client: std::sync::Arc<tokio::sync::OnceCell<Client>>,
+    /// The endpoint the lazily made client uses.
+    endpoint_url: Option<String>,
     stamp: std::sync::Arc<Stamp>,
 }
 
@@ -99,6 +103,20 @@ fn read_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// A client from the standard chain; path-style addressing with any custom endpoint, as local
+/// S3-compatible servers expect.
+async fn client_from_env(endpoint_url: Option<&str>) -> Client {
+    let shared = crate::aws::sdk_config(endpoint_url).await;
+    let mut b = aws_sdk_s3::config::Builder::from(&shared);
+    let custom = endpoint_url.is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    if custom {
+        b = b.force_path_style(true);
+    }
+    Client::from_conf(b.build())
+}
+
 async fn sent<T, E, R>(
     location: &str,
     send: impl std::future::Future<Output = Result<T, SdkError<E, R>>>,
@@ -115,7 +133,8 @@ impl S3Store {
     /// A store on an existing client.
     pub fn new(client: Client) -> Self {
         Self {
-            client,
+            client: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(client))),
+            endpoint_url: None,
             stamp: Default::default(),
         }
     }
@@ -142,20 +161,31 @@ impl S3Store {
     /// `AWS_REGION`, `AWS_ENDPOINT_URL`). `endpoint_url` overrides the endpoint. With any custom
     /// endpoint, path-style addressing is used, as local S3-compatible servers expect.
     pub async fn from_env(endpoint_url: Option<&str>) -> Self {
-        let shared = crate::aws::sdk_config(endpoint_url).await;
-        let mut b = aws_sdk_s3::config::Builder::from(&shared);
-        let custom = endpoint_url.is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        if custom {
-            b = b.force_path_style(true);
+        Self::new(client_from_env(endpoint_url).await)
+    }
+
+    /// As [`S3Store::from_env`], with the client made when it is first needed: making it
+    /// (the SDK's configuration, and the TLS trust store read from the system's certificates)
+    /// is most of a Lambda function's init otherwise. `serve` makes it in the background
+    /// ([`S3Store::warm`]) while it asks for the first event.
+    pub fn lazy(endpoint_url: Option<&str>) -> Self {
+        Self {
+            client: Default::default(),
+            endpoint_url: endpoint_url.map(str::to_string),
+            stamp: Default::default(),
         }
-        Self::new(Client::from_conf(b.build()))
+    }
+
+    /// Make the client now (a no-op when it is made or being made).
+    pub async fn warm(&self) {
+        self.client().await;
     }
 
     /// The client, for callers that need more than get and put.
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| client_from_env(self.endpoint_url.as_deref()))
+            .await
     }
 }
 
@@ -168,7 +198,7 @@ impl ObjectStore for S3Store {
     ) -> BoxFuture<'a, Result<ByteReader, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{key}");
-            match sent(&loc, self.get_at(bucket, key, at).send()).await? {
+            match sent(&loc, self.get_at(bucket, key, at).await.send()).await? {
                 Ok(out) => {
                     self.stamp.check(&loc, out.metadata())?;
                     let body = Box::pin(out.body.into_async_read()) as ByteReader;
@@ -188,7 +218,7 @@ impl ObjectStore for S3Store {
     ) -> BoxFuture<'a, Result<Box<dyn ObjectWriter>, Error>> {
         async move {
             Ok(Box::new(S3Writer {
-                client: self.client.clone(),
+                client: self.client().await.clone(),
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 content_type: meta.content_type.to_string(),
@@ -213,7 +243,8 @@ impl ObjectStore for S3Store {
             let loc = format!("s3://{bucket}/{key}");
             let (version, if_match) = at.pin();
             let head = self
-                .client
+                .client()
+                .await
                 .head_object()
                 .bucket(bucket)
                 .key(key)
@@ -246,6 +277,7 @@ impl ObjectStore for S3Store {
             let read = async {
                 let out = self
                     .get_at(bucket, key, at)
+                    .await
                     .range(format!("bytes={}-{}", range.start, range.end - 1))
                     .send()
                     .await
@@ -282,7 +314,8 @@ impl ObjectStore for S3Store {
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         async move {
             // Not bounded by the request deadline: it runs in clean-up, which bounds it itself.
-            self.client
+            self.client()
+                .await
                 .delete_object()
                 .bucket(bucket)
                 .key(key)
@@ -297,14 +330,15 @@ impl ObjectStore for S3Store {
 
 impl S3Store {
     /// A GetObject of `bucket/key` at the content `at` names.
-    fn get_at(
+    async fn get_at(
         &self,
         bucket: &str,
         key: &str,
         at: &At,
     ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
         let (version, if_match) = at.pin();
-        self.client
+        self.client()
+            .await
             .get_object()
             .bucket(bucket)
             .key(key)
@@ -317,7 +351,8 @@ impl S3Store {
         {
             let mut keys = Vec::new();
             let mut pages = self
-                .client
+                .client()
+                .await
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)

@@ -27,7 +27,11 @@ pub fn endpoint() -> Option<String> {
 }
 
 pub async fn client(endpoint: &str) -> Client {
-    S3Store::from_env(Some(endpoint)).await.client().clone()
+    S3Store::from_env(Some(endpoint))
+        .await
+        .client()
+        .await
+        .clone()
 }
 
 /// A bucket name unique to this test run.
@@ -171,6 +175,54 @@ pub fn replay_at(cfg: &Path, ev: &Path, endpoint: &str) -> std::process::Output 
         endpoint,
         "--json",
     ])
+}
+
+/// `serve`'s store makes its client in the background while the runtime asks for the first
+/// event: a lazy store's first requests, however many at once, share one client, and a store
+/// warmed ahead reads and writes as one made up front.
+#[tokio::test]
+async fn a_lazily_made_client_serves_concurrent_first_requests() {
+    use sluice_pipeline::store::{At, ObjectMeta, ObjectStore};
+    use tokio::io::AsyncReadExt;
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let b = bucket("lazy");
+    c.create_bucket().bucket(&b).send().await.unwrap();
+    for i in 0..8 {
+        put(&c, &b, &format!("k{i}"), format!("body {i}").into_bytes()).await;
+    }
+    let lazy = std::sync::Arc::new(S3Store::lazy(Some(&ep)));
+    let reads = (0..8).map(|i| {
+        let (lazy, b) = (lazy.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut r = lazy.get(&b, &format!("k{i}"), At::latest()).await.unwrap();
+            let mut text = String::new();
+            r.read_to_string(&mut text).await.unwrap();
+            text
+        })
+    });
+    let got: Vec<String> = futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (0..8).map(|i| format!("body {i}")).collect::<Vec<_>>());
+    // One client for all of them: the same connection pool and config.
+    let first = lazy.client().await as *const Client;
+    assert_eq!(lazy.client().await as *const Client, first);
+
+    let warmed = S3Store::lazy(Some(&ep));
+    warmed.warm().await;
+    sluice_pipeline::store::put(
+        &warmed,
+        &b,
+        "w",
+        ObjectMeta::typed("text/plain"),
+        b"warm".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(warmed.size(&b, "w", At::latest()).await.unwrap(), 4);
 }
 
 #[tokio::test]

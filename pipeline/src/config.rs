@@ -332,7 +332,6 @@ pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=86400";
 #[derive(Debug, Clone)]
 pub struct ResizeSpec {
     /// What to make.
-    #[cfg(feature = "image")]
     /// (shared with the resize workers, not copied per image)
     pub options: Arc<sluice_processors::resize::ResizeOptions>,
     /// `Cache-Control` of each rendition.
@@ -899,9 +898,6 @@ fn index_spec(
     cx: &Ctx<'_>,
 ) -> Result<IndexSpec, ConfigError> {
     let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(i), Seg::Key(k)];
-    if cfg!(not(feature = "index")) {
-        return Err(cx.err(&at("type"), feature_off("index stage", "index")));
-    }
     if !last {
         return Err(cx.err(
             &at("type"),
@@ -962,20 +958,6 @@ pub fn rendition_schema() -> SchemaRef {
     ]))
 }
 
-/// What a build without `feature` says of `what` (a stage, or `sluice search`).
-pub fn feature_off(what: &str, feature: &str) -> String {
-    format!("this build of sluice has no {what} (build it with `--features {feature}`)")
-}
-
-#[cfg(not(feature = "image"))]
-fn resize_spec(_: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError> {
-    Err(cx.err(
-        &[Seg::Key("stage"), Seg::Index(0), Seg::Key("type")],
-        feature_off("resize stage", "image"),
-    ))
-}
-
-#[cfg(feature = "image")]
 fn resize_spec(r: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError> {
     use sluice_processors::resize::{self, Filter, Fit, OutputFormat, ResizeOptions, Variant};
     let at = |k: &'static str| [Seg::Key("stage"), Seg::Index(0), Seg::Key(k)];
@@ -1100,7 +1082,6 @@ fn resize_spec(r: &ResizeConfig, cx: &Ctx<'_>) -> Result<ResizeSpec, ConfigError
 }
 
 /// `#rrggbb` (or `rrggbb`).
-#[cfg(feature = "image")]
 fn parse_colour(c: &str) -> Option<[u8; 3]> {
     let hex = c.strip_prefix('#').unwrap_or(c);
     if hex.len() != 6 || !hex.is_ascii() {
@@ -2061,35 +2042,6 @@ uri = "s3://out/rejects/"
             "{e}"
         );
         assert!(!e.to_string().contains("not in this build"), "{e}");
-    }
-
-    /// The stages behind features are refused, naming the feature, in a build without it.
-    #[test]
-    fn a_stage_whose_feature_is_off_is_refused_naming_the_feature() {
-        let index = GOOD.replace(
-            "[output]",
-            "[[stage]]\ntype = \"index\"\ntext = \"page\"\nid = \"page\"\n\n[output]",
-        );
-        let resize = "name = \"thumbs\"\n[input]\nformat = \"image\"\n[[stage]]\ntype = \"resize\"\nvariants = [{ name = \"t\", width = 64 }]\n[output]\nuri = \"s3://o/t/\"\n";
-        for (text, feature, on) in [
-            (index.as_str(), "index", cfg!(feature = "index")),
-            (resize, "image", cfg!(feature = "image")),
-        ] {
-            match check(text) {
-                Ok(_) => assert!(on, "{feature}: accepted without the feature"),
-                Err(e) if on => panic!("{feature}: refused with the feature on: {e}"),
-                Err(e) => {
-                    assert!(
-                        e.to_string().contains(&format!("--features {feature}")),
-                        "{e}"
-                    );
-                    assert!(
-                        e.key.as_deref().is_some_and(|k| k.ends_with(".type")),
-                        "{e}"
-                    );
-                }
-            }
-        }
     }
 
     /// Issue 27: each of these passed `validate` and then lost data or wrote where it should not.

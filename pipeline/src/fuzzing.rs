@@ -301,7 +301,6 @@ pub fn parquet_rows(data: &[u8]) -> Result<usize, parquet::errors::ParquetError>
 
 /// An image, made into a small rendition. Decoding never panics, and a header claiming more than
 /// `max_pixels` is refused before any pixel is decoded.
-#[cfg(feature = "image")]
 pub fn image(data: &[u8]) {
     use sluice_processors::resize::{ResizeOptions, Variant, renditions};
     let opts = ResizeOptions {

@@ -80,7 +80,6 @@ pub mod output;
 pub mod read;
 pub mod replay;
 pub mod run;
-#[cfg(feature = "index")]
 pub mod search;
 pub mod store;
 pub mod stream;

@@ -347,7 +347,6 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             printed.context("printing a summary")?;
             Ok(u8::from(failed > 0))
         }
-        #[cfg(feature = "index")]
         Command::Search {
             index,
             query,
@@ -395,14 +394,6 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     Ok(1)
                 }
             }
-        }
-        #[cfg(not(feature = "index"))]
-        Command::Search { .. } => {
-            eprintln!(
-                "sluice: {}",
-                sluice_pipeline::config::feature_off("index stage", "index")
-            );
-            Ok(2)
         }
         Command::Serve { config } => {
             if let Some(missing) = lambda::missing_environment() {

@@ -312,7 +312,6 @@ pub struct Outputs {
     /// Whole objects written (image renditions, index files), staged.
     blobs: Vec<Staged>,
     /// The term index of the rows written, when the pipeline ends with an index stage.
-    #[cfg(feature = "index")]
     index: Option<IndexSink>,
     /// Per-column statistics of the rows written, for the catalog.
     stats: Option<sluice_processors::stats::ColumnStats>,
@@ -321,7 +320,6 @@ pub struct Outputs {
 }
 
 /// Rows written are also indexed: `{output}/_index/terms/{base}.parquet` and `_index/docs/`.
-#[cfg(feature = "index")]
 struct IndexSink {
     builder: sluice_processors::index::TermIndexBuilder,
     text: String,
@@ -330,7 +328,6 @@ struct IndexSink {
     rows: u64,
 }
 
-#[cfg(feature = "index")]
 impl IndexSink {
     fn add(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         use arrow_array::Array;
@@ -410,7 +407,6 @@ impl Outputs {
             props: None,
             stream,
             blobs: Vec::new(),
-            #[cfg(feature = "index")]
             index: None,
             stats: None,
             memory: None,
@@ -474,7 +470,6 @@ impl Outputs {
 
     /// Also index the rows written: column `text` of each row, as document `id` (a column) or
     /// `{source}#{row}`.
-    #[cfg(feature = "index")]
     pub fn with_index(mut self, spec: &crate::config::IndexSpec, source: String) -> Self {
         self.index = Some(IndexSink {
             builder: sluice_processors::index::TermIndexBuilder::new(
@@ -490,7 +485,6 @@ impl Outputs {
 
     /// Write the term index of what was written (if there is one): two Parquet files named
     /// after this unit of work's base, so a retry replaces them.
-    #[cfg(feature = "index")]
     async fn write_index(&mut self) -> Result<(), Error> {
         let Some(sink) = self.index.take() else {
             return Ok(());
@@ -611,7 +605,6 @@ impl Outputs {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        #[cfg(feature = "index")]
         if let Some(ix) = &mut self.index {
             ix.add(batch)?;
         }
@@ -705,7 +698,6 @@ impl Outputs {
             }
             return Ok(st);
         }
-        #[cfg(feature = "index")]
         if let Err(e) = self.write_index().await {
             self.abort().await;
             return Err(e);

@@ -45,16 +45,13 @@ pub mod decode;
 mod error;
 pub mod expr;
 pub mod filter;
-#[cfg(feature = "index")]
 pub mod index;
 pub mod json;
 pub mod pattern;
-#[cfg(feature = "image")]
 pub mod resize;
 pub mod select;
 pub mod sniff;
 pub mod stats;
-#[cfg(feature = "index")]
 pub mod tokenize;
 
 use arrow_array::RecordBatch;

@@ -3,7 +3,6 @@
 //! ([`image`]).
 
 pub mod decompress;
-#[cfg(feature = "image")]
 mod image;
 mod parquet;
 
@@ -71,8 +70,6 @@ impl Handler {
                 c.name()
             )));
         }
-        // (A plan has a resize stage only in builds with the `image` feature.)
-        #[cfg(feature = "image")]
         if let Some(spec) = &self.plan.resize {
             return self.resize(obj, spec, unit).await;
         }

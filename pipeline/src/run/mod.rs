@@ -113,12 +113,10 @@ impl Handler {
             Some(_) => outputs.with_stats(),
             None => outputs,
         };
-        #[cfg(feature = "index")]
-        if let Some(spec) = self.plan.index.as_ref().filter(|i| i.text.is_some()) {
-            return outputs.with_index(spec, source.to_string());
+        match self.plan.index.as_ref().filter(|i| i.text.is_some()) {
+            Some(spec) => outputs.with_index(spec, source.to_string()),
+            None => outputs,
         }
-        let _ = source;
-        outputs
     }
 
     /// Append a stage of your own after the configured ones.

@@ -143,7 +143,6 @@ fn fuzzed_parquet() {
     run("parquet", &[file], 300, fuzzing::parquet);
 }
 
-#[cfg(feature = "image")]
 #[test]
 fn fuzzed_images() {
     // The small fixtures (a mutated 12 MP photo takes too long in a debug build).

@@ -8,9 +8,7 @@ mod cli;
 mod faults;
 mod fuzzed;
 mod golden;
-#[cfg(feature = "image")]
 mod images;
-#[cfg(feature = "index")]
 mod index;
 #[cfg(feature = "kinesis")]
 mod kinesis;
@@ -18,6 +16,4 @@ mod load;
 mod s3;
 mod semantics;
 mod serve;
-// Some helpers serve only the resize and index tests.
-#[cfg_attr(not(all(feature = "image", feature = "index")), allow(dead_code))]
 mod support;

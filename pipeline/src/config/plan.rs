@@ -1,0 +1,257 @@
+//! A checked pipeline, ready to run: its input spec, planned stages, destinations and limits.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use globset::GlobMatcher;
+use sluice_processors::StageFactory;
+use sluice_processors::decode::Decoder;
+use sluice_processors::decode::aws;
+use sluice_processors::decode::csv::CsvDecoderBuilder;
+use sluice_processors::decode::jsondoc::JsonRecordsDecoder;
+use sluice_processors::decode::logs::LogDecoderBuilder;
+use sluice_processors::decode::ndjson::NdjsonDecoder;
+
+use crate::config::model::*;
+
+/// A stage ready to be built once the input schema is known, with its description.
+#[derive(Clone)]
+pub struct PlannedStage {
+    /// The factory.
+    pub factory: Arc<dyn StageFactory>,
+    /// One line for `sluice validate`.
+    pub describe: String,
+    /// The schema it emits, when the input schema is declared (known from the check, which
+    /// built the stage against it).
+    pub output: Option<SchemaRef>,
+}
+
+impl fmt::Debug for PlannedStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+/// A checked pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config as written.
+    pub config: PipelineConfig,
+    /// How objects are decoded.
+    pub input: InputSpec,
+    /// Where it was read from.
+    pub file: PathBuf,
+    /// The declared input schema, if any.
+    pub schema: Option<SchemaRef>,
+    /// Key globs; empty means every key.
+    pub keys: Vec<GlobMatcher>,
+    /// The stages.
+    pub stages: Vec<PlannedStage>,
+    /// Output destination.
+    pub output: Destination,
+    /// Rejects destination.
+    pub rejects: Option<Destination>,
+    /// Warnings worth printing (e.g. a possible recursive trigger).
+    pub warnings: Vec<String>,
+    /// The stream columns the stages name (found once, when the config is checked).
+    pub(crate) streamed: Vec<crate::stream::Column>,
+    /// The resize stage of an image pipeline; the other stages get a row per rendition.
+    pub resize: Option<ResizeSpec>,
+    /// The index stage: rows reaching the output are also indexed.
+    pub index: Option<IndexSpec>,
+}
+
+pub(crate) fn w_every(micros: i64) -> String {
+    match micros {
+        m if m % 86_400_000_000 == 0 => format!("{}d", m / 86_400_000_000),
+        m if m % 3_600_000_000 == 0 => format!("{}h", m / 3_600_000_000),
+        m if m % 60_000_000 == 0 => format!("{}m", m / 60_000_000),
+        m if m % 1_000_000 == 0 => format!("{}s", m / 1_000_000),
+        m => format!("{}ms", m / 1_000),
+    }
+}
+
+/// The formats this build reads.
+pub const FORMATS: &str = "ndjson, json, csv, parquet, lines, alb, cloudfront, vpc-flow, s3-access, clf, \
+cloudtrail, cloudwatch-logs, text, image";
+
+/// How `[input]` is decoded.
+#[derive(Debug, Clone)]
+pub enum InputSpec {
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// A line format: `lines` with a pattern, or a log preset.
+    Log(LogDecoderBuilder),
+    /// CSV / TSV.
+    Csv(CsvDecoderBuilder),
+    /// JSON documents with records at a path.
+    Json {
+        /// Dotted path; empty for a top-level array.
+        records: String,
+    },
+    /// CloudTrail log files.
+    CloudTrail,
+    /// CloudWatch Logs subscription payloads.
+    CloudWatchLogs,
+    /// The whole object as one row.
+    Text,
+    /// Apache Parquet, read by row group with only the needed columns.
+    Parquet,
+    /// Images, made into renditions by the resize stage.
+    Image,
+}
+
+impl Plan {
+    /// A fresh decoder for the object `key`.
+    pub fn decoder(&self, key: &str) -> Result<Box<dyn Decoder>, sluice_processors::Error> {
+        let input = &self.config.input;
+        let ndjson = || {
+            let b = NdjsonDecoder::builder()
+                .with_batch_rows(input.batch_rows)
+                .with_max_line_bytes(input.max_line_bytes)
+                .with_max_inferred_columns(input.max_inferred_columns);
+            match &self.schema {
+                Some(s) => b.with_schema(s.clone()),
+                None => b,
+            }
+        };
+        let mut d: Box<dyn Decoder> = match &self.input {
+            InputSpec::Ndjson => Box::new(ndjson().build()),
+            InputSpec::Log(b) => Box::new(b.clone().build()?),
+            InputSpec::Csv(b) => Box::new(b.clone().build()),
+            InputSpec::Json { records } => Box::new(JsonRecordsDecoder::new(
+                records,
+                ndjson(),
+                input.max_line_bytes,
+            )),
+            InputSpec::CloudTrail => Box::new(JsonRecordsDecoder::new(
+                "Records",
+                ndjson(),
+                input.max_line_bytes,
+            )),
+            InputSpec::CloudWatchLogs => Box::new(aws::CloudWatchLogsDecoder::new(
+                input.batch_rows,
+                input.max_line_bytes,
+            )?),
+            InputSpec::Text => Box::new(aws::TextDecoder::new(key, input.max_line_bytes)),
+            InputSpec::Parquet => {
+                return Err(sluice_processors::Error::Decode(
+                    "Parquet is read by range, not as a byte stream".into(),
+                ));
+            }
+            InputSpec::Image => {
+                return Err(sluice_processors::Error::Decode(
+                    "images are read whole from S3 objects by the resize stage, not decoded as records".into(),
+                ));
+            }
+        };
+        d.keep_origins(self.traces_rejects(false));
+        Ok(d)
+    }
+
+    /// Whether rows keep their input lines until the stages have run, so that a row a stage (or
+    /// a Kinesis output) refuses is written to the rejects as the line it was read from: only
+    /// when rejects are written somewhere and something after decoding can refuse a row, since
+    /// keeping them copies every line (about 2 % of the reference rollup's instructions).
+    /// `more_stages`: stages of the caller's own run after the planned ones.
+    pub fn traces_rejects(&self, more_stages: bool) -> bool {
+        self.rejects.is_some()
+            && (more_stages
+                || !self.stages.is_empty()
+                || matches!(self.output, Destination::Kinesis { .. }))
+    }
+
+    /// The top-level input columns the stages read, when that is all the output needs (a `select`
+    /// stage decides the output); `None` means every column is needed.
+    pub fn projection(&self) -> Option<Vec<String>> {
+        let mut cols = Vec::new();
+        for st in &self.config.stages {
+            stage_columns(st, &mut cols);
+            // Stages that pass every column on (filter, index) leave the output needing them all.
+            if !matches!(st, StageConfig::Filter { .. } | StageConfig::Index { .. }) {
+                return Some(cols);
+            }
+        }
+        None
+    }
+
+    /// The stream record columns (`_shard`, `_sequence`, …) any stage names, in their fixed order:
+    /// a stream batch adds these to its decoded rows.
+    pub fn stream_columns(&self) -> &[crate::stream::Column] {
+        &self.streamed
+    }
+}
+
+pub(crate) fn stream_columns(stages: &[StageConfig]) -> Vec<crate::stream::Column> {
+    let mut cols = Vec::new();
+    for st in stages {
+        stage_columns(st, &mut cols);
+    }
+    crate::stream::Column::ALL
+        .into_iter()
+        .filter(|c| cols.iter().any(|n| n == c.name()))
+        .collect()
+}
+
+/// Add the columns one stage's expressions read to `cols` (each once).
+pub(crate) fn stage_columns(st: &StageConfig, cols: &mut Vec<String>) {
+    let mut add = |text: &str| {
+        if let Ok(e) = sluice_processors::expr::parse(text) {
+            for c in sluice_processors::expr::columns(&e) {
+                if !cols.contains(&c) {
+                    cols.push(c);
+                }
+            }
+        }
+    };
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    match st {
+        StageConfig::Filter { predicate } => add(predicate),
+        StageConfig::Resize(_) => {}
+        StageConfig::Index { text, id, .. } => {
+            text.iter().chain(id).for_each(|c| add(&quoted(c)));
+        }
+        StageConfig::Select { columns } => columns.0.iter().for_each(|(_, e)| add(e)),
+        StageConfig::Aggregate {
+            group_by,
+            window,
+            measures,
+            ..
+        } => {
+            group_by.iter().for_each(|g| add(&quoted(g)));
+            if let Some(w) = window {
+                add(&quoted(&w.column));
+            }
+            measures.0.iter().for_each(|(_, e)| add(e));
+        }
+    }
+}
+
+/// The rows an image pipeline's stages after `resize` see: one per rendition written.
+pub fn rendition_schema() -> SchemaRef {
+    use arrow_schema::{DataType, Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("width", DataType::Int64, false),
+        Field::new("height", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("format", DataType::Utf8, false),
+    ]))
+}
+
+impl Plan {
+    /// True when objects of `bucket` are processed.
+    pub fn bucket_selected(&self, bucket: &str) -> bool {
+        self.config.input.buckets.is_empty()
+            || self.config.input.buckets.iter().any(|b| b == bucket)
+    }
+
+    /// True when `key` is selected by `[input] keys`.
+    pub fn key_selected(&self, key: &str) -> bool {
+        self.keys.is_empty() || self.keys.iter().any(|g| g.is_match(key))
+    }
+}

@@ -1,0 +1,381 @@
+use super::*;
+
+const GOOD: &str = r#"
+name = "clicks"
+
+[input]
+format = "ndjson"
+keys = ["logs/**/*.ndjson.gz"]
+schema = { ts = "timestamp", page = "string", latency_ms = "int64" }
+
+[[stage]]
+type = "filter"
+where = "latency_ms > 500"
+
+[[stage]]
+type = "select"
+columns = { page = "page", day = "date(ts)" }
+
+[output]
+uri = "s3://out/clicks/"
+partition_by = ["day"]
+
+[rejects]
+uri = "s3://out/rejects/"
+"#;
+
+fn check(text: &str) -> Result<Plan, ConfigError> {
+    Plan::from_str(Path::new("p.toml"), text)
+}
+
+#[test]
+fn an_unknown_stage_type_names_the_types_there_are() {
+    let e = check(&GOOD.replace("type = \"select\"", "type = \"selekt\"")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("stage[1].type"), "{e}");
+    assert!(e.to_string().contains("unknown variant `selekt`"), "{e}");
+    assert!(
+        e.to_string().contains("`resize`") && e.to_string().contains("`index`"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("not in this build"), "{e}");
+}
+
+/// Issue 27: each of these passed `validate` and then lost data or wrote where it should not.
+#[test]
+fn settings_that_cannot_work_are_refused_naming_the_key() {
+    let cases: [(String, &str, &str); 9] = [
+        (
+            GOOD.replace(
+                "format = \"ndjson\"",
+                "format = \"ndjson\"\nmax_line_bytes = 0",
+            ),
+            "input.max_line_bytes",
+            "at least 1",
+        ),
+        (
+            GOOD.replace(
+                "partition_by = [\"day\"]",
+                "partition_by = [\"day\"]\nmax_open_partitions = 0",
+            ),
+            "output.max_open_partitions",
+            "at least 1",
+        ),
+        (
+            GOOD.replace("uri = \"s3://out/rejects/\"", "uri = \"s3://out/clicks/\""),
+            "rejects.uri",
+            "is the output location",
+        ),
+        (
+            GOOD.replace(
+                "uri = \"s3://out/rejects/\"",
+                "uri = \"s3://out/clicks/day=x/\"",
+            ),
+            "rejects.uri",
+            "lies inside the output location",
+        ),
+        (
+            GOOD.replace("uri = \"s3://out/clicks/\"\n", "uri = \"out/c\"\n")
+                .replace("uri = \"s3://out/rejects/\"", "uri = \"./out/c/\""),
+            "rejects.uri",
+            "is the output location",
+        ),
+        (
+            GOOD.replace("s3://out/clicks/", "s3://out//clicks/"),
+            "output.uri",
+            "an empty folder (`//`)",
+        ),
+        (
+            GOOD.replace("s3://out/rejects/", "s3://out/../rejects/"),
+            "rejects.uri",
+            "a `..` folder",
+        ),
+        (
+            GOOD.replace("day = \"date(ts)\"", "\"../../evil\" = \"date(ts)\"")
+                .replace(
+                    "partition_by = [\"day\"]",
+                    "partition_by = [\"../../evil\"]",
+                ),
+            "output.partition_by[0]",
+            "names a folder level",
+        ),
+        (
+            GOOD.replace("day = \"date(ts)\"", "\"a=b\" = \"date(ts)\"")
+                .replace("partition_by = [\"day\"]", "partition_by = [\"a=b\"]"),
+            "output.partition_by[0]",
+            "names a folder level",
+        ),
+    ];
+    for (text, key, says) in cases {
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+    // Beside each other is fine, and so is a hidden folder inside (readers of the output
+    // skip `_` and `.` folders, as they skip its `_index/`), or the output inside the rejects.
+    for rejects in [
+        "s3://out/clicks-rejects/",
+        "s3://out/clicks/_rejects/",
+        "s3://out/",
+    ] {
+        check(&GOOD.replace("s3://out/rejects/", rejects)).unwrap();
+    }
+}
+
+/// Issue 39: what a newcomer met. `[stage]` said "invalid type: map, expected a sequence";
+/// the plan printed `Auto` and `Ndjson`, called a kinesis:// output "Parquet (zstd)", and
+/// showed "error: unknown column `_shard`" with exit 0; `encryption` on a local folder was
+/// accepted; messages said "a int64".
+#[test]
+fn what_a_newcomer_meets_says_what_to_do() {
+    let e = check(
+            "name = \"x\"\n[input]\nformat = \"ndjson\"\n[stage]\ntype = \"filter\"\nwhere = \"a > 1\"\n[output]\nuri = \"out/\"\n",
+        )
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("stage"), "{e}");
+    assert!(e.to_string().contains("write `[[stage]]`"), "{e}");
+
+    let plan = check(GOOD).unwrap().to_string();
+    assert!(plan.contains("compression auto"), "{plan}");
+    assert!(
+        plan.contains("output   parquet (zstd) → s3://out/clicks/"),
+        "{plan}"
+    );
+    let ndjson = check(&GOOD.replace("partition_by = [\"day\"]", "format = \"ndjson\""))
+        .unwrap()
+        .to_string();
+    assert!(ndjson.contains("output   ndjson (none)"), "{ndjson}");
+    let kinesis = check(
+        &GOOD
+            .replace("uri = \"s3://out/clicks/\"", "uri = \"kinesis://clicks\"")
+            .replace("partition_by = [\"day\"]\n", ""),
+    )
+    .unwrap()
+    .to_string();
+    assert!(
+        kinesis.contains("output   one JSON record per row → kinesis://clicks"),
+        "{kinesis}"
+    );
+
+    let streamed = check(&GOOD.replace(
+        "columns = { page = \"page\", day = \"date(ts)\" }",
+        "columns = { page = \"page\", day = \"date(ts)\", shard = \"_shard\" }",
+    ))
+    .unwrap()
+    .to_string();
+    assert!(!streamed.contains("error"), "{streamed}");
+    assert!(
+        streamed.contains("+ _shard from the trigger: Kinesis and SQS batches"),
+        "{streamed}"
+    );
+    assert!(streamed.contains("shard string"), "{streamed}");
+
+    let e = check(&GOOD.replace(
+        "uri = \"s3://out/clicks/\"\n",
+        "uri = \"out/clicks/\"\nencryption = \"sse-s3\"\n",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output.encryption"), "{e}");
+    assert!(e.to_string().contains("is not in S3"), "{e}");
+
+    let e = check(&GOOD.replace("latency_ms > 500", "latency_ms || 'x' = 'x' AND -page = 1"))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("cannot negate a string value"),
+        "{e}"
+    );
+    let e =
+        check(&GOOD.replace("where = \"latency_ms > 500\"", "where = \"latency_ms\"")).unwrap_err();
+    assert!(e.to_string().contains("but this is an int64"), "{e}");
+}
+
+#[test]
+fn metrics_dimensions_and_namespace_are_checked() {
+    let base = "name = \"m\"\n[input]\nformat = \"text\"\n[output]\nuri = \"s3://o/p/\"\n";
+    let p = check(base).unwrap();
+    assert_eq!(p.config.metrics, MetricsConfig::default());
+    let p = check(&format!(
+            "{base}[metrics]\nnamespace = \"Team/Etl\"\ndimensions = [[\"pipeline\", \"trigger\"], [\"function\"]]\n"
+        ))
+        .unwrap();
+    assert_eq!(p.config.metrics.namespace, "Team/Etl");
+    let e = check(&format!(
+        "{base}[metrics]\ndimensions = [[\"pipeline\"], [\"trigger\", \"shard\"]]\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("metrics.dimensions[1][1]"), "{e}");
+    assert_eq!(e.line, Some(7), "{e}");
+    assert!(e.to_string().contains("`shard` is not a dimension"), "{e}");
+    let e = check(&format!("{base}[metrics]\nnamespace = \"AWS/Lambda\"\n")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("metrics.namespace"), "{e}");
+    let e = check(&format!("{base}[metrics]\nnamspace = \"x\"\n")).unwrap_err();
+    assert!(e.to_string().contains("namspace"), "{e}");
+}
+
+#[test]
+fn kinesis_outputs_are_checked_like_the_rest() {
+    let k = GOOD.replace(
+        "uri = \"s3://out/clicks/\"\npartition_by = [\"day\"]",
+        "uri = \"kinesis://clicks-out\"\npartition_key = \"page\"",
+    );
+    let p = check(&k).unwrap();
+    assert_eq!(
+        p.output,
+        Destination::Kinesis {
+            stream: "clicks-out".into()
+        }
+    );
+    let e = check(&k.replace("partition_key = \"page\"", "partition_key = \"pgae\"")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output.partition_key"), "{e}");
+    assert_eq!(e.line, Some(19), "{e}");
+    assert!(e.message.contains("unknown column `pgae`"), "{e}");
+    let e = check(&k.replace("partition_key = \"page\"", "partition_by = [\"day\"]")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output.partition_by"), "{e}");
+    let e = check(&k.replace("partition_key = \"page\"", "format = \"parquet\"")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output.format"), "{e}");
+    let e = check(&k.replace("s3://out/rejects/", "kinesis://rejects")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("rejects.uri"), "{e}");
+    let e =
+        check(&GOOD.replace("partition_by = [\"day\"]", "partition_key = \"page\"")).unwrap_err();
+    assert!(e.message.contains("only a kinesis:// output"), "{e}");
+    assert!(check(&k.replace("kinesis://clicks-out", "kinesis://")).is_err());
+}
+
+#[test]
+fn resolves_a_good_config() {
+    let p = check(GOOD).unwrap();
+    let printed = p.to_string();
+    assert!(printed.contains("→ page string, day date"), "{printed}");
+    assert!(p.key_selected("logs/2026/11/a.ndjson.gz"));
+    assert!(!p.key_selected("logs/a.csv"));
+    assert!(!p.key_selected("other/a.ndjson.gz"));
+    assert!(p.warnings.is_empty());
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let e = check(&GOOD.replace("keys =", "kyes =")).unwrap_err();
+    assert_eq!(e.line, Some(6), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("p.toml:6: `input.kyes`: unknown field `kyes`, expected one of"),
+        "{e}"
+    );
+
+    let e = check(&GOOD.replace("latency_ms > 500", "latncy_ms > 500")).unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(11), Some("stage[0].where")),
+        "{e}"
+    );
+    assert!(e.message.contains("unknown column `latncy_ms`"), "{e}");
+
+    let e = check(&GOOD.replace("\"date(ts)\"", "\"date(page + 1)\"")).unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(15), Some("stage[1].columns.day")),
+        "{e}"
+    );
+
+    let e = check(&GOOD.replace("type = \"select\"", "type = \"aggregat\"")).unwrap_err();
+    assert!(
+        e.message
+            .contains("expected one of `filter`, `select`, `aggregate`"),
+        "{e}"
+    );
+    assert_eq!(e.line, Some(14), "{e}");
+
+    let e = check(&GOOD.replace("\"int64\"", "\"integer64\"")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("input.schema"), "{e}");
+    assert!(e.message.contains("valid types"), "{e}");
+
+    let e =
+        check(&GOOD.replace("partition_by = [\"day\"]", "partition_by = [\"dya\"]")).unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(19), Some("output.partition_by[0]")),
+        "{e}"
+    );
+
+    let e = check(&GOOD.replace("s3://out/clicks/", "gs://out/clicks/")).unwrap_err();
+    assert!(e.message.contains("not supported"), "{e}");
+
+    let e = check("name = \"x\"\n[input\nformat = 1").unwrap_err();
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.starts_with("not valid TOML"), "{e}");
+
+    let e = check(&GOOD.replace("where =", "wher =")).unwrap_err();
+    assert_eq!(e.line, Some(11), "{e}");
+    assert!(
+        e.message.contains("unknown field `wher`, expected `where`"),
+        "{e}"
+    );
+
+    let e = check(&GOOD.replace("format = \"ndjson\"", "format = \"xml\"")).unwrap_err();
+    assert!(
+        e.message.contains(
+            "unknown format `xml`; this build reads: ndjson, json, csv, parquet, lines, alb"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn server_side_encryption_is_checked_where_it_is_written() {
+    let with = |extra: &str| {
+        GOOD.replace(
+            "partition_by = [\"day\"]\n",
+            &format!("partition_by = [\"day\"]\n{extra}"),
+        )
+    };
+    let p = check(&with(
+        "encryption = \"sse-kms\"\nkms_key_id = \"alias/etl\"\n",
+    ))
+    .unwrap();
+    assert_eq!(p.config.output.encryption, Some(Encryption::SseKms));
+    assert_eq!(p.config.output.kms_key_id.as_deref(), Some("alias/etl"));
+    let p = check(&with("encryption = \"sse-s3\"\n")).unwrap();
+    assert_eq!(p.config.output.encryption, Some(Encryption::SseS3));
+    // A key without SSE-KMS, an empty key, and an unknown kind: file, line and key named.
+    for (extra, line, key, says) in [
+        (
+            "kms_key_id = \"alias/etl\"\n",
+            20,
+            "output.kms_key_id",
+            "sse-kms",
+        ),
+        (
+            "encryption = \"sse-s3\"\nkms_key_id = \"k\"\n",
+            21,
+            "output.kms_key_id",
+            "sse-kms",
+        ),
+        (
+            "encryption = \"sse-kms\"\nkms_key_id = \"\"\n",
+            21,
+            "output.kms_key_id",
+            "empty",
+        ),
+        ("encryption = \"aes\"\n", 20, "output.encryption", "sse-s3"),
+    ] {
+        let e = check(&with(extra)).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");
+        assert!(e.message.contains(says), "{e}");
+    }
+}
+
+#[test]
+fn refuses_the_recursive_invocation_trap() {
+    let text = GOOD
+        .replace("s3://out/clicks/", "s3://in/logs/out/")
+        .replace("keys = [\"logs/**/*.ndjson.gz\"]", "keys = [\"logs/**\"]");
+    let e = check(&text).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output.uri"), "{e}");
+    assert!(e.message.contains("trigger the function again"), "{e}");
+    // Same prefix but a glob that cannot match what is written is fine.
+    assert!(check(&GOOD.replace("s3://out/clicks/", "s3://in/logs/out/")).is_ok());
+    // No keys at all: allowed with a warning, guarded at run time.
+    let p = check(&GOOD.replace("keys = [\"logs/**/*.ndjson.gz\"]", "")).unwrap();
+    assert!(p.warnings[0].contains("keys is empty"));
+    assert!(p.output.contains("out", "clicks/day=x/a.parquet"));
+}

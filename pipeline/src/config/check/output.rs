@@ -1,0 +1,313 @@
+//! `[output]`, `[metrics]`, `[rejects]`, and where they write against the input keys.
+
+use arrow_schema::SchemaRef;
+use globset::GlobMatcher;
+
+use crate::config::model::*;
+use crate::config::spans::*;
+use crate::error::ConfigError;
+
+/// `[output]`: its destination, format, partitions and limits, against the schema it receives.
+pub(super) fn check(
+    config: &PipelineConfig,
+    current: Option<&SchemaRef>,
+    resize: &Option<ResizeSpec>,
+    cx: &Ctx<'_>,
+) -> Result<Destination, ConfigError> {
+    let out = &config.output;
+    let output = Destination::parse(&out.uri).map_err(|m| {
+        cx.err(
+            &[Seg::Key("output"), Seg::Key("uri")],
+            format!("`{}` {m}", out.uri),
+        )
+    })?;
+    let kinesis = matches!(output, Destination::Kinesis { .. });
+    if kinesis
+        && config
+            .stages
+            .iter()
+            .any(|s| matches!(s, StageConfig::Index { .. }))
+    {
+        return Err(cx.err(
+            &[Seg::Key("output"), Seg::Key("uri")],
+            "the index is written as Parquet files beside the output: use s3://bucket/prefix/ or a folder",
+        ));
+    }
+    if kinesis && resize.is_some() {
+        return Err(cx.err(
+            &[Seg::Key("output"), Seg::Key("uri")],
+            "renditions are files: write them to s3://bucket/prefix/ or a folder, not a kinesis:// stream",
+        ));
+    }
+    let at = |key: &'static str| [Seg::Key("output"), Seg::Key(key)];
+    if kinesis {
+        if !out.partition_by.is_empty() {
+            return Err(cx.err(
+                &at("partition_by"),
+                "a kinesis:// output has no folders to partition into; use partition_key to choose each record's shard",
+            ));
+        }
+        if out.format == OutputFormat::Parquet && locate(cx.text, &at("format"), true).is_some() {
+            return Err(cx.err(
+                &at("format"),
+                "a kinesis:// output puts each row as one JSON record; remove format (or write \"ndjson\")",
+            ));
+        }
+        if out.compression.is_some() {
+            return Err(cx.err(
+                &at("compression"),
+                "a kinesis:// output puts each row as one JSON record, uncompressed; remove compression",
+            ));
+        }
+    } else if out.partition_key.is_some() {
+        return Err(cx.err(
+            &at("partition_key"),
+            "only a kinesis:// output has partition keys; for folders use partition_by",
+        ));
+    }
+    if let (Some(text), Some(s)) = (&out.partition_key, &current) {
+        sluice_processors::expr::Compiled::new(text, s)
+            .map_err(|e| cx.err(&at("partition_key"), e.to_string()))?;
+    }
+    if out.encryption.is_some() && !matches!(output, Destination::S3 { .. }) {
+        return Err(cx.err(
+            &at("encryption"),
+            format!(
+                "is S3 server-side encryption, and `{output}` is not in S3: remove it (a local \
+                 folder is as encrypted as its disk)"
+            ),
+        ));
+    }
+    if out.kms_key_id.is_some() && out.encryption != Some(Encryption::SseKms) {
+        return Err(cx.err(
+            &at("kms_key_id"),
+            "a KMS key is used by encryption = \"sse-kms\" only; set it, or remove kms_key_id",
+        ));
+    }
+    if out.kms_key_id.as_deref().is_some_and(str::is_empty) {
+        return Err(cx.err(
+            &at("kms_key_id"),
+            "is empty; name a KMS key id, ARN or alias/…",
+        ));
+    }
+    let valid_compression: &[&str] = match out.format {
+        OutputFormat::Parquet => &["zstd", "snappy", "none"],
+        OutputFormat::Ndjson => &["none", "gzip"],
+    };
+    if let Some(c) = &out.compression
+        && !valid_compression.contains(&c.as_str())
+    {
+        return Err(cx.err(
+            &[Seg::Key("output"), Seg::Key("compression")],
+            format!(
+                "`{c}` is not valid for this format; use one of: {}",
+                valid_compression.join(", ")
+            ),
+        ));
+    }
+    if out.max_open_partitions == 0 {
+        return Err(cx.err(
+            &at("max_open_partitions"),
+            "must be at least 1 (the default is 64): with 0 no output file can be opened",
+        ));
+    }
+    for (i, p) in out.partition_by.iter().enumerate() {
+        let unsafe_char = p.chars().find(|&c| {
+            c.is_control()
+                || matches!(
+                    c,
+                    '/' | '\\'
+                        | '='
+                        | '%'
+                        | ':'
+                        | '"'
+                        | '\''
+                        | '#'
+                        | '?'
+                        | '*'
+                        | '{'
+                        | '}'
+                        | '['
+                        | ']'
+                        | '^'
+                )
+        });
+        if p.is_empty() || unsafe_char.is_some() {
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
+                format!(
+                    "`{}` names a folder level (`{p}=value/`), so it cannot be empty or hold / \\ = % : \" ' # ? * {{ }} [ ] ^ or control characters; rename the column with a select stage",
+                    p.escape_debug()
+                ),
+            ));
+        }
+    }
+    if out.max_row_group_bytes < 1 << 20 {
+        return Err(cx.err(
+            &[Seg::Key("output"), Seg::Key("max_row_group_bytes")],
+            "must be at least 1048576 (1 MiB)",
+        ));
+    }
+    if let Some(s) = &current {
+        for (i, p) in out.partition_by.iter().enumerate() {
+            let Ok(f) = s.field_with_name(p) else {
+                let cols: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(cx.err(
+                    &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
+                    format!(
+                        "no column `{p}` reaches the output; columns are: {}",
+                        cols.join(", ")
+                    ),
+                ));
+            };
+            if matches!(
+                f.data_type(),
+                arrow_schema::DataType::Struct(_) | arrow_schema::DataType::List(_)
+            ) {
+                return Err(cx.err(
+                    &[Seg::Key("output"), Seg::Key("partition_by"), Seg::Index(i)],
+                    format!(
+                        "`{p}` is {}; partition by a string, number, bool or date",
+                        sluice_processors::expr::a_type(f.data_type())
+                    ),
+                ));
+            }
+        }
+        if !out.partition_by.is_empty() && out.partition_by.len() == s.fields().len() {
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("partition_by")],
+                "partitions by every column, which leaves nothing to write in the files",
+            ));
+        }
+    }
+    Ok(output)
+}
+
+/// `[metrics]`: the namespace and dimension sets.
+pub(super) fn metrics(m: &MetricsConfig, cx: &Ctx<'_>) -> Result<(), ConfigError> {
+    if m.namespace.is_empty() || m.namespace.starts_with("AWS/") || m.namespace.len() > 255 {
+        return Err(cx.err(
+            &[Seg::Key("metrics"), Seg::Key("namespace")],
+            "a namespace is 1 to 255 characters and cannot start with AWS/",
+        ));
+    }
+    for (i, set) in m.dimensions.iter().enumerate() {
+        for (j, d) in set.iter().enumerate() {
+            if !METRIC_DIMENSIONS.contains(&d.as_str()) || set[..j].contains(d) {
+                return Err(cx.err(
+                    &[
+                        Seg::Key("metrics"),
+                        Seg::Key("dimensions"),
+                        Seg::Index(i),
+                        Seg::Index(j),
+                    ],
+                    format!(
+                        "`{d}` is not a dimension, or is repeated; use {}",
+                        METRIC_DIMENSIONS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[rejects]`: a folder or S3 prefix apart from the output.
+pub(super) fn rejects(
+    config: &PipelineConfig,
+    output: &Destination,
+    cx: &Ctx<'_>,
+) -> Result<Option<Destination>, ConfigError> {
+    let rejects = match &config.rejects {
+        None => None,
+        Some(r) if r.uri.starts_with("kinesis://") => {
+            return Err(cx.err(
+                &[Seg::Key("rejects"), Seg::Key("uri")],
+                "rejects go to s3://bucket/prefix/ or a local folder, not a stream",
+            ));
+        }
+        Some(r) => Some(Destination::parse(&r.uri).map_err(|m| {
+            cx.err(
+                &[Seg::Key("rejects"), Seg::Key("uri")],
+                format!("`{}` {m}", r.uri),
+            )
+        })?),
+    };
+
+    if let Some(r) = &rejects
+        && let Some(why) = overlap(output, r)
+    {
+        return Err(cx.err(
+            &[Seg::Key("rejects"), Seg::Key("uri")],
+            format!(
+                "`{r}` {why} the output location `{output}`: whatever reads the output would read the \
+                 rejects as data. Give rejects a folder of their own beside it, e.g. a sibling `rejects/`"
+            ),
+        ));
+    }
+    Ok(rejects)
+}
+
+/// The recursive-invocation trap: an output or rejects prefix the input keys match would trigger
+/// the function again with every file it writes (refused); one that might (no keys) is a warning.
+pub(super) fn loops(
+    config: &PipelineConfig,
+    keys: &[GlobMatcher],
+    output: &Destination,
+    rejects: Option<&Destination>,
+    cx: &Ctx<'_>,
+) -> Result<Vec<String>, ConfigError> {
+    let input = &config.input;
+    let out = &config.output;
+    // The recursive-invocation trap: outputs landing where the trigger's keys match.
+    let mut warnings = Vec::new();
+    let ext = match out.format {
+        OutputFormat::Parquet => "parquet",
+        OutputFormat::Ndjson => {
+            if out.compression.as_deref() == Some("gzip") {
+                "ndjson.gz"
+            } else {
+                "ndjson"
+            }
+        }
+    };
+    let mut dests = vec![(&output, ext, "output")];
+    if let Some(r) = &rejects {
+        dests.push((r, "ndjson", "rejects"));
+    }
+    for (dest, ext, section) in dests {
+        let Destination::S3 { prefix, bucket } = dest else {
+            continue;
+        };
+        if !input.buckets.is_empty() && !input.buckets.contains(bucket) {
+            // A different bucket from every trigger bucket: no loop possible.
+            continue;
+        }
+        let mut part = String::new();
+        let mut samples = vec![format!("{prefix}x-0123456789abcdef.{ext}")];
+        for p in &out.partition_by {
+            part.push_str(&format!("{p}=v/"));
+            samples.push(format!("{prefix}{part}x-0123456789abcdef.{ext}"));
+        }
+        if keys.is_empty() {
+            warnings.push(format!(
+                "[{section}] writes to {dest} and [input] keys is empty: if the trigger bucket is that bucket, \
+                 every output would trigger the function again. Set keys; at run time objects under {dest} are skipped."
+            ));
+        }
+        for (i, g) in keys.iter().enumerate() {
+            if let Some(s) = samples.iter().find(|s| g.is_match(s.as_str())) {
+                return Err(cx.err(
+                    &[Seg::Key(section), Seg::Key("uri")],
+                    format!(
+                        "writes to {dest}, where [input] keys[{i}] `{}` matches what it writes (e.g. `{s}`): every output \
+                         would trigger the function again. Write outside the input keys, narrow the glob, or \
+                         list the trigger buckets in [input] buckets if the output bucket is not one of them",
+                        input.keys[i]
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}

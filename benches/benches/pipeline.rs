@@ -410,7 +410,7 @@ fn index_docs(docs: &[&(String, String)]) -> usize {
     [terms, docs]
         .iter()
         .map(|t| {
-            sluice_pipeline::output::parquet_file(t)
+            sluice_pipeline::write::parquet_file(t)
                 .expect("parquet")
                 .len()
         })

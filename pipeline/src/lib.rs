@@ -1,7 +1,7 @@
 //! Sluice: stream and file pipelines on AWS Lambda, described in a `pipeline.toml`.
 //!
 //! This crate owns everything with I/O: the config ([`config`]), event triggers ([`trigger`]),
-//! object stores ([`store`]), output writers ([`output`]), the [`Handler`] that runs a pipeline on
+//! object stores ([`store`]), output writers ([`write`]), the [`Handler`] that runs a pipeline on
 //! one event ([`run`], reading objects through [`read`]), the Lambda loop ([`lambda`]) and local replay ([`replay`]). The data stages themselves
 //! live in `sluice-processors`.
 //!
@@ -76,7 +76,6 @@ pub mod kinesis;
 pub mod kpl;
 pub mod lambda;
 pub mod metrics;
-pub mod output;
 pub mod read;
 pub mod replay;
 pub mod run;
@@ -86,6 +85,7 @@ pub mod stream;
 #[cfg(test)]
 mod testing;
 pub mod trigger;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use super::Handler;
 use super::outcome::Tally;
 use crate::Error;
 use crate::catalog::CatalogRow;
-use crate::output::base_name;
+use crate::write::base_name;
 
 impl Handler {
     /// Every catalog row of the event written; never a row for the pipeline's own outputs (the
@@ -24,7 +24,7 @@ impl Handler {
 
     /// `{output}/_index/objects/{name}.parquet`: the object's catalog row, named like its outputs.
     async fn write_catalog_row(&self, row: &CatalogRow) -> Result<(), Error> {
-        let Some((store, bucket, prefix)) = crate::output::resolve(&self.plan.output, &self.output)
+        let Some((store, bucket, prefix)) = crate::write::resolve(&self.plan.output, &self.output)
         else {
             return Ok(());
         };
@@ -34,8 +34,8 @@ impl Handler {
             row.version_id.as_deref().or(row.etag.as_deref()),
         );
         let key = format!("{prefix}_index/objects/{name}.parquet");
-        let file = crate::output::parquet_file(&crate::catalog::batch(row)?)?;
-        let meta = crate::store::ObjectMeta::typed(crate::output::PARQUET_TYPE);
+        let file = crate::write::parquet_file(&crate::catalog::batch(row)?)?;
+        let meta = crate::store::ObjectMeta::typed(crate::write::PARQUET_TYPE);
         crate::store::put(store.as_ref(), &bucket, &key, meta, file).await
     }
 }

@@ -28,9 +28,9 @@ use tracing::warn;
 
 use crate::config::Plan;
 use crate::kinesis::RecordPutter;
-use crate::output::Outputs;
 use crate::store::ObjectStore;
 use crate::trigger::{self, Item, ObjectRef, StreamRecord};
+use crate::write::Outputs;
 
 use deadline::{deadline_cuts, out_of_time};
 use outcome::Tally;

@@ -11,8 +11,8 @@ use super::outcome::{ObjectResult, Skip, Tally};
 use super::unit::UnitOfWork;
 use crate::catalog::CatalogRow;
 use crate::config::OnMissing;
-use crate::output::{base_name, invocation_name};
 use crate::trigger::ObjectRef;
+use crate::write::{base_name, invocation_name};
 use crate::{Error, MISSING};
 
 impl Handler {

@@ -15,9 +15,9 @@ use super::outcome::{ObjectResult, Tally};
 use super::unit::UnitOfWork;
 use crate::Error;
 use crate::config::InputSpec;
-use crate::output::invocation_name;
 use crate::read::decompress::{MAX_RECORD_INFLATED, inflate};
 use crate::trigger::{self, StreamRecord};
+use crate::write::invocation_name;
 
 impl Handler {
     /// A stream batch (Kinesis, SQS records, a tumbling window's batch) through one unit of work,
@@ -101,7 +101,7 @@ impl Handler {
             )
         } else {
             (
-                crate::output::stream_name(first.shard(), first.id()),
+                crate::write::stream_name(first.shard(), first.id()),
                 format!("kinesis {} from {}", first.shard(), first.id()),
             )
         };

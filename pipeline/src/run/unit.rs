@@ -13,7 +13,7 @@ use sluice_processors::{Kept, Stage};
 use super::Handler;
 use super::outcome::ObjectResult;
 use crate::Error;
-use crate::output::{Outputs, Rejects, Staging};
+use crate::write::{Outputs, Rejects, Staging};
 
 /// One object's or one stream batch's work (or, with an aggregate, all of an invocation's
 /// objects): the chain of stages, the sink its rows go to, its rejects and its counts. Input is

@@ -50,8 +50,8 @@ impl Handler {
         }
         let shard = recs.first().map_or(w.shard.as_str(), |r| r.shard());
         let base = match (w.is_final, recs.first()) {
-            (false, Some(f)) => crate::output::stream_name(f.shard(), f.id()),
-            _ => crate::output::window_name(shard, &w.start),
+            (false, Some(f)) => crate::write::stream_name(f.shard(), f.id()),
+            _ => crate::write::window_name(shard, &w.start),
         };
         let source = format!("kinesis {shard} window {}", w.start);
         let mut unit = UnitOfWork::new(self, base, source);

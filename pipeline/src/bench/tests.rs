@@ -1,4 +1,3 @@
-
 use super::report::{count, dollars, ms};
 use super::*;
 

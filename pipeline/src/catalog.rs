@@ -15,6 +15,28 @@ use sluice_processors::stats::ColumnStat;
 use crate::Error;
 use crate::trigger::ObjectRef;
 
+/// What became of an object: processed, failed (with why), or skipped (with why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Read and its outputs published.
+    Processed,
+    /// Read and failed (retried by Lambda, or its message redelivered).
+    Failed,
+    /// Not read: outside the pipeline's keys, a deletion, superseded, gone.
+    Skipped,
+}
+
+impl Status {
+    /// As the catalog's `status` column holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Processed => "processed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 /// What became of one object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogRow {
@@ -31,7 +53,7 @@ pub struct CatalogRow {
     /// When the notification says it was uploaded, microseconds since the epoch.
     pub last_modified: Option<i64>,
     /// `processed`, `failed` or `skipped`.
-    pub status: &'static str,
+    pub status: Status,
     /// Why it failed or was skipped.
     pub reason: Option<String>,
     /// The pipeline's `[input] format`.
@@ -65,12 +87,7 @@ pub struct ImageFacts {
 
 impl CatalogRow {
     /// A row for `obj`: `status`, and why when it failed or was skipped.
-    pub fn new(
-        obj: &ObjectRef,
-        status: &'static str,
-        reason: Option<String>,
-        format: &str,
-    ) -> Self {
+    pub fn new(obj: &ObjectRef, status: Status, reason: Option<String>, format: &str) -> Self {
         CatalogRow {
             bucket: obj.bucket.clone(),
             key: obj.key.clone(),
@@ -174,7 +191,7 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         ),
         Arc::new(s(r.sha256.as_deref())),
         Arc::new(s(r.content_type)),
-        Arc::new(s(Some(r.status))),
+        Arc::new(s(Some(r.status.as_str()))),
         Arc::new(s(r.reason.as_deref())),
         Arc::new(s(Some(&r.format))),
         Arc::new(n(r.counts.map(|c| c.0))),

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::Handler;
 use super::outcome::{ObjectResult, Skip, Tally};
 use super::unit::UnitOfWork;
-use crate::catalog::CatalogRow;
+use crate::catalog::{CatalogRow, Status};
 use crate::config::OnMissing;
 use crate::trigger::ObjectRef;
 use crate::write::{base_name, invocation_name};
@@ -45,7 +45,7 @@ impl Handler {
                 t.s.objects += objects.len() as u64;
                 if cataloging {
                     for obj in &objects {
-                        let mut row = CatalogRow::new(obj, "processed", None, format);
+                        let mut row = CatalogRow::new(obj, Status::Processed, None, format);
                         row.outputs = r.outputs.clone();
                         row.columns = r.columns.clone();
                         t.catalog.push(row);
@@ -66,8 +66,12 @@ impl Handler {
                 warn!(error = %e, "Invocation failed.");
                 if cataloging {
                     for obj in objects {
-                        t.catalog
-                            .push(CatalogRow::new(obj, "failed", Some(e.to_string()), format));
+                        t.catalog.push(CatalogRow::new(
+                            obj,
+                            Status::Failed,
+                            Some(e.to_string()),
+                            format,
+                        ));
                     }
                 }
                 t.errors.push(e.to_string());
@@ -122,9 +126,9 @@ impl Handler {
                 let error = r.error.take();
                 if cataloging {
                     let status = if error.is_some() {
-                        "failed"
+                        Status::Failed
                     } else {
-                        "processed"
+                        Status::Processed
                     };
                     let reason = error.as_ref().map(ToString::to_string);
                     let mut row = CatalogRow::new(obj, status, reason, format);
@@ -165,8 +169,12 @@ impl Handler {
             }
             Err(e) => {
                 if cataloging {
-                    t.catalog
-                        .push(CatalogRow::new(obj, "failed", Some(e.to_string()), format));
+                    t.catalog.push(CatalogRow::new(
+                        obj,
+                        Status::Failed,
+                        Some(e.to_string()),
+                        format,
+                    ));
                 }
                 self.fail(obj, e, t)
             }
@@ -251,7 +259,7 @@ impl Handler {
         {
             t.catalog.push(CatalogRow::new(
                 obj,
-                "skipped",
+                Status::Skipped,
                 Some(reason.to_string()),
                 &self.plan.config.input.format,
             ));

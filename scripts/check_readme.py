@@ -5,7 +5,7 @@
 
 - Every ```toml block is a complete pipeline.toml: `sluice validate` must accept it, and its plan
   must show no error.
-- Every command in a ```sh block runs from the checkout: `cargo run --release -p sluice-pipeline --`
+- Every command in a ```sh block runs from the checkout: `cargo run --release -p sluice-cli --`
   is the given binary, `cargo run -p X` is run as written, the test command itself is skipped.
   Outputs given with `--out` go to a scratch folder; whatever else a command writes into the
   checkout (the tag-stage example writes under fixtures/objects/) is removed after it, so the
@@ -104,7 +104,7 @@ def run_command(sluice, line, after, scratch):
     if args[:1] == ["scripts/test.sh"]:
         print(f"skip {line} (the command running this check)")
         return
-    if args[:5] == ["cargo", "run", "--release", "-p", "sluice-pipeline"] and args[5] == "--":
+    if args[:5] == ["cargo", "run", "--release", "-p", "sluice-cli"] and args[5] == "--":
         args = [sluice] + args[6:]
     # Outputs into the scratch folder, not the checkout.
     out_flag = None

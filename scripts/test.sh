@@ -80,14 +80,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "== the library without its default features (no S3 SDK, no CLI) still builds"
+echo "== the library and the command line without their default features (no AWS SDK) still build"
 cargo check --quiet -p sluice-pipeline --no-default-features
-cargo check --quiet -p sluice-pipeline --no-default-features --features cli --bins
+cargo check --quiet -p sluice-cli --no-default-features --bins
 echo "== cargo test"
 cargo test --workspace --quiet
 # The checks below run these binaries; `cargo test` builds a package's binaries only when it has
 # integration tests, so build them explicitly (a fresh clone has none cached).
-cargo build --quiet -p sluice-pipeline --bin sluice -p sluice-benches --bin gen-clickstream
+cargo build --quiet -p sluice-cli --bin sluice -p sluice-benches --bin gen-clickstream
 echo "== the README run: every TOML block validated, every command run and compared with what it says"
 "$VENV/bin/python" scripts/check_readme.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== example output checked independently with pyarrow and DuckDB"

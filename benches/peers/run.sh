@@ -86,7 +86,7 @@ case "$JOB" in
   filter | rollup | kinesis | thumbnails | cold | all) ;;
   *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | cold [RUNS]" >&2; exit 2 ;;
 esac
-cargo build --profile dist --quiet -p sluice-pipeline -p sluice-benches -p hello-lambda
+cargo build --profile dist --quiet -p sluice-cli -p sluice-benches -p hello-lambda
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [ "$JOB" != all ]; then

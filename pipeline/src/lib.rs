@@ -49,7 +49,7 @@
 //!
 //! - `s3` (default): the S3 object store on `aws-sdk-s3`.
 //! - `kinesis` (default): `kinesis://` outputs on `aws-sdk-kinesis`.
-//! - `cli` (default): the `sluice` command line.
+//! - `mimalloc`: mimalloc as the global allocator. (The `sluice` command line is the `sluice-cli` crate.)
 #![warn(missing_docs)]
 
 #[cfg(any(feature = "s3", feature = "kinesis"))]

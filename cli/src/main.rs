@@ -1,6 +1,6 @@
 //! The `sluice` command line: validate, replay, serve, event.
 
-mod cli;
+mod commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,17 +27,17 @@ enum Command {
         config: PathBuf,
     },
     /// Run captured events through the handler the Lambda runs, against local files or an endpoint.
-    Replay(cli::replay::ReplayArgs),
+    Replay(commands::replay::ReplayArgs),
     /// The Lambda runtime loop (what the deployed bootstrap runs).
     Serve {
         /// The pipeline.toml; defaults to $SLUICE_CONFIG, then ./pipeline.toml.
         config: Option<PathBuf>,
     },
     /// Rank the documents of a term index (written by an index stage) for a query, by BM25.
-    Search(cli::search::SearchArgs),
+    Search(commands::search::SearchArgs),
     /// Measure the pipeline's handler on events, and what it would cost on Lambda at each memory
     /// size (an estimate from the measured CPU and wall time; the method is printed with it).
-    Bench(cli::bench::BenchArgs),
+    Bench(commands::bench::BenchArgs),
     /// Time one cold start: load the pipeline and build the handler as `serve` does, print
     /// `ready`, exit (run by `bench` in fresh processes).
     #[command(hide = true)]
@@ -48,7 +48,7 @@ enum Command {
     /// Write a realistic event for local objects, for replay.
     Event {
         #[command(subcommand)]
-        kind: cli::event::EventKind,
+        kind: commands::event::EventKind,
     },
 }
 
@@ -100,11 +100,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Ok(2)
             }
         },
-        Command::Replay(a) => cli::replay::run(a).await,
-        Command::Search(a) => cli::search::run(a).await,
-        Command::Serve { config } => cli::serve::run(config).await,
-        Command::Bench(a) => cli::bench::run(a).await,
-        Command::InitProbe { config } => cli::serve::init_probe(config).await,
-        Command::Event { kind } => cli::event::run(kind).await,
+        Command::Replay(a) => commands::replay::run(a).await,
+        Command::Search(a) => commands::search::run(a).await,
+        Command::Serve { config } => commands::serve::run(config).await,
+        Command::Bench(a) => commands::bench::run(a).await,
+        Command::InitProbe { config } => commands::serve::init_probe(config).await,
+        Command::Event { kind } => commands::event::run(kind).await,
     }
 }

@@ -49,7 +49,8 @@
 //!
 //! - `s3` (default): the S3 object store on `aws-sdk-s3`.
 //! - `kinesis` (default): `kinesis://` outputs on `aws-sdk-kinesis`.
-//! - `mimalloc`: mimalloc as the global allocator. (The `sluice` command line is the `sluice-cli` crate.)
+//! - `mimalloc`: mimalloc as the global allocator.
+//! - `fuzzing`: the fuzz targets' entry points (`fuzz/`, and the tests that replay their seeds). (The `sluice` command line is the `sluice-cli` crate.)
 #![warn(missing_docs)]
 
 #[cfg(any(feature = "s3", feature = "kinesis"))]
@@ -70,6 +71,9 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod fastevent;
+/// The fuzz targets' entry points and their checks (feature `fuzzing`: the fuzz crate and the
+/// tests build it; the shipped binary does not).
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kinesis;

@@ -1,7 +1,7 @@
 //! Sluice: stream and file pipelines on AWS Lambda, described in a `pipeline.toml`.
 //!
 //! This crate owns everything with I/O: the config ([`config`]), event triggers ([`trigger`]),
-//! object stores ([`store`]), output writers ([`write`]), the [`Handler`] that runs a pipeline on
+//! object stores ([`store`]), output writers ([`write`](mod@write)), the [`Handler`] that runs a pipeline on
 //! one event ([`run`], reading objects through [`read`]), the Lambda loop ([`lambda`]) and local replay ([`replay`]). The data stages themselves
 //! live in `sluice-processors`.
 //!
@@ -70,25 +70,23 @@ pub mod catalog;
 pub mod config;
 mod error;
 pub mod event;
-pub mod fastevent;
 /// The fuzz targets' entry points and their checks (feature `fuzzing`: the fuzz crate and the
 /// tests build it; the shipped binary does not).
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod kinesis;
-pub mod kpl;
 pub mod lambda;
-pub mod metrics;
 pub mod read;
 pub mod replay;
 pub mod run;
 pub mod search;
 pub mod store;
-pub mod stream;
 #[cfg(test)]
 mod testing;
 pub mod trigger;
+pub use lambda::metrics;
+pub use trigger::{fast as fastevent, kpl, stream};
 pub mod write;
 
 use std::path::{Path, PathBuf};

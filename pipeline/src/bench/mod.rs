@@ -2,9 +2,9 @@
 //! user's own events.
 //!
 //! Each event is handled the way the Lambda handles it (the invocation's bytes straight into
-//! [`Handler::handle_bytes`]), warm, one after another, `iterations` times after `warmup` rounds.
+//! [`Handler::handle_bytes`](crate::run::Handler::handle_bytes)), warm, one after another, `iterations` times after `warmup` rounds.
 //! For every invocation the wall time, the CPU time of the whole process, the peak resident memory,
-//! the records and the bytes read and written are taken. From them [`estimate`] works out, for
+//! the records and the bytes read and written are taken. From them `estimate` works out, for
 //! each Lambda memory size, how long the invocation would take and what it would cost:
 //!
 //! - Lambda gives CPU in proportion to memory: one vCPU at 1 769 MB, six at 10 240 MB (the most).
@@ -18,7 +18,7 @@
 //! - Billed duration is rounded up to the millisecond; the price is GB-seconds at the
 //!   architecture's rate plus the request charge ([`prices`]).
 //!
-//! [`measure`] runs and samples the handler, [`estimate`] prices each memory size, [`report`]
+//! `measure` runs and samples the handler, `estimate` prices each memory size, `report`
 //! prints the table, the JSON and the HTML chart.
 
 mod estimate;

@@ -34,7 +34,7 @@ pub(crate) fn inflate(gz: &[u8], out: &mut Vec<u8>, limit: u64) -> Result<(), St
 /// Decompressed bytes any object may reach before its inflation ratio is checked.
 const INFLATE_FREE: u64 = 512 << 20;
 
-/// Refuse an object that has inflated past [`INFLATE_FREE`] and to more than `ratio` times the
+/// Refuse an object that has inflated past `INFLATE_FREE` and to more than `ratio` times the
 /// stored bytes read so far: a decompression bomb (1 GB of zeros is ~1 MB of gzip) is stopped
 /// after a bounded amount of work, with its reason, instead of running to the deadline.
 fn inflation_check(inflated: u64, stored: u64, ratio: u64) -> std::io::Result<()> {
@@ -52,7 +52,7 @@ fn inflation_check(inflated: u64, stored: u64, ratio: u64) -> std::io::Result<()
 }
 
 /// Wrap a reader in the decompressor its magic bytes (or the configured compression) call for,
-/// refusing more than `max_ratio` inflation past [`INFLATE_FREE`] (see [`inflation_check`]).
+/// refusing more than `max_ratio` inflation past `INFLATE_FREE` (see `inflation_check`).
 pub async fn decompress(
     reader: ByteReader,
     compression: Compression,

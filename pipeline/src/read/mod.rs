@@ -1,6 +1,6 @@
 //! How an object's bytes become input to a unit of work: streamed through decompression (with
-//! bomb limits) into the format's decoder, Parquet by ranges ([`parquet`]), images whole
-//! ([`image`]).
+//! bomb limits) into the format's decoder, Parquet by ranges (`parquet`), images whole
+//! (`image`).
 
 pub mod decompress;
 mod image;

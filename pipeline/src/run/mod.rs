@@ -1,10 +1,10 @@
 //! Running a pipeline on one event. The Lambda loop and `sluice replay` both call
 //! [`Handler::handle`], so replay does exactly what the Lambda does. The data flow
 //! ([`Handler::handle_bytes`] down): the event's bytes become a typed [`trigger::Parsed`]; its
-//! deadline bounds everything after ([`deadline`]); its items are sorted, and each object or
-//! stream batch goes through a [`unit::UnitOfWork`] — read ([`crate::read`]), through the
-//! stages, written and published together, or aborted whole ([`objects`], [`records`],
-//! [`window`]); the catalog rows are written ([`catalog`]); the [`outcome`] is the summary and
+//! deadline bounds everything after (`deadline`); its items are sorted, and each object or
+//! stream batch goes through a `unit::UnitOfWork` — read ([`crate::read`]), through the
+//! stages, written and published together, or aborted whole (`objects`, `records`,
+//! `window`); the catalog rows are written (`catalog`); the `outcome` is the summary and
 //! the Lambda answer.
 
 mod catalog;

@@ -1,5 +1,5 @@
 //! What an event comes to: the [`Summary`] (printed by replay, returned by the Lambda) and the
-//! Lambda answer, gathered in a [`Tally`] as the event's items are processed.
+//! Lambda answer, gathered in a `Tally` as the event's items are processed.
 
 use std::time::Instant;
 

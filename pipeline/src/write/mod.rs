@@ -5,9 +5,9 @@
 //! and S3 outputs go up in multipart parts. Names are deterministic functions of the source object,
 //! so a retried invocation overwrites instead of duplicating.
 //!
-//! [`files`]: Parquet and NDJSON files, partitioned, streamed, staged for publication;
-//! [`rejects`]: the NDJSON rejects file; [`index`]: the term index of the rows written;
-//! [`names`]: deterministic output names; [`staging`]: a unit's sealed files, published together.
+//! `files`: Parquet and NDJSON files, partitioned, streamed, staged for publication;
+//! `rejects`: the NDJSON rejects file; `index`: the term index of the rows written;
+//! `names`: deterministic output names; `staging`: a unit's sealed files, published together.
 
 mod files;
 mod index;

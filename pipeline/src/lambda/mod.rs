@@ -6,6 +6,8 @@
 //! objects failed, so the rest of the batch is deleted from the queue. Outputs written for objects
 //! that succeeded stay valid either way; panics are caught by the runtime and reported as errors.
 
+pub mod metrics;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -12,6 +12,14 @@
 //!   EventBridge `aws.s3` event) but cannot be read as one is [`Item::Failed`]: it is reported as a
 //!   batch item failure so the queue redrives it to its dead-letter queue instead of deleting it.
 //!   Any other SQS body, and every Kinesis record, is an [`Item::Record`] for `[input] format`.
+//!
+//! [`fast`] reads a plain Kinesis batch from the invocation's bytes without a JSON tree (the
+//! general path here is the reference it is checked against), [`kpl`] splits KPL aggregates, and
+//! [`stream`] adds the stream columns (shard, sequence number, partition key, arrival) to rows.
+
+pub mod fast;
+pub mod kpl;
+pub mod stream;
 
 use std::sync::Arc;
 

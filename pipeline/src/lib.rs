@@ -1,9 +1,10 @@
 //! Sluice: stream and file pipelines on AWS Lambda, described in a `pipeline.toml`.
 //!
 //! This crate owns everything with I/O: the config ([`config`]), event triggers ([`trigger`]),
-//! object stores ([`store`]), output writers ([`write`](mod@write)), the [`Handler`] that runs a pipeline on
-//! one event ([`run`], reading objects through [`read`]), the Lambda loop ([`lambda`]) and local replay ([`replay`]). The data stages themselves
-//! live in `sluice-processors`.
+//! object stores ([`store`]), output writers ([`write`](mod@write)), the [`Handler`] that runs a
+//! pipeline on one event ([`run`], reading objects through [`read`]), the Lambda loop
+//! ([`lambda`]) and local replay ([`replay`]). The data stages themselves live in
+//! `sluice-processors`; the `sluice` command line is the `sluice-cli` crate.
 //!
 //! A Rust user can build a pipeline in code, add a stage of their own, and run it as a Lambda or
 //! under replay with one call:
@@ -50,7 +51,7 @@
 //! - `s3` (default): the S3 object store on `aws-sdk-s3`.
 //! - `kinesis` (default): `kinesis://` outputs on `aws-sdk-kinesis`.
 //! - `mimalloc`: mimalloc as the global allocator.
-//! - `fuzzing`: the fuzz targets' entry points (`fuzz/`, and the tests that replay their seeds). (The `sluice` command line is the `sluice-cli` crate.)
+//! - `fuzzing`: the fuzz targets' entry points (`fuzz/`, and the tests that replay their seeds).
 #![warn(missing_docs)]
 
 #[cfg(any(feature = "s3", feature = "kinesis"))]

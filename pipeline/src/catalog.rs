@@ -204,7 +204,7 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(outputs.finish()),
         Arc::new(columns(&r.columns)?),
     ];
-    RecordBatch::try_new(schema(), cols).map_err(|e| Error::Io(format!("catalog row: {e}")))
+    RecordBatch::try_new(schema(), cols).map_err(|e| Error::Internal(format!("catalog row: {e}")))
 }
 
 /// The `columns` list of one row.
@@ -223,7 +223,7 @@ fn columns(stats: &[ColumnStat]) -> Result<ListArray, Error> {
         ],
         None,
     )
-    .map_err(|e| Error::Io(format!("catalog columns: {e}")))?;
+    .map_err(|e| Error::Internal(format!("catalog columns: {e}")))?;
     let item = Arc::new(Field::new("item", DataType::Struct(column_fields()), true));
     ListArray::try_new(
         item,
@@ -231,7 +231,7 @@ fn columns(stats: &[ColumnStat]) -> Result<ListArray, Error> {
         Arc::new(items),
         None,
     )
-    .map_err(|e| Error::Io(format!("catalog columns: {e}")))
+    .map_err(|e| Error::Internal(format!("catalog columns: {e}")))
 }
 
 /// What the catalog learns from an object's bytes as they stream past: their sha256, and the

@@ -70,9 +70,19 @@ pub enum Error {
     /// A stage or decoder failed.
     #[error(transparent)]
     Processor(#[from] sluice_processors::Error),
-    /// Decompression or reading failed part-way.
+    /// Reading or writing failed part-way (a stream cut, a file system error): a retry may
+    /// succeed.
     #[error("{0}")]
     Io(String),
+    /// The input cannot be used as it is (corrupt, the wrong format, a schema or a value that
+    /// does not fit what the pipeline asks of it): a retry reads the same bytes and fails the
+    /// same way.
+    #[error("{0}")]
+    Data(String),
+    /// Something that should not happen did (an internal invariant; a bug to report): not
+    /// retried.
+    #[error("{0}")]
+    Internal(String),
     /// Writing Parquet failed.
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

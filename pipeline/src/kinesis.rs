@@ -143,7 +143,7 @@ impl StreamWriter {
         let stale = self.compiled.as_ref().is_none_or(|(s, _)| *s != schema);
         if stale {
             let c = Compiled::new(text, &schema)
-                .map_err(|e| Error::Io(format!("[output] partition_key `{text}`: {e}")))?;
+                .map_err(|e| Error::Data(format!("[output] partition_key `{text}`: {e}")))?;
             self.compiled = Some((schema, c));
         }
         let Some((_, c)) = &self.compiled else {
@@ -158,7 +158,7 @@ impl StreamWriter {
             }
         }
         let strings = arrow_cast::cast(&values, &arrow_schema::DataType::Utf8)
-            .map_err(|e| Error::Io(format!("[output] partition_key `{text}` as text: {e}")))?;
+            .map_err(|e| Error::Data(format!("[output] partition_key `{text}` as text: {e}")))?;
         Ok((
             strings.as_any().downcast_ref::<StringArray>().cloned(),
             failed,
@@ -356,7 +356,7 @@ impl RecordPutter for KinesisPutter {
                     .partition_key(e.partition_key.clone())
                     .data(Blob::new(e.data.to_vec()))
                     .build()
-                    .map_err(|e| Error::Io(format!("a PutRecords entry: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("a PutRecords entry: {e}")))?;
                 req = req.records(entry);
             }
             let out = crate::store::bounded(&location, async {

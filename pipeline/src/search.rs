@@ -27,7 +27,7 @@ pub async fn search(
     let terms = read_all(&store, bucket, &format!("{prefix}_index/terms/")).await?;
     let docs = read_all(&store, bucket, &format!("{prefix}_index/docs/")).await?;
     if terms.is_empty() {
-        return Err(Error::Io(format!(
+        return Err(Error::Data(format!(
             "no term index at {} (expected Parquet files under _index/terms/, written by an index stage)",
             store.location(bucket, &prefix)
         )));
@@ -54,7 +54,7 @@ async fn read_all(
             .await
             .map_err(|e| Error::Io(format!("{}: {e}", store.location(bucket, &key))))?;
         let bad = |e: parquet::errors::ParquetError| {
-            Error::Io(format!(
+            Error::Data(format!(
                 "{}: not a readable Parquet file: {e}",
                 store.location(bucket, &key)
             ))
@@ -66,7 +66,7 @@ async fn read_all(
         .build()
         .map_err(bad)?;
         for b in reader {
-            out.push(b.map_err(|e| Error::Io(format!("{}: {e}", store.location(bucket, &key))))?);
+            out.push(b.map_err(|e| Error::Data(format!("{}: {e}", store.location(bucket, &key))))?);
         }
     }
     Ok(out)

@@ -54,7 +54,7 @@ impl Handler {
                         Err(reason) => Err((reason, data)),
                     })
                     .await
-                    .map_err(|e| Error::Io(format!("the resize worker stopped: {e}")))?
+                    .map_err(|e| Error::Internal(format!("the resize worker stopped: {e}")))?
                 }
             }
         };
@@ -177,6 +177,6 @@ impl RenditionRows {
             Arc::new(StringArray::from(self.format)),
         ];
         RecordBatch::try_new(schema.clone(), cols)
-            .map_err(|e| Error::Io(format!("rendition rows: {e}")))
+            .map_err(|e| Error::Internal(format!("rendition rows: {e}")))
     }
 }

@@ -45,7 +45,7 @@ pub(crate) fn read_error(uri: &str, e: std::io::Error) -> Error {
     } else if e.kind() == std::io::ErrorKind::InvalidData
         || e.kind() == std::io::ErrorKind::UnexpectedEof
     {
-        Error::Io(format!(
+        Error::Data(format!(
             "the object is corrupt or truncated ({msg}); nothing was written for it"
         ))
     } else {
@@ -65,7 +65,7 @@ impl Handler {
         unit: &mut UnitOfWork<'_>,
     ) -> Result<(), Error> {
         if let Some(c) = self.plan.stream_columns().first() {
-            return Err(Error::Io(format!(
+            return Err(Error::Data(format!(
                 "the pipeline reads `{}`, a column of stream records (Kinesis, SQS), which S3 objects do not have",
                 c.name()
             )));
@@ -120,6 +120,27 @@ impl Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 28: a corrupt or truncated object was an `Io` error, logged as retryable, though a
+    /// retry reads the same bytes; it is a data error now. A read cut part-way stays retryable.
+    #[test]
+    fn a_corrupt_object_is_a_data_error_and_a_cut_read_may_be_retried() {
+        let corrupt = read_error(
+            "s3://b/k",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid gzip header"),
+        );
+        assert!(matches!(corrupt, Error::Data(_)), "{corrupt:?}");
+        assert!(!corrupt.retryable());
+        assert!(
+            corrupt.to_string().contains("corrupt or truncated"),
+            "{corrupt}"
+        );
+        let cut = read_error(
+            "s3://b/k",
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer"),
+        );
+        assert!(cut.retryable(), "{cut:?}");
+    }
 
     #[test]
     fn read_buffers_start_on_a_page() {

@@ -18,7 +18,7 @@ impl Handler {
         use futures::StreamExt;
         use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
         let not_parquet = |e: parquet::errors::ParquetError| {
-            Error::Io(format!(
+            Error::Data(format!(
                 "not a readable Parquet file ({e}); check [input] format"
             ))
         };
@@ -39,7 +39,7 @@ impl Handler {
                     Err(_) => {
                         let names: Vec<&str> =
                             schema.fields().iter().map(|f| f.name().as_str()).collect();
-                        return Err(Error::Io(format!(
+                        return Err(Error::Data(format!(
                             "the pipeline reads column `{c}`, which this Parquet file does not have (columns: {})",
                             names.join(", ")
                         )));

@@ -349,7 +349,7 @@ impl Handler {
             && result.records_in == result.undecodable
             && self.plan.resize.is_none()
         {
-            result.error = Some(wrap(Error::Io(format!(
+            result.error = Some(wrap(Error::Data(format!(
                 "none of its {} records could be read as `{}` (all are in the rejects); check [input] format and compression",
                 result.rejected, self.plan.config.input.format
             ))));

@@ -413,18 +413,18 @@ pub(crate) fn gather(
             Some(all)
         });
     let Some(first) = batches.first() else {
-        return Err(Error::Io("no rows to gather".into()));
+        return Err(Error::Internal("no rows to gather".into()));
     };
     if batches
         .iter()
         .any(|b| b.schema().fields() != first.schema().fields())
     {
-        return Err(Error::Io(
+        return Err(Error::Data(
             "the batch's records decode to different schemas; declare [input] schema".into(),
         ));
     }
     let batch = arrow_select::concat::concat_batches(&first.schema(), &batches)
-        .map_err(|e| Error::Io(format!("gathering the rows of a stream batch: {e}")))?;
+        .map_err(|e| Error::Internal(format!("gathering the rows of a stream batch: {e}")))?;
     Ok((batch, origins))
 }
 

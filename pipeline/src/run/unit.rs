@@ -87,7 +87,7 @@ impl<'h> UnitOfWork<'h> {
         };
         for (b, origins) in batches {
             if b.schema().fields() != chain.input.fields() {
-                return Err(Error::Io(
+                return Err(Error::Data(
                     "its records have a different schema from the invocation's first object, and an aggregate \
                      needs one schema; declare [input] schema"
                         .into(),

@@ -33,7 +33,7 @@ impl Handler {
             ));
         }
         let Some(schema) = self.plan.schema.clone() else {
-            return Err(Error::Io(
+            return Err(Error::Data(
                 "a Kinesis tumbling window carries the aggregate's state between invocations, \
                  which needs a known input schema: declare [input] schema"
                     .into(),
@@ -126,7 +126,7 @@ fn save_states(chain: &Option<Chain>) -> Result<serde_json::Map<String, Value>, 
                     c.include_checksum(true)?;
                     c.compress(&bytes)
                 })
-                .map_err(|e| Error::Io(format!("compressing the window state: {e}")))?;
+                .map_err(|e| Error::Internal(format!("compressing the window state: {e}")))?;
             state.insert(
                 state_key(i),
                 Value::String(base64::engine::general_purpose::STANDARD.encode(packed)),
@@ -139,7 +139,7 @@ fn save_states(chain: &Option<Chain>) -> Result<serde_json::Map<String, Value>, 
 fn decode_state(v: &Value) -> Result<Vec<u8>, Error> {
     use base64::Engine;
     let bad = |why: String| {
-        Error::Io(format!(
+        Error::Data(format!(
             "the window state from Lambda cannot be read: {why}"
         ))
     };

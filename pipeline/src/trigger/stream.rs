@@ -101,7 +101,7 @@ pub fn tag(
     };
     for &c in cols {
         if schema.index_of(c.name()).is_ok() {
-            return Err(Error::Io(format!(
+            return Err(Error::Data(format!(
                 "the records have a field named `{}`, which is the stream column of that name; rename it in the data or use another name",
                 c.name()
             )));
@@ -119,7 +119,7 @@ pub fn tag(
         arrays.push(array);
     }
     RecordBatch::try_new(with_columns(&schema, cols), arrays)
-        .map_err(|e| Error::Io(format!("adding the stream columns: {e}")))
+        .map_err(|e| Error::Internal(format!("adding the stream columns: {e}")))
 }
 
 #[cfg(test)]

@@ -329,11 +329,11 @@ impl Outputs {
         }
         if let Some(st) = &mut self.stats {
             st.add(batch)
-                .map_err(|e| Error::Io(format!("column statistics: {e}")))?;
+                .map_err(|e| Error::Internal(format!("column statistics: {e}")))?;
         }
         match &mut self.stream {
             Some(Ok(w)) => return w.write(batch).await,
-            Some(Err(e)) => return Err(Error::Io(e.clone())),
+            Some(Err(e)) => return Err(Error::Data(e.clone())),
             None => {}
         }
         if self.config.partition_by.is_empty() {
@@ -365,7 +365,8 @@ impl Outputs {
                 let out = match gzip {
                     Some(gz) => {
                         use std::io::Write;
-                        gz.write_all(&bytes).map_err(|e| Error::Io(e.to_string()))?;
+                        gz.write_all(&bytes)
+                            .map_err(|e| Error::Internal(e.to_string()))?;
                         std::mem::take(gz.get_mut())
                     }
                     None => bytes,
@@ -387,7 +388,7 @@ impl Outputs {
         bytes: Vec<u8>,
     ) -> Result<String, Error> {
         if self.stream.is_some() {
-            return Err(Error::Io(
+            return Err(Error::Data(
                 "a kinesis:// output takes rows, not files; write renditions to s3:// or a folder"
                     .into(),
             ));

@@ -34,7 +34,7 @@ impl IndexSink {
                 .cloned())
         };
         let Some(text) = text_col(&self.text)? else {
-            return Err(Error::Io(format!(
+            return Err(Error::Data(format!(
                 "the index stage's text column `{}` is not in the rows",
                 self.text
             )));

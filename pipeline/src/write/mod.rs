@@ -59,9 +59,9 @@ pub fn parquet_file(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
         .build();
     let mut buf = Vec::new();
     let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
-        .map_err(|e| Error::Io(format!("writing Parquet: {e}")))?;
+        .map_err(|e| Error::Internal(format!("writing Parquet: {e}")))?;
     w.write(batch)
         .and_then(|()| w.close().map(|_| ()))
-        .map_err(|e| Error::Io(format!("writing Parquet: {e}")))?;
+        .map_err(|e| Error::Internal(format!("writing Parquet: {e}")))?;
     Ok(buf)
 }

@@ -133,7 +133,7 @@ impl Rejects {
                     })
                 }),
             };
-            serde_json::to_writer(&mut buf, &line).map_err(|e| Error::Io(e.to_string()))?;
+            serde_json::to_writer(&mut buf, &line).map_err(|e| Error::Internal(e.to_string()))?;
             buf.push(b'\n');
         }
         if let Some((w, _)) = self.sink.as_mut() {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_benches::{clickstream_ndjson, count_lines};
 use sluice_pipeline::Pipeline;
-use sluice_pipeline::run::{Handler, Summary};
+use sluice_pipeline::run::{Handler, Outcome, Summary};
 use sluice_pipeline::store::FsStore;
 use sluice_processors::Stage;
 use sluice_processors::decode::ndjson::NdjsonDecoder;
@@ -102,7 +102,7 @@ impl Scratch {
     }
 }
 
-fn succeeded((s, _): (Summary, bool)) -> Summary {
+fn succeeded(Outcome { summary: s, .. }: Outcome) -> Summary {
     assert!(s.error.is_none(), "{:?}", s.error);
     s
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use futures::FutureExt;
 use serde_json::Value;
 
-use crate::run::{Handler, Summary};
+use crate::run::{Handler, Outcome, Summary};
 
 /// One event to replay, with the name it is reported under. Events in files are read when they
 /// are replayed, not when they are listed: a `.jsonl` of a hundred 10 MB batches is never held
@@ -208,12 +208,12 @@ pub async fn replay_each(
                 // A tumbling window's invocation, with the state its window carried so far.
                 Some(mut v) => {
                     carry.apply(&mut v);
-                    let (s, _) = handler.handle(&v).await;
+                    let (s, _) = handler.handle(&v).await.into_parts();
                     carry.update(&v, &s);
                     s
                 }
                 // Every other event goes in as bytes, as the Lambda runtime hands it over.
-                None => handler.handle_bytes(&bytes, None).await.0,
+                None => handler.handle_bytes(&bytes, None).await.summary,
             },
             Err(err) => Summary::unknown(err),
         };
@@ -299,7 +299,10 @@ pub async fn replay_redelivered(
         // outside a batch response.
         let run = std::panic::AssertUnwindSafe(handler.handle(&ev)).catch_unwind();
         let (mut s, whole) = match run.await {
-            Ok((s, per_item)) => {
+            Ok(Outcome {
+                summary: s,
+                per_item,
+            }) => {
                 carry.update(&ev, &s);
                 let whole = s.error.is_some() && (!per_item || s.batch_item_failures.is_empty());
                 (s, whole)
@@ -651,7 +654,10 @@ mod tests {
         let h = window_plan(dir.path());
         let payloads = clicks(25);
         // All at once, as one ordinary batch.
-        let (whole, _) = h.handle(&crate::event::kinesis_event("s", &payloads)).await;
+        let (whole, _) = h
+            .handle(&crate::event::kinesis_event("s", &payloads))
+            .await
+            .into_parts();
         assert_eq!(whole.error, None);
         let want = std::fs::read_to_string(&whole.outputs[0]).unwrap();
         assert_eq!(want.lines().count(), 3);
@@ -697,14 +703,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = window_plan(dir.path());
         let events = crate::event::kinesis_window_events("s", &clicks(6), 60, 3);
-        let (first, _) = h.handle(&events[0]).await;
+        let (first, _) = h.handle(&events[0]).await.into_parts();
         let state = first.state.clone().unwrap();
         let mut last = events[1].clone();
         last["state"] = serde_json::Value::Object(state.clone());
         // The output folder cannot be created: the window's result cannot be written.
         std::fs::create_dir_all(dir.path().join("o")).unwrap();
         std::fs::write(dir.path().join("o/w"), b"in the way").unwrap();
-        let (s, per_item) = h.handle(&last).await;
+        let (s, per_item) = h.handle(&last).await.into_parts();
         assert!(per_item);
         assert!(s.error.is_some());
         assert_eq!(s.state, Some(state.clone()));
@@ -722,12 +728,12 @@ mod tests {
         // error, so Lambda retries it.
         let mut empty = last.clone();
         empty["Records"] = serde_json::json!([]);
-        let (s, per_item) = h.handle(&empty).await;
+        let (s, per_item) = h.handle(&empty).await.into_parts();
         assert!(!per_item);
         assert!(s.error.is_some());
         // Unblocked, the empty last invocation writes the window from the state alone.
         std::fs::remove_file(dir.path().join("o/w")).unwrap();
-        let (s, _) = h.handle(&empty).await;
+        let (s, _) = h.handle(&empty).await.into_parts();
         assert_eq!(s.error, None);
         let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
         assert_eq!(
@@ -738,7 +744,7 @@ mod tests {
         // A state that is not ours is a clear error.
         let mut bad = last.clone();
         bad["state"] = serde_json::json!({ "sluice:stage:1": "bm90IHpzdGQ=" });
-        let (s, _) = h.handle(&bad).await;
+        let (s, _) = h.handle(&bad).await.into_parts();
         assert!(
             s.error
                 .as_deref()

@@ -61,7 +61,9 @@ fn main() {
     for i in 0..iterations + 3 {
         let t = Instant::now();
         let deadline = sluice_pipeline::bench::deadline_from(t);
-        let (s, _) = rt.block_on(handler.handle_bytes(&bytes, Some(deadline)));
+        let s = rt
+            .block_on(handler.handle_bytes(&bytes, Some(deadline)))
+            .summary;
         let took = t.elapsed();
         if let Some(e) = &s.error {
             eprintln!("the batch failed: {e}");

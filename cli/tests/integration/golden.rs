@@ -20,7 +20,7 @@ async fn render(config: &Path, event_path: &Path) -> String {
     );
     let event: serde_json::Value =
         serde_json::from_slice(&std::fs::read(event_path).expect("event")).expect("json");
-    let (mut summary, sqs) = handler.handle(&event).await;
+    let (mut summary, sqs) = handler.handle(&event).await.into_parts();
     summary.duration_ms = 0;
     let prefix = format!("{}/", out.path().display());
     summary.outputs = summary

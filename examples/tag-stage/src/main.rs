@@ -136,7 +136,7 @@ mod tests {
             &std::fs::read(root.join("examples/clickstream/events/s3-put.json")).unwrap(),
         )
         .unwrap();
-        let (summary, _) = handler.handle(&event).await;
+        let (summary, _) = handler.handle(&event).await.into_parts();
         assert_eq!(summary.error, None);
         assert_eq!(summary.objects, 3);
         let mut rows = 0;

@@ -120,7 +120,10 @@ pub async fn measure(
             let can_reset = reset_peak_rss();
             let cpu0 = process_cpu_ms();
             let t = Instant::now();
-            let (s, _) = handler.handle_bytes(bytes, Some(deadline_from(t))).await;
+            let (s, _) = handler
+                .handle_bytes(bytes, Some(deadline_from(t)))
+                .await
+                .into_parts();
             let wall_ms = t.elapsed().as_secs_f64() * 1e3;
             let cpu_ms = match (cpu0, process_cpu_ms()) {
                 (Some(a), Some(b)) => (b - a).max(0.0),

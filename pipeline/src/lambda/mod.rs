@@ -146,12 +146,12 @@ pub async fn invoke(
     body: &[u8],
     deadline: Instant,
 ) -> Result<Value, Diagnostic> {
-    let (summary, per_item) = handler.handle_bytes(body, Some(deadline)).await;
+    let outcome = handler.handle_bytes(body, Some(deadline)).await;
     let plan = handler.plan();
     if plan.config.metrics.enabled {
         let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
         let line = crate::metrics::emf_line(
-            &summary,
+            &outcome.summary,
             &plan.config.metrics,
             &plan.config.name,
             &function,
@@ -160,7 +160,7 @@ pub async fn invoke(
         // Its own line on stdout, where CloudWatch Logs picks Embedded Metric Format up.
         println!("{line}");
     }
-    respond(summary, per_item)
+    respond(&outcome)
 }
 
 /// The instant of a deadline given in milliseconds since the epoch (as the runtime API gives it).
@@ -185,19 +185,22 @@ fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn respond(summary: crate::run::Summary, sqs: bool) -> Result<Value, Diagnostic> {
+/// The Lambda's answer: the batch response, or for an asynchronous event that failed, an
+/// invocation error (so Lambda retries it).
+fn respond(outcome: &crate::run::Outcome) -> Result<Value, Diagnostic> {
+    let summary = &outcome.summary;
     tracing::info!(
         trigger = %summary.trigger, objects = summary.objects, skipped = summary.skipped,
         records_in = summary.records_in, records_out = summary.records_out, rejected = summary.rejected,
         failures = summary.batch_item_failures.len(), duration_ms = summary.duration_ms,
         "Invocation done."
     );
-    match (&summary.error, sqs) {
+    match (&summary.error, outcome.per_item) {
         (Some(e), false) => Err(Diagnostic {
             error_type: "Sluice.ObjectFailed".into(),
             error_message: e.clone(),
         }),
-        _ => Ok(summary.lambda_response(sqs)),
+        _ => Ok(outcome.lambda_response()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::Handler;
-use super::outcome::Summary;
+use super::outcome::{Outcome, Summary};
 use crate::trigger::{self, Item};
 
 impl Handler {
@@ -58,7 +58,7 @@ pub(super) fn stop_time(deadline: Instant, now: Instant, reserve_ms: u64) -> Ins
 /// SQS message is reported for redelivery, a Kinesis batch from its first record (with a
 /// window's state as it came), and an asynchronous event fails, so Lambda retries it; what was
 /// written meanwhile is rewritten, under the same names, by the redelivery.
-pub(super) fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> (Summary, bool) {
+pub(super) fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> Outcome {
     let mut s = Summary {
         trigger: parsed.trigger.clone(),
         error: Some(
@@ -96,7 +96,10 @@ pub(super) fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> (Summar
         per_item &= !records.is_empty();
     }
     s.duration_ms = started.elapsed().as_millis() as u64;
-    (s, per_item)
+    Outcome {
+        summary: s,
+        per_item,
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use crate::write::Outputs;
 
 use deadline::{deadline_cuts, out_of_time};
 use outcome::Tally;
-pub use outcome::{Skip, StageTime, Summary};
+pub use outcome::{Outcome, Skip, StageTime, Summary};
 use unit::stage_clock;
 
 /// Runs a [`Plan`] against objects in a store.
@@ -155,14 +155,14 @@ impl Handler {
     }
 
     /// Process one event. Never panics; failures are in the summary.
-    pub async fn handle(&self, event: &Value) -> (Summary, bool) {
+    pub async fn handle(&self, event: &Value) -> Outcome {
         self.handle_until(event, None).await
     }
 
     /// Process one event that must be done by `deadline` (the Lambda invocation's): a stream batch
     /// stops at a record boundary `[output] deadline_reserve_ms` before it, writes what is done and
     /// reports the rest as batch item failures, rather than being killed mid-write.
-    pub async fn handle_until(&self, event: &Value, deadline: Option<Instant>) -> (Summary, bool) {
+    pub async fn handle_until(&self, event: &Value, deadline: Option<Instant>) -> Outcome {
         self.handle_parsed(trigger::parse(event), Instant::now(), deadline)
             .await
     }
@@ -170,7 +170,7 @@ impl Handler {
     /// Process an event given as the invocation's JSON bytes (what the Lambda runtime receives): a
     /// plain Kinesis batch is read without building a JSON tree ([`crate::fastevent`]), anything
     /// else is parsed with `serde_json`. Otherwise as [`Handler::handle_until`].
-    pub async fn handle_bytes(&self, body: &[u8], deadline: Option<Instant>) -> (Summary, bool) {
+    pub async fn handle_bytes(&self, body: &[u8], deadline: Option<Instant>) -> Outcome {
         let started = Instant::now();
         if let Some(parsed) = crate::fastevent::kinesis(body) {
             return self.handle_parsed(parsed, started, deadline).await;
@@ -180,10 +180,10 @@ impl Handler {
                 self.handle_parsed(trigger::parse(&event), started, deadline)
                     .await
             }
-            Err(e) => (
-                Summary::unknown(format!("the event is not JSON: {e}")),
-                false,
-            ),
+            Err(e) => Outcome {
+                summary: Summary::unknown(format!("the event is not JSON: {e}")),
+                per_item: false,
+            },
         }
     }
 
@@ -197,7 +197,7 @@ impl Handler {
         parsed: trigger::Parsed,
         started: Instant,
         deadline: Option<Instant>,
-    ) -> (Summary, bool) {
+    ) -> Outcome {
         let Some(deadline) = deadline.or_else(|| self.timeout.map(|t| started + t)) else {
             return self.run_parsed(&parsed, started, None).await;
         };
@@ -233,7 +233,7 @@ impl Handler {
         parsed: &trigger::Parsed,
         started: Instant,
         deadline: Option<Instant>,
-    ) -> (Summary, bool) {
+    ) -> Outcome {
         let mut t = Tally::new(parsed);
         let (objects, records) = self.sort_items(parsed, &mut t);
         t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()

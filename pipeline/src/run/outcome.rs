@@ -148,6 +148,28 @@ pub struct StageTime {
     pub ms: f64,
 }
 
+/// What one event came to: its summary, and how Lambda is to be answered.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// What the event did.
+    pub summary: Summary,
+    /// Whether the answer names the failed items (`batchItemFailures`: SQS, Kinesis) rather than
+    /// failing the invocation.
+    pub per_item: bool,
+}
+
+impl Outcome {
+    /// The Lambda response (see [`Summary::lambda_response`]).
+    pub fn lambda_response(&self) -> Value {
+        self.summary.lambda_response(self.per_item)
+    }
+
+    /// The summary and whether the answer names failed items, apart.
+    pub fn into_parts(self) -> (Summary, bool) {
+        (self.summary, self.per_item)
+    }
+}
+
 /// What an event's items come to, gathered as they are processed: the summary, the errors
 /// (joined into its `error` at the end), a catalog row per object met when the pipeline keeps a
 /// catalog, and whether the answer names failed items (SQS) rather than failing the invocation.
@@ -174,7 +196,7 @@ impl Tally {
 
     /// The summary (the first three errors in its `error`, and how many more) and whether the
     /// Lambda answer reports batch item failures.
-    pub(super) fn finish(self, started: Instant, stages: Vec<StageTime>) -> (Summary, bool) {
+    pub(super) fn finish(self, started: Instant, stages: Vec<StageTime>) -> Outcome {
         let Tally {
             mut s,
             errors,
@@ -198,6 +220,9 @@ impl Tally {
         }
         s.duration_ms = started.elapsed().as_millis() as u64;
         s.stages = stages;
-        (s, per_item)
+        Outcome {
+            summary: s,
+            per_item,
+        }
     }
 }

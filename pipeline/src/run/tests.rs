@@ -32,7 +32,7 @@ async fn infers_the_schema_and_writes_to_a_local_folder() {
         10,
         "e",
     )]);
-    let (s, _) = h.handle(&ev).await;
+    let (s, _) = h.handle(&ev).await.into_parts();
     assert_eq!(s.error, None);
     assert_eq!((s.records_in, s.records_out, s.rejected), (3, 2, 1));
     assert_eq!(s.outputs.len(), 3, "{:?}", s.outputs);
@@ -114,7 +114,7 @@ async fn parquet_input_is_read_by_row_group_with_only_the_needed_columns() {
         crate::event::s3_record("b", "t/part-0.parquet", 1, "e"),
         crate::event::s3_record("b", "t/bad.parquet", 1, "e"),
     ]);
-    let (s, _) = h.handle(&ev).await;
+    let (s, _) = h.handle(&ev).await.into_parts();
     assert_eq!(s.records_in, 1000);
     // ms = 3i > 2000 and i % 5 != 0: i in 667..1000 without multiples of 5.
     let want = (667..1000).filter(|i| i % 5 != 0).count() as u64;
@@ -142,7 +142,8 @@ async fn parquet_input_is_read_by_row_group_with_only_the_needed_columns() {
             1,
             "e",
         )]))
-        .await;
+        .await
+        .into_parts();
     assert!(
         s.error
             .unwrap()
@@ -172,7 +173,7 @@ async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record()
         }),
     ];
     let ev = crate::event::kinesis_event("s", &payloads);
-    let (s, per_item) = h.handle(&ev).await;
+    let (s, per_item) = h.handle(&ev).await.into_parts();
     assert!(per_item);
     assert_eq!(s.trigger, "kinesis");
     assert_eq!(s.error, None);
@@ -197,7 +198,7 @@ async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record()
     // the shard must resume at the batch's first record; SQS retries every message.
     std::fs::remove_dir_all(dir.path().join("o")).unwrap();
     std::fs::write(dir.path().join("o"), b"in the way").unwrap();
-    let (s, _) = h.handle(&ev).await;
+    let (s, _) = h.handle(&ev).await.into_parts();
     assert!(s.error.is_some());
     assert_eq!(s.batch_item_failures, vec![first.clone()]);
     assert_eq!(
@@ -205,7 +206,7 @@ async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record()
         serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": first }] })
     );
     let sqs = crate::event::sqs_records_event("q", &["{\"p\":\"x\",\"n\":1}".into(), "{}".into()]);
-    let (s, per_item) = h.handle(&sqs).await;
+    let (s, per_item) = h.handle(&sqs).await.into_parts();
     assert!(per_item);
     assert_eq!(s.trigger, "sqs");
     assert_eq!(s.batch_item_failures.len(), 2);
@@ -265,7 +266,8 @@ async fn records_decoded_in_place_give_what_copied_records_give() {
             h.handle_bytes(text.as_bytes(), None).await
         } else {
             h.handle(&ev).await
-        };
+        }
+        .into_parts();
         assert_eq!(s.error, None);
         assert_eq!(s.rejected, 2, "fast: {fast}");
         assert_eq!(std::fs::read_to_string(&s.outputs[0]).unwrap(), want);
@@ -338,7 +340,7 @@ async fn stream_columns_name_the_record_every_row_came_from() {
          [output]\nuri = \"s3://o/{n}/\"\nformat = \"ndjson\"\n"
         );
         let h = Handler::new(plan(&cfg), store.clone(), store.clone());
-        let (s, _) = h.handle(&ev).await;
+        let (s, _) = h.handle(&ev).await.into_parts();
         assert_eq!(s.error, None, "{format}");
         assert_eq!((s.records_in, s.records_out), (6, 5), "{format}");
         let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
@@ -348,7 +350,8 @@ async fn stream_columns_name_the_record_every_row_came_from() {
     let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { p = \"string\" }\n[output]\nuri = \"s3://o/plain/\"\nformat = \"ndjson\"\n";
     let (s, _) = Handler::new(plan(cfg), store.clone(), store.clone())
         .handle(&event(&lines))
-        .await;
+        .await
+        .into_parts();
     let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
     assert!(got.starts_with("{\"p\":\"w\"}\n"), "{got}");
 }
@@ -391,7 +394,7 @@ async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
     // records stop 1.6 s before that, at 1.6 s. The first record ends at 1 s, the second at
     // 2 s, so the batch stops before the third, with two written well before the deadline.
     let deadline = Instant::now() + std::time::Duration::from_millis(4000);
-    let (s, per_item) = h.handle_until(&ev, Some(deadline)).await;
+    let (s, per_item) = h.handle_until(&ev, Some(deadline)).await.into_parts();
     assert!(per_item);
     assert_eq!(s.error, None);
     assert_eq!((s.records_in, s.records_out), (2, 2));
@@ -409,7 +412,7 @@ async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
         .collect();
     let sqs = crate::event::sqs_records_event("q", &bodies);
     let deadline = Instant::now() + std::time::Duration::from_millis(4000);
-    let (s, _) = h.handle_until(&sqs, Some(deadline)).await;
+    let (s, _) = h.handle_until(&sqs, Some(deadline)).await.into_parts();
     let ids: Vec<String> = sqs["Records"].as_array().unwrap()[2..]
         .iter()
         .map(|r| r["messageId"].as_str().unwrap().to_string())
@@ -417,7 +420,7 @@ async fn a_near_deadline_stops_at_a_record_boundary_and_reports_the_rest() {
     assert_eq!(s.batch_item_failures, ids);
     // Already past it: answered at once, nothing counted as done, and the shard resumes at
     // the first record.
-    let (s, per_item) = h.handle_until(&ev, Some(Instant::now())).await;
+    let (s, per_item) = h.handle_until(&ev, Some(Instant::now())).await.into_parts();
     assert!(per_item);
     assert_eq!(s.records_in, 0);
     assert!(
@@ -440,7 +443,7 @@ async fn a_reserve_longer_than_the_time_left_still_makes_progress() {
     // 2 s left, requests done by 1.6 s: the stop comes halfway to that, at 800 ms; the first
     // record takes 900 ms.
     let deadline = Instant::now() + std::time::Duration::from_millis(2000);
-    let (s, _) = h.handle_until(&ev, Some(deadline)).await;
+    let (s, _) = h.handle_until(&ev, Some(deadline)).await.into_parts();
     assert_eq!(s.error, None);
     assert_eq!((s.records_in, s.records_out), (1, 1));
     assert_eq!(
@@ -472,7 +475,7 @@ async fn cloudwatch_logs_subscriptions_on_kinesis_give_one_row_per_log_event() {
             ("orders".to_string(), gz(data)),
         ],
     );
-    let (s, _) = h.handle(&ev).await;
+    let (s, _) = h.handle(&ev).await.into_parts();
     assert_eq!(s.error, None);
     assert_eq!((s.records_in, s.records_out, s.rejected), (2, 2, 0));
     let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
@@ -499,7 +502,10 @@ async fn a_record_that_is_not_a_document_is_a_reject_not_a_blocked_shard() {
     .iter()
     .map(|d| ("k".to_string(), d.to_vec()))
     .collect();
-    let (s, _) = h.handle(&crate::event::kinesis_event("s", &payloads)).await;
+    let (s, _) = h
+        .handle(&crate::event::kinesis_event("s", &payloads))
+        .await
+        .into_parts();
     assert_eq!(s.error, None);
     assert!(s.batch_item_failures.is_empty());
     assert_eq!((s.records_out, s.rejected), (3, 1));
@@ -535,7 +541,7 @@ async fn an_aggregate_spans_the_invocation_and_fails_it_whole() {
         crate::event::s3_record("b", "a.ndjson", 1, "e1"),
         crate::event::s3_record("b", "b.ndjson", 1, "e2"),
     ]);
-    let (s, _) = h.handle(&two).await;
+    let (s, _) = h.handle(&two).await.into_parts();
     assert_eq!(s.error, None);
     assert_eq!((s.objects, s.records_in, s.records_out), (2, 3, 2));
     assert_eq!(s.outputs.len(), 1);
@@ -555,7 +561,7 @@ async fn an_aggregate_spans_the_invocation_and_fails_it_whole() {
         crate::event::sqs_event(&crate::event::s3_event(vec![crate::event::s3_record("b", "gone.ndjson", 1, "e3")]), "m2")["Records"][0].clone(),
     ]});
     std::fs::remove_dir_all(dir.path().join("o")).unwrap();
-    let (s, is_sqs) = h.handle(&sqs).await;
+    let (s, is_sqs) = h.handle(&sqs).await.into_parts();
     assert!(is_sqs);
     assert_eq!(
         s.batch_item_failures,
@@ -580,7 +586,8 @@ async fn a_type_error_against_an_inferred_schema_fails_the_object_clearly() {
         .handle(&crate::event::s3_event(vec![crate::event::s3_record(
             "b", "k.ndjson", 1, "e",
         )]))
-        .await;
+        .await
+        .into_parts();
     let err = s.error.unwrap();
     assert!(
         err.contains("s3://b/k.ndjson") && err.contains("cannot apply `>` to string and int64"),

@@ -16,6 +16,21 @@ use sluice_processors::decode::ndjson::NdjsonDecoder;
 
 use crate::config::model::*;
 
+/// What a run needs of `[input]` and `[output]` beyond the plan's parts, checked and typed.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Rows per batch a decoder emits (1 to 1 048 576; checked).
+    pub batch_rows: usize,
+    /// How much more than the stored bytes an object may inflate to (0: unbounded).
+    pub max_inflate_ratio: u64,
+    /// How an object's compression is told.
+    pub compression: Compression,
+    /// What an object deleted since its notification is.
+    pub on_missing: OnMissing,
+    /// How long before the invocation's deadline a stream batch stops.
+    pub deadline_reserve: std::time::Duration,
+}
+
 /// A stage ready to be built once the input schema is known, with its description.
 #[derive(Clone)]
 pub struct PlannedStage {
@@ -61,6 +76,8 @@ pub struct Plan {
     pub resize: Option<ResizeSpec>,
     /// The index stage: rows reaching the output are also indexed.
     pub index: Option<IndexSpec>,
+    /// The limits and settings a run reads, checked and typed.
+    pub limits: Limits,
 }
 
 pub(crate) fn w_every(micros: i64) -> String {

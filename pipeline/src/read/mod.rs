@@ -76,7 +76,6 @@ impl Handler {
         if matches!(self.plan.input, InputSpec::Parquet) {
             self.read_parquet(obj, unit).await?;
         } else {
-            let input = &self.plan.config.input;
             let at = obj.at();
             let reader = self.input.get(&obj.bucket, &obj.key, &at).await?;
             // The catalog's hash and content type, taken from the stored bytes as they stream.
@@ -86,7 +85,12 @@ impl Handler {
             } else {
                 (reader, None)
             };
-            let mut reader = decompress(reader, input.compression, input.max_inflate_ratio).await?;
+            let mut reader = decompress(
+                reader,
+                self.plan.limits.compression,
+                self.plan.limits.max_inflate_ratio,
+            )
+            .await?;
             let mut decoder = self.decoder(&obj.key)?;
             let mut space = vec![0u8; READ_BYTES + PAGE];
             let buf = page_aligned(&mut space, READ_BYTES);

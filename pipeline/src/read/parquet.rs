@@ -29,7 +29,7 @@ impl Handler {
         let builder = ParquetRecordBatchStreamBuilder::new(file)
             .await
             .map_err(not_parquet)?;
-        let mut builder = builder.with_batch_size(self.plan.config.input.batch_rows);
+        let mut builder = builder.with_batch_size(self.plan.limits.batch_rows);
         if let Some(cols) = self.plan.projection().filter(|_| self.extra.is_empty()) {
             let schema = builder.schema().clone();
             let mut roots = Vec::new();

@@ -13,7 +13,8 @@ impl Handler {
     /// When a stream batch must stop: `[output] deadline_reserve_ms` before the point where the
     /// invocation's requests must be done (see [`deadline_cuts`]), so what is done can be written.
     pub(super) fn stop_before(&self, deadline: Option<Instant>) -> Option<Instant> {
-        let reserve = self.plan.config.output.deadline_reserve_ms;
+        let reserve =
+            u64::try_from(self.plan.limits.deadline_reserve.as_millis()).unwrap_or(u64::MAX);
         deadline.map(|d| {
             let cut = crate::store::request_deadline().map_or(d, |c| c.min(d));
             stop_time(cut, Instant::now(), reserve)

@@ -148,7 +148,7 @@ impl Handler {
                     Some(e) => self.fail(obj, e, t),
                 }
             }
-            Err(e) if e.missing() && self.plan.config.input.on_missing == OnMissing::Skip => {
+            Err(e) if e.missing() && self.plan.limits.on_missing == OnMissing::Skip => {
                 // Gone since its notification: nothing to retry; said so, not failed.
                 info!(bucket = %obj.bucket, key = %obj.key, "Object gone; skipped.");
                 let reason = e.missing_reason().unwrap_or_else(|| MISSING.into());

@@ -138,7 +138,7 @@ impl Handler {
         // With stream columns, each payload's rows are flushed and tagged with where they came
         // from, then gathered back into full batches so the stages never see tiny ones.
         let cols = self.plan.stream_columns();
-        let batch_rows = self.plan.config.input.batch_rows.max(1);
+        let batch_rows = self.plan.limits.batch_rows.max(1);
         let mut tagged: Vec<(RecordBatch, Option<Origins>)> = Vec::new();
         let mut pending = Pending::default();
         let mut watch = Watch::new();

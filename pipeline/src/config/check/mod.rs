@@ -9,7 +9,7 @@ mod stages;
 use std::path::Path;
 
 use crate::config::model::PipelineConfig;
-use crate::config::plan::Plan;
+use crate::config::plan::{Limits, Plan};
 use crate::config::spans::Ctx;
 use crate::error::ConfigError;
 
@@ -50,6 +50,15 @@ impl Plan {
             streamed,
             resize,
             index,
+            limits: Limits {
+                batch_rows: config.input.batch_rows,
+                max_inflate_ratio: config.input.max_inflate_ratio,
+                compression: config.input.compression,
+                on_missing: config.input.on_missing,
+                deadline_reserve: std::time::Duration::from_millis(
+                    config.output.deadline_reserve_ms,
+                ),
+            },
             file: file.to_path_buf(),
             config,
         })

@@ -471,7 +471,7 @@ async fn close_file(
                     Ok(r) => r,
                     Err(e) => {
                         sink.abort().await;
-                        return Err(Error::Io(e.to_string()));
+                        return Err(Error::Internal(format!("finishing the gzip stream: {e}")));
                     }
                 };
                 if !rest.is_empty()

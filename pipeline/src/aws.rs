@@ -23,6 +23,48 @@ pub(crate) async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkCon
     loader.timeout_config(timeouts()).load().await
 }
 
+/// An SDK client made when it is first needed (or ahead of that, in the background): making one
+/// loads the SDK's configuration and builds its HTTPS connector, which reads and parses the
+/// system's TLS certificates — most of a Lambda function's init otherwise. Concurrent first
+/// users share the one client being made.
+#[derive(Debug, Clone)]
+pub(crate) struct LazyClient<C> {
+    cell: std::sync::Arc<tokio::sync::OnceCell<C>>,
+    endpoint_url: Option<String>,
+    make: fn(&aws_config::SdkConfig, Option<&str>) -> C,
+}
+
+impl<C> LazyClient<C> {
+    /// A client made already.
+    pub(crate) fn ready(client: C, make: fn(&aws_config::SdkConfig, Option<&str>) -> C) -> Self {
+        Self {
+            cell: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(client))),
+            endpoint_url: None,
+            make,
+        }
+    }
+
+    /// One `make` makes from the standard configuration (at `endpoint_url`) on first use.
+    pub(crate) fn lazy(
+        endpoint_url: Option<&str>,
+        make: fn(&aws_config::SdkConfig, Option<&str>) -> C,
+    ) -> Self {
+        Self {
+            cell: Default::default(),
+            endpoint_url: endpoint_url.map(str::to_string),
+            make,
+        }
+    }
+
+    /// The client, made now if it is not yet.
+    pub(crate) async fn get(&self) -> &C {
+        let endpoint = self.endpoint_url.as_deref();
+        self.cell
+            .get_or_init(|| async move { (self.make)(&sdk_config(endpoint).await, endpoint) })
+            .await
+    }
+}
+
 /// Every request's timeouts: 5 s to connect, 30 s to the first byte of the answer (sending the
 /// body included: an 8 MiB part at 1 MB/s fits), 120 s an attempt; the SDK's standard retry
 /// (3 attempts, backoff with jitter) and its stalled-stream protection (a body that moves no byte

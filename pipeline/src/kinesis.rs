@@ -310,27 +310,46 @@ fn hex_digest(data: &[u8]) -> String {
 #[cfg(feature = "kinesis")]
 #[derive(Debug, Clone)]
 pub struct KinesisPutter {
-    client: aws_sdk_kinesis::Client,
+    client: crate::aws::LazyClient<aws_sdk_kinesis::Client>,
+}
+
+#[cfg(feature = "kinesis")]
+fn make_client(shared: &aws_config::SdkConfig, _: Option<&str>) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::new(shared)
 }
 
 #[cfg(feature = "kinesis")]
 impl KinesisPutter {
     /// A putter on an existing client.
     pub fn new(client: aws_sdk_kinesis::Client) -> Self {
-        KinesisPutter { client }
+        KinesisPutter {
+            client: crate::aws::LazyClient::ready(client, make_client),
+        }
     }
 
     /// A client from the standard chain; `endpoint_url` overrides the endpoint.
     pub async fn from_env(endpoint_url: Option<&str>) -> Self {
-        let shared = crate::aws::sdk_config(endpoint_url).await;
+        let putter = Self::lazy(endpoint_url);
+        putter.warm().await;
+        putter
+    }
+
+    /// As [`KinesisPutter::from_env`], with the client made when it is first needed (see
+    /// [`crate::store::S3Store::lazy`]).
+    pub fn lazy(endpoint_url: Option<&str>) -> Self {
         KinesisPutter {
-            client: aws_sdk_kinesis::Client::new(&shared),
+            client: crate::aws::LazyClient::lazy(endpoint_url, make_client),
         }
     }
 
+    /// Make the client now (a no-op when it is made or being made).
+    pub async fn warm(&self) {
+        self.client().await;
+    }
+
     /// The client, for callers that need more than PutRecords.
-    pub fn client(&self) -> &aws_sdk_kinesis::Client {
-        &self.client
+    pub async fn client(&self) -> &aws_sdk_kinesis::Client {
+        self.client.get().await
     }
 }
 
@@ -345,7 +364,7 @@ impl RecordPutter for KinesisPutter {
         use aws_sdk_kinesis::types::PutRecordsRequestEntry;
         Box::pin(async move {
             let location = format!("kinesis://{stream}");
-            let mut req = self.client.put_records();
+            let mut req = self.client().await.put_records();
             req = if stream.starts_with("arn:") {
                 req.stream_arn(stream)
             } else {

@@ -178,16 +178,23 @@ impl Pipeline {
         h
     }
 
-    /// The handler the Lambda loop runs: the S3 store from the standard chain, its client made in
-    /// the background from now on (the loop asks for the first event meanwhile; the first request
-    /// to S3 waits for it), and a Kinesis client for a `kinesis://` output.
+    /// The handler the Lambda loop runs: the S3 store from the standard chain, and a Kinesis
+    /// client for a `kinesis://` output, their clients made in the background from now on (the
+    /// loop asks for the first event meanwhile; the first request waits for its client).
     #[cfg(feature = "s3")]
     pub async fn serving_handler(&self) -> Handler {
         let s3 = Arc::new(store::S3Store::lazy(None).for_pipeline(&self.plan.config));
         let warm = s3.clone();
         tokio::spawn(async move { warm.warm().await });
-        let s3: Arc<dyn ObjectStore> = s3;
-        self.handler_with_streams(s3.clone(), s3, None).await
+        let h = self.handler(s3.clone(), s3);
+        #[cfg(feature = "kinesis")]
+        if matches!(self.plan.output, config::Destination::Kinesis { .. }) {
+            let putter = Arc::new(kinesis::KinesisPutter::lazy(None));
+            let warm = putter.clone();
+            tokio::spawn(async move { warm.warm().await });
+            return h.with_record_putter(putter);
+        }
+        h
     }
 
     /// Run as a Lambda when `AWS_LAMBDA_RUNTIME_API` is set (S3 store from the standard chain);

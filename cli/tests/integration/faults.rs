@@ -443,6 +443,7 @@ async fn put_records_partial_failures_send_again_only_the_refused_entries() {
     let c = sluice_pipeline::kinesis::KinesisPutter::from_env(Some(&ep))
         .await
         .client()
+        .await
         .clone();
     let out = crate::s3::bucket("refused");
     crate::kinesis::stream(&c, &out).await;

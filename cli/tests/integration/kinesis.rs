@@ -60,7 +60,11 @@ pub async fn read_all(c: &Client, name: &str) -> Vec<aws_sdk_kinesis::types::Rec
 #[tokio::test]
 async fn a_stream_read_back_replays_through_sluice_onto_another_stream() {
     let Some(ep) = endpoint() else { return };
-    let c = KinesisPutter::from_env(Some(&ep)).await.client().clone();
+    let c = KinesisPutter::from_env(Some(&ep))
+        .await
+        .client()
+        .await
+        .clone();
     let input = bucket("in");
     let output = bucket("out");
     let arn = stream(&c, &input).await;

@@ -22,9 +22,7 @@ pub const MIN_PART_BYTES: usize = 5 << 20;
 pub struct S3Store {
     /// Made on first use for a store made with [`S3Store::lazy`] (or ahead of it by
     /// [`S3Store::warm`]); made up front otherwise.
-    client: std::sync::Arc<tokio::sync::OnceCell<Client>>,
-    /// The endpoint the lazily made client uses.
-    endpoint_url: Option<String>,
+    client: crate::aws::LazyClient<Client>,
     stamp: std::sync::Arc<Stamp>,
 }
 
@@ -103,11 +101,10 @@ fn read_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// A client from the standard chain; path-style addressing with any custom endpoint, as local
-/// S3-compatible servers expect.
-async fn client_from_env(endpoint_url: Option<&str>) -> Client {
-    let shared = crate::aws::sdk_config(endpoint_url).await;
-    let mut b = aws_sdk_s3::config::Builder::from(&shared);
+/// A client from the standard configuration; path-style addressing with any custom endpoint, as
+/// local S3-compatible servers expect.
+fn make_client(shared: &aws_config::SdkConfig, endpoint_url: Option<&str>) -> Client {
+    let mut b = aws_sdk_s3::config::Builder::from(shared);
     let custom = endpoint_url.is_some()
         || std::env::var_os("AWS_ENDPOINT_URL").is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
@@ -133,8 +130,7 @@ impl S3Store {
     /// A store on an existing client.
     pub fn new(client: Client) -> Self {
         Self {
-            client: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(client))),
-            endpoint_url: None,
+            client: crate::aws::LazyClient::ready(client, make_client),
             stamp: Default::default(),
         }
     }
@@ -161,7 +157,9 @@ impl S3Store {
     /// `AWS_REGION`, `AWS_ENDPOINT_URL`). `endpoint_url` overrides the endpoint. With any custom
     /// endpoint, path-style addressing is used, as local S3-compatible servers expect.
     pub async fn from_env(endpoint_url: Option<&str>) -> Self {
-        Self::new(client_from_env(endpoint_url).await)
+        let store = Self::lazy(endpoint_url);
+        store.warm().await;
+        store
     }
 
     /// As [`S3Store::from_env`], with the client made when it is first needed: making it
@@ -170,8 +168,7 @@ impl S3Store {
     /// ([`S3Store::warm`]) while it asks for the first event.
     pub fn lazy(endpoint_url: Option<&str>) -> Self {
         Self {
-            client: Default::default(),
-            endpoint_url: endpoint_url.map(str::to_string),
+            client: crate::aws::LazyClient::lazy(endpoint_url, make_client),
             stamp: Default::default(),
         }
     }
@@ -183,9 +180,7 @@ impl S3Store {
 
     /// The client, for callers that need more than get and put.
     pub async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| client_from_env(self.endpoint_url.as_deref()))
-            .await
+        self.client.get().await
     }
 }
 

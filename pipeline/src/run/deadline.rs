@@ -13,8 +13,7 @@ impl Handler {
     /// When a stream batch must stop: `[output] deadline_reserve_ms` before the point where the
     /// invocation's requests must be done (see [`deadline_cuts`]), so what is done can be written.
     pub(super) fn stop_before(&self, deadline: Option<Instant>) -> Option<Instant> {
-        let reserve =
-            u64::try_from(self.plan.limits.deadline_reserve.as_millis()).unwrap_or(u64::MAX);
+        let reserve = self.plan.limits.deadline_reserve;
         deadline.map(|d| {
             let cut = crate::store::request_deadline().map_or(d, |c| c.min(d));
             stop_time(cut, Instant::now(), reserve)
@@ -34,19 +33,18 @@ pub(super) fn deadline_cuts(deadline: Instant, now: Instant) -> (Instant, Instan
     (at(margin), at(margin / 4))
 }
 
-/// When a batch that starts at `now` stops for `deadline`: `reserve_ms` before it, but never
+/// When a batch that starts at `now` stops for `deadline`: `reserve` before it, but never
 /// sooner than halfway from `now` to the deadline. A reserve as long as the function's timeout
 /// (a 20 s reserve on a 10 s function) would otherwise stop every invocation before its first
 /// record, forever; clamped, each one makes progress and still leaves half its time to write.
-pub(super) fn stop_time(deadline: Instant, now: Instant, reserve_ms: u64) -> Instant {
+pub(super) fn stop_time(deadline: Instant, now: Instant, reserve: std::time::Duration) -> Instant {
     let left = deadline.saturating_duration_since(now);
-    let reserve = std::time::Duration::from_millis(reserve_ms);
     if reserve <= left / 2 {
         return deadline.checked_sub(reserve).unwrap_or(deadline);
     }
     if reserve >= left {
         warn!(
-            reserve_ms,
+            reserve_ms = reserve.as_millis() as u64,
             left_ms = left.as_millis() as u64,
             "[output] deadline_reserve_ms is longer than this invocation has; stopping halfway \
              instead. Lower it, or raise the function's timeout."
@@ -132,9 +130,12 @@ mod tests {
     fn the_stop_is_the_reserve_before_the_deadline_or_halfway() {
         let now = Instant::now();
         let ms = std::time::Duration::from_millis;
-        assert_eq!(stop_time(now + ms(10_000), now, 2_000), now + ms(8_000));
-        assert_eq!(stop_time(now + ms(10_000), now, 5_000), now + ms(5_000));
-        assert_eq!(stop_time(now + ms(10_000), now, 20_000), now + ms(5_000));
-        assert_eq!(stop_time(now, now, 2_000), now);
+        assert_eq!(stop_time(now + ms(10_000), now, ms(2_000)), now + ms(8_000));
+        assert_eq!(stop_time(now + ms(10_000), now, ms(5_000)), now + ms(5_000));
+        assert_eq!(
+            stop_time(now + ms(10_000), now, ms(20_000)),
+            now + ms(5_000)
+        );
+        assert_eq!(stop_time(now, now, ms(2_000)), now);
     }
 }

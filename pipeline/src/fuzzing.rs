@@ -12,7 +12,7 @@ use arrow_array::RecordBatch;
 use sluice_processors::decode::Decoded;
 
 use crate::config::Plan;
-use crate::trigger::{Item, Parsed};
+use crate::trigger::{Invocation, Item};
 
 /// An invocation payload. The fast Kinesis reader never panics and, wherever the payload is JSON,
 /// gives what the general path gives; the general path never panics on any JSON.
@@ -24,7 +24,7 @@ pub fn event(data: &[u8]) {
     let general = crate::trigger::parse(&v);
     if let Some(mut fast) = fast {
         checked_lines(&fast);
-        fast.lines = None;
+        fast.work.lines = None;
         assert_eq!(fast, general, "the fast Kinesis reader disagrees");
     }
 }
@@ -32,10 +32,10 @@ pub fn event(data: &[u8]) {
 /// The buffer every record's data of a fast-read batch is a slice of: each record's data followed
 /// by a line break (or ending with one), in order, nothing else between — what the handler decodes
 /// in place. Panics where that does not hold.
-pub fn checked_lines(p: &Parsed) -> Option<bytes::Bytes> {
-    let lines = p.lines.clone()?;
+pub fn checked_lines(p: &Invocation) -> Option<bytes::Bytes> {
+    let lines = p.work.lines.clone()?;
     let mut at = 0;
-    for item in &p.items {
+    for item in &p.work.items {
         let Item::Record(r) = item else {
             panic!("a fast-read batch holds {item:?}")
         };

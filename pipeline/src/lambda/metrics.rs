@@ -61,9 +61,9 @@ pub fn emf_line(
     );
     for d in m.dimensions.iter().flatten() {
         let v = match d.as_str() {
-            "pipeline" => pipeline,
-            "trigger" => summary.trigger.as_str(),
-            _ => function,
+            "pipeline" => pipeline.to_string(),
+            "trigger" => summary.trigger.to_string(),
+            _ => function.to_string(),
         };
         line.insert(d.clone(), v.into());
     }
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn a_line_cloudwatch_reads_as_metrics() {
         let s = Summary {
-            trigger: "kinesis".into(),
+            trigger: crate::trigger::Source::of(crate::trigger::Kind::Kinesis),
             records_in: 10,
             records_out: 7,
             rejected: 3,

@@ -57,9 +57,9 @@ pub(super) fn stop_time(deadline: Instant, now: Instant, reserve: std::time::Dur
 /// SQS message is reported for redelivery, a Kinesis batch from its first record (with a
 /// window's state as it came), and an asynchronous event fails, so Lambda retries it; what was
 /// written meanwhile is rewritten, under the same names, by the redelivery.
-pub(super) fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> Outcome {
+pub(super) fn out_of_time(invocation: &trigger::Invocation, started: Instant) -> Outcome {
     let mut s = Summary {
-        trigger: parsed.trigger.clone(),
+        trigger: invocation.source,
         error: Some(
             "the invocation's deadline came before it finished (a request stalled, or the function's \
              timeout is too short for this event); all of it is reported for redelivery"
@@ -68,7 +68,7 @@ pub(super) fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> Outcome
         ..Summary::default()
     };
     let mut records = Vec::new();
-    for item in &parsed.items {
+    for item in &invocation.work.items {
         let id = match item {
             Item::Record(r) => {
                 records.push(r);
@@ -87,10 +87,10 @@ pub(super) fn out_of_time(parsed: &trigger::Parsed, started: Instant) -> Outcome
             s.batch_item_failures.push(id.clone());
         }
     }
-    s.redeliver(&records, parsed.trigger == "kinesis");
+    s.redeliver(&records, invocation.source.kinesis());
     s.delivered = records.len() as u64;
-    let mut per_item = parsed.sqs;
-    if let Some(w) = &parsed.window {
+    let mut per_item = invocation.source.per_item();
+    if let Some(w) = &invocation.work.window {
         s.state = Some(w.state.clone());
         per_item &= !records.is_empty();
     }

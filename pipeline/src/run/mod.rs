@@ -1,6 +1,6 @@
 //! Running a pipeline on one event. The Lambda loop and `sluice replay` both call
 //! [`Handler::handle`], so replay does exactly what the Lambda does. The data flow
-//! ([`Handler::handle_bytes`] down): the event's bytes become a typed [`trigger::Parsed`]; its
+//! ([`Handler::handle_bytes`] down): the event's bytes become a typed [`trigger::Invocation`]; its
 //! deadline bounds everything after (`deadline`); its items are sorted, and each object or
 //! stream batch goes through a `unit::UnitOfWork` — read ([`crate::read`]), through the
 //! stages, written and published together, or aborted whole (`objects`, `records`,
@@ -163,7 +163,7 @@ impl Handler {
     /// stops at a record boundary `[output] deadline_reserve_ms` before it, writes what is done and
     /// reports the rest as batch item failures, rather than being killed mid-write.
     pub async fn handle_until(&self, event: &Value, deadline: Option<Instant>) -> Outcome {
-        self.handle_parsed(trigger::parse(event), Instant::now(), deadline)
+        self.handle_invocation(trigger::parse(event), Instant::now(), deadline)
             .await
     }
 
@@ -172,12 +172,12 @@ impl Handler {
     /// else is parsed with `serde_json`. Otherwise as [`Handler::handle_until`].
     pub async fn handle_bytes(&self, body: &[u8], deadline: Option<Instant>) -> Outcome {
         let started = Instant::now();
-        if let Some(parsed) = crate::fastevent::kinesis(body) {
-            return self.handle_parsed(parsed, started, deadline).await;
+        if let Some(invocation) = crate::fastevent::kinesis(body) {
+            return self.handle_invocation(invocation, started, deadline).await;
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(event) => {
-                self.handle_parsed(trigger::parse(&event), started, deadline)
+                self.handle_invocation(trigger::parse(&event), started, deadline)
                     .await
             }
             Err(e) => Outcome {
@@ -192,14 +192,14 @@ impl Handler {
     /// running just before it is given up: the answer is then the one that loses nothing (every
     /// SQS message and the batch's first Kinesis record reported for redelivery, an asynchronous
     /// event failed), so Lambda always gets an answer before it kills the function.
-    async fn handle_parsed(
+    async fn handle_invocation(
         &self,
-        parsed: trigger::Parsed,
+        invocation: trigger::Invocation,
         started: Instant,
         deadline: Option<Instant>,
     ) -> Outcome {
         let Some(deadline) = deadline.or_else(|| self.timeout.map(|t| started + t)) else {
-            return self.run_parsed(&parsed, started, None).await;
+            return self.run_event(&invocation, started, None).await;
         };
         let now = Instant::now();
         let (cut, last) = deadline_cuts(deadline, now);
@@ -207,14 +207,14 @@ impl Handler {
             warn!(
                 "The invocation's deadline came before it finished; reporting all of it for redelivery."
             );
-            out_of_time(&parsed, started)
+            out_of_time(&invocation, started)
         };
         if last <= now {
             return gave_up();
         }
         let work = crate::store::with_deadline(
             Some(cut),
-            self.run_parsed(&parsed, started, Some(deadline)),
+            self.run_event(&invocation, started, Some(deadline)),
         );
         // The deadline is looked at first each time the work yields: work that could still
         // finish after it must not, since its answer would come too late.
@@ -228,22 +228,22 @@ impl Handler {
     /// The data flow of one event: its items sorted (skips and undeliverable messages reported
     /// at once), a stream batch through one unit of work, objects each through their own unit
     /// (or, with an aggregate, all through one), the catalog rows written, and the outcome.
-    async fn run_parsed(
+    async fn run_event(
         &self,
-        parsed: &trigger::Parsed,
+        invocation: &trigger::Invocation,
         started: Instant,
         deadline: Option<Instant>,
     ) -> Outcome {
-        let mut t = Tally::new(parsed);
-        let (objects, records) = self.sort_items(parsed, &mut t);
+        let mut t = Tally::new(invocation);
+        let (objects, records) = self.sort_items(invocation, &mut t);
         t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()
             + records
                 .iter()
                 .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
                 .sum::<u64>();
         t.s.delivered = records.len() as u64;
-        if !records.is_empty() || parsed.window.is_some() {
-            self.run_batch(parsed, &records, deadline, &mut t).await;
+        if !records.is_empty() || invocation.work.window.is_some() {
+            self.run_batch(invocation, &records, deadline, &mut t).await;
         }
         if self.per_invocation() && !objects.is_empty() {
             self.run_invocation(&objects, &mut t).await;
@@ -258,12 +258,12 @@ impl Handler {
     /// messages that cannot be read (reported for redelivery) are tallied here.
     fn sort_items<'p>(
         &self,
-        parsed: &'p trigger::Parsed,
+        invocation: &'p trigger::Invocation,
         t: &mut Tally,
     ) -> (Vec<&'p ObjectRef>, Vec<&'p StreamRecord>) {
         let mut objects: Vec<&ObjectRef> = Vec::new();
         let mut records: Vec<&StreamRecord> = Vec::new();
-        for item in &parsed.items {
+        for item in &invocation.work.items {
             match item {
                 Item::Record(r) => records.push(r),
                 Item::Skipped {

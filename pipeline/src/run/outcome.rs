@@ -15,8 +15,9 @@ use crate::trigger::{self, StreamRecord};
 pub struct Summary {
     /// The event's name (file, or file:line for `.jsonl`); empty in the Lambda.
     pub event: String,
-    /// The trigger shape seen: `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`, or `unknown`.
-    pub trigger: String,
+    /// What delivered the event, printed as `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`,
+    /// `sqs+eventbridge`, `kinesis` or `unknown`.
+    pub trigger: trigger::Source,
     /// S3 objects processed.
     pub objects: u64,
     /// S3 objects that failed (not counted in `objects`).
@@ -68,7 +69,7 @@ impl Summary {
     /// An invocation that failed before its trigger was known, and why.
     pub fn unknown(error: String) -> Summary {
         Summary {
-            trigger: "unknown".into(),
+            trigger: trigger::Source::of(trigger::Kind::Unknown),
             error: Some(error),
             ..Summary::default()
         }
@@ -181,16 +182,16 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    pub(super) fn new(parsed: &trigger::Parsed) -> Self {
+    pub(super) fn new(invocation: &trigger::Invocation) -> Self {
         Tally {
             s: Summary {
-                trigger: parsed.trigger.clone(),
-                error: parsed.error.clone(),
+                trigger: invocation.source,
+                error: invocation.error.clone(),
                 ..Summary::default()
             },
             errors: Vec::new(),
             catalog: Vec::new(),
-            per_item: parsed.sqs,
+            per_item: invocation.source.per_item(),
         }
     }
 

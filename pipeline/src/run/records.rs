@@ -25,20 +25,21 @@ impl Handler {
     /// failure, all of them (nothing of the batch was written).
     pub(super) async fn run_batch(
         &self,
-        parsed: &trigger::Parsed,
+        invocation: &trigger::Invocation,
         records: &[&StreamRecord],
         deadline: Option<Instant>,
         t: &mut Tally,
     ) {
         let started = Instant::now();
-        let kinesis = parsed.trigger == "kinesis";
-        let outcome = match &parsed.window {
+        let kinesis = invocation.source.kinesis();
+        let work = &invocation.work;
+        let outcome = match &work.window {
             Some(w) => self
-                .process_window(records, w, parsed.lines.as_ref(), deadline)
+                .process_window(records, w, work.lines.as_ref(), deadline)
                 .await
                 .map(|(r, state)| (r, Some(state))),
             None => self
-                .process_records(records, parsed.lines.as_ref(), deadline)
+                .process_records(records, work.lines.as_ref(), deadline)
                 .await
                 .map(|r| (r, None)),
         };
@@ -71,7 +72,7 @@ impl Handler {
                 // redeliver all of it: a Kinesis shard resumes at the first record, and every
                 // SQS message is retried; a window keeps the state it came with.
                 t.s.redeliver(records, kinesis);
-                if let Some(w) = &parsed.window {
+                if let Some(w) = &work.window {
                     t.s.state = Some(w.state.clone());
                     // With no record to name, only an invocation error makes Lambda retry.
                     t.per_item &= !records.is_empty();
@@ -377,7 +378,7 @@ impl Pending {
 }
 
 /// A stream batch's records, and the buffer their data were decoded into when one holds them all
-/// ([`trigger::Parsed::lines`]).
+/// ([`trigger::Work::lines`]).
 #[derive(Clone, Copy)]
 pub(super) struct Batch<'a> {
     pub(super) recs: &'a [&'a StreamRecord],

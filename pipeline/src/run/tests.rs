@@ -175,7 +175,7 @@ async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record()
     let ev = crate::event::kinesis_event("s", &payloads);
     let (s, per_item) = h.handle(&ev).await.into_parts();
     assert!(per_item);
-    assert_eq!(s.trigger, "kinesis");
+    assert_eq!(s.trigger.to_string(), "kinesis");
     assert_eq!(s.error, None);
     assert_eq!((s.records_in, s.records_out, s.rejected), (5, 2, 1));
     // Named by the first record: a redelivery of another size replaces it.
@@ -208,7 +208,7 @@ async fn stream_batches_decode_every_record_and_fail_whole_at_the_first_record()
     let sqs = crate::event::sqs_records_event("q", &["{\"p\":\"x\",\"n\":1}".into(), "{}".into()]);
     let (s, per_item) = h.handle(&sqs).await.into_parts();
     assert!(per_item);
-    assert_eq!(s.trigger, "sqs");
+    assert_eq!(s.trigger.to_string(), "sqs");
     assert_eq!(s.batch_item_failures.len(), 2);
 }
 

@@ -14,13 +14,15 @@ use sluice_processors::decode::find_quote_or_backslash;
 
 use std::ops::Range;
 
-use crate::trigger::{BAD_BASE64, IdRanges, Item, KinesisIds, Parsed, kinesis_item};
+use crate::trigger::{
+    BAD_BASE64, IdRanges, Invocation, Item, Kind, KinesisIds, Source, Work, kinesis_item,
+};
 
 /// Nesting deeper than this is left to the general path.
 const MAX_DEPTH: usize = 64;
 
 /// The records of a plain Kinesis batch, or `None` when `body` is anything else.
-pub fn kinesis(body: &[u8]) -> Option<Parsed> {
+pub fn kinesis(body: &[u8]) -> Option<Invocation> {
     let mut p = Reader { b: body, i: 0 };
     p.expect(b'{')?;
     let mut found = None;
@@ -39,13 +41,14 @@ pub fn kinesis(body: &[u8]) -> Option<Parsed> {
     }
     p.ws();
     let (items, lines) = found.filter(|(i, _)| !i.is_empty())?;
-    (p.i == body.len()).then(|| Parsed {
-        trigger: "kinesis".into(),
-        items,
+    (p.i == body.len()).then(|| Invocation {
+        source: Source::of(Kind::Kinesis),
+        work: Work {
+            items,
+            window: None,
+            lines: Some(lines),
+        },
         error: None,
-        sqs: true,
-        window: None,
-        lines: Some(lines),
     })
 }
 
@@ -479,9 +482,9 @@ mod tests {
     use super::*;
 
     /// What the general path gives for the same event (which decodes each record on its own).
-    fn general(mut p: Parsed) -> Parsed {
+    fn general(mut p: Invocation) -> Invocation {
         crate::fuzzing::checked_lines(&p).expect("the fast path keeps its buffer");
-        p.lines = None;
+        p.work.lines = None;
         p
     }
 
@@ -512,7 +515,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(sample).unwrap();
         let fast = kinesis(sample).unwrap();
         assert_eq!(general(fast.clone()), crate::trigger::parse(&v));
-        let Item::Record(r) = &fast.items[0] else {
+        let Item::Record(r) = &fast.work.items[0] else {
             panic!("{fast:?}")
         };
         assert_eq!(r.shard(), "shardId-000000000006");
@@ -559,6 +562,7 @@ mod tests {
         let fast = kinesis(text.as_bytes()).expect("a plain Kinesis batch");
         assert_eq!(general(fast.clone()), crate::trigger::parse(&v));
         let keys: Vec<String> = fast
+            .work
             .items
             .iter()
             .map(|i| match i {
@@ -642,7 +646,7 @@ mod tests {
         assert!(text.contains("\\/w=="));
         assert_eq!(kinesis(text.as_bytes()), None);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let Item::Record(r) = &crate::trigger::parse(&v).items[0] else {
+        let Item::Record(r) = &crate::trigger::parse(&v).work.items[0] else {
             panic!()
         };
         assert_eq!(r.data.as_deref().unwrap(), &[0xff]);

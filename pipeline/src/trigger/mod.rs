@@ -1,4 +1,5 @@
-//! Event JSON → work items: which objects to process, which records were skipped and why.
+//! Event JSON → a typed [`Invocation`]: its [`Source`] (what delivered it, and so how it is
+//! answered) and its [`Work`] (which objects and records to process, what was skipped and why).
 //!
 //! One parser handles every shape S3 notifications arrive in: direct S3 notifications, inside SQS
 //! message bodies, inside SNS notifications, SNS inside SQS, and EventBridge `Object Created` events.
@@ -178,24 +179,111 @@ pub enum Item {
     },
 }
 
-/// The items of one event and the shape it came in.
+/// One event, typed: what delivered it and the work it holds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Parsed {
-    /// `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`, `sqs+eventbridge`, … or `unknown`.
-    pub trigger: String,
+pub struct Invocation {
+    /// What delivered the event (S3, SQS, SNS, EventBridge, Kinesis), and so how it is answered.
+    pub source: Source,
+    /// The objects and records to process, and what was skipped.
+    pub work: Work,
+    /// Set when the event is not one Sluice understands at all (`source` is then
+    /// [`Kind::Unknown`]).
+    pub error: Option<String>,
+}
+
+/// The work an event holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Work {
     /// Found items in event order.
     pub items: Vec<Item>,
-    /// Set when the event is not one Sluice understands at all.
-    pub error: Option<String>,
-    /// True when failures are reported per item (`batchItemFailures`: SQS message ids, Kinesis
-    /// sequence numbers) instead of failing the invocation.
-    pub sqs: bool,
     /// Set for a Kinesis batch of a tumbling window (`TumblingWindowInSeconds`).
     pub window: Option<TumblingWindow>,
     /// The buffer the records' data were decoded into, when one holds them all: each record's
     /// data is a slice of it followed by a line break, so a run of records in a line format is
     /// one slice of it, decoded in place.
     pub lines: Option<bytes::Bytes>,
+}
+
+/// What delivered an event: the shape of what it carries, and the envelopes (an SQS message, an
+/// SNS notification) it came in. Printed as `s3`, `sqs`, `sns`, `sqs+sns`, `eventbridge`,
+/// `sqs+eventbridge`, `kinesis` or `unknown` (an S3 notification in an envelope is named by the
+/// envelope alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Source {
+    /// What the event carries.
+    pub kind: Kind,
+    /// Delivered in SQS messages.
+    pub sqs: bool,
+    /// Delivered in an SNS notification.
+    pub sns: bool,
+}
+
+/// What an event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// S3 event notifications (or the `s3:TestEvent`).
+    S3,
+    /// EventBridge events from `aws.s3`.
+    EventBridge,
+    /// A Kinesis batch.
+    Kinesis,
+    /// SQS messages whose bodies are the records.
+    Messages,
+    /// Nothing Sluice understands.
+    #[default]
+    Unknown,
+}
+
+impl Source {
+    /// A source of this kind, with no envelope.
+    pub const fn of(kind: Kind) -> Source {
+        Source {
+            kind,
+            sqs: matches!(kind, Kind::Messages),
+            sns: false,
+        }
+    }
+
+    /// Whether failures are reported per item (`batchItemFailures`: SQS message ids, Kinesis
+    /// sequence numbers) instead of failing the invocation.
+    pub fn per_item(self) -> bool {
+        self.sqs || self.kinesis()
+    }
+
+    /// Whether the event is a Kinesis batch (a shard resumes at its first failed record).
+    pub fn kinesis(self) -> bool {
+        self == Source::of(Kind::Kinesis)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<&str> = Vec::with_capacity(3);
+        if self.sqs {
+            parts.push("sqs");
+        }
+        if self.sns {
+            parts.push("sns");
+        }
+        match self.kind {
+            // An S3 notification in an envelope is named by the envelope.
+            Kind::S3 if parts.is_empty() => parts.push("s3"),
+            Kind::S3 | Kind::Messages => {}
+            Kind::EventBridge => parts.push("eventbridge"),
+            Kind::Kinesis => parts.push("kinesis"),
+            Kind::Unknown => parts = vec!["unknown"],
+        }
+        if parts.is_empty() {
+            parts.push("sqs");
+        }
+        f.write_str(&parts.join("+"))
+    }
+}
+
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The tumbling-window part of a Kinesis event: Lambda passes the state the previous invocation
@@ -243,52 +331,49 @@ pub fn decode_key(key: &str) -> Result<String, String> {
 }
 
 /// Parse an event.
-pub fn parse(event: &Value) -> Parsed {
-    let mut p = Parsed {
-        trigger: String::new(),
-        items: Vec::new(),
-        error: None,
-        sqs: false,
+pub fn parse(event: &Value) -> Invocation {
+    let mut work = Work {
         window: tumbling_window(event),
-        lines: None,
+        ..Work::default()
     };
-    if p.window.is_some()
+    if work.window.is_some()
         && event
             .get("Records")
             .and_then(Value::as_array)
             .is_some_and(Vec::is_empty)
     {
         // A window's last invocation may come with no records, only the state.
-        p.trigger = "kinesis".into();
-        p.sqs = true;
-        return p;
+        return Invocation {
+            source: Source::of(Kind::Kinesis),
+            work,
+            error: None,
+        };
     }
-    let shape = message(event, None, &mut p.items, 0);
-    match shape {
-        Ok(shape) => p.trigger = shape,
-        Err(e) => {
-            p.trigger = "unknown".into();
-            p.error = Some(e);
-        }
+    let (source, error) = match message(event, None, &mut work.items, 0) {
+        Ok(source) => (source, None),
+        Err(e) => (Source::of(Kind::Unknown), Some(e)),
+    };
+    Invocation {
+        source,
+        work,
+        error,
     }
-    p.sqs = p.trigger.starts_with("sqs") || p.trigger == "kinesis";
-    p
 }
 
 const MAX_NESTING: usize = 4;
 
-/// Parse one message; returns its shape name.
+/// Parse one message; returns what it is.
 fn message(
     v: &Value,
     message_id: Option<&str>,
     items: &mut Vec<Item>,
     depth: usize,
-) -> Result<String, String> {
+) -> Result<Source, String> {
     if depth > MAX_NESTING {
         return Err("notifications nested too deeply".into());
     }
     if let Some(records) = v.get("Records").and_then(Value::as_array) {
-        let mut shape: Option<String> = None;
+        let mut shape: Option<Source> = None;
         for r in records {
             let source = r
                 .get("eventSource")
@@ -298,11 +383,11 @@ fn message(
             let this = match source {
                 "aws:s3" => {
                     items.push(s3_record(r, message_id));
-                    "s3".to_string()
+                    Source::of(Kind::S3)
                 }
                 "aws:kinesis" => {
                     items.extend(kinesis_items(vec![kinesis_record(r)]));
-                    "kinesis".to_string()
+                    Source::of(Kind::Kinesis)
                 }
                 "aws:sqs" => {
                     let id = r
@@ -336,21 +421,24 @@ fn message(
                                 .map(|ms| ms / 1000.0),
                             data,
                         )));
-                        shape.get_or_insert("sqs".into());
+                        shape.get_or_insert(Source::of(Kind::Messages));
                         continue;
                     };
                     let mut inner_items = Vec::new();
                     match message(&b, Some(&id), &mut inner_items, depth + 1) {
-                        Ok(s) => {
+                        Ok(inner) => {
                             items.extend(inner_items);
-                            format!("sqs+{s}")
+                            Source { sqs: true, ..inner }
                         }
                         Err(reason) => {
                             items.push(Item::Failed {
                                 message_id: id,
                                 reason,
                             });
-                            "sqs".to_string()
+                            Source {
+                                sqs: true,
+                                ..Source::of(Kind::S3)
+                            }
                         }
                     }
                 }
@@ -360,7 +448,10 @@ fn message(
                         .and_then(Value::as_str)
                         .unwrap_or("");
                     match serde_json::from_str::<Value>(msg) {
-                        Ok(m) => format!("sns+{}", message(&m, message_id, items, depth + 1)?),
+                        Ok(m) => Source {
+                            sns: true,
+                            ..message(&m, message_id, items, depth + 1)?
+                        },
                         Err(e) => return Err(format!("SNS message is not JSON: {e}")),
                     }
                 }
@@ -373,10 +464,7 @@ fn message(
             // Name the event by its first record's shape; mixed batches keep the first.
             shape.get_or_insert(this);
         }
-        // `sqs+s3` is called `sqs`, `sqs+sns+s3` is `sqs+sns`.
-        return Ok(shape
-            .map(|s| s.trim_end_matches("+s3").to_string())
-            .unwrap_or_else(|| "s3".into()));
+        return Ok(shape.unwrap_or(Source::of(Kind::S3)));
     }
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         let bucket = v.get("Bucket").and_then(Value::as_str).unwrap_or("?");
@@ -385,7 +473,7 @@ fn message(
             reason: "s3:TestEvent (sent when a notification is configured)".into(),
             object: None,
         });
-        return Ok("s3".into());
+        return Ok(Source::of(Kind::S3));
     }
     if v.get("Type").and_then(Value::as_str) == Some("Notification") {
         // An SNS envelope delivered through SQS without raw message delivery.
@@ -393,11 +481,11 @@ fn message(
         let m = serde_json::from_str::<Value>(msg)
             .map_err(|e| format!("SNS message is not JSON: {e}"))?;
         let inner = message(&m, message_id, items, depth + 1)?;
-        return Ok(format!("sns+{inner}").trim_end_matches("+s3").to_string());
+        return Ok(Source { sns: true, ..inner });
     }
     if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail-type").is_some() {
         items.push(eventbridge(v, message_id));
-        return Ok("eventbridge".into());
+        return Ok(Source::of(Kind::EventBridge));
     }
     Err("not an S3 notification: expected `Records`, an EventBridge event from aws.s3, or s3:TestEvent".into())
 }
@@ -700,7 +788,7 @@ mod tests {
             let _ = parse(&v);
         }
         let p = parse(&json!({"hello": "world"}));
-        assert_eq!(p.trigger, "unknown");
+        assert_eq!(p.source.to_string(), "unknown");
         assert!(p.error.unwrap().contains("not an S3 notification"));
     }
 
@@ -735,7 +823,7 @@ mod tests {
             if let Ok(v) = serde_json::from_slice::<Value>(&s) {
                 parsed += 1;
                 let p = parse(&v);
-                assert!(!p.trigger.is_empty());
+                assert!(!p.source.to_string().is_empty());
             }
         }
         assert!(parsed > 300, "only {parsed} mutations were JSON");
@@ -748,8 +836,8 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
         };
         let p = parse(&fixture("s3-other-kinds.json"));
-        assert_eq!(p.items.len(), 6);
-        for item in &p.items {
+        assert_eq!(p.work.items.len(), 6);
+        for item in &p.work.items {
             let Item::Skipped {
                 reason,
                 object: Some(o),
@@ -764,7 +852,7 @@ mod tests {
         let p = parse(&fixture("eventbridge-deleted.json"));
         let Item::Skipped {
             object: Some(o), ..
-        } = &p.items[0]
+        } = &p.work.items[0]
         else {
             panic!("{p:?}")
         };
@@ -782,7 +870,10 @@ mod tests {
         );
         // The test event names no object.
         let p = parse(&fixture("s3-test-event.json"));
-        assert!(matches!(&p.items[0], Item::Skipped { object: None, .. }));
+        assert!(matches!(
+            &p.work.items[0],
+            Item::Skipped { object: None, .. }
+        ));
     }
 
     #[test]
@@ -793,19 +884,19 @@ mod tests {
             {"eventSource": "aws:sqs", "messageId": "m2", "body": "{\"Event\":\"s3:TestEvent\",\"Bucket\":\"b\"}"},
             {"eventSource": "aws:sqs", "messageId": "m3", "body": "{\"Records\":[{\"eventSource\":\"aws:dynamodb\"}]}"},
         ]}));
-        assert!(p.sqs);
-        assert_eq!(p.trigger, "sqs");
-        let Item::Record(r) = &p.items[0] else {
-            panic!("{:?}", p.items[0]);
+        assert!(p.source.per_item());
+        assert_eq!(p.source.to_string(), "sqs");
+        let Item::Record(r) = &p.work.items[0] else {
+            panic!("{:?}", p.work.items[0]);
         };
         assert_eq!(
             (r.id(), r.partition_key(), r.arrival),
             ("m1", "g1", Some(1_545_082_649.183))
         );
         assert_eq!(r.data.as_deref(), Ok(&b"plain text"[..]));
-        assert!(matches!(&p.items[1], Item::Skipped { .. }));
+        assert!(matches!(&p.work.items[1], Item::Skipped { .. }));
         // Shaped like a notification but not one Sluice reads: redriven to the dead-letter queue.
-        assert!(matches!(&p.items[2], Item::Failed { message_id, .. } if message_id == "m3"));
+        assert!(matches!(&p.work.items[2], Item::Failed { message_id, .. } if message_id == "m3"));
     }
 
     /// Issue 27: a message without a body used to become an empty record that decoded to
@@ -819,6 +910,7 @@ mod tests {
             {"eventSource": "aws:sqs", "messageId": "m4", "body": {"a": 1}},
         ]}));
         let reasons: Vec<(&str, &str)> = p
+            .work
             .items
             .iter()
             .map(|i| match i {
@@ -894,10 +986,10 @@ mod tests {
             "kinesis": {"partitionKey": "2", "sequenceNumber": "4959", "data": "not base64!"},
             "eventSource": "aws:kinesis", "eventID": "shardId-000000000006:4959"
         }]}));
-        assert!(p.sqs);
-        assert_eq!(p.trigger, "kinesis");
-        let Item::Record(r) = &p.items[0] else {
-            panic!("{:?}", p.items[0]);
+        assert!(p.source.per_item());
+        assert_eq!(p.source.to_string(), "kinesis");
+        let Item::Record(r) = &p.work.items[0] else {
+            panic!("{:?}", p.work.items[0]);
         };
         assert_eq!(r.shard(), "shardId-000000000006");
         assert_eq!(
@@ -907,9 +999,75 @@ mod tests {
         assert_eq!(r.partition_key(), "1");
         assert_eq!(r.arrival, Some(1545084650.987));
         assert_eq!(r.data.as_deref(), Ok(&b"Hello, this is a test."[..]));
-        let Item::Record(bad) = &p.items[1] else {
-            panic!("{:?}", p.items[1]);
+        let Item::Record(bad) = &p.work.items[1] else {
+            panic!("{:?}", p.work.items[1]);
         };
         assert!(bad.data.as_ref().unwrap_err().contains("not base64"));
+    }
+
+    /// Issue 28: the trigger was a composite string compared as text; it is a typed [`Source`]
+    /// now, printed as before.
+    #[test]
+    fn every_shape_is_a_typed_source_printed_as_before() {
+        use crate::event::{s3_event, s3_record, sqs_event, sqs_records_event};
+        let s3 = s3_event(vec![s3_record("b", "k", 1, "e")]);
+        let sns =
+            json!({"Records": [{"eventSource": "aws:sns", "Sns": {"Message": s3.to_string()}}]});
+        let envelope = json!({"Type": "Notification", "Message": s3.to_string()});
+        let bridge = json!({"source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "k", "size": 1}}});
+        let kinesis = crate::event::kinesis_event("s", &[("p".into(), b"x".to_vec())]);
+        for (event, kind, sqs, sns, name, per_item) in [
+            (s3.clone(), Kind::S3, false, false, "s3", false),
+            (sqs_event(&s3, "m"), Kind::S3, true, false, "sqs", true),
+            (sns, Kind::S3, false, true, "sns", false),
+            (
+                sqs_event(&envelope, "m"),
+                Kind::S3,
+                true,
+                true,
+                "sqs+sns",
+                true,
+            ),
+            (
+                bridge.clone(),
+                Kind::EventBridge,
+                false,
+                false,
+                "eventbridge",
+                false,
+            ),
+            (
+                sqs_event(&bridge, "m"),
+                Kind::EventBridge,
+                true,
+                false,
+                "sqs+eventbridge",
+                true,
+            ),
+            (kinesis, Kind::Kinesis, false, false, "kinesis", true),
+            (
+                sqs_records_event("q", &["a".into()]),
+                Kind::Messages,
+                true,
+                false,
+                "sqs",
+                true,
+            ),
+            (
+                json!({"hello": 1}),
+                Kind::Unknown,
+                false,
+                false,
+                "unknown",
+                false,
+            ),
+        ] {
+            let p = parse(&event);
+            assert_eq!(p.source, Source { kind, sqs, sns }, "{event}");
+            assert_eq!(p.source.to_string(), name);
+            assert_eq!(p.source.per_item(), per_item, "{name}");
+            assert_eq!(serde_json::to_value(p.source).unwrap(), json!(name));
+        }
     }
 }

@@ -12,16 +12,17 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use sluice_processors::sniff::{SNIFF_BYTES, content_type};
 use sluice_processors::stats::ColumnStat;
 
-use crate::Error;
 use crate::trigger::ObjectRef;
+use crate::{Error, ErrorClass};
 
 /// What became of an object: processed, failed (with why), or skipped (with why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Read and its outputs published.
     Processed,
-    /// Read and failed (retried by Lambda, or its message redelivered).
-    Failed,
+    /// Read and failed (retried by Lambda, or its message redelivered), and what a retry would
+    /// do.
+    Failed(ErrorClass),
     /// Not read: outside the pipeline's keys, a deletion, superseded, gone.
     Skipped,
 }
@@ -31,7 +32,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Processed => "processed",
-            Status::Failed => "failed",
+            Status::Failed(_) => "failed",
             Status::Skipped => "skipped",
         }
     }
@@ -129,6 +130,7 @@ pub fn schema() -> SchemaRef {
         Field::new("content_type", DataType::Utf8, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("reason", DataType::Utf8, true),
+        Field::new("error_class", DataType::Utf8, true),
         Field::new("format", DataType::Utf8, false),
         Field::new("records_in", DataType::Int64, true),
         Field::new("records_out", DataType::Int64, true),
@@ -193,6 +195,10 @@ pub fn batch(r: &CatalogRow) -> Result<RecordBatch, Error> {
         Arc::new(s(r.content_type)),
         Arc::new(s(Some(r.status.as_str()))),
         Arc::new(s(r.reason.as_deref())),
+        Arc::new(s(match r.status {
+            Status::Failed(class) => Some(class.as_str()),
+            _ => None,
+        })),
         Arc::new(s(Some(&r.format))),
         Arc::new(n(r.counts.map(|c| c.0))),
         Arc::new(n(r.counts.map(|c| c.1))),

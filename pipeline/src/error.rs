@@ -125,15 +125,91 @@ pub fn own_output(pipeline: &str) -> String {
 pub const SUPERSEDED: &str =
     "superseded by a newer upload (the newer upload's own notification processes it)";
 
+/// What retrying a failure would do, decided where the error is made: told in the logs, in the
+/// summary, in the Lambda error's `errorType`, in the catalog's `error_class` column and in what
+/// a redelivered replay gives up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The input cannot be used as it is (corrupt, the wrong format, not an event Sluice reads):
+    /// a retry reads the same bytes and fails the same way. Fix or remove the input.
+    BadInput,
+    /// The pipeline or its environment is wrong (configuration, permissions, a missing bucket,
+    /// a bug): a retry fails the same way until someone changes it.
+    Permanent,
+    /// A transient failure (throttling, a 5xx, the network, a deadline): a retry may succeed.
+    RetryLater,
+}
+
+impl ErrorClass {
+    /// `bad_input`, `permanent` or `retry_later`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::BadInput => "bad_input",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::RetryLater => "retry_later",
+        }
+    }
+
+    /// The Lambda error's `errorType`: `Sluice.BadInput`, `Sluice.Permanent`, `Sluice.RetryLater`.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            ErrorClass::BadInput => "Sluice.BadInput",
+            ErrorClass::Permanent => "Sluice.Permanent",
+            ErrorClass::RetryLater => "Sluice.RetryLater",
+        }
+    }
+
+    /// The class of several failures together: if a retry may help one of them, it is worth
+    /// retrying (`retry_later`); otherwise `permanent` (someone must change the pipeline) before
+    /// `bad_input`.
+    pub fn most_hopeful(a: Option<ErrorClass>, b: ErrorClass) -> ErrorClass {
+        a.map_or(b, |a| a.max(b))
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stage's or decoder's failure: the input's fault (undecodable, over a memory limit, a value
+/// that overflows), or the pipeline's (an expression, a schema, a kernel, a custom stage).
+fn processor_class(e: &sluice_processors::Error) -> ErrorClass {
+    use sluice_processors::Error as P;
+    match e {
+        P::Decode(_) | P::Limit { .. } | P::Compute(_) => ErrorClass::BadInput,
+        _ => ErrorClass::Permanent,
+    }
+}
+
 impl Error {
+    /// What a retry would do.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Store { retryable, .. } => {
+                if *retryable {
+                    ErrorClass::RetryLater
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            Error::Object { source, .. } => source.class(),
+            Error::Io(_) => ErrorClass::RetryLater,
+            Error::Data(_) | Error::Event(_) => ErrorClass::BadInput,
+            Error::Processor(e) => processor_class(e),
+            // Deleted, overwritten or our own output: skipped where they are met, never retried.
+            Error::Missing { .. } | Error::Superseded { .. } | Error::OwnOutput { .. } => {
+                ErrorClass::BadInput
+            }
+            Error::Config(_) | Error::Internal(_) | Error::Parquet(_) => ErrorClass::Permanent,
+        }
+    }
+
     /// Whether a retry of the invocation may succeed.
     pub fn retryable(&self) -> bool {
-        match self {
-            Error::Store { retryable, .. } => *retryable,
-            Error::Object { source, .. } => source.retryable(),
-            Error::Io(_) => true,
-            _ => false,
-        }
+        self.class() == ErrorClass::RetryLater
     }
 
     /// Whether the object was not there to read.
@@ -200,6 +276,65 @@ mod location_tests {
         assert_eq!(
             wrapped(Error::Io("bad".into())).to_string(),
             "s3://b/k: bad"
+        );
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+
+    /// Issue 28: every error says what a retry would do, and an object's error is its cause's.
+    #[test]
+    fn errors_are_classed_where_they_are_made() {
+        let store = |retryable| Error::Store {
+            location: "s3://b/k".into(),
+            message: "m".into(),
+            retryable,
+        };
+        let object = |source: Error| Error::Object {
+            location: "s3://b/k".into(),
+            source: Box::new(source),
+        };
+        use sluice_processors::Error as P;
+        for (e, class) in [
+            (store(true), ErrorClass::RetryLater),
+            (store(false), ErrorClass::Permanent),
+            (Error::Io("cut".into()), ErrorClass::RetryLater),
+            (Error::Data("corrupt".into()), ErrorClass::BadInput),
+            (Error::Event("not an event".into()), ErrorClass::BadInput),
+            (Error::Internal("bug".into()), ErrorClass::Permanent),
+            (
+                Error::Processor(P::Decode("x".into())),
+                ErrorClass::BadInput,
+            ),
+            (
+                Error::Processor(P::Compute("overflow".into())),
+                ErrorClass::BadInput,
+            ),
+            (
+                Error::Processor(P::Schema("x".into())),
+                ErrorClass::Permanent,
+            ),
+            (object(store(true)), ErrorClass::RetryLater),
+            (object(Error::Data("corrupt".into())), ErrorClass::BadInput),
+        ] {
+            assert_eq!(e.class(), class, "{e:?}");
+            assert_eq!(e.retryable(), class == ErrorClass::RetryLater);
+        }
+        use ErrorClass::*;
+        assert_eq!(
+            ErrorClass::most_hopeful(Some(BadInput), RetryLater),
+            RetryLater
+        );
+        assert_eq!(
+            ErrorClass::most_hopeful(Some(Permanent), BadInput),
+            Permanent
+        );
+        assert_eq!(ErrorClass::most_hopeful(None, BadInput), BadInput);
+        assert_eq!(
+            serde_json::to_value([BadInput, Permanent, RetryLater]).unwrap(),
+            serde_json::json!(["bad_input", "permanent", "retry_later"])
         );
     }
 }

@@ -96,7 +96,7 @@ use std::sync::Arc;
 use sluice_processors::StageFactory;
 
 pub use config::Plan;
-pub use error::{ConfigError, Error, MISSING, SUPERSEDED, own_output};
+pub use error::{ConfigError, Error, ErrorClass, MISSING, SUPERSEDED, own_output};
 pub use run::{Handler, Summary};
 use store::{FsStore, ObjectStore};
 

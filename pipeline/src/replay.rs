@@ -313,7 +313,10 @@ pub async fn replay_redelivered(
                     .map(|m| m.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                let s = Summary::unknown(format!("the function panicked: {what}"));
+                let s = Summary {
+                    error_class: Some(crate::ErrorClass::Permanent),
+                    ..Summary::unknown(format!("the function panicked: {what}"))
+                };
                 (s, true)
             }
         };
@@ -328,6 +331,7 @@ pub async fn replay_redelivered(
             .and_then(Value::as_str)
             == Some("aws:kinesis");
         let failed_ids = s.batch_item_failures.clone();
+        let (error, error_class) = (s.error.clone(), s.error_class);
         done(s);
         // What must be delivered again.
         let rest: Vec<Value> = if whole {
@@ -359,12 +363,19 @@ pub async fn replay_redelivered(
         } else if kinesis {
             given_up.push(kinesis_failure(&rest, tries + 1));
         } else if whole {
+            // As Lambda's on-failure record of an asynchronous invocation: the event, and the
+            // function's error with its class as `errorType`.
             given_up.push(serde_json::json!({
                 "requestContext": {
                     "condition": "RetriesExhausted",
                     "approximateInvokeCount": tries + 1,
                 },
                 "requestPayload": ev,
+                "responseContext": { "functionError": "Unhandled" },
+                "responsePayload": {
+                    "errorType": error_class.unwrap_or(crate::ErrorClass::Permanent).error_type(),
+                    "errorMessage": error,
+                },
             }));
         } else {
             // SQS: each message goes to the dead-letter queue as it is.
@@ -439,7 +450,25 @@ pub fn describe(s: &Summary) -> String {
     if let Some(e) = &s.error {
         line.push_str(&format!("\n  error: {e}"));
     }
+    if let Some(class) = s.error_class {
+        line.push_str(&format!("\n  {}", retry_hint(class)));
+    }
     line
+}
+
+/// What a retry of a failure of this class would do, for a person.
+pub fn retry_hint(class: crate::ErrorClass) -> &'static str {
+    match class {
+        crate::ErrorClass::BadInput => {
+            "bad input: a retry fails the same way (the failed input goes to the dead-letter \
+             queue or on-failure destination once retries are exhausted)"
+        }
+        crate::ErrorClass::Permanent => {
+            "permanent: a retry fails the same way until the pipeline, its permissions or its \
+             buckets are fixed"
+        }
+        crate::ErrorClass::RetryLater => "transient: a retry may succeed",
+    }
 }
 
 #[cfg(test)]
@@ -593,6 +622,36 @@ mod tests {
             crate::event::kinesis_sequence(2)
         );
         assert_eq!(info["batchSize"], 1);
+    }
+
+    /// Issue 28: an asynchronous invocation given up is recorded as Lambda records it, with the
+    /// function's error and its class (`errorType`), so the on-failure destination says whether
+    /// replaying it later can help.
+    #[tokio::test]
+    async fn an_asynchronous_event_given_up_carries_its_error_and_class() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("in")).unwrap();
+        std::fs::write(dir.path().join("in/k.json.gz"), b"\x1f\x8b\x08\x00junk").unwrap();
+        let h = handler(dir.path(), |_| Ok(()));
+        let event =
+            crate::event::s3_event(vec![crate::event::s3_record("in", "k.json.gz", 9, "e")]);
+        let policy = Redelivery {
+            max_retries: 2,
+            bisect: false,
+        };
+        let (seen, lost) = run(&h, NamedEvent::given("e.json", Ok(event)), policy).await;
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen.iter()
+                .all(|s| s.error_class == Some(crate::ErrorClass::BadInput)),
+            "{seen:?}"
+        );
+        assert!(describe(&seen[0]).ends_with(retry_hint(crate::ErrorClass::BadInput)));
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0]["requestContext"]["approximateInvokeCount"], 3);
+        assert_eq!(lost[0]["responsePayload"]["errorType"], "Sluice.BadInput");
+        let message = lost[0]["responsePayload"]["errorMessage"].as_str().unwrap();
+        assert!(message.contains("corrupt or truncated"), "{message}");
     }
 
     #[tokio::test]

@@ -354,6 +354,12 @@ fn the_catalog_has_a_row_per_object_processed_failed_or_skipped() {
         "{outputs:?}"
     );
     assert!(rows[0]["reason"].is_null());
+    // Issue 28: what a retry of the failure would do; none for rows that did not fail.
+    assert_eq!(
+        [0, 1, 2, 3].map(|i| rows[i]["error_class"].as_str()),
+        [None, Some("bad_input"), None, None],
+        "{rows:?}"
+    );
     assert!(
         rows[1]["reason"].as_str().unwrap().contains("broken.txt"),
         "{}",

@@ -227,7 +227,8 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
         ("req-2", "error")
     );
     let e: serde_json::Value = serde_json::from_str(&answers[1].2).unwrap();
-    assert_eq!(e["errorType"], "Sluice.ObjectFailed");
+    // The class of the failure (issue 28): a corrupt object fails the same way on every retry.
+    assert_eq!(e["errorType"], "Sluice.BadInput");
     assert!(
         e["errorMessage"]
             .as_str()
@@ -273,6 +274,17 @@ async fn serve_answers_invocations_and_reports_failures_the_lambda_way() {
             .as_str()
             .is_some_and(|r| r.starts_with("req-")),
         "{line}"
+    );
+    // A failure's line says what a retry would do.
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("Object failed."))
+        .unwrap_or_else(|| panic!("{logs}"));
+    let v: serde_json::Value = serde_json::from_str(failed).unwrap();
+    assert_eq!(
+        (v["class"].as_str(), v["requestId"].as_str()),
+        (Some("bad_input"), Some("req-2")),
+        "{failed}"
     );
     // And one metrics line per invocation.
     let metrics = logs.lines().filter(|l| l.contains("\"_aws\"")).count();

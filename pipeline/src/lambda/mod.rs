@@ -197,7 +197,11 @@ fn respond(outcome: &crate::run::Outcome) -> Result<Value, Diagnostic> {
     );
     match (&summary.error, outcome.per_item) {
         (Some(e), false) => Err(Diagnostic {
-            error_type: "Sluice.ObjectFailed".into(),
+            error_type: summary
+                .error_class
+                .unwrap_or(crate::ErrorClass::Permanent)
+                .error_type()
+                .into(),
             error_message: e.clone(),
         }),
         _ => Ok(outcome.lambda_response()),

@@ -60,6 +60,12 @@ pub async fn decompress(
 ) -> Result<ByteReader, Error> {
     let stored = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = stored.clone();
+    // The stored bytes' own read errors are marked, so that what comes out of a decoder can be
+    // told apart: theirs may pass on a retry, the decoder's (corrupt input) never do.
+    let reader: ByteReader = Box::pin(MapErr {
+        inner: reader,
+        f: mark_stored,
+    });
     let reader = Tap::reader(reader, move |b: &[u8]| {
         count.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -70,7 +76,7 @@ pub async fn decompress(
             let head = r
                 .fill_buf()
                 .await
-                .map_err(|e| Error::Io(format!("reading failed: {e}")))?;
+                .map_err(|e| Error::Io(format!("reading failed: {}", classify(e))))?;
             if head.starts_with(&GZIP_MAGIC) {
                 Compression::Gzip
             } else if sluice_processors::sniff::is_zstd(head) {
@@ -88,8 +94,17 @@ pub async fn decompress(
             d.multiple_members(true);
             Box::pin(d)
         }
-        _ => return Ok(Box::pin(r)),
+        _ => {
+            return Ok(Box::pin(MapErr {
+                inner: Box::pin(r),
+                f: classify,
+            }));
+        }
     };
+    let inflating: ByteReader = Box::pin(MapErr {
+        inner: inflating,
+        f: classify,
+    });
     let mut inflated = 0u64;
     Ok(Tap::reader(inflating, move |b: &[u8]| {
         inflated += b.len() as u64;
@@ -99,6 +114,67 @@ pub async fn decompress(
             max_ratio,
         )
     }))
+}
+
+/// A read error of the stored bytes (the network, a file), carried through a decoder unchanged.
+#[derive(Debug)]
+struct Stored(std::io::Error);
+
+impl std::fmt::Display for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Stored {}
+
+fn mark_stored(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), Stored(e))
+}
+
+/// What a read error out of a decoder is: a read of the stored bytes that failed, as it was
+/// (retried or not as its kind says), or else the decoder's own, which is the input being corrupt
+/// (`InvalidData`: a retry reads the same bytes). Decoders report corrupt input as `Other` and
+/// other kinds; only the stored read's kind says anything about a retry.
+fn classify(e: std::io::Error) -> std::io::Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Stored>()) {
+        let kind = e.kind();
+        return match e.into_inner().map(|b| b.downcast::<Stored>()) {
+            Some(Ok(stored)) => stored.0,
+            _ => std::io::Error::from(kind),
+        };
+    }
+    match e.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => e,
+        _ => std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    }
+}
+
+/// A reader whose errors pass through `f` (and which reads nothing in a call that fails).
+struct MapErr {
+    inner: ByteReader,
+    f: fn(std::io::Error) -> std::io::Error,
+}
+
+impl tokio::io::AsyncRead for MapErr {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let f = self.f;
+        let before = buf.filled().len();
+        match self.inner.as_mut().poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) => {
+                // A decoder may give out bytes and fail in one call (async-compression's does
+                // when the stream under it fails); `AsyncRead` promises nothing was read then.
+                // The read fails as a whole, so those bytes go.
+                buf.set_filled(before);
+                std::task::Poll::Ready(Err(f(e)))
+            }
+            other => other,
+        }
+    }
 }
 
 /// gzip members one after another, as `gunzip` reads them: after the last member, zero bytes
@@ -311,5 +387,57 @@ pub(crate) mod tests {
                 .contains("neither another member nor zero padding"),
             "{e}"
         );
+    }
+
+    /// Issue 28: a corrupt deflate stream came out of the decoder as an `Other` error and was
+    /// classed `retry_later` (Lambda retried a file that can never decode); a read of the stored
+    /// bytes cut part-way keeps its own kind through the decoder.
+    #[tokio::test]
+    async fn a_decoder_error_is_corrupt_input_and_a_cut_read_stays_itself() {
+        let corrupt = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03not deflate".to_vec();
+        let zstd_corrupt = [&[0x28u8, 0xb5, 0x2f, 0xfd][..], &[0xff; 40]].concat();
+        for (bytes, c) in [
+            (corrupt, Compression::Auto),
+            (zstd_corrupt, Compression::Auto),
+            (b"plain".to_vec(), Compression::Zstd),
+        ] {
+            let mut r = decompress(Box::pin(std::io::Cursor::new(bytes)), c, 100)
+                .await
+                .unwrap();
+            let e = r.read_to_end(&mut Vec::new()).await.unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+            let e = crate::read::read_error("s3://b/k", e);
+            assert_eq!(e.class(), crate::ErrorClass::BadInput, "{e}");
+        }
+        // Half a gzip stream, then the connection drops.
+        let whole = gz(&b"{\"a\":1}\n".repeat(10_000));
+        let cut = tokio::io::AsyncReadExt::chain(
+            std::io::Cursor::new(whole[..whole.len() / 2].to_vec()),
+            Failing,
+        );
+        let mut r = decompress(Box::pin(cut), Compression::Auto, 100)
+            .await
+            .unwrap();
+        let e = r.read_to_end(&mut Vec::new()).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        assert_eq!(e.to_string(), "reset by peer");
+        let e = crate::read::read_error("s3://b/k", e);
+        assert_eq!(e.class(), crate::ErrorClass::RetryLater, "{e}");
+    }
+
+    /// A reader whose connection is reset.
+    struct Failing;
+
+    impl tokio::io::AsyncRead for Failing {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset by peer",
+            )))
+        }
     }
 }

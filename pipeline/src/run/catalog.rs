@@ -17,7 +17,7 @@ impl Handler {
         for row in rows.iter().filter(|r| !self.is_own(&r.bucket, &r.key)) {
             if let Err(e) = self.write_catalog_row(row).await {
                 warn!(error = %e, "Could not write the catalog row.");
-                t.errors.push(e.to_string());
+                t.fail(e.class(), e.to_string());
             }
         }
     }

@@ -65,6 +65,7 @@ pub(super) fn out_of_time(invocation: &trigger::Invocation, started: Instant) ->
              timeout is too short for this event); all of it is reported for redelivery"
                 .into(),
         ),
+        error_class: Some(crate::error::ErrorClass::RetryLater),
         ..Summary::default()
     };
     let mut records = Vec::new();

@@ -277,7 +277,10 @@ impl Handler {
                 Item::Failed { message_id, reason } => {
                     warn!(message_id, reason, "Cannot process an SQS message.");
                     t.s.batch_item_failures.push(message_id.clone());
-                    t.errors.push(format!("message {message_id}: {reason}"));
+                    t.fail(
+                        crate::error::ErrorClass::BadInput,
+                        format!("message {message_id}: {reason}"),
+                    );
                 }
                 Item::Object(obj) => match self.skip_reason(obj) {
                     Some(reason) => self.skip(t, Some(obj), &obj.uri(), &reason),

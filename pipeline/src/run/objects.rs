@@ -63,18 +63,18 @@ impl Handler {
                         t.s.batch_item_failures.push(id.clone());
                     }
                 }
-                warn!(error = %e, "Invocation failed.");
+                warn!(error = %e, class = %e.class(), "Invocation failed.");
                 if cataloging {
                     for obj in objects {
                         t.catalog.push(CatalogRow::new(
                             obj,
-                            Status::Failed,
+                            Status::Failed(e.class()),
                             Some(e.to_string()),
                             format,
                         ));
                     }
                 }
-                t.errors.push(e.to_string());
+                t.fail(e.class(), e.to_string());
             }
         }
     }
@@ -125,10 +125,9 @@ impl Handler {
                 );
                 let error = r.error.take();
                 if cataloging {
-                    let status = if error.is_some() {
-                        Status::Failed
-                    } else {
-                        Status::Processed
+                    let status = match &error {
+                        Some(e) => Status::Failed(e.class()),
+                        None => Status::Processed,
                     };
                     let reason = error.as_ref().map(ToString::to_string);
                     let mut row = CatalogRow::new(obj, status, reason, format);
@@ -171,7 +170,7 @@ impl Handler {
                 if cataloging {
                     t.catalog.push(CatalogRow::new(
                         obj,
-                        Status::Failed,
+                        Status::Failed(e.class()),
                         Some(e.to_string()),
                         format,
                     ));
@@ -235,14 +234,14 @@ impl Handler {
     }
 
     fn fail(&self, obj: &ObjectRef, e: Error, t: &mut Tally) {
-        warn!(bucket = %obj.bucket, key = %obj.key, error = %e, retryable = e.retryable(), "Object failed.");
+        warn!(bucket = %obj.bucket, key = %obj.key, error = %e, class = %e.class(), "Object failed.");
         t.s.failed_objects += 1;
         if let Some(id) = &obj.message_id
             && !t.s.batch_item_failures.contains(id)
         {
             t.s.batch_item_failures.push(id.clone());
         }
-        t.errors.push(e.to_string());
+        t.fail(e.class(), e.to_string());
     }
 
     /// A skipped item: counted, reported with its reason, and, when it names an object and the

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::catalog::CatalogRow;
+use crate::error::ErrorClass;
 use crate::trigger::{self, StreamRecord};
 
 /// What one event did; printed by `sluice replay --json`, returned by the Lambda.
@@ -42,6 +43,10 @@ pub struct Summary {
     pub duration_ms: u64,
     /// The failure, when the event failed.
     pub error: Option<String>,
+    /// What a retry of the failure would do (the most hopeful class of its errors), when the
+    /// event failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
     /// What was skipped and why.
     pub skips: Vec<Skip>,
     /// A Kinesis tumbling window's state, returned for the window's next invocation.
@@ -71,6 +76,7 @@ impl Summary {
         Summary {
             trigger: trigger::Source::of(trigger::Kind::Unknown),
             error: Some(error),
+            error_class: Some(ErrorClass::BadInput),
             ..Summary::default()
         }
     }
@@ -177,6 +183,8 @@ impl Outcome {
 pub(super) struct Tally {
     pub(super) s: Summary,
     pub(super) errors: Vec<String>,
+    /// The most hopeful class of `errors`.
+    pub(super) class: Option<ErrorClass>,
     pub(super) catalog: Vec<CatalogRow>,
     pub(super) per_item: bool,
 }
@@ -187,12 +195,20 @@ impl Tally {
             s: Summary {
                 trigger: invocation.source,
                 error: invocation.error.clone(),
+                error_class: invocation.error.as_ref().map(|_| ErrorClass::BadInput),
                 ..Summary::default()
             },
             errors: Vec::new(),
+            class: None,
             catalog: Vec::new(),
             per_item: invocation.source.per_item(),
         }
+    }
+
+    /// A failure of some of the event's work, and what a retry would do.
+    pub(super) fn fail(&mut self, class: ErrorClass, error: String) {
+        self.class = Some(ErrorClass::most_hopeful(self.class, class));
+        self.errors.push(error);
     }
 
     /// The summary (the first three errors in its `error`, and how many more) and whether the
@@ -201,9 +217,13 @@ impl Tally {
         let Tally {
             mut s,
             errors,
+            class,
             per_item,
             ..
         } = self;
+        if let Some(class) = class {
+            s.error_class = Some(ErrorClass::most_hopeful(s.error_class, class));
+        }
         if !errors.is_empty() {
             let mut text = errors
                 .iter()

@@ -77,8 +77,8 @@ impl Handler {
                     // With no record to name, only an invocation error makes Lambda retry.
                     t.per_item &= !records.is_empty();
                 }
-                warn!(error = %e, "Batch failed.");
-                t.errors.push(e.to_string());
+                warn!(error = %e, class = %e.class(), "Batch failed.");
+                t.fail(e.class(), e.to_string());
             }
         }
     }

@@ -31,6 +31,78 @@ pub struct Limits {
     pub deadline_reserve: std::time::Duration,
 }
 
+/// How the output files are written (`[output]`), checked and typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// The files' format and compression.
+    pub encoding: Encoding,
+    /// Columns whose values name Hive-style folders (`day=2026-11-22/`).
+    pub partition_by: Vec<String>,
+    /// Parquet row groups close at this many bytes of encoded data.
+    pub max_row_group_bytes: usize,
+    /// Most open partition files per unit of work.
+    pub max_open_partitions: usize,
+    /// `kinesis://` outputs: the expression whose value is each record's partition key.
+    pub partition_key: Option<String>,
+}
+
+/// An output file's format and compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Parquet, its pages compressed with the codec.
+    Parquet(ParquetCodec),
+    /// Newline-delimited JSON, gzipped or not.
+    Ndjson {
+        /// The whole file is one gzip stream (`.ndjson.gz`).
+        gzip: bool,
+    },
+}
+
+/// The codec of Parquet pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCodec {
+    /// zstd at its default level (the default).
+    Zstd,
+    /// Snappy.
+    Snappy,
+    /// Uncompressed.
+    None,
+}
+
+impl Encoding {
+    /// `[output] compression` for `format`, or the values it may take.
+    pub fn parse(format: OutputFormat, compression: Option<&str>) -> Result<Self, &'static str> {
+        match (format, compression) {
+            (OutputFormat::Parquet, None | Some("zstd")) => {
+                Ok(Encoding::Parquet(ParquetCodec::Zstd))
+            }
+            (OutputFormat::Parquet, Some("snappy")) => Ok(Encoding::Parquet(ParquetCodec::Snappy)),
+            (OutputFormat::Parquet, Some("none")) => Ok(Encoding::Parquet(ParquetCodec::None)),
+            (OutputFormat::Parquet, Some(_)) => Err("zstd, snappy, none"),
+            (OutputFormat::Ndjson, None | Some("none")) => Ok(Encoding::Ndjson { gzip: false }),
+            (OutputFormat::Ndjson, Some("gzip")) => Ok(Encoding::Ndjson { gzip: true }),
+            (OutputFormat::Ndjson, Some(_)) => Err("none, gzip"),
+        }
+    }
+
+    /// The files' extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Encoding::Parquet(_) => "parquet",
+            Encoding::Ndjson { gzip: true } => "ndjson.gz",
+            Encoding::Ndjson { gzip: false } => "ndjson",
+        }
+    }
+
+    /// The files' `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Parquet(_) => crate::write::PARQUET_TYPE,
+            Encoding::Ndjson { .. } => "application/x-ndjson",
+        }
+    }
+}
+
 /// A stage ready to be built once the input schema is known, with its description.
 #[derive(Clone)]
 pub struct PlannedStage {
@@ -78,6 +150,8 @@ pub struct Plan {
     pub index: Option<IndexSpec>,
     /// The limits and settings a run reads, checked and typed.
     pub limits: Limits,
+    /// How the output files are written.
+    pub files: FileSpec,
 }
 
 pub(crate) fn w_every(micros: i64) -> String {

@@ -379,3 +379,60 @@ fn refuses_the_recursive_invocation_trap() {
     assert!(p.warnings[0].contains("keys is empty"));
     assert!(p.output.contains("out", "clicks/day=x/a.parquet"));
 }
+
+/// Issue 28: the writers read a typed [`FileSpec`], not `[output] compression` as text; the
+/// check refuses what the format cannot take, naming what it can.
+#[test]
+fn output_compression_is_typed_by_the_check() {
+    let with = |format: &str, compression: Option<&str>| {
+        let extra = compression.map_or(String::new(), |c| format!("compression = \"{c}\"\n"));
+        check(&GOOD.replace(
+            "partition_by = [\"day\"]\n",
+            &format!("partition_by = [\"day\"]\nformat = \"{format}\"\n{extra}"),
+        ))
+    };
+    for (format, compression, encoding, ext) in [
+        (
+            "parquet",
+            None,
+            Encoding::Parquet(ParquetCodec::Zstd),
+            "parquet",
+        ),
+        (
+            "parquet",
+            Some("snappy"),
+            Encoding::Parquet(ParquetCodec::Snappy),
+            "parquet",
+        ),
+        (
+            "parquet",
+            Some("none"),
+            Encoding::Parquet(ParquetCodec::None),
+            "parquet",
+        ),
+        ("ndjson", None, Encoding::Ndjson { gzip: false }, "ndjson"),
+        (
+            "ndjson",
+            Some("gzip"),
+            Encoding::Ndjson { gzip: true },
+            "ndjson.gz",
+        ),
+    ] {
+        let p = with(format, compression).unwrap();
+        assert_eq!(p.files.encoding, encoding);
+        assert_eq!(p.files.encoding.extension(), ext);
+        assert_eq!(p.files.partition_by, ["day"]);
+    }
+    let e = with("ndjson", Some("zstd")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output.compression"), "{e}");
+    assert!(
+        e.to_string()
+            .ends_with("`zstd` is not valid for this format; use one of: none, gzip"),
+        "{e}"
+    );
+    let e = with("parquet", Some("gzip")).unwrap_err();
+    assert!(
+        e.to_string().ends_with("use one of: zstd, snappy, none"),
+        "{e}"
+    );
+}

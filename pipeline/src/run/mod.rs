@@ -102,7 +102,7 @@ impl Handler {
     /// documents after `source`.
     pub(crate) fn outputs(&self, base: String, source: &str) -> Outputs {
         let outputs = Outputs::new(
-            &self.plan.config.output,
+            &self.plan.files,
             &self.plan.output,
             &self.output,
             self.streams.as_ref(),

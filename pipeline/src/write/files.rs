@@ -17,10 +17,10 @@ use parquet::file::properties::WriterProperties;
 
 use super::index::IndexSink;
 use super::names::*;
+use super::resolve;
 use super::staging::Staging;
-use super::{PARQUET_TYPE, resolve};
 use crate::Error;
-use crate::config::{Destination, OutputConfig, OutputFormat};
+use crate::config::{Destination, Encoding, FileSpec, ParquetCodec};
 use crate::kinesis::{RecordPutter, StreamWriter};
 use crate::store::{ObjectMeta, ObjectStore, ObjectWriter, Staged};
 
@@ -108,7 +108,7 @@ pub const RELIEF_FLOOR_BYTES: usize = 256 << 10;
 
 /// The output files of one source object.
 pub struct Outputs {
-    config: OutputConfig,
+    config: FileSpec,
     pub(super) store: Arc<dyn ObjectStore>,
     pub(super) bucket: String,
     pub(super) prefix: String,
@@ -132,7 +132,7 @@ impl Outputs {
     /// Outputs named after `base` (see [`base_name`]) under `dest`; a `kinesis://` destination
     /// puts its rows with `putter`.
     pub fn new(
-        config: &OutputConfig,
+        config: &FileSpec,
         dest: &Destination,
         object_store: &Arc<dyn ObjectStore>,
         putter: Option<&Arc<dyn RecordPutter>>,
@@ -233,21 +233,13 @@ impl Outputs {
         }
     }
 
-    fn ext(&self) -> &'static str {
-        match (self.config.format, self.config.compression.as_deref()) {
-            (OutputFormat::Parquet, _) => "parquet",
-            (OutputFormat::Ndjson, Some("gzip")) => "ndjson.gz",
-            (OutputFormat::Ndjson, _) => "ndjson",
-        }
-    }
-
     fn properties(&mut self) -> WriterProperties {
         if let Some(p) = &self.props {
             return p.clone();
         }
-        let compression = match self.config.compression.as_deref() {
-            Some("none") => PqCompression::UNCOMPRESSED,
-            Some("snappy") => PqCompression::SNAPPY,
+        let compression = match self.config.encoding {
+            Encoding::Parquet(ParquetCodec::None) => PqCompression::UNCOMPRESSED,
+            Encoding::Parquet(ParquetCodec::Snappy) => PqCompression::SNAPPY,
             _ => PqCompression::ZSTD(ZstdLevel::default()),
         };
         let p = WriterProperties::builder()
@@ -274,19 +266,23 @@ impl Outputs {
                 setting: "output.max_open_partitions",
             }));
         }
-        let key = format!("{}{}{}.{}", self.prefix, part, self.base, self.ext());
-        let content_type = match self.config.format {
-            OutputFormat::Parquet => PARQUET_TYPE,
-            OutputFormat::Ndjson => "application/x-ndjson",
-        };
+        let encoding = self.config.encoding;
+        let key = format!(
+            "{}{}{}.{}",
+            self.prefix,
+            part,
+            self.base,
+            encoding.extension()
+        );
+        let content_type = encoding.content_type();
         let sink = self
             .store
             .create(&self.bucket, &key, ObjectMeta::typed(content_type))
             .await?;
         let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let pressed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = match self.config.format {
-            OutputFormat::Parquet => {
+        let writer = match encoding {
+            Encoding::Parquet(_) => {
                 let props = self.properties();
                 let sink = PqSink {
                     inner: sink,
@@ -296,8 +292,8 @@ impl Outputs {
                 let w = AsyncArrowWriter::try_new(sink, schema, Some(props))?;
                 FileWriter::Parquet(Box::new(w))
             }
-            OutputFormat::Ndjson => {
-                let gzip = (self.config.compression.as_deref() == Some("gzip")).then(|| {
+            Encoding::Ndjson { gzip } => {
+                let gzip = gzip.then(|| {
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default())
                 });
                 FileWriter::Ndjson {

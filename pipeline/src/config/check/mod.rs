@@ -59,6 +59,7 @@ impl Plan {
                     config.output.deadline_reserve_ms,
                 ),
             },
+            files: output::files(&config.output),
             file: file.to_path_buf(),
             config,
         })

@@ -4,8 +4,22 @@ use arrow_schema::SchemaRef;
 use globset::GlobMatcher;
 
 use crate::config::model::*;
+use crate::config::plan::{Encoding, FileSpec, ParquetCodec};
 use crate::config::spans::*;
 use crate::error::ConfigError;
+
+/// How `[output]` (checked by [`check`]) writes its files.
+pub(super) fn files(out: &OutputConfig) -> FileSpec {
+    FileSpec {
+        // Checked: an invalid compression is refused before.
+        encoding: Encoding::parse(out.format, out.compression.as_deref())
+            .unwrap_or(Encoding::Parquet(ParquetCodec::Zstd)),
+        partition_by: out.partition_by.clone(),
+        max_row_group_bytes: out.max_row_group_bytes,
+        max_open_partitions: out.max_open_partitions,
+        partition_key: out.partition_key.clone(),
+    }
+}
 
 /// `[output]`: its destination, format, partitions and limits, against the schema it receives.
 pub(super) fn check(
@@ -90,18 +104,12 @@ pub(super) fn check(
             "is empty; name a KMS key id, ARN or alias/…",
         ));
     }
-    let valid_compression: &[&str] = match out.format {
-        OutputFormat::Parquet => &["zstd", "snappy", "none"],
-        OutputFormat::Ndjson => &["none", "gzip"],
-    };
-    if let Some(c) = &out.compression
-        && !valid_compression.contains(&c.as_str())
-    {
+    if let Err(valid) = Encoding::parse(out.format, out.compression.as_deref()) {
         return Err(cx.err(
             &[Seg::Key("output"), Seg::Key("compression")],
             format!(
-                "`{c}` is not valid for this format; use one of: {}",
-                valid_compression.join(", ")
+                "`{}` is not valid for this format; use one of: {valid}",
+                out.compression.as_deref().unwrap_or_default()
             ),
         ));
     }

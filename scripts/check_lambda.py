@@ -124,8 +124,23 @@ def wait_for_port(port, proc, what):
     raise SystemExit(f"{what} did not start")
 
 
+def elf_type(path):
+    """The ELF file type: 2 for an executable linked at a fixed address, 3 for a
+    position-independent one (or a shared object)."""
+    with open(path, "rb") as f:
+        head = f.read(18)
+    if head[:4] != b"\x7fELF":
+        raise SystemExit(f"{path} is not an ELF file")
+    return int.from_bytes(head[16:18], "little" if head[5] == 1 else "big")
+
+
 def main():
     sluice, cargo_lambda, endpoint = sys.argv[1:4]
+    # cli/build.rs links `sluice` at a fixed address (its start skips ~145 000 relocations: the
+    # README's "Cold start"), unless SLUICE_PIE asks for the position-independent default.
+    pie = os.environ.get("SLUICE_PIE", "") not in ("", "0")
+    if elf_type(sluice) != (3 if pie else 2):
+        raise SystemExit(f"{sluice}: ELF type {elf_type(sluice)}, expected {'PIE (3)' if pie else 'a fixed-address executable (2)'}")
     work = tempfile.mkdtemp()
     procs = []
     try:

@@ -164,8 +164,7 @@ impl S3Store {
 
     /// As [`S3Store::from_env`], with the client made when it is first needed: making it
     /// (the SDK's configuration, and the TLS trust store read from the system's certificates)
-    /// is most of a Lambda function's init otherwise. `serve` makes it in the background
-    /// ([`S3Store::warm`]) while it asks for the first event.
+    /// is most of a Lambda function's init otherwise; `serve` leaves it to the first request.
     pub fn lazy(endpoint_url: Option<&str>) -> Self {
         Self {
             client: crate::aws::LazyClient::lazy(endpoint_url, make_client),

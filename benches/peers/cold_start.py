@@ -108,8 +108,21 @@ class S3(http.server.BaseHTTPRequestHandler):
 
 def serve(handler):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # A request thread still reading a connection of a killed process must not hold the run up.
+    server.daemon_threads = True
+    server.block_on_close = False
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def stop(server):
+    """Stop a server, or fail the run if it does not stop within 5 s (never hang)."""
+    t = threading.Thread(target=server.shutdown, daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():
+        raise SystemExit("a local server did not stop within 5 s")
+    server.server_close()
 
 
 def once(binary, env):
@@ -128,8 +141,7 @@ def once(binary, env):
     p.kill()
     p.wait()
     for srv in (server, s3):
-        srv.shutdown()
-        srv.server_close()
+        stop(srv)
     if "next" not in Api.marks or "answer" not in Api.marks:
         raise SystemExit(f"{binary}: no answer to its first event ({Api.marks}, exit {p.returncode})")
     return (Api.marks["next"] - t0) * 1000, (Api.marks["answer"] - t0) * 1000, dict(S3.puts)

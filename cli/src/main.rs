@@ -54,17 +54,26 @@ enum Command {
 
 fn main() -> ExitCode {
     lambda::mark_process_start();
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // Deployed as the function's `bootstrap`, Lambda runs it with no arguments: serve.
-    if args.len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        args.push("serve".into());
-    }
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+    // Deployed as the function's `bootstrap`, Lambda runs it with no arguments: serve, without
+    // building the whole command line's parser first (a cold start pays for every step).
+    let cli =
+        if std::env::args_os().len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            Cli {
+                command: Command::Serve { config: None },
+            }
+        } else {
+            match Cli::try_parse() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = e.print();
+                    return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+                }
+            }
+        };
+    // Serving, the pipeline loads meanwhile the async runtime starts.
+    let preload = match &cli.command {
+        Command::Serve { config } => Some(commands::serve::Preload::start(config.clone())),
+        _ => None,
     };
     // Every thread gets the main thread's 8 MiB stack (tokio's default is 2 MiB): stages
     // evaluate expressions by recursion, one level per operator, bounded by the parser at
@@ -80,7 +89,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, preload)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("sluice: {e:#}");
@@ -88,7 +97,7 @@ fn main() -> ExitCode {
         }
     }
 }
-async fn run(cli: Cli) -> anyhow::Result<u8> {
+async fn run(cli: Cli, preload: Option<commands::serve::Preload>) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate { config } => match Pipeline::load(&config) {
             Ok(p) => {
@@ -102,7 +111,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         },
         Command::Replay(a) => commands::replay::run(a).await,
         Command::Search(a) => commands::search::run(a).await,
-        Command::Serve { config } => commands::serve::run(config).await,
+        Command::Serve { config } => {
+            commands::serve::run(preload.unwrap_or_else(|| commands::serve::Preload::start(config)))
+                .await
+        }
         Command::Bench(a) => commands::bench::run(a).await,
         Command::InitProbe { config } => commands::serve::init_probe(config).await,
         Command::Event { kind } => commands::event::run(kind).await,

@@ -23,7 +23,7 @@ pub(crate) async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkCon
     loader.timeout_config(timeouts()).load().await
 }
 
-/// An SDK client made when it is first needed (or ahead of that, in the background): making one
+/// An SDK client made when it is first needed (or ahead of that, by `warm`): making one
 /// loads the SDK's configuration and builds its HTTPS connector, which reads and parses the
 /// system's TLS certificates — most of a Lambda function's init otherwise. Concurrent first
 /// users share the one client being made.

@@ -53,7 +53,8 @@ pub async fn run(preload: Preload) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Load the pipeline and build what serve builds before it asks for the first event; `ready`.
+/// Load the pipeline and build what serve builds before it asks for the first event, one step
+/// after the other (serve overlaps the load with the runtime's start); print `ready`.
 pub async fn init_probe(config: PathBuf) -> anyhow::Result<u8> {
     let pipeline = match Pipeline::load(&config) {
         Ok(p) => p,

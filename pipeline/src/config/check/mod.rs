@@ -35,7 +35,7 @@ impl Plan {
             streamed,
             current,
         } = stages::check(&config, &spec, &schema, &resize, &cx)?;
-        let output = output::check(&config, current.as_ref(), &resize, &cx)?;
+        let (output, files) = output::check(&config, current.as_ref(), &resize, &cx)?;
         output::metrics(&config.metrics, &cx)?;
         let rejects = output::rejects(&config, &output, &cx)?;
         let warnings = output::loops(&config, &keys, &output, rejects.as_ref(), &cx)?;
@@ -59,7 +59,7 @@ impl Plan {
                     config.output.deadline_reserve_ms,
                 ),
             },
-            files: output::files(&config.output),
+            files,
             file: file.to_path_buf(),
             config,
         })

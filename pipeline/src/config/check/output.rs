@@ -4,30 +4,18 @@ use arrow_schema::SchemaRef;
 use globset::GlobMatcher;
 
 use crate::config::model::*;
-use crate::config::plan::{Encoding, FileSpec, ParquetCodec};
+use crate::config::plan::{Encoding, FileSpec};
 use crate::config::spans::*;
 use crate::error::ConfigError;
 
-/// How `[output]` (checked by [`check`]) writes its files.
-pub(super) fn files(out: &OutputConfig) -> FileSpec {
-    FileSpec {
-        // Checked: an invalid compression is refused before.
-        encoding: Encoding::parse(out.format, out.compression.as_deref())
-            .unwrap_or(Encoding::Parquet(ParquetCodec::Zstd)),
-        partition_by: out.partition_by.clone(),
-        max_row_group_bytes: out.max_row_group_bytes,
-        max_open_partitions: out.max_open_partitions,
-        partition_key: out.partition_key.clone(),
-    }
-}
-
-/// `[output]`: its destination, format, partitions and limits, against the schema it receives.
+/// `[output]`: its destination, format, partitions and limits, against the schema it receives;
+/// where it writes, and how its files are written.
 pub(super) fn check(
     config: &PipelineConfig,
     current: Option<&SchemaRef>,
     resize: &Option<ResizeSpec>,
     cx: &Ctx<'_>,
-) -> Result<Destination, ConfigError> {
+) -> Result<(Destination, FileSpec), ConfigError> {
     let out = &config.output;
     let output = Destination::parse(&out.uri).map_err(|m| {
         cx.err(
@@ -104,15 +92,15 @@ pub(super) fn check(
             "is empty; name a KMS key id, ARN or alias/…",
         ));
     }
-    if let Err(valid) = Encoding::parse(out.format, out.compression.as_deref()) {
-        return Err(cx.err(
+    let encoding = Encoding::parse(out.format, out.compression.as_deref()).map_err(|valid| {
+        cx.err(
             &[Seg::Key("output"), Seg::Key("compression")],
             format!(
                 "`{}` is not valid for this format; use one of: {valid}",
                 out.compression.as_deref().unwrap_or_default()
             ),
-        ));
-    }
+        )
+    })?;
     if out.max_open_partitions == 0 {
         return Err(cx.err(
             &at("max_open_partitions"),
@@ -188,7 +176,14 @@ pub(super) fn check(
             ));
         }
     }
-    Ok(output)
+    let files = FileSpec {
+        encoding,
+        partition_by: out.partition_by.clone(),
+        max_row_group_bytes: out.max_row_group_bytes,
+        max_open_partitions: out.max_open_partitions,
+        partition_key: out.partition_key.clone(),
+    };
+    Ok((output, files))
 }
 
 /// `[metrics]`: the namespace and dimension sets.

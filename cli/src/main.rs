@@ -1,4 +1,4 @@
-//! The `sluice` command line: validate, replay, serve, event.
+//! The `sluice` command line: validate, replay, serve, search, bench, event, table.
 
 mod commands;
 
@@ -44,6 +44,12 @@ enum Command {
     InitProbe {
         /// The pipeline.toml.
         config: PathBuf,
+    },
+    /// A pipeline's Iceberg table: show it, or find (and delete) its orphan files.
+    #[cfg(feature = "iceberg")]
+    Table {
+        #[command(subcommand)]
+        command: commands::table::TableCommand,
     },
     /// Write a realistic event for local objects, for replay.
     Event {
@@ -118,5 +124,7 @@ async fn run(cli: Cli, preload: Option<commands::serve::Preload>) -> anyhow::Res
         Command::Bench(a) => commands::bench::run(a).await,
         Command::InitProbe { config } => commands::serve::init_probe(config).await,
         Command::Event { kind } => commands::event::run(kind).await,
+        #[cfg(feature = "iceberg")]
+        Command::Table { command } => commands::table::run(command).await,
     }
 }

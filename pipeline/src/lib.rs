@@ -83,6 +83,8 @@ pub mod replay;
 pub mod run;
 pub mod search;
 pub mod store;
+#[cfg(feature = "iceberg")]
+pub mod table;
 #[cfg(test)]
 mod testing;
 pub mod trigger;

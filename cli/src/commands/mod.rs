@@ -5,6 +5,8 @@ pub mod event;
 pub mod replay;
 pub mod search;
 pub mod serve;
+#[cfg(feature = "iceberg")]
+pub mod table;
 
 use sluice_pipeline::Pipeline;
 use sluice_pipeline::store::ObjectStore;

@@ -813,3 +813,98 @@ async fn a_put_failing_on_the_second_of_three_partitions_leaves_no_output() {
         assert!(written.iter().any(|w| w.starts_with(k)), "{k}: {written:?}");
     }
 }
+
+/// An Iceberg output over S3 (moto) with a local SQLite catalog: the table's new metadata file
+/// cannot be written (every PUT of a `.metadata.json` fails), so the commit fails after the data
+/// files are written. No row is visible, the object is failed (retried), and `sluice table
+/// orphans` lists the data file; without the fault the retry commits it once, and a third
+/// delivery adds nothing.
+#[tokio::test]
+async fn a_commit_that_fails_after_the_data_files_leaves_no_rows_and_lists_orphans() {
+    let Some(ep) = endpoint() else { return };
+    let c = client(&ep).await;
+    let (inb, outb) = in_out_buckets(&c, "table").await;
+    let body: Vec<u8> = (0..40u64)
+        .flat_map(|n| format!("{{\"k\":{},\"n\":{n}}}\n", n % 2).into_bytes())
+        .collect();
+    put(&c, &inb, "in/a.ndjson", body).await;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.db");
+    std::fs::write(
+        dir.path().join("pipeline.toml"),
+        format!(
+            "name = \"tables\"\n[input]\nformat = \"ndjson\"\nschema = {{ k = \"int64\", n = \"int64\" }}\n\
+             [output]\nuri = \"s3://{outb}/lake/\"\nformat = \"iceberg\"\ntable = \"db.t\"\n\
+             catalog = \"sqlite:{}\"\npartition = [\"identity(k)\"]\n",
+            catalog.display()
+        ),
+    )
+    .unwrap();
+    write_event(dir.path(), vec![notified(&c, &inb, "in/a.ndjson").await]);
+    let config = dir.path().join("pipeline.toml");
+    let table = |args: &[&str]| {
+        let mut all = vec!["table"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[config.to_str().unwrap(), "--endpoint-url", &ep, "--json"]);
+        sluice(&all)
+    };
+    // The table is created (its first metadata file written) before the fault begins.
+    let p = Proxy::start(
+        &ep,
+        Rule::new(
+            "PUT",
+            ".metadata.json",
+            Fault::Status(503, "SlowDown"),
+            usize::MAX,
+        )
+        .after(1),
+    );
+    let o = replay(dir.path(), &p.url);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["failed"], 1, "{s}");
+    assert_eq!(s["records_out"], 0, "{s}");
+    assert_eq!(s["error_class"], "retry_later", "{s}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&table(&["show"]))).unwrap();
+    assert_eq!(shown["rows"], 0, "{shown}");
+    assert_eq!(shown["snapshots"], serde_json::json!([]), "{shown}");
+    // The two data files (one per k) are there, and nothing refers to them.
+    let orphans: Vec<serde_json::Value> = stdout(&table(&["orphans"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let data: Vec<&str> = orphans
+        .iter()
+        .filter_map(|o| o["uri"].as_str())
+        .filter(|u| u.contains("/data/"))
+        .collect();
+    assert_eq!(data.len(), 2, "{orphans:?}");
+    assert!(
+        data.iter()
+            .all(|u| u.starts_with(&format!("s3://{outb}/lake/db/t/data/k="))),
+        "{data:?}"
+    );
+
+    // Retried without the fault: committed once, the same files named again (not orphans now).
+    let o = replay(dir.path(), &ep);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&table(&["show"]))).unwrap();
+    assert_eq!(shown["rows"], 40, "{shown}");
+    assert_eq!(shown["files"], 2, "{shown}");
+    let orphans = stdout(&table(&["orphans"]));
+    assert!(!orphans.contains("/data/"), "{orphans}");
+    // Delivered a third time: already committed, nothing added.
+    let o = replay(dir.path(), &ep);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let s = &summaries(&o)[0];
+    assert_eq!(s["records_out"], 0, "{s}");
+    assert!(
+        s["skips"]
+            .to_string()
+            .contains("already committed to table db.t"),
+        "{s}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&table(&["show"]))).unwrap();
+    assert_eq!(shown["snapshots"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown["rows"], 40, "{shown}");
+}

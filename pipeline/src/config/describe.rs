@@ -70,7 +70,7 @@ impl fmt::Display for Plan {
             .compression
             .clone()
             .unwrap_or_else(|| match c.output.format {
-                OutputFormat::Parquet => "zstd".into(),
+                OutputFormat::Parquet | OutputFormat::Iceberg => "zstd".into(),
                 OutputFormat::Ndjson => "none".into(),
             });
         match self.output {
@@ -86,6 +86,17 @@ impl fmt::Display for Plan {
         }
         if !c.output.partition_by.is_empty() {
             write!(f, " partitioned by {}", c.output.partition_by.join(", "))?;
+        }
+        if let Some(t) = &self.files.table {
+            write!(f, ", table {} in catalog {}", t.ident(), t.catalog)?;
+            if !t.partition.is_empty() {
+                let fields: Vec<String> = t
+                    .partition
+                    .iter()
+                    .map(|p| format!("{}({})", p.transform, p.column))
+                    .collect();
+                write!(f, " partitioned by {}", fields.join(", "))?;
+            }
         }
         writeln!(f)?;
         match &self.rejects {

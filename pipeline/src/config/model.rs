@@ -375,6 +375,22 @@ pub struct OutputConfig {
     /// The KMS key (id, ARN or `alias/…`) for `encryption = "sse-kms"`.
     #[serde(default)]
     pub kms_key_id: Option<String>,
+    /// `format = "iceberg"`: the table, `namespace.name`, created on first commit when missing.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// `format = "iceberg"`: the catalog. `sqlite:FILE` (the default, `sqlite:catalog.db`: a
+    /// SQLite file, relative to a local output folder), `glue` or `rest+https://…`.
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// `format = "iceberg"`: the partition spec of a table the pipeline creates, in Iceberg's
+    /// transforms: `identity(col)`, `year|month|day|hour(col)`, `bucket(N, col)`,
+    /// `truncate(W, col)`.
+    #[serde(default)]
+    pub partition: Vec<String>,
+    /// `format = "iceberg"`: data files roll over to a new file at about this many bytes
+    /// (default 128 MiB).
+    #[serde(default)]
+    pub target_file_bytes: Option<u64>,
 }
 
 /// `[output] encryption`.
@@ -402,6 +418,10 @@ impl OutputConfig {
             partition_key: None,
             encryption: None,
             kms_key_id: None,
+            table: None,
+            catalog: None,
+            partition: Vec::new(),
+            target_file_bytes: None,
         }
     }
 }
@@ -422,6 +442,7 @@ impl OutputFormat {
         match self {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Ndjson => "ndjson",
+            OutputFormat::Iceberg => "iceberg",
         }
     }
 }
@@ -435,6 +456,8 @@ pub enum OutputFormat {
     Parquet,
     /// Newline-delimited JSON.
     Ndjson,
+    /// Parquet data files committed into an Apache Iceberg table (`table`, `catalog`).
+    Iceberg,
 }
 
 /// `[rejects]`.

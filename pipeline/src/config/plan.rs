@@ -44,7 +44,65 @@ pub struct FileSpec {
     pub max_open_partitions: usize,
     /// `kinesis://` outputs: the expression whose value is each record's partition key.
     pub partition_key: Option<String>,
+    /// `format = "iceberg"`: the table the files are committed into.
+    pub table: Option<TableSpec>,
 }
+
+/// An Iceberg table output (`[output] format = "iceberg"`), checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The namespace (`analytics` of `analytics.clicks`; a dotted namespace is nested).
+    pub namespace: Vec<String>,
+    /// The table's name.
+    pub name: String,
+    /// Where the table is registered.
+    pub catalog: CatalogSpec,
+    /// The partition spec of a table the pipeline creates.
+    pub partition: Vec<PartitionField>,
+    /// Data files roll over at about this many bytes.
+    pub target_file_bytes: u64,
+}
+
+impl TableSpec {
+    /// `namespace.name`.
+    pub fn ident(&self) -> String {
+        format!("{}.{}", self.namespace.join("."), self.name)
+    }
+}
+
+/// `[output] catalog`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSpec {
+    /// An embedded SQL catalog on a SQLite file (a relative path is relative to a local output
+    /// folder, else to the working directory).
+    Sqlite(PathBuf),
+    /// The AWS Glue Data Catalog of the function's account and region.
+    Glue,
+    /// An Iceberg REST catalog at this URL.
+    Rest(String),
+}
+
+impl fmt::Display for CatalogSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatalogSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            CatalogSpec::Glue => f.write_str("glue"),
+            CatalogSpec::Rest(u) => write!(f, "rest+{u}"),
+        }
+    }
+}
+
+/// One field of a table's partition spec: an Iceberg transform of a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionField {
+    /// The transform as Iceberg writes it: `identity`, `day`, `bucket[16]`, `truncate[4]`.
+    pub transform: String,
+    /// The source column.
+    pub column: String,
+}
+
+/// The default `[output] target_file_bytes`: 128 MiB.
+pub const DEFAULT_TARGET_FILE_BYTES: u64 = 128 << 20;
 
 /// An output file's format and compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +140,12 @@ impl Encoding {
             (OutputFormat::Ndjson, None | Some("none")) => Ok(Encoding::Ndjson { gzip: false }),
             (OutputFormat::Ndjson, Some("gzip")) => Ok(Encoding::Ndjson { gzip: true }),
             (OutputFormat::Ndjson, Some(_)) => Err("none, gzip"),
+            (OutputFormat::Iceberg, None | Some("zstd")) => {
+                Ok(Encoding::Parquet(ParquetCodec::Zstd))
+            }
+            (OutputFormat::Iceberg, Some("snappy")) => Ok(Encoding::Parquet(ParquetCodec::Snappy)),
+            (OutputFormat::Iceberg, Some("none")) => Ok(Encoding::Parquet(ParquetCodec::None)),
+            (OutputFormat::Iceberg, Some(_)) => Err("zstd, snappy, none"),
         }
     }
 

@@ -436,3 +436,107 @@ fn output_compression_is_typed_by_the_check() {
         "{e}"
     );
 }
+
+/// GOOD with `[output]` as an Iceberg table with `extra` settings.
+fn table(extra: &str) -> String {
+    GOOD.replace(
+        "partition_by = [\"day\"]",
+        &format!("format = \"iceberg\"\ntable = \"analytics.clicks\"\n{extra}"),
+    )
+}
+
+#[cfg(feature = "iceberg")]
+#[test]
+fn an_iceberg_output_is_checked_and_typed() {
+    let p = check(&table(
+        "partition = [\"identity(day)\", \"bucket(16, page)\"]",
+    ))
+    .expect("plan");
+    let t = p.files.table.expect("a table");
+    assert_eq!(t.ident(), "analytics.clicks");
+    assert_eq!(t.catalog, CatalogSpec::Sqlite("catalog.db".into()));
+    assert_eq!(t.target_file_bytes, 128 << 20);
+    let fields: Vec<(String, String)> = t
+        .partition
+        .iter()
+        .map(|f| (f.transform.clone(), f.column.clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("identity".to_string(), "day".to_string()),
+            ("bucket[16]".to_string(), "page".to_string())
+        ]
+    );
+    assert_eq!(
+        check(&table("catalog = \"sqlite:/var/tmp/c.db\""))
+            .expect("plan")
+            .files
+            .table
+            .expect("t")
+            .catalog,
+        CatalogSpec::Sqlite("/var/tmp/c.db".into())
+    );
+}
+
+#[cfg(feature = "iceberg")]
+#[test]
+fn a_bad_table_setting_names_its_key_and_the_fix() {
+    let cases = [
+        (
+            table("partition = [\"hour(day)\"]"),
+            "output.partition[0]",
+            "does not take",
+        ),
+        (
+            table("partition = [\"day(nope)\"]"),
+            "output.partition[0]",
+            "columns are: page, day",
+        ),
+        (
+            table("partition = [\"bucket(x, page)\"]"),
+            "output.partition[0]",
+            "positive whole number",
+        ),
+        (
+            table("partition = [\"month(day\"]"),
+            "output.partition[0]",
+            "not a partition transform",
+        ),
+        (
+            table("catalog = \"mysql://x\""),
+            "output.catalog",
+            "sqlite:FILE, glue or rest+https",
+        ),
+        (
+            table("target_file_bytes = 10"),
+            "output.target_file_bytes",
+            "at least 1048576",
+        ),
+        (
+            table("partition_by = [\"day\"]"),
+            "output.partition_by",
+            "partition spec",
+        ),
+        (
+            table("").replace("table = \"analytics.clicks\"", "table = \"clicks\""),
+            "output.table",
+            "namespace.name",
+        ),
+        (
+            table("").replace("table = \"analytics.clicks\"\n", ""),
+            "output.format",
+            "add table = ",
+        ),
+        (
+            GOOD.replace("partition_by = [\"day\"]", "table = \"a.b\""),
+            "output.table",
+            "format = \"iceberg\"",
+        ),
+    ];
+    for (text, key, says) in cases {
+        let e = check(&text).expect_err(key);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.to_string().contains(says), "{key}: {e}");
+    }
+}

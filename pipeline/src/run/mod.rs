@@ -52,6 +52,9 @@ pub struct Handler {
     timeout: Option<std::time::Duration>,
     /// The memory budget in MB ([`crate::budget`]).
     memory_mb: u64,
+    /// An Iceberg output's table (its catalog opened on first use, kept across events).
+    #[cfg(feature = "iceberg")]
+    table: Option<Arc<crate::table::Target>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -66,7 +69,18 @@ impl Handler {
     /// Read objects from `input`; write S3 destinations to `output` (local folders are always local).
     pub fn new(plan: Plan, input: Arc<dyn ObjectStore>, output: Arc<dyn ObjectStore>) -> Self {
         let clock = stage_clock(plan.stages.len());
+        #[cfg(feature = "iceberg")]
+        let table = plan.files.table.as_ref().map(|spec| {
+            Arc::new(crate::table::Target::new(
+                spec,
+                &plan.output,
+                &output,
+                &plan.config.name,
+            ))
+        });
         Self {
+            #[cfg(feature = "iceberg")]
+            table,
             plan: Arc::new(plan),
             input,
             output,
@@ -147,6 +161,12 @@ impl Handler {
                 ms: ns.swap(0, Ordering::Relaxed) as f64 / 1e6,
             })
             .collect()
+    }
+
+    /// An Iceberg output's table (`sluice table show|orphans`).
+    #[cfg(feature = "iceberg")]
+    pub fn table(&self) -> Option<&Arc<crate::table::Target>> {
+        self.table.as_ref()
     }
 
     /// The plan.
@@ -235,23 +255,142 @@ impl Handler {
         deadline: Option<Instant>,
     ) -> Outcome {
         let mut t = Tally::new(invocation);
-        let (objects, records) = self.sort_items(invocation, &mut t);
+        #[allow(unused_mut)]
+        let (mut objects, records) = self.sort_items(invocation, &mut t);
         t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()
             + records
                 .iter()
                 .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
                 .sum::<u64>();
         t.s.delivered = records.len() as u64;
-        if !records.is_empty() || invocation.work.window.is_some() {
-            self.run_batch(invocation, &records, deadline, &mut t).await;
-        }
-        if self.per_invocation() && !objects.is_empty() {
-            self.run_invocation(&objects, &mut t).await;
-        } else {
-            self.run_objects(objects, &mut t).await;
+        #[cfg(feature = "iceberg")]
+        let session =
+            match Box::pin(self.begin_table(invocation, &mut objects, &records, &mut t)).await {
+                Ok(s) => s,
+                Err(()) => return t.finish(started, self.stage_times()),
+            };
+        let work = async {
+            if !records.is_empty() || invocation.work.window.is_some() {
+                self.run_batch(invocation, &records, deadline, &mut t).await;
+            }
+            if self.per_invocation() && !objects.is_empty() {
+                self.run_invocation(&objects, &mut t).await;
+            } else {
+                self.run_objects(objects, &mut t).await;
+            }
+        };
+        // The table's futures (the crate's writers and commits) are large: on the heap.
+        #[cfg(feature = "iceberg")]
+        Box::pin(crate::table::with_session(session.clone(), work)).await;
+        #[cfg(not(feature = "iceberg"))]
+        work.await;
+        #[cfg(feature = "iceberg")]
+        if let Some(session) = session {
+            Box::pin(self.commit_table(&session, &mut t)).await;
         }
         self.write_catalog(&mut t).await;
         t.finish(started, self.stage_times())
+    }
+
+    /// An Iceberg output's session for this event: the table loaded once, and the objects its
+    /// snapshots already hold skipped (already committed). When the catalog cannot be reached,
+    /// every item fails (retried), and `Err` ends the event.
+    #[cfg(feature = "iceberg")]
+    async fn begin_table(
+        &self,
+        invocation: &trigger::Invocation,
+        objects: &mut Vec<&ObjectRef>,
+        records: &[&StreamRecord],
+        t: &mut Tally,
+    ) -> Result<Option<Arc<crate::table::Session>>, ()> {
+        let Some(target) = &self.table else {
+            return Ok(None);
+        };
+        if objects.is_empty() && records.is_empty() && invocation.work.window.is_none() {
+            return Ok(None);
+        }
+        if !records.is_empty() || invocation.work.window.is_some() {
+            // Stream batches need a per-record source identity in the snapshot (the shard's
+            // sequence ranges) before a redelivery can be told from new data.
+            let e = crate::Error::Data(format!(
+                "table {}: stream batches (Kinesis, SQS records) into an Iceberg table are not \
+                 supported yet; S3-triggered objects are",
+                target.name()
+            ));
+            warn!(error = %e, "Batch failed.");
+            t.s.redeliver(records, invocation.source.kinesis());
+            t.fail(e.class(), e.to_string());
+        }
+        match target.begin().await {
+            Ok(session) => {
+                objects.retain(|obj| {
+                    let Some(snapshot) = session.committed(&crate::table::source_id(obj)) else {
+                        return true;
+                    };
+                    let reason = format!(
+                        "already committed to table {} (snapshot {snapshot})",
+                        session.name()
+                    );
+                    self.skip(t, Some(obj), &obj.uri(), &reason);
+                    false
+                });
+                Ok(Some(session))
+            }
+            Err(e) => {
+                warn!(error = %e, class = %e.class(), "Cannot reach the table.");
+                for obj in objects.iter() {
+                    t.s.failed_objects += 1;
+                    if let Some(id) = &obj.message_id
+                        && !t.s.batch_item_failures.contains(id)
+                    {
+                        t.s.batch_item_failures.push(id.clone());
+                    }
+                }
+                t.fail(e.class(), e.to_string());
+                Err(())
+            }
+        }
+    }
+
+    /// Commit the data files the event's units wrote, in one snapshot. When the commit fails
+    /// nothing of them is in the table: every object behind them is failed (retried), and the
+    /// files are orphans (`sluice table orphans`).
+    #[cfg(feature = "iceberg")]
+    async fn commit_table(&self, session: &crate::table::Session, t: &mut Tally) {
+        let held = std::mem::take(&mut t.table);
+        if held.sources.is_empty() {
+            return;
+        }
+        let paths: Vec<String> = held
+            .files
+            .iter()
+            .map(|f| f.file_path().to_string())
+            .collect();
+        let pending = crate::table::Pending {
+            files: held.files,
+            sources: held.sources,
+        };
+        match session.commit(pending).await {
+            Ok(snapshot) => {
+                if let Some(id) = snapshot {
+                    tracing::info!(table = %session.name(), snapshot = id, files = paths.len(), "Committed.");
+                }
+                t.s.outputs.extend(paths);
+            }
+            Err(e) => {
+                warn!(error = %e, class = %e.class(), "Commit failed; nothing of the event is in the table.");
+                let n = held.message_ids.len() as u64;
+                t.s.objects = t.s.objects.saturating_sub(n);
+                t.s.failed_objects += n;
+                t.s.records_out = t.s.records_out.saturating_sub(held.records_out);
+                for id in held.message_ids.into_iter().flatten() {
+                    if !t.s.batch_item_failures.contains(&id) {
+                        t.s.batch_item_failures.push(id);
+                    }
+                }
+                t.fail(e.class(), e.to_string());
+            }
+        }
     }
 
     /// The event's objects and stream records; items skipped (with their reason) and SQS

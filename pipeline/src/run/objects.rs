@@ -43,6 +43,8 @@ impl Handler {
                     "Processed invocation."
                 );
                 t.s.objects += objects.len() as u64;
+                #[cfg(feature = "iceberg")]
+                t.hold(&mut r, &objects);
                 if cataloging {
                     for obj in &objects {
                         let mut row = CatalogRow::new(obj, Status::Processed, None, format);
@@ -140,6 +142,10 @@ impl Handler {
                     row.image = r.image;
                     row.columns = std::mem::take(&mut r.columns);
                     t.catalog.push(row);
+                }
+                #[cfg(feature = "iceberg")]
+                if error.is_none() {
+                    t.hold(&mut r, &[obj]);
                 }
                 t.s.absorb(r);
                 match error {

@@ -144,6 +144,9 @@ pub(crate) struct ObjectResult {
     pub(crate) columns: Vec<sluice_processors::stats::ColumnStat>,
     /// Objects of a per-invocation run left out: overwritten since their notification.
     pub(crate) superseded: Vec<String>,
+    /// An Iceberg output's data files, written, for the invocation's commit.
+    #[cfg(feature = "iceberg")]
+    pub(crate) table_files: Vec<iceberg::spec::DataFile>,
 }
 
 /// Time spent in one stage during an event.
@@ -187,6 +190,23 @@ pub(super) struct Tally {
     pub(super) class: Option<ErrorClass>,
     pub(super) catalog: Vec<CatalogRow>,
     pub(super) per_item: bool,
+    /// An Iceberg output's data files written by the event's units, for its one commit.
+    #[cfg(feature = "iceberg")]
+    pub(super) table: TableTally,
+}
+
+/// The data files an event's units wrote into its table, and what they came from: committed
+/// together at the end of the event, or, when that fails, every object of them failed.
+#[cfg(feature = "iceberg")]
+#[derive(Default)]
+pub(super) struct TableTally {
+    pub(super) files: Vec<iceberg::spec::DataFile>,
+    /// Each source's identity (`s3://bucket/key@version`), as the snapshot records it.
+    pub(super) sources: Vec<String>,
+    /// The objects behind them (their SQS message ids, if any), for a failed commit.
+    pub(super) message_ids: Vec<Option<String>>,
+    /// The rows the files hold.
+    pub(super) records_out: u64,
 }
 
 impl Tally {
@@ -202,6 +222,19 @@ impl Tally {
             class: None,
             catalog: Vec::new(),
             per_item: invocation.source.per_item(),
+            #[cfg(feature = "iceberg")]
+            table: TableTally::default(),
+        }
+    }
+
+    /// Hold a unit's table data files for the event's commit: they came from `objects`.
+    #[cfg(feature = "iceberg")]
+    pub(super) fn hold(&mut self, r: &mut ObjectResult, objects: &[&crate::trigger::ObjectRef]) {
+        self.table.files.append(&mut r.table_files);
+        self.table.records_out += r.records_out;
+        for o in objects {
+            self.table.sources.push(crate::table::source_id(o));
+            self.table.message_ids.push(o.message_id.clone());
         }
     }
 

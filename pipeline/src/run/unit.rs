@@ -246,6 +246,10 @@ impl<'h> UnitOfWork<'h> {
                 return Err(e);
             }
         }
+        #[cfg(feature = "iceberg")]
+        {
+            counts.table_files = std::mem::take(&mut staging.table_files);
+        }
         counts.outputs = staging.publish().await?;
         Ok(counts)
     }

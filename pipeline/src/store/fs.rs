@@ -244,11 +244,33 @@ impl ObjectStore for FsStore {
             .unwrap_or_else(|_| format!("s3://{bucket}/{key}"))
     }
 
+    fn root_uri(&self, bucket: &str) -> Option<String> {
+        let dir = std::path::absolute(self.bucket_dir(bucket).ok()?).ok()?;
+        let dir = dir.to_str()?.trim_end_matches('/');
+        Some(format!("file://{dir}/"))
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn list<'a>(
         &'a self,
         bucket: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        async move {
+            let listed = self.list_dated(bucket, prefix).await?;
+            Ok(listed.into_iter().map(|(k, _)| k).collect())
+        }
+        .boxed()
+    }
+
+    fn list_dated<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<super::Dated>, Error>> {
         async move {
             // Keys are paths relative to the bucket's folder, with `/`; only the prefix's own
             // folder is walked.
@@ -275,7 +297,8 @@ impl ObjectStore for FsStore {
                                 .map(|c| c.as_os_str().to_string_lossy())
                                 .collect::<Vec<_>>()
                                 .join("/");
-                            out.push(key);
+                            let when = e.metadata().and_then(|m| m.modified()).ok();
+                            out.push((key, when));
                         }
                     }
                 }
@@ -283,7 +306,7 @@ impl ObjectStore for FsStore {
             })
             .await
             .map_err(|e| Error::Io(format!("listing {}: {e}", base.display())))?;
-            keys.retain(|k| k.starts_with(prefix) && !k.contains(TMP_MARK));
+            keys.retain(|(k, _)| k.starts_with(prefix) && !k.contains(TMP_MARK));
             keys.sort();
             Ok(keys)
         }

@@ -160,6 +160,10 @@ pub struct At {
     pub version_id: Option<String>,
     /// The content's ETag the notification named (quotes optional).
     pub etag: Option<String>,
+    /// An object this pipeline wrote and reads back on purpose (a table's metadata and
+    /// manifests): the recursive-invocation guard, which refuses to read the pipeline's own
+    /// outputs as input, does not apply.
+    pub own: bool,
 }
 
 impl At {
@@ -168,8 +172,19 @@ impl At {
         static LATEST: At = At {
             version_id: None,
             etag: None,
+            own: false,
         };
         &LATEST
+    }
+
+    /// Whatever the object holds now, read back by the pipeline that wrote it (see [`At::own`]).
+    pub fn own() -> &'static At {
+        static OWN: At = At {
+            version_id: None,
+            etag: None,
+            own: true,
+        };
+        &OWN
     }
 
     /// The version, else the ETag (quoted, as `If-Match` wants it), to ask for.
@@ -188,6 +203,9 @@ impl At {
         }
     }
 }
+
+/// A key and when its object was last written, where the store tells.
+pub type Dated = (String, Option<std::time::SystemTime>);
 
 /// Read and write objects by bucket and key.
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {
@@ -229,9 +247,33 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         bucket: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>>;
+    /// The keys under `prefix` in `bucket` with when each was last written (where the store
+    /// tells), sorted.
+    fn list_dated<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Dated>, Error>> {
+        use futures::FutureExt;
+        async move {
+            let keys = self.list(bucket, prefix).await?;
+            Ok(keys.into_iter().map(|k| (k, None)).collect())
+        }
+        .boxed()
+    }
     /// Remove an object (none there is not an error): taking back what a unit published when a
     /// later object of the same unit could not be.
     fn delete<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+    /// The URI that key `K` of `bucket` is `URI` + `K` under, for formats that name their files
+    /// by URI (an Iceberg table's metadata): `s3://bucket/`, or `file:///abs/folder/`. `None`
+    /// when the store has no such names.
+    fn root_uri(&self, _bucket: &str) -> Option<String> {
+        None
+    }
+    /// The local folder this store keeps its objects in, if it is one.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The headers an object is written with (S3 keeps them; a folder has nowhere to).

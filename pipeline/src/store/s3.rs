@@ -46,7 +46,11 @@ impl Stamp {
         &self,
         location: &str,
         metadata: Option<&std::collections::HashMap<String, String>>,
+        at: &At,
     ) -> Result<(), Error> {
+        if at.own {
+            return Ok(());
+        }
         match (&self.pipeline, metadata.and_then(|m| m.get(MARKER))) {
             (Some(own), Some(found)) if own == found => Err(Error::OwnOutput {
                 location: location.to_string(),
@@ -194,7 +198,7 @@ impl ObjectStore for S3Store {
             let loc = format!("s3://{bucket}/{key}");
             match sent(&loc, self.get_at(bucket, key, at).await.send()).await? {
                 Ok(out) => {
-                    self.stamp.check(&loc, out.metadata())?;
+                    self.stamp.check(&loc, out.metadata(), at)?;
                     let body = Box::pin(out.body.into_async_read()) as ByteReader;
                     Ok(super::bounded_reader(body, &loc))
                 }
@@ -247,7 +251,7 @@ impl ObjectStore for S3Store {
                 .send();
             match sent(&loc, head).await? {
                 Ok(out) => {
-                    self.stamp.check(&loc, out.metadata())?;
+                    self.stamp.check(&loc, out.metadata(), at)?;
                     Ok(out.content_length().unwrap_or(0).max(0) as u64)
                 }
                 Err(e) => Err(read_error(loc, e)),
@@ -276,7 +280,7 @@ impl ObjectStore for S3Store {
                     .send()
                     .await
                     .map_err(|e| read_error(loc.clone(), e))?;
-                self.stamp.check(&loc, out.metadata())?;
+                self.stamp.check(&loc, out.metadata(), at)?;
                 let body = out.body.collect().await.map_err(|e| Error::Store {
                     location: loc.clone(),
                     message: format!("reading a range: {e}"),
@@ -293,11 +297,28 @@ impl ObjectStore for S3Store {
         format!("s3://{bucket}/{key}")
     }
 
+    fn root_uri(&self, bucket: &str) -> Option<String> {
+        Some(format!("s3://{bucket}/"))
+    }
+
     fn list<'a>(
         &'a self,
         bucket: &'a str,
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
+        async move {
+            let loc = format!("s3://{bucket}/{prefix}");
+            let listed = super::bounded(&loc, self.list_all(bucket, prefix)).await?;
+            Ok(listed.into_iter().map(|(k, _)| k).collect())
+        }
+        .boxed()
+    }
+
+    fn list_dated<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<super::Dated>, Error>> {
         async move {
             let loc = format!("s3://{bucket}/{prefix}");
             super::bounded(&loc, self.list_all(bucket, prefix)).await
@@ -341,7 +362,8 @@ impl S3Store {
     }
 
     /// Every key under `prefix`, page after page.
-    async fn list_all(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, Error> {
+    /// Every key under `prefix`, sorted, with when it was last written.
+    async fn list_all(&self, bucket: &str, prefix: &str) -> Result<Vec<super::Dated>, Error> {
         {
             let mut keys = Vec::new();
             let mut pages = self
@@ -354,11 +376,12 @@ impl S3Store {
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| classify(format!("s3://{bucket}/{prefix}"), e))?;
-                keys.extend(
-                    page.contents()
-                        .iter()
-                        .filter_map(|o| o.key().map(str::to_string)),
-                );
+                keys.extend(page.contents().iter().filter_map(|o| {
+                    let when = o
+                        .last_modified()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+                    o.key().map(|k| (k.to_string(), when))
+                }));
             }
             keys.sort();
             Ok(keys)

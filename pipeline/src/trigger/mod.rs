@@ -56,6 +56,7 @@ impl ObjectRef {
         crate::store::At {
             version_id: self.version_id.clone().filter(|v| !v.is_empty()),
             etag: self.etag.clone().filter(|e| !e.is_empty()),
+            own: false,
         }
     }
 }

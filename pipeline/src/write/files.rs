@@ -126,6 +126,9 @@ pub struct Outputs {
     stats: Option<sluice_processors::stats::ColumnStats>,
     /// Most bytes the open files may hold in memory together (see [`Self::with_memory`]).
     memory: Option<usize>,
+    /// An Iceberg output: rows go to data files of the invocation's table, or why they cannot.
+    #[cfg(feature = "iceberg")]
+    table: Option<Result<crate::table::TableWriter, String>>,
 }
 
 impl Outputs {
@@ -153,7 +156,8 @@ impl Outputs {
             }),
             _ => None,
         };
-        Self {
+        #[allow(unused_mut)]
+        let mut outputs = Self {
             config: config.clone(),
             store,
             bucket,
@@ -167,7 +171,21 @@ impl Outputs {
             index: None,
             stats: None,
             memory: None,
+            #[cfg(feature = "iceberg")]
+            table: None,
+        };
+        #[cfg(feature = "iceberg")]
+        if let Some(spec) = &config.table {
+            let props = outputs.properties();
+            outputs.table = Some(match crate::table::session() {
+                Some(s) => Ok(crate::table::TableWriter::new(s, &outputs.base, props)),
+                None => Err(format!(
+                    "table {}: rows reached the output outside an invocation's table session",
+                    spec.ident()
+                )),
+            });
         }
+        outputs
     }
 
     /// Hold at most `bytes` in memory across the open files (row groups in progress, S3 parts
@@ -332,6 +350,12 @@ impl Outputs {
             Some(Err(e)) => return Err(Error::Data(e.clone())),
             None => {}
         }
+        #[cfg(feature = "iceberg")]
+        match &mut self.table {
+            Some(Ok(w)) => return w.write(batch).await,
+            Some(Err(e)) => return Err(Error::Internal(e.clone())),
+            None => {}
+        }
         if self.config.partition_by.is_empty() {
             self.write_part("", batch).await?;
             return self.relieve().await;
@@ -414,6 +438,16 @@ impl Outputs {
             }
             return Ok(st);
         }
+        #[cfg(feature = "iceberg")]
+        if let Some(Ok(w)) = self.table.take() {
+            // Data files of the table, visible as objects but not in the table until the
+            // invocation commits them.
+            let table_files = w.close().await?;
+            return Ok(Staging {
+                table_files,
+                ..Staging::default()
+            });
+        }
         if let Err(e) = self.write_index().await {
             self.abort().await;
             return Err(e);
@@ -434,7 +468,7 @@ impl Outputs {
         }
         Ok(Staging {
             files: staged,
-            sent: Vec::new(),
+            ..Staging::default()
         })
     }
 

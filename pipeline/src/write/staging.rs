@@ -9,6 +9,9 @@ use crate::store::Staged;
 pub struct Staging {
     pub(super) files: Vec<Staged>,
     pub(super) sent: Vec<String>,
+    /// Data files of an Iceberg output, written, for the invocation to commit.
+    #[cfg(feature = "iceberg")]
+    pub(crate) table_files: Vec<iceberg::spec::DataFile>,
 }
 
 impl Staging {
@@ -16,6 +19,8 @@ impl Staging {
     pub fn extend(&mut self, other: Staging) {
         self.files.extend(other.files);
         self.sent.extend(other.sent);
+        #[cfg(feature = "iceberg")]
+        self.table_files.extend(other.table_files);
     }
 
     /// Add one staged file (a rejects file).

@@ -4,7 +4,9 @@ use arrow_schema::SchemaRef;
 use globset::GlobMatcher;
 
 use crate::config::model::*;
-use crate::config::plan::{Encoding, FileSpec};
+use crate::config::plan::{
+    CatalogSpec, DEFAULT_TARGET_FILE_BYTES, Encoding, FileSpec, PartitionField, TableSpec,
+};
 use crate::config::spans::*;
 use crate::error::ConfigError;
 
@@ -176,14 +178,249 @@ pub(super) fn check(
             ));
         }
     }
+    let table = table(config, &output, current, cx)?;
+    if table.is_some() {
+        let index = config
+            .stages
+            .iter()
+            .any(|s| matches!(s, StageConfig::Index { .. }));
+        if resize.is_some() || index {
+            return Err(cx.err(
+                &[Seg::Key("output"), Seg::Key("format")],
+                "an Iceberg table takes rows; renditions and index files are files: write them to \
+                 s3://bucket/prefix/ or a folder as parquet",
+            ));
+        }
+    }
     let files = FileSpec {
         encoding,
         partition_by: out.partition_by.clone(),
         max_row_group_bytes: out.max_row_group_bytes,
         max_open_partitions: out.max_open_partitions,
         partition_key: out.partition_key.clone(),
+        table,
     };
     Ok((output, files))
+}
+
+/// `format = "iceberg"` and its settings (`table`, `catalog`, `partition`, `target_file_bytes`),
+/// which no other format takes.
+fn table(
+    config: &PipelineConfig,
+    output: &Destination,
+    current: Option<&SchemaRef>,
+    cx: &Ctx<'_>,
+) -> Result<Option<TableSpec>, ConfigError> {
+    let out = &config.output;
+    let at = |key: &'static str| [Seg::Key("output"), Seg::Key(key)];
+    if out.format != OutputFormat::Iceberg {
+        let stray = [
+            ("table", out.table.is_some()),
+            ("catalog", out.catalog.is_some()),
+            ("partition", !out.partition.is_empty()),
+            ("target_file_bytes", out.target_file_bytes.is_some()),
+        ];
+        if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(cx.err(
+                &at(key),
+                format!(
+                    "is a table setting, for format = \"iceberg\"; remove it, or set that format (for \
+                     folders of {} files, partition_by names the columns)",
+                    out.format.name()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    if !cfg!(feature = "iceberg") {
+        return Err(cx.err(
+            &at("format"),
+            "this sluice was built without its `iceberg` feature; rebuild with it (it is in the default build)",
+        ));
+    }
+    if matches!(output, Destination::Kinesis { .. }) {
+        return Err(cx.err(
+            &at("uri"),
+            "an Iceberg table's files live under s3://bucket/prefix/ or a local folder, not in a stream",
+        ));
+    }
+    if !out.partition_by.is_empty() {
+        return Err(cx.err(
+            &at("partition_by"),
+            "a table is partitioned by its partition spec: use partition = [\"identity(col)\", \"day(ts)\", …]",
+        ));
+    }
+    let Some(ident) = &out.table else {
+        return Err(cx.err(
+            &at("format"),
+            "an Iceberg output names its table: add table = \"namespace.name\" to [output]",
+        ));
+    };
+    let parts: Vec<&str> = ident.split('.').collect();
+    let plain = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if parts.len() < 2 || !parts.iter().all(|p| plain(p)) {
+        return Err(cx.err(
+            &at("table"),
+            format!(
+                "`{ident}` is not namespace.name: two or more dot-separated names of letters, digits, _ and -"
+            ),
+        ));
+    }
+    let catalog = match out.catalog.as_deref() {
+        None => CatalogSpec::Sqlite("catalog.db".into()),
+        Some(c) if c.starts_with("sqlite:") => {
+            let path = c.trim_start_matches("sqlite:").trim_start_matches("//");
+            if path.is_empty() {
+                return Err(cx.err(
+                    &at("catalog"),
+                    "names no file: write sqlite:catalog.db (relative to a local output folder) or sqlite:/abs/path.db",
+                ));
+            }
+            CatalogSpec::Sqlite(path.into())
+        }
+        Some("glue") => CatalogSpec::Glue,
+        Some(c) if c.starts_with("rest+http://") || c.starts_with("rest+https://") => {
+            CatalogSpec::Rest(c.trim_start_matches("rest+").to_string())
+        }
+        Some(c) => {
+            return Err(cx.err(
+                &at("catalog"),
+                format!("`{c}` is not a catalog; use sqlite:FILE, glue or rest+https://…"),
+            ));
+        }
+    };
+    if !matches!(catalog, CatalogSpec::Sqlite(_)) {
+        return Err(cx.err(
+            &at("catalog"),
+            format!(
+                "`{catalog}` is not available in this version of sluice yet; use sqlite:FILE (the \
+                 embedded SQL catalog)"
+            ),
+        ));
+    }
+    let mut partition = Vec::new();
+    for (i, p) in out.partition.iter().enumerate() {
+        let seg = [Seg::Key("output"), Seg::Key("partition"), Seg::Index(i)];
+        let field = partition_field(p).map_err(|m| cx.err(&seg, format!("`{p}` {m}")))?;
+        if let Some(s) = current {
+            let Ok(f) = s.field_with_name(&field.column) else {
+                let cols: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(cx.err(
+                    &seg,
+                    format!(
+                        "names `{}`, which does not reach the output; columns are: {}",
+                        field.column,
+                        cols.join(", ")
+                    ),
+                ));
+            };
+            if let Some(why) = transform_refuses(&field.transform, f.data_type()) {
+                return Err(cx.err(&seg, format!("`{p}`: {why}")));
+            }
+        }
+        if partition.iter().any(|q: &PartitionField| q == &field) {
+            return Err(cx.err(&seg, format!("`{p}` is repeated")));
+        }
+        partition.push(field);
+    }
+    let target_file_bytes = out.target_file_bytes.unwrap_or(DEFAULT_TARGET_FILE_BYTES);
+    if target_file_bytes < 1 << 20 {
+        return Err(cx.err(
+            &at("target_file_bytes"),
+            "must be at least 1048576 (1 MiB); the default is 134217728 (128 MiB)",
+        ));
+    }
+    Ok(Some(TableSpec {
+        namespace: parts[..parts.len() - 1]
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        name: parts[parts.len() - 1].to_string(),
+        catalog,
+        partition,
+        target_file_bytes,
+    }))
+}
+
+/// `day(ts)`, `bucket(16, user_id)`… as a partition field, or what is wrong with it.
+pub(crate) fn partition_field(text: &str) -> Result<PartitionField, String> {
+    const HOW: &str = "is not a partition transform; write identity(col), year(col), month(col), \
+                       day(col), hour(col), bucket(N, col) or truncate(W, col)";
+    let t = text.trim();
+    let (name, rest) = t.split_once('(').ok_or(HOW)?;
+    let args = rest.strip_suffix(')').ok_or(HOW)?;
+    let args: Vec<&str> = args.split(',').map(str::trim).collect();
+    let name = name.trim();
+    let column = |a: &str| -> Result<String, String> {
+        if a.is_empty() {
+            Err("names no column".into())
+        } else {
+            Ok(a.to_string())
+        }
+    };
+    match (name, args.as_slice()) {
+        ("identity" | "year" | "month" | "day" | "hour", [col]) => Ok(PartitionField {
+            transform: name.to_string(),
+            column: column(col)?,
+        }),
+        ("bucket" | "truncate", [n, col]) => {
+            let n: u32 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                format!("needs a positive whole number before the column, not `{n}`")
+            })?;
+            Ok(PartitionField {
+                transform: format!("{name}[{n}]"),
+                column: column(col)?,
+            })
+        }
+        ("bucket" | "truncate", _) => Err(format!("takes two arguments: {name}(N, column)")),
+        ("identity" | "year" | "month" | "day" | "hour", _) => {
+            Err(format!("takes one argument: {name}(column)"))
+        }
+        _ => Err(HOW.into()),
+    }
+}
+
+/// Why `transform` cannot be applied to a column of type `ty`, if it cannot.
+fn transform_refuses(transform: &str, ty: &arrow_schema::DataType) -> Option<String> {
+    use arrow_schema::DataType as T;
+    let temporal = matches!(ty, T::Date32 | T::Date64 | T::Timestamp(..));
+    let ok = match transform.split('[').next().unwrap_or_default() {
+        "identity" => !matches!(ty, T::Struct(_) | T::List(_) | T::LargeList(_) | T::Map(..)),
+        "year" | "month" | "day" => temporal,
+        "hour" => matches!(ty, T::Timestamp(..)),
+        "bucket" => {
+            ty.is_integer()
+                || temporal
+                || matches!(
+                    ty,
+                    T::Utf8
+                        | T::LargeUtf8
+                        | T::Utf8View
+                        | T::Binary
+                        | T::LargeBinary
+                        | T::Decimal128(..)
+                )
+        }
+        "truncate" => {
+            ty.is_integer()
+                || matches!(
+                    ty,
+                    T::Utf8 | T::LargeUtf8 | T::Utf8View | T::Binary | T::Decimal128(..)
+                )
+        }
+        _ => false,
+    };
+    (!ok).then(|| {
+        format!(
+            "the column is {}, which this transform does not take (year/month/day take dates and \
+             timestamps, hour timestamps, bucket and truncate numbers and strings)",
+            sluice_processors::expr::a_type(ty)
+        )
+    })
 }
 
 /// `[metrics]`: the namespace and dimension sets.
@@ -265,7 +502,7 @@ pub(super) fn loops(
     // The recursive-invocation trap: outputs landing where the trigger's keys match.
     let mut warnings = Vec::new();
     let ext = match out.format {
-        OutputFormat::Parquet => "parquet",
+        OutputFormat::Parquet | OutputFormat::Iceberg => "parquet",
         OutputFormat::Ndjson => {
             if out.compression.as_deref() == Some("gzip") {
                 "ndjson.gz"
@@ -291,6 +528,16 @@ pub(super) fn loops(
         for p in &out.partition_by {
             part.push_str(&format!("{p}=v/"));
             samples.push(format!("{prefix}{part}x-0123456789abcdef.{ext}"));
+        }
+        if section == "output"
+            && let Some(t) = &out.table
+        {
+            // A table's files: data (partitioned or not) and metadata under namespace/name/.
+            let dir = format!("{prefix}{}/", t.replace('.', "/"));
+            samples.push(format!("{dir}data/x-0123456789abcdef-00000.parquet"));
+            samples.push(format!("{dir}data/p=v/x-0123456789abcdef-00000.parquet"));
+            samples.push(format!("{dir}metadata/00001-0123.metadata.json"));
+            samples.push(format!("{dir}metadata/snap-1-0123.avro"));
         }
         if keys.is_empty() {
             warnings.push(format!(

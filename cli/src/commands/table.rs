@@ -85,7 +85,9 @@ pub async fn run(cmd: TableCommand) -> anyhow::Result<u8> {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE)),
         )),
     };
-    let handler = pipeline.handler(output.clone(), output);
+    let handler = pipeline
+        .handler(output.clone(), output)
+        .with_endpoint(args.endpoint_url.as_deref());
     let Some(table) = handler.table() else {
         eprintln!(
             "sluice: {}: [output] is not a table; set format = \"iceberg\" and table = \"namespace.name\"",

@@ -477,6 +477,8 @@ fn an_iceberg_output_is_checked_and_typed() {
             .catalog,
         CatalogSpec::Sqlite("/var/tmp/c.db".into())
     );
+    let glue = check(&table("catalog = \"glue\"")).expect("plan");
+    assert_eq!(glue.files.table.expect("t").catalog, CatalogSpec::Glue);
 }
 
 #[cfg(feature = "iceberg")]
@@ -507,6 +509,16 @@ fn a_bad_table_setting_names_its_key_and_the_fix() {
             table("catalog = \"mysql://x\""),
             "output.catalog",
             "sqlite:FILE, glue or rest+https",
+        ),
+        (
+            table("catalog = \"glue\"").replace("analytics.clicks", "Analytics.clicks"),
+            "output.table",
+            "not a Glue table name",
+        ),
+        (
+            table("catalog = \"glue\"").replace("s3://out/clicks/", "/tmp/lake/"),
+            "output.uri",
+            "keeps its files in S3",
         ),
         (
             table("target_file_bytes = 10"),

@@ -163,6 +163,22 @@ impl Handler {
             .collect()
     }
 
+    /// An Iceberg output's catalog client (Glue) at `endpoint`, the endpoint the stores use
+    /// (replay's `--endpoint-url`); without it, the SDK's default for the environment.
+    #[cfg_attr(not(feature = "iceberg"), allow(unused_mut))]
+    pub fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
+        #[cfg(feature = "iceberg")]
+        if let Some(t) = self.table.take() {
+            // Not shared yet (a handler is given its endpoint as it is made).
+            self.table = Some(match Arc::try_unwrap(t) {
+                Ok(t) => Arc::new(t.with_endpoint(endpoint)),
+                Err(shared) => shared,
+            });
+        }
+        let _ = endpoint;
+        self
+    }
+
     /// An Iceberg output's table (`sluice table show|orphans`).
     #[cfg(feature = "iceberg")]
     pub fn table(&self) -> Option<&Arc<crate::table::Target>> {

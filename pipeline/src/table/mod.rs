@@ -81,6 +81,9 @@ pub struct Target {
     /// The output's local folder, which a relative SQLite path is relative to.
     local: Option<std::path::PathBuf>,
     pipeline: String,
+    /// The AWS endpoint the catalog's client talks to (Glue; replay's --endpoint-url), else the
+    /// SDK's default for the environment.
+    endpoint: Option<String>,
     catalog: tokio::sync::OnceCell<Arc<dyn Catalog>>,
 }
 
@@ -125,13 +128,28 @@ impl Target {
             dir,
             local,
             pipeline: pipeline.to_string(),
+            endpoint: None,
             catalog: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The same table, its catalog's AWS client at `endpoint` (the one the stores use).
+    pub(crate) fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
+        self.endpoint = endpoint.map(str::to_string);
+        self
     }
 
     /// `namespace.name`.
     pub(crate) fn name(&self) -> String {
         self.spec.ident()
+    }
+
+    /// How the catalog's tables keep timestamps.
+    fn zones(&self) -> schema::Zones {
+        match self.spec.catalog {
+            CatalogSpec::Glue => schema::Zones::Utc,
+            _ => schema::Zones::Kept,
+        }
     }
 
     fn io(&self) -> Result<&StoreIo, Error> {
@@ -187,6 +205,22 @@ impl Target {
                     .map_err(|e| Error::Store {
                         location: format!("sqlite:{}", path.display()),
                         message: format!("opening the table catalog: {e}"),
+                        retryable: e.retryable(),
+                    })?;
+                Ok(Arc::new(catalog))
+            }
+            CatalogSpec::Glue => {
+                let mut props = HashMap::from([("warehouse".to_string(), warehouse)]);
+                if let Some(url) = &self.endpoint {
+                    props.insert("uri".to_string(), url.clone());
+                }
+                let catalog = iceberg_catalog_glue::GlueCatalogBuilder::default()
+                    .with_storage_factory(Arc::new(StoreIoFactory::new(io)))
+                    .load("sluice", props)
+                    .await
+                    .map_err(|e| Error::Store {
+                        location: "glue".into(),
+                        message: format!("opening the Glue Data Catalog: {e}"),
                         retryable: e.retryable(),
                     })?;
                 Ok(Arc::new(catalog))
@@ -336,7 +370,7 @@ impl Session {
             let tx = Transaction::new(&table);
             let mut update = tx.update_schema();
             for f in missing {
-                let ty = schema::column_type(&f).map_err(Error::Data)?;
+                let ty = schema::column_type(&f, t.zones()).map_err(Error::Data)?;
                 names.push(f.name().clone());
                 update = update.add_column(iceberg::transaction::AddColumn::optional(f.name(), ty));
             }
@@ -384,7 +418,7 @@ impl Session {
         {
             return Err(t.error("creating the namespace", e));
         }
-        let ice = schema::table_schema(schema).map_err(Error::Data)?;
+        let ice = schema::table_schema(schema, t.zones()).map_err(Error::Data)?;
         let mut spec = UnboundPartitionSpec::builder();
         for p in &t.spec.partition {
             let Some(field) = ice.field_by_name(&p.column) else {

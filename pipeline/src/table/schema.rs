@@ -11,10 +11,21 @@ use crate::Error;
 /// Most levels of nesting a column type may have (a struct in a list in a struct…).
 const MAX_DEPTH: usize = 32;
 
+/// How a table keeps timestamps: `timestamptz` (UTC instants, Iceberg's own), or, for a catalog
+/// whose client cannot write that type (the `iceberg` crate's Glue catalog refuses it),
+/// `timestamp` holding the UTC wall-clock time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Zones {
+    /// Zoned timestamps stay `timestamptz`.
+    Kept,
+    /// Every timestamp is `timestamp`, in UTC.
+    Utc,
+}
+
 /// The Arrow type Iceberg stores `ty` as: its integers widened to int or long, timestamps in
 /// microseconds, strings and binaries in their plain form, dictionaries as their values; an
 /// error names what Iceberg has no type for.
-fn stored(ty: &DataType, depth: usize) -> Result<DataType, String> {
+fn stored(ty: &DataType, depth: usize, zones: Zones) -> Result<DataType, String> {
     if depth > MAX_DEPTH {
         return Err(format!("is nested more than {MAX_DEPTH} deep"));
     }
@@ -28,6 +39,7 @@ fn stored(ty: &DataType, depth: usize) -> Result<DataType, String> {
         T::Timestamp(_, tz) => T::Timestamp(
             TimeUnit::Microsecond,
             tz.as_ref()
+                .filter(|_| zones == Zones::Kept)
                 .map(|_| Arc::from(iceberg::arrow::UTC_TIME_ZONE)),
         ),
         T::Time32(_) | T::Time64(_) => T::Time64(TimeUnit::Microsecond),
@@ -35,17 +47,17 @@ fn stored(ty: &DataType, depth: usize) -> Result<DataType, String> {
         T::Binary | T::LargeBinary | T::BinaryView => T::LargeBinary,
         T::FixedSizeBinary(n) => T::FixedSizeBinary(*n),
         T::Decimal128(p, s) if *p <= 38 => T::Decimal128(*p, *s),
-        T::Dictionary(_, v) => stored(v, depth + 1)?,
+        T::Dictionary(_, v) => stored(v, depth + 1, zones)?,
         T::List(f) | T::LargeList(f) | T::ListView(f) | T::LargeListView(f) => {
-            T::List(Arc::new(field(f, depth + 1)?))
+            T::List(Arc::new(field(f, depth + 1, zones)?))
         }
         T::Struct(fs) => T::Struct(
             fs.iter()
-                .map(|f| field(f, depth + 1))
+                .map(|f| field(f, depth + 1, zones))
                 .collect::<Result<Vec<_>, _>>()?
                 .into(),
         ),
-        T::Map(f, sorted) => T::Map(Arc::new(field(f, depth + 1)?), *sorted),
+        T::Map(f, sorted) => T::Map(Arc::new(field(f, depth + 1, zones)?), *sorted),
         other => {
             return Err(format!(
                 "is {}, which an Iceberg table has no type for",
@@ -56,16 +68,23 @@ fn stored(ty: &DataType, depth: usize) -> Result<DataType, String> {
 }
 
 /// `f` as a table column: its stored type, optional (a later object may lack it), no metadata.
-fn field(f: &Field, depth: usize) -> Result<Field, String> {
-    Ok(Field::new(f.name(), stored(f.data_type(), depth)?, true))
+fn field(f: &Field, depth: usize, zones: Zones) -> Result<Field, String> {
+    Ok(Field::new(
+        f.name(),
+        stored(f.data_type(), depth, zones)?,
+        true,
+    ))
 }
 
 /// The Iceberg schema a table made for `schema` has (field ids assigned in order).
-pub(crate) fn table_schema(schema: &SchemaRef) -> Result<iceberg::spec::Schema, String> {
+pub(crate) fn table_schema(
+    schema: &SchemaRef,
+    zones: Zones,
+) -> Result<iceberg::spec::Schema, String> {
     let fields = schema
         .fields()
         .iter()
-        .map(|f| field(f, 0).map_err(|m| format!("column `{}` {m}", f.name())))
+        .map(|f| field(f, 0, zones).map_err(|m| format!("column `{}` {m}", f.name())))
         .collect::<Result<Vec<_>, _>>()?;
     iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&Schema::new(fields))
         .map_err(|e| format!("making the table's schema: {e}"))
@@ -82,9 +101,9 @@ pub(crate) fn missing(table: &iceberg::spec::SchemaRef, schema: &SchemaRef) -> V
 }
 
 /// The Iceberg type a new column for `f` gets (ids inside it are assigned by the commit).
-pub(crate) fn column_type(f: &Field) -> Result<iceberg::spec::Type, String> {
+pub(crate) fn column_type(f: &Field, zones: Zones) -> Result<iceberg::spec::Type, String> {
     let one = Arc::new(Schema::new(vec![f.clone()]));
-    let s = table_schema(&one)?;
+    let s = table_schema(&one, zones)?;
     s.as_struct()
         .fields()
         .first()
@@ -115,7 +134,7 @@ pub(crate) fn check(
                     .join(", ")
             )));
         };
-        let ours = stored(f.data_type(), 0)
+        let ours = stored(f.data_type(), 0, Zones::Kept)
             .map_err(|m| Error::Data(format!("column `{}` {m}", f.name())))?;
         if !fits(&ours, t.data_type()) {
             return Err(Error::Data(format!(
@@ -135,7 +154,8 @@ fn fits(ours: &DataType, theirs: &DataType) -> bool {
     use DataType as T;
     match (ours, theirs) {
         (T::Int32, T::Int64) | (T::Float32, T::Float64) => true,
-        (T::Timestamp(u1, a), T::Timestamp(u2, b)) => u1 == u2 && a.is_some() == b.is_some(),
+        // An instant goes into a `timestamp` column as its UTC time (see [`Zones`]).
+        (T::Timestamp(u1, a), T::Timestamp(u2, b)) => u1 == u2 && (a.is_some() || b.is_none()),
         (T::List(a), T::List(b) | T::LargeList(b)) => fits(a.data_type(), b.data_type()),
         (T::LargeBinary, T::LargeBinary | T::Binary) => true,
         (T::Struct(a), T::Struct(b)) => a.iter().all(|f| {
@@ -209,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_new_table_takes_every_column_optional_with_stored_types() {
-        let s = table_schema(&batch().schema()).expect("schema");
+        let s = table_schema(&batch().schema(), Zones::Kept).expect("schema");
         let names: Vec<_> = s
             .as_struct()
             .fields()
@@ -229,12 +249,18 @@ mod tests {
             arrow.field(2).data_type(),
             &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
         );
+        // For a catalog that cannot write timestamptz (Glue), UTC wall time in `timestamp`.
+        let utc = table_schema(&batch().schema(), Zones::Utc).expect("schema");
+        assert_eq!(
+            utc.field_by_name("ts").map(|f| f.field_type.to_string()),
+            Some("timestamp".to_string())
+        );
     }
 
     #[test]
     fn rows_are_conformed_to_the_table_and_misfits_named() {
         let b = batch();
-        let ice = Arc::new(table_schema(&b.schema()).expect("schema"));
+        let ice = Arc::new(table_schema(&b.schema(), Zones::Kept).expect("schema"));
         let target = Arc::new(iceberg::arrow::schema_to_arrow_schema(&ice).expect("arrow"));
         let out = conform(&b, &target).expect("conform");
         assert_eq!(out.schema(), target);
@@ -258,11 +284,10 @@ mod tests {
         assert!(e.to_string().contains("column `s`"), "{e}");
         // Safe widening goes in.
         let long = Arc::new(
-            table_schema(&Arc::new(Schema::new(vec![Field::new(
-                "n",
-                DataType::Int64,
-                true,
-            )])))
+            table_schema(
+                &Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)])),
+                Zones::Kept,
+            )
             .expect("schema"),
         );
         let int = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, true)]));

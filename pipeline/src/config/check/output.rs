@@ -293,14 +293,36 @@ fn table(
             ));
         }
     };
-    if !matches!(catalog, CatalogSpec::Sqlite(_)) {
+    if let CatalogSpec::Rest(_) = catalog {
         return Err(cx.err(
             &at("catalog"),
             format!(
                 "`{catalog}` is not available in this version of sluice yet; use sqlite:FILE (the \
-                 embedded SQL catalog)"
+                 embedded SQL catalog) or glue"
             ),
         ));
+    }
+    if catalog == CatalogSpec::Glue {
+        // Glue has databases (one level) and lower-case names; Athena reads no hyphens.
+        let glue_name = |p: &str| {
+            p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if parts.len() != 2 || !parts.iter().all(|p| glue_name(p)) {
+            return Err(cx.err(
+                &at("table"),
+                format!(
+                    "`{ident}` is not a Glue table name: database.table, each of lower-case \
+                     letters, digits and _"
+                ),
+            ));
+        }
+        if !matches!(output, Destination::S3 { .. }) {
+            return Err(cx.err(
+                &at("uri"),
+                "a table in the Glue Data Catalog keeps its files in S3: use s3://bucket/prefix/",
+            ));
+        }
     }
     let mut partition = Vec::new();
     for (i, p) in out.partition.iter().enumerate() {

@@ -391,6 +391,22 @@ pub struct OutputConfig {
     /// (default 128 MiB).
     #[serde(default)]
     pub target_file_bytes: Option<u64>,
+    /// What one set of output files covers: each S3 object (`object`, the default) or all the
+    /// objects of an invocation (`invocation`: an SQS-batched trigger's thousands of small
+    /// objects become one file per partition). An aggregate always covers the invocation.
+    #[serde(default)]
+    pub per: Per,
+}
+
+/// `[output] per`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Per {
+    /// A set of files per S3 object.
+    #[default]
+    Object,
+    /// One set of files for all the objects of an invocation.
+    Invocation,
 }
 
 /// `[output] encryption`.
@@ -422,6 +438,7 @@ impl OutputConfig {
             catalog: None,
             partition: Vec::new(),
             target_file_bytes: None,
+            per: Per::Object,
         }
     }
 }

@@ -552,3 +552,28 @@ fn a_bad_table_setting_names_its_key_and_the_fix() {
         assert!(e.to_string().contains(says), "{key}: {e}");
     }
 }
+
+#[test]
+fn per_is_checked_against_the_stages_and_the_destination() {
+    let per = |v: &str| GOOD.replace("partition_by = [\"day\"]", &format!("per = \"{v}\""));
+    assert_eq!(
+        check(&per("invocation")).expect("plan").config.output.per,
+        Per::Invocation
+    );
+    assert_eq!(check(GOOD).expect("plan").config.output.per, Per::Object);
+    let e = check(&per("sometimes")).expect_err("unknown");
+    assert_eq!(e.key.as_deref(), Some("output.per"), "{e}");
+    let aggregate = per("object").replace(
+        "type = \"select\"\ncolumns = { page = \"page\", day = \"date(ts)\" }",
+        "type = \"aggregate\"\ngroup_by = [\"page\"]\nmeasures = { n = \"count(*)\" }",
+    );
+    let e = check(&aggregate).expect_err("aggregate per object");
+    assert_eq!(e.key.as_deref(), Some("output.per"), "{e}");
+    assert!(
+        e.to_string().contains("an aggregate sees every object"),
+        "{e}"
+    );
+    let stream = per("invocation").replace("s3://out/clicks/", "kinesis://clicks");
+    let e = check(&stream).expect_err("per invocation into a stream");
+    assert_eq!(e.key.as_deref(), Some("output.per"), "{e}");
+}

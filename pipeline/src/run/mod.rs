@@ -291,6 +291,10 @@ impl Handler {
             }
             if self.per_invocation() && !objects.is_empty() {
                 self.run_invocation(&objects, &mut t).await;
+            } else if self.plan.config.output.per == crate::config::Per::Invocation
+                && !objects.is_empty()
+            {
+                self.run_gathered(objects, &mut t).await;
             } else {
                 self.run_objects(objects, &mut t).await;
             }

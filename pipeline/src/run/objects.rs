@@ -20,9 +20,56 @@ impl Handler {
     /// once. Tallied: each object processed, skipped (superseded) or, when the unit fails, failed.
     pub(super) async fn run_invocation(&self, objects: &[&ObjectRef], t: &mut Tally) {
         let started = Instant::now();
+        let outcome = self.process_all(objects).await;
+        self.tally_invocation(objects, started, outcome, t);
+    }
+
+    /// `[output] per = "invocation"`: every object through one unit, as for an aggregate (one
+    /// set of files per partition, named after all of them). An object that cannot be used as
+    /// input (corrupt, the wrong format: a retry would fail the same way), or is gone or was
+    /// written by this pipeline, is left out alone and the unit run again without it, so one bad
+    /// object never fails its neighbours; any other failure (storage, the deadline) fails them
+    /// all, for a retry. Each pass leaves out at least one object, so there are at most as many
+    /// passes as objects, and they stop at the deadline like any request.
+    pub(super) async fn run_gathered(&self, mut objects: Vec<&ObjectRef>, t: &mut Tally) {
+        let started = Instant::now();
+        loop {
+            let outcome = self.process_all(&objects).await;
+            let Err(e) = &outcome else {
+                return self.tally_invocation(&objects, started, outcome, t);
+            };
+            let alone = e.missing()
+                || e.own_output_of().is_some()
+                || e.class() == crate::error::ErrorClass::BadInput;
+            let culprit = match e {
+                Error::Object { location, .. } if alone => {
+                    objects.iter().position(|o| &o.uri() == location)
+                }
+                _ => None,
+            };
+            let (Some(i), true) = (culprit, objects.len() > 1) else {
+                return self.tally_invocation(&objects, started, outcome, t);
+            };
+            let obj = objects.remove(i);
+            let Err(e) = outcome else { return };
+            // Tallied as it would be alone (failed, or skipped when gone or our own).
+            self.tally_object(obj, started, Err(e), t);
+            info!(bucket = %obj.bucket, key = %obj.key, left = objects.len(), "Left out of the invocation's files; the rest again without it.");
+        }
+    }
+
+    /// An invocation-wide unit's outcome in the tally: each object processed, skipped
+    /// (superseded) or, when the unit failed, failed.
+    fn tally_invocation(
+        &self,
+        objects: &[&ObjectRef],
+        started: Instant,
+        outcome: Result<ObjectResult, Error>,
+        t: &mut Tally,
+    ) {
         let format = self.plan.config.input.format.as_str();
         let cataloging = self.plan.index.is_some();
-        match self.process_all(objects).await {
+        match outcome {
             Ok(mut r) => {
                 let superseded = std::mem::take(&mut r.superseded);
                 for uri in &superseded {

@@ -595,3 +595,125 @@ async fn a_type_error_against_an_inferred_schema_fails_the_object_clearly() {
     );
     assert!(!dir.path().join("o").exists());
 }
+
+/// An SQS-batched event of `n` small NDJSON objects `in/part-{i}.ndjson` under `dir/in/b/`
+/// (three rows each, `k` 0 or 1), one message per object (`m{i}`).
+fn small_objects(dir: &std::path::Path, n: usize) -> serde_json::Value {
+    let folder = dir.join("in/b/in");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut records = Vec::new();
+    for i in 0..n {
+        let key = format!("in/part-{i:05}.ndjson");
+        let body: String = (0..3)
+            .map(|j| format!("{{\"id\":{},\"k\":{}}}\n", i * 3 + j, j % 2))
+            .collect();
+        std::fs::write(dir.join("in/b").join(&key), body.as_bytes()).unwrap();
+        let s3 = crate::event::s3_event(vec![crate::event::s3_record("b", &key, 0, "")]);
+        let msg = crate::event::sqs_event(&s3, &format!("m{i}"));
+        records.push(msg["Records"][0].clone());
+    }
+    serde_json::json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn per_invocation_gathers_thousands_of_small_objects_into_one_file_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = small_objects(dir.path(), 2_000);
+    let out = dir.path().join("out");
+    let p = plan(&format!(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = {{ id = \"int64\", k = \"int64\" }}\n\
+         [output]\nuri = \"{}\"\npartition_by = [\"k\"]\nper = \"invocation\"\n",
+        out.display()
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+    let h = Handler::new(p, store.clone(), store);
+    let (s, _) = h.handle(&ev).await.into_parts();
+    assert_eq!(s.error, None);
+    assert_eq!(
+        (s.objects, s.records_in, s.records_out),
+        (2_000, 6_000, 6_000)
+    );
+    assert_eq!(s.outputs.len(), 2, "{:?}", s.outputs);
+    assert!(s.outputs.iter().all(|o| o.ends_with(".parquet")));
+    // The same objects again: the same two names (derived from all of them), the same bytes.
+    let before: Vec<Vec<u8>> = s
+        .outputs
+        .iter()
+        .map(|o| std::fs::read(o).unwrap())
+        .collect();
+    let (again, _) = h.handle(&ev).await.into_parts();
+    assert_eq!(again.outputs, s.outputs);
+    let after: Vec<Vec<u8>> = again
+        .outputs
+        .iter()
+        .map(|o| std::fs::read(o).unwrap())
+        .collect();
+    assert!(before == after, "a redelivery wrote different bytes");
+}
+
+#[tokio::test]
+async fn per_invocation_leaves_a_bad_object_out_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = small_objects(dir.path(), 5);
+    // The third object is gzip magic and then garbage: it cannot be read, its neighbours can.
+    std::fs::write(
+        dir.path().join("in/b/in/part-00002.ndjson"),
+        b"\x1f\x8b\x08\x00garbage",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let p = plan(&format!(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = {{ id = \"int64\", k = \"int64\" }}\n\
+         [output]\nuri = \"{}\"\nper = \"invocation\"\n",
+        out.display()
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+    let h = Handler::new(p, store.clone(), store);
+    let (s, _) = h.handle(&ev).await.into_parts();
+    assert_eq!((s.objects, s.failed_objects), (4, 1), "{s:?}");
+    assert_eq!(s.batch_item_failures, vec!["m2".to_string()]);
+    assert_eq!(s.records_out, 12);
+    assert_eq!(s.outputs.len(), 1, "{:?}", s.outputs);
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("part-00002"),
+        "{:?}",
+        s.error
+    );
+}
+
+#[cfg(feature = "iceberg")]
+#[tokio::test]
+async fn per_invocation_into_a_table_commits_one_file_per_partition_in_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = small_objects(dir.path(), 2_000);
+    let out = dir.path().join("out");
+    let p = plan(&format!(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = {{ id = \"int64\", k = \"int64\" }}\n\
+         [output]\nuri = \"{}\"\nformat = \"iceberg\"\ntable = \"raw.small\"\npartition = [\"identity(k)\"]\n\
+         per = \"invocation\"\n",
+        out.display()
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+    let h = Handler::new(p, store.clone(), store);
+    let (s, _) = h.handle(&ev).await.into_parts();
+    assert_eq!(s.error, None);
+    assert_eq!((s.objects, s.records_out), (2_000, 6_000));
+    assert_eq!(s.outputs.len(), 2, "{:?}", s.outputs);
+    let report = h.table().unwrap().report().await.unwrap();
+    assert_eq!((report.rows, report.files), (6_000, 2));
+    assert_eq!(report.snapshots.len(), 1);
+    assert_eq!(report.snapshots[0].sources.len(), 2_000);
+    // Delivered again: every object already committed, nothing written.
+    let (again, _) = h.handle(&ev).await.into_parts();
+    assert_eq!(
+        (again.objects, again.records_out, again.skipped),
+        (0, 0, 2_000)
+    );
+    assert_eq!(
+        h.table().unwrap().report().await.unwrap().snapshots.len(),
+        1
+    );
+}

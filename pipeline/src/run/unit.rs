@@ -88,8 +88,9 @@ impl<'h> UnitOfWork<'h> {
         for (b, origins) in batches {
             if b.schema().fields() != chain.input.fields() {
                 return Err(Error::Data(
-                    "its records have a different schema from the invocation's first object, and an aggregate \
-                     needs one schema; declare [input] schema"
+                    "its records have a different schema from the invocation's first object, and objects \
+                     written together (an aggregate, or [output] per = \"invocation\") need one schema; \
+                     declare [input] schema"
                         .into(),
                 ));
             }

@@ -178,6 +178,22 @@ pub(super) fn check(
             ));
         }
     }
+    let aggregate = config
+        .stages
+        .iter()
+        .any(|s| matches!(s, StageConfig::Aggregate { .. }));
+    if aggregate && out.per == Per::Object && locate(cx.text, &at("per"), true).is_some() {
+        return Err(cx.err(
+            &at("per"),
+            "an aggregate sees every object of an invocation and writes once: remove per, or set it to \"invocation\"",
+        ));
+    }
+    if out.per == Per::Invocation && (kinesis || resize.is_some()) {
+        return Err(cx.err(
+            &at("per"),
+            "gathers objects into one set of files: renditions and kinesis:// records are written one by one",
+        ));
+    }
     let table = table(config, &output, current, cx)?;
     if table.is_some() {
         let index = config

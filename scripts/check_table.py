@@ -10,7 +10,9 @@
    rows, no new snapshot.
 4. Evolution: a new column in the data is added to the table; an incompatible type fails the
    object, naming the column, and commits nothing.
-5. Glue: the example's table in the AWS Glue Data Catalog against moto's Glue and S3
+5. Kinesis: batches recorded by their shard's sequence ranges; a redelivered batch adds only
+   what is not committed.
+6. Glue: the example's table in the AWS Glue Data Catalog against moto's Glue and S3
    (SLUICE_TEST_S3_ENDPOINT), read back with pyiceberg's GlueCatalog: the rows equal the Parquet
    output's in S3 for the same objects; replayed again, nothing added.
 
@@ -290,11 +292,68 @@ def glue(sluice, endpoint):
               "replayed again: nothing added")
 
 
+STREAM = """
+name = "stream-table"
+[input]
+format = "ndjson"
+schema = { id = "int64", page = "string" }
+[output]
+uri = "s3://lake/tables/"
+format = "iceberg"
+table = "raw.clicks"
+partition = ["identity(page)"]
+"""
+
+
+def kinesis(sluice):
+    """Kinesis batches into a table: each snapshot records its shard's sequence range, so a
+    redelivered batch whose first records are committed (a different batch size, a checkpoint
+    lost after the commit) adds only the rest, and the same batch again adds nothing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store, out, config = scratch(tmp, STREAM)
+        lines = os.path.join(tmp, "records.ndjson")
+        with open(lines, "w") as f:
+            for i in range(150):
+                f.write(json.dumps({"id": i, "page": f"/p{i % 3}"}) + "\n")
+        r = subprocess.run([sluice, "event", "kinesis", lines], capture_output=True, text=True, timeout=30, check=True)
+        whole = json.loads(r.stdout)
+        first = dict(whole, Records=whole["Records"][:100])
+        overlapping = dict(whole, Records=whole["Records"][50:])
+        paths = {}
+        for name, ev in [("first", first), ("overlapping", overlapping)]:
+            paths[name] = os.path.join(tmp, name + ".json")
+            with open(paths[name], "w") as f:
+                json.dump(ev, f)
+
+        def run(name):
+            r = subprocess.run([sluice, "replay", config, paths[name], "--store", store, "--out", out, "--json"],
+                               capture_output=True, text=True, timeout=DEADLINE_S)
+            assert r.returncode == 0, f"{name}: {r.stdout} {r.stderr}"
+            return json.loads(r.stdout.splitlines()[-1])
+
+        s = run("first")
+        assert s["records_out"] == 100 and s["batch_item_failures"] == [], s
+        s = run("first")
+        assert s["records_out"] == 0 and s["skipped"] == 100, s
+        assert "already committed to table raw.clicks" in s["skips"][0]["reason"], s
+        s = run("overlapping")
+        assert s["records_out"] == 50 and s["skipped"] == 50, s
+        t = table(out, "raw.clicks")
+        ids = sorted(t.scan().to_arrow().column("id").to_pylist())
+        assert ids == list(range(150)), f"rows lost or duplicated: {len(ids)}"
+        assert len(t.snapshots()) == 2, t.snapshots()
+        ranges = [json.loads(x.summary["sluice.sources"]) for x in t.snapshots()]
+        assert all(len(r) == 1 and r[0].startswith("kinesis:shardId-000000000000#") for r in ranges), ranges
+        print("kinesis: a batch committed once; the same batch again adds nothing; an overlapping "
+              "redelivery adds only its 50 new records (150 rows exactly once, 2 snapshots)")
+
+
 def main():
     sluice = os.path.abspath(sys.argv[1])
     example(sluice)
     concurrency(sluice)
     evolution(sluice)
+    kinesis(sluice)
     endpoint = os.environ.get("SLUICE_TEST_S3_ENDPOINT")
     if endpoint:
         glue(sluice, endpoint)

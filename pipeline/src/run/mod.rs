@@ -272,7 +272,7 @@ impl Handler {
     ) -> Outcome {
         let mut t = Tally::new(invocation);
         #[allow(unused_mut)]
-        let (mut objects, records) = self.sort_items(invocation, &mut t);
+        let (mut objects, mut records) = self.sort_items(invocation, &mut t);
         t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()
             + records
                 .iter()
@@ -280,11 +280,17 @@ impl Handler {
                 .sum::<u64>();
         t.s.delivered = records.len() as u64;
         #[cfg(feature = "iceberg")]
-        let session =
-            match Box::pin(self.begin_table(invocation, &mut objects, &records, &mut t)).await {
-                Ok(s) => s,
-                Err(()) => return t.finish(started, self.stage_times()),
-            };
+        let session = match Box::pin(self.begin_table(
+            invocation,
+            &mut objects,
+            &mut records,
+            &mut t,
+        ))
+        .await
+        {
+            Ok(s) => s,
+            Err(()) => return t.finish(started, self.stage_times()),
+        };
         let work = async {
             if !records.is_empty() || invocation.work.window.is_some() {
                 self.run_batch(invocation, &records, deadline, &mut t).await;
@@ -320,7 +326,7 @@ impl Handler {
         &self,
         invocation: &trigger::Invocation,
         objects: &mut Vec<&ObjectRef>,
-        records: &[&StreamRecord],
+        records: &mut Vec<&StreamRecord>,
         t: &mut Tally,
     ) -> Result<Option<Arc<crate::table::Session>>, ()> {
         let Some(target) = &self.table else {
@@ -329,17 +335,19 @@ impl Handler {
         if objects.is_empty() && records.is_empty() && invocation.work.window.is_none() {
             return Ok(None);
         }
-        if !records.is_empty() || invocation.work.window.is_some() {
-            // Stream batches need a per-record source identity in the snapshot (the shard's
-            // sequence ranges) before a redelivery can be told from new data.
+        let kinesis = invocation.source.kinesis();
+        if (!records.is_empty() && !kinesis) || invocation.work.window.is_some() {
+            // A snapshot records a Kinesis batch by its shard's sequence range; SQS records (by
+            // message id) and tumbling windows (their state) have no such record yet.
             let e = crate::Error::Data(format!(
-                "table {}: stream batches (Kinesis, SQS records) into an Iceberg table are not \
-                 supported yet; S3-triggered objects are",
+                "table {}: SQS record batches and Kinesis tumbling windows into an Iceberg table \
+                 are not supported yet; S3-triggered objects and Kinesis batches are",
                 target.name()
             ));
             warn!(error = %e, "Batch failed.");
-            t.s.redeliver(records, invocation.source.kinesis());
+            t.s.redeliver(records, kinesis);
             t.fail(e.class(), e.to_string());
+            records.clear();
         }
         match target.begin().await {
             Ok(session) => {
@@ -354,6 +362,29 @@ impl Handler {
                     self.skip(t, Some(obj), &obj.uri(), &reason);
                     false
                 });
+                // A redelivered Kinesis batch (after a commit whose answer was lost, say, or
+                // split in two by bisect-on-error) starts with records already committed: they
+                // are left out, once each, and the rest processed.
+                let before = records.len();
+                let mut held_by = None;
+                records.retain(|r| match session.committed_record(r.shard(), r.id()) {
+                    Some(snap) => {
+                        held_by.get_or_insert((r.shard().to_string(), r.id().to_string(), snap));
+                        false
+                    }
+                    None => true,
+                });
+                if let Some((shard, first, snap)) = held_by {
+                    let n = before - records.len();
+                    t.s.skipped += n as u64;
+                    t.s.skips.push(crate::run::Skip {
+                        source: format!("kinesis {shard} from {first} ({n} records)"),
+                        reason: format!(
+                            "already committed to table {} (snapshot {snap})",
+                            session.name()
+                        ),
+                    });
+                }
                 Ok(Some(session))
             }
             Err(e) => {
@@ -403,6 +434,13 @@ impl Handler {
                 t.s.objects = t.s.objects.saturating_sub(n);
                 t.s.failed_objects += n;
                 t.s.records_out = t.s.records_out.saturating_sub(held.records_out);
+                // The shard resumes at the batch's first record (Lambda takes the lowest
+                // sequence number reported).
+                if let Some(first) = held.resume_at
+                    && !t.s.batch_item_failures.contains(&first)
+                {
+                    t.s.batch_item_failures.insert(0, first);
+                }
                 for id in held.message_ids.into_iter().flatten() {
                     if !t.s.batch_item_failures.contains(&id) {
                         t.s.batch_item_failures.push(id);

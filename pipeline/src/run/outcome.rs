@@ -207,6 +207,8 @@ pub(super) struct TableTally {
     pub(super) message_ids: Vec<Option<String>>,
     /// The rows the files hold.
     pub(super) records_out: u64,
+    /// A Kinesis batch's first record: where the shard resumes when the commit fails.
+    pub(super) resume_at: Option<String>,
 }
 
 impl Tally {
@@ -236,6 +238,29 @@ impl Tally {
             self.table.sources.push(crate::table::source_id(o));
             self.table.message_ids.push(o.message_id.clone());
         }
+    }
+
+    /// Hold a Kinesis batch's table data files for the event's commit: they came from
+    /// `records` of one shard, of which the first `processed` were read.
+    #[cfg(feature = "iceberg")]
+    pub(super) fn hold_batch(
+        &mut self,
+        r: &mut ObjectResult,
+        records: &[&StreamRecord],
+        processed: usize,
+    ) {
+        let done = &records[..processed.min(records.len())];
+        let (Some(first), Some(last)) = (done.first(), done.last()) else {
+            return;
+        };
+        self.table.files.append(&mut r.table_files);
+        self.table.records_out += r.records_out;
+        self.table.sources.push(crate::table::stream_source(
+            first.shard(),
+            first.id(),
+            last.id(),
+        ));
+        self.table.resume_at = Some(first.id().to_string());
     }
 
     /// A failure of some of the event's work, and what a retry would do.

@@ -44,8 +44,14 @@ impl Handler {
                 .map(|r| (r, None)),
         };
         match outcome {
-            Ok((r, state)) => {
+            #[allow(unused_mut)]
+            Ok((mut r, state)) => {
                 t.s.state = state;
+                #[cfg(feature = "iceberg")]
+                if kinesis && work.window.is_none() {
+                    let processed = r.stopped_at.unwrap_or(records.len());
+                    t.hold_batch(&mut r, records, processed);
+                }
                 if let Some(n) = r.stopped_at {
                     // Lambda redelivers from the first failure (Kinesis) or each failed
                     // message (SQS): exactly the records not processed.

@@ -243,6 +243,7 @@ impl Target {
             target: self.clone(),
             catalog,
             table: tokio::sync::Mutex::new(table),
+            ranges: stream_ranges(&committed),
             committed,
         }))
     }
@@ -280,6 +281,66 @@ pub fn source_id(obj: &crate::trigger::ObjectRef) -> String {
     }
 }
 
+/// How a snapshot names the Kinesis records it holds: `kinesis:{shard}#{first}..{last}`, the
+/// sequence numbers of the first and last record of the batch.
+pub fn stream_source(shard: &str, first: &str, last: &str) -> String {
+    format!("kinesis:{shard}#{first}..{last}")
+}
+
+/// The shard and the first and last sequence numbers of a [`stream_source`].
+fn stream_range(source: &str) -> Option<(&str, &str, &str)> {
+    let (shard, range) = source.strip_prefix("kinesis:")?.rsplit_once('#')?;
+    let (first, last) = range.split_once("..")?;
+    Some((shard, first, last))
+}
+
+/// Sequence numbers in order: decimal strings of up to 128 digits, compared as numbers.
+fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
+}
+
+/// The committed ranges of each shard, and their snapshots.
+type Ranges = HashMap<String, Vec<(String, String, i64)>>;
+
+fn stream_ranges(committed: &HashMap<String, i64>) -> Ranges {
+    let mut out: Ranges = HashMap::new();
+    for (source, snapshot) in committed {
+        if let Some((shard, first, last)) = stream_range(source) {
+            out.entry(shard.to_string()).or_default().push((
+                first.to_string(),
+                last.to_string(),
+                *snapshot,
+            ));
+        }
+    }
+    out
+}
+
+/// The snapshot holding record `seq` of `shard`, if a committed range covers it.
+fn covered(ranges: &Ranges, shard: &str, seq: &str) -> Option<i64> {
+    ranges.get(shard)?.iter().find_map(|(first, last, snap)| {
+        (seq_cmp(first, seq).is_le() && seq_cmp(seq, last).is_le()).then_some(*snap)
+    })
+}
+
+/// The committed source `source` overlaps (the same object, or a range of the same shard that
+/// shares a record with it), if any.
+fn overlapping(
+    committed: &HashMap<String, i64>,
+    ranges: &Ranges,
+    source: &str,
+) -> Option<(String, i64)> {
+    if let Some(snap) = committed.get(source) {
+        return Some((source.to_string(), *snap));
+    }
+    let (shard, first, last) = stream_range(source)?;
+    ranges
+        .get(shard)?
+        .iter()
+        .find(|(f, l, _)| seq_cmp(f, last).is_le() && seq_cmp(first, l).is_le())
+        .map(|(f, l, snap)| (stream_source(shard, f, l), *snap))
+}
+
 /// Every source recorded by the table's snapshots, with the snapshot that holds it.
 fn committed_sources(table: &iceberg::table::Table) -> HashMap<String, i64> {
     let mut out = HashMap::new();
@@ -304,6 +365,8 @@ pub(crate) struct Session {
     table: tokio::sync::Mutex<Option<iceberg::table::Table>>,
     /// Sources already in the table when the invocation began, and their snapshots.
     committed: HashMap<String, i64>,
+    /// Of those, the Kinesis ranges, by shard.
+    ranges: Ranges,
 }
 
 /// Files written by the units of an invocation, waiting for its commit.
@@ -324,6 +387,11 @@ impl Session {
     /// The snapshot that already holds `source`, if one does.
     pub(crate) fn committed(&self, source: &str) -> Option<i64> {
         self.committed.get(source).copied()
+    }
+
+    /// The snapshot that already holds Kinesis record `seq` of `shard`, if one does.
+    pub(crate) fn committed_record(&self, shard: &str, seq: &str) -> Option<i64> {
+        covered(&self.ranges, shard, seq)
     }
 
     /// The table, created from `schema` when it does not exist; an error names a column of
@@ -504,12 +572,15 @@ impl Session {
                 }
             };
             let already = committed_sources(&current);
-            if let Some(s) = sources.iter().find(|s| already.contains_key(*s)) {
+            let ranges = stream_ranges(&already);
+            if let Some((s, snap)) = sources
+                .iter()
+                .find_map(|s| overlapping(&already, &ranges, s))
+            {
                 return Err(Error::Store {
                     location: format!("table {}", t.name()),
                     message: format!(
-                        "{s} was committed by another delivery meanwhile (snapshot {}); nothing of this one is committed, and a retry skips it",
-                        already[s]
+                        "{s} was committed by another delivery meanwhile (snapshot {snap}); nothing of this one is committed, and a retry skips it"
                     ),
                     retryable: true,
                 });
@@ -732,5 +803,48 @@ impl TableWriter {
         })?;
         files.sort_by(|a, b| a.file_path().cmp(b.file_path()));
         Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(seq_cmp("9", "10").is_lt());
+        assert!(
+            seq_cmp(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            )
+            .is_lt()
+        );
+        assert!(seq_cmp("100", "100").is_eq());
+    }
+
+    #[test]
+    fn committed_ranges_cover_their_records_and_overlaps_are_found() {
+        let a = stream_source("shardId-000000000001", "100", "199");
+        let committed = HashMap::from([(a.clone(), 7), ("s3://b/k@e".to_string(), 8)]);
+        let ranges = stream_ranges(&committed);
+        assert_eq!(covered(&ranges, "shardId-000000000001", "100"), Some(7));
+        assert_eq!(covered(&ranges, "shardId-000000000001", "199"), Some(7));
+        assert_eq!(covered(&ranges, "shardId-000000000001", "99"), None);
+        assert_eq!(covered(&ranges, "shardId-000000000001", "1000"), None);
+        assert_eq!(covered(&ranges, "shardId-000000000002", "150"), None);
+        // A batch sharing a record with a committed one overlaps it; one after it does not.
+        let later = stream_source("shardId-000000000001", "150", "250");
+        assert_eq!(
+            overlapping(&committed, &ranges, &later),
+            Some((a.clone(), 7))
+        );
+        let after = stream_source("shardId-000000000001", "200", "250");
+        assert_eq!(overlapping(&committed, &ranges, &after), None);
+        assert_eq!(
+            overlapping(&committed, &ranges, "s3://b/k@e"),
+            Some(("s3://b/k@e".to_string(), 8))
+        );
+        assert_eq!(overlapping(&committed, &ranges, "s3://b/k@other"), None);
     }
 }

@@ -12,12 +12,16 @@
    object, naming the column, and commits nothing.
 5. Kinesis: batches recorded by their shard's sequence ranges; a redelivered batch adds only
    what is not committed.
-6. Glue: the example's table in the AWS Glue Data Catalog against moto's Glue and S3
+6. REST: the example's table through an Iceberg REST catalog that checks SigV4
+   (scripts/rest_catalog.py), read back with pyiceberg's REST client; unsigned and wrongly
+   signed requests refused; 16 writers at once.
+7. Glue: the example's table in the AWS Glue Data Catalog against moto's Glue and S3
    (SLUICE_TEST_S3_ENDPOINT), read back with pyiceberg's GlueCatalog: the rows equal the Parquet
    output's in S3 for the same objects; replayed again, nothing added.
 
 Usage: check_table.py SLUICE
 """
+import contextlib
 import datetime
 import json
 import os
@@ -222,6 +226,38 @@ CLICKSTREAM = [
 COLUMNS = ["day", "ts", "user_id", "event_type", "page", "country", "latency_ms", "slow", "kb"]
 
 
+def clickstream_in_s3(sluice, s3, bucket, tmp):
+    """The example's objects uploaded to `bucket` (moto), and the path of their S3 event."""
+    store = os.path.join(tmp, "store")
+    for key in CLICKSTREAM:
+        local = os.path.join(store, bucket, key)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        shutil.copy(os.path.join("fixtures", "objects", "analytics-in", key), local)
+        s3.upload_file(local, bucket, key)
+    ev = os.path.join(tmp, "event.json")
+    with open(ev, "w") as f:
+        args = [sluice, "event", "s3", "--bucket", bucket, "--store", store]
+        for key in CLICKSTREAM:
+            args += ["--key", key]
+        subprocess.run(args, check=True, stdout=f, timeout=30)
+    return ev
+
+
+@contextlib.contextmanager
+def rest_catalog(tmp, env, *args):
+    """scripts/rest_catalog.py started with `args` (SigV4 for s3tables checked); its URL."""
+    server = subprocess.Popen(
+        [sys.executable, "scripts/rest_catalog.py", "--db", os.path.join(tmp, "rest.db"), "--sigv4", "s3tables",
+         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("listening on "), f"the REST fixture did not start: {line} {server.stderr.read()}"
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def glue(sluice, endpoint):
     """The example's table in the AWS Glue Data Catalog, against moto's Glue and S3: pyiceberg's
     GlueCatalog reads the same rows the Parquet example writes to S3 for the same objects."""
@@ -237,18 +273,7 @@ def glue(sluice, endpoint):
     s3.create_bucket(Bucket=outb)
     env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
     with tempfile.TemporaryDirectory() as tmp:
-        store = os.path.join(tmp, "store")
-        for key in CLICKSTREAM:
-            local = os.path.join(store, inb, key)
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            shutil.copy(os.path.join("fixtures", "objects", "analytics-in", key), local)
-            s3.upload_file(local, inb, key)
-        ev = os.path.join(tmp, "event.json")
-        with open(ev, "w") as f:
-            args = [sluice, "event", "s3", "--bucket", inb, "--store", store]
-            for key in CLICKSTREAM:
-                args += ["--key", key]
-            subprocess.run(args, check=True, stdout=f, timeout=30)
+        ev = clickstream_in_s3(sluice, s3, inb, tmp)
         parquet_cfg = os.path.join(tmp, "parquet.toml")
         open(parquet_cfg, "w").write(open("examples/clickstream/pipeline.toml").read().replace("analytics-out", outb))
         table_cfg = os.path.join(tmp, "table.toml")
@@ -348,15 +373,158 @@ def kinesis(sluice):
               "redelivery adds only its 50 new records (150 rows exactly once, 2 snapshots)")
 
 
+def rest(sluice):
+    """The example's table through an Iceberg REST catalog (scripts/rest_catalog.py: the REST
+    protocol in front of pyiceberg's SQL catalog) that checks AWS SigV4 on every request, as S3
+    Tables does: sluice's signed requests pass, unsigned or wrongly signed ones are refused with
+    403 and nothing is committed; pyiceberg's own REST client (signing with botocore) reads back
+    the rows the Parquet example writes; 16 writers at once; replayed again, nothing added."""
+    import urllib.request
+    from pyiceberg.catalog.rest import RestCatalog
+
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+    env.pop("AWS_ENDPOINT_URL", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        with rest_catalog(tmp, env, "--warehouse", f"file://{tmp}/wh", "--prefix", "wh1") as url:
+
+            def stats():
+                return json.loads(urllib.request.urlopen(f"{url}/_stats", timeout=10).read())
+
+            out = os.path.join(tmp, "out")
+            base = open(f"{EXAMPLE}/pipeline.toml").read().replace(
+                'catalog = "sqlite:catalog.db"', f'catalog = "rest+{url}"\nwarehouse = "wh1"')
+            configs = {}
+            for name, extra in [("signed", 'sigv4 = "s3tables"'), ("unsigned", 'sigv4 = "none"')]:
+                configs[name] = os.path.join(tmp, f"{name}.toml")
+                open(configs[name], "w").write(base.replace('format = "iceberg"', f'format = "iceberg"\n{extra}'))
+
+            def run(cfg, events, **kw):
+                r = subprocess.run([sluice, "replay", cfg, events, "--out", out, "--json"], capture_output=True,
+                                   text=True, timeout=DEADLINE_S, env=dict(env, **kw))
+                return r, [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+
+            # Unsigned, and signed with the wrong secret: refused, nothing committed.
+            for cfg, kw, why in [(configs["unsigned"], {}, "not signed"),
+                                 (configs["signed"], {"AWS_SECRET_ACCESS_KEY": "wrong"}, "does not match")]:
+                r, s = run(cfg, f"{EXAMPLE}/events/", **kw)
+                assert r.returncode != 0 and s and s[-1]["error"] and "403" in s[-1]["error"] and why in s[-1]["error"], \
+                    (r.stdout, r.stderr)
+            refused = stats()
+            assert refused["rejected_unsigned"] >= 1 and refused["rejected_bad_signature"] >= 1, refused
+            assert refused["commits"] == 0 and refused["creates"] == 0, refused
+
+            r, s = run(configs["signed"], f"{EXAMPLE}/events/")
+            assert r.returncode == 0 and s[-1]["records_out"] == 99 and s[-1]["objects"] == 3, (r.stdout, r.stderr)
+            os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+            catalog = RestCatalog("rest", uri=url, warehouse="wh1", **{
+                "rest.sigv4-enabled": "true", "rest.signing-region": "us-east-1", "rest.signing-name": "s3tables"})
+            t = catalog.load_table("analytics.clicks")
+            got = t.scan().to_arrow()
+            with tempfile.TemporaryDirectory() as pq_out:
+                replay(sluice, "examples/clickstream/pipeline.toml", "examples/clickstream/events/", pq_out)
+                parquet = ds.dataset(os.path.join(pq_out, "analytics-out", "clickstream"), format="parquet",
+                                     partitioning="hive").to_table()
+            assert got.num_rows == parquet.num_rows == 99, (got.num_rows, parquet.num_rows)
+            assert rows(got, COLUMNS) == rows(parquet, COLUMNS), "REST table rows differ from the Parquet output's"
+            assert len(t.snapshots()) == 1
+            r, s = run(configs["signed"], f"{EXAMPLE}/events/")
+            assert r.returncode == 0 and s[-1]["records_out"] == 0, s
+            assert sum("already committed" in k["reason"] for k in s[-1]["skips"]) == 3, s
+            assert len(catalog.load_table("analytics.clicks").snapshots()) == 1
+
+            # 16 writers at once into one table of the same catalog.
+            store = os.path.join(tmp, "store")
+            os.makedirs(os.path.join(store, "in"))
+            cfg = os.path.join(tmp, "many.toml")
+            open(cfg, "w").write(CONFIG.replace('format = "iceberg"',
+                                                f'format = "iceberg"\ncatalog = "rest+{url}"\nsigv4 = "s3tables"'))
+            events = [upload(sluice, store, f"part-{w:02}.ndjson",
+                             [{"id": w * 50 + i, "who": f"w{w}", "n": i} for i in range(50)]) for w in range(16)]
+            procs = [subprocess.Popen([sluice, "replay", cfg, ev, "--store", store, "--out", out, "--json"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                     for ev in events]
+            for p in procs:
+                o, e = p.communicate(timeout=DEADLINE_S)
+                assert p.returncode == 0, f"a writer exited {p.returncode}: {o} {e}"
+            t = catalog.load_table("raw.events")
+            ids = sorted(t.scan().to_arrow().column("id").to_pylist())
+            assert ids == list(range(16 * 50)), f"rows lost or duplicated: {len(ids)}"
+            assert len(t.snapshots()) == 16, len(t.snapshots())
+            print(f"rest: unsigned and wrongly signed requests refused (403), nothing committed; 99 rows read back "
+                  f"by pyiceberg's REST client equal the Parquet output's; replayed again: nothing added; 16 "
+                  f"writers at once: 800 rows exactly once, 16 snapshots ({stats()['conflicts']} conflicts retried)")
+
+
+def rest_s3(sluice, endpoint):
+    """As S3 Tables does: the REST catalog chooses where the table lives (a bucket of its own,
+    not the pipeline's `uri`; the warehouse is a table bucket ARN), against moto's S3. The
+    example's rows land there, read back with pyiceberg's REST client."""
+    import boto3
+    from pyiceberg.catalog.rest import RestCatalog
+
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
+    tag = f"{os.getpid()}"
+    inb, outb, tb = f"rest-in-{tag}", f"rest-out-{tag}", f"rest-tables-{tag}"
+    for b in (inb, outb, tb):
+        s3.create_bucket(Bucket=b)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+    with tempfile.TemporaryDirectory() as tmp:
+        with rest_catalog(tmp, env, "--warehouse", f"s3://{tb}/", "--s3-endpoint", endpoint) as url:
+            ev = clickstream_in_s3(sluice, s3, inb, tmp)
+            cfg = os.path.join(tmp, "table.toml")
+            open(cfg, "w").write(
+                open(f"{EXAMPLE}/pipeline.toml").read().replace("analytics-out", outb).replace(
+                    'catalog = "sqlite:catalog.db"',
+                    f'catalog = "rest+{url}"\nwarehouse = "arn:aws:s3tables:us-east-1:123456789012:bucket/{tb}"\n'
+                    'sigv4 = "s3tables"'))
+            r = subprocess.run([sluice, "replay", cfg, ev, "--endpoint-url", endpoint, "--json"],
+                               capture_output=True, text=True, timeout=DEADLINE_S, env=env)
+            assert r.returncode == 0, f"{r.stdout} {r.stderr}"
+            s = json.loads(r.stdout.splitlines()[-1])
+            assert s["records_out"] == 99 and s["objects"] == 3, s
+            os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+            catalog = RestCatalog("rest", uri=url, **{
+                "rest.sigv4-enabled": "true", "rest.signing-region": "us-east-1", "rest.signing-name": "s3tables",
+                "s3.endpoint": endpoint, "s3.region": "us-east-1",
+                "s3.access-key-id": "test", "s3.secret-access-key": "test"})
+            t = catalog.load_table("analytics.clicks")
+            assert t.location().startswith(f"s3://{tb}/"), t.location()
+            assert t.scan().to_arrow().num_rows == 99
+            files = [f.file.file_path for f in t.scan().plan_files()]
+            assert files and all(f.startswith(f"s3://{tb}/") for f in files), files
+            stray = [o["Key"] for o in s3.list_objects_v2(Bucket=outb).get("Contents", [])
+                     if not o["Key"].startswith("rejects/")]  # the example's rejects go to its own bucket
+            assert not stray, f"table files written outside the table's bucket: {stray}"
+            # table show and orphans follow the table to where the catalog put it.
+            def table_cmd(*args):
+                r = subprocess.run([sluice, "table", *args, cfg, "--endpoint-url", endpoint, "--json"],
+                                   capture_output=True, text=True, timeout=60, env=env)
+                assert r.returncode == 0, f"table {args}: {r.stdout} {r.stderr}"
+                return r.stdout
+            shown = json.loads(table_cmd("show"))
+            assert len(shown["snapshots"]) == 1, shown
+            assert table_cmd("orphans").strip() == "", "a fresh table has no orphans"
+            stray_key = t.location()[len(f"s3://{tb}/"):].rstrip("/") + "/data/stray.parquet"
+            s3.put_object(Bucket=tb, Key=stray_key, Body=b"x")
+            listed = [json.loads(l) for l in table_cmd("orphans").splitlines()]
+            assert [o["uri"] for o in listed] == [f"s3://{tb}/{stray_key}"], listed
+            print(f"rest (S3 Tables' way): the catalog put the table in s3://{tb}/; 99 rows and "
+                  f"{len(files)} data files there, read back by pyiceberg's REST client; table show and "
+                  f"orphans find it there")
+
+
 def main():
     sluice = os.path.abspath(sys.argv[1])
     example(sluice)
     concurrency(sluice)
     evolution(sluice)
     kinesis(sluice)
+    rest(sluice)
     endpoint = os.environ.get("SLUICE_TEST_S3_ENDPOINT")
     if endpoint:
         glue(sluice, endpoint)
+        rest_s3(sluice, endpoint)
     elif os.environ.get("SLUICE_REQUIRE_S3"):
         sys.exit("SLUICE_REQUIRE_S3 is set but SLUICE_TEST_S3_ENDPOINT is not: the Glue check cannot run")
     else:

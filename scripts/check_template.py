@@ -33,6 +33,10 @@ OUTPUT_TABLE = "arn:${AWS::Partition}:s3:::${OutputBucketName}/${OutputPrefix}*"
 # Services whose resources the template names by a parameter or one of its own resources.
 SCOPED = {"kinesis": "Ref", "kms": "Ref", "sqs": "Fn::GetAtt", "logs": "Fn::Sub", "glue": "Fn::Sub"}
 GLUE = {"glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable"}
+# S3 Tables through its Iceberg REST endpoint: reading and committing tables, never deleting one.
+S3TABLES = {"s3tables:GetTableBucket", "s3tables:GetNamespace", "s3tables:CreateNamespace", "s3tables:GetTable",
+            "s3tables:CreateTable", "s3tables:GetTableMetadataLocation", "s3tables:UpdateTableMetadataLocation",
+            "s3tables:GetTableData", "s3tables:PutTableData"}
 
 
 def statements(template):
@@ -100,6 +104,13 @@ def problems(template):
         if glue and not all("${TableDatabase}" in (resource_text(r) or "") or (resource_text(r) or "").endswith(":catalog")
                             for r in resources):
             found.append(f"{sid}: Glue resources beyond the table's database: {texts}")
+        tables = {a for a in actions if a.startswith("s3tables:")}
+        if tables - S3TABLES:
+            found.append(f"{sid}: S3 Tables actions beyond the table's: {sorted(tables - S3TABLES)}")
+        in_bucket = [r for r in resources if r == {"Ref": "TableBucketArn"}
+                     or (resource_text(r) or "").startswith("${TableBucketArn}/")]
+        if tables and len(in_bucket) != len(resources):
+            found.append(f"{sid}: S3 Tables resources beyond the table bucket: {resources}")
     return found
 
 
@@ -112,7 +123,7 @@ def main():
     sts = list(statements(template))
     sids = {st["Sid"] for st in sts}
     for needed in ["ReadInput", "ListInput", "WriteOutputAndRejects", "ReadStream", "WriteStream", "EncryptOutputs",
-                   "ReadTable", "CatalogTable"]:
+                   "ReadTable", "CatalogTable", "S3TablesCatalog"]:
         assert needed in sids, f"no {needed} statement"
 
     # Broken copies, each of which the rules must refuse.
@@ -139,6 +150,9 @@ def main():
         "any Glue database": broken("CatalogTable", lambda st: st["Resource"].append(
             {"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:database/*"})),
         "delete tables": broken("CatalogTable", lambda st: st["Action"].append("glue:DeleteTable")),
+        "any table bucket": broken("S3TablesCatalog", lambda st: st["Resource"].append(
+            {"Fn::Sub": "arn:${AWS::Partition}:s3tables:${AWS::Region}:${AWS::AccountId}:bucket/*"})),
+        "delete S3 tables": broken("S3TablesCatalog", lambda st: st["Action"].append("s3tables:DeleteTable")),
     }
     for name, found in cases.items():
         assert found, f"the rules let through: {name}"

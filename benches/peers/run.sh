@@ -6,6 +6,8 @@
 #   benches/peers/run.sh rollup [MB]   the reference rollup: Sluice, DuckDB, Polars (plain and gzip)
 #   benches/peers/run.sh kinesis [N]   an N-record (default 10 000) Kinesis batch through the rollup:
 #                                      Sluice's handler, Python (json+base64+pyarrow), Node.js
+#   benches/peers/run.sh tables [MB]   Iceberg table output against Parquet output: filter and the
+#                                      rollup, MB/s each, and the commit's cost per invocation
 #   benches/peers/run.sh cold [RUNS]   cold start: the dist-profile `sluice` as `bootstrap` (every stage built
 #                                      in) beside a minimal lambda_runtime hello-world (benches/hello-lambda),
 #                                      process start to first request for an event, RUNS (30) each
@@ -73,6 +75,11 @@ thumbnails() {
   "$VENV/bin/python" benches/peers/thumbnails.py "$BIN/sluice" "$corpus" "$NODE_DIR/node_modules" "${1:-3}" "$RUNS"
 }
 
+tables() {
+  "$BIN/gen-clickstream" "$work/tables.ndjson" "${1:-100}" >/dev/null
+  "$VENV/bin/python" benches/peers/tables.py "$BIN/sluice" "$work/tables.ndjson" "$RUNS" 8
+}
+
 cold() {
   if [ -n "${SLUICE_PEERS_OUT:-}" ]; then
     { echo "## Cold start"; echo; python3 benches/peers/cold_start.py "$BIN/sluice" "$BIN/hello-lambda" "${1:-30}"; echo; } \
@@ -83,8 +90,8 @@ cold() {
 }
 
 case "$JOB" in
-  filter | rollup | kinesis | thumbnails | cold | all) ;;
-  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | cold [RUNS]" >&2; exit 2 ;;
+  filter | rollup | kinesis | thumbnails | tables | cold | all) ;;
+  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | tables [MB] | cold [RUNS]" >&2; exit 2 ;;
 esac
 cargo build --profile dist --quiet -p sluice-cli -p sluice-benches -p hello-lambda
 work=$(mktemp -d)
@@ -110,6 +117,7 @@ filter 100
 rollup 100
 kinesis 10000
 thumbnails 3
+tables 100
 cold 30
 {
   echo "## Versions"

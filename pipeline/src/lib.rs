@@ -54,7 +54,7 @@
 //! - `fuzzing`: the fuzz targets' entry points (`fuzz/`, and the tests that replay their seeds).
 #![warn(missing_docs)]
 
-#[cfg(any(feature = "s3", feature = "kinesis"))]
+#[cfg(any(feature = "s3", feature = "kinesis", feature = "iceberg"))]
 mod aws;
 
 /// Every program linking Sluice with the `mimalloc` feature (off by default) allocates with

@@ -22,6 +22,7 @@ async fn render(config: &Path, event_path: &Path) -> String {
         serde_json::from_slice(&std::fs::read(event_path).expect("event")).expect("json");
     let (mut summary, sqs) = handler.handle(&event).await.into_parts();
     summary.duration_ms = 0;
+    summary.commit_ms = summary.commit_ms.map(|_| 0.0);
     let prefix = format!("{}/", out.path().display());
     summary.outputs = summary
         .outputs

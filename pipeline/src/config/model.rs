@@ -382,6 +382,14 @@ pub struct OutputConfig {
     /// SQLite file, relative to a local output folder), `glue` or `rest+https://…`.
     #[serde(default)]
     pub catalog: Option<String>,
+    /// `catalog = "rest+…"`: the catalog's warehouse (S3 Tables: the table bucket's ARN).
+    #[serde(default)]
+    pub warehouse: Option<String>,
+    /// `catalog = "rest+…"`: sign its requests with AWS SigV4 for this service (`s3tables`,
+    /// `glue`, `execute-api`…), or `none`. Default: the service an `*.amazonaws.com` host names,
+    /// else none.
+    #[serde(default)]
+    pub sigv4: Option<String>,
     /// `format = "iceberg"`: the partition spec of a table the pipeline creates, in Iceberg's
     /// transforms: `identity(col)`, `year|month|day|hour(col)`, `bucket(N, col)`,
     /// `truncate(W, col)`.
@@ -436,6 +444,8 @@ impl OutputConfig {
             kms_key_id: None,
             table: None,
             catalog: None,
+            warehouse: None,
+            sigv4: None,
             partition: Vec::new(),
             target_file_bytes: None,
             per: Per::Object,

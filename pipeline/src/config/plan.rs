@@ -78,8 +78,19 @@ pub enum CatalogSpec {
     Sqlite(PathBuf),
     /// The AWS Glue Data Catalog of the function's account and region.
     Glue,
-    /// An Iceberg REST catalog at this URL.
-    Rest(String),
+    /// An Iceberg REST catalog.
+    Rest(RestSpec),
+}
+
+/// An Iceberg REST catalog: where, which warehouse, how requests are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestSpec {
+    /// `https://host/path` (the `/v1/…` routes go under it).
+    pub uri: String,
+    /// The warehouse asked for in `GET /v1/config` (S3 Tables: the table bucket's ARN).
+    pub warehouse: Option<String>,
+    /// The SigV4 service name requests are signed for, or `None` to send them unsigned.
+    pub sigv4: Option<String>,
 }
 
 impl fmt::Display for CatalogSpec {
@@ -87,7 +98,7 @@ impl fmt::Display for CatalogSpec {
         match self {
             CatalogSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
             CatalogSpec::Glue => f.write_str("glue"),
-            CatalogSpec::Rest(u) => write!(f, "rest+{u}"),
+            CatalogSpec::Rest(r) => write!(f, "rest+{}", r.uri),
         }
     }
 }

@@ -483,6 +483,68 @@ fn an_iceberg_output_is_checked_and_typed() {
 
 #[cfg(feature = "iceberg")]
 #[test]
+fn a_rest_catalog_signs_for_the_service_its_aws_host_names_unless_told() {
+    let rest = |extra: &str| {
+        check(&table(extra))
+            .expect("plan")
+            .files
+            .table
+            .expect("t")
+            .catalog
+    };
+    let s3tables = "catalog = \"rest+https://s3tables.eu-west-1.amazonaws.com/iceberg/\"\n\
+                    warehouse = \"arn:aws:s3tables:eu-west-1:111122223333:bucket/lake\"";
+    assert_eq!(
+        rest(s3tables),
+        CatalogSpec::Rest(RestSpec {
+            uri: "https://s3tables.eu-west-1.amazonaws.com/iceberg".into(),
+            warehouse: Some("arn:aws:s3tables:eu-west-1:111122223333:bucket/lake".into()),
+            sigv4: Some("s3tables".into()),
+        })
+    );
+    let glue = rest("catalog = \"rest+https://glue.us-east-1.amazonaws.com/iceberg\"");
+    assert!(matches!(glue, CatalogSpec::Rest(r) if r.sigv4.as_deref() == Some("glue")));
+    let polaris = rest("catalog = \"rest+http://polaris:8181/api/catalog\"");
+    assert!(matches!(polaris, CatalogSpec::Rest(r) if r.sigv4.is_none() && r.warehouse.is_none()));
+    let gateway = rest(
+        "catalog = \"rest+https://abc.execute-api.us-east-1.amazonaws.com/prod\"\nsigv4 = \"execute-api\"",
+    );
+    assert!(matches!(gateway, CatalogSpec::Rest(r) if r.sigv4.as_deref() == Some("execute-api")));
+    let unsigned = rest(&format!("{s3tables}\nsigv4 = \"none\""));
+    assert!(matches!(unsigned, CatalogSpec::Rest(r) if r.sigv4.is_none()));
+    for (extra, key, says) in [
+        (
+            "catalog = \"glue\"\nwarehouse = \"x\"",
+            "output.warehouse",
+            "REST catalog's setting",
+        ),
+        (
+            "sigv4 = \"s3tables\"",
+            "output.sigv4",
+            "REST catalog's setting",
+        ),
+        (
+            "catalog = \"rest+https://\"",
+            "output.catalog",
+            "names no host",
+        ),
+        (
+            "catalog = \"rest+https://h/\"\nsigv4 = \"\"",
+            "output.sigv4",
+            "names no service",
+        ),
+    ] {
+        let e = check(&table(extra)).expect_err(key);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.to_string().contains(says), "{key}: {e}");
+    }
+    let stray = GOOD.replace("partition_by = [\"day\"]", "warehouse = \"w\"");
+    let e = check(&stray).expect_err("stray");
+    assert_eq!(e.key.as_deref(), Some("output.warehouse"), "{e}");
+}
+
+#[cfg(feature = "iceberg")]
+#[test]
 fn a_bad_table_setting_names_its_key_and_the_fix() {
     let cases = [
         (

@@ -421,7 +421,10 @@ impl Handler {
             files: held.files,
             sources: held.sources,
         };
-        match session.commit(pending).await {
+        let started = Instant::now();
+        let committed = session.commit(pending).await;
+        t.s.commit_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        match committed {
             Ok(snapshot) => {
                 if let Some(id) = snapshot {
                     tracing::info!(table = %session.name(), snapshot = id, files = paths.len(), "Committed.");

@@ -49,6 +49,10 @@ pub struct Summary {
     pub error_class: Option<ErrorClass>,
     /// What was skipped and why.
     pub skips: Vec<Skip>,
+    /// An Iceberg output: the milliseconds its one commit took (loading the table, the fast
+    /// append and the catalog's update, conflicts retried included), whenever it tried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_ms: Option<f64>,
     /// A Kinesis tumbling window's state, returned for the window's next invocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Map<String, Value>>,

@@ -717,3 +717,52 @@ async fn per_invocation_into_a_table_commits_one_file_per_partition_in_one_snaps
         1
     );
 }
+
+#[cfg(feature = "iceberg")]
+#[tokio::test]
+async fn a_table_output_keeps_to_max_open_partitions_and_commits_nothing_past_it() {
+    // Five objects of three rows; with identity(id) each row is a partition of its own.
+    let run = |per: &'static str, max: usize, table: &'static str| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = small_objects(dir.path(), 5);
+        let p = plan(&format!(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = {{ id = \"int64\", k = \"int64\" }}\n\
+             [output]\nuri = \"{}\"\nformat = \"iceberg\"\ntable = \"raw.{table}\"\n\
+             partition = [\"identity(id)\"]\nper = \"{per}\"\nmax_open_partitions = {max}\n",
+            dir.path().join("out").display()
+        ));
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+        let h = Handler::new(p, store.clone(), store);
+        let (s, _) = h.handle(&ev).await.into_parts();
+        let report = h.table().unwrap().report().await.unwrap();
+        (s, report.rows, report.snapshots.len(), dir)
+    };
+    let limit = |s: &Summary| {
+        let e = s.error.clone().unwrap_or_default();
+        assert!(
+            e.contains("`output.max_open_partitions`") && e.contains("limit of"),
+            "{s:?}"
+        );
+    };
+    // Each object alone within the limit: all of them, one snapshot.
+    let (s, rows, snaps, _d) = run("object", 4, "a").await;
+    assert_eq!(
+        (s.error.as_deref(), s.objects, rows, snaps),
+        (None, 5, 15, 1)
+    );
+    // Each object alone past it: every object fails by that limit, nothing is committed.
+    let (s, rows, snaps, _d) = run("object", 2, "b").await;
+    limit(&s);
+    assert_eq!((s.objects, s.failed_objects, rows, snaps), (0, 5, 0, 0));
+    assert_eq!(s.batch_item_failures.len(), 5);
+    // Gathered per invocation, the objects that take the unit past the limit are left out
+    // (reported for redelivery, where they come in smaller batches); the rest is committed.
+    let (s, rows, snaps, _d) = run("invocation", 4, "c").await;
+    limit(&s);
+    assert_eq!(
+        (s.objects, s.failed_objects, rows, snaps),
+        (1, 4, 3, 1),
+        "{s:?}"
+    );
+    assert_eq!(s.batch_item_failures, vec!["m1", "m2", "m3", "m4"]);
+}

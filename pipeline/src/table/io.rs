@@ -34,6 +34,9 @@ pub struct StoreIo {
     bucket: String,
     /// What every URI of this bucket starts with.
     root: String,
+    /// Files in the store's other buckets are this table's too (a REST catalog, S3 Tables
+    /// among them, chooses where a table lives).
+    any_bucket: bool,
 }
 
 impl StoreIo {
@@ -49,12 +52,50 @@ impl StoreIo {
             store: Some(store),
             bucket: bucket.to_string(),
             root,
+            any_bucket: false,
         })
+    }
+
+    /// The same storage, taking `s3://other-bucket/key` too (a catalog that chooses where its
+    /// tables live).
+    pub fn any_bucket(mut self) -> Self {
+        self.any_bucket = true;
+        self
+    }
+
+    /// The bucket and key a URI names, or an error when it is not this storage's.
+    pub(crate) fn locate<'p>(&'p self, path: &'p str) -> Result<(&'p str, &'p str)> {
+        if let Ok(key) = self.key(path) {
+            return Ok((&self.bucket, key));
+        }
+        // Another bucket of the same store: `s3://b/k` when the home root is `s3://…`.
+        if self.any_bucket
+            && let Some(scheme) = self.root.split_once("://").map(|(s, _)| s)
+            && scheme != "file"
+            && let Some(rest) = path.strip_prefix(&format!("{scheme}://")[..])
+            && let Some((bucket, key)) = rest.split_once('/')
+            && !bucket.is_empty()
+            && !key.is_empty()
+        {
+            return Ok((bucket, key));
+        }
+        self.key(path).map(|k| (self.bucket.as_str(), k))
     }
 
     /// The URI of `key`.
     pub fn uri(&self, key: &str) -> String {
         format!("{}{}", self.root, key.trim_start_matches('/'))
+    }
+
+    /// The URI of `key` in `bucket` (this storage's bucket, or another of its store).
+    pub fn uri_in(&self, bucket: &str, key: &str) -> String {
+        if bucket == self.bucket {
+            return self.uri(key);
+        }
+        match self.store.as_ref().and_then(|s| s.root_uri(bucket)) {
+            Some(root) => format!("{root}{}", key.trim_start_matches('/')),
+            None => format!("{bucket}/{key}"),
+        }
     }
 
     /// The key a URI names, or an error when it is not under this bucket.
@@ -104,8 +145,8 @@ pub fn to_iceberg(e: Error) -> iceberg::Error {
 #[typetag::serde(name = "sluice")]
 impl Storage for StoreIo {
     async fn exists(&self, path: &str) -> Result<bool> {
-        let key = self.key(path)?;
-        match self.store()?.size(&self.bucket, key, At::own()).await {
+        let (bucket, key) = self.locate(path)?;
+        match self.store()?.size(bucket, key, At::own()).await {
             Ok(_) => Ok(true),
             Err(e) if e.missing() => Ok(false),
             Err(e) => Err(to_iceberg(e)),
@@ -113,34 +154,34 @@ impl Storage for StoreIo {
     }
 
     async fn metadata(&self, path: &str) -> Result<FileMetadata> {
-        let key = self.key(path)?;
+        let (bucket, key) = self.locate(path)?;
         let size = self
             .store()?
-            .size(&self.bucket, key, At::own())
+            .size(bucket, key, At::own())
             .await
             .map_err(to_iceberg)?;
         Ok(FileMetadata { size })
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {
-        let key = self.key(path)?;
+        let (bucket, key) = self.locate(path)?;
         let store = self.store()?;
         let size = store
-            .size(&self.bucket, key, At::own())
+            .size(bucket, key, At::own())
             .await
             .map_err(to_iceberg)?;
         store
-            .get_range(&self.bucket, key, At::own(), 0..size)
+            .get_range(bucket, key, At::own(), 0..size)
             .await
             .map_err(to_iceberg)
     }
 
     async fn reader(&self, path: &str) -> Result<Box<dyn FileRead>> {
-        let key = self.key(path)?.to_string();
+        let (bucket, key) = self.locate(path)?;
         Ok(Box::new(Reader {
             store: self.store()?.clone(),
-            bucket: self.bucket.clone(),
-            key,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
         }))
     }
 
@@ -151,7 +192,7 @@ impl Storage for StoreIo {
     }
 
     async fn writer(&self, path: &str) -> Result<Box<dyn FileWrite>> {
-        let key = self.key(path)?.to_string();
+        let (bucket, key) = self.locate(path)?;
         let content_type = if key.ends_with(".parquet") {
             crate::write::PARQUET_TYPE
         } else {
@@ -159,30 +200,23 @@ impl Storage for StoreIo {
         };
         let inner = self
             .store()?
-            .create(&self.bucket, &key, ObjectMeta::typed(content_type))
+            .create(bucket, key, ObjectMeta::typed(content_type))
             .await
             .map_err(to_iceberg)?;
         Ok(Box::new(Writer { inner: Some(inner) }))
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
-        let key = self.key(path)?;
-        self.store()?
-            .delete(&self.bucket, key)
-            .await
-            .map_err(to_iceberg)
+        let (bucket, key) = self.locate(path)?;
+        self.store()?.delete(bucket, key).await.map_err(to_iceberg)
     }
 
     async fn delete_prefix(&self, path: &str) -> Result<()> {
-        let prefix = self.key(path)?;
+        let (bucket, prefix) = self.locate(path)?;
         let prefix = format!("{}/", prefix.trim_end_matches('/'));
         let store = self.store()?;
-        for key in store
-            .list(&self.bucket, &prefix)
-            .await
-            .map_err(to_iceberg)?
-        {
-            store.delete(&self.bucket, &key).await.map_err(to_iceberg)?;
+        for key in store.list(bucket, &prefix).await.map_err(to_iceberg)? {
+            store.delete(bucket, &key).await.map_err(to_iceberg)?;
         }
         Ok(())
     }
@@ -196,12 +230,12 @@ impl Storage for StoreIo {
     }
 
     fn new_input(&self, path: &str) -> Result<InputFile> {
-        self.key(path)?;
+        self.locate(path)?;
         Ok(InputFile::new(Arc::new(self.clone()), path.to_string()))
     }
 
     fn new_output(&self, path: &str) -> Result<OutputFile> {
-        self.key(path)?;
+        self.locate(path)?;
         Ok(OutputFile::new(Arc::new(self.clone()), path.to_string()))
     }
 }

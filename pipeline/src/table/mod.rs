@@ -15,6 +15,7 @@
 
 mod io;
 mod report;
+mod rest;
 mod schema;
 
 use std::collections::HashMap;
@@ -225,11 +226,31 @@ impl Target {
                     })?;
                 Ok(Arc::new(catalog))
             }
-            other => Err(Error::Store {
-                location: other.to_string(),
-                message: "this catalog is not available in this version of sluice".into(),
-                retryable: false,
-            }),
+            CatalogSpec::Rest(r) => {
+                let signer = match &r.sigv4 {
+                    Some(service) => {
+                        let sdk = crate::aws::sdk_config(None).await;
+                        Some(rest::Signer::new(service, &sdk).map_err(|m| Error::Store {
+                            location: r.uri.clone(),
+                            message: m,
+                            retryable: false,
+                        })?)
+                    }
+                    None => None,
+                };
+                // The server may put a table in another bucket (S3 Tables does): the store's
+                // other buckets are the table's too.
+                let factory = Arc::new(StoreIoFactory::new(io.any_bucket()));
+                let catalog =
+                    rest::RestCatalog::connect(&r.uri, r.warehouse.as_deref(), signer, factory)
+                        .await
+                        .map_err(|e| Error::Store {
+                            location: r.uri.clone(),
+                            message: format!("opening the REST catalog: {e}"),
+                            retryable: e.retryable(),
+                        })?;
+                Ok(Arc::new(catalog))
+            }
         }
     }
 
@@ -687,16 +708,28 @@ pub(crate) struct TableWriter {
     base: String,
     props: WriterProperties,
     open: Option<(arrow_schema::SchemaRef, Inner)>,
+    /// The partitions written so far (each holds an open data file until the unit closes) and
+    /// how many may be: `[output] max_open_partitions`.
+    partitions: std::collections::HashSet<iceberg::spec::Struct>,
+    max_partitions: usize,
 }
 
 impl TableWriter {
-    /// A writer into `session`'s table, its files named after `base`.
-    pub(crate) fn new(session: Arc<Session>, base: &str, props: WriterProperties) -> Self {
+    /// A writer into `session`'s table, its files named after `base`, into at most
+    /// `max_partitions` partitions.
+    pub(crate) fn new(
+        session: Arc<Session>,
+        base: &str,
+        props: WriterProperties,
+        max_partitions: usize,
+    ) -> Self {
         Self {
             session,
             base: base.to_string(),
             props,
             open: None,
+            partitions: Default::default(),
+            max_partitions,
         }
     }
 
@@ -732,6 +765,20 @@ impl TableWriter {
                     .split(&rows)
                     .map_err(|e| Error::Data(format!("partitioning rows for table {name}: {e}")))?;
                 for (key, part) in parts {
+                    if !self.partitions.contains(key.data()) {
+                        // Each partition keeps a data file (and its row group) open: bounded.
+                        if self.partitions.len() >= self.max_partitions {
+                            return Err(Error::Processor(sluice_processors::Error::Limit {
+                                what: format!(
+                                    "the number of table partitions written for one unit of work ({})",
+                                    self.partitions.len() + 1
+                                ),
+                                limit: self.max_partitions as u64,
+                                setting: "output.max_open_partitions",
+                            }));
+                        }
+                        self.partitions.insert(key.data().clone());
+                    }
                     writer.write(key, part).await.map_err(fail)?;
                 }
             }

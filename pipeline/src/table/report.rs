@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{PIPELINE_PROPERTY, SOURCES_PROPERTY, Target};
 use crate::Error;
+use crate::config::CatalogSpec;
 
 /// A table as its catalog has it.
 #[derive(Debug, Serialize)]
@@ -162,11 +163,23 @@ impl Target {
     /// refers to (written by an invocation whose commit failed, or being written now), with
     /// their age; with `delete`, those older than `older_than` are deleted.
     pub async fn orphans(&self, older_than: Duration, delete: bool) -> Result<Vec<Orphan>, Error> {
-        let io = self.io()?.clone();
+        let mut io = self.io()?.clone();
+        if matches!(self.spec.catalog, CatalogSpec::Rest(_)) {
+            io = io.any_bucket();
+        }
         let catalog = self.catalog().await?;
         let mut referenced: HashSet<String> = HashSet::new();
+        // The table's folder: where its metadata says it is (a REST catalog chooses), else
+        // where the pipeline would create it.
+        let mut place = (io.bucket().to_string(), format!("{}/", self.dir));
         if let Some(table) = self.load(&catalog).await? {
             let meta = table.metadata();
+            if let Ok((bucket, key)) = io.locate(meta.location()) {
+                place = (
+                    bucket.to_string(),
+                    format!("{}/", key.trim_end_matches('/')),
+                );
+            }
             let file_io = table.file_io();
             let fail = |what: &str, e: iceberg::Error| self.error(what, e);
             if let Some(loc) = table.metadata_location() {
@@ -198,19 +211,24 @@ impl Target {
             }
         }
         // As keys: catalogs and readers write `file:/abs` or `file:///abs` for one file.
-        let referenced: HashSet<&str> = referenced.iter().filter_map(|r| io.key(r).ok()).collect();
+        let (bucket, prefix) = place;
+        let referenced: HashSet<&str> = referenced
+            .iter()
+            .filter_map(|r| io.locate(r).ok())
+            .filter(|(b, _)| *b == bucket)
+            .map(|(_, k)| k)
+            .collect();
         let store = io.store().map_err(|e| Error::Internal(e.to_string()))?;
-        let prefix = format!("{}/", self.dir);
         let now = SystemTime::now();
         let mut out = Vec::new();
-        for (key, when) in store.list_dated(io.bucket(), &prefix).await? {
+        for (key, when) in store.list_dated(&bucket, &prefix).await? {
             if referenced.contains(key.as_str()) {
                 continue;
             }
-            let uri = io.uri(&key);
+            let uri = io.uri_in(&bucket, &key);
             let age = when.and_then(|w| now.duration_since(w).ok());
             let deleted = if delete && age.is_some_and(|a| a >= older_than) {
-                store.delete(io.bucket(), &key).await?;
+                store.delete(&bucket, &key).await?;
                 true
             } else {
                 false

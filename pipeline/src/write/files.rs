@@ -178,7 +178,12 @@ impl Outputs {
         if let Some(spec) = &config.table {
             let props = outputs.properties();
             outputs.table = Some(match crate::table::session() {
-                Some(s) => Ok(crate::table::TableWriter::new(s, &outputs.base, props)),
+                Some(s) => Ok(crate::table::TableWriter::new(
+                    s,
+                    &outputs.base,
+                    props,
+                    config.max_open_partitions,
+                )),
                 None => Err(format!(
                     "table {}: rows reached the output outside an invocation's table session",
                     spec.ident()

@@ -5,7 +5,7 @@ use globset::GlobMatcher;
 
 use crate::config::model::*;
 use crate::config::plan::{
-    CatalogSpec, DEFAULT_TARGET_FILE_BYTES, Encoding, FileSpec, PartitionField, TableSpec,
+    CatalogSpec, DEFAULT_TARGET_FILE_BYTES, Encoding, FileSpec, PartitionField, RestSpec, TableSpec,
 };
 use crate::config::spans::*;
 use crate::error::ConfigError;
@@ -233,6 +233,8 @@ fn table(
         let stray = [
             ("table", out.table.is_some()),
             ("catalog", out.catalog.is_some()),
+            ("warehouse", out.warehouse.is_some()),
+            ("sigv4", out.sigv4.is_some()),
             ("partition", !out.partition.is_empty()),
             ("target_file_bytes", out.target_file_bytes.is_some()),
         ];
@@ -300,7 +302,39 @@ fn table(
         }
         Some("glue") => CatalogSpec::Glue,
         Some(c) if c.starts_with("rest+http://") || c.starts_with("rest+https://") => {
-            CatalogSpec::Rest(c.trim_start_matches("rest+").to_string())
+            let uri = c
+                .trim_start_matches("rest+")
+                .trim_end_matches('/')
+                .to_string();
+            let host = uri
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split(['/', ':']).next())
+                .unwrap_or_default();
+            if host.is_empty() {
+                return Err(cx.err(&at("catalog"), format!("`{c}` names no host")));
+            }
+            let sigv4 = match out.sigv4.as_deref().map(str::trim) {
+                Some("none") => None,
+                Some("") => {
+                    return Err(cx.err(
+                        &at("sigv4"),
+                        "names no service: write the SigV4 service (s3tables, glue, execute-api…) or \"none\"",
+                    ));
+                }
+                Some(service) => Some(service.to_string()),
+                // S3 Tables (s3tables.REGION.amazonaws.com) and Glue (glue.REGION.amazonaws.com)
+                // take SigV4 for the service their host names.
+                None => host
+                    .strip_suffix(".amazonaws.com")
+                    .and_then(|h| h.split('.').next())
+                    .map(str::to_string),
+            };
+            CatalogSpec::Rest(RestSpec {
+                uri,
+                warehouse: out.warehouse.clone().filter(|w| !w.is_empty()),
+                sigv4,
+            })
         }
         Some(c) => {
             return Err(cx.err(
@@ -309,14 +343,18 @@ fn table(
             ));
         }
     };
-    if let CatalogSpec::Rest(_) = catalog {
-        return Err(cx.err(
-            &at("catalog"),
-            format!(
-                "`{catalog}` is not available in this version of sluice yet; use sqlite:FILE (the \
-                 embedded SQL catalog) or glue"
-            ),
-        ));
+    if !matches!(catalog, CatalogSpec::Rest(_)) {
+        for (key, set) in [
+            ("warehouse", out.warehouse.is_some()),
+            ("sigv4", out.sigv4.is_some()),
+        ] {
+            if set {
+                return Err(cx.err(
+                    &at(key),
+                    format!("is a REST catalog's setting (catalog = \"rest+https://…\"), not {catalog}'s"),
+                ));
+            }
+        }
     }
     if catalog == CatalogSpec::Glue {
         // Glue has databases (one level) and lower-case names; Athena reads no hyphens.

@@ -91,6 +91,7 @@ def example(sluice):
         sources = json.loads(snaps[0].summary["sluice.sources"])
         assert len(sources) == 3 and all(x.startswith("s3://analytics-in/clickstream/") for x in sources), sources
         assert snaps[0].summary["added-records"] == "99", snaps[0].summary
+        assert snaps[0].summary["sluice.invocation"].startswith("replay:"), snaps[0].summary
 
         # Delivered again: nothing added, each object said to be already committed.
         [s] = replay(sluice, f"{EXAMPLE}/pipeline.toml", f"{EXAMPLE}/events/", out_t)

@@ -203,20 +203,25 @@ pub async fn replay_each(
     let total = events.len();
     let mut carry = WindowCarry::default();
     for (i, e) in events.into_iter().enumerate() {
-        let mut summary = match e.bytes() {
-            Ok(bytes) => match carry.window_event(&bytes) {
-                // A tumbling window's invocation, with the state its window carried so far.
-                Some(mut v) => {
-                    carry.apply(&mut v);
-                    let (s, _) = handler.handle(&v).await.into_parts();
-                    carry.update(&v, &s);
-                    s
-                }
-                // Every other event goes in as bytes, as the Lambda runtime hands it over.
-                None => handler.handle_bytes(&bytes, None).await.summary,
-            },
-            Err(err) => Summary::unknown(err),
+        let work = async {
+            match e.bytes() {
+                Ok(bytes) => match carry.window_event(&bytes) {
+                    // A tumbling window's invocation, with the state its window carried so far.
+                    Some(mut v) => {
+                        carry.apply(&mut v);
+                        let (s, _) = handler.handle(&v).await.into_parts();
+                        carry.update(&v, &s);
+                        s
+                    }
+                    // Every other event goes in as bytes, as the Lambda runtime hands it over.
+                    None => handler.handle_bytes(&bytes, None).await.summary,
+                },
+                Err(err) => Summary::unknown(err),
+            }
         };
+        #[cfg(feature = "iceberg")]
+        let work = crate::table::with_invocation(format!("replay:{}", e.name), work);
+        let mut summary = work.await;
         summary.event = e.name;
         done(i, total, summary);
     }

@@ -184,6 +184,10 @@ fn print_report(r: &sluice_pipeline::table::TableReport) {
                 .as_deref()
                 .map(|p| format!(" by {p}"))
                 .unwrap_or_default()
+                + &s.invocation
+                    .as_deref()
+                    .map(|i| format!(" (invocation {i})"))
+                    .unwrap_or_default()
         );
         for src in &s.sources {
             println!("         from {src}");

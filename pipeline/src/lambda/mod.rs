@@ -121,7 +121,10 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let deadline = until(req.context.deadline);
-            let run = std::panic::AssertUnwindSafe(invoke(&handler, &req.body, deadline));
+            let work = invoke(&handler, &req.body, deadline);
+            #[cfg(feature = "iceberg")]
+            let work = crate::table::with_invocation(req.context.request_id.clone(), work);
+            let run = std::panic::AssertUnwindSafe(work);
             let carried = match run.catch_unwind().await {
                 Ok(Ok(v)) => serde_json::json!({ "ok": v }),
                 Ok(Err(d)) => serde_json::json!({

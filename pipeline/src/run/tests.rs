@@ -698,7 +698,10 @@ async fn per_invocation_into_a_table_commits_one_file_per_partition_in_one_snaps
     ));
     let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
     let h = Handler::new(p, store.clone(), store);
-    let (s, _) = h.handle(&ev).await.into_parts();
+    // As the Lambda runtime runs it: the snapshot records the invocation's request id.
+    let (s, _) = crate::table::with_invocation("8f5a-req".into(), h.handle(&ev))
+        .await
+        .into_parts();
     assert_eq!(s.error, None);
     assert_eq!((s.objects, s.records_out), (2_000, 6_000));
     assert_eq!(s.outputs.len(), 2, "{:?}", s.outputs);
@@ -706,6 +709,7 @@ async fn per_invocation_into_a_table_commits_one_file_per_partition_in_one_snaps
     assert_eq!((report.rows, report.files), (6_000, 2));
     assert_eq!(report.snapshots.len(), 1);
     assert_eq!(report.snapshots[0].sources.len(), 2_000);
+    assert_eq!(report.snapshots[0].invocation.as_deref(), Some("8f5a-req"));
     // Delivered again: every object already committed, nothing written.
     let (again, _) = h.handle(&ev).await.into_parts();
     assert_eq!(

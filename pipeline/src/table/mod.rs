@@ -47,10 +47,20 @@ use crate::store::ObjectStore;
 pub const SOURCES_PROPERTY: &str = "sluice.sources";
 /// The snapshot summary property naming the pipeline that committed it.
 pub const PIPELINE_PROPERTY: &str = "sluice.pipeline";
+/// The snapshot summary property naming the invocation that committed it (Lambda's request id;
+/// `replay:EVENT` in a replay), to find its logs.
+pub const INVOCATION_PROPERTY: &str = "sluice.invocation";
 
 tokio::task_local! {
     /// The table session of the invocation being handled (see [`with_session`]).
     static SESSION: Arc<Session>;
+    /// The id of the invocation being handled (see [`with_invocation`]).
+    static INVOCATION: String;
+}
+
+/// Run `work` as the invocation `id`: a snapshot it commits records the id.
+pub async fn with_invocation<F: std::future::Future>(id: String, work: F) -> F::Output {
+    INVOCATION.scope(id, work).await
 }
 
 /// Run `work` with `session` as the invocation's table session: the units of work inside it
@@ -575,6 +585,13 @@ impl Session {
         sources.sort();
         sources.dedup();
         let listed = serde_json::to_string(&sources).unwrap_or_default();
+        let mut properties = HashMap::from([
+            (SOURCES_PROPERTY.to_string(), listed),
+            (PIPELINE_PROPERTY.to_string(), t.pipeline.clone()),
+        ]);
+        if let Ok(id) = INVOCATION.try_with(Clone::clone) {
+            properties.insert(INVOCATION_PROPERTY.to_string(), id);
+        }
         let mut wait = std::time::Duration::from_millis(20);
         // Without a deadline (replay without --timeout), conflicts are retried this many times.
         let mut attempts_left = 100u32;
@@ -610,10 +627,7 @@ impl Session {
             let append = tx
                 .fast_append()
                 .add_data_files(pending.files.clone())
-                .set_snapshot_properties(HashMap::from([
-                    (SOURCES_PROPERTY.to_string(), listed.clone()),
-                    (PIPELINE_PROPERTY.to_string(), t.pipeline.clone()),
-                ]));
+                .set_snapshot_properties(properties.clone());
             let tx = append
                 .apply(tx)
                 .map_err(|e| t.error("preparing the commit", e))?;

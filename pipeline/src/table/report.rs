@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use iceberg::spec::ManifestList;
 use serde::Serialize;
 
-use super::{PIPELINE_PROPERTY, SOURCES_PROPERTY, Target};
+use super::{INVOCATION_PROPERTY, PIPELINE_PROPERTY, SOURCES_PROPERTY, Target};
 use crate::Error;
 use crate::config::CatalogSpec;
 
@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub operation: String,
     /// The pipeline that committed it, when Sluice did.
     pub pipeline: Option<String>,
+    /// The invocation that committed it (Lambda's request id), when Sluice did.
+    pub invocation: Option<String>,
     /// The sources its rows came from, as recorded by Sluice.
     pub sources: Vec<String>,
     /// Data files and rows it added.
@@ -144,6 +146,7 @@ impl Target {
                     .unwrap_or_default(),
                 operation: summary.operation.as_str().to_string(),
                 pipeline: props.get(PIPELINE_PROPERTY).cloned(),
+                invocation: props.get(INVOCATION_PROPERTY).cloned(),
                 sources: props
                     .get(SOURCES_PROPERTY)
                     .and_then(|l| serde_json::from_str(l).ok())

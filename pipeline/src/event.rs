@@ -57,6 +57,46 @@ pub fn s3_event(records: Vec<Value>) -> Value {
     json!({ "Records": records })
 }
 
+/// `message` (an S3 notification) as SNS sends it to a subscribed SQS queue without raw message
+/// delivery: the envelope that is then the message's body.
+pub fn sns_envelope(message: &Value) -> Value {
+    json!({
+        "Type": "Notification",
+        "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:sluice-uploads",
+        "Subject": "Amazon S3 Notification",
+        "Message": message.to_string(),
+        "Timestamp": "2026-11-22T12:00:00.123Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLEpH+DcEwjAPg8O9mY8dReBSwksfg2S7WKQcikcNKWLQjwu6A4VbeS0QHVCkhRS7fUQvi2egU3N858fiTDN6bkkOxYDVrY0Ad8L10Hs3zH81mtnPk5uvvolIC1CXGu43obcgFxeL3khZl8IKvO61GWB6jI9b5+gLPoBc1Q=",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:us-east-1:123456789012:sluice-uploads:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55"
+    })
+}
+
+/// `message` (an S3 notification) as SNS invokes a subscribed function with it.
+pub fn sns_event(message: &Value) -> Value {
+    let mut sns = sns_envelope(message);
+    if let Some(o) = sns.as_object_mut() {
+        // Lambda's SNS event spells these two as `…Url` and adds the attributes.
+        for (from, to) in [
+            ("SigningCertURL", "SigningCertUrl"),
+            ("UnsubscribeURL", "UnsubscribeUrl"),
+        ] {
+            if let Some(v) = o.remove(from) {
+                o.insert(to.into(), v);
+            }
+        }
+        o.insert("MessageAttributes".into(), json!({}));
+    }
+    json!({ "Records": [{
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:sluice-uploads:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55",
+        "EventSource": "aws:sns",
+        "Sns": sns
+    }]})
+}
+
 /// The same notification delivered by SQS.
 pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
     json!({ "Records": [{

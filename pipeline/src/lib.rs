@@ -97,6 +97,9 @@ use std::sync::Arc;
 
 use sluice_processors::StageFactory;
 
+/// The Lambda event and response types the pipeline reads and answers with (hand
+/// [`run::Handler::handle_event`] one of its events).
+pub use aws_lambda_events;
 pub use config::Plan;
 pub use error::{ConfigError, Error, ErrorClass, MISSING, SUPERSEDED, own_output};
 pub use run::{Handler, Summary};

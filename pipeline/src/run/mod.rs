@@ -195,6 +195,19 @@ impl Handler {
         self.handle_until(event, None).await
     }
 
+    /// Process an event given as a typed value: one of `aws_lambda_events`' (re-exported as
+    /// [`crate::aws_lambda_events`]: `S3Event`, `SqsEvent`, `SnsEvent`, `KinesisEvent`,
+    /// `EventBridgeEvent`…), or anything else that serializes to an event's JSON.
+    pub async fn handle_event<E: serde::Serialize + ?Sized>(&self, event: &E) -> Outcome {
+        match serde_json::to_value(event) {
+            Ok(v) => self.handle(&v).await,
+            Err(e) => Outcome {
+                summary: Summary::unknown(format!("the event is not JSON: {e}")),
+                per_item: false,
+            },
+        }
+    }
+
     /// Process one event that must be done by `deadline` (the Lambda invocation's): a stream batch
     /// stops at a record boundary `[output] deadline_reserve_ms` before it, writes what is done and
     /// reports the rest as batch item failures, rather than being killed mid-write.

@@ -90,21 +90,46 @@ impl Summary {
         self.error.is_some() || !self.batch_item_failures.is_empty()
     }
 
-    /// The Lambda response: `{"batchItemFailures": […]}` for SQS events, otherwise the summary.
+    /// The Lambda response: `{"batchItemFailures": […]}` for SQS and Kinesis events (built from
+    /// `aws_lambda_events`' `SqsBatchResponse` and `KinesisEventResponse`; a tumbling window's
+    /// adds its `state`), otherwise the summary.
     pub fn lambda_response(&self, sqs: bool) -> Value {
-        if sqs {
-            let items: Vec<Value> = self
-                .batch_item_failures
-                .iter()
-                .map(|id| serde_json::json!({ "itemIdentifier": id }))
+        use aws_lambda_events::event::sqs::SqsBatchResponse;
+        use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+        if !sqs {
+            return serde_json::to_value(self).unwrap_or(Value::Null);
+        }
+        let ids = self.batch_item_failures.iter().cloned();
+        let kinesis = || {
+            let mut r = KinesisEventResponse::default();
+            r.batch_item_failures = ids
+                .clone()
+                .map(|id| {
+                    let mut f = KinesisBatchItemFailure::default();
+                    f.item_identifier = Some(id);
+                    f
+                })
                 .collect();
-            match &self.state {
-                // A tumbling window answers with its state and the failures together.
-                Some(state) => serde_json::json!({ "state": state, "batchItemFailures": items }),
-                None => serde_json::json!({ "batchItemFailures": items }),
+            r
+        };
+        match &self.state {
+            // A tumbling window answers with its state and the failures together. (The
+            // crate's window response holds string values only; an aggregate's state is JSON.)
+            Some(state) => {
+                let mut v = serde_json::to_value(kinesis()).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("state".into(), Value::Object(state.clone()));
+                }
+                v
             }
-        } else {
-            serde_json::to_value(self).unwrap_or(Value::Null)
+            None if self.trigger.kinesis() => {
+                serde_json::to_value(kinesis()).unwrap_or(Value::Null)
+            }
+            None => {
+                let mut r = SqsBatchResponse::default();
+                r.set_failures(ids);
+                serde_json::to_value(r).unwrap_or(Value::Null)
+            }
         }
     }
 }

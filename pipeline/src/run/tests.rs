@@ -770,3 +770,33 @@ async fn a_table_output_keeps_to_max_open_partitions_and_commits_nothing_past_it
     );
     assert_eq!(s.batch_item_failures, vec!["m1", "m2", "m3", "m4"]);
 }
+
+/// A library user hands the handler `aws_lambda_events`' typed event, and reads its typed answer.
+#[tokio::test]
+async fn a_typed_event_in_and_a_typed_answer_out() {
+    use crate::aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let ev: SqsEvent = serde_json::from_value(small_objects(dir.path(), 3)).unwrap();
+    // The second object is unreadable: its message is the one answered as failed.
+    std::fs::write(
+        dir.path().join("in/b/in/part-00001.ndjson"),
+        b"\x1f\x8b\x08\x00garbage",
+    )
+    .unwrap();
+    let p = plan(&format!(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\n[output]\nuri = \"{}\"\n",
+        dir.path().join("out").display()
+    ));
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+    let h = Handler::new(p, store.clone(), store);
+    let outcome = h.handle_event(&ev).await;
+    let answer: SqsBatchResponse = serde_json::from_value(outcome.lambda_response()).unwrap();
+    let failed: Vec<&str> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["m1"]);
+    let (s, _) = outcome.into_parts();
+    assert_eq!((s.objects, s.failed_objects, s.records_out), (2, 1, 6));
+}

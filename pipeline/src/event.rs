@@ -97,6 +97,37 @@ pub fn sns_event(message: &Value) -> Value {
     }]})
 }
 
+/// An S3 Batch Operations invocation of `schema` 1.0 (the bucket by ARN) or 2.0 (by name, with
+/// the job's user arguments), one task per key (URL-encoded as in a manifest), as the Lambda
+/// invoke operation sends it; task ids are `task-0`, `task-1`…
+pub fn batch_ops_event(schema: &str, bucket: &str, keys: &[String]) -> Value {
+    let tasks: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut task = json!({ "taskId": format!("task-{i}"), "s3Key": encode_key(k), "s3VersionId": null });
+            if let Some(t) = task.as_object_mut() {
+                if schema == "1.0" {
+                    t.insert("s3BucketArn".into(), json!(format!("arn:aws:s3:::{bucket}")));
+                } else {
+                    t.insert("s3Bucket".into(), json!(bucket));
+                }
+            }
+            task
+        })
+        .collect();
+    let mut job = json!({ "id": "f3cc4f60-61f6-4a2b-8a21-d07600c373ce" });
+    if schema != "1.0" {
+        job["userArguments"] = json!({});
+    }
+    json!({
+        "invocationSchemaVersion": schema,
+        "invocationId": "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo",
+        "job": job,
+        "tasks": tasks,
+    })
+}
+
 /// The same notification delivered by SQS.
 pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
     json!({ "Records": [{

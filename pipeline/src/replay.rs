@@ -247,17 +247,29 @@ pub struct Redelivery {
 /// the event) or, for SQS, the message itself as a dead-letter queue receives it.
 pub type GivenUp = Vec<Value>;
 
-/// The identifier Lambda uses for a record in batch item failures.
+/// The identifier Lambda uses for a record in batch item failures (a Batch Operations task's id).
 fn record_id(r: &Value) -> Option<&str> {
     r.pointer("/kinesis/sequenceNumber")
         .or_else(|| r.get("messageId"))
+        .or_else(|| r.get("taskId"))
         .and_then(Value::as_str)
+}
+
+/// Where an event keeps what is delivered again: an S3 Batch Operations job's `tasks`, else
+/// `Records`.
+fn records_key(event: &Value) -> &'static str {
+    if event.get("invocationSchemaVersion").is_some() && event.get("tasks").is_some() {
+        "tasks"
+    } else {
+        "Records"
+    }
 }
 
 fn with_records(event: &Value, records: &[Value]) -> Value {
     let mut e = event.clone();
+    let key = records_key(event);
     if let Some(obj) = e.as_object_mut() {
-        obj.insert("Records".into(), Value::Array(records.to_vec()));
+        obj.insert(key.into(), Value::Array(records.to_vec()));
     }
     e
 }
@@ -284,8 +296,9 @@ pub async fn replay_redelivered(
             return Vec::new();
         }
     };
+    let batch_ops = records_key(&value) == "tasks";
     let records: Vec<Value> = value
-        .get("Records")
+        .get(records_key(&value))
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -303,12 +316,23 @@ pub async fn replay_redelivered(
         // A panic is what the runtime reports as a function error; so is an invocation error
         // outside a batch response.
         let run = std::panic::AssertUnwindSafe(handler.handle(&ev)).catch_unwind();
+        // S3 Batch Operations retries the tasks answered `TemporaryFailure`; those answered
+        // `PermanentFailure` go to the job's completion report as they are.
+        let mut results = Vec::new();
         let (mut s, whole) = match run.await {
             Ok(Outcome {
                 summary: s,
                 per_item,
             }) => {
                 carry.update(&ev, &s);
+                if batch_ops {
+                    results = s
+                        .lambda_response(per_item)
+                        .get("results")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                }
                 let whole = s.error.is_some() && (!per_item || s.batch_item_failures.is_empty());
                 (s, whole)
             }
@@ -338,6 +362,35 @@ pub async fn replay_redelivered(
         let failed_ids = s.batch_item_failures.clone();
         let (error, error_class) = (s.error.clone(), s.error_class);
         done(s);
+        if batch_ops && !whole {
+            let code = |task: &Value, want: &str| {
+                results.iter().find(|r| {
+                    r.get("taskId") == task.get("taskId")
+                        && r.get("resultCode").and_then(Value::as_str) == Some(want)
+                })
+            };
+            for task in &batch {
+                if let Some(r) = code(task, "PermanentFailure") {
+                    given_up.push(serde_json::json!({ "task": task, "result": r }));
+                }
+            }
+            let again: Vec<Value> = batch
+                .iter()
+                .filter(|t| code(t, "TemporaryFailure").is_some())
+                .cloned()
+                .collect();
+            if again.is_empty() {
+                continue;
+            }
+            if tries < policy.max_retries {
+                queue.push_front((again, tries + 1));
+            } else {
+                given_up.extend(again.iter().map(|task| {
+                    serde_json::json!({ "task": task, "result": code(task, "TemporaryFailure") })
+                }));
+            }
+            continue;
+        }
         // What must be delivered again.
         let rest: Vec<Value> = if whole {
             batch.clone()
@@ -546,6 +599,50 @@ mod tests {
         let mut carry = WindowCarry::default();
         let lost = replay_redelivered(h, e, policy, &mut carry, |s| seen.push(s)).await;
         (seen, lost)
+    }
+
+    #[tokio::test]
+    async fn batch_operations_retry_temporary_failures_and_report_permanent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("in")).unwrap();
+        std::fs::write(dir.path().join("in/ok.json"), b"{\"p\":\"a\"}\n").unwrap();
+        std::fs::write(dir.path().join("in/slow.json"), b"{\"p\":\"slow\"}\n").unwrap();
+        std::fs::write(dir.path().join("in/bad.json.gz"), b"\x1f\x8b\x08\x00junk").unwrap();
+        let h = handler(dir.path(), |b| {
+            if holds(b, "slow") {
+                std::thread::sleep(std::time::Duration::from_millis(1_500));
+            }
+            Ok(())
+        })
+        .with_timeout(std::time::Duration::from_millis(700));
+        let policy = Redelivery {
+            max_retries: 2,
+            bisect: false,
+        };
+        let keys = |k: &[&str]| k.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        // Processed, and corrupt: Succeeded, and PermanentFailure reported once, never retried.
+        let ev = crate::event::batch_ops_event("2.0", "in", &keys(&["ok.json", "bad.json.gz"]));
+        let (seen, lost) = run(&h, NamedEvent::given("b.json", Ok(ev)), policy).await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].trigger.to_string(), "batch-ops");
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(lost[0]["task"]["taskId"], "task-1");
+        assert_eq!(lost[0]["result"]["resultCode"], "PermanentFailure");
+        // Past the deadline: TemporaryFailure, which S3 retries; still failing after the
+        // retries, reported so.
+        let ev = crate::event::batch_ops_event("1.0", "in", &keys(&["slow.json"]));
+        let (seen, lost) = run(&h, NamedEvent::given("s.json", Ok(ev)), policy).await;
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[2].event, "s.json#3");
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(lost[0]["result"]["resultCode"], "TemporaryFailure");
+        assert!(
+            lost[0]["result"]["resultString"]
+                .as_str()
+                .unwrap()
+                .contains("deadline"),
+            "{lost:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! `sluice event`: realistic S3, Kinesis and SQS events for local objects and lines, for replay.
+//! `sluice event`: realistic S3, S3 Batch Operations, Kinesis and SQS events for local objects and
+//! lines, for replay.
 
 use std::path::PathBuf;
 
@@ -47,6 +48,18 @@ pub enum EventKind {
         /// Newline-delimited files (NDJSON, CSV rows, log lines).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// An S3 Batch Operations invocation (the Lambda invoke operation's), one task per key.
+    BatchOps {
+        /// Bucket name.
+        #[arg(long)]
+        bucket: String,
+        /// Object key, as uploaded (URL-encoded in the task, as in a manifest).
+        #[arg(long, required = true)]
+        key: Vec<String>,
+        /// The invocation schema: 1.0 (the bucket by ARN) or 2.0 (by name, with user arguments).
+        #[arg(long, default_value = "2.0", value_parser = ["1.0", "2.0"])]
+        schema: String,
     },
     /// An SQS batch: each line of each FILE becomes one message body.
     Sqs {
@@ -131,6 +144,15 @@ pub async fn run(kind: EventKind) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             let ev = event::kinesis_event(&stream, &payloads);
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
+        EventKind::BatchOps {
+            bucket,
+            key,
+            schema,
+        } => {
+            let ev = event::batch_ops_event(&schema, &bucket, &key);
             println!("{}", serde_json::to_string_pretty(&ev)?);
             Ok(0)
         }

@@ -66,6 +66,7 @@ pub(super) fn out_of_time(invocation: &trigger::Invocation, started: Instant) ->
                 .into(),
         ),
         error_class: Some(crate::error::ErrorClass::RetryLater),
+        batch: invocation.work.batch.clone(),
         ..Summary::default()
     };
     let mut records = Vec::new();

@@ -293,6 +293,8 @@ impl Handler {
             && !t.s.batch_item_failures.contains(id)
         {
             t.s.batch_item_failures.push(id.clone());
+            t.s.item_failures
+                .push((id.clone(), e.class(), e.to_string()));
         }
         t.fail(e.class(), e.to_string());
     }

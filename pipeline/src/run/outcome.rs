@@ -63,6 +63,13 @@ pub struct Summary {
     /// and of the stream records' payloads.
     #[serde(skip)]
     pub bytes_in: u64,
+    /// Why each failed item (an SQS message, a Batch Operations task) failed, by its id, when
+    /// known item by item: a Batch Operations answer gives each task its own result.
+    #[serde(skip)]
+    pub item_failures: Vec<(String, ErrorClass, String)>,
+    /// An S3 Batch Operations invocation: what its answer names.
+    #[serde(skip)]
+    pub batch: Option<trigger::BatchJob>,
 }
 
 /// A skipped record.
@@ -96,6 +103,9 @@ impl Summary {
     pub fn lambda_response(&self, sqs: bool) -> Value {
         use aws_lambda_events::event::sqs::SqsBatchResponse;
         use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+        if let Some(job) = &self.batch {
+            return self.batch_response(job);
+        }
         if !sqs {
             return serde_json::to_value(self).unwrap_or(Value::Null);
         }
@@ -134,7 +144,67 @@ impl Summary {
     }
 }
 
+/// The longest `resultString` given (Batch Operations writes it into the job's report).
+const RESULT_STRING_MAX: usize = 1024;
+
 impl Summary {
+    /// An S3 Batch Operations answer (`aws_lambda_events`' `S3BatchJobResponse`): every task,
+    /// once, in order, `Succeeded` (processed, or skipped by rule: the reason says which),
+    /// `TemporaryFailure` (S3 retries it: a transient failure, the deadline) or
+    /// `PermanentFailure` (corrupt input, the wrong format, a pipeline or permission problem),
+    /// with why.
+    fn batch_response(&self, job: &trigger::BatchJob) -> Value {
+        use aws_lambda_events::event::s3::batch_job::{S3BatchJobResponse, S3BatchJobResult};
+        let mut r = S3BatchJobResponse::default();
+        r.invocation_schema_version = Some(job.schema.clone());
+        r.invocation_id = Some(job.invocation_id.clone());
+        r.treat_missing_keys_as = Some("PermanentFailure".into());
+        r.results = job
+            .tasks
+            .iter()
+            .map(|(id, source)| {
+                let failed = self
+                    .item_failures
+                    .iter()
+                    .find(|(f, _, _)| f == id)
+                    .map(|(_, class, why)| (*class, why.clone()))
+                    .or_else(|| {
+                        // Failed with the rest (a commit, a unit of the whole invocation, the
+                        // deadline): the event's own error and class.
+                        self.batch_item_failures.contains(id).then(|| {
+                            (
+                                self.error_class.unwrap_or(ErrorClass::RetryLater),
+                                self.error.clone().unwrap_or_default(),
+                            )
+                        })
+                    });
+                let (code, text) = match failed {
+                    Some((ErrorClass::RetryLater, why)) => ("TemporaryFailure", why),
+                    Some((_, why)) => ("PermanentFailure", why),
+                    None => match self.skips.iter().find(|k| &k.source == source) {
+                        Some(k) => ("Succeeded", format!("skipped: {}", k.reason)),
+                        None => ("Succeeded", "processed".to_string()),
+                    },
+                };
+                let mut text = text;
+                if text.len() > RESULT_STRING_MAX {
+                    let mut cut = RESULT_STRING_MAX - 3;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                    text.push_str("...");
+                }
+                let mut result = S3BatchJobResult::default();
+                result.task_id = Some(id.clone());
+                result.result_code = Some(code.into());
+                result.result_string = Some(text);
+                result
+            })
+            .collect();
+        serde_json::to_value(r).unwrap_or(Value::Null)
+    }
+
     /// Add one unit of work's counts and outputs.
     pub(super) fn absorb(&mut self, r: ObjectResult) {
         self.records_in += r.records_in;
@@ -247,6 +317,7 @@ impl Tally {
                 trigger: invocation.source,
                 error: invocation.error.clone(),
                 error_class: invocation.error.as_ref().map(|_| ErrorClass::BadInput),
+                batch: invocation.work.batch.clone(),
                 ..Summary::default()
             },
             errors: Vec::new(),

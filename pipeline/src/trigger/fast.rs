@@ -46,6 +46,7 @@ pub fn kinesis(body: &[u8]) -> Option<Invocation> {
         work: Work {
             items,
             window: None,
+            batch: None,
             lines: Some(lines),
         },
         error: None,

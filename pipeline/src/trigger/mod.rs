@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::s3::S3EventRecord;
+use aws_lambda_events::event::s3::batch_job::S3BatchJobEvent;
 use aws_lambda_events::event::sns::{SnsMessage, SnsRecord};
 use aws_lambda_events::event::sqs::SqsMessage;
 use serde::Deserialize;
@@ -204,6 +205,8 @@ pub struct Work {
     pub items: Vec<Item>,
     /// Set for a Kinesis batch of a tumbling window (`TumblingWindowInSeconds`).
     pub window: Option<TumblingWindow>,
+    /// Set for an S3 Batch Operations invocation: what its answer must name.
+    pub batch: Option<BatchJob>,
     /// The buffer the records' data were decoded into, when one holds them all: each record's
     /// data is a slice of it followed by a line break, so a run of records in a line format is
     /// one slice of it, decoded in place.
@@ -235,6 +238,8 @@ pub enum Kind {
     Kinesis,
     /// SQS messages whose bodies are the records.
     Messages,
+    /// An S3 Batch Operations job's tasks (each an object, each answered with a result code).
+    BatchOps,
     /// Nothing Sluice understands.
     #[default]
     Unknown,
@@ -253,7 +258,7 @@ impl Source {
     /// Whether failures are reported per item (`batchItemFailures`: SQS message ids, Kinesis
     /// sequence numbers) instead of failing the invocation.
     pub fn per_item(self) -> bool {
-        self.sqs || self.kinesis()
+        self.sqs || self.kinesis() || self.kind == Kind::BatchOps
     }
 
     /// Whether the event is a Kinesis batch (a shard resumes at its first failed record).
@@ -277,6 +282,7 @@ impl std::fmt::Display for Source {
             Kind::S3 | Kind::Messages => {}
             Kind::EventBridge => parts.push("eventbridge"),
             Kind::Kinesis => parts.push("kinesis"),
+            Kind::BatchOps => parts.push("batch-ops"),
             Kind::Unknown => parts = vec!["unknown"],
         }
         if parts.is_empty() {
@@ -327,6 +333,72 @@ fn tumbling_window(event: &Value) -> Option<TumblingWindow> {
     })
 }
 
+/// An S3 Batch Operations invocation (schema 1.0 or 2.0): its answer repeats the schema and the
+/// invocation id, and gives every task a result, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BatchJob {
+    /// `invocationSchemaVersion`.
+    pub schema: String,
+    /// `invocationId`.
+    pub invocation_id: String,
+    /// Each task's id and the object it names (`s3://bucket/key`, as far as it could be read).
+    pub tasks: Vec<(String, String)>,
+}
+
+/// An S3 Batch Operations event, read into `aws_lambda_events`' [`S3BatchJobEvent`]: each task
+/// an object to process, its task id standing where an SQS message id does (what fails is named
+/// by it). Schema 2.0 names the bucket (`s3Bucket`, which the crate's task type lacks: read from
+/// the task's JSON), 1.0 its ARN; keys are URL-encoded as in a manifest.
+fn batch_ops(event: &Value, items: &mut Vec<Item>) -> Result<BatchJob, String> {
+    let ev = S3BatchJobEvent::deserialize(event)
+        .map_err(|e| format!("not an S3 Batch Operations event as AWS sends it: {e}"))?;
+    let raw = event.get("tasks").and_then(Value::as_array);
+    let mut job = BatchJob {
+        schema: ev.invocation_schema_version.unwrap_or_else(|| "1.0".into()),
+        invocation_id: ev.invocation_id.unwrap_or_default(),
+        tasks: Vec::with_capacity(ev.tasks.len()),
+    };
+    for (i, task) in ev.tasks.into_iter().enumerate() {
+        let id = task.task_id.unwrap_or_default();
+        let bucket = task
+            .s3_bucket_arn
+            .as_deref()
+            .and_then(|arn| arn.split_once(":::").map(|(_, b)| b.to_string()))
+            .or_else(|| {
+                raw.and_then(|r| r.get(i))
+                    .and_then(|t| t.get("s3Bucket"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let raw_key = task.s3_key.unwrap_or_default();
+        let key = decode_key(&raw_key);
+        let source = format!("s3://{bucket}/{}", key.as_deref().unwrap_or(&raw_key));
+        job.tasks.push((id.clone(), source.clone()));
+        let item = match key {
+            Err(reason) => Item::Failed {
+                message_id: id,
+                reason: format!("{source}: {reason}"),
+            },
+            Ok(key) if bucket.is_empty() || key.is_empty() => Item::Failed {
+                message_id: id,
+                reason: format!("{source}: the task names no bucket or key"),
+            },
+            Ok(key) => Item::Object(Box::new(ObjectRef {
+                bucket,
+                key,
+                size: None,
+                etag: None,
+                version_id: task.s3_version_id.filter(|v| !v.is_empty()),
+                message_id: Some(id),
+                event_time: None,
+            })),
+        };
+        items.push(item);
+    }
+    Ok(job)
+}
+
 /// Decode an S3 notification key: `+` is a space, `%XX` are UTF-8 bytes.
 pub fn decode_key(key: &str) -> Result<String, String> {
     let spaced = key.replace('+', " ");
@@ -353,6 +425,24 @@ pub fn parse(event: &Value) -> Invocation {
             source: Source::of(Kind::Kinesis),
             work,
             error: None,
+        };
+    }
+    if event.get("invocationSchemaVersion").is_some() && event.get("tasks").is_some() {
+        let source = Source::of(Kind::BatchOps);
+        return match batch_ops(event, &mut work.items) {
+            Ok(job) => {
+                work.batch = Some(job);
+                Invocation {
+                    source,
+                    work,
+                    error: None,
+                }
+            }
+            Err(e) => Invocation {
+                source: Source::of(Kind::Unknown),
+                work,
+                error: Some(e),
+            },
         };
     }
     let (source, error) = match message(event, None, &mut work.items, 0) {
@@ -1240,5 +1330,48 @@ mod tests {
             );
             assert_eq!(parse(&round_trip(&v)), direct, "{name}");
         }
+    }
+
+    #[test]
+    fn batch_operations_tasks_are_objects_named_by_their_task_ids() {
+        let keys = vec!["a b+c/ü.json".to_string(), "k2".to_string()];
+        for schema in ["1.0", "2.0"] {
+            let p = parse(&crate::event::batch_ops_event(schema, "bkt", &keys));
+            assert_eq!(p.source.to_string(), "batch-ops");
+            assert!(p.source.per_item());
+            let job = p.work.batch.as_ref().expect("job");
+            assert_eq!(job.schema, schema);
+            assert_eq!(
+                job.tasks,
+                [
+                    ("task-0".to_string(), "s3://bkt/a b+c/ü.json".to_string()),
+                    ("task-1".to_string(), "s3://bkt/k2".to_string())
+                ]
+            );
+            let Item::Object(o) = &p.work.items[0] else {
+                panic!("{p:?}")
+            };
+            assert_eq!((o.bucket.as_str(), o.key.as_str()), ("bkt", "a b+c/ü.json"));
+            assert_eq!(o.message_id.as_deref(), Some("task-0"));
+        }
+        // A task without a bucket, or with a key that is not UTF-8 once decoded, is failed by
+        // its id; the event as a whole not being one is an error.
+        let mut ev = crate::event::batch_ops_event("2.0", "bkt", &keys);
+        ev["tasks"][0]["s3Bucket"] = json!(null);
+        ev["tasks"][1]["s3Key"] = json!("bad%FF");
+        let p = parse(&ev);
+        let failed: Vec<&str> = p
+            .work
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Failed { message_id, .. } => message_id.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(failed, ["task-0", "task-1"]);
+        let p = parse(&json!({"invocationSchemaVersion": "1.0", "tasks": "nope"}));
+        assert_eq!(p.source.to_string(), "unknown");
+        assert!(p.error.unwrap().contains("S3 Batch Operations"));
     }
 }

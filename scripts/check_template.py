@@ -114,6 +114,41 @@ def problems(template):
     return found
 
 
+def backfill_problems(template):
+    """The role S3 Batch Operations assumes: invoke this function, read the backfill manifests,
+    write the reports under them; nothing else."""
+    found = []
+    role = template["Resources"].get("BatchOperationsRole")
+    if role is None:
+        return ["no BatchOperationsRole"]
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    if [st["Principal"] for st in trust] != [{"Service": "batchoperations.s3.amazonaws.com"}]:
+        found.append(f"BatchOperationsRole: trusted by {trust}")
+    allowed = {
+        "lambda:InvokeFunction": None,
+        "s3:GetObject": "arn:${AWS::Partition}:s3:::${BackfillBucket}/backfill/*",
+        "s3:GetObjectVersion": "arn:${AWS::Partition}:s3:::${BackfillBucket}/backfill/*",
+        "s3:PutObject": "arn:${AWS::Partition}:s3:::${BackfillBucket}/backfill/reports/*",
+    }
+    for policy in role["Properties"]["Policies"]:
+        for st in policy["PolicyDocument"]["Statement"]:
+            sid = st.get("Sid", "?")
+            resources = listed(st["Resource"])
+            if st.get("Effect") != "Allow" or "*" in resources:
+                found.append(f"{sid}: only plain Allow statements on named resources")
+            for a in listed(st["Action"]):
+                if a not in allowed:
+                    found.append(f"{sid}: {a} is not what a backfill job needs")
+                elif a == "lambda:InvokeFunction":
+                    texts = {resource_text(r) for r in resources if resource_text(r)}
+                    gets = [r for r in resources if isinstance(r, dict) and "Fn::GetAtt" in r]
+                    if texts - {"${SluiceFunction.Arn}:*"} or len(gets) != 1:
+                        found.append(f"{sid}: invokes more than this function: {resources}")
+                elif {resource_text(r) for r in resources} != {allowed[a]}:
+                    found.append(f"{sid}: {a} beyond {allowed[a]}: {resources}")
+    return found
+
+
 def main():
     text = open(sys.argv[1]).read()
     template, errors = decode_str(text)
@@ -154,6 +189,24 @@ def main():
             {"Fn::Sub": "arn:${AWS::Partition}:s3tables:${AWS::Region}:${AWS::AccountId}:bucket/*"})),
         "delete S3 tables": broken("S3TablesCatalog", lambda st: st["Action"].append("s3tables:DeleteTable")),
     }
+    found = backfill_problems(template)
+    assert not found, "\n".join(found)
+
+    def broken_backfill(sid, change):
+        t = copy.deepcopy(template)
+        for policy in t["Resources"]["BatchOperationsRole"]["Properties"]["Policies"]:
+            for st in policy["PolicyDocument"]["Statement"]:
+                if st.get("Sid") == sid:
+                    change(st)
+        return backfill_problems(t)
+
+    cases.update({
+        "invoke any function": broken_backfill("InvokeFunction", lambda st: st["Resource"].append(
+            {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"})),
+        "read the whole backfill bucket": broken_backfill("ReadManifest", lambda st: st.update(
+            Resource={"Fn::Sub": "arn:${AWS::Partition}:s3:::${BackfillBucket}/*"})),
+        "delete reports": broken_backfill("WriteReport", lambda st: st.update(Action=["s3:PutObject", "s3:DeleteObject"])),
+    })
     for name, found in cases.items():
         assert found, f"the rules let through: {name}"
     print(f"IAM least privilege: {len(sts)} statements checked; {len(cases)} broken copies refused")

@@ -1,4 +1,4 @@
-//! The `sluice` command line: validate, replay, serve, search, bench, event, table.
+//! The `sluice` command line: validate, replay, serve, search, bench, backfill, event, table.
 
 mod commands;
 
@@ -51,6 +51,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::table::TableCommand,
     },
+    /// Backfill the objects already in a bucket with S3 Batch Operations: list those the
+    /// pipeline reads, write the job's manifest, or run the job's tasks here (--local).
+    Backfill(commands::backfill::BackfillArgs),
     /// Write a realistic event for local objects, for replay.
     Event {
         #[command(subcommand)]
@@ -124,6 +127,7 @@ async fn run(cli: Cli, preload: Option<commands::serve::Preload>) -> anyhow::Res
         Command::Bench(a) => commands::bench::run(a).await,
         Command::InitProbe { config } => commands::serve::init_probe(config).await,
         Command::Event { kind } => commands::event::run(kind).await,
+        Command::Backfill(a) => commands::backfill::run(a).await,
         #[cfg(feature = "iceberg")]
         Command::Table { command } => commands::table::run(command).await,
     }

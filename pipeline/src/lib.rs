@@ -65,6 +65,7 @@ mod aws;
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub mod backfill;
 pub mod bench;
 pub mod budget;
 pub mod catalog;

@@ -1,5 +1,6 @@
 //! The `sluice` command line, one file per command; what they share is here.
 
+pub mod backfill;
 pub mod bench;
 pub mod event;
 pub mod replay;

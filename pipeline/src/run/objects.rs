@@ -325,6 +325,21 @@ impl Handler {
         });
     }
 
+    /// Whether the pipeline reads `bucket`/`key` (its `[input]` buckets and keys, and not its own
+    /// output), as an upload notified there would be read.
+    pub fn reads(&self, bucket: &str, key: &str) -> bool {
+        self.skip_reason(&ObjectRef {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size: None,
+            etag: None,
+            version_id: None,
+            message_id: None,
+            event_time: None,
+        })
+        .is_none()
+    }
+
     pub(super) fn skip_reason(&self, obj: &ObjectRef) -> Option<String> {
         if !self.plan.bucket_selected(&obj.bucket) {
             return Some(format!(

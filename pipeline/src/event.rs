@@ -128,6 +128,58 @@ pub fn batch_ops_event(schema: &str, bucket: &str, keys: &[String]) -> Value {
     })
 }
 
+/// A CloudWatch Logs subscription as it invokes a function directly (`awslogs.data`: the log
+/// events' document, gzip, base64), built from `aws_lambda_events`' `LogData`: one log event
+/// per message, a millisecond apart; with `control`, the CONTROL_MESSAGE the service sends to
+/// check a new subscription instead.
+pub fn cloudwatch_logs_event(
+    group: &str,
+    stream: &str,
+    messages: &[String],
+    control: bool,
+) -> Value {
+    use aws_lambda_events::event::cloudwatch_logs::{LogData, LogEntry};
+    let entry = |i: usize, message: &str| {
+        let mut e = LogEntry::default();
+        e.id = format!(
+            "3791233648017023721999983702106653680255643237583896{:04}",
+            i % 10_000
+        );
+        e.timestamp = 1_795_372_800_000 + i as i64;
+        e.message = message.to_string();
+        e
+    };
+    let mut data = LogData::default();
+    if control {
+        data.owner = "CloudwatchLogs".into();
+        data.message_type = "CONTROL_MESSAGE".into();
+        data.log_events = vec![entry(
+            0,
+            "CWL CONTROL MESSAGE: Checking health of destination Lambda function.",
+        )];
+    } else {
+        data.owner = "123456789012".into();
+        data.log_group = group.into();
+        data.log_stream = stream.into();
+        data.subscription_filters = vec!["sluice".into()];
+        data.message_type = "DATA_MESSAGE".into();
+        data.log_events = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| entry(i, m))
+            .collect();
+    }
+    // Gzip and padded base64, as CloudWatch Logs sends it. (The crate's own `AwsLogs` writer
+    // leaves the padding off, which its reader, like AWS's clients, refuses.)
+    use base64::Engine;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let written = serde_json::to_writer(&mut gz, &data)
+        .ok()
+        .and_then(|()| gz.finish().ok())
+        .unwrap_or_default();
+    json!({ "awslogs": { "data": base64::engine::general_purpose::STANDARD.encode(written) } })
+}
+
 /// The same notification delivered by SQS.
 pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
     json!({ "Records": [{

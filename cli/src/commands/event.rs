@@ -61,6 +61,21 @@ pub enum EventKind {
         #[arg(long, default_value = "2.0", value_parser = ["1.0", "2.0"])]
         schema: String,
     },
+    /// A CloudWatch Logs subscription invoking the function directly: each line of each FILE
+    /// becomes one log event's message.
+    Cwlogs {
+        /// The log group.
+        #[arg(long, default_value = "/aws/lambda/orders")]
+        log_group: String,
+        /// The log stream.
+        #[arg(long, default_value = "2026/11/22/[$LATEST]0f1e")]
+        log_stream: String,
+        /// Write the CONTROL_MESSAGE a new subscription is checked with instead.
+        #[arg(long)]
+        control: bool,
+        /// Newline-delimited files of log messages.
+        files: Vec<PathBuf>,
+    },
     /// An SQS batch: each line of each FILE becomes one message body.
     Sqs {
         /// Queue name (in the event source ARN).
@@ -153,6 +168,23 @@ pub async fn run(kind: EventKind) -> anyhow::Result<u8> {
             schema,
         } => {
             let ev = event::batch_ops_event(&schema, &bucket, &key);
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
+        EventKind::Cwlogs {
+            log_group,
+            log_stream,
+            control,
+            files,
+        } => {
+            let messages: Vec<String> = read_lines(&files)?
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            if messages.is_empty() && !control {
+                anyhow::bail!("no log messages: give FILEs of lines, or --control");
+            }
+            let ev = event::cloudwatch_logs_event(&log_group, &log_stream, &messages, control);
             println!("{}", serde_json::to_string_pretty(&ev)?);
             Ok(0)
         }

@@ -284,6 +284,17 @@ impl Handler {
         deadline: Option<Instant>,
     ) -> Outcome {
         let mut t = Tally::new(invocation);
+        if invocation.source.kind == trigger::Kind::CloudWatchLogs
+            && self.plan.config.input.format.as_str() != "cloudwatch-logs"
+        {
+            t.fail(
+                crate::error::ErrorClass::Permanent,
+                "a CloudWatch Logs subscription delivers documents of log events: set [input] \
+                 format = \"cloudwatch-logs\" to read them (one row per log event)"
+                    .into(),
+            );
+            return t.finish(started, self.stage_times());
+        }
         #[allow(unused_mut)]
         let (mut objects, mut records) = self.sort_items(invocation, &mut t);
         t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()

@@ -800,3 +800,71 @@ async fn a_typed_event_in_and_a_typed_answer_out() {
     let (s, _) = outcome.into_parts();
     assert_eq!((s.objects, s.failed_objects, s.records_out), (2, 1, 6));
 }
+
+/// A CloudWatch Logs subscription invoking the function directly: one row per log event, the
+/// health check skipped, a gzip bomb one reject within the inflate bound, and a pipeline that
+/// does not read `cloudwatch-logs` told so.
+#[tokio::test]
+async fn cloudwatch_logs_delivered_directly_give_one_row_per_log_event() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let cfg = "name = \"t\"\n[input]\nformat = \"cloudwatch-logs\"\n\
+           [[stage]]\ntype = \"select\"\ncolumns = { group = \"logGroup\", message = \"message\" }\n\
+           [output]\nuri = \"s3://o/cwl/\"\nformat = \"ndjson\"\n[rejects]\nuri = \"s3://o/rej/\"\n";
+    let h = Handler::new(plan(cfg), store.clone(), store.clone());
+    let messages = [
+        "START RequestId: 7c1a".to_string(),
+        "{\"level\":\"error\"}".to_string(),
+    ];
+    let ev = crate::event::cloudwatch_logs_event("/aws/lambda/orders", "s", &messages, false);
+    let (s, per_item) = h.handle(&ev).await.into_parts();
+    assert_eq!(
+        (s.trigger.to_string(), per_item),
+        ("cwlogs".to_string(), false)
+    );
+    assert_eq!(s.error, None);
+    assert_eq!((s.records_in, s.records_out, s.rejected), (2, 2, 0));
+    let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+    assert_eq!(
+        got,
+        "{\"group\":\"/aws/lambda/orders\",\"message\":\"START RequestId: 7c1a\"}\n\
+         {\"group\":\"/aws/lambda/orders\",\"message\":\"{\\\"level\\\":\\\"error\\\"}\"}\n"
+    );
+    // The same payload again: the same output name (a redelivery overwrites).
+    let (again, _) = h.handle(&ev).await.into_parts();
+    assert_eq!(again.outputs, s.outputs);
+    // The health check of a new subscription: nothing written, nothing failed.
+    let control = crate::event::cloudwatch_logs_event("", "", &[], true);
+    let (s, _) = h.handle(&control).await.into_parts();
+    assert_eq!((s.error, s.records_out, s.rejected), (None, 0, 0));
+    // 65 MiB of spaces in a few hundred KiB: inflated no further than the bound, one reject.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..65 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    let (s, _) = h
+        .handle(&serde_json::json!({ "awslogs": { "data": bomb } }))
+        .await
+        .into_parts();
+    assert_eq!((s.records_out, s.rejected), (0, 1), "{s:?}");
+    // Not base64: the event's error.
+    let (s, _) = h
+        .handle(&serde_json::json!({ "awslogs": { "data": "%%%" } }))
+        .await
+        .into_parts();
+    assert!(s.error.unwrap().contains("not base64"));
+    // A pipeline reading another format is told what to set.
+    let ndjson = Handler::new(
+        plan("name = \"t\"\n[input]\nformat = \"ndjson\"\n[output]\nuri = \"s3://o/x/\"\n"),
+        store.clone(),
+        store,
+    );
+    let (s, _) = ndjson.handle(&ev).await.into_parts();
+    assert!(
+        s.error.unwrap().contains("format = \"cloudwatch-logs\""),
+        "a pipeline of another format"
+    );
+}

@@ -240,6 +240,8 @@ pub enum Kind {
     Messages,
     /// An S3 Batch Operations job's tasks (each an object, each answered with a result code).
     BatchOps,
+    /// A CloudWatch Logs subscription delivered to the function directly (`awslogs.data`).
+    CloudWatchLogs,
     /// Nothing Sluice understands.
     #[default]
     Unknown,
@@ -283,6 +285,7 @@ impl std::fmt::Display for Source {
             Kind::EventBridge => parts.push("eventbridge"),
             Kind::Kinesis => parts.push("kinesis"),
             Kind::BatchOps => parts.push("batch-ops"),
+            Kind::CloudWatchLogs => parts.push("cwlogs"),
             Kind::Unknown => parts = vec!["unknown"],
         }
         if parts.is_empty() {
@@ -399,6 +402,36 @@ fn batch_ops(event: &Value, items: &mut Vec<Item>) -> Result<BatchJob, String> {
     Ok(job)
 }
 
+/// A CloudWatch Logs subscription delivered to the function directly: `awslogs.data` is a base64
+/// gzip document of log events, which becomes one stream record — inflated under `[limits]` and
+/// read by the `cloudwatch-logs` format as a subscription's Kinesis record is (one row per log
+/// event, CONTROL_MESSAGEs skipped). Named `awslogs-` and a hash of the payload, so a redelivery
+/// writes the same outputs again.
+///
+/// Not read into `aws_lambda_events`' `LogsEvent`: its deserializer inflates the gzip whole,
+/// with no bound, while parsing the event, so a payload of a few hundred kilobytes could take
+/// gigabytes; here only the base64 is undone, and inflating is bounded as for every record.
+fn cloudwatch_logs(logs: &Value) -> Result<Item, String> {
+    use sha2::Digest;
+    let data = logs
+        .get("data")
+        .and_then(Value::as_str)
+        .ok_or("a CloudWatch Logs subscription event without `awslogs.data`")?;
+    // CloudWatch Logs pads its base64; a payload written without padding reads the same.
+    let gz = base64_simd::STANDARD_NO_PAD
+        .decode_to_vec(data.trim_end_matches('=').as_bytes())
+        .map_err(|_| "`awslogs.data` is not base64".to_string())?;
+    let hash = sha2::Sha256::digest(data.as_bytes());
+    let id: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Item::Record(StreamRecord::new(
+        &format!("awslogs-{id}"),
+        "",
+        "",
+        None,
+        Ok(bytes::Bytes::from(gz)),
+    )))
+}
+
 /// Decode an S3 notification key: `+` is a space, `%XX` are UTF-8 bytes.
 pub fn decode_key(key: &str) -> Result<String, String> {
     let spaced = key.replace('+', " ");
@@ -425,6 +458,24 @@ pub fn parse(event: &Value) -> Invocation {
             source: Source::of(Kind::Kinesis),
             work,
             error: None,
+        };
+    }
+    if let Some(logs) = event.get("awslogs") {
+        let source = Source::of(Kind::CloudWatchLogs);
+        return match cloudwatch_logs(logs) {
+            Ok(record) => {
+                work.items.push(record);
+                Invocation {
+                    source,
+                    work,
+                    error: None,
+                }
+            }
+            Err(e) => Invocation {
+                source,
+                work,
+                error: Some(e),
+            },
         };
     }
     if event.get("invocationSchemaVersion").is_some() && event.get("tasks").is_some() {
@@ -1373,5 +1424,37 @@ mod tests {
         let p = parse(&json!({"invocationSchemaVersion": "1.0", "tasks": "nope"}));
         assert_eq!(p.source.to_string(), "unknown");
         assert!(p.error.unwrap().contains("S3 Batch Operations"));
+    }
+
+    #[test]
+    fn a_direct_cloudwatch_logs_subscription_is_one_record_of_its_inflatable_document() {
+        use aws_lambda_events::event::cloudwatch_logs::LogsEvent;
+        let text = include_str!("../../../examples/cloudwatch-logs/events/awslogs.json");
+        let ev: Value = serde_json::from_str(text).expect("example");
+        // The example is what the typed value writes, and reads back as it (from text: the
+        // crate's reader borrows its keys).
+        let typed: LogsEvent = serde_json::from_str(text).expect("typed");
+        assert_eq!(typed.aws_logs.data.log_events.len(), 5);
+        assert_eq!(typed.aws_logs.data.message_type, "DATA_MESSAGE");
+        let p = parse(&ev);
+        assert_eq!(
+            (p.source.to_string(), p.error.clone()),
+            ("cwlogs".to_string(), None)
+        );
+        let [Item::Record(r)] = p.work.items.as_slice() else {
+            panic!("{p:?}")
+        };
+        assert!(r.id().starts_with("awslogs-"), "{}", r.id());
+        let gz = r.data.as_ref().expect("data");
+        assert_eq!(&gz[..2], [0x1f, 0x8b]);
+        // The padded base64 AWS sends reads the same.
+        use base64::Engine;
+        let padded = base64::engine::general_purpose::STANDARD.encode(gz);
+        let p2 = parse(&json!({"awslogs": {"data": padded}}));
+        let [Item::Record(r2)] = p2.work.items.as_slice() else {
+            panic!("{p2:?}")
+        };
+        assert_eq!(r2.data, r.data);
+        assert!(parse(&json!({"awslogs": {}})).error.is_some());
     }
 }

@@ -112,6 +112,12 @@ pub struct InputConfig {
     /// object fails, so Lambda retries the event and then dead-letters it).
     #[serde(default)]
     pub on_missing: OnMissing,
+    /// An SQS FIFO queue's batch: past its first failed message, what else is reported failed
+    /// (and not processed): every later message of the batch (`batch`, the default: AWS's rule,
+    /// order kept across the queue), or only the later messages of the same message group
+    /// (`group`: other groups go on).
+    #[serde(default)]
+    pub fifo: FifoOrder,
 }
 
 impl InputConfig {
@@ -132,8 +138,20 @@ impl InputConfig {
             max_inferred_columns: default_max_inferred_columns(),
             max_inflate_ratio: default_max_inflate_ratio(),
             on_missing: OnMissing::default(),
+            fifo: FifoOrder::default(),
         }
     }
+}
+
+/// `[input] fifo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FifoOrder {
+    /// Every message after the first failed one.
+    #[default]
+    Batch,
+    /// The later messages of the failed one's message group.
+    Group,
 }
 
 /// `[input] on_missing`.

@@ -284,6 +284,10 @@ impl Handler {
         deadline: Option<Instant>,
     ) -> Outcome {
         let mut t = Tally::new(invocation);
+        t.fifo = invocation.work.fifo.clone().map(|order| outcome::Fifo {
+            order,
+            by_group: self.plan.config.input.fifo == crate::config::FifoOrder::Group,
+        });
         if invocation.source.kind == trigger::Kind::CloudWatchLogs
             && self.plan.config.input.format.as_str() != "cloudwatch-logs"
         {

@@ -54,6 +54,18 @@ impl Handler {
             let Err(e) = outcome else { return };
             // Tallied as it would be alone (failed, or skipped when gone or our own).
             self.tally_object(obj, started, Err(e), t);
+            // In a FIFO batch, what came after it (in its group) waits for it.
+            let mut kept = Vec::with_capacity(objects.len());
+            for o in objects {
+                match t.fifo_blocked(o) {
+                    Some(reason) => self.hold_back(o, reason, t),
+                    None => kept.push(o),
+                }
+            }
+            objects = kept;
+            if objects.is_empty() {
+                return;
+            }
             info!(bucket = %obj.bucket, key = %obj.key, left = objects.len(), "Left out of the invocation's files; the rest again without it.");
         }
     }
@@ -144,6 +156,20 @@ impl Handler {
         // Send check of the Lambda future.)
         let mut waiting = objects.into_iter();
         let mut done = futures::stream::FuturesOrdered::new();
+        if t.fifo.is_some() {
+            // A FIFO batch in order, one at a time: an object after a failed message (of its
+            // group) is not processed, so the queue keeps their order.
+            for obj in waiting.by_ref() {
+                match t.fifo_blocked(obj) {
+                    Some(reason) => self.hold_back(obj, reason, t),
+                    None => {
+                        let (obj, started, outcome) = self.timed(obj).await;
+                        self.tally_object(obj, started, outcome, t);
+                    }
+                }
+            }
+            return;
+        }
         for obj in waiting.by_ref().take(width) {
             done.push_back(self.timed(obj));
         }
@@ -153,6 +179,27 @@ impl Handler {
             }
             self.tally_object(obj, started, outcome, t);
         }
+    }
+
+    /// An object of a FIFO batch held back behind a failed message: reported failed (to come
+    /// back, in order), not processed.
+    pub(super) fn hold_back(&self, obj: &ObjectRef, reason: String, t: &mut Tally) {
+        info!(bucket = %obj.bucket, key = %obj.key, reason = %reason, "Held back (FIFO).");
+        t.s.failed_objects += 1;
+        if let Some(id) = &obj.message_id
+            && !t.s.batch_item_failures.contains(id)
+        {
+            t.s.batch_item_failures.push(id.clone());
+            t.s.item_failures.push((
+                id.clone(),
+                crate::error::ErrorClass::RetryLater,
+                reason.clone(),
+            ));
+        }
+        t.fail(
+            crate::error::ErrorClass::RetryLater,
+            format!("{}: {reason}", obj.uri()),
+        );
     }
 
     /// One object's outcome in the tally (and its catalog row).

@@ -289,9 +289,74 @@ pub(super) struct Tally {
     pub(super) class: Option<ErrorClass>,
     pub(super) catalog: Vec<CatalogRow>,
     pub(super) per_item: bool,
+    /// An SQS FIFO batch: what a failure holds back.
+    pub(super) fifo: Option<Fifo>,
     /// An Iceberg output's data files written by the event's units, for its one commit.
     #[cfg(feature = "iceberg")]
     pub(super) table: TableTally,
+}
+
+/// An SQS FIFO batch's messages in order, with their message groups, and whether a failed
+/// message holds back only the later messages of its group (`[input] fifo = "group"`) or every
+/// later message (AWS's rule).
+pub(super) struct Fifo {
+    pub(super) order: Vec<(String, String)>,
+    pub(super) by_group: bool,
+}
+
+impl Fifo {
+    /// Why the message `id` must not be processed now: one before it (of its group) failed.
+    fn blocked_by(&self, id: &str, failed: &[String]) -> Option<String> {
+        let p = self.order.iter().position(|(m, _)| m == id)?;
+        let group = &self.order[p].1;
+        self.order[..p]
+            .iter()
+            .find(|(m, g)| (!self.by_group || g == group) && failed.contains(m))
+            .map(|(m, g)| {
+                let whose = if self.by_group {
+                    format!(" (message group {g})")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "not processed: message {m} before it in this FIFO batch failed{whose}, and the queue keeps their order"
+                )
+            })
+    }
+
+    /// The batch's failures as a FIFO queue needs them, in order: each failed message and every
+    /// message after it (of its group).
+    fn failures(&self, failed: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut all = false;
+        let mut groups = std::collections::HashSet::new();
+        for (m, g) in &self.order {
+            if all || groups.contains(g) || failed.contains(m) {
+                out.push(m.clone());
+                if self.by_group {
+                    groups.insert(g.clone());
+                } else {
+                    all = true;
+                }
+            }
+        }
+        out.extend(
+            failed
+                .iter()
+                .filter(|m| !out.contains(m))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        out
+    }
+}
+
+impl Tally {
+    /// Why an object of a FIFO batch must not be processed now (see [`Fifo::blocked_by`]).
+    pub(super) fn fifo_blocked(&self, obj: &crate::trigger::ObjectRef) -> Option<String> {
+        let fifo = self.fifo.as_ref()?;
+        fifo.blocked_by(obj.message_id.as_deref()?, &self.s.batch_item_failures)
+    }
 }
 
 /// The data files an event's units wrote into its table, and what they came from: committed
@@ -324,6 +389,7 @@ impl Tally {
             class: None,
             catalog: Vec::new(),
             per_item: invocation.source.per_item(),
+            fifo: None,
             #[cfg(feature = "iceberg")]
             table: TableTally::default(),
         }
@@ -377,8 +443,12 @@ impl Tally {
             errors,
             class,
             per_item,
+            fifo,
             ..
         } = self;
+        if let Some(fifo) = &fifo {
+            s.batch_item_failures = fifo.failures(&s.batch_item_failures);
+        }
         if let Some(class) = class {
             s.error_class = Some(ErrorClass::most_hopeful(s.error_class, class));
         }

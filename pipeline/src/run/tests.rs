@@ -868,3 +868,47 @@ async fn cloudwatch_logs_delivered_directly_give_one_row_per_log_event() {
         "a pipeline of another format"
     );
 }
+
+/// An SQS FIFO batch keeps its order: past the first failed message nothing of the batch (by
+/// default) or of its message group (`[input] fifo = "group"`) is processed, and all of it is
+/// reported failed, in order.
+#[tokio::test]
+async fn a_fifo_batch_stops_at_its_first_failure_or_its_groups() {
+    for (fifo, groups, processed, failures) in [
+        ("batch", ["g"; 5], 2, vec!["m2", "m3", "m4"]),
+        ("group", ["a", "b", "a", "b", "a"], 3, vec!["m2", "m4"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ev = small_objects(dir.path(), 5);
+        for (r, g) in ev["Records"].as_array_mut().unwrap().iter_mut().zip(groups) {
+            r["eventSourceARN"] = "arn:aws:sqs:us-east-1:123456789012:uploads.fifo".into();
+            r["attributes"]["MessageGroupId"] = g.into();
+        }
+        // The third message's object cannot be read.
+        std::fs::write(
+            dir.path().join("in/b/in/part-00002.ndjson"),
+            b"\x1f\x8b\x08\x00garbage",
+        )
+        .unwrap();
+        let p = plan(&format!(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\nfifo = \"{fifo}\"\n[output]\nuri = \"{}\"\n",
+            dir.path().join("out").display()
+        ));
+        let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path().join("in")));
+        let h = Handler::new(p, store.clone(), store);
+        let (s, per_item) = h.handle(&ev).await.into_parts();
+        assert!(per_item);
+        assert_eq!(s.objects, processed, "{fifo}: {s:?}");
+        assert_eq!(s.batch_item_failures, failures, "{fifo}");
+        assert_eq!(
+            s.outputs.len(),
+            processed as usize,
+            "{fifo}: nothing written past it"
+        );
+        assert!(
+            s.error.as_deref().unwrap_or_default().contains("FIFO"),
+            "{fifo}: {:?}",
+            s.error
+        );
+    }
+}

@@ -47,6 +47,7 @@ pub fn kinesis(body: &[u8]) -> Option<Invocation> {
             items,
             window: None,
             batch: None,
+            fifo: None,
             lines: Some(lines),
         },
         error: None,

@@ -207,6 +207,9 @@ pub struct Work {
     pub window: Option<TumblingWindow>,
     /// Set for an S3 Batch Operations invocation: what its answer must name.
     pub batch: Option<BatchJob>,
+    /// Set for a batch from an SQS FIFO queue: each message's id and message group, in the
+    /// batch's order (what fails keeps the order: see `[input] fifo`).
+    pub fifo: Option<Vec<(String, String)>>,
     /// The buffer the records' data were decoded into, when one holds them all: each record's
     /// data is a slice of it followed by a line break, so a run of records in a line format is
     /// one slice of it, decoded in place.
@@ -432,6 +435,31 @@ fn cloudwatch_logs(logs: &Value) -> Result<Item, String> {
     )))
 }
 
+/// The messages of a batch from an SQS FIFO queue (its ARN ends in `.fifo`, or the messages carry
+/// a `MessageGroupId`), with their message groups, in order; `None` for any other event.
+fn fifo_order(event: &Value) -> Option<Vec<(String, String)>> {
+    let records = event.get("Records")?.as_array()?;
+    let mut order = Vec::with_capacity(records.len());
+    let mut fifo = false;
+    for r in records {
+        if r.get("eventSource").and_then(Value::as_str) != Some("aws:sqs") {
+            return None;
+        }
+        let msg = SqsMessage::deserialize(r).ok()?;
+        let group = msg.attributes.get("MessageGroupId").cloned();
+        fifo |= group.is_some()
+            || msg
+                .event_source_arn
+                .as_deref()
+                .is_some_and(|a| a.ends_with(".fifo"));
+        order.push((
+            msg.message_id.unwrap_or_default(),
+            group.unwrap_or_default(),
+        ));
+    }
+    fifo.then_some(order)
+}
+
 /// Decode an S3 notification key: `+` is a space, `%XX` are UTF-8 bytes.
 pub fn decode_key(key: &str) -> Result<String, String> {
     let spaced = key.replace('+', " ");
@@ -496,6 +524,7 @@ pub fn parse(event: &Value) -> Invocation {
             },
         };
     }
+    work.fifo = fifo_order(event);
     let (source, error) = match message(event, None, &mut work.items, 0) {
         Ok(source) => (source, None),
         Err(e) => (Source::of(Kind::Unknown), Some(e)),

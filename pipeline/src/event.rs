@@ -180,6 +180,40 @@ pub fn cloudwatch_logs_event(
     json!({ "awslogs": { "data": base64::engine::general_purpose::STANDARD.encode(written) } })
 }
 
+/// A DynamoDB Streams batch of `INSERT`s into `table` (a NEW_AND_OLD_IMAGES stream), one per
+/// item (a JSON object), its key the item's `key` attribute, sequence numbers increasing.
+pub fn dynamodb_event(table: &str, key: &str, items: &[Value]) -> Value {
+    use crate::trigger::dynamodb::attribute;
+    let records: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let image = match attribute(item) {
+                Value::Object(mut m) => m.remove("M").unwrap_or(Value::Null),
+                other => other,
+            };
+            let keys = json!({ key: attribute(item.get(key).unwrap_or(&Value::Null)) });
+            json!({
+                "eventID": format!("c4ca4238a0b923820dcc509a6f75849{i}"),
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1_795_372_800 + i as u64,
+                    "Keys": keys,
+                    "NewImage": image,
+                    "SequenceNumber": format!("{}", 111_000_000_000_000_000_000u128 + i as u128),
+                    "SizeBytes": item.to_string().len(),
+                    "StreamViewType": "NEW_AND_OLD_IMAGES"
+                },
+                "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2026-11-22T00:00:00.000")
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
 /// The same notification delivered by SQS.
 pub fn sqs_event(s3: &Value, message_id: &str) -> Value {
     json!({ "Records": [{

@@ -250,6 +250,7 @@ pub type GivenUp = Vec<Value>;
 /// The identifier Lambda uses for a record in batch item failures (a Batch Operations task's id).
 fn record_id(r: &Value) -> Option<&str> {
     r.pointer("/kinesis/sequenceNumber")
+        .or_else(|| r.pointer("/dynamodb/SequenceNumber"))
         .or_else(|| r.get("messageId"))
         .or_else(|| r.get("taskId"))
         .and_then(Value::as_str)
@@ -354,11 +355,12 @@ pub async fn replay_redelivered(
         } else {
             format!("{}#{deliveries}", event.name)
         };
-        let kinesis = batch
+        // A shard's batch (Kinesis, DynamoDB Streams): it resumes at its first failed record.
+        let source = batch
             .first()
             .and_then(|r| r.get("eventSource"))
-            .and_then(Value::as_str)
-            == Some("aws:kinesis");
+            .and_then(Value::as_str);
+        let kinesis = matches!(source, Some("aws:kinesis" | "aws:dynamodb"));
         let failed_ids = s.batch_item_failures.clone();
         let (error, error_class) = (s.error.clone(), s.error_class);
         done(s);
@@ -443,8 +445,32 @@ pub async fn replay_redelivered(
     given_up
 }
 
-/// Lambda's on-failure record for a Kinesis batch it gave up on.
+/// Lambda's on-failure record for a Kinesis batch (or a DynamoDB Streams one) it gave up on.
 fn kinesis_failure(batch: &[Value], invokes: u32) -> Value {
+    if batch
+        .first()
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:dynamodb")
+    {
+        let field = |r: Option<&Value>, p: &str| r.and_then(|r| r.pointer(p)).cloned();
+        let (first, last) = (batch.first(), batch.last());
+        return serde_json::json!({
+            "requestContext": {
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": invokes,
+            },
+            "version": "1.0",
+            "DDBStreamBatchInfo": {
+                "startSequenceNumber": field(first, "/dynamodb/SequenceNumber"),
+                "endSequenceNumber": field(last, "/dynamodb/SequenceNumber"),
+                "approximateArrivalOfFirstRecord": field(first, "/dynamodb/ApproximateCreationDateTime"),
+                "approximateArrivalOfLastRecord": field(last, "/dynamodb/ApproximateCreationDateTime"),
+                "batchSize": batch.len(),
+                "streamArn": field(first, "/eventSourceARN"),
+            },
+        });
+    }
     let field = |r: Option<&Value>, p: &str| r.and_then(|r| r.pointer(p)).cloned();
     let (first, last) = (batch.first(), batch.last());
     let shard = field(first, "/eventID").and_then(|v| {

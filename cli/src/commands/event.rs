@@ -76,6 +76,18 @@ pub enum EventKind {
         /// Newline-delimited files of log messages.
         files: Vec<PathBuf>,
     },
+    /// A DynamoDB Streams batch of INSERTs: each line of each FILE (a JSON object) one item.
+    Dynamodb {
+        /// The table (in the stream's ARN).
+        #[arg(long, default_value = "orders")]
+        table: String,
+        /// The item's key attribute.
+        #[arg(long, default_value = "id")]
+        key: String,
+        /// Newline-delimited JSON objects.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// An SQS batch: each line of each FILE becomes one message body.
     Sqs {
         /// Queue name (in the event source ARN).
@@ -185,6 +197,18 @@ pub async fn run(kind: EventKind) -> anyhow::Result<u8> {
                 anyhow::bail!("no log messages: give FILEs of lines, or --control");
             }
             let ev = event::cloudwatch_logs_event(&log_group, &log_stream, &messages, control);
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
+        EventKind::Dynamodb { table, key, files } => {
+            let mut items = Vec::new();
+            for (i, line) in read_lines(&files)?.iter().enumerate() {
+                let item: serde_json::Value = serde_json::from_slice(line)
+                    .with_context(|| format!("line {} is not a JSON object", i + 1))?;
+                anyhow::ensure!(item.is_object(), "line {} is not a JSON object", i + 1);
+                items.push(item);
+            }
+            let ev = event::dynamodb_event(&table, &key, &items);
             println!("{}", serde_json::to_string_pretty(&ev)?);
             Ok(0)
         }

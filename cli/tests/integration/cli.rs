@@ -162,7 +162,7 @@ fn replay_reports_each_failure_clearly_and_keeps_the_good_objects() {
         summaries(&o)[0]["error"]
             .as_str()
             .unwrap()
-            .contains("eventSource `aws:dynamodb` is not an S3 notification")
+            .contains("eventSource `aws:codecommit` is not an S3 notification")
     );
 
     let o = replay_json("fixtures/events/s3-test-event.json", out.path());

@@ -288,6 +288,29 @@ impl Handler {
             order,
             by_group: self.plan.config.input.fifo == crate::config::FifoOrder::Group,
         });
+        if invocation.source.kind == trigger::Kind::DynamoDb
+            && self.plan.config.input.format.as_str() != "ndjson"
+        {
+            t.fail(
+                crate::error::ErrorClass::Permanent,
+                "a DynamoDB Streams batch delivers items as JSON documents: set [input] format = \
+                 \"ndjson\" to read them (one row per change)"
+                    .into(),
+            );
+            t.s.redeliver(
+                &invocation
+                    .work
+                    .items
+                    .iter()
+                    .filter_map(|i| match i {
+                        trigger::Item::Record(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+                true,
+            );
+            return t.finish(started, self.stage_times());
+        }
         if invocation.source.kind == trigger::Kind::CloudWatchLogs
             && self.plan.config.input.format.as_str() != "cloudwatch-logs"
         {
@@ -368,12 +391,12 @@ impl Handler {
             // A snapshot records a Kinesis batch by its shard's sequence range; SQS records (by
             // message id) and tumbling windows (their state) have no such record yet.
             let e = crate::Error::Data(format!(
-                "table {}: SQS record batches and Kinesis tumbling windows into an Iceberg table \
-                 are not supported yet; S3-triggered objects and Kinesis batches are",
+                "table {}: SQS record batches, DynamoDB Streams and Kinesis tumbling windows into \
+                 an Iceberg table are not supported yet; S3-triggered objects and Kinesis batches are",
                 target.name()
             ));
             warn!(error = %e, "Batch failed.");
-            t.s.redeliver(records, kinesis);
+            t.s.redeliver(records, invocation.source.ordered());
             t.fail(e.class(), e.to_string());
             records.clear();
         }

@@ -135,6 +135,20 @@ impl Summary {
             None if self.trigger.kinesis() => {
                 serde_json::to_value(kinesis()).unwrap_or(Value::Null)
             }
+            None if self.trigger.ordered() => {
+                use aws_lambda_events::event::streams::{
+                    DynamoDbBatchItemFailure, DynamoDbEventResponse,
+                };
+                let mut r = DynamoDbEventResponse::default();
+                r.batch_item_failures = ids
+                    .map(|id| {
+                        let mut f = DynamoDbBatchItemFailure::default();
+                        f.item_identifier = Some(id);
+                        f
+                    })
+                    .collect();
+                serde_json::to_value(r).unwrap_or(Value::Null)
+            }
             None => {
                 let mut r = SqsBatchResponse::default();
                 r.set_failures(ids);

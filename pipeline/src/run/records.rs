@@ -31,7 +31,10 @@ impl Handler {
         t: &mut Tally,
     ) {
         let started = Instant::now();
+        #[cfg(feature = "iceberg")]
         let kinesis = invocation.source.kinesis();
+        // A shard (Kinesis, DynamoDB Streams) resumes at its first failed record.
+        let ordered = invocation.source.ordered();
         let work = &invocation.work;
         let outcome = match &work.window {
             Some(w) => self
@@ -56,7 +59,7 @@ impl Handler {
                     // Lambda redelivers from the first failure (Kinesis) or each failed
                     // message (SQS): exactly the records not processed.
                     let rest = &records[n..];
-                    t.s.redeliver(rest, kinesis);
+                    t.s.redeliver(rest, ordered);
                     warn!(
                         processed = n,
                         left = rest.len(),
@@ -77,7 +80,7 @@ impl Handler {
                 // Nothing of the batch was written (outputs are aborted whole), so Lambda must
                 // redeliver all of it: a Kinesis shard resumes at the first record, and every
                 // SQS message is retried; a window keeps the state it came with.
-                t.s.redeliver(records, kinesis);
+                t.s.redeliver(records, ordered);
                 if let Some(w) = &work.window {
                     t.s.state = Some(w.state.clone());
                     // With no record to name, only an invocation error makes Lambda retry.
@@ -109,7 +112,7 @@ impl Handler {
         } else {
             (
                 crate::write::stream_name(first.shard(), first.id()),
-                format!("kinesis {} from {}", first.shard(), first.id()),
+                format!("shard {} from {}", first.shard(), first.id()),
             )
         };
         let mut unit = UnitOfWork::new(self, base, source);

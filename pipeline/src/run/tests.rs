@@ -912,3 +912,42 @@ async fn a_fifo_batch_stops_at_its_first_failure_or_its_groups() {
         );
     }
 }
+
+/// A DynamoDB Streams batch: one row per change from its image, its answer a
+/// DynamoDbEventResponse; a pipeline that does not read JSON documents fails the batch from its
+/// first record, as a shard resumes.
+#[tokio::test]
+async fn dynamodb_stream_records_are_rows_of_their_images() {
+    use crate::aws_lambda_events::event::streams::DynamoDbEventResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let items = [
+        serde_json::json!({"id": "a", "n": 1.5, "tags": ["x"]}),
+        serde_json::json!({"id": "b", "n": 2.5, "tags": []}),
+    ];
+    let ev = crate::event::dynamodb_event("orders", "id", &items);
+    let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\n[[stage]]\ntype = \"select\"\n\
+               columns = { id = \"id\", n = \"n\", change = \"_event_name\", seq = \"_sequence\" }\n\
+               [output]\nuri = \"s3://o/d/\"\nformat = \"ndjson\"\n";
+    let h = Handler::new(plan(cfg), store.clone(), store.clone());
+    let outcome = h.handle(&ev).await;
+    let answer: DynamoDbEventResponse = serde_json::from_value(outcome.lambda_response()).unwrap();
+    assert!(answer.batch_item_failures.is_empty());
+    let (s, _) = outcome.into_parts();
+    assert_eq!(s.trigger.to_string(), "dynamodb");
+    assert_eq!((s.error, s.records_out), (None, 2));
+    let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+    assert_eq!(
+        got,
+        "{\"id\":\"a\",\"n\":1.5,\"change\":\"INSERT\",\"seq\":\"111000000000000000000\"}\n\
+         {\"id\":\"b\",\"n\":2.5,\"change\":\"INSERT\",\"seq\":\"111000000000000000001\"}\n"
+    );
+    let csv = Handler::new(
+        plan("name = \"t\"\n[input]\nformat = \"csv\"\n[output]\nuri = \"s3://o/x/\"\n"),
+        store.clone(),
+        store,
+    );
+    let (s, _) = csv.handle(&ev).await.into_parts();
+    assert!(s.error.unwrap().contains("format = \"ndjson\""));
+    assert_eq!(s.batch_item_failures, ["111000000000000000000"]);
+}

@@ -18,6 +18,7 @@
 //! general path here is the reference it is checked against), [`kpl`] splits KPL aggregates, and
 //! [`stream`] adds the stream columns (shard, sequence number, partition key, arrival) to rows.
 
+pub mod dynamodb;
 pub mod fast;
 pub mod kpl;
 pub mod stream;
@@ -245,6 +246,8 @@ pub enum Kind {
     BatchOps,
     /// A CloudWatch Logs subscription delivered to the function directly (`awslogs.data`).
     CloudWatchLogs,
+    /// A DynamoDB Streams batch (each record an item's change, in order).
+    DynamoDb,
     /// Nothing Sluice understands.
     #[default]
     Unknown,
@@ -263,7 +266,13 @@ impl Source {
     /// Whether failures are reported per item (`batchItemFailures`: SQS message ids, Kinesis
     /// sequence numbers) instead of failing the invocation.
     pub fn per_item(self) -> bool {
-        self.sqs || self.kinesis() || self.kind == Kind::BatchOps
+        self.sqs || self.ordered() || self.kind == Kind::BatchOps
+    }
+
+    /// Whether the event is a shard's batch (Kinesis, DynamoDB Streams): it resumes at its first
+    /// failed record, and nothing after it is processed.
+    pub fn ordered(self) -> bool {
+        self.kinesis() || self == Source::of(Kind::DynamoDb)
     }
 
     /// Whether the event is a Kinesis batch (a shard resumes at its first failed record).
@@ -289,6 +298,7 @@ impl std::fmt::Display for Source {
             Kind::Kinesis => parts.push("kinesis"),
             Kind::BatchOps => parts.push("batch-ops"),
             Kind::CloudWatchLogs => parts.push("cwlogs"),
+            Kind::DynamoDb => parts.push("dynamodb"),
             Kind::Unknown => parts = vec!["unknown"],
         }
         if parts.is_empty() {
@@ -564,6 +574,11 @@ fn message(
                 "aws:kinesis" => {
                     items.extend(kinesis_items(vec![kinesis_record(r)]));
                     Source::of(Kind::Kinesis)
+                }
+                // Lambda's own DynamoDB Streams batch (never inside another delivery).
+                "aws:dynamodb" if depth == 0 => {
+                    items.push(dynamodb::record(r));
+                    Source::of(Kind::DynamoDb)
                 }
                 "aws:sqs" => {
                     let msg = match SqsMessage::deserialize(r) {

@@ -205,7 +205,18 @@ impl NdjsonDecoder {
                 }
             },
         };
-        let fast = self.decode_block(&schema);
+        // arrow-json reads 2.5 into an integer column as 2: lines like that go the slow way,
+        // where they are rejects (as the fast decoder makes them).
+        let truncates = integers(schema.fields())
+            && self
+                .lines
+                .iter()
+                .any(|&(_, s, e)| integer_mismatch(&schema, &self.block[s..e]).is_some());
+        let fast = if truncates {
+            Ok(None)
+        } else {
+            self.decode_block(&schema)
+        };
         match fast {
             Ok(Some(batch)) if batch.num_rows() == self.lines.len() => {
                 let mut origins = self.origins.like();
@@ -257,8 +268,17 @@ impl NdjsonDecoder {
         let mut good = Vec::new();
         let mut origins = self.origins.like();
         let mut dec = self.json_decoder(schema)?;
+        let check = integers(schema.fields());
         for &(no, s, e) in &self.lines {
             let line = &self.block[s..e];
+            if let Some(why) = check.then(|| integer_mismatch(schema, line)).flatten() {
+                out.rejects.push(Reject::new(
+                    no,
+                    format!("does not fit the schema: {why}"),
+                    line,
+                ));
+                continue;
+            }
             let res = dec.decode(line).and_then(|n| {
                 if n != line.len() {
                     return Err(arrow_schema::ArrowError::JsonError(
@@ -450,6 +470,70 @@ fn clean_reason(msg: &str, line: &[u8]) -> String {
         "the line is not valid UTF-8".to_string()
     } else {
         json_reason(line)
+    }
+}
+
+/// Whether `fields` (nested ones too) hold an integer column.
+fn integers(fields: &arrow_schema::Fields) -> bool {
+    fields.iter().any(|f| integer_type(f.data_type()))
+}
+
+fn integer_type(t: &DataType) -> bool {
+    match t {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => true,
+        DataType::Struct(f) => integers(f),
+        DataType::List(f) | DataType::LargeList(f) => integer_type(f.data_type()),
+        _ => false,
+    }
+}
+
+/// A number in `line` that an integer column of `schema` would take with its fraction cut off
+/// (arrow-json reads 2.5 into an int64 column as 2): what the fast decoder says of it.
+fn integer_mismatch(schema: &Schema, line: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    fields_mismatch(schema.fields(), &v, "")
+}
+
+fn fields_mismatch(
+    fields: &arrow_schema::Fields,
+    v: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    let o = v.as_object()?;
+    fields.iter().find_map(|f| {
+        let here = if path.is_empty() {
+            f.name().clone()
+        } else {
+            format!("{path}.{}", f.name())
+        };
+        value_mismatch(f.data_type(), o.get(f.name())?, &here)
+    })
+}
+
+fn value_mismatch(t: &DataType, v: &serde_json::Value, path: &str) -> Option<String> {
+    match t {
+        DataType::Struct(f) => fields_mismatch(f, v, path),
+        DataType::List(f) | DataType::LargeList(f) => v
+            .as_array()?
+            .iter()
+            .find_map(|e| value_mismatch(f.data_type(), e, path)),
+        t if integer_type(t) => match v {
+            // 2.0 and 3e2 are integers (as the fast decoder takes them); 2.5 is not.
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64()?;
+                (f.fract() != 0.0 || f.abs() >= 9.2e18)
+                    .then(|| format!("field '{path}' expects an integer, found {n}"))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -720,5 +804,45 @@ not json\n\
         assert!(out.batches.is_empty());
         assert_eq!(out.rejects.len(), 2);
         assert!(d.schema().is_none());
+    }
+
+    /// A float after an integer was inferred, in a schema the fast decoder does not take (a
+    /// list column): a reject, as on the fast path — arrow-json alone would read 2.5 as 2.
+    #[test]
+    fn a_fraction_into_an_inferred_integer_is_a_reject_not_a_truncation() {
+        for rows in [1, 100] {
+            let mut d = NdjsonDecoder::builder().with_batch_rows(rows).build();
+            let mut out = Decoded::default();
+            d.decode(b"{\"n\":1,\"tags\":[\"x\"],\"s\":{\"k\":[1]}}\n", &mut out)
+                .unwrap();
+            d.flush(&mut out).unwrap();
+            d.decode(
+                b"{\"n\":2.5,\"tags\":[]}\n{\"n\":3.0,\"tags\":[],\"s\":{\"k\":[2,7.5]}}\n{\"n\":4,\"tags\":[]}\n",
+                &mut out,
+            )
+            .unwrap();
+            d.finish(&mut out).unwrap();
+            let n: Vec<i64> = out
+                .batches
+                .iter()
+                .flat_map(|b| {
+                    b.column_by_name("n")
+                        .unwrap()
+                        .as_primitive::<arrow_array::types::Int64Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            assert_eq!(n, [1, 4], "batch_rows {rows}");
+            let reasons: Vec<String> = out.rejects.iter().map(|r| r.reason.clone()).collect();
+            assert_eq!(
+                reasons,
+                [
+                    "does not fit the schema: field 'n' expects an integer, found 2.5",
+                    "does not fit the schema: field 's.k' expects an integer, found 7.5"
+                ],
+                "batch_rows {rows}"
+            );
+        }
     }
 }

@@ -17,7 +17,9 @@ answered 403 and counted.
 
 Usage: rest_catalog.py --db FILE --warehouse file:///DIR|s3://BUCKET/ [--s3-endpoint URL]
                        [--port 0] [--prefix P] [--sigv4 SERVICE --region REGION]
-Prints `listening on http://127.0.0.1:PORT` once ready; GET /_stats gives the counts.
+Prints `listening on http://127.0.0.1:PORT` once ready; GET /_stats gives the counts; POST
+/_lose_answers with a number N makes the next N commits land but answer 500 (an answer lost on
+the way back: the client cannot tell whether its commit landed).
 """
 import argparse
 import datetime
@@ -41,6 +43,7 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.table import CommitTableRequest, CommitTableResponse
 
+FAULTS = {"lose_answers": 0}
 STATS = {"requests": 0, "rejected_unsigned": 0, "rejected_bad_signature": 0, "commits": 0,
          "conflicts": 0, "creates": 0}
 LOCK = threading.Lock()
@@ -140,6 +143,10 @@ def make_handler(catalog, prefix, sig):
             try:
                 if self.path == "/_stats":
                     return self.reply(200, STATS)
+                if self.path == "/_lose_answers":
+                    with LOCK:
+                        FAULTS["lose_answers"] = int(body or b"1")
+                    return self.reply(204)
                 if sig:
                     heads = {k.lower(): v for k, v in self.headers.items()}
                     sigv4_check(self.command, self.path, heads, body, *sig)
@@ -228,6 +235,11 @@ def make_handler(catalog, prefix, sig):
                             count("conflicts")
                             raise Fail(409, "CommitFailedException", str(e))
                         count("commits")
+                        with LOCK:
+                            lose = FAULTS["lose_answers"] > 0
+                            FAULTS["lose_answers"] -= int(lose)
+                        if lose:
+                            raise Fail(500, "ServerError", "the commit landed but its answer was lost")
                         return 200, json.loads(CommitTableResponse(metadata=done.metadata,
                                                                    metadata_location=done.metadata_location)
                                                .model_dump_json(by_alias=True))

@@ -527,12 +527,7 @@ impl Handler {
                 }
                 Item::Failed { message_id, reason } => {
                     warn!(message_id, reason, "Cannot process an SQS message.");
-                    t.s.batch_item_failures.push(message_id.clone());
-                    t.s.item_failures.push((
-                        message_id.clone(),
-                        crate::error::ErrorClass::BadInput,
-                        reason.clone(),
-                    ));
+                    t.fail_item(message_id, crate::error::ErrorClass::BadInput, reason);
                     t.fail(
                         crate::error::ErrorClass::BadInput,
                         format!("message {message_id}: {reason}"),

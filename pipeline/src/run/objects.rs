@@ -185,21 +185,8 @@ impl Handler {
     /// back, in order), not processed.
     pub(super) fn hold_back(&self, obj: &ObjectRef, reason: String, t: &mut Tally) {
         info!(bucket = %obj.bucket, key = %obj.key, reason = %reason, "Held back (FIFO).");
-        t.s.failed_objects += 1;
-        if let Some(id) = &obj.message_id
-            && !t.s.batch_item_failures.contains(id)
-        {
-            t.s.batch_item_failures.push(id.clone());
-            t.s.item_failures.push((
-                id.clone(),
-                crate::error::ErrorClass::RetryLater,
-                reason.clone(),
-            ));
-        }
-        t.fail(
-            crate::error::ErrorClass::RetryLater,
-            format!("{}: {reason}", obj.uri()),
-        );
+        let why = format!("{}: {reason}", obj.uri());
+        Self::fail_object(obj, crate::error::ErrorClass::RetryLater, why, t);
     }
 
     /// One object's outcome in the tally (and its catalog row).
@@ -335,15 +322,16 @@ impl Handler {
 
     fn fail(&self, obj: &ObjectRef, e: Error, t: &mut Tally) {
         warn!(bucket = %obj.bucket, key = %obj.key, error = %e, class = %e.class(), "Object failed.");
+        Self::fail_object(obj, e.class(), e.to_string(), t);
+    }
+
+    /// An object failed (or held back): counted, its message (if any) reported with why.
+    fn fail_object(obj: &ObjectRef, class: crate::error::ErrorClass, why: String, t: &mut Tally) {
         t.s.failed_objects += 1;
-        if let Some(id) = &obj.message_id
-            && !t.s.batch_item_failures.contains(id)
-        {
-            t.s.batch_item_failures.push(id.clone());
-            t.s.item_failures
-                .push((id.clone(), e.class(), e.to_string()));
+        if let Some(id) = &obj.message_id {
+            t.fail_item(id, class, &why);
         }
-        t.fail(e.class(), e.to_string());
+        t.fail(class, why);
     }
 
     /// A skipped item: counted, reported with its reason, and, when it names an object and the

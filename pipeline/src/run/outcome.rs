@@ -366,6 +366,17 @@ impl Fifo {
 }
 
 impl Tally {
+    /// The item `id` (an SQS message, a Batch Operations task) failed, `class`, because `why`:
+    /// reported once, with its reason.
+    pub(super) fn fail_item(&mut self, id: &str, class: ErrorClass, why: &str) {
+        if !self.s.batch_item_failures.iter().any(|f| f == id) {
+            self.s.batch_item_failures.push(id.to_string());
+            self.s
+                .item_failures
+                .push((id.to_string(), class, why.to_string()));
+        }
+    }
+
     /// Why an object of a FIFO batch must not be processed now (see [`Fifo::blocked_by`]).
     pub(super) fn fifo_blocked(&self, obj: &crate::trigger::ObjectRef) -> Option<String> {
         let fifo = self.fifo.as_ref()?;

@@ -307,8 +307,7 @@ impl ObjectStore for S3Store {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<String>, Error>> {
         async move {
-            let loc = format!("s3://{bucket}/{prefix}");
-            let listed = super::bounded(&loc, self.list_all(bucket, prefix)).await?;
+            let listed = self.list_dated(bucket, prefix).await?;
             Ok(listed.into_iter().map(|(k, _)| k).collect())
         }
         .boxed()

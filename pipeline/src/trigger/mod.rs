@@ -445,29 +445,27 @@ fn cloudwatch_logs(logs: &Value) -> Result<Item, String> {
     )))
 }
 
-/// The messages of a batch from an SQS FIFO queue (its ARN ends in `.fifo`, or the messages carry
-/// a `MessageGroupId`), with their message groups, in order; `None` for any other event.
-fn fifo_order(event: &Value) -> Option<Vec<(String, String)>> {
-    let records = event.get("Records")?.as_array()?;
-    let mut order = Vec::with_capacity(records.len());
-    let mut fifo = false;
-    for r in records {
-        if r.get("eventSource").and_then(Value::as_str) != Some("aws:sqs") {
-            return None;
-        }
-        let msg = SqsMessage::deserialize(r).ok()?;
-        let group = msg.attributes.get("MessageGroupId").cloned();
-        fifo |= group.is_some()
+/// An SQS batch's messages in order, with their message groups, as [`message`] reads them; a
+/// FIFO queue's (its ARN ends in `.fifo`, or the messages carry a `MessageGroupId`) when `fifo`.
+#[derive(Default)]
+struct Order {
+    messages: Vec<(String, String)>,
+    fifo: bool,
+}
+
+impl Order {
+    fn add(&mut self, msg: &SqsMessage) {
+        let group = msg.attributes.get("MessageGroupId");
+        self.fifo |= group.is_some()
             || msg
                 .event_source_arn
                 .as_deref()
                 .is_some_and(|a| a.ends_with(".fifo"));
-        order.push((
-            msg.message_id.unwrap_or_default(),
-            group.unwrap_or_default(),
+        self.messages.push((
+            msg.message_id.clone().unwrap_or_default(),
+            group.cloned().unwrap_or_default(),
         ));
     }
-    fifo.then_some(order)
 }
 
 /// Decode an S3 notification key: `+` is a space, `%XX` are UTF-8 bytes.
@@ -534,11 +532,14 @@ pub fn parse(event: &Value) -> Invocation {
             },
         };
     }
-    work.fifo = fifo_order(event);
-    let (source, error) = match message(event, None, &mut work.items, 0) {
+    let mut order = Order::default();
+    let (source, error) = match message(event, None, &mut work.items, &mut order, 0) {
         Ok(source) => (source, None),
         Err(e) => (Source::of(Kind::Unknown), Some(e)),
     };
+    if order.fifo {
+        work.fifo = Some(order.messages);
+    }
     Invocation {
         source,
         work,
@@ -553,6 +554,7 @@ fn message(
     v: &Value,
     message_id: Option<&str>,
     items: &mut Vec<Item>,
+    order: &mut Order,
     depth: usize,
 ) -> Result<Source, String> {
     if depth > MAX_NESTING {
@@ -598,6 +600,9 @@ fn message(
                             continue;
                         }
                     };
+                    if depth == 0 {
+                        order.add(&msg);
+                    }
                     let id = msg.message_id.clone().unwrap_or_default();
                     // SQS never delivers a message without a body; one that has none (or an
                     // empty one) is a reject with its reason, never a record that vanishes.
@@ -627,7 +632,7 @@ fn message(
                         continue;
                     };
                     let mut inner_items = Vec::new();
-                    match message(&b, Some(&id), &mut inner_items, depth + 1) {
+                    match message(&b, Some(&id), &mut inner_items, order, depth + 1) {
                         Ok(inner) => {
                             items.extend(inner_items);
                             Source { sqs: true, ..inner }
@@ -650,7 +655,7 @@ fn message(
                     match serde_json::from_str::<Value>(&rec.sns.message) {
                         Ok(m) => Source {
                             sns: true,
-                            ..message(&m, message_id, items, depth + 1)?
+                            ..message(&m, message_id, items, order, depth + 1)?
                         },
                         Err(e) => return Err(format!("SNS message is not JSON: {e}")),
                     }
@@ -681,7 +686,7 @@ fn message(
             .map_err(|e| format!("not an SNS notification as AWS sends it: {e}"))?;
         let m = serde_json::from_str::<Value>(&envelope.message)
             .map_err(|e| format!("SNS message is not JSON: {e}"))?;
-        let inner = message(&m, message_id, items, depth + 1)?;
+        let inner = message(&m, message_id, items, order, depth + 1)?;
         return Ok(Source { sns: true, ..inner });
     }
     if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail-type").is_some() {

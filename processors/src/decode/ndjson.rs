@@ -480,17 +480,9 @@ fn integers(fields: &arrow_schema::Fields) -> bool {
 
 fn integer_type(t: &DataType) -> bool {
     match t {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => true,
         DataType::Struct(f) => integers(f),
         DataType::List(f) | DataType::LargeList(f) => integer_type(f.data_type()),
-        _ => false,
+        t => t.is_integer(),
     }
 }
 
@@ -524,7 +516,7 @@ fn value_mismatch(t: &DataType, v: &serde_json::Value, path: &str) -> Option<Str
             .as_array()?
             .iter()
             .find_map(|e| value_mismatch(f.data_type(), e, path)),
-        t if integer_type(t) => match v {
+        t if t.is_integer() => match v {
             // 2.0 and 3e2 are integers (as the fast decoder takes them); 2.5 is not.
             serde_json::Value::Number(n) if n.is_f64() => {
                 let f = n.as_f64()?;

@@ -7,10 +7,13 @@ moto S3 endpoint, through a small recording proxy so that the X-Ray trace header
 can be checked. Three events are invoked through the Invoke API — an S3 put, an SQS batch wrapping
 S3 notifications (one object corrupt, one deleted), a Kinesis batch (one bad line) — and the responses, the
 Parquet outputs in moto, the JSON log lines (request id and trace id on each) and the Embedded
-Metric Format lines are checked. Init time and first-invocation latency are printed.
+Metric Format lines are checked. Init time and first-invocation latency are printed. Then the same
+binary runs as a Firehose transformation function (its own config) and answers a Firehose batch
+through the emulator, record by record.
 
 Usage: check_lambda.py SLUICE_BIN CARGO_LAMBDA_BIN S3_ENDPOINT
 """
+import base64
 import http.client
 import http.server
 import io
@@ -45,6 +48,20 @@ format = "parquet"
 uri = "s3://lambda-out/rejects/"
 [metrics]
 dimensions = [["pipeline"], ["pipeline", "trigger"]]
+"""
+
+FIREHOSE = """
+name = "lambda-firehose"
+[input]
+format = "ndjson"
+trigger = "firehose"
+schema = { n = "int64", page = "string", day = "string" }
+[[stage]]
+type = "filter"
+where = "n > 0"
+[output]
+format = "ndjson"
+partition_by = ["day"]
 """
 
 
@@ -251,15 +268,40 @@ def main():
         traces = {l["traceId"].split(";")[0] for l in done}
         s3_calls = [c for c in Recorder.seen if c[1].startswith(("/lambda-in/", "/lambda-out/"))]
         assert s3_calls and all(t and t.split(";")[0] in traces for _, _, t in s3_calls), (s3_calls, traces)
+        # 4. The same binary as a Firehose transformation function: kept, filtered and malformed
+        # records, each answered by its recordId.
+        cfg = os.path.join(work, "firehose.toml")
+        with open(cfg, "w") as f:
+            f.write(FIREHOSE)
+        log = open(os.path.join(work, "firehose.log"), "w")
+        function = subprocess.Popen([bootstrap], env=dict(env, SLUICE_CONFIG=cfg), stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=work)
+        procs.append(function)
+        fh_lines = os.path.join(work, "firehose.ndjson")
+        with open(fh_lines, "w") as f:
+            f.write('{"n":3,"page":"/f","day":"2026-11-22"}\n{"n":0,"page":"/g","day":"2026-11-22"}\nnot json\n')
+        batch = event(sluice, "firehose", "--stream", "web", fh_lines)
+        resp, _ = invoke(port, batch)
+        got = [(r["recordId"], r["result"]) for r in resp["records"]]
+        want = list(zip([r["recordId"] for r in batch["records"]], ["Ok", "Dropped", "ProcessingFailed"]))
+        assert got == want, resp
+        first = resp["records"][0]
+        assert base64.b64decode(first["data"]) == b'{"n":3,"page":"/f"}\n', first
+        assert first["metadata"]["partitionKeys"] == {"day": "2026-11-22"}, first
+        function.terminate()
+        function.wait(timeout=10)
+        log.close()
+
         size = os.path.getsize(sluice)
         print(f"lambda ok: 3 invocations through cargo-lambda's emulator (S3, SQS with one retry, Kinesis with "
               f"one reject); {len(logs)} log lines with request and trace ids, {len(emf)} EMF lines, "
               f"{len(s3_calls)} S3 calls carrying the trace header; init {init_ms:.1f} ms, first invocation "
-              f"{first_ms:.0f} ms (this build: {size / 1e6:.0f} MB)")
+              f"{first_ms:.0f} ms (this build: {size / 1e6:.0f} MB); a Firehose batch answered record by record")
     except BaseException:
-        path = os.path.join(work, "function.log")
-        if os.path.exists(path):
-            print("function log:\n" + open(path).read()[-4000:], file=sys.stderr)
+        for name in ("function.log", "firehose.log"):
+            path = os.path.join(work, name)
+            if os.path.exists(path):
+                print(f"{name}:\n" + open(path).read()[-4000:], file=sys.stderr)
         raise
     finally:
         for p in procs:

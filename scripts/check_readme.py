@@ -138,7 +138,7 @@ def check_synopsis(sluice, body):
     helps = {}
     command = None
     for line in body.splitlines():
-        m = re.match(r"sluice (\w+)(?: (s3|kinesis|sqs|batch-ops|cwlogs|dynamodb|show|orphans)(?![\w-]))?", line.strip())
+        m = re.match(r"sluice (\w+)(?: (s3|kinesis|sqs|batch-ops|cwlogs|dynamodb|firehose|show|orphans)(?![\w-]))?", line.strip())
         if m:
             command = [c for c in m.groups() if c]
         if not command:

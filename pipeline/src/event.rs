@@ -172,12 +172,99 @@ pub fn cloudwatch_logs_event(
     // Gzip and padded base64, as CloudWatch Logs sends it. (The crate's own `AwsLogs` writer
     // leaves the padding off, which its reader, like AWS's clients, refuses.)
     use base64::Engine;
+    let written = gzip(&serde_json::to_vec(&data).unwrap_or_default());
+    json!({ "awslogs": { "data": base64::engine::general_purpose::STANDARD.encode(written) } })
+}
+
+/// `bytes` gzip-compressed, as CloudWatch Logs sends its documents.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let written = serde_json::to_writer(&mut gz, &data)
+    gz.write_all(bytes)
         .ok()
         .and_then(|()| gz.finish().ok())
-        .unwrap_or_default();
-    json!({ "awslogs": { "data": base64::engine::general_purpose::STANDARD.encode(written) } })
+        .unwrap_or_default()
+}
+
+/// A Firehose data-transformation invocation of `stream` (a Direct PUT delivery stream, or with
+/// `source` the Kinesis stream it reads, whose records then carry their Kinesis metadata), one
+/// record per payload, built from `aws_lambda_events`' `KinesisFirehoseEvent`: record ids in
+/// Firehose's shape, arrivals a millisecond apart.
+pub fn firehose_event(stream: &str, source: Option<&str>, payloads: &[Vec<u8>]) -> Value {
+    use aws_lambda_events::event::firehose::{
+        KinesisFirehoseEvent, KinesisFirehoseEventRecord, KinesisFirehoseRecordMetadata,
+    };
+    let arrival = |i: usize| {
+        let ms = FIRST_ARRIVAL as i64 * 1000 + i as i64;
+        aws_lambda_events::encodings::MillisecondTimestamp(
+            chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default(),
+        )
+    };
+    // The invocation's id, a UUID made of what it holds (the same batch, the same id).
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(stream.as_bytes());
+    h.update(source.unwrap_or_default().as_bytes());
+    for p in payloads {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut ev = KinesisFirehoseEvent::default();
+    ev.invocation_id = Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ));
+    ev.delivery_stream_arn = Some(format!(
+        "arn:aws:firehose:us-east-1:123456789012:deliverystream/{stream}"
+    ));
+    ev.source_kinesis_stream_arn =
+        source.map(|s| format!("arn:aws:kinesis:us-east-1:123456789012:stream/{s}"));
+    ev.region = Some("us-east-1".into());
+    ev.records = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let mut r = KinesisFirehoseEventRecord::default();
+            let sequence = kinesis_sequence(i as u64);
+            r.record_id = Some(sequence.clone());
+            r.approximate_arrival_timestamp = arrival(i);
+            r.data.extend_from_slice(data);
+            if source.is_some() {
+                let mut m = KinesisFirehoseRecordMetadata::default();
+                m.shard_id = Some("shardId-000000000000".into());
+                m.partition_key = Some(format!("pk-{}", i % 4));
+                m.sequence_number = Some(sequence);
+                m.approximate_arrival_timestamp = arrival(i);
+                r.kinesis_firehose_record_metadata = Some(m);
+            }
+            r
+        })
+        .collect();
+    let mut v = serde_json::to_value(ev).unwrap_or(Value::Null);
+    // Firehose sends arrival times as numbers; the crate writes them as strings.
+    if let Some(records) = v.get_mut("records").and_then(Value::as_array_mut) {
+        for r in records {
+            for at in [
+                "/approximateArrivalTimestamp",
+                "/kinesisRecordMetadata/approximateArrivalTimestamp",
+            ] {
+                if let Some(t) = r.pointer_mut(at)
+                    && let Some(ms) = t.as_str().and_then(|s| s.parse::<i64>().ok())
+                {
+                    *t = json!(ms);
+                }
+            }
+        }
+    }
+    v
 }
 
 /// A DynamoDB Streams batch of `INSERT`s into `table` (a NEW_AND_OLD_IMAGES stream), one per

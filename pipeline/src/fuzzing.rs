@@ -15,7 +15,8 @@ use crate::config::Plan;
 use crate::trigger::{Invocation, Item};
 
 /// An invocation payload. The fast Kinesis reader never panics and, wherever the payload is JSON,
-/// gives what the general path gives; the general path never panics on any JSON.
+/// gives what the general path gives, and what `aws_lambda_events`' typed `KinesisEvent` reads
+/// wherever that reads it; the general path never panics on any JSON.
 pub fn event(data: &[u8]) {
     let fast = crate::fastevent::kinesis(data);
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
@@ -25,7 +26,51 @@ pub fn event(data: &[u8]) {
     if let Some(mut fast) = fast {
         checked_lines(&fast);
         fast.work.lines = None;
+        typed_kinesis_agrees(&fast, &v);
         assert_eq!(fast, general, "the fast Kinesis reader disagrees");
+    }
+}
+
+/// The fast reader's records against `aws_lambda_events`' typed parse of the same batch, where
+/// the crate reads it: the same records in order, each with its sequence number, shard,
+/// partition key and data (a record whose data the crate decodes, the fast reader decodes to the
+/// same bytes), and its arrival to the second (the crate reads the digits after the point as
+/// milliseconds, whatever their number: see the trigger tests).
+fn typed_kinesis_agrees(fast: &Invocation, v: &serde_json::Value) {
+    use aws_lambda_events::event::kinesis::KinesisEvent;
+    use serde::Deserialize;
+    let Ok(typed) = KinesisEvent::deserialize(v) else {
+        return;
+    };
+    assert_eq!(
+        typed.records.len(),
+        fast.work.items.len(),
+        "the typed parse reads another number of records"
+    );
+    for (t, item) in typed.records.iter().zip(&fast.work.items) {
+        let Item::Record(r) = item else {
+            panic!("a fast-read batch holds {item:?}")
+        };
+        let k = &t.kinesis;
+        assert_eq!(k.sequence_number.as_str(), r.id(), "sequence number");
+        assert_eq!(k.partition_key.as_str(), r.partition_key(), "partition key");
+        let shard = t
+            .event_id
+            .as_deref()
+            .and_then(|id| id.split_once(':'))
+            .map_or("", |(s, _)| s);
+        assert_eq!(shard, r.shard(), "shard");
+        if let Ok(d) = &r.data {
+            assert_eq!(&k.data[..], &d[..], "data of {}", r.id());
+        }
+        if let Some(a) = r.arrival.filter(|a| a.is_finite()) {
+            assert_eq!(
+                k.approximate_arrival_timestamp.timestamp(),
+                a.floor() as i64,
+                "arrival of {}",
+                r.id()
+            );
+        }
     }
 }
 

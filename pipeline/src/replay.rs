@@ -214,7 +214,15 @@ pub async fn replay_each(
                         s
                     }
                     // Every other event goes in as bytes, as the Lambda runtime hands it over.
-                    None => handler.handle_bytes(&bytes, None).await.summary,
+                    None => {
+                        let mut s = handler.handle_bytes(&bytes, None).await.summary;
+                        if s.firehose.is_some()
+                            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+                        {
+                            deliver_firehose(handler, &v, &mut s).await;
+                        }
+                        s
+                    }
                 },
                 Err(err) => Summary::unknown(err),
             }
@@ -224,6 +232,103 @@ pub async fn replay_each(
         let mut summary = work.await;
         summary.event = e.name;
         done(i, total, summary);
+    }
+}
+
+/// The bucket (under `--out`, a folder) a replay writes what Firehose would deliver into.
+pub const FIREHOSE_BUCKET: &str = "firehose";
+
+/// What Firehose does with a transformation's answer, done here for a replay: the records
+/// answered `Ok` are delivered, their data back to back, to
+/// `firehose/STREAM/[k=v/…]INVOCATION.ndjson` (one file per set of partition keys, as dynamic
+/// partitioning would name its prefixes), and those answered `ProcessingFailed` to
+/// `firehose/STREAM/processing-failed/INVOCATION.json` as Firehose's error output holds them
+/// (one JSON document each, its original data in `rawData`). The files are added to the
+/// summary's outputs; a file that cannot be written is the summary's error.
+pub async fn deliver_firehose(handler: &Handler, event: &Value, s: &mut Summary) {
+    use std::collections::BTreeMap;
+    let Some(answer) = &s.firehose else {
+        return;
+    };
+    let job = &answer.job;
+    let stream = job
+        .delivery_stream_arn
+        .rsplit_once("deliverystream/")
+        .map_or("delivery-stream", |(_, name)| name);
+    let invocation = if job.invocation_id.is_empty() {
+        "invocation"
+    } else {
+        job.invocation_id.as_str()
+    };
+    let raw: Vec<&Value> = event
+        .get("records")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    let mut delivered: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (i, a) in answer.records.iter().enumerate() {
+        match &a.result {
+            crate::run::firehose::Transformed::Ok => {
+                let mut path = String::new();
+                for (k, v) in &a.partition_keys {
+                    path.push_str(k);
+                    path.push('=');
+                    crate::write::partition_value(v, &mut path);
+                    path.push('/');
+                }
+                delivered
+                    .entry(path)
+                    .or_default()
+                    .extend_from_slice(&a.data);
+            }
+            crate::run::firehose::Transformed::Dropped => {}
+            crate::run::firehose::Transformed::Failed(why) => {
+                let arrival = job.arrivals.get(i).copied().unwrap_or(0);
+                let line = serde_json::json!({
+                    "attemptsMade": 1,
+                    "arrivalTimestamp": arrival,
+                    "errorCode": "Lambda.ProcessingFailedStatus",
+                    "errorMessage": why,
+                    "attemptEndingTimestamp": arrival,
+                    "rawData": raw.get(i).and_then(|r| r.get("data")).cloned().unwrap_or_default(),
+                    "lambdaArn": format!(
+                        "arn:aws:lambda:us-east-1:123456789012:function:{}",
+                        handler.plan.config.name
+                    ),
+                });
+                failed.extend_from_slice(line.to_string().as_bytes());
+                failed.push(b'\n');
+            }
+        }
+    }
+    let mut files: Vec<(String, Vec<u8>, &str)> = delivered
+        .into_iter()
+        .map(|(path, data)| {
+            (
+                format!("{stream}/{path}{invocation}.ndjson"),
+                data,
+                "application/x-ndjson",
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        files.push((
+            format!("{stream}/processing-failed/{invocation}.json"),
+            failed,
+            "application/json",
+        ));
+    }
+    for (key, data, kind) in files {
+        let store = handler.output.as_ref();
+        let meta = crate::store::ObjectMeta::typed(kind);
+        match crate::store::put(store, FIREHOSE_BUCKET, &key, meta, data).await {
+            Ok(()) => s.outputs.push(store.location(FIREHOSE_BUCKET, &key)),
+            Err(e) => {
+                s.error = Some(format!("delivering as Firehose would: {e}"));
+                return;
+            }
+        }
     }
 }
 
@@ -261,6 +366,8 @@ fn record_id(r: &Value) -> Option<&str> {
 fn records_key(event: &Value) -> &'static str {
     if event.get("invocationSchemaVersion").is_some() && event.get("tasks").is_some() {
         "tasks"
+    } else if crate::trigger::is_firehose(event) {
+        "records"
     } else {
         "Records"
     }
@@ -322,10 +429,11 @@ pub async fn replay_redelivered(
         let mut results = Vec::new();
         let (mut s, whole) = match run.await {
             Ok(Outcome {
-                summary: s,
+                summary: mut s,
                 per_item,
             }) => {
                 carry.update(&ev, &s);
+                deliver_firehose(handler, &ev, &mut s).await;
                 if batch_ops {
                     results = s
                         .lambda_response(per_item)
@@ -422,6 +530,19 @@ pub async fn replay_redelivered(
             queue.push_front((rest, tries + 1));
         } else if kinesis {
             given_up.push(kinesis_failure(&rest, tries + 1));
+        } else if whole && crate::trigger::is_firehose(&value) {
+            // Firehose skips a batch whose invocation keeps failing: each record goes to its
+            // error output as it came.
+            given_up.extend(rest.iter().map(|r| {
+                serde_json::json!({
+                    "attemptsMade": tries + 1,
+                    "arrivalTimestamp": r.get("approximateArrivalTimestamp"),
+                    "errorCode": "Lambda.FunctionError",
+                    "errorMessage": error,
+                    "attemptEndingTimestamp": r.get("approximateArrivalTimestamp"),
+                    "rawData": r.get("data"),
+                })
+            }));
         } else if whole {
             // As Lambda's on-failure record of an asynchronous invocation: the event, and the
             // function's error with its class as `errorType`.
@@ -524,6 +645,19 @@ pub fn describe(s: &Summary) -> String {
     }
     for k in &s.skips {
         line.push_str(&format!("\n  skipped {}: {}", k.source, k.reason));
+    }
+    if let Some(a) = &s.firehose {
+        line.push_str(&format!(
+            "\n  answered {} Ok · {} Dropped · {} ProcessingFailed",
+            a.count("Ok"),
+            a.count("Dropped"),
+            a.count("ProcessingFailed")
+        ));
+        for r in &a.records {
+            if let crate::run::firehose::Transformed::Failed(why) = &r.result {
+                line.push_str(&format!("\n  ProcessingFailed {}: {why}", r.record_id));
+            }
+        }
     }
     if !s.batch_item_failures.is_empty() {
         line.push_str(&format!(

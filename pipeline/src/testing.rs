@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
-use sluice_processors::{Error, FnFactory, Stage, StageFactory};
+use sluice_processors::{Error, FnFactory, Kept, Stage, StageFactory};
 
 type Check = Arc<dyn Fn(&RecordBatch) -> Result<(), Error> + Send + Sync>;
 
@@ -25,6 +25,9 @@ impl Stage for Probe {
         (self.check)(&b)?;
         out.push(b);
         Ok(())
+    }
+    fn kept(&self) -> Kept {
+        Kept::All
     }
 }
 

@@ -1,5 +1,5 @@
-//! `sluice event`: realistic S3, S3 Batch Operations, Kinesis and SQS events for local objects and
-//! lines, for replay.
+//! `sluice event`: realistic S3, S3 Batch Operations, Kinesis, SQS, CloudWatch Logs, DynamoDB
+//! Streams and Firehose events for local objects and lines, for replay.
 
 use std::path::PathBuf;
 
@@ -85,6 +85,24 @@ pub enum EventKind {
         #[arg(long, default_value = "id")]
         key: String,
         /// Newline-delimited JSON objects.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// A Firehose data-transformation batch: each line of each FILE becomes one record (its
+    /// data), or with --gzip each FILE one gzip record of its lines (as CloudWatch Logs
+    /// subscriptions reach Firehose).
+    Firehose {
+        /// The delivery stream (in its ARN).
+        #[arg(long, default_value = "sluice-delivery")]
+        stream: String,
+        /// The Kinesis stream the delivery stream reads, when it reads one (each record then
+        /// carries its Kinesis metadata).
+        #[arg(long, value_name = "STREAM")]
+        source_stream: Option<String>,
+        /// Each FILE whole, gzip-compressed, as one record.
+        #[arg(long)]
+        gzip: bool,
+        /// Newline-delimited files (NDJSON, CSV rows, log lines), or with --gzip any files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -209,6 +227,27 @@ pub async fn run(kind: EventKind) -> anyhow::Result<u8> {
                 items.push(item);
             }
             let ev = event::dynamodb_event(&table, &key, &items);
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            Ok(0)
+        }
+        EventKind::Firehose {
+            stream,
+            source_stream,
+            gzip,
+            files,
+        } => {
+            let payloads = if gzip {
+                let mut out = Vec::new();
+                for f in &files {
+                    let bytes =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    out.push(event::gzip(&bytes));
+                }
+                out
+            } else {
+                read_lines(&files)?
+            };
+            let ev = event::firehose_event(&stream, source_stream.as_deref(), &payloads);
             println!("{}", serde_json::to_string_pretty(&ev)?);
             Ok(0)
         }

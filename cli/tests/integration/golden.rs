@@ -1,6 +1,7 @@
 //! Golden replays: every event in `fixtures/events/` goes through the handler with the clickstream
 //! example pipeline, and every `examples/<name>/events/*.json` through its own example's pipeline;
-//! the summary and every written file (Parquet read back as rows) must equal
+//! the summary, the Lambda answer and every written file (Parquet read back as rows; what Firehose
+//! would deliver of a transformation's answer, as replay writes it) must equal
 //! `fixtures/golden/<case>.txt`. `UPDATE_GOLDEN=1` rewrites the expectations.
 
 use std::path::Path;
@@ -21,6 +22,8 @@ async fn render(config: &Path, event_path: &Path) -> String {
     let event: serde_json::Value =
         serde_json::from_slice(&std::fs::read(event_path).expect("event")).expect("json");
     let (mut summary, sqs) = handler.handle(&event).await.into_parts();
+    // What Firehose would deliver of a transformation's answer, as replay writes it.
+    sluice_pipeline::replay::deliver_firehose(&handler, &event, &mut summary).await;
     summary.duration_ms = 0;
     summary.commit_ms = summary.commit_ms.map(|_| 0.0);
     let prefix = format!("{}/", out.path().display());

@@ -25,18 +25,28 @@ impl fmt::Display for Plan {
         } else {
             c.input.keys.join(", ")
         };
-        writeln!(
-            f,
-            "input    {} · compression {} · keys {keys}",
-            c.input.format,
-            c.input.compression.name()
-        )?;
+        let firehose = self.output == Destination::Firehose;
+        if firehose {
+            writeln!(
+                f,
+                "input    {} · each record of a Firehose batch (gzip inflated)",
+                c.input.format
+            )?;
+        } else {
+            writeln!(
+                f,
+                "input    {} · compression {} · keys {keys}",
+                c.input.format,
+                c.input.compression.name()
+            )?;
+        }
         match &self.schema {
             Some(s) => writeln!(f, "         schema: {}", schema_line(s))?,
             None => writeln!(
                 f,
-                "         schema: inferred from the first {} records of each object",
-                c.input.batch_rows
+                "         schema: inferred from the first {} records of each {}",
+                c.input.batch_rows,
+                if firehose { "batch" } else { "object" }
             )?,
         }
         if !self.streamed.is_empty() {
@@ -77,6 +87,11 @@ impl fmt::Display for Plan {
             Destination::Kinesis { .. } => {
                 write!(f, "output   one JSON record per row → {}", self.output)?
             }
+            Destination::Firehose => write!(
+                f,
+                "output   each record Ok (its rows as NDJSON), Dropped or ProcessingFailed → {}",
+                self.output
+            )?,
             _ => write!(
                 f,
                 "output   {} ({compression}) → {}",
@@ -85,7 +100,12 @@ impl fmt::Display for Plan {
             )?,
         }
         if !c.output.partition_by.is_empty() {
-            write!(f, " partitioned by {}", c.output.partition_by.join(", "))?;
+            let what = if firehose {
+                ", partition keys:"
+            } else {
+                " partitioned by"
+            };
+            write!(f, "{what} {}", c.output.partition_by.join(", "))?;
         }
         if let Some(t) = &self.files.table {
             write!(f, ", table {} in catalog {}", t.ident(), t.catalog)?;
@@ -101,6 +121,10 @@ impl fmt::Display for Plan {
         writeln!(f)?;
         match &self.rejects {
             Some(r) => writeln!(f, "rejects  ndjson → {r}")?,
+            None if firehose => writeln!(
+                f,
+                "rejects  their records ProcessingFailed, kept in Firehose's error output; logged"
+            )?,
             None => writeln!(f, "rejects  counted and logged only (no [rejects] section)")?,
         }
         for w in &self.warnings {

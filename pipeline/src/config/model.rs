@@ -118,6 +118,23 @@ pub struct InputConfig {
     /// (`group`: other groups go on).
     #[serde(default)]
     pub fifo: FifoOrder,
+    /// What invokes the function: `any` (the default: S3 notifications in every envelope,
+    /// Kinesis, SQS, DynamoDB Streams, Batch Operations and CloudWatch Logs events, each as it
+    /// comes) or `firehose` (a Firehose data-transformation function: each record's rows go back
+    /// to Firehose in the answer, and `[output]` names no destination).
+    #[serde(default)]
+    pub trigger: Trigger,
+}
+
+/// `[input] trigger`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Every event shape, each answered as its source expects.
+    #[default]
+    Any,
+    /// Firehose's data-transformation contract only.
+    Firehose,
 }
 
 impl InputConfig {
@@ -139,6 +156,7 @@ impl InputConfig {
             max_inflate_ratio: default_max_inflate_ratio(),
             on_missing: OnMissing::default(),
             fifo: FifoOrder::default(),
+            trigger: Trigger::default(),
         }
     }
 }
@@ -359,7 +377,9 @@ pub(crate) fn default_max_distinct_values() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// `s3://bucket/prefix/` or a local folder.
+    /// `s3://bucket/prefix/`, `kinesis://stream` or a local folder; none for a Firehose
+    /// transformation (`[input] trigger = "firehose"`), whose rows go back in its answer.
+    #[serde(default)]
     pub uri: String,
     /// `parquet` (default) or `ndjson`.
     #[serde(default)]
@@ -554,6 +574,8 @@ pub enum Destination {
         /// Stream name or ARN.
         stream: String,
     },
+    /// The answer to Firehose (`[input] trigger = "firehose"`): each record's rows, as NDJSON.
+    Firehose,
 }
 
 impl Destination {
@@ -636,7 +658,7 @@ pub(crate) fn overlap(output: &Destination, rejects: &Destination) -> Option<&'s
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .collect(),
             ),
-            Destination::Kinesis { .. } => None,
+            Destination::Kinesis { .. } | Destination::Firehose => None,
         }
     }
     let (o, r) = (parts(output)?, parts(rejects)?);
@@ -656,6 +678,7 @@ impl fmt::Display for Destination {
             Destination::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Destination::Dir(p) => write!(f, "{}", p.display()),
             Destination::Kinesis { stream } => write!(f, "kinesis://{stream}"),
+            Destination::Firehose => f.write_str("the answer to Firehose"),
         }
     }
 }

@@ -639,3 +639,88 @@ fn per_is_checked_against_the_stages_and_the_destination() {
     let e = check(&stream).expect_err("per invocation into a stream");
     assert_eq!(e.key.as_deref(), Some("output.per"), "{e}");
 }
+
+const FIREHOSE: &str = r#"
+name = "web"
+
+[input]
+format = "ndjson"
+trigger = "firehose"
+schema = { ts = "timestamp", status = "int64" }
+
+[[stage]]
+type = "filter"
+where = "status >= 400"
+
+[[stage]]
+type = "select"
+columns = { day = "date(ts)", status = "status" }
+
+[output]
+format = "ndjson"
+partition_by = ["day"]
+"#;
+
+#[test]
+fn a_firehose_transformation_answers_firehose_and_refuses_what_it_cannot_answer() {
+    let p = check(FIREHOSE).unwrap();
+    assert_eq!(p.output, Destination::Firehose);
+    assert_eq!(p.files.partition_by, ["day"]);
+    let refused = |text: String, key: &str, says: &str| {
+        let e = check(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    };
+    let out = "[output]\nformat = \"ndjson\"\n";
+    refused(
+        FIREHOSE.replace(out, "[output]\nformat = \"ndjson\"\nuri = \"s3://b/p/\"\n"),
+        "output.uri",
+        "Firehose delivers the rows to its own destination",
+    );
+    refused(
+        FIREHOSE.replace(
+            out,
+            "[output]\nformat = \"ndjson\"\ncompression = \"gzip\"\n",
+        ),
+        "output.compression",
+        "has no meaning for a Firehose transformation",
+    );
+    refused(
+        FIREHOSE.replace(out, "[output]\n"),
+        "output.format",
+        "set format = \"ndjson\"",
+    );
+    refused(
+        format!("{FIREHOSE}[rejects]\nuri = \"s3://b/rejects/\"\n"),
+        "rejects",
+        "ProcessingFailed",
+    );
+    refused(
+        FIREHOSE.replace(
+            "[output]",
+            "[[stage]]\ntype = \"aggregate\"\ngroup_by = [\"day\"]\nmeasures = { n = \"count(*)\" }\n\n[output]",
+        ),
+        "stage[2].type",
+        "Firehose answers each record with its own rows",
+    );
+    refused(
+        FIREHOSE.replace(
+            "[output]",
+            "[[stage]]\ntype = \"index\"\ntext = \"day\"\n\n[output]",
+        ),
+        "stage[2].type",
+        "an index is files",
+    );
+    refused(
+        FIREHOSE.replace(
+            "trigger = \"firehose\"\n",
+            "trigger = \"firehose\"\nkeys = [\"logs/**\"]\n",
+        ),
+        "input.keys",
+        "not S3 objects",
+    );
+    // Every other pipeline names where it writes.
+    let e = check(&GOOD.replace("uri = \"s3://out/clicks/\"\n", "")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("output"), "{e}");
+    assert!(e.to_string().contains("names no destination"), "{e}");
+}

@@ -89,7 +89,10 @@ pub(super) fn out_of_time(invocation: &trigger::Invocation, started: Instant) ->
             s.batch_item_failures.push(id.clone());
         }
     }
-    s.redeliver(&records, invocation.source.ordered());
+    // A Firehose batch is retried whole (its answer names no records to retry).
+    if invocation.source.kind != trigger::Kind::Firehose {
+        s.redeliver(&records, invocation.source.ordered());
+    }
     s.delivered = records.len() as u64;
     let mut per_item = invocation.source.per_item();
     if let Some(w) = &invocation.work.window {

@@ -9,6 +9,7 @@
 
 mod catalog;
 mod deadline;
+pub mod firehose;
 mod objects;
 pub mod outcome;
 mod records;
@@ -322,8 +323,38 @@ impl Handler {
             );
             return t.finish(started, self.stage_times());
         }
+        let firehose = self.plan.output == crate::config::Destination::Firehose;
+        if invocation.error.is_none()
+            && firehose != (invocation.source.kind == trigger::Kind::Firehose)
+        {
+            let why = if firehose {
+                format!(
+                    "this pipeline is a Firehose transformation ([input] trigger = \"firehose\"), \
+                     and the event is {}: only Firehose's data-transformation batches can be \
+                     answered with their rows",
+                    invocation.source
+                )
+            } else {
+                "a Firehose data-transformation batch is answered with its rows, record by record: \
+                 set [input] trigger = \"firehose\" (and leave out [output] uri) to transform it"
+                    .to_string()
+            };
+            t.fail(crate::error::ErrorClass::Permanent, why);
+            // Nothing of it is processed: the whole event fails, for its source to retry.
+            t.per_item = false;
+            return t.finish(started, self.stage_times());
+        }
         #[allow(unused_mut)]
         let (mut objects, mut records) = self.sort_items(invocation, &mut t);
+        if let Some(job) = &invocation.work.firehose {
+            t.s.delivered = records.len() as u64;
+            t.s.bytes_in = records
+                .iter()
+                .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
+                .sum();
+            self.run_firehose(job, &records, deadline, &mut t);
+            return t.finish(started, self.stage_times());
+        }
         t.s.bytes_in = objects.iter().filter_map(|o| o.size).sum::<u64>()
             + records
                 .iter()

@@ -53,6 +53,10 @@ pub struct Summary {
     /// append and the catalog's update, conflicts retried included), whenever it tried one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_ms: Option<f64>,
+    /// A Firehose transformation's answer: in the summary, how many records were answered `Ok`,
+    /// `Dropped` and `ProcessingFailed` (each failed one with its reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firehose: Option<super::firehose::Answer>,
     /// A Kinesis tumbling window's state, returned for the window's next invocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Map<String, Value>>,
@@ -105,6 +109,9 @@ impl Summary {
         use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
         if let Some(job) = &self.batch {
             return self.batch_response(job);
+        }
+        if let Some(answer) = &self.firehose {
+            return serde_json::to_value(answer.response()).unwrap_or(Value::Null);
         }
         if !sqs {
             return serde_json::to_value(self).unwrap_or(Value::Null);

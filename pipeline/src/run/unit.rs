@@ -297,8 +297,8 @@ pub(super) fn stage_clock(n: usize) -> Arc<Vec<AtomicU64>> {
 /// Rows on their way through the chain, and for each the index of the input row (of the batch
 /// that entered the chain) it came from, while that is known.
 pub(crate) struct Flow {
-    batch: RecordBatch,
-    from: Option<Vec<u32>>,
+    pub(super) batch: RecordBatch,
+    pub(super) from: Option<Vec<u32>>,
 }
 
 impl Flow {
@@ -363,7 +363,7 @@ fn trace(
 
 /// Push batches through `stages`; a row a stage refuses is added to `refused`, traced to the
 /// input line it was decoded from when `origins` tell (the flows' `from` index them).
-fn push_through(
+pub(super) fn push_through(
     stages: &mut [Box<dyn Stage>],
     clock: &[AtomicU64],
     flows: Vec<Flow>,

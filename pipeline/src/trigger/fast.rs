@@ -48,6 +48,7 @@ pub fn kinesis(body: &[u8]) -> Option<Invocation> {
             window: None,
             batch: None,
             fifo: None,
+            firehose: None,
             lines: Some(lines),
         },
         error: None,

@@ -208,6 +208,8 @@ pub struct Work {
     pub window: Option<TumblingWindow>,
     /// Set for an S3 Batch Operations invocation: what its answer must name.
     pub batch: Option<BatchJob>,
+    /// Set for a Firehose data-transformation batch: what its answer and its error output name.
+    pub firehose: Option<FirehoseJob>,
     /// Set for a batch from an SQS FIFO queue: each message's id and message group, in the
     /// batch's order (what fails keeps the order: see `[input] fifo`).
     pub fifo: Option<Vec<(String, String)>>,
@@ -248,6 +250,8 @@ pub enum Kind {
     CloudWatchLogs,
     /// A DynamoDB Streams batch (each record an item's change, in order).
     DynamoDb,
+    /// A Firehose data-transformation batch (each record answered with its transformed rows).
+    Firehose,
     /// Nothing Sluice understands.
     #[default]
     Unknown,
@@ -299,6 +303,7 @@ impl std::fmt::Display for Source {
             Kind::BatchOps => parts.push("batch-ops"),
             Kind::CloudWatchLogs => parts.push("cwlogs"),
             Kind::DynamoDb => parts.push("dynamodb"),
+            Kind::Firehose => parts.push("firehose"),
             Kind::Unknown => parts = vec!["unknown"],
         }
         if parts.is_empty() {
@@ -415,6 +420,92 @@ fn batch_ops(event: &Value, items: &mut Vec<Item>) -> Result<BatchJob, String> {
     Ok(job)
 }
 
+/// A Firehose data-transformation invocation: its records are [`Item::Record`]s (their id the
+/// `recordId`, every one answered once, in order), and this is what else the answer and
+/// Firehose's error output name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FirehoseJob {
+    /// `invocationId`.
+    pub invocation_id: String,
+    /// `deliveryStreamArn`.
+    pub delivery_stream_arn: String,
+    /// `sourceKinesisStreamArn`, when the delivery stream reads a Kinesis stream.
+    pub source_stream_arn: Option<String>,
+    /// Each record's arrival at Firehose (`approximateArrivalTimestamp`, milliseconds since the
+    /// epoch), in order, for its error output.
+    pub arrivals: Vec<i64>,
+}
+
+/// A Firehose data-transformation event, each record read into `aws_lambda_events`'
+/// [`KinesisFirehoseEventRecord`] on its own: a record that is not shaped as Firehose sends them
+/// (its data not base64, say) is that record's failure, not its neighbours'. The records' Kinesis
+/// metadata, when the delivery stream reads a stream, gives the shard and partition key; the
+/// record id stands where a sequence number does.
+fn firehose(event: &Value, items: &mut Vec<Item>) -> Result<FirehoseJob, String> {
+    use aws_lambda_events::event::firehose::{KinesisFirehoseEvent, KinesisFirehoseEventRecord};
+    let records = event
+        .get("records")
+        .and_then(Value::as_array)
+        .ok_or("a Firehose event without `records`")?;
+    // The envelope typed alone; the records one by one below.
+    let mut envelope = event.clone();
+    if let Some(o) = envelope.as_object_mut() {
+        o.insert("records".into(), Value::Array(Vec::new()));
+    }
+    let ev = KinesisFirehoseEvent::deserialize(&envelope)
+        .map_err(|e| format!("not a Firehose event as AWS sends it: {e}"))?;
+    let mut job = FirehoseJob {
+        invocation_id: ev.invocation_id.unwrap_or_default(),
+        delivery_stream_arn: ev.delivery_stream_arn.unwrap_or_default(),
+        source_stream_arn: ev.source_kinesis_stream_arn,
+        arrivals: Vec::with_capacity(records.len()),
+    };
+    let mut ids = KinesisIds::default();
+    let mut read = Vec::with_capacity(records.len());
+    for r in records {
+        // Every record must be answered by its id: one without is an event Firehose never sends.
+        let id = r
+            .get("recordId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or("a Firehose record without a `recordId`: it could not be answered")?;
+        let (shard, key, arrival, data) = match KinesisFirehoseEventRecord::deserialize(r) {
+            Ok(rec) => {
+                let meta = rec.kinesis_firehose_record_metadata.as_ref();
+                let shard = meta.and_then(|m| m.shard_id.as_deref()).unwrap_or("");
+                let key = meta.and_then(|m| m.partition_key.as_deref()).unwrap_or("");
+                let arrival = rec.approximate_arrival_timestamp.0.timestamp_millis();
+                (
+                    ids.push(shard),
+                    ids.push(key),
+                    arrival,
+                    Ok(bytes::Bytes::from(rec.data.0)),
+                )
+            }
+            Err(e) => (
+                ids.push(""),
+                ids.push(""),
+                r.get("approximateArrivalTimestamp")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                Err(format!("not a Firehose record as AWS sends it: {e}")),
+            ),
+        };
+        job.arrivals.push(arrival);
+        read.push(([ids.push(id), shard, key], arrival, data));
+    }
+    let all = ids.finish();
+    items.extend(read.into_iter().map(|(place, arrival, data)| {
+        Item::Record(StreamRecord::cut(
+            &all,
+            place,
+            Some(arrival as f64 / 1000.0),
+            data,
+        ))
+    }));
+    Ok(job)
+}
+
 /// A CloudWatch Logs subscription delivered to the function directly: `awslogs.data` is a base64
 /// gzip document of log events, which becomes one stream record — inflated under `[limits]` and
 /// read by the `cloudwatch-logs` format as a subscription's Kinesis record is (one row per log
@@ -510,6 +601,23 @@ pub fn parse(event: &Value) -> Invocation {
             Err(e) => Invocation {
                 source,
                 work,
+                error: Some(e),
+            },
+        };
+    }
+    if is_firehose(event) {
+        return match firehose(event, &mut work.items) {
+            Ok(job) => {
+                work.firehose = Some(job);
+                Invocation {
+                    source: Source::of(Kind::Firehose),
+                    work,
+                    error: None,
+                }
+            }
+            Err(e) => Invocation {
+                source: Source::of(Kind::Firehose),
+                work: Work::default(),
                 error: Some(e),
             },
         };
@@ -694,6 +802,13 @@ fn message(
         return Ok(Source::of(Kind::EventBridge));
     }
     Err("not an S3 notification: expected `Records`, an EventBridge event from aws.s3, or s3:TestEvent".into())
+}
+
+/// Whether an event is Firehose's data-transformation batch: `records` (lower case, which no
+/// other event Lambda receives names so) with a delivery stream or an invocation id.
+pub fn is_firehose(event: &Value) -> bool {
+    event.get("records").is_some_and(Value::is_array)
+        && (event.get("deliveryStreamArn").is_some() || event.get("invocationId").is_some())
 }
 
 /// Whether a message body is an S3 notification in one of the shapes [`parse`] reads (so an SQS

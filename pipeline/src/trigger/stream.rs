@@ -90,15 +90,19 @@ pub fn tag(
     cols: &[Column],
     origin: &Origin<'_>,
 ) -> Result<RecordBatch, Error> {
+    tag_each(batch, cols, |_| *origin)
+}
+
+/// `batch` with the `cols` appended, row `i`'s from `origin(i)` (rows of several records).
+pub fn tag_each<'a>(
+    batch: &RecordBatch,
+    cols: &[Column],
+    origin: impl Fn(usize) -> Origin<'a>,
+) -> Result<RecordBatch, Error> {
     let n = batch.num_rows();
     let schema = batch.schema();
     let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
-    let text = |v: Option<&str>| -> ArrayRef {
-        Arc::new(match v {
-            Some(v) => StringArray::from_iter_values(std::iter::repeat_n(v, n)),
-            None => StringArray::new_null(n),
-        })
-    };
+    let rows = || (0..n).map(&origin);
     for &c in cols {
         if schema.index_of(c.name()).is_ok() {
             return Err(Error::Data(format!(
@@ -107,14 +111,18 @@ pub fn tag(
             )));
         }
         let array: ArrayRef = match c {
-            Column::Shard => text(origin.shard),
-            Column::Sequence => text(Some(origin.sequence)),
-            Column::PartitionKey => text(origin.partition_key),
-            Column::Subsequence => Arc::new(Int64Array::from_value(origin.subsequence, n)),
-            Column::Arrival => {
-                let micros = origin.arrival.map(|s| (s * 1e6).round() as i64);
-                Arc::new(TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC"))
+            Column::Shard => Arc::new(rows().map(|o| o.shard).collect::<StringArray>()),
+            Column::Sequence => Arc::new(rows().map(|o| Some(o.sequence)).collect::<StringArray>()),
+            Column::PartitionKey => {
+                Arc::new(rows().map(|o| o.partition_key).collect::<StringArray>())
             }
+            Column::Subsequence => Arc::new(rows().map(|o| o.subsequence).collect::<Int64Array>()),
+            Column::Arrival => Arc::new(
+                rows()
+                    .map(|o| o.arrival.map(|s| (s * 1e6).round() as i64))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("UTC"),
+            ),
         };
         arrays.push(array);
     }

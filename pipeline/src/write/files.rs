@@ -538,6 +538,39 @@ pub(super) fn split(
     batch: &RecordBatch,
     columns: &[String],
 ) -> Result<(Vec<PartitionRows>, RecordBatch), Error> {
+    let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut path = String::new();
+    let data = partition_rows(batch, columns, |row, values| {
+        path.clear();
+        for (col, v) in columns.iter().zip(values) {
+            path.push_str(col);
+            path.push('=');
+            match v {
+                None => path.push_str(NULL_PARTITION),
+                Some(v) => partition_value(v, &mut path),
+            }
+            path.push('/');
+        }
+        match seen.get(&path) {
+            Some(&g) => groups[g].1.push(row as u32),
+            None => {
+                seen.insert(path.clone(), groups.len());
+                groups.push((path.clone(), vec![row as u32]));
+            }
+        }
+    })?;
+    Ok((groups, data))
+}
+
+/// Each row's values of the partition `columns` (`None` for a null), handed to `each(row,
+/// values)` in order, as they name partitions (-0.0 and 0.0 are one SQL value, so one partition,
+/// `0.0`; every NaN is `NaN`); returns the batch without the partition columns.
+pub(crate) fn partition_rows(
+    batch: &RecordBatch,
+    columns: &[String],
+    mut each: impl FnMut(usize, &[Option<String>]),
+) -> Result<RecordBatch, Error> {
     let schema = batch.schema();
     let mut idx = Vec::with_capacity(columns.len());
     for c in columns {
@@ -555,7 +588,6 @@ pub(super) fn split(
         idx.push(i);
     }
     let opts = arrow_cast::display::FormatOptions::default();
-    // -0.0 and 0.0 are one SQL value, so one folder (`x=0.0`); every NaN is `x=NaN`.
     let values: Vec<_> = idx
         .iter()
         .map(|&i| sluice_processors::expr::canonical_float_array(batch.column(i)))
@@ -565,36 +597,20 @@ pub(super) fn split(
         .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &opts))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
-    let mut groups: Vec<(String, Vec<u32>)> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut path = String::new();
+    let mut row_values: Vec<Option<String>> = vec![None; columns.len()];
     for row in 0..batch.num_rows() {
-        path.clear();
-        for (n, (col, fmt)) in columns.iter().zip(&formatters).enumerate() {
-            path.push_str(col);
-            path.push('=');
-            if batch.column(idx[n]).is_null(row) {
-                path.push_str(NULL_PARTITION);
-            } else {
-                partition_value(&fmt.value(row).to_string(), &mut path);
-            }
-            path.push('/');
+        for (n, fmt) in formatters.iter().enumerate() {
+            row_values[n] =
+                (!batch.column(idx[n]).is_null(row)).then(|| fmt.value(row).to_string());
         }
-        match seen.get(&path) {
-            Some(&g) => groups[g].1.push(row as u32),
-            None => {
-                seen.insert(path.clone(), groups.len());
-                groups.push((path.clone(), vec![row as u32]));
-            }
-        }
+        each(row, &row_values);
     }
     let keep: Vec<usize> = (0..schema.fields().len())
         .filter(|i| !idx.contains(i))
         .collect();
-    let data = batch
+    batch
         .project(&keep)
-        .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))?;
-    Ok((groups, data))
+        .map_err(|e| Error::Processor(sluice_processors::Error::arrow("partitioning", e)))
 }
 
 use arrow_array::Array;

@@ -27,13 +27,14 @@ use crate::Error;
 use crate::config::Destination;
 use crate::store::{FsStore, ObjectStore};
 
+pub(crate) use files::partition_rows;
 pub use files::{Outputs, RELIEF_FLOOR_BYTES};
 pub use names::*;
 pub use rejects::{REJECTS_EXT, Rejects};
 pub use staging::Staging;
 
 /// Resolve a destination to the store that holds it, its bucket and key prefix (`None` for a
-/// stream, which is not a store).
+/// stream or the answer to Firehose, which are not stores).
 pub fn resolve(
     dest: &Destination,
     object_store: &Arc<dyn ObjectStore>,
@@ -45,7 +46,7 @@ pub fn resolve(
         Destination::Dir(path) => {
             Some((Arc::new(FsStore::flat(path)), String::new(), String::new()))
         }
-        Destination::Kinesis { .. } => None,
+        Destination::Kinesis { .. } | Destination::Firehose => None,
     }
 }
 

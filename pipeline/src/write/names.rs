@@ -33,7 +33,7 @@ pub const MAX_PARTITION_VALUE_BYTES: usize = 128;
 /// A partition value as it appears in its folder name: Hive-escaped; the literal text of
 /// [`NULL_PARTITION`] escaped further (`%5F_HIVE_DEFAULT_PARTITION__`), so it never lands beside
 /// the nulls; cut with a digest past [`MAX_PARTITION_VALUE_BYTES`].
-pub(super) fn partition_value(v: &str, path: &mut String) {
+pub(crate) fn partition_value(v: &str, path: &mut String) {
     let escaped: String = if v == NULL_PARTITION {
         format!("%5F{}", &v[1..])
     } else {

@@ -29,6 +29,9 @@ impl Plan {
             keys,
             resize,
         } = input::check(&config, &cx)?;
+        if config.input.trigger == crate::config::Trigger::Firehose {
+            output::firehose(&config, &resize, &cx)?;
+        }
         let stages::Stages {
             stages,
             index,

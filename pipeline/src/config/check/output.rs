@@ -19,12 +19,26 @@ pub(super) fn check(
     cx: &Ctx<'_>,
 ) -> Result<(Destination, FileSpec), ConfigError> {
     let out = &config.output;
-    let output = Destination::parse(&out.uri).map_err(|m| {
-        cx.err(
-            &[Seg::Key("output"), Seg::Key("uri")],
-            format!("`{}` {m}", out.uri),
-        )
-    })?;
+    let output = if config.input.trigger == Trigger::Firehose {
+        // Checked by `firehose`, before the stages.
+        Destination::Firehose
+    } else if out.uri.is_empty()
+        && locate(cx.text, &[Seg::Key("output"), Seg::Key("uri")], true).is_none()
+    {
+        return Err(cx.err(
+            &[Seg::Key("output")],
+            "names no destination: add uri = \"s3://bucket/prefix/\" (or a local folder, or \
+             kinesis://stream); only a Firehose transformation ([input] trigger = \"firehose\") \
+             has none",
+        ));
+    } else {
+        Destination::parse(&out.uri).map_err(|m| {
+            cx.err(
+                &[Seg::Key("output"), Seg::Key("uri")],
+                format!("`{}` {m}", out.uri),
+            )
+        })?
+    };
     let kinesis = matches!(output, Destination::Kinesis { .. });
     if kinesis
         && config
@@ -217,6 +231,99 @@ pub(super) fn check(
         table,
     };
     Ok((output, files))
+}
+
+/// A Firehose transformation (`[input] trigger = "firehose"`): its rows go back to Firehose in
+/// the answer, one NDJSON document per record, partitioned by `partition_by` (the answer's
+/// `metadata.partitionKeys`). Every `[output]` setting about files, streams or tables, and every
+/// stage that does not keep each row's record (an aggregate, an index, renditions), is refused:
+/// Firehose answers record by record.
+pub(super) fn firehose(
+    config: &PipelineConfig,
+    resize: &Option<ResizeSpec>,
+    cx: &Ctx<'_>,
+) -> Result<(), ConfigError> {
+    let out = &config.output;
+    let at = |key: &'static str| [Seg::Key("output"), Seg::Key(key)];
+    let about = [
+        ("uri", "Firehose delivers the rows to its own destination"),
+        (
+            "compression",
+            "Firehose compresses what it delivers (its destination's compression setting)",
+        ),
+        (
+            "encryption",
+            "Firehose encrypts what it delivers (its destination's settings)",
+        ),
+        (
+            "kms_key_id",
+            "Firehose encrypts what it delivers (its destination's settings)",
+        ),
+        ("per", "each record is answered on its own"),
+        (
+            "partition_key",
+            "Firehose partitions by partition_by, the answer's partition keys",
+        ),
+        ("max_row_group_bytes", "no files are written"),
+        ("max_open_partitions", "no files are written"),
+    ];
+    for (key, why) in about {
+        if locate(cx.text, &at(key), true).is_some() {
+            return Err(cx.err(
+                &at(key),
+                format!("has no meaning for a Firehose transformation ({why}); remove it"),
+            ));
+        }
+    }
+    let input = |key: &'static str| [Seg::Key("input"), Seg::Key(key)];
+    for key in ["buckets", "keys", "on_missing", "fifo", "compression"] {
+        if locate(cx.text, &input(key), true).is_some() {
+            return Err(cx.err(
+                &input(key),
+                "has no meaning for a Firehose transformation (its records are not S3 objects or \
+                 SQS messages; a gzip record is inflated whatever this says); remove it",
+            ));
+        }
+    }
+    if out.format != OutputFormat::Ndjson {
+        return Err(cx.err(
+            &at("format"),
+            "a Firehose transformation answers each record with its rows as NDJSON: set format = \
+             \"ndjson\" (Firehose's record format conversion can write Parquet from it)",
+        ));
+    }
+    if config.rejects.is_some() {
+        return Err(cx.err(
+            &[Seg::Key("rejects")],
+            "a Firehose transformation answers a record it cannot transform ProcessingFailed, and \
+             Firehose writes it to its error output (the processing-failed/ prefix of its S3 \
+             bucket), its reason logged: remove [rejects]",
+        ));
+    }
+    if resize.is_some() || config.input.format == "image" {
+        return Err(cx.err(
+            &[Seg::Key("input"), Seg::Key("format")],
+            "renditions are files, and a Firehose transformation answers records: resize images \
+             from S3 notifications",
+        ));
+    }
+    for (i, st) in config.stages.iter().enumerate() {
+        let why = match st {
+            StageConfig::Filter { .. } | StageConfig::Select { .. } => continue,
+            StageConfig::Aggregate { .. } => {
+                "an aggregate's rows come from many records, and Firehose answers each record \
+                 with its own rows; aggregate what Firehose delivers (or read the stream itself)"
+            }
+            StageConfig::Index { .. } => {
+                "an index is files beside an output; a Firehose transformation answers records"
+            }
+            StageConfig::Resize(_) => {
+                "renditions are files; a Firehose transformation answers records"
+            }
+        };
+        return Err(cx.err(&[Seg::Key("stage"), Seg::Index(i), Seg::Key("type")], why));
+    }
+    Ok(())
 }
 
 /// `format = "iceberg"` and its settings (`table`, `catalog`, `partition`, `target_file_bytes`),

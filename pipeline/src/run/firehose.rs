@@ -10,17 +10,14 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use serde::Serialize;
-use sluice_processors::decode::{Decoded, Decoder, Origins};
-use sluice_processors::sniff::GZIP_MAGIC;
+use sluice_processors::decode::Origins;
 use tracing::{info, warn};
 
 use super::Handler;
 use super::outcome::Tally;
-use super::records::JOIN_BYTES;
+use super::records::RecordRows;
 use super::unit::{Chain, Flow, push_through};
 use crate::Error;
-use crate::config::InputSpec;
-use crate::read::decompress::{MAX_RECORD_INFLATED, inflate};
 use crate::trigger::{FirehoseJob, StreamRecord};
 
 /// Lambda's limit on a synchronous invocation's response, which Firehose's is: 6 MB.
@@ -168,149 +165,6 @@ impl Ledger {
     }
 }
 
-/// Records' payloads decoded together, each row and each reject knowing the record it came
-/// from. Line formats share one decoder, fed a large block at a time (each payload ended by a
-/// line break), and a row's record is found from the input line its decoder says it came from;
-/// document formats decode each payload on its own.
-struct RecordRows {
-    shared: Option<Box<dyn Decoder>>,
-    block: Vec<u8>,
-    /// The first line (1-based, as the shared decoder numbers them) of each record given to it,
-    /// and the record.
-    starts: Vec<(u64, u32)>,
-    next_line: u64,
-    inflated: Vec<u8>,
-    decoded: Decoded,
-    /// Decoded rows, each batch with each row's record.
-    rows: Vec<(RecordBatch, Vec<u32>)>,
-    /// Records that could not be read, and why.
-    rejects: Vec<(u32, String)>,
-}
-
-impl RecordRows {
-    fn new(handler: &Handler) -> Result<Self, Error> {
-        let line_format = matches!(
-            handler.plan.input,
-            InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
-        );
-        let shared = if line_format {
-            let mut d = handler.plan.decoder("")?;
-            d.keep_origins(true);
-            Some(d)
-        } else {
-            None
-        };
-        Ok(RecordRows {
-            shared,
-            block: Vec::new(),
-            starts: Vec::new(),
-            next_line: 1,
-            inflated: Vec::new(),
-            decoded: Decoded::default(),
-            rows: Vec::new(),
-            rejects: Vec::new(),
-        })
-    }
-
-    /// Record `record`'s payload (gzip inflated first).
-    fn add(&mut self, handler: &Handler, record: u32, data: &[u8]) -> Result<(), Error> {
-        let mut inflated = std::mem::take(&mut self.inflated);
-        let payload: &[u8] = if data.starts_with(&GZIP_MAGIC) {
-            if let Err(reason) = inflate(data, &mut inflated, MAX_RECORD_INFLATED) {
-                self.rejects.push((record, reason));
-                self.inflated = inflated;
-                return Ok(());
-            }
-            &inflated
-        } else {
-            data
-        };
-        if self.shared.is_some() {
-            let lines = memchr::memchr_iter(b'\n', payload).count() as u64
-                + u64::from(!payload.ends_with(b"\n"));
-            self.starts.push((self.next_line, record));
-            self.next_line += lines;
-            self.block.extend_from_slice(payload);
-            if !payload.ends_with(b"\n") {
-                self.block.push(b'\n');
-            }
-            if self.block.len() >= JOIN_BYTES {
-                self.flush()?;
-            }
-        } else {
-            let mut d = handler.plan.decoder("")?;
-            let mut doc = Decoded::default();
-            match d
-                .decode(payload, &mut doc)
-                .and_then(|()| d.finish(&mut doc))
-            {
-                Err(e) => self.rejects.push((record, e.to_string())),
-                Ok(()) => {
-                    for r in doc.rejects.drain(..) {
-                        self.rejects.push((record, r.reason));
-                    }
-                    for (b, _) in doc.take_batches() {
-                        let n = b.num_rows();
-                        self.rows.push((b, vec![record; n]));
-                    }
-                }
-            }
-        }
-        // The buffer is kept for the next record's payload.
-        self.inflated = inflated;
-        Ok(())
-    }
-
-    /// Decode the block gathered so far.
-    fn flush(&mut self) -> Result<(), Error> {
-        if let Some(d) = self.shared.as_mut()
-            && !self.block.is_empty()
-        {
-            d.decode(&self.block, &mut self.decoded)?;
-            self.block.clear();
-        }
-        self.take()
-    }
-
-    /// The end: whatever the decoder still holds.
-    fn finish(&mut self) -> Result<(), Error> {
-        self.flush()?;
-        if let Some(d) = self.shared.as_mut() {
-            d.finish(&mut self.decoded)?;
-        }
-        self.take()
-    }
-
-    /// The record whose payload holds line `line` of the shared decoder's input.
-    fn record_at(&self, line: u64) -> u32 {
-        let i = self.starts.partition_point(|&(s, _)| s <= line);
-        self.starts[i.saturating_sub(1)].1
-    }
-
-    /// What the shared decoder gave, each row and reject with its record.
-    fn take(&mut self) -> Result<(), Error> {
-        let rejects = std::mem::take(&mut self.decoded.rejects);
-        for r in rejects {
-            let record = self.record_at(r.position);
-            self.rejects.push((record, r.reason));
-        }
-        for (b, origins) in self.decoded.take_batches() {
-            let records = match origins.filter(|o| o.len() == b.num_rows()) {
-                Some(o) => (0..o.len())
-                    .map(|i| o.get(i).map_or(0, |(line, _)| self.record_at(line)))
-                    .collect(),
-                None => {
-                    return Err(Error::Internal(
-                        "the decoder did not say which input line each row came from".into(),
-                    ));
-                }
-            };
-            self.rows.push((b, records));
-        }
-        Ok(())
-    }
-}
-
 impl Handler {
     /// A Firehose batch: every record transformed and answered (see the module's doc). Only a
     /// failure of the pipeline itself (not of a record) fails the invocation, which Firehose
@@ -400,7 +254,9 @@ impl Handler {
         ledger: &mut Ledger,
         t: &mut Tally,
     ) -> Result<(), Error> {
-        for (r, why) in rows.rejects.drain(..) {
+        let failed = rows.failed.drain(..);
+        let refused = rows.rejects.drain(..).map(|(r, j)| (r, j.reason));
+        for (r, why) in failed.chain(refused) {
             t.s.records_in += 1;
             t.s.rejected += 1;
             ledger.fail(
@@ -409,7 +265,7 @@ impl Handler {
             );
         }
         let cols = self.plan.stream_columns();
-        for (b, recs) in std::mem::take(&mut rows.rows) {
+        for (b, recs, _) in std::mem::take(&mut rows.rows) {
             t.s.records_in += b.num_rows() as u64;
             let b = if cols.is_empty() {
                 b
@@ -929,7 +785,7 @@ partition_by = ["day"]
             std::thread::sleep(std::time::Duration::from_millis(400));
             Ok(())
         }));
-        let pad = "x".repeat(JOIN_BYTES);
+        let pad = "x".repeat(super::super::records::JOIN_BYTES);
         let payloads: Vec<Vec<u8>> = (0..3)
             .map(|i| format!("{{\"a\":{i},\"pad\":\"{pad}\"}}").into_bytes())
             .collect();

@@ -127,7 +127,8 @@ impl Handler {
     /// and push it through the chain. Line formats share one decoder with a line break between
     /// records; document formats (json, cloudtrail, cloudwatch-logs, text) decode each record as
     /// a document of its own, and a record that is not a good document is one reject (its rows, if
-    /// any were decoded, are dropped with it), so bad data never blocks the shard.
+    /// any were decoded, are dropped with it), so bad data never blocks the shard. With stream
+    /// columns, each row is tagged with the record (and KPL user record) it came from.
     pub(super) async fn run_records(
         &self,
         Batch { recs, lines }: Batch<'_>,
@@ -138,16 +139,18 @@ impl Handler {
             self.plan.input,
             InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
         );
-        let mut shared = if line_format {
-            Some(self.decoder("")?)
+        let cols = self.plan.stream_columns();
+        // Plain line records are decoded in place, a large block at a time; everything else
+        // through `RecordRows`, which knows each row's record.
+        let (mut shared, mut rows) = if line_format && cols.is_empty() {
+            (Some(self.decoder("")?), None)
         } else {
-            None
+            (None, Some(RecordRows::new(self)?))
         };
         let mut decoded = Decoded::default();
         let mut inflated = Vec::new();
-        // With stream columns, each payload's rows are flushed and tagged with where they came
-        // from, then gathered back into full batches so the stages never see tiny ones.
-        let cols = self.plan.stream_columns();
+        // Each payload given to `rows`: its record, subsequence and partition key.
+        let mut units: Vec<(usize, i64, &str)> = Vec::new();
         let batch_rows = self.plan.limits.batch_rows.max(1);
         let mut tagged: Vec<(RecordBatch, Option<Origins>)> = Vec::new();
         let mut pending = Pending::default();
@@ -196,6 +199,16 @@ impl Handler {
                 }
             };
             for &(subsequence, partition_key, payload) in payloads {
+                if let Some(rr) = rows.as_mut() {
+                    let at = units.len() as u32;
+                    units.push((n, subsequence, partition_key));
+                    rr.add(self, at, payload)?;
+                    for (_, why) in rr.failed.drain(..) {
+                        decoded.rejects.push(reject(&why, payload));
+                    }
+                    continue;
+                }
+                let Some(d) = shared.as_mut() else { continue };
                 let payload = if payload.starts_with(&GZIP_MAGIC) {
                     match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
                         Ok(()) => inflated.as_slice(),
@@ -207,48 +220,12 @@ impl Handler {
                 } else {
                     payload
                 };
-                let mut doc = Decoded::default();
-                match shared.as_mut() {
-                    Some(d) if cols.is_empty() => {
-                        // Records' lines are gathered and decoded a large block at a time: one
-                        // decoder call per record would cost more than the records themselves.
-                        pending.add(d.as_mut(), lines, payload, &mut decoded)?;
-                    }
-                    Some(d) => {
-                        d.decode(payload, &mut doc)?;
-                        if !payload.ends_with(b"\n") {
-                            d.decode(b"\n", &mut doc)?;
-                        }
-                        d.flush(&mut doc)?;
-                    }
-                    None => {
-                        let mut d = self.decoder("")?;
-                        if let Err(e) = d
-                            .decode(payload, &mut doc)
-                            .and_then(|()| d.finish(&mut doc))
-                        {
-                            doc = Decoded::default();
-                            decoded.rejects.push(reject(&e.to_string(), payload));
-                        }
-                    }
-                }
-                if cols.is_empty() {
-                    decoded.append(&mut doc);
-                    continue;
-                }
-                decoded.rejects.append(&mut doc.rejects);
-                let origin = crate::stream::Origin {
-                    shard: Some(rec.shard()).filter(|s| !s.is_empty()),
-                    sequence: rec.id(),
-                    subsequence,
-                    partition_key: Some(partition_key).filter(|k| !k.is_empty()),
-                    arrival: rec.arrival,
-                };
-                for (b, o) in doc.take_batches() {
-                    if b.num_rows() > 0 {
-                        tagged.push((crate::stream::tag(&b, cols, &origin)?, o));
-                    }
-                }
+                // Records' lines are gathered and decoded a large block at a time: one decoder
+                // call per record would cost more than the records themselves.
+                pending.add(d.as_mut(), lines, payload, &mut decoded)?;
+            }
+            if let Some(rr) = rows.as_mut() {
+                self.tag_rows(rr, recs, &units, &mut tagged, &mut decoded)?;
                 if tagged.iter().map(|(b, _)| b.num_rows()).sum::<usize>() >= batch_rows {
                     let (b, o) = gather(&mut tagged)?;
                     decoded.emit(b, o);
@@ -261,15 +238,203 @@ impl Handler {
             }
         }
         if let Some(d) = shared.as_mut() {
-            // With stream columns every row was flushed at its record's end; nothing is left.
             pending.flush(d.as_mut(), lines, &mut decoded)?;
             d.finish(&mut decoded)?;
+        }
+        if let Some(rr) = rows.as_mut() {
+            rr.finish()?;
+            self.tag_rows(rr, recs, &units, &mut tagged, &mut decoded)?;
         }
         if !tagged.is_empty() {
             let (b, o) = gather(&mut tagged)?;
             decoded.emit(b, o);
         }
         unit.push(&mut decoded).await
+    }
+
+    /// The rows `rr` decoded so far, tagged with the stream columns of their units (`units`: the
+    /// record, subsequence and partition key of each) and gathered into `tagged`; its rejects
+    /// into `decoded`.
+    fn tag_rows(
+        &self,
+        rr: &mut RecordRows,
+        recs: &[&StreamRecord],
+        units: &[(usize, i64, &str)],
+        tagged: &mut Vec<(RecordBatch, Option<Origins>)>,
+        decoded: &mut Decoded,
+    ) -> Result<(), Error> {
+        decoded.rejects.extend(rr.rejects.drain(..).map(|(_, r)| r));
+        let cols = self.plan.stream_columns();
+        for (b, of, o) in rr.rows.drain(..) {
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let b = if cols.is_empty() {
+                b
+            } else {
+                crate::stream::tag_each(&b, cols, |row| {
+                    let (n, subsequence, partition_key) =
+                        units.get(of[row] as usize).copied().unwrap_or((0, 0, ""));
+                    let rec = recs[n];
+                    crate::stream::Origin {
+                        shard: Some(rec.shard()).filter(|s| !s.is_empty()),
+                        sequence: rec.id(),
+                        subsequence,
+                        partition_key: Some(partition_key).filter(|k| !k.is_empty()),
+                        arrival: rec.arrival,
+                    }
+                })?
+            };
+            tagged.push((b, o));
+        }
+        Ok(())
+    }
+}
+
+/// Stream records' payloads decoded together, each row and each reject knowing the payload (a
+/// "unit": a record, or a KPL user record of one) it came from. Line formats share one decoder,
+/// fed a large block at a time (each payload ended by a line break), so a schema is inferred
+/// over the batch as for an object, and a row's unit is found from the input line its decoder
+/// says it came from; document formats decode each payload on its own. Gzip payloads are
+/// inflated (at most [`MAX_RECORD_INFLATED`]).
+pub(super) struct RecordRows {
+    shared: Option<Box<dyn Decoder>>,
+    block: Vec<u8>,
+    /// The first line (1-based, as the shared decoder numbers them) of each unit given to it,
+    /// and the unit.
+    starts: Vec<(u64, u32)>,
+    next_line: u64,
+    inflated: Vec<u8>,
+    decoded: Decoded,
+    /// Decoded rows: each batch with each row's unit, and the input line each row came from.
+    pub(super) rows: Vec<(RecordBatch, Vec<u32>, Option<Origins>)>,
+    /// Lines the decoders refused, with their units.
+    pub(super) rejects: Vec<(u32, sluice_processors::Reject)>,
+    /// Units that could not be read at all (not gzip, not a document), and why.
+    pub(super) failed: Vec<(u32, String)>,
+}
+
+impl RecordRows {
+    /// Rows of `handler`'s input format.
+    pub(super) fn new(handler: &Handler) -> Result<Self, Error> {
+        let line_format = matches!(
+            handler.plan.input,
+            InputSpec::Ndjson | InputSpec::Log(_) | InputSpec::Csv(_)
+        );
+        let shared = if line_format {
+            let mut d = handler.plan.decoder("")?;
+            d.keep_origins(true);
+            Some(d)
+        } else {
+            None
+        };
+        Ok(RecordRows {
+            shared,
+            block: Vec::new(),
+            starts: Vec::new(),
+            next_line: 1,
+            inflated: Vec::new(),
+            decoded: Decoded::default(),
+            rows: Vec::new(),
+            rejects: Vec::new(),
+            failed: Vec::new(),
+        })
+    }
+
+    /// Unit `unit`'s payload (gzip inflated first).
+    pub(super) fn add(&mut self, handler: &Handler, unit: u32, data: &[u8]) -> Result<(), Error> {
+        let mut inflated = std::mem::take(&mut self.inflated);
+        let payload: &[u8] = if data.starts_with(&GZIP_MAGIC) {
+            if let Err(reason) = inflate(data, &mut inflated, MAX_RECORD_INFLATED) {
+                self.failed.push((unit, reason));
+                self.inflated = inflated;
+                return Ok(());
+            }
+            &inflated
+        } else {
+            data
+        };
+        if self.shared.is_some() {
+            let lines = memchr::memchr_iter(b'\n', payload).count() as u64
+                + u64::from(!payload.ends_with(b"\n"));
+            self.starts.push((self.next_line, unit));
+            self.next_line += lines;
+            self.block.extend_from_slice(payload);
+            if !payload.ends_with(b"\n") {
+                self.block.push(b'\n');
+            }
+            if self.block.len() >= JOIN_BYTES {
+                self.flush()?;
+            }
+        } else {
+            let mut d = handler.decoder("")?;
+            let mut doc = Decoded::default();
+            match d
+                .decode(payload, &mut doc)
+                .and_then(|()| d.finish(&mut doc))
+            {
+                Err(e) => self.failed.push((unit, e.to_string())),
+                Ok(()) => {
+                    for r in doc.rejects.drain(..) {
+                        self.rejects.push((unit, r));
+                    }
+                    for (b, o) in doc.take_batches() {
+                        let n = b.num_rows();
+                        self.rows.push((b, vec![unit; n], o));
+                    }
+                }
+            }
+        }
+        // The buffer is kept for the next payload.
+        self.inflated = inflated;
+        Ok(())
+    }
+
+    /// Decode the block gathered so far.
+    pub(super) fn flush(&mut self) -> Result<(), Error> {
+        if let Some(d) = self.shared.as_mut()
+            && !self.block.is_empty()
+        {
+            d.decode(&self.block, &mut self.decoded)?;
+            self.block.clear();
+        }
+        self.take()
+    }
+
+    /// The end: whatever the decoder still holds.
+    pub(super) fn finish(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        if let Some(d) = self.shared.as_mut() {
+            d.finish(&mut self.decoded)?;
+        }
+        self.take()
+    }
+
+    /// The unit whose payload holds line `line` of the shared decoder's input.
+    fn unit_at(&self, line: u64) -> u32 {
+        let i = self.starts.partition_point(|&(s, _)| s <= line);
+        self.starts.get(i.wrapping_sub(1)).map_or(0, |&(_, u)| u)
+    }
+
+    /// What the shared decoder gave, each row and reject with its unit.
+    fn take(&mut self) -> Result<(), Error> {
+        let rejects = std::mem::take(&mut self.decoded.rejects);
+        for r in rejects {
+            let unit = self.unit_at(r.position);
+            self.rejects.push((unit, r));
+        }
+        for (b, origins) in self.decoded.take_batches() {
+            let Some(o) = origins.filter(|o| o.len() == b.num_rows()) else {
+                return Err(Error::Internal(
+                    "the decoder did not say which input line each row came from".into(),
+                ));
+            };
+            let units = (0..o.len())
+                .map(|i| o.get(i).map_or(0, |(line, _)| self.unit_at(line)))
+                .collect();
+            self.rows.push((b, units, Some(o)));
+        }
+        Ok(())
     }
 }
 

@@ -951,3 +951,30 @@ async fn dynamodb_stream_records_are_rows_of_their_images() {
     assert!(s.error.unwrap().contains("format = \"ndjson\""));
     assert_eq!(s.batch_item_failures, ["111000000000000000000"]);
 }
+
+#[tokio::test]
+async fn with_stream_columns_the_schema_is_still_inferred_over_the_batch() {
+    // One line per record and no declared schema: a field the first record lacks is still a
+    // column (before, with stream columns, the schema came from the first record alone and
+    // later fields were dropped).
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let ev = crate::event::kinesis_event(
+        "s",
+        &[
+            ("k1".to_string(), br#"{"a":1}"#.to_vec()),
+            ("k2".to_string(), br#"{"a":2,"b":"x"}"#.to_vec()),
+        ],
+    );
+    let cfg = "name = \"t\"\n[input]\nformat = \"ndjson\"\n[[stage]]\ntype = \"filter\"\nwhere = \"_partition_key <> 'skip'\"\n[output]\nuri = \"s3://o/p/\"\nformat = \"ndjson\"\n";
+    let (s, _) = Handler::new(plan(cfg), store.clone(), store)
+        .handle(&ev)
+        .await
+        .into_parts();
+    assert_eq!(s.error, None);
+    let got = std::fs::read_to_string(&s.outputs[0]).unwrap();
+    assert_eq!(
+        got,
+        "{\"a\":1,\"_partition_key\":\"k1\"}\n{\"a\":2,\"b\":\"x\",\"_partition_key\":\"k2\"}\n"
+    );
+}

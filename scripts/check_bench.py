@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """`sluice bench` end to end: the bundled example benchmarked with --json and --html; the report's
-figures checked against each other and against the cost model worked out here independently; the
+figures checked against each other and against the cost model worked out here independently (the
+rest of the bill, too: S3, KMS, Kinesis, catalog and CloudWatch Logs, priced here from the requests
+the report counted, and those counts checked against what the example does); the
 HTML page opened in headless Chromium (Debian's `chromium`), with no network, and its screenshot
 checked for the chart's two lines.
 
@@ -21,6 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARM64_GB_S = 0.0000133334
 X86_GB_S = 0.0000166667
 REQUEST = 0.20 / 1e6
+# The rest of the bill, US East standard tiers, from the services' pricing pages.
+S3_PUT_LIST = 0.005 / 1000
+S3_GET_OTHER = 0.0004 / 1000
+KMS = 0.03 / 10000
+KINESIS_PUT_UNIT = 0.014 / 1e6
+GLUE = 1.0 / 1e6
+LOGS_PER_GIB = 0.50
 # The objects the example's event names under its keys, as the notifications give their sizes.
 EVENT_BYTES = sum(
     r["s3"]["object"]["size"]
@@ -101,6 +110,41 @@ def check_report(r, arch, sizes):
         fail("the fastest is not the fastest")
     if "Estimated, not measured on Lambda" not in r["method"]:
         fail("the method is not stated")
+    check_bill(r)
+
+
+def check_bill(r):
+    """The rest of the bill: the requests counted are the example's (each invocation reads its 3
+    objects and writes 4 files: 3 Parquet outputs and a rejects file, each one PutObject), and
+    their price, worked out here from the counts, is the report's."""
+    b, n = r["bill"], r["invocations"]
+    q = b["requests"]
+    s3 = q["s3"]
+    if (s3["get"], s3["head"], s3["list"], s3["put"], s3["multipart"]) != (3 * n, 0, 0, 4 * n, 0):
+        fail(f"S3 requests counted {s3}")
+    if q["kms"] != 0 or q["kinesis_records"] != 0 or q["catalog"] != 0:
+        fail(f"requests the example never makes were counted: {q}")
+    # Lambda's START, END and REPORT, the metrics line, and the handler's own lines.
+    if q["log_lines"] < 5 * n or q["log_bytes"] < 250 * n:
+        fail(f"log lines {q['log_lines']}, {q['log_bytes']} bytes")
+    cost = {
+        "s3": ((s3["put"] + s3["multipart"] + s3["list"]) * S3_PUT_LIST + (s3["get"] + s3["head"]) * S3_GET_OTHER),
+        "kms": q["kms"] * KMS,
+        "kinesis": q["kinesis_put_units"] * KINESIS_PUT_UNIT,
+        "catalog": q["catalog"] * GLUE if b["catalog"] == "glue" else 0.0,
+        "logs": q["log_bytes"] / 2**30 * LOGS_PER_GIB,
+    }
+    cost["total"] = sum(cost.values())
+    for k, v in cost.items():
+        if not near(b["usd_per_invocation"][k], v / n):
+            fail(f"{k}: ${b['usd_per_invocation'][k]} per invocation, expected ${v / n}")
+        if not near(b["usd_per_million_records"][k], v / (155 * n) * 1e6):
+            fail(f"{k}: per million records")
+    for e in r["estimates"]:
+        if not near(e["total_usd_per_invocation"], e["usd_per_invocation"] + cost["total"] / n):
+            fail(f"{e['memory_mb']} MB: all told ${e['total_usd_per_invocation']}")
+        if not near(e["total_usd_per_million_records"], e["usd_per_million_records"] + cost["total"] / (155 * n) * 1e6):
+            fail(f"{e['memory_mb']} MB: all told per million records")
 
 
 def find_chromium(arg):
@@ -163,12 +207,16 @@ def main():
         for bad in ("<script", "src=", "<link", "@import", "url("):
             if bad in page:
                 fail(f"the page refers to something outside it: {bad}")
+        if 'id="bill"' not in page or "CloudWatch Logs" not in page:
+            fail("the page has no table of the rest of the bill")
         if chromium is None:
             fail("no chromium to render the page with (Debian: apt-get install chromium)")
         cost, duration = render(chromium, html, work)
+        share = r["bill"]["usd_per_invocation"]["total"] / r["estimates"][-1]["total_usd_per_invocation"]
         print(f"check_bench: ok: {len(r['estimates'])} sizes priced for arm64 and 2 for x86_64 as the "
-              f"model says; page rendered by {os.path.basename(chromium)} ({cost} cost, {duration} "
-              f"duration pixels)")
+              f"model says; the rest of the bill priced from its counted requests as worked out here "
+              f"({share:.0%} of the example's bill at 10 240 MB is not Lambda's); page rendered by "
+              f"{os.path.basename(chromium)} ({cost} cost, {duration} duration pixels)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

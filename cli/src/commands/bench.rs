@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sluice_pipeline::store::{FsStore, ObjectStore};
+use sluice_pipeline::store::{CountingStore, FsStore, ObjectStore};
 use sluice_pipeline::{Pipeline, bench, replay};
 
 use super::*;
@@ -84,9 +84,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
     let scratch = tempfile::tempdir().context("a scratch folder for the outputs")?;
-    let input: Arc<dyn ObjectStore> = Arc::new(FsStore::new(&store));
-    let output: Arc<dyn ObjectStore> = Arc::new(FsStore::new(scratch.path()));
-    let handler = pipeline.handler(input, output);
+    // The stores and the Kinesis client count what the handler asks of S3 and Kinesis, and the
+    // log lines it writes are counted as the Lambda would write them: the rest of the bill.
+    let meter = bench::Meter {
+        input: CountingStore::new(Arc::new(FsStore::new(&store))),
+        output: CountingStore::new(Arc::new(FsStore::new(scratch.path()))),
+        putter: Arc::new(bench::CountingPutter::default()),
+        logs: bench::count_logs(),
+    };
+    let input: Arc<dyn ObjectStore> = Arc::new(meter.input.clone());
+    let output: Arc<dyn ObjectStore> = Arc::new(meter.output.clone());
+    let handler = pipeline
+        .handler(input, output)
+        .with_record_putter(meter.putter.clone());
 
     // Cold starts first, while the machine is quiet: fresh processes of this same binary.
     let mut init = Vec::new();
@@ -107,6 +117,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
     let samples = bench::measure(
         &handler,
+        Some(&meter),
         &events,
         a.warmup,
         a.iterations,
@@ -137,6 +148,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<u8> {
         &init,
         &memory,
         arch,
+        bench::Catalog::of(pipeline.plan()),
     );
     if a.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -23,6 +23,12 @@ pub struct Estimate {
     pub usd_per_million_records: Option<f64>,
     /// Dollars per GB taken in (when bytes were taken in).
     pub usd_per_gb_in: Option<f64>,
+    /// Dollars per invocation all told: Lambda and the rest of the bill ([`Bill`]).
+    pub total_usd_per_invocation: f64,
+    /// Dollars per million records read, all told.
+    pub total_usd_per_million_records: Option<f64>,
+    /// Dollars per GB taken in, all told.
+    pub total_usd_per_gb_in: Option<f64>,
     /// Whether the measured peak memory fits in this size.
     pub fits: bool,
     /// The cheapest size that fits.
@@ -81,6 +87,9 @@ pub fn estimate(
                 usd_per_invocation: usd,
                 usd_per_million_records: (records > 0.0).then(|| usd / records * 1e6),
                 usd_per_gb_in: (bytes > 0.0).then(|| usd / bytes * 1e9),
+                total_usd_per_invocation: usd,
+                total_usd_per_million_records: (records > 0.0).then(|| usd / records * 1e6),
+                total_usd_per_gb_in: (bytes > 0.0).then(|| usd / bytes * 1e9),
                 fits: peak.is_none_or(|p| p <= u64::from(mb) * 1024 * 1024),
                 cheapest: false,
                 fastest: false,

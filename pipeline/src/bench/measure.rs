@@ -32,6 +32,8 @@ pub struct Sample {
     pub peak_rss: Option<u64>,
     /// The event failed (counted, and reported).
     pub error: Option<String>,
+    /// What it asked of AWS besides Lambda (see [`Meter`]).
+    pub requests: Requests,
 }
 
 /// The CPU time this process has used, all threads, in ms: the sum of each thread's
@@ -102,10 +104,11 @@ fn take_outputs(dir: &Path) -> u64 {
 }
 
 /// Run every event through `handler`, `warmup` rounds unmeasured then `iterations` measured,
-/// outputs written under `scratch` (emptied after each invocation). `progress(done, total)` is
-/// called after each invocation.
+/// outputs written under `scratch` (emptied after each invocation), each invocation's requests
+/// counted by `meter` when given. `progress(done, total)` is called after each invocation.
 pub async fn measure(
     handler: &Handler,
+    meter: Option<&Meter>,
     events: &[(String, Vec<u8>)],
     warmup: usize,
     iterations: usize,
@@ -130,6 +133,7 @@ pub async fn measure(
                 _ => wall_ms,
             };
             let peak = if can_reset { peak_rss() } else { None };
+            let requests = meter.map_or_else(Requests::default, |m| m.take(&s, handler.plan()));
             let bytes_out = take_outputs(scratch);
             done += 1;
             progress(done, total);
@@ -147,6 +151,7 @@ pub async fn measure(
                 bytes_out,
                 peak_rss: peak,
                 error: s.error.clone(),
+                requests,
             });
         }
     }

@@ -18,9 +18,11 @@
 //! - Billed duration is rounded up to the millisecond; the price is GB-seconds at the
 //!   architecture's rate plus the request charge ([`prices`]).
 //!
-//! `measure` runs and samples the handler, `estimate` prices each memory size, `report`
-//! prints the table, the JSON and the HTML chart.
+//! `measure` runs and samples the handler, `estimate` prices each memory size, `bill` counts
+//! and prices the rest (S3, KMS, Kinesis, the catalog, CloudWatch Logs), `report` prints the
+//! table, the JSON and the HTML chart.
 
+mod bill;
 mod estimate;
 mod measure;
 mod report;
@@ -31,6 +33,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use bill::*;
 pub use estimate::*;
 pub use measure::*;
 pub use report::*;

@@ -59,8 +59,11 @@ pub struct Report {
     pub usd_per_request: f64,
     /// How the estimate is made, in a sentence a reader can check.
     pub method: &'static str,
-    /// Per memory size.
+    /// Per memory size (their `total_*` figures include the rest of the bill).
     pub estimates: Vec<Estimate>,
+    /// The rest of the bill: S3, KMS, Kinesis, the catalog and CloudWatch Logs, counted and
+    /// priced.
+    pub bill: Bill,
     /// The first failure, if any.
     pub first_error: Option<String>,
 }
@@ -85,6 +88,7 @@ impl Report {
         init: &[f64],
         memory_mb: &[u32],
         arch: Arch,
+        catalog: Catalog,
     ) -> Self {
         let n = samples.len().max(1) as f64;
         let wall: Vec<f64> = samples.iter().map(|s| s.wall_ms).collect();
@@ -100,6 +104,20 @@ impl Report {
             .max()
             .or_else(peak_rss);
         let per_s = |x: f64, secs: f64| if secs > 0.0 { x / secs } else { 0.0 };
+        let bill = Bill::new(samples, catalog);
+        let mut estimates = estimate(samples, memory_mb, arch, peak);
+        for e in &mut estimates {
+            e.total_usd_per_invocation += bill.usd_per_invocation.total;
+            if let (Some(t), Some(b)) = (
+                e.total_usd_per_million_records.as_mut(),
+                bill.usd_per_million_records,
+            ) {
+                *t += b.total;
+            }
+            if let (Some(t), Some(b)) = (e.total_usd_per_gb_in.as_mut(), bill.usd_per_gb_in) {
+                *t += b.total;
+            }
+        }
         Report {
             config,
             events,
@@ -127,7 +145,8 @@ impl Report {
             usd_per_gb_second: arch.gb_second(),
             usd_per_request: prices::REQUEST,
             method: METHOD,
-            estimates: estimate(samples, memory_mb, arch, peak),
+            estimates,
+            bill,
             first_error: samples.iter().find_map(|s| s.error.clone()),
         }
     }
@@ -225,14 +244,21 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  {:>8}  {:>5}  {:>10}  {:>9}  {:>14}  {:>12}  {:>10}",
-            "memory", "vCPU", "duration", "billed", "$/invocation", "$/1M records", "$/GB in"
+            "  {:>8}  {:>5}  {:>10}  {:>9}  {:>14}  {:>12}  {:>10}  {:>14}",
+            "memory",
+            "vCPU",
+            "duration",
+            "billed",
+            "$/invocation",
+            "$/1M records",
+            "$/GB in",
+            "all: $/1M rec"
         );
         for e in &self.estimates {
-            let [duration, billed, per_invocation, per_million, per_gb] = cells(e);
+            let [duration, billed, per_invocation, per_million, per_gb, all] = cells(e);
             let _ = writeln!(
                 o,
-                "  {:>5} MB  {:>5.2}  {:>10}  {:>9}  {:>14}  {:>12}  {:>10}  {}",
+                "  {:>5} MB  {:>5.2}  {:>10}  {:>9}  {:>14}  {:>12}  {:>10}  {:>14}  {}",
                 e.memory_mb,
                 e.vcpus,
                 duration,
@@ -240,11 +266,85 @@ impl Report {
                 per_invocation,
                 per_million,
                 per_gb,
+                all,
                 self.marks(e, true).join(", ")
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nThe rest of the bill, counted as the handler ran (prices of {}):",
+            self.bill.prices_as_of
+        );
+        for (service, what, cost) in self.bill_rows() {
+            let _ = writeln!(
+                o,
+                "  {service:<16} {what:<52} {:>12} per invocation",
+                dollars(cost)
             );
         }
         let _ = writeln!(o, "\n{}", self.method);
         o
+    }
+
+    /// The rest of the bill, one row per service: what was asked per invocation, and its price.
+    fn bill_rows(&self) -> Vec<(&'static str, String, f64)> {
+        let b = &self.bill;
+        let n = self.invocations.max(1) as f64;
+        let each = |v: u64| {
+            let per = v as f64 / n;
+            if per.fract() == 0.0 {
+                format!("{per:.0}")
+            } else {
+                format!("{per:.2}")
+            }
+        };
+        let r = &b.requests;
+        let c = &b.usd_per_invocation;
+        vec![
+            (
+                "S3",
+                format!(
+                    "{} GET/HEAD, {} PUT/LIST (parts {})",
+                    each(r.s3.tier2()),
+                    each(r.s3.tier1()),
+                    each(r.s3.multipart)
+                ),
+                c.s3,
+            ),
+            ("KMS", format!("{} data keys", each(r.kms)), c.kms),
+            (
+                "Kinesis",
+                format!(
+                    "{} records, {} PUT payload units",
+                    each(r.kinesis_records),
+                    each(r.kinesis_put_units)
+                ),
+                c.kinesis,
+            ),
+            (
+                "Catalog",
+                format!(
+                    "{} requests ({})",
+                    each(r.catalog),
+                    match b.catalog {
+                        Catalog::None => "not billed",
+                        Catalog::Glue => "Glue",
+                        Catalog::S3Tables => "S3 Tables",
+                    }
+                ),
+                c.catalog,
+            ),
+            (
+                "CloudWatch Logs",
+                format!(
+                    "{} lines, {} ingested",
+                    each(r.log_lines),
+                    size(r.log_bytes as f64 / n)
+                ),
+                c.logs,
+            ),
+            ("all of these", String::new(), c.total),
+        ]
     }
 
     /// A self-contained page: the chart of cost and duration against memory size (SVG drawn
@@ -380,11 +480,11 @@ impl Report {
 
         let mut rows = String::new();
         for e in &self.estimates {
-            let [duration, billed, per_invocation, per_million, per_gb] =
+            let [duration, billed, per_invocation, per_million, per_gb, all] =
                 cells(e).map(|c| escape(&c));
             let _ = write!(
                 rows,
-                "<tr{}><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr{}><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if e.fits { "" } else { r#" class="nofit""# },
                 e.memory_mb,
                 e.vcpus,
@@ -393,7 +493,18 @@ impl Report {
                 per_invocation,
                 per_million,
                 per_gb,
+                all,
                 escape(&self.marks(e, true).join(", "))
+            );
+        }
+        let mut bill = String::new();
+        for (service, what, cost) in self.bill_rows() {
+            let _ = write!(
+                bill,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(service),
+                escape(&what),
+                escape(&dollars(cost))
             );
         }
         let measured = format!(
@@ -447,8 +558,12 @@ tr.nofit td {{ color: #999; }}
 <p>Lambda {arch}, prices of {as_of}: ${gbs} per GB-second, ${req:.2} per million requests.</p>
 <p class="legend"><span style="color:#c0392b">● {cost_label}</span><span style="color:#2471a3">● duration (ms)</span></p>
 {svg}
-<table id="estimates"><thead><tr><th>memory (MB)</th><th>vCPU</th><th>duration</th><th>billed</th><th>$ / invocation</th><th>$ / 1M records</th><th>$ / GB in</th><th></th></tr></thead>
+<table id="estimates"><thead><tr><th>memory (MB)</th><th>vCPU</th><th>duration</th><th>billed</th><th>$ / invocation</th><th>$ / 1M records</th><th>$ / GB in</th><th>all services: $ / 1M records</th><th></th></tr></thead>
 <tbody>{rows}</tbody></table>
+<h2>The rest of the bill</h2>
+<p>Counted as the handler ran, per invocation; prices of {bill_as_of} (US East, standard tiers).</p>
+<table id="bill"><thead><tr><th>service</th><th>asked for, per invocation</th><th>$ / invocation</th></tr></thead>
+<tbody>{bill}</tbody></table>
 <h2>Measured</h2>
 {measured}
 <p class="method">{method}</p>
@@ -460,19 +575,21 @@ tr.nofit td {{ color: #999; }}
             gbs = self.usd_per_gb_second,
             req = self.usd_per_request * 1e6,
             method = escape(self.method),
+            bill_as_of = self.bill.prices_as_of,
         )
     }
 }
 
 /// A size's duration, billed duration, and dollars per invocation, per million records and per
-/// GB in, as printed.
-fn cells(e: &Estimate) -> [String; 5] {
+/// GB in, and per million records with the rest of the bill, as printed.
+fn cells(e: &Estimate) -> [String; 6] {
     [
         ms(e.duration_ms),
         ms(e.billed_ms),
         dollars(e.usd_per_invocation),
         e.usd_per_million_records.map_or("-".into(), dollars),
         e.usd_per_gb_in.map_or("-".into(), dollars),
+        e.total_usd_per_million_records.map_or("-".into(), dollars),
     ]
 }
 

@@ -91,6 +91,7 @@ fn the_page_stands_alone() {
         &[5.0],
         DEFAULT_MEMORY_MB,
         Arch::Arm64,
+        Catalog::None,
     );
     let html = r.html();
     assert!(html.contains("p&lt;1&gt;.toml"));
@@ -100,9 +101,10 @@ fn the_page_stands_alone() {
         html.matches("<circle class=\"cost\"").count(),
         DEFAULT_MEMORY_MB.len()
     );
+    // The estimates (a header and 12 sizes) and the rest of the bill (a header and 6 rows).
     assert_eq!(
         html.matches("<tr>").count() + html.matches("<tr class").count(),
-        13
+        13 + 7
     );
     let text = r.text();
     assert!(text.contains("cheapest"), "{text}");
@@ -116,4 +118,42 @@ fn numbers_read_well() {
     assert_eq!(dollars(0.000_002_345_6), "$0.000002346");
     assert_eq!(dollars(0.5), "$0.5000");
     assert_eq!(ms(12.345), "12.3 ms");
+}
+
+#[test]
+fn the_rest_of_the_bill_prices_what_was_counted() {
+    let mut s = sample(20.0, 20.0, 1000);
+    s.requests = Requests {
+        s3: crate::store::S3Requests {
+            get: 2,
+            head: 1,
+            list: 1,
+            put: 3,
+            multipart: 5,
+            objects_written: 4,
+        },
+        kms: 4,
+        kinesis_records: 10,
+        kinesis_put_units: 12,
+        catalog: 2,
+        log_lines: 6,
+        log_bytes: 1 << 20,
+    };
+    let b = Bill::new(&[s.clone(), s], Catalog::Glue);
+    assert_eq!(b.requests.s3.get, 4, "added up over the invocations");
+    let c = b.usd_per_invocation;
+    let near = |a: f64, b: f64| assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-30), "{a} {b}");
+    near(c.s3, 9.0 * 0.005 / 1000.0 + 3.0 * 0.0004 / 1000.0);
+    near(c.kms, 4.0 * 0.03 / 10_000.0);
+    near(c.kinesis, 12.0 * 0.014 / 1e6);
+    near(c.catalog, 2.0 / 1e6);
+    near(c.logs, 0.5 / 1024.0);
+    near(c.total, c.s3 + c.kms + c.kinesis + c.catalog + c.logs);
+    near(
+        b.usd_per_million_records.unwrap().total,
+        c.total / 1000.0 * 1e6,
+    );
+    // A SQLite catalog is a file: its requests are counted, not billed.
+    let free = Bill::new(&[sample(20.0, 20.0, 1)], Catalog::None);
+    assert_eq!(free.usd_per_invocation.catalog, 0.0);
 }

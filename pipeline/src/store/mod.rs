@@ -3,6 +3,7 @@
 //! Handlers only see the [`ObjectStore`] trait, so local replay, tests and the Lambda run the same
 //! code. Reads are streams and writes are pushed in pieces: memory never depends on object size.
 
+mod counting;
 mod fs;
 #[cfg(feature = "s3")]
 mod s3;
@@ -13,11 +14,19 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::io::AsyncRead;
 
+pub use counting::{CountingStore, S3Requests};
 pub use fs::FsStore;
 #[cfg(feature = "s3")]
 pub use s3::S3Store;
 
 use crate::Error;
+
+/// Parts of S3 multipart uploads are this large (8 MiB); objects smaller than one part are one
+/// PutObject.
+pub const PART_BYTES: usize = 8 << 20;
+
+/// S3's smallest part (all but the last): what [`ObjectWriter::flush_part`] sends early.
+pub const MIN_PART_BYTES: usize = 5 << 20;
 
 /// An object's bytes as a stream.
 pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;

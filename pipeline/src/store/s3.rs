@@ -8,14 +8,10 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{At, ByteReader, ObjectMeta, ObjectStore, ObjectWriter, not_found};
+use super::{
+    At, ByteReader, MIN_PART_BYTES, ObjectMeta, ObjectStore, ObjectWriter, PART_BYTES, not_found,
+};
 use crate::Error;
-
-/// Parts of multipart uploads are this large (8 MiB); objects smaller than one part are one PutObject.
-pub const PART_BYTES: usize = 8 << 20;
-
-/// S3's smallest part (all but the last): what [`ObjectWriter::flush_part`] sends early.
-pub const MIN_PART_BYTES: usize = 5 << 20;
 
 /// Objects in S3 (or an S3-compatible endpoint).
 #[derive(Debug, Clone)]

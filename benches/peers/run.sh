@@ -63,7 +63,7 @@ kinesis() {
 }
 
 thumbnails() {
-  python_deps "pillow>=10"
+  python_deps "pillow>=10" "numpy>=1.24"
   node_deps sharp@0.34
   if ! command -v vipsthumbnail >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get install -y -q libvips-tools >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q libvips-tools >/dev/null)) \
@@ -103,7 +103,7 @@ fi
 
 [ -n "$ARG" ] && RUNS="$ARG"
 out=benches/peers/RESULTS.md
-python_deps "duckdb>=1" "polars>=1" "pyarrow>=15" "pillow>=10"
+python_deps "duckdb>=1" "polars>=1" "pyarrow>=15" "pillow>=10" "numpy>=1.24"
 node_deps sharp@0.34 parquet-wasm@0.7 apache-arrow@21
 {
   echo "# Sluice beside its peers"

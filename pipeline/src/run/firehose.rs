@@ -23,6 +23,9 @@ use crate::trigger::{FirehoseJob, StreamRecord};
 /// Lambda's limit on a synchronous invocation's response, which Firehose's is: 6 MB.
 pub const RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
 
+/// Failed records whose reasons are logged one by one, per batch.
+const LOGGED_FAILURES: usize = 20;
+
 /// What became of one Firehose record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transformed {
@@ -102,9 +105,31 @@ fn entry(a: &Answered) -> aws_lambda_events::event::firehose::KinesisFirehoseRes
     e
 }
 
-/// Bytes `e` takes in the answer's JSON.
+/// Bytes `a` takes in the answer's JSON, as [`entry`] serializes it —
+/// `{"recordId":"…","result":"…","data":"…","metadata":{"partitionKeys":{…}}}` — worked out
+/// without writing it (its data in base64 would be most of the batch, twice over).
 fn entry_bytes(a: &Answered) -> usize {
-    serde_json::to_vec(&entry(a)).map_or(usize::MAX, |v| v.len())
+    entry_size(
+        &a.record_id,
+        a.result.result(),
+        a.data.len(),
+        &a.partition_keys,
+    )
+}
+
+/// Bytes of an entry answering `id` with `result`, `data_len` bytes of data and `keys`.
+fn entry_size(id: &str, result: &str, data_len: usize, keys: &[(String, String)]) -> usize {
+    let text = |t: &str| serde_json::to_string(t).map_or(usize::MAX / 4, |j| j.len());
+    let keys_len: usize = keys
+        .iter()
+        .map(|(k, v)| text(k) + 1 + text(v))
+        .sum::<usize>()
+        + keys.len().saturating_sub(1);
+    r#"{"recordId":,"result":,"data":"","metadata":{"partitionKeys":{}}}"#.len()
+        + text(id)
+        + text(result)
+        + data_len.div_ceil(3) * 4
+        + keys_len
 }
 
 /// In a summary: how many records were answered each way, and why each failed one failed.
@@ -187,10 +212,22 @@ impl Handler {
             return;
         }
         let answer = answer(job, records, ledger.records, RESPONSE_LIMIT);
-        for a in &answer.records {
-            if let Transformed::Failed(why) = &a.result {
-                warn!(record_id = %a.record_id, reason = %why, "Firehose record ProcessingFailed.");
+        // Each failed record's reason, up to a bound: a batch of malformed records must not
+        // write thousands of log lines (CloudWatch Logs bills them); the summary has them all.
+        let failed = answer.records.iter().filter_map(|a| match &a.result {
+            Transformed::Failed(why) => Some((&a.record_id, why)),
+            _ => None,
+        });
+        for (n, (id, why)) in failed.enumerate() {
+            if n == LOGGED_FAILURES {
+                let more = answer.count("ProcessingFailed") - LOGGED_FAILURES;
+                warn!(
+                    more,
+                    "More Firehose records ProcessingFailed (reasons not logged)."
+                );
+                break;
             }
+            warn!(record_id = %id, reason = %why, "Firehose record ProcessingFailed.");
         }
         info!(
             records = records.len(),
@@ -515,14 +552,7 @@ fn answer(
         .collect();
     // `{"records":[` … `]}` and the commas between the entries.
     let frame = r#"{"records":[]}"#.len() + answers.len().saturating_sub(1);
-    let failed_size = |a: &Answered| {
-        entry_bytes(&Answered {
-            record_id: a.record_id.clone(),
-            result: Transformed::Failed(String::new()),
-            data: Vec::new(),
-            partition_keys: Vec::new(),
-        })
-    };
+    let failed_size = |a: &Answered| entry_size(&a.record_id, "ProcessingFailed", 0, &[]);
     let floor: Vec<usize> = answers.iter().map(failed_size).collect();
     let mut total = frame + floor.iter().sum::<usize>();
     for (a, least) in answers.iter_mut().zip(floor) {
@@ -863,6 +893,43 @@ partition_by = ["day"]
             // (`key` names an object; a record has none.)
             "{\"key\":\"\",\"text\":\"Hello, this is a test 123.\"}\n"
         );
+    }
+
+    #[test]
+    fn an_entrys_size_is_what_it_serializes_to() {
+        for (id, result, data, keys) in [
+            (
+                "49546986683135544286507457936321625675700192471156785154",
+                Transformed::Ok,
+                b"{\"a\":1}\n".to_vec(),
+                vec![],
+            ),
+            (
+                "r\"1\\\u{1}é",
+                Transformed::Dropped,
+                vec![],
+                vec![("day".to_string(), "2026-11-22".to_string())],
+            ),
+            (
+                "x",
+                Transformed::Failed("why".into()),
+                vec![7; 1000],
+                vec![
+                    ("a\"b".to_string(), "v/é\n".to_string()),
+                    ("c".to_string(), String::new()),
+                ],
+            ),
+            ("y", Transformed::Ok, vec![0; 2], vec![]),
+        ] {
+            let a = Answered {
+                record_id: id.to_string(),
+                result,
+                data,
+                partition_keys: keys,
+            };
+            let written = serde_json::to_vec(&entry(&a)).unwrap().len();
+            assert_eq!(entry_bytes(&a), written, "{a:?}");
+        }
     }
 
     #[tokio::test]

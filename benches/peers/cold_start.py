@@ -25,11 +25,16 @@ import time
 OBJECT = "".join(
     json.dumps({"ts": f"2026-11-22T12:{i // 60:02d}:{i % 60:02d}Z", "page": f"/p/{i % 7}", "n": i % 5})
     + "\n" for i in range(200)).encode()
+# Every field S3 sends (a record without `userIdentity`, say, is not one S3 sends, and is skipped).
 EVENT = json.dumps({"Records": [{
     "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
     "eventTime": "2026-11-22T12:00:00.000Z", "eventName": "ObjectCreated:Put",
-    "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "in", "arn": "arn:aws:s3:::in"},
-           "object": {"key": "k.ndjson", "size": len(OBJECT)}}}]}).encode()
+    "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+    "requestParameters": {"sourceIPAddress": "203.0.113.7"},
+    "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+    "s3": {"s3SchemaVersion": "1.0", "configurationId": "cold",
+           "bucket": {"name": "in", "ownerIdentity": {"principalId": "AIDAEXAMPLE"}, "arn": "arn:aws:s3:::in"},
+           "object": {"key": "k.ndjson", "size": len(OBJECT), "sequencer": "0055AED6DCD90281E5"}}}]}).encode()
 
 PIPELINE = """name = "cold"
 [input]

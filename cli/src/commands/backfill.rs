@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use sluice_pipeline::backfill;
-use sluice_pipeline::store::{FsStore, ObjectMeta, ObjectStore};
+use sluice_pipeline::store::ObjectMeta;
 use sluice_pipeline::{Pipeline, store};
 
 use super::*;
@@ -38,15 +38,8 @@ pub struct BackfillArgs {
     /// With --local: retries of a task answered TemporaryFailure (Batch Operations retries too).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub max_retries: u32,
-    /// Local store: s3://bucket/key is DIR/bucket/key (default: fixtures/objects).
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
-    /// With --local and a local store: where outputs are written (default: the store).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// List, write and process through this S3-compatible endpoint instead of local folders.
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub stores: StoreArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -69,27 +62,16 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         eprintln!("sluice: `{}` is not s3://bucket/prefix/", a.from);
         return Ok(2);
     };
-    let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match &a.endpoint_url {
-        Some(url) => {
-            let s3 = s3_store(Some(url), Some(&pipeline)).await?;
-            (s3.clone(), s3)
-        }
-        None => {
-            let dir = a
-                .store
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
-            if let Err(e) = local_store(&dir) {
-                eprintln!("sluice: {e}");
-                return Ok(2);
-            }
-            let out = a.out.clone().unwrap_or_else(|| dir.clone());
-            (Arc::new(FsStore::new(dir)), Arc::new(FsStore::new(out)))
+    let (input, output) = match a.stores.open(&pipeline, true).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return Ok(2);
         }
     };
     let handler = Arc::new(
         pipeline
-            .handler_with_streams(input.clone(), output, a.endpoint_url.as_deref())
+            .handler_with_streams(input.clone(), output, a.stores.endpoint_url.as_deref())
             .await,
     );
     let listing =
@@ -117,7 +99,7 @@ pub async fn run(a: BackfillArgs) -> anyhow::Result<u8> {
         match dest.strip_prefix("s3://").and_then(|r| r.split_once('/')) {
             Some((mb, mk)) => {
                 // Through the S3 store (an endpoint's, else the SDK's default).
-                let s3 = match &a.endpoint_url {
+                let s3 = match &a.stores.endpoint_url {
                     Some(_) => input.clone(),
                     None => s3_store(None, None).await?,
                 };

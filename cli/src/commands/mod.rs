@@ -10,7 +10,8 @@ pub mod serve;
 pub mod table;
 
 use sluice_pipeline::Pipeline;
-use sluice_pipeline::store::ObjectStore;
+use sluice_pipeline::store::{FsStore, ObjectStore};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The local store `replay` and `bench` read when `--store` is not given.
@@ -29,6 +30,49 @@ pub fn local_store(store: &std::path::Path) -> Result<(), String> {
          name it with --store, run from the folder that holds it, or read S3 with --endpoint-url",
         abs.display()
     ))
+}
+
+/// Where `s3://bucket/key` is read and outputs are written (`replay`, `backfill`): local
+/// folders, or an S3-compatible endpoint.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Local store: s3://bucket/key is read from DIR/bucket/key (default: fixtures/objects).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Where S3 outputs are written, as OUT/bucket/key (default: the store).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Read (and list) and write through this S3-compatible endpoint instead of local folders.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The input and output stores for `pipeline`: the endpoint's S3 store for both, else the
+    /// local folders. A `--store` that is not a folder is an error; so is the default one when
+    /// `need_store` (a command that lists it at once), else it is looked for when an object is
+    /// read (a stream batch needs none).
+    pub async fn open(
+        &self,
+        pipeline: &Pipeline,
+        need_store: bool,
+    ) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>), String> {
+        if let Some(url) = &self.endpoint_url {
+            let s3 = s3_store(Some(url), Some(pipeline))
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok((s3.clone(), s3));
+        }
+        let store = self
+            .store
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+        if self.store.is_some() || need_store {
+            local_store(&store)?;
+        }
+        let out = self.out.clone().unwrap_or_else(|| store.clone());
+        Ok((Arc::new(FsStore::new(store)), Arc::new(FsStore::new(out))))
+    }
 }
 
 /// `--timeout`: seconds, as a Lambda function's timeout is given (fractions allowed), 0.1 to 900.

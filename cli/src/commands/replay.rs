@@ -1,10 +1,8 @@
 //! `sluice replay`: captured events through the handler the Lambda runs, with its redelivery.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use sluice_pipeline::store::{FsStore, ObjectStore};
 use sluice_pipeline::{Pipeline, replay};
 
 use super::*;
@@ -16,15 +14,8 @@ pub struct ReplayArgs {
     /// Event files, folders of them, or .jsonl files of events.
     #[arg(required = true)]
     pub events: Vec<PathBuf>,
-    /// Local store: s3://bucket/key is read from DIR/bucket/key (default: fixtures/objects).
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
-    /// Where S3 outputs are written, as OUT/bucket/key (default: the store).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Read and write through this S3-compatible endpoint instead of local folders.
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub stores: StoreArgs,
     /// Print one JSON summary line per event.
     #[arg(long)]
     pub json: bool,
@@ -54,9 +45,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<u8> {
     let ReplayArgs {
         config,
         events,
-        store,
-        out,
-        endpoint_url,
+        stores,
         json,
         max_retries,
         bisect_on_error,
@@ -78,31 +67,15 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
-    let (input, output): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>) = match &endpoint_url {
-        Some(url) => {
-            let s3 = match s3_store(Some(url), Some(&pipeline)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("sluice: {e}");
-                    return Ok(2);
-                }
-            };
-            (s3.clone(), s3)
-        }
-        None => {
-            // A store named that is not there is a mistake, whatever the events; the
-            // default one is looked for when an object is read (a stream batch needs none).
-            if let Some(Err(e)) = store.as_deref().map(local_store) {
-                eprintln!("sluice: {e}");
-                return Ok(2);
-            }
-            let store = store.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
-            let out = out.unwrap_or_else(|| store.clone());
-            (Arc::new(FsStore::new(store)), Arc::new(FsStore::new(out)))
+    let (input, output) = match stores.open(&pipeline, false).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return Ok(2);
         }
     };
     let handler = pipeline
-        .handler_with_streams(input, output, endpoint_url.as_deref())
+        .handler_with_streams(input, output, stores.endpoint_url.as_deref())
         .await;
     let handler = match timeout {
         Some(t) => handler.with_timeout(t),

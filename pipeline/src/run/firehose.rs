@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::Handler;
 use super::outcome::Tally;
-use super::records::RecordRows;
+use super::records::{RecordRows, Watch};
 use super::unit::{Chain, Flow, push_through};
 use crate::Error;
 use crate::trigger::{FirehoseJob, StreamRecord};
@@ -60,6 +60,8 @@ pub struct Answered {
     /// Its rows' `[output] partition_by` values, the answer's `metadata.partitionKeys`, in the
     /// order configured (empty unless `Ok`).
     pub partition_keys: Vec<(String, String)>,
+    /// Rows in `data` (0 unless `Ok`).
+    pub rows: usize,
 }
 
 /// A Firehose batch's answer: every record once, in order.
@@ -237,12 +239,7 @@ impl Handler {
             ms = started.elapsed().as_millis() as u64,
             "Transformed Firehose batch."
         );
-        t.s.records_out = answer
-            .records
-            .iter()
-            .filter(|a| a.result == Transformed::Ok)
-            .map(|a| memchr::memchr_iter(b'\n', &a.data).count() as u64)
-            .sum();
+        t.s.records_out = answer.records.iter().map(|a| a.rows as u64).sum();
         t.s.firehose = Some(answer);
     }
 
@@ -258,9 +255,10 @@ impl Handler {
         let stop = self.stop_before(deadline);
         let mut rows = RecordRows::new(self)?;
         let mut flow = Flowing::default();
+        let mut watch = Watch::new();
         for (n, rec) in records.iter().enumerate() {
             // The first record is always transformed: every invocation makes progress.
-            if n > 0 && stop.is_some_and(|s| Instant::now() >= s) {
+            if n > 0 && watch.past(stop) {
                 for late in n..records.len() {
                     ledger.fail(
                         late,
@@ -272,9 +270,14 @@ impl Handler {
             }
             match &rec.data {
                 Err(reason) => ledger.fail(n, reason.clone()),
-                Ok(data) => rows.add(self, n as u32, data)?,
+                Ok(data) => {
+                    watch.passed(data.len());
+                    rows.add(self, n as u32, data)?;
+                }
             }
-            self.drain(&mut rows, &mut flow, records, ledger, t)?;
+            if self.drain(&mut rows, &mut flow, records, ledger, t)? {
+                watch.worked();
+            }
         }
         rows.finish()?;
         self.drain(&mut rows, &mut flow, records, ledger, t)?;
@@ -282,7 +285,7 @@ impl Handler {
     }
 
     /// What has been decoded: rejects fail their records, rows gathered (tagged with the stream
-    /// columns) for the stages.
+    /// columns) for the stages; whether the stages ran.
     fn drain(
         &self,
         rows: &mut RecordRows,
@@ -290,7 +293,7 @@ impl Handler {
         records: &[&StreamRecord],
         ledger: &mut Ledger,
         t: &mut Tally,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let failed = rows.failed.drain(..);
         let refused = rows.rejects.drain(..).map(|(r, j)| (r, j.reason));
         for (r, why) in failed.chain(refused) {
@@ -302,6 +305,7 @@ impl Handler {
             );
         }
         let cols = self.plan.stream_columns();
+        let mut ran = false;
         for (b, recs, _) in std::mem::take(&mut rows.rows) {
             t.s.records_in += b.num_rows() as u64;
             let b = if cols.is_empty() {
@@ -337,9 +341,10 @@ impl Handler {
             flow.pending.push((b, recs));
             if flow.rows >= self.plan.limits.batch_rows.max(1) {
                 self.flow(flow, false, ledger, t)?;
+                ran = true;
             }
         }
-        Ok(())
+        Ok(ran)
     }
 
     /// The gathered rows through the stages (at the end, the stages finished too), each row that
@@ -547,6 +552,7 @@ fn answer(
                 } else {
                     Vec::new()
                 },
+                rows: if ok { p.rows } else { 0 },
             }
         })
         .collect();
@@ -566,6 +572,7 @@ fn answer(
             a.result = Transformed::Failed(too_big());
             a.data = Vec::new();
             a.partition_keys = Vec::new();
+            a.rows = 0;
         }
     }
     Answer {
@@ -926,10 +933,45 @@ partition_by = ["day"]
                 result,
                 data,
                 partition_keys: keys,
+                rows: 0,
             };
             let written = serde_json::to_vec(&entry(&a)).unwrap().len();
             assert_eq!(entry_bytes(&a), written, "{a:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_bomb_fails_its_record_alone_and_a_redelivery_answers_the_same() {
+        let h = handler(
+            "name = \"t\"\n[input]\nformat = \"ndjson\"\ntrigger = \"firehose\"\n[output]\nformat = \"ndjson\"\n",
+        );
+        // 70 MiB of line breaks in ~70 KB of gzip: past the 64 MiB a record may inflate to.
+        let bomb = gz(&vec![b'\n'; 70 << 20]);
+        assert!(bomb.len() < 1 << 20);
+        let ev = crate::event::firehose_event(
+            "s",
+            None,
+            &[br#"{"a":1}"#.to_vec(), bomb, br#"{"a":2}"#.to_vec()],
+        );
+        let out = h.handle(&ev).await;
+        assert_eq!(out.summary.error, None);
+        let first = out.lambda_response();
+        let results: Vec<&str> = first["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["result"].as_str().unwrap())
+            .collect();
+        assert_eq!(results, ["Ok", "ProcessingFailed", "Ok"]);
+        let a = out.summary.firehose.as_ref().unwrap();
+        assert!(
+            matches!(&a.records[1].result, Transformed::Failed(w) if w.contains("inflates past 64 MiB")),
+            "{:?}",
+            a.records[1]
+        );
+        assert_eq!(b64(&first["records"][2]["data"]), b"{\"a\":2}\n");
+        // Firehose retries a batch whole: the same batch is answered the same, byte for byte.
+        assert_eq!(h.handle(&ev).await.lambda_response(), first);
     }
 
     #[tokio::test]

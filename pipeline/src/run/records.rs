@@ -446,7 +446,7 @@ pub(super) const JOIN_BYTES: usize = 1 << 20;
 /// of payload. Most records of a batch only add their lines to a block, microseconds of work; a
 /// clock read before each would cost ~3% of a 10 000-record batch.
 #[derive(Default)]
-struct Watch {
+pub(super) struct Watch {
     /// Records and payload bytes since the clock was last read.
     records: usize,
     bytes: usize,
@@ -459,7 +459,7 @@ impl Watch {
     const BYTES: usize = 1 << 20;
 
     /// Due at once: the first record is always looked at.
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Watch {
             worked: true,
             ..Watch::default()
@@ -467,7 +467,7 @@ impl Watch {
     }
 
     /// Whether `stop` has come, looking at the clock only when it is due.
-    fn past(&mut self, stop: Option<Instant>) -> bool {
+    pub(super) fn past(&mut self, stop: Option<Instant>) -> bool {
         let Some(t) = stop else { return false };
         if !self.worked && self.records < Self::RECORDS && self.bytes < Self::BYTES {
             return false;
@@ -477,13 +477,13 @@ impl Watch {
     }
 
     /// A record of `bytes` went by.
-    fn passed(&mut self, bytes: usize) {
+    pub(super) fn passed(&mut self, bytes: usize) {
         self.records += 1;
         self.bytes += bytes;
     }
 
     /// The stages ran.
-    fn worked(&mut self) {
+    pub(super) fn worked(&mut self) {
         self.worked = true;
     }
 }

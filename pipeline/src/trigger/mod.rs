@@ -447,12 +447,17 @@ fn firehose(event: &Value, items: &mut Vec<Item>) -> Result<FirehoseJob, String>
         .get("records")
         .and_then(Value::as_array)
         .ok_or("a Firehose event without `records`")?;
-    // The envelope typed alone; the records one by one below.
-    let mut envelope = event.clone();
-    if let Some(o) = envelope.as_object_mut() {
-        o.insert("records".into(), Value::Array(Vec::new()));
-    }
-    let ev = KinesisFirehoseEvent::deserialize(&envelope)
+    // The envelope typed alone (its fields but the records, not a copy of them: a batch is up
+    // to 6 MB); the records one by one below.
+    let mut envelope: serde_json::Map<String, Value> = event
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "records")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    envelope.insert("records".into(), Value::Array(Vec::new()));
+    let ev = KinesisFirehoseEvent::deserialize(&Value::Object(envelope))
         .map_err(|e| format!("not a Firehose event as AWS sends it: {e}"))?;
     let mut job = FirehoseJob {
         invocation_id: ev.invocation_id.unwrap_or_default(),

@@ -84,15 +84,6 @@ pub fn with_columns(schema: &SchemaRef, cols: &[Column]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// `batch` with the `cols` of `origin` appended, the same value on every row.
-pub fn tag(
-    batch: &RecordBatch,
-    cols: &[Column],
-    origin: &Origin<'_>,
-) -> Result<RecordBatch, Error> {
-    tag_each(batch, cols, |_| *origin)
-}
-
 /// `batch` with the `cols` appended, row `i`'s from `origin(i)` (rows of several records).
 pub fn tag_each<'a>(
     batch: &RecordBatch,
@@ -149,7 +140,7 @@ mod tests {
             partition_key: None,
             arrival: Some(1_545_084_650.987),
         };
-        let t = tag(&b, &Column::ALL, &origin).unwrap();
+        let t = tag_each(&b, &Column::ALL, |_| origin).unwrap();
         assert_eq!(t.num_columns(), 6);
         let shard = t.column(1).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(shard.value(2), "shardId-000000000007");
@@ -165,6 +156,6 @@ mod tests {
             .unwrap();
         assert_eq!(at.value(1), 1_545_084_650_987_000);
         // A record field of the same name is refused, not shadowed.
-        assert!(tag(&t, &[Column::Shard], &origin).is_err());
+        assert!(tag_each(&t, &[Column::Shard], |_| origin).is_err());
     }
 }

@@ -169,6 +169,8 @@ impl Handler {
                     raw,
                 )
             };
+            // What the fast reader saw of a plain payload: its bytes need not be looked at here.
+            let seen = rec.seen().filter(|s| s.plain);
             // (subsequence, partition key, payload); a plain record allocates no list.
             let single: [(i64, &str, &[u8]); 1];
             let users: Vec<(i64, &str, &[u8])>;
@@ -177,7 +179,7 @@ impl Handler {
                     decoded.rejects.push(reject(reason, b""));
                     &[]
                 }
-                Ok(data) if crate::kpl::is_aggregated(data) => {
+                Ok(data) if seen.is_none() && crate::kpl::is_aggregated(data) => {
                     match crate::kpl::deaggregate(data) {
                         Ok(u) => {
                             users = u
@@ -209,7 +211,7 @@ impl Handler {
                     continue;
                 }
                 let Some(d) = shared.as_mut() else { continue };
-                let payload = if payload.starts_with(&GZIP_MAGIC) {
+                let payload = if seen.is_none() && payload.starts_with(&GZIP_MAGIC) {
                     match inflate(payload, &mut inflated, MAX_RECORD_INFLATED) {
                         Ok(()) => inflated.as_slice(),
                         Err(reason) => {
@@ -222,7 +224,8 @@ impl Handler {
                 };
                 // Records' lines are gathered and decoded a large block at a time: one decoder
                 // call per record would cost more than the records themselves.
-                pending.add(d.as_mut(), lines, payload, &mut decoded)?;
+                let ends_line = seen.map(|s| s.ends_line);
+                pending.add(d.as_mut(), lines, (payload, ends_line), &mut decoded)?;
             }
             if let Some(rr) = rows.as_mut() {
                 self.tag_rows(rr, recs, &units, &mut tagged, &mut decoded)?;
@@ -500,15 +503,16 @@ struct Pending {
 }
 
 impl Pending {
-    /// One record's payload, ended by a line break.
+    /// One record's payload, ended by a line break, and whether it ends with one when that is
+    /// known ([`crate::trigger::Seen`]: then it is not looked at).
     fn add(
         &mut self,
         d: &mut dyn Decoder,
         lines: Option<&bytes::Bytes>,
-        payload: &[u8],
+        (payload, ends_line): (&[u8], Option<bool>),
         out: &mut Decoded,
     ) -> Result<(), Error> {
-        match lines.and_then(|l| line_in(l, payload)) {
+        match lines.and_then(|l| line_in(l, payload, ends_line)) {
             Some((start, end)) => {
                 if start != self.run.end || !self.copied.is_empty() {
                     self.flush(d, lines, out)?;
@@ -561,17 +565,20 @@ pub(super) struct Batch<'a> {
 
 /// Where `payload` lies in `lines` with its line break: `(start, end)` with `lines[start..end]`
 /// the payload and then a line break (unless the payload ends with one), or `None` when
-/// `payload` is not a slice of `lines` or no line break follows it there.
-fn line_in(lines: &[u8], payload: &[u8]) -> Option<(usize, usize)> {
+/// `payload` is not a slice of `lines` or no line break follows it there. `ends_line`, when
+/// known, says whether the payload ends with its line break (else `lines` has one after it, as
+/// the fast reader that saw it wrote them): then neither byte is looked at.
+fn line_in(lines: &[u8], payload: &[u8], ends_line: Option<bool>) -> Option<(usize, usize)> {
     let start = (payload.as_ptr() as usize).checked_sub(lines.as_ptr() as usize)?;
     let end = start.checked_add(payload.len())?;
     if end > lines.len() {
         return None;
     }
-    if payload.ends_with(b"\n") {
-        Some((start, end))
-    } else {
-        (lines.get(end) == Some(&b'\n')).then_some((start, end + 1))
+    match ends_line {
+        Some(true) => Some((start, end)),
+        Some(false) => (end < lines.len()).then_some((start, end + 1)),
+        None if payload.ends_with(b"\n") => Some((start, end)),
+        None => (lines.get(end) == Some(&b'\n')).then_some((start, end + 1)),
     }
 }
 
@@ -606,6 +613,23 @@ pub(crate) fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_is_found_in_the_lines_with_its_line_break() {
+        let lines = b"ab\ncd\n\nef\n".to_vec();
+        let at = |s: usize, e: usize| &lines[s..e];
+        // Looked at: a payload ending with its line break, one followed by one.
+        assert_eq!(line_in(&lines, at(0, 3), None), Some((0, 3)));
+        assert_eq!(line_in(&lines, at(0, 2), None), Some((0, 3)));
+        // Not followed by one: "c" is followed by "d".
+        assert_eq!(line_in(&lines, at(3, 4), None), None);
+        // Known from what the reader saw: neither byte is looked at.
+        assert_eq!(line_in(&lines, at(3, 5), Some(false)), Some((3, 6)));
+        assert_eq!(line_in(&lines, at(3, 6), Some(true)), Some((3, 6)));
+        // At the very end with no room for a line break, and not a slice of the lines at all.
+        assert_eq!(line_in(&lines, at(7, 10), Some(false)), None);
+        assert_eq!(line_in(&lines, b"ab\n", None), None);
+    }
 
     #[test]
     fn the_deadline_is_looked_at_first_after_work_and_every_64_records_or_mib() {

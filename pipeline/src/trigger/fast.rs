@@ -11,11 +11,12 @@
 use std::borrow::Cow;
 
 use sluice_processors::decode::find_quote_or_backslash;
+use sluice_processors::sniff::GZIP_MAGIC;
 
 use std::ops::Range;
 
 use crate::trigger::{
-    BAD_BASE64, IdRanges, Invocation, Item, Kind, KinesisIds, Source, Work, kinesis_item,
+    BAD_BASE64, IdRanges, Invocation, Item, Kind, KinesisIds, Source, StreamRecord, Work,
 };
 
 /// Nesting deeper than this is left to the general path.
@@ -409,8 +410,9 @@ impl<'a> Reader<'a> {
         let mut arena: Vec<u8> = Vec::with_capacity(self.b.len());
         // Sequence numbers, shards and keys are ~1/10 of an event whose records carry ~300 bytes.
         let mut ids = KinesisIds::with_capacity(self.b.len() / 8);
-        // Per record: its ids' places, its arrival and its data's place in the arena.
-        type Found = (IdRanges, Option<f64>, Option<Range<usize>>);
+        // Per record: its ids' places, its arrival, and its data's place in the arena with what
+        // was seen of it there ([`StreamRecord::saw`]).
+        type Found = (IdRanges, Option<f64>, Option<(Range<usize>, bool, bool)>);
         // A Kinesis record's envelope is ~550 bytes besides its data.
         let mut found: Vec<Found> = Vec::with_capacity(self.b.len() / 768 + 1);
         // The envelope fields skipped here are the same string in every record of a batch, as a
@@ -440,10 +442,13 @@ impl<'a> Reader<'a> {
             let data = match base64_simd::STANDARD.decode_append(b64, &mut arena) {
                 Ok(()) => {
                     let span = start..arena.len();
-                    if arena.last().is_some_and(|&c| c != b'\n') {
+                    let data = &arena[start..];
+                    let plain = !crate::kpl::is_aggregated(data) && !data.starts_with(&GZIP_MAGIC);
+                    let ends_line = data.last() == Some(&b'\n');
+                    if !data.is_empty() && !ends_line {
                         arena.push(b'\n');
                     }
-                    Some(span)
+                    Some((span, plain, ends_line))
                 }
                 // The data string was found by its closing quote alone: one with an escape in it
                 // (`\/` is legal JSON for `/`) is the general path's to unescape and decode.
@@ -469,11 +474,17 @@ impl<'a> Reader<'a> {
         let arena = bytes::Bytes::from(arena);
         let items = found
             .into_iter()
-            .map(|(place, arrival, data)| {
-                let data = data
-                    .map(|r| arena.slice(r))
+            .map(|(place, arrival, found)| {
+                let data = found
+                    .as_ref()
+                    .map(|(r, ..)| arena.slice(r.clone()))
                     .ok_or_else(|| BAD_BASE64.to_string());
-                kinesis_item(&all, place, arrival, data)
+                let mut rec = StreamRecord::cut(&all, place, arrival, data);
+                // An empty payload has nothing to miss in cache (and no line of its own).
+                if let Some((_, plain, ends_line)) = found.filter(|(r, ..)| !r.is_empty()) {
+                    rec.saw(plain, ends_line);
+                }
+                Item::Record(rec)
             })
             .collect();
         Some((items, arena))
@@ -497,6 +508,58 @@ mod tests {
             ("b\"q".into(), vec![0, 159, 146, 150, 255]),
             ("c".into(), Vec::new()),
         ]
+    }
+
+    #[test]
+    fn what_the_reader_saw_of_each_payload_is_noted_for_those_bytes_only() {
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b"{}\n").unwrap();
+            e.finish().unwrap()
+        };
+        let payloads: Vec<(String, Vec<u8>)> = [
+            b"{\"a\":1}".to_vec(),
+            b"{\"a\":1}\n{\"a\":2}\n".to_vec(),
+            gz,
+            crate::kpl::aggregate(&[("k", b"{}")]),
+            Vec::new(),
+        ]
+        .into_iter()
+        .map(|d| ("k".to_string(), d))
+        .collect();
+        let ev = crate::event::kinesis_event("s", &payloads);
+        let fast = kinesis(&serde_json::to_vec(&ev).unwrap()).expect("a plain Kinesis batch");
+        let seen: Vec<_> = fast
+            .work
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => r.seen().map(|s| (s.plain, s.ends_line)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Plain without and with a final line break; gzip and an aggregate are not plain; an
+        // empty payload has nothing to note.
+        assert_eq!(
+            seen,
+            [
+                Some((true, false)),
+                Some((true, true)),
+                Some((false, false)),
+                Some((false, false)),
+                None
+            ]
+        );
+        // The note holds for the bytes it was taken of, not for a payload put in their place.
+        let Item::Record(mut r) = fast.work.items[0].clone() else {
+            unreachable!()
+        };
+        r.data = Ok(bytes::Bytes::from_static(b"{\"a\":1}\n"));
+        assert_eq!(r.seen(), None);
+        // Nor for a record made any other way.
+        let made = StreamRecord::new("1", "s", "k", None, Ok(bytes::Bytes::from_static(b"x")));
+        assert_eq!(made.seen(), None);
     }
 
     #[test]

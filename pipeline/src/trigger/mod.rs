@@ -81,6 +81,22 @@ pub struct StreamRecord {
     pub arrival: Option<f64>,
     /// The payload (base64 already decoded), or why it could not be read.
     pub data: Result<bytes::Bytes, String>,
+    /// What the fast reader saw of `data` as it decoded it, for those very bytes.
+    seen: Option<Seen>,
+}
+
+/// What the fast Kinesis reader saw of a record's payload while it was in cache: the records
+/// loop can then hand it to the decoder without touching it first. Its first and last bytes
+/// (aggregated? gzip? a line break at the end?) are otherwise each a cache miss per record — the
+/// payloads were decoded megabytes earlier — while the decoder streams through them after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// The payload it was taken of (`data` is public, and may be replaced).
+    at: (usize, usize),
+    /// Neither a KPL aggregate nor gzip: the payload is its own text.
+    pub(crate) plain: bool,
+    /// It ends with a line break (else the batch's `lines` has one right after it).
+    pub(crate) ends_line: bool,
 }
 
 impl StreamRecord {
@@ -99,7 +115,7 @@ impl StreamRecord {
 
     /// A record whose ids are at `place` in `all` (a range that is not on character boundaries
     /// inside `all`, or past 4 GiB, is empty text).
-    fn cut(
+    pub(crate) fn cut(
         all: &Arc<String>,
         place: IdRanges,
         arrival: Option<f64>,
@@ -115,7 +131,24 @@ impl StreamRecord {
             cuts,
             arrival,
             data,
+            seen: None,
         }
+    }
+
+    /// Note what the payload is, as seen by whoever decoded it (`plain`: neither a KPL aggregate
+    /// nor gzip; `ends_line`: it ends with a line break).
+    pub(crate) fn saw(&mut self, plain: bool, ends_line: bool) {
+        self.seen = self.data.as_ref().ok().map(|d| Seen {
+            at: (d.as_ptr() as usize, d.len()),
+            plain,
+            ends_line,
+        });
+    }
+
+    /// What [`StreamRecord::saw`] noted, if the payload is still the one it was noted of.
+    pub(crate) fn seen(&self) -> Option<Seen> {
+        let d = self.data.as_ref().ok()?;
+        self.seen.filter(|s| s.at == (d.as_ptr() as usize, d.len()))
     }
 
     fn text(&self, which: usize) -> &str {

@@ -10,13 +10,17 @@ import sys
 
 
 def alternate(tools, runs):
-    """`tools`: name → callable returning seconds (or (seconds, extra)). Each is run `runs` times,
-    in turns. A tool that raises on its first run is reported and left out. Returns name →
-    (median seconds, list of seconds, last extra)."""
+    """`tools`: name → callable returning seconds (or (seconds, extra)). Each is run once untimed
+    (after the inputs just written are flushed to disk: their writeback competed with the first
+    timed runs, and a 3-run median of the rollup once took 300 ms where the next run gave 180 ms),
+    then `runs` times, in turns. A tool that raises on a run is reported and left out. Returns
+    name → (median seconds, list of seconds, last extra)."""
     times = {name: [] for name in tools}
     extra = {}
     live = dict(tools)
-    for _ in range(runs):
+    os.sync()
+    for round_ in range(runs + 1):
+        warm = round_ > 0
         for name, fn in list(live.items()):
             try:
                 r = fn()
@@ -26,7 +30,8 @@ def alternate(tools, runs):
                 continue
             if isinstance(r, tuple):
                 r, extra[name] = r[0], r[1]
-            times[name].append(r)
+            if warm:
+                times[name].append(r)
     return {n: (statistics.median(t), t, extra.get(n)) for n, t in times.items() if t}
 
 

@@ -5,7 +5,8 @@
 #   benches/peers/run.sh filter [MB]   NDJSON → filter → Parquet: Sluice, DuckDB, pyarrow
 #   benches/peers/run.sh rollup [MB]   the reference rollup: Sluice, DuckDB, Polars (plain and gzip)
 #   benches/peers/run.sh kinesis [N]   an N-record (default 10 000) Kinesis batch through the rollup:
-#                                      Sluice's handler, Python (json+base64+pyarrow), Node.js
+#                                      Sluice's handler, Python (json+base64+pyarrow), Node.js; then
+#                                      the same batch reshaped (11 more unread fields, keys shuffled)
 #   benches/peers/run.sh tables [MB]   Iceberg table output against Parquet output: filter and the
 #                                      rollup, MB/s each, and the commit's cost per invocation
 #   benches/peers/run.sh cold [RUNS]   cold start: the dist-profile `sluice` as `bootstrap` (every stage built

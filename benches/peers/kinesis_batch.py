@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 sys.path.insert(0, HERE)
-from common import alternate, emit, table  # noqa: E402
+from common import alternate, emit, reshape, table  # noqa: E402
 
 
 def run(cmd, env=None):
@@ -30,30 +30,12 @@ def run(cmd, env=None):
 
 
 def reshaped(doc, seed=31):
-    """`doc` with every record's data given 11 more fields and its keys shuffled (seeded)."""
+    """`doc` with every record's data reshaped ([`common.reshape`]), its final line break kept."""
     rng = random.Random(seed)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
     out = json.loads(json.dumps(doc))
     for r in out["Records"]:
         data = base64.b64decode(r["kinesis"]["data"])
-        rec = json.loads(data)
-        rec.update({
-            "message": " ".join(rng.choice(words) for _ in range(rng.randint(20, 40))),
-            "request_id": f"{rng.getrandbits(128):032x}",
-            "trace": {"root": f"1-{rng.getrandbits(32):08x}-{rng.getrandbits(96):024x}", "sampled": rng.random() < 0.1,
-                      "spans": [rng.randint(0, 10**6) for _ in range(3)]},
-            "status": rng.choice([200, 200, 200, 301, 404, 500]),
-            "ratio": round(rng.random(), 6),
-            "host": f"ip-10-{rng.randint(0, 255)}-{rng.randint(0, 255)}-{rng.randint(0, 255)}.ec2.internal",
-            "tags": [rng.choice(words) for _ in range(rng.randint(0, 4))],
-            "path": "/" + "/".join(rng.choice(words) for _ in range(rng.randint(2, 6))),
-            "experiment": None,
-            "retries": rng.randint(0, 3),
-            "note": "Ünïcödé ✓ " * rng.randint(1, 5),
-        })
-        items = list(rec.items())
-        rng.shuffle(items)
-        text = json.dumps(dict(items), separators=(",", ":"), ensure_ascii=False).encode()
+        text = reshape(json.loads(data), rng)
         if data.endswith(b"\n"):
             text += b"\n"
         r["kinesis"]["data"] = base64.b64encode(text).decode()

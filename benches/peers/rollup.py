@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The reference rollup side by side, one core each: NDJSON → filter `event_type <> 'view' OR
 latency_ms > 500` → group by page and 1-minute window → count, sum(bytes), avg(latency_ms),
-max(latency_ms), count_distinct(user_id) → zstd Parquet. Plain and gzip input.
+max(latency_ms), count_distinct(user_id) → zstd Parquet. Plain and gzip input, and the records
+reshaped (common.reshape: 11 more unread fields, each record's keys in an order of its own).
 
 Sluice runs as the dist-profile `sluice replay` process pinned to one core; DuckDB with threads=1;
 Polars with POLARS_MAX_THREADS=1 in its own process (gzip is inflated by Python's gzip module, as a
@@ -14,6 +15,7 @@ Usage: rollup.py SLUICE_BIN INPUT.ndjson [RUNS]
 import gzip
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -53,7 +55,7 @@ print(time.perf_counter() - t0)
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, emit, table, throughput  # noqa: E402
+from common import alternate, emit, reshape, table, throughput  # noqa: E402
 
 
 def once(cmd, env=None, inner=False):
@@ -78,9 +80,18 @@ def main():
         os.makedirs(store)
         shutil.copy(src, os.path.join(store, "part.ndjson"))
         shutil.copy(gz, os.path.join(store, "part.ndjson.gz"))
+        # The same records shaped as no reader is tuned to (common.reshape): more unread fields,
+        # each record's keys in an order of its own.
+        wide = os.path.join(store, "wide.ndjson")
+        rng = random.Random(31)
+        with open(src, "rb") as f, open(wide, "wb") as w:
+            for line in f:
+                w.write(reshape(json.loads(line), rng) + b"\n")
         cfg = os.path.join(work, "rollup.toml")
         open(cfg, "w").write(ROLLUP_TOML)
-        for label, path, key in [("plain", src, "c/part.ndjson"), ("gzip", gz, "c/part.ndjson.gz")]:
+        for label, path, key in [("plain", src, "c/part.ndjson"), ("gzip", gz, "c/part.ndjson.gz"),
+                                 ("reshaped", wide, "c/wide.ndjson")]:
+            size = os.path.getsize(path) if label == "reshaped" else os.path.getsize(src)
             ev = os.path.join(work, f"{label}.json")
             with open(ev, "w") as f:
                 subprocess.run([sluice, "event", "s3", "--bucket", "in", "--key", key, "--store", os.path.join(work, "store")], check=True, stdout=f)
@@ -103,7 +114,8 @@ def main():
                                    sluice, "replay", cfg, ev, "--store", os.path.join(work, "store")],
                                   capture_output=True, text=True).stdout.strip()
             emit(table(
-                f"Rollup ({label} NDJSON{', gzip level 6' if label == 'gzip' else ''}) → filter → group by page, 1 min → zstd Parquet",
+                f"Rollup ({label} NDJSON{', gzip level 6' if label == 'gzip' else ''}"
+                f"{' (22 fields, each record with its keys in an order of its own)' if label == 'reshaped' else ''}) → filter → group by page, 1 min → zstd Parquet",
                 f"{size / 1e6:.0f} MB uncompressed, {records} records; one core each; median of the runs, run in "
                 f"turns. Sluice is a whole `sluice replay` process (start-up included; peak RSS {peak} MiB); "
                 "DuckDB and Polars are timed inside their process.",

@@ -907,7 +907,7 @@ pub(crate) fn kinesis_items(records: Vec<KinesisFields<'_>>) -> Vec<Item> {
     records
         .into_iter()
         .zip(ranges)
-        .map(|(f, r)| kinesis_item(&all, r, f.arrival, f.data))
+        .map(|(f, r)| Item::Record(StreamRecord::cut(&all, r, f.arrival, f.data)))
         .collect()
 }
 
@@ -960,16 +960,6 @@ impl KinesisIds {
     pub(crate) fn finish(self) -> Arc<String> {
         Arc::new(self.buf)
     }
-}
-
-/// A Kinesis record whose ids are at `place` in `all` (from [`KinesisIds`]).
-pub(crate) fn kinesis_item(
-    all: &Arc<String>,
-    place: IdRanges,
-    arrival: Option<f64>,
-    data: Result<bytes::Bytes, String>,
-) -> Item {
-    Item::Record(StreamRecord::cut(all, place, arrival, data))
 }
 
 /// An S3 notification record, read into `aws_lambda_events`' [`S3EventRecord`]. One that is not

@@ -566,7 +566,7 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
     assert_eq!(summary["records_out"], ROWS, "{summary}");
     let written = keys(&c, &outb).await;
     assert_eq!(written.len(), 4, "{written:?}");
-    let mut rows = 0;
+    let (mut rows, mut row_groups) = (0, 0);
     for k in &written {
         let p: u64 = k
             .split("p=")
@@ -578,15 +578,10 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
             .parse()
             .unwrap();
         let bytes = get(&c, &outb, k).await;
-        // Many row groups: the budget wrote each partition out several times.
         let meta = parquet::file::metadata::ParquetMetaDataReader::new()
             .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
             .unwrap();
-        assert!(
-            meta.num_row_groups() > 1,
-            "{k}: {} row groups",
-            meta.num_row_groups()
-        );
+        row_groups += meta.num_row_groups();
         for line in parquet_rows(&bytes) {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             assert_eq!(v["n"].as_u64().unwrap() % 4, p, "{k}");
@@ -594,6 +589,16 @@ async fn partitioned_output_to_s3_within_a_small_memory_budget() {
         }
     }
     assert_eq!(rows, ROWS);
+    // Row groups written out early: 48 MB of rows through a 16 MB budget leave at most 16 MB
+    // (and the floor) held, so files were relieved before the end, more than one of them. (Which
+    // ones depends on how the writer counts what it holds: with a dictionary on every column each
+    // partition was relieved; with none on the unique blobs, which are no smaller for one, a
+    // partition may keep its one row group.)
+    assert!(
+        row_groups >= written.len() + 2,
+        "{row_groups} row groups in {} files",
+        written.len()
+    );
     assert_eq!(open_uploads(&c, &outb).await, 0);
 }
 

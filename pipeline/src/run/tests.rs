@@ -978,3 +978,46 @@ async fn with_stream_columns_the_schema_is_still_inferred_over_the_batch() {
         "{\"a\":1,\"_partition_key\":\"k1\"}\n{\"a\":2,\"b\":\"x\",\"_partition_key\":\"k2\"}\n"
     );
 }
+
+/// Parquet outputs give a dictionary only to the columns whose values repeat: read back, the
+/// unique column is written plainly and the repeating one through its dictionary, and every
+/// value is there.
+#[tokio::test]
+async fn parquet_outputs_give_dictionaries_to_the_columns_that_repeat() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let obj = dir.path().join("b/in/x.ndjson");
+    std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
+    let body: String = (0..3000)
+        .map(|i| format!("{{\"id\":\"id-{i:05}\",\"page\":\"/p/{}\"}}\n", i % 5))
+        .collect();
+    std::fs::write(&obj, body).unwrap();
+    let p = plan(
+        "name = \"t\"\n[input]\nformat = \"ndjson\"\nschema = { id = \"string\", page = \"string\" }\n[output]\nuri = \"s3://b/out/\"\n",
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(FsStore::new(dir.path()));
+    let h = Handler::new(p, store.clone(), store);
+    let ev = crate::event::s3_event(vec![crate::event::s3_record("b", "in/x.ndjson", 1, "e")]);
+    let (s, _) = h.handle(&ev).await.into_parts();
+    assert_eq!(s.error, None);
+    assert_eq!(s.records_out, 3000);
+    let file = std::fs::File::open(&s.outputs[0]).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let meta = reader.metadata();
+    let chunk = |name: &str| {
+        let rg = meta.row_group(0);
+        (0..rg.num_columns())
+            .map(|c| rg.column(c))
+            .find(|c| c.column_path().string() == name)
+            .unwrap()
+            .clone()
+    };
+    let (id, page) = (chunk("id"), chunk("page"));
+    assert!(id.dictionary_page_offset().is_none());
+    assert!(!id.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+    assert!(page.dictionary_page_offset().is_some());
+    assert!(page.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+    let rows: usize = reader.get_row_iter(None).unwrap().count();
+    assert_eq!(rows, 3000);
+}

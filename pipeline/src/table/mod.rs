@@ -753,13 +753,10 @@ impl TableWriter {
             return Ok(());
         }
         if self.open.is_none() {
-            let started = Box::pin(start(
-                &self.session,
-                &self.base,
-                &self.props,
-                &batch.schema(),
-            ))
-            .await?;
+            // A column's dictionary is chosen from the first batch, as for plain Parquet outputs.
+            let props = crate::write::with_dictionaries(self.props.clone(), batch);
+            let started =
+                Box::pin(start(&self.session, &self.base, &props, &batch.schema())).await?;
             self.open = Some(started);
         }
         let Some((target, inner)) = self.open.as_mut() else {

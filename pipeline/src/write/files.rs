@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, UInt32Array};
-use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -256,6 +255,8 @@ impl Outputs {
         }
     }
 
+    /// The writer settings of this output's files; a data file's dictionaries are then chosen
+    /// per column from its first batch ([`super::dictionary_choices`]).
     fn properties(&mut self) -> WriterProperties {
         if let Some(p) = &self.props {
             return p.clone();
@@ -275,7 +276,8 @@ impl Outputs {
         p
     }
 
-    async fn open(&mut self, part: &str, schema: SchemaRef) -> Result<(), Error> {
+    /// Open `part`'s file for `first`, the first batch it gets, unless open already.
+    async fn open(&mut self, part: &str, first: &RecordBatch) -> Result<(), Error> {
         if self.files.contains_key(part) {
             return Ok(());
         }
@@ -306,13 +308,13 @@ impl Outputs {
         let pressed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = match encoding {
             Encoding::Parquet(_) => {
-                let props = self.properties();
+                let props = super::with_dictionaries(self.properties(), first);
                 let sink = PqSink {
                     inner: sink,
                     held: held.clone(),
                     pressed: pressed.clone(),
                 };
-                let w = AsyncArrowWriter::try_new(sink, schema, Some(props))?;
+                let w = AsyncArrowWriter::try_new(sink, first.schema(), Some(props))?;
                 FileWriter::Parquet(Box::new(w))
             }
             Encoding::Ndjson { gzip } => {
@@ -377,7 +379,7 @@ impl Outputs {
     }
 
     async fn write_part(&mut self, part: &str, batch: &RecordBatch) -> Result<(), Error> {
-        self.open(part, batch.schema()).await?;
+        self.open(part, batch).await?;
         let Some(f) = self.files.get_mut(part) else {
             return Ok(());
         };

@@ -95,3 +95,58 @@ fn minus_zero_and_zero_are_one_partition_and_every_nan_another() {
     );
     assert_eq!(data.num_columns(), 1);
 }
+
+#[test]
+fn a_column_gets_a_dictionary_when_its_values_repeat_enough_to_be_smaller_so() {
+    use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    let n = 5000;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("unique_ids", DataType::Utf8, true),
+        Field::new("pages", DataType::Utf8, true),
+        Field::new("ts", DataType::Int64, true),
+        Field::new("status", DataType::Int64, true),
+        Field::new("ratio", DataType::Float64, true),
+        Field::new("all_null", DataType::Int64, true),
+        Field::new("flag", DataType::Boolean, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("u{i:06}")),
+            )),
+            Arc::new(StringArray::from_iter(
+                (0..n).map(|i| (i % 9 != 0).then(|| format!("/page/{}", i % 7))),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n as i64).map(|i| 1_764_000_000_000_000 + i * 997),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n as i64).map(|i| [200, 200, 301, 404, 500][i as usize % 5]),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|i| i as f64 / 7.0),
+            )),
+            Arc::new(Int64Array::from(vec![None; n])),
+            Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(i % 2 == 0)))),
+        ],
+    )
+    .unwrap();
+    let choices = dictionary_choices(&batch);
+    assert_eq!(
+        choices,
+        [
+            ("unique_ids".to_string(), false),
+            ("pages".to_string(), true),
+            ("ts".to_string(), false),
+            ("status".to_string(), true),
+            ("ratio".to_string(), false),
+        ],
+        "all-null and boolean columns keep Parquet's default"
+    );
+    // Decided on the first rows of a sliced batch, and not at all on a small first batch.
+    let sliced = batch.slice(1000, 4000);
+    assert_eq!(dictionary_choices(&sliced), choices);
+    assert!(dictionary_choices(&batch.slice(0, 1000)).is_empty());
+}

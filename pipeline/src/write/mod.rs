@@ -93,7 +93,6 @@ pub(crate) fn dictionary_choices(batch: &RecordBatch) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         let column = column.slice(0, rows);
-        let data = column.to_data();
         distinct.clear();
         // Bytes of the values written plainly, and of the distinct ones.
         let (mut plain, mut dictionary, mut count) = (0, 0, 0);
@@ -128,6 +127,7 @@ pub(crate) fn dictionary_choices(batch: &RecordBatch) -> Vec<(String, bool)> {
             }
             dt => match dt.primitive_width() {
                 Some(width) if dt.is_primitive() => {
+                    let data = column.to_data();
                     let Some(buffer) = data.buffers().first() else {
                         continue;
                     };
@@ -136,7 +136,7 @@ pub(crate) fn dictionary_choices(batch: &RecordBatch) -> Vec<(String, bool)> {
                         continue;
                     };
                     for (i, v) in values.chunks_exact(width).enumerate() {
-                        if column.is_valid(i) {
+                        if data.is_valid(i) {
                             let key = if width <= 8 {
                                 let mut word = [0u8; 8];
                                 word[..width].copy_from_slice(v);

@@ -141,18 +141,13 @@ impl KeyIndex {
 /// collide, and probing tells them apart).
 #[inline]
 fn key_hash(k: &[u8]) -> u64 {
-    fn word<const W: usize>(s: &[u8], at: usize) -> [u8; W] {
-        s.get(at..at + W)
-            .and_then(|w| w.try_into().ok())
-            .unwrap_or([0; W])
-    }
+    // The lengths matched are those the words fit in.
+    let w8 = |at| u64::from_le_bytes(word(k, at).unwrap_or_default());
+    let w4 = |at| u64::from(u32::from_le_bytes(word(k, at).unwrap_or_default()));
     let n = k.len();
     let x = match n {
-        8.. => u64::from_le_bytes(word(k, 0)) ^ u64::from_le_bytes(word(k, n - 8)).rotate_left(31),
-        4..=7 => {
-            u64::from(u32::from_le_bytes(word(k, 0)))
-                | u64::from(u32::from_le_bytes(word(k, n - 4))) << 32
-        }
+        8.. => w8(0) ^ w8(n - 8).rotate_left(31),
+        4..=7 => w4(0) | w4(n - 4) << 32,
         1..=3 => u64::from(k[0]) | u64::from(k[n / 2]) << 8 | u64::from(k[n - 1]) << 16,
         0 => 0,
     };
@@ -731,9 +726,6 @@ fn same_short(a: &[u8], b: &[u8]) -> bool {
     if n != b.len() {
         return false;
     }
-    fn word<const W: usize>(s: &[u8], at: usize) -> Option<[u8; W]> {
-        s.get(at..at + W)?.try_into().ok()
-    }
     match n {
         8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
         4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
@@ -741,6 +733,12 @@ fn same_short(a: &[u8], b: &[u8]) -> bool {
         1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         _ => a == b,
     }
+}
+
+/// `W` bytes of `s` from `at`, if there are.
+#[inline]
+fn word<const W: usize>(s: &[u8], at: usize) -> Option<[u8; W]> {
+    s.get(at..at + W)?.try_into().ok()
 }
 
 #[inline]

@@ -18,6 +18,11 @@
 7. Glue: the example's table in the AWS Glue Data Catalog against moto's Glue and S3
    (SLUICE_TEST_S3_ENDPOINT), read back with pyiceberg's GlueCatalog: the rows equal the Parquet
    output's in S3 for the same objects; replayed again, nothing added.
+8. Commit queue (`commit = "queue"`) against moto's SQS and S3 with a local SQLite catalog: 64
+   writers at once (one of them delivered twice) each queue one message and commit nothing; the
+   committer, fed the queue's messages in SQS batches as Lambda delivers them, is killed mid-batch
+   and run again on that batch: every row exactly once (pyiceberg), the duplicate dropped, and a
+   batch delivered again adds nothing.
 
 Usage: check_table.py SLUICE
 """
@@ -318,6 +323,169 @@ def glue(sluice, endpoint):
               "replayed again: nothing added")
 
 
+QUEUED = """
+name = "queued"
+[input]
+format = "ndjson"
+schema = {{ id = "int64", who = "string", n = "int64" }}
+[output]
+uri = "s3://{bucket}/lake/"
+format = "iceberg"
+table = "raw.queued"
+catalog = "sqlite:{catalog}"
+partition = ["bucket(4, who)"]
+commit = "queue"
+queue = "{queue}"
+"""
+
+
+def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
+    import random
+    import time
+
+    import boto3
+
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
+    sqs = boto3.client("sqs", endpoint_url=endpoint, **creds)
+    tag = f"{os.getpid()}"
+    bucket, qname = f"queued-{tag}", f"commits-{tag}"
+    s3.create_bucket(Bucket=bucket)
+    url = sqs.create_queue(QueueName=qname, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = os.path.join(tmp, "catalog.db")
+        config = os.path.join(tmp, "pipeline.toml")
+        open(config, "w").write(QUEUED.format(bucket=bucket, catalog=catalog, queue=qname))
+        store = os.path.join(tmp, "store")
+        events = []
+        for w in range(writers):
+            key = f"in/part-{w:02}.ndjson"
+            local = os.path.join(store, bucket, key)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "w") as f:
+                for i in range(per):
+                    f.write(json.dumps({"id": w * per + i, "who": f"w{w}-{i % 7}", "n": i}) + "\n")
+            s3.upload_file(local, bucket, key)
+            ev = os.path.join(tmp, f"writer-{w:02}.json")
+            with open(ev, "w") as f:
+                subprocess.run([sluice, "event", "s3", "--bucket", bucket, "--key", key, "--store", store],
+                               check=True, stdout=f, timeout=30)
+            events.append(ev)
+
+        def start(ev):
+            return subprocess.Popen([sluice, "replay", config, ev, "--endpoint-url", endpoint, "--json"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+        def finish(p, code=0):
+            o, e = p.communicate(timeout=DEADLINE_S)
+            assert p.returncode == code, f"exited {p.returncode}: {o} {e}"
+            return json.loads(o.splitlines()[-1])
+
+        procs = [start(ev) for ev in events]
+        written = [finish(p) for p in procs]
+        assert all(s["records_out"] == per and s["error"] is None for s in written), written
+        # One writer delivered again before the committer ran: its files again, a second message.
+        assert finish(start(events[0]))["records_out"] == per
+        # Nothing is in the table until the committer runs.
+        sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **{
+            "s3.endpoint": endpoint, "s3.region": "us-east-1",
+            "s3.access-key-id": "test", "s3.secret-access-key": "test"})
+        assert sql.load_table("raw.queued").snapshots() == []
+
+        messages = []
+        deadline = time.monotonic() + 60
+        while len(messages) < writers + 1 and time.monotonic() < deadline:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                      AttributeNames=["All"]).get("Messages", [])
+            messages += got
+        assert len(messages) == writers + 1, f"{len(messages)} messages queued for {writers + 1} deliveries"
+        random.Random(7).shuffle(messages)
+        batches = []
+        for b in range(0, len(messages), batch):
+            ev = os.path.join(tmp, f"commit-{b // batch}.json")
+            with open(ev, "w") as f:
+                json.dump({"Records": [{
+                    "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
+                    "awsRegion": "us-east-1"} for m in messages[b:b + batch]]}, f)
+            batches.append(ev)
+
+        # The committer killed mid-batch (before or after its commit, whichever the moment
+        # catches: early in the first batch, later in the second), then the batch delivered again.
+        for ev, wait in [(batches[0], 0.05), (batches[1], 0.6)]:
+            p = start(ev)
+            time.sleep(wait)
+            p.kill()
+            p.communicate(timeout=DEADLINE_S)
+        summaries = [finish(start(ev)) for ev in batches]
+        assert all(s["batch_item_failures"] == [] for s in summaries), summaries
+        dropped = sum(len(s["skips"]) for s in summaries)
+        # The duplicate writer's message, and after a kill that came after the commit, batch 0's.
+        assert dropped >= 1, summaries
+        t = sql.load_table("raw.queued")
+        ids = sorted(t.scan().to_arrow().column("id").to_pylist())
+        assert ids == list(range(writers * per)), f"rows lost or duplicated: {len(ids)} rows"
+        snaps = t.snapshots()
+        assert len(snaps) <= len(batches), len(snaps)
+        writers_seen = set()
+        for snap in snaps:
+            writers_seen |= set(json.loads(snap.summary["sluice.writers"]))
+        assert len(writers_seen) == writers, len(writers_seen)
+
+        # The last batch delivered again (its answer lost): nothing added.
+        again = finish(start(batches[-1]))
+        assert again["records_out"] == 0 and len(again["skips"]) >= 1, again
+        t = sql.load_table("raw.queued")
+        assert len(t.snapshots()) == len(snaps) and t.scan().to_arrow().num_rows == writers * per
+
+        # A writer whose files do not fit in a message (400 partitions): the message points to
+        # an object beside the table's metadata, which the committer reads, then removes.
+        wide = os.path.join(tmp, "wide.toml")
+        open(wide, "w").write(QUEUED.format(bucket=bucket, catalog=catalog, queue=qname)
+                              .replace("raw.queued", "raw.wide")
+                              .replace('partition = ["bucket(4, who)"]',
+                                       'partition = ["identity(id)"]\nmax_open_partitions = 1000'))
+        key = "in/wide.ndjson"
+        local = os.path.join(store, bucket, key)
+        with open(local, "w") as f:
+            for i in range(400):
+                f.write(json.dumps({"id": i, "who": "w", "n": i}) + "\n")
+        s3.upload_file(local, bucket, key)
+        ev = os.path.join(tmp, "wide-writer.json")
+        with open(ev, "w") as f:
+            subprocess.run([sluice, "event", "s3", "--bucket", bucket, "--key", key, "--store", store],
+                           check=True, stdout=f, timeout=30)
+        r = subprocess.run([sluice, "replay", wide, ev, "--endpoint-url", endpoint, "--json"],
+                           capture_output=True, text=True, timeout=DEADLINE_S, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        [m] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=2)["Messages"]
+        body = json.loads(m["Body"])
+        assert body["units"] == [] and body["units_at"].endswith(".json"), m["Body"][:300]
+        ev = os.path.join(tmp, "wide-commit.json")
+        with open(ev, "w") as f:
+            json.dump({"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                                    "body": m["Body"], "attributes": {}, "messageAttributes": {},
+                                    "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+                                    "eventSourceARN": arn, "awsRegion": "us-east-1"}]}, f)
+        r = subprocess.run([sluice, "replay", wide, ev, "--endpoint-url", endpoint, "--json"],
+                           capture_output=True, text=True, timeout=DEADLINE_S, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads(r.stdout.splitlines()[-1])["records_out"] == 400, r.stdout
+        t = sql.load_table("raw.wide")
+        assert sorted(t.scan().to_arrow().column("id").to_pylist()) == list(range(400))
+        held = body["units_at"].split(f"s3://{bucket}/", 1)[1]
+        assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=held), "the units object was kept"
+
+        print(f"queue: {writers} writers at once (one delivered twice) queued {writers + 1} messages; "
+              f"the committer, killed mid-batch and run again, committed {len(batches)} batches of {batch} "
+              f"in {len(snaps)} snapshots: {writers * per} rows exactly once (pyiceberg), {dropped} "
+              f"dropped as already committed; a batch delivered again added nothing; 400 files of one "
+              f"writer went through an object beside the metadata and were committed")
+
+
 STREAM = """
 name = "stream-table"
 [input]
@@ -544,6 +712,7 @@ def main():
     if endpoint:
         glue(sluice, endpoint)
         rest_s3(sluice, endpoint)
+        queue_mode(sluice, endpoint)
     elif os.environ.get("SLUICE_REQUIRE_S3"):
         sys.exit("SLUICE_REQUIRE_S3 is set but SLUICE_TEST_S3_ENDPOINT is not: the Glue check cannot run")
     else:

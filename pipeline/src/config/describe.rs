@@ -117,6 +117,9 @@ impl fmt::Display for Plan {
                     .collect();
                 write!(f, " partitioned by {}", fields.join(", "))?;
             }
+            if let crate::config::CommitMode::Queue(q) = &t.commit {
+                write!(f, ", committed through queue {q}")?;
+            }
         }
         writeln!(f)?;
         match &self.rejects {

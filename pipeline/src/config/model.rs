@@ -437,6 +437,15 @@ pub struct OutputConfig {
     /// (default 128 MiB).
     #[serde(default)]
     pub target_file_bytes: Option<u64>,
+    /// `format = "iceberg"`: how an invocation's data files reach the table. `direct` (the
+    /// default): the invocation commits them itself. `queue`: it sends one message describing
+    /// them to `queue`, and the committer (the same function, triggered by that queue) folds a
+    /// batch of messages into one snapshot.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// `commit = "queue"`: the SQS queue of commit messages, by URL or name.
+    #[serde(default)]
+    pub queue: Option<String>,
     /// What one set of output files covers: each S3 object (`object`, the default) or all the
     /// objects of an invocation (`invocation`: an SQS-batched trigger's thousands of small
     /// objects become one file per partition). An aggregate always covers the invocation.
@@ -486,6 +495,8 @@ impl OutputConfig {
             sigv4: None,
             partition: Vec::new(),
             target_file_bytes: None,
+            commit: None,
+            queue: None,
             per: Per::Object,
         }
     }

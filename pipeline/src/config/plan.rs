@@ -61,6 +61,20 @@ pub struct TableSpec {
     pub partition: Vec<PartitionField>,
     /// Data files roll over at about this many bytes.
     pub target_file_bytes: u64,
+    /// How an invocation's data files reach the table.
+    pub commit: CommitMode,
+}
+
+/// `[output] commit`: who commits an invocation's data files into its table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CommitMode {
+    /// The invocation, in one snapshot of its own (conflicts retried).
+    #[default]
+    Direct,
+    /// The committer: the invocation sends one message describing its files to this SQS queue
+    /// (a URL or a name), and the function the queue triggers folds each batch of messages
+    /// into one snapshot.
+    Queue(String),
 }
 
 impl TableSpec {

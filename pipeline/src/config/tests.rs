@@ -447,6 +447,27 @@ fn table(extra: &str) -> String {
 
 #[cfg(feature = "iceberg")]
 #[test]
+fn a_table_commits_directly_or_through_a_queue() {
+    let queued = |q: &str| {
+        check(&table(&format!("commit = \"queue\"\nqueue = \"{q}\"")))
+            .expect("plan")
+            .files
+            .table
+            .expect("a table")
+            .commit
+    };
+    let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/clicks-commits";
+    assert_eq!(queued(url), CommitMode::Queue(url.into()));
+    assert_eq!(
+        queued("clicks-commits"),
+        CommitMode::Queue("clicks-commits".into())
+    );
+    let direct = check(&table("commit = \"direct\"")).expect("plan");
+    assert_eq!(direct.files.table.expect("t").commit, CommitMode::Direct);
+}
+
+#[cfg(feature = "iceberg")]
+#[test]
 fn an_iceberg_output_is_checked_and_typed() {
     let p = check(&table(
         "partition = [\"identity(day)\", \"bucket(16, page)\"]",
@@ -456,6 +477,7 @@ fn an_iceberg_output_is_checked_and_typed() {
     assert_eq!(t.ident(), "analytics.clicks");
     assert_eq!(t.catalog, CatalogSpec::Sqlite("catalog.db".into()));
     assert_eq!(t.target_file_bytes, 128 << 20);
+    assert_eq!(t.commit, CommitMode::Direct);
     let fields: Vec<(String, String)> = t
         .partition
         .iter()
@@ -606,6 +628,31 @@ fn a_bad_table_setting_names_its_key_and_the_fix() {
             GOOD.replace("partition_by = [\"day\"]", "table = \"a.b\""),
             "output.table",
             "format = \"iceberg\"",
+        ),
+        (
+            GOOD.replace("partition_by = [\"day\"]", "commit = \"queue\""),
+            "output.commit",
+            "format = \"iceberg\"",
+        ),
+        (
+            table("commit = \"queue\""),
+            "output.commit",
+            "name it with queue = ",
+        ),
+        (
+            table("queue = \"commits\""),
+            "output.queue",
+            "commit = \"queue\"",
+        ),
+        (
+            table("commit = \"later\""),
+            "output.commit",
+            "not a commit mode",
+        ),
+        (
+            table("commit = \"queue\"\nqueue = \"my queue\""),
+            "output.queue",
+            "not an SQS queue",
         ),
     ];
     for (text, key, says) in cases {

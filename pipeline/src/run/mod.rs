@@ -361,6 +361,16 @@ impl Handler {
                 .map(|r| r.data.as_ref().map_or(0, |d| d.len() as u64))
                 .sum::<u64>();
         t.s.delivered = records.len() as u64;
+        // A table committed through a queue: an SQS batch of messages is the committer's (SQS
+        // records into a table are not supported otherwise).
+        #[cfg(feature = "iceberg")]
+        if let Some(target) = self.table.as_ref().filter(|t| t.queued())
+            && invocation.source.kind == trigger::Kind::Messages
+            && !records.is_empty()
+        {
+            Box::pin(self.run_committer(target, &records, &mut t)).await;
+            return t.finish(started, self.stage_times());
+        }
         #[cfg(feature = "iceberg")]
         let session = match Box::pin(self.begin_table(
             invocation,
@@ -491,20 +501,25 @@ impl Handler {
     #[cfg(feature = "iceberg")]
     async fn commit_table(&self, session: &crate::table::Session, t: &mut Tally) {
         let held = std::mem::take(&mut t.table);
-        if held.sources.is_empty() {
+        if held.units.iter().all(|u| u.sources.is_empty()) {
             return;
         }
-        let paths: Vec<String> = held
-            .files
+        let pending = crate::table::Pending { units: held.units };
+        let paths: Vec<String> = pending
+            .files()
             .iter()
             .map(|f| f.file_path().to_string())
             .collect();
-        let pending = crate::table::Pending {
-            files: held.files,
-            sources: held.sources,
-        };
         let started = Instant::now();
-        let committed = session.commit(pending).await;
+        let committed = if session.queued() {
+            // The committer commits them: the files are the invocation's output once queued.
+            session.enqueue(pending).await.map(|()| {
+                tracing::info!(table = %session.name(), files = paths.len(), "Queued the files for the committer.");
+                None
+            })
+        } else {
+            session.commit(pending).await
+        };
         t.s.commit_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         match committed {
             Ok(snapshot) => {
@@ -530,6 +545,79 @@ impl Handler {
                     if !t.s.batch_item_failures.contains(&id) {
                         t.s.batch_item_failures.push(id);
                     }
+                }
+                t.fail(e.class(), e.to_string());
+            }
+        }
+    }
+
+    /// The committer (`commit = "queue"`): the batch's commit messages folded into one snapshot.
+    /// A message that cannot be read, or whose units can be neither committed nor dropped, is
+    /// returned to the queue with its reason (its redrive policy moves it to the dead-letter
+    /// queue in the end); when the commit fails, every message is.
+    #[cfg(feature = "iceberg")]
+    async fn run_committer(
+        &self,
+        target: &Arc<crate::table::Target>,
+        records: &[&StreamRecord],
+        t: &mut Tally,
+    ) {
+        use crate::error::ErrorClass;
+        use crate::table::queue::{Message, Queued};
+        let mut queued = Vec::with_capacity(records.len());
+        for r in records {
+            let id = r.id();
+            match r
+                .data
+                .as_deref()
+                .map_err(Clone::clone)
+                .and_then(Message::parse)
+            {
+                Ok(message) => queued.push(Queued {
+                    id: id.to_string(),
+                    message,
+                }),
+                Err(why) => {
+                    warn!(message_id = id, reason = %why, "Cannot commit a queued message.");
+                    t.fail_item(id, ErrorClass::BadInput, &why);
+                    t.fail(ErrorClass::BadInput, format!("message {id}: {why}"));
+                }
+            }
+        }
+        if queued.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = queued.iter().map(|q| q.id.clone()).collect();
+        let started = Instant::now();
+        let folded = target.fold(queued).await;
+        t.s.commit_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        match folded {
+            Ok(f) => {
+                for (id, why) in f.refused {
+                    warn!(message_id = %id, reason = %why, "Refused a queued message.");
+                    t.fail_item(&id, ErrorClass::Permanent, &why);
+                    t.fail(ErrorClass::Permanent, format!("message {id}: {why}"));
+                }
+                for (id, why) in f.dropped {
+                    t.s.skipped += 1;
+                    t.s.skips.push(Skip {
+                        source: format!("message {id}"),
+                        reason: why,
+                    });
+                }
+                let files: usize = f.committed.iter().map(|(_, _, p)| p.len()).sum();
+                for (_, rows, paths) in f.committed {
+                    t.s.records_out += rows;
+                    t.s.outputs.extend(paths);
+                }
+                if let Some(id) = f.snapshot {
+                    tracing::info!(table = %target.name(), snapshot = id, files, "Committed the queued files.");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, class = %e.class(), "Commit failed; every message returns to the queue.");
+                for id in &ids {
+                    t.fail_item(id, e.class(), &e.to_string());
                 }
                 t.fail(e.class(), e.to_string());
             }

@@ -396,9 +396,8 @@ impl Tally {
 #[cfg(feature = "iceberg")]
 #[derive(Default)]
 pub(super) struct TableTally {
-    pub(super) files: Vec<iceberg::spec::DataFile>,
-    /// Each source's identity (`s3://bucket/key@version`), as the snapshot records it.
-    pub(super) sources: Vec<String>,
+    /// Each unit's data files and sources (`s3://bucket/key@version`, as snapshots record them).
+    pub(super) units: Vec<crate::table::Unit>,
     /// The objects behind them (their SQS message ids, if any), for a failed commit.
     pub(super) message_ids: Vec<Option<String>>,
     /// The rows the files hold.
@@ -430,10 +429,13 @@ impl Tally {
     /// Hold a unit's table data files for the event's commit: they came from `objects`.
     #[cfg(feature = "iceberg")]
     pub(super) fn hold(&mut self, r: &mut ObjectResult, objects: &[&crate::trigger::ObjectRef]) {
-        self.table.files.append(&mut r.table_files);
+        self.table.units.push(crate::table::Unit {
+            sources: objects.iter().map(|o| crate::table::source_id(o)).collect(),
+            files: std::mem::take(&mut r.table_files),
+            rows: r.records_out,
+        });
         self.table.records_out += r.records_out;
         for o in objects {
-            self.table.sources.push(crate::table::source_id(o));
             self.table.message_ids.push(o.message_id.clone());
         }
     }
@@ -451,13 +453,16 @@ impl Tally {
         let (Some(first), Some(last)) = (done.first(), done.last()) else {
             return;
         };
-        self.table.files.append(&mut r.table_files);
+        self.table.units.push(crate::table::Unit {
+            sources: vec![crate::table::stream_source(
+                first.shard(),
+                first.id(),
+                last.id(),
+            )],
+            files: std::mem::take(&mut r.table_files),
+            rows: r.records_out,
+        });
         self.table.records_out += r.records_out;
-        self.table.sources.push(crate::table::stream_source(
-            first.shard(),
-            first.id(),
-            last.id(),
-        ));
         self.table.resume_at = Some(first.id().to_string());
     }
 

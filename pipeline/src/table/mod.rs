@@ -14,6 +14,7 @@
 //! A failure between writing the files and the commit leaves them as orphans, invisible.
 
 mod io;
+pub mod queue;
 mod report;
 mod rest;
 mod schema;
@@ -96,6 +97,8 @@ pub struct Target {
     /// SDK's default for the environment.
     endpoint: Option<String>,
     catalog: tokio::sync::OnceCell<Arc<dyn Catalog>>,
+    /// `commit = "queue"`: the queue the invocations' files are sent to.
+    queue: Option<queue::Queue>,
 }
 
 impl std::fmt::Debug for Target {
@@ -141,13 +144,31 @@ impl Target {
             pipeline: pipeline.to_string(),
             endpoint: None,
             catalog: tokio::sync::OnceCell::new(),
+            queue: match &spec.commit {
+                crate::config::CommitMode::Queue(q) => Some(queue::Queue::new(q, None)),
+                crate::config::CommitMode::Direct => None,
+            },
         }
     }
 
     /// The same table, its catalog's AWS client at `endpoint` (the one the stores use).
     pub(crate) fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
         self.endpoint = endpoint.map(str::to_string);
+        if let crate::config::CommitMode::Queue(q) = &self.spec.commit {
+            self.queue = Some(queue::Queue::new(q, endpoint));
+        }
         self
+    }
+
+    /// Whether the invocations' files go to a queue for the committer (`commit = "queue"`).
+    pub(crate) fn queued(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// `commit = "queue"`: how many messages wait in the queue and how many are being
+    /// committed (SQS's approximate counts).
+    pub async fn queue_depth(&self) -> Option<Result<(u64, u64), Error>> {
+        Some(self.queue.as_ref()?.depth().await)
     }
 
     /// `namespace.name`.
@@ -400,19 +421,52 @@ pub(crate) struct Session {
     ranges: Ranges,
 }
 
+/// The data files one unit of work wrote, and the sources (S3 objects, a Kinesis range) their
+/// rows came from: committed whole or not at all.
+#[derive(Debug, Default, Clone)]
+pub struct Unit {
+    /// The sources, as snapshots record them ([`source_id`], [`stream_source`]).
+    pub sources: Vec<String>,
+    /// The data files.
+    pub files: Vec<DataFile>,
+    /// The rows the files hold.
+    pub rows: u64,
+}
+
 /// Files written by the units of an invocation, waiting for its commit.
 #[derive(Debug, Default)]
 pub struct Pending {
-    /// The data files.
-    pub files: Vec<DataFile>,
-    /// The sources their rows came from.
-    pub sources: Vec<String>,
+    /// Each unit's files and sources.
+    pub units: Vec<Unit>,
+}
+
+impl Pending {
+    /// Every unit's sources.
+    pub fn sources(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .flat_map(|u| u.sources.iter().cloned())
+            .collect()
+    }
+
+    /// Every unit's data files.
+    pub fn files(&self) -> Vec<DataFile> {
+        self.units
+            .iter()
+            .flat_map(|u| u.files.iter().cloned())
+            .collect()
+    }
 }
 
 impl Session {
     /// The table's name.
     pub(crate) fn name(&self) -> String {
         self.target.name()
+    }
+
+    /// Whether its files go to the committer's queue rather than into a commit of its own.
+    pub(crate) fn queued(&self) -> bool {
+        self.target.queued()
     }
 
     /// The snapshot that already holds `source`, if one does.
@@ -577,77 +631,137 @@ impl Session {
     /// delivery of the same object committed meanwhile), nothing is committed and the error
     /// says so.
     pub(crate) async fn commit(&self, pending: Pending) -> Result<Option<i64>, Error> {
-        if pending.sources.is_empty() && pending.files.is_empty() {
+        if pending.units.is_empty() {
             return Ok(None);
         }
         let t = &self.target;
-        let mut sources = pending.sources.clone();
-        sources.sort();
-        sources.dedup();
-        let listed = serde_json::to_string(&sources).unwrap_or_default();
-        let mut properties = HashMap::from([
-            (SOURCES_PROPERTY.to_string(), listed),
-            (PIPELINE_PROPERTY.to_string(), t.pipeline.clone()),
-        ]);
+        let sources = pending.sources();
+        let files = pending.files();
+        let mut properties = HashMap::from([(PIPELINE_PROPERTY.to_string(), t.pipeline.clone())]);
         if let Ok(id) = INVOCATION.try_with(Clone::clone) {
             properties.insert(INVOCATION_PROPERTY.to_string(), id);
         }
-        let mut wait = std::time::Duration::from_millis(20);
-        // Without a deadline (replay without --timeout), conflicts are retried this many times.
-        let mut attempts_left = 100u32;
-        loop {
-            // The table as it is now: created by this invocation, or refreshed after a conflict.
-            let current = match t.load(&self.catalog).await? {
-                Some(table) => table,
-                // A source with no rows, and the table never created: nothing to record it in.
-                None if pending.files.is_empty() => return Ok(None),
-                None => {
-                    return Err(Error::Store {
+        let done = t
+            .append(&self.catalog, properties, |current| {
+                let Some(current) = current else {
+                    // A source with no rows, and the table never created: nothing to record
+                    // it in.
+                    if files.is_empty() {
+                        return Plan::Nothing;
+                    }
+                    return Plan::Refuse(Error::Store {
                         location: format!("table {}", t.name()),
                         message: "the table disappeared before the commit".into(),
                         retryable: true,
                     });
+                };
+                let already = committed_sources(current);
+                let ranges = stream_ranges(&already);
+                if let Some((s, snap)) = sources
+                    .iter()
+                    .find_map(|s| overlapping(&already, &ranges, s))
+                {
+                    return Plan::Refuse(Error::Store {
+                        location: format!("table {}", t.name()),
+                        message: format!(
+                            "{s} was committed by another delivery meanwhile (snapshot {snap}); nothing of this one is committed, and a retry skips it"
+                        ),
+                        retryable: true,
+                    });
+                }
+                Plan::Append {
+                    files: files.clone(),
+                    sources: sources.clone(),
+                    extra: Vec::new(),
+                }
+            })
+            .await?;
+        if let Some((_, table)) = &done {
+            *self.table.lock().await = Some(table.clone());
+        }
+        Ok(done.and_then(|(id, _)| id))
+    }
+}
+
+/// What an append puts in the table as it is now (see [`Target::append`]).
+pub(crate) enum Plan {
+    /// Nothing to commit.
+    Nothing,
+    /// These data files, in one snapshot recording these sources (and these other summary
+    /// properties).
+    Append {
+        files: Vec<DataFile>,
+        sources: Vec<String>,
+        extra: Vec<(String, String)>,
+    },
+    /// Nothing, and this is why.
+    Refuse(Error),
+}
+
+impl Target {
+    /// Append to the table, in one snapshot, what `plan` makes of the table as it is now (or of
+    /// its absence), with `properties` in the snapshot's summary beside the sources. A conflict
+    /// (another commit came first) asks `plan` again of the refreshed table, until the
+    /// invocation's deadline (without one, 100 times). Returns the snapshot's id and the table
+    /// after it, or `None` when `plan` found nothing to commit.
+    pub(crate) async fn append(
+        &self,
+        catalog: &Arc<dyn Catalog>,
+        mut properties: HashMap<String, String>,
+        mut plan: impl FnMut(Option<&iceberg::table::Table>) -> Plan,
+    ) -> Result<Option<(Option<i64>, iceberg::table::Table)>, Error> {
+        let mut wait = std::time::Duration::from_millis(20);
+        let mut attempts_left = 100u32;
+        loop {
+            // The table as it is now: created by this invocation, or refreshed after a conflict.
+            let current = self.load(catalog).await?;
+            let (files, mut sources) = match plan(current.as_ref()) {
+                Plan::Nothing => return Ok(None),
+                Plan::Refuse(e) => return Err(e),
+                Plan::Append {
+                    files,
+                    sources,
+                    extra,
+                } => {
+                    properties.extend(extra);
+                    (files, sources)
                 }
             };
-            let already = committed_sources(&current);
-            let ranges = stream_ranges(&already);
-            if let Some((s, snap)) = sources
-                .iter()
-                .find_map(|s| overlapping(&already, &ranges, s))
-            {
+            let Some(current) = current else {
                 return Err(Error::Store {
-                    location: format!("table {}", t.name()),
-                    message: format!(
-                        "{s} was committed by another delivery meanwhile (snapshot {snap}); nothing of this one is committed, and a retry skips it"
-                    ),
+                    location: format!("table {}", self.name()),
+                    message: "there is no table to commit into".into(),
                     retryable: true,
                 });
-            }
+            };
+            sources.sort();
+            sources.dedup();
+            properties.insert(
+                SOURCES_PROPERTY.to_string(),
+                serde_json::to_string(&sources).unwrap_or_default(),
+            );
             let tx = Transaction::new(&current);
             let append = tx
                 .fast_append()
-                .add_data_files(pending.files.clone())
+                .add_data_files(files)
                 .set_snapshot_properties(properties.clone());
             let tx = append
                 .apply(tx)
-                .map_err(|e| t.error("preparing the commit", e))?;
+                .map_err(|e| self.error("preparing the commit", e))?;
             // Only a conflict is retried here: a failed request was retried by the store's
             // client already, and the event's redelivery retries the rest.
             let mut conflict = false;
-            let attempt = crate::store::bounded(&format!("table {}", t.name()), async {
-                Box::pin(tx.commit(self.catalog.as_ref()))
-                    .await
-                    .map_err(|e| {
-                        conflict = e.kind() == ErrorKind::CatalogCommitConflicts;
-                        t.error("committing", e)
-                    })
+            let attempt = crate::store::bounded(&format!("table {}", self.name()), async {
+                Box::pin(tx.commit(catalog.as_ref())).await.map_err(|e| {
+                    conflict = e.kind() == ErrorKind::CatalogCommitConflicts;
+                    self.error("committing", e)
+                })
             })
             .await;
             match attempt {
                 Ok(table) => {
                     let id = table.metadata().current_snapshot().map(|s| s.snapshot_id());
-                    *self.table.lock().await = Some(table);
-                    return Ok(id);
+                    return Ok(Some((id, table)));
                 }
                 Err(e) if conflict => {
                     attempts_left = attempts_left.saturating_sub(1);
@@ -658,7 +772,7 @@ impl Session {
                     if past {
                         return Err(e);
                     }
-                    tracing::info!(table = %t.name(), error = %e, "Commit conflicted; retrying on the refreshed table.");
+                    tracing::info!(table = %self.name(), error = %e, "Commit conflicted; retrying on the refreshed table.");
                     tokio::time::sleep(jitter(wait)).await;
                     wait = (wait * 2).min(std::time::Duration::from_secs(2));
                 }

@@ -5,7 +5,8 @@ use globset::GlobMatcher;
 
 use crate::config::model::*;
 use crate::config::plan::{
-    CatalogSpec, DEFAULT_TARGET_FILE_BYTES, Encoding, FileSpec, PartitionField, RestSpec, TableSpec,
+    CatalogSpec, CommitMode, DEFAULT_TARGET_FILE_BYTES, Encoding, FileSpec, PartitionField,
+    RestSpec, TableSpec,
 };
 use crate::config::spans::*;
 use crate::error::ConfigError;
@@ -352,6 +353,8 @@ fn table(
             ("sigv4", out.sigv4.is_some()),
             ("partition", !out.partition.is_empty()),
             ("target_file_bytes", out.target_file_bytes.is_some()),
+            ("commit", out.commit.is_some()),
+            ("queue", out.queue.is_some()),
         ];
         if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
             return Err(cx.err(
@@ -525,6 +528,36 @@ fn table(
             "must be at least 1048576 (1 MiB); the default is 134217728 (128 MiB)",
         ));
     }
+    let commit = match (out.commit.as_deref(), out.queue.as_deref().map(str::trim)) {
+        (None | Some("direct"), None) => CommitMode::Direct,
+        (Some("queue"), Some(q)) if !q.is_empty() => {
+            if q.chars().any(char::is_whitespace) {
+                return Err(cx.err(
+                    &at("queue"),
+                    format!("`{q}` is not an SQS queue: write its URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) or its name"),
+                ));
+            }
+            CommitMode::Queue(q.to_string())
+        }
+        (Some("queue"), _) => {
+            return Err(cx.err(
+                &at("commit"),
+                "\"queue\" sends each invocation's files to an SQS queue: name it with queue = \"URL or name\" in [output]",
+            ));
+        }
+        (None | Some("direct"), Some(_)) => {
+            return Err(cx.err(
+                &at("queue"),
+                "is where commit = \"queue\" sends the files; set that too, or remove queue",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(cx.err(
+                &at("commit"),
+                format!("`{other}` is not a commit mode; use \"direct\" (the invocation commits) or \"queue\" (a committer does)"),
+            ));
+        }
+    };
     Ok(Some(TableSpec {
         namespace: parts[..parts.len() - 1]
             .iter()
@@ -534,6 +567,7 @@ fn table(
         catalog,
         partition,
         target_file_bytes,
+        commit,
     }))
 }
 

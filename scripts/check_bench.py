@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`sluice bench` end to end: the bundled example benchmarked with --json and --html; the report's
 figures checked against each other and against the cost model worked out here independently (the
-rest of the bill, too: S3, KMS, Kinesis, catalog and CloudWatch Logs, priced here from the requests
+rest of the bill, too: S3, KMS, Kinesis, catalog, SQS and CloudWatch Logs, priced here from the requests
 the report counted, and those counts checked against what the example does); the
 HTML page opened in headless Chromium (Debian's `chromium`), with no network, and its screenshot
 checked for the chart's two lines.
@@ -29,6 +29,7 @@ S3_GET_OTHER = 0.0004 / 1000
 KMS = 0.03 / 10000
 KINESIS_PUT_UNIT = 0.014 / 1e6
 GLUE = 1.0 / 1e6
+SQS = 0.40 / 1e6
 LOGS_PER_GIB = 0.50
 # The objects the example's event names under its keys, as the notifications give their sizes.
 EVENT_BYTES = sum(
@@ -122,7 +123,7 @@ def check_bill(r):
     s3 = q["s3"]
     if (s3["get"], s3["head"], s3["list"], s3["put"], s3["multipart"]) != (3 * n, 0, 0, 4 * n, 0):
         fail(f"S3 requests counted {s3}")
-    if q["kms"] != 0 or q["kinesis_records"] != 0 or q["catalog"] != 0:
+    if q["kms"] != 0 or q["kinesis_records"] != 0 or q["catalog"] != 0 or q["sqs"] != 0:
         fail(f"requests the example never makes were counted: {q}")
     # Lambda's START, END and REPORT, the metrics line, and the handler's own lines.
     if q["log_lines"] < 5 * n or q["log_bytes"] < 250 * n:
@@ -132,6 +133,7 @@ def check_bill(r):
         "kms": q["kms"] * KMS,
         "kinesis": q["kinesis_put_units"] * KINESIS_PUT_UNIT,
         "catalog": q["catalog"] * GLUE if b["catalog"] == "glue" else 0.0,
+        "sqs": q["sqs"] * SQS,
         "logs": q["log_bytes"] / 2**30 * LOGS_PER_GIB,
     }
     cost["total"] = sum(cost.values())

@@ -386,6 +386,8 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
         procs = [start(ev) for ev in events]
         written = [finish(p) for p in procs]
         assert all(s["records_out"] == per and s["error"] is None for s in written), written
+        assert all(s["commit"]["mode"] == "queued" and s["commit"]["message_bytes"] > 0
+                   and s["commit"]["rows"] == per for s in written), written[0]
         # One writer delivered again before the committer ran: its files again, a second message.
         assert finish(start(events[0]))["records_out"] == per
         # Nothing is in the table until the committer runs.
@@ -393,6 +395,12 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
             "s3.endpoint": endpoint, "s3.region": "us-east-1",
             "s3.access-key-id": "test", "s3.secret-access-key": "test"})
         assert sql.load_table("raw.queued").snapshots() == []
+        # `sluice table show` tells the pending messages from the queue's depth.
+        r = subprocess.run([sluice, "table", "show", config, "--endpoint-url", endpoint, "--json"],
+                           capture_output=True, text=True, timeout=DEADLINE_S, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        shown = json.loads(r.stdout)
+        assert shown["queue"] == {"queue": qname, "waiting": writers + 1, "committing": 0}, shown["queue"]
 
         messages = []
         deadline = time.monotonic() + 60
@@ -422,6 +430,12 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
             p.communicate(timeout=DEADLINE_S)
         summaries = [finish(start(ev)) for ev in batches]
         assert all(s["batch_item_failures"] == [] for s in summaries), summaries
+        # Each message of a batch is committed, or dropped whole as already committed.
+        for s, b in zip(summaries, range(0, len(messages), batch)):
+            c = s["commit"]
+            assert c["mode"] == "committer" and sum(c["messages"]) == len(messages[b:b + batch]), c
+            assert c["messages"][2] == 0 and len(c.get("visible_ms", [])) == c["messages"][0], c
+        assert sum(s["commit"]["messages"][1] for s in summaries) >= 1
         dropped = sum(len(s["skips"]) for s in summaries)
         # The duplicate writer's message, and after a kill that came after the commit, batch 0's.
         assert dropped >= 1, summaries

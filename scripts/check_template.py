@@ -158,7 +158,7 @@ def main():
     sts = list(statements(template))
     sids = {st["Sid"] for st in sts}
     for needed in ["ReadInput", "ListInput", "WriteOutputAndRejects", "ReadStream", "WriteStream", "EncryptOutputs",
-                   "ReadTable", "CatalogTable", "S3TablesCatalog"]:
+                   "ReadTable", "CatalogTable", "S3TablesCatalog", "SendCommits", "ConsumeCommitQueue"]:
         assert needed in sids, f"no {needed} statement"
 
     # Broken copies, each of which the rules must refuse.
@@ -180,6 +180,9 @@ def main():
         "list everything": broken("ListInput", lambda st: st.pop("Condition")),
         "any stream": broken("ReadStream", lambda st: st.update(Resource="*")),
         "any key": broken("EncryptOutputs", lambda st: st.update(Resource="*")),
+        "any queue": broken("SendCommits", lambda st: st.update(
+            Resource={"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:*"})),
+        "purge the commit queue": broken("ConsumeCommitQueue", lambda st: st["Action"].append("sqs:*")),
         "read all of the output bucket": broken("ReadTable", lambda st: st.update(
             Resource={"Fn::Sub": "arn:${AWS::Partition}:s3:::${OutputBucketName}/*"})),
         "any Glue database": broken("CatalogTable", lambda st: st["Resource"].append(

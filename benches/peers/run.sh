@@ -12,6 +12,10 @@
 #   benches/peers/run.sh cold [RUNS]   cold start: the dist-profile `sluice` as `bootstrap` (every stage built
 #                                      in) beside a minimal lambda_runtime hello-world (benches/hello-lambda),
 #                                      process start to first request for an event, RUNS (30) each
+#   benches/peers/run.sh commits [Ns]  the commit curve: N (default 1,4,16,64,256) concurrent writers into
+#                                      one Iceberg table (local SQLite catalog), direct commits against the
+#                                      commit queue (moto's SQS, started and stopped here); writes
+#                                      benches/peers/commits.{md,json,html} (the plot)
 #   benches/peers/run.sh thumbnails [N]  N (default 3) 12 MP and 2 MP JPEG photos → widths 1024/512/128,
 #                                      JPEG and WebP q80: Sluice, Pillow (± draft), sharp, vipsthumbnail
 # The data is generated, seeded (gen-clickstream; the photos from Pillow's seeded noise). DuckDB,
@@ -81,6 +85,24 @@ tables() {
   "$VENV/bin/python" benches/peers/tables.py "$BIN/sluice" "$work/tables.ndjson" "$RUNS" 8
 }
 
+commits() {
+  python_deps "moto[server]>=5,<6"
+  local port log
+  port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  log="$work/moto.log"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  local moto=$!
+  # shellcheck disable=SC2064
+  trap "kill $moto 2>/dev/null; rm -rf '$work'" EXIT
+  for _ in $(seq 100); do
+    "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null && break
+    sleep 0.1
+  done
+  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+    timeout 3600 "$BIN/commit-curve" "http://127.0.0.1:$port" benches/peers "${1:-1,4,16,64,256}" "${COMMIT_ROUNDS:-2}"
+  kill "$moto" 2>/dev/null || true
+}
+
 cold() {
   if [ -n "${SLUICE_PEERS_OUT:-}" ]; then
     { echo "## Cold start"; echo; python3 benches/peers/cold_start.py "$BIN/sluice" "$BIN/hello-lambda" "${1:-30}"; echo; } \
@@ -91,8 +113,8 @@ cold() {
 }
 
 case "$JOB" in
-  filter | rollup | kinesis | thumbnails | tables | cold | all) ;;
-  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | tables [MB] | cold [RUNS]" >&2; exit 2 ;;
+  filter | rollup | kinesis | thumbnails | tables | cold | commits | all) ;;
+  *) echo "usage: $0 all | filter [MB] | rollup [MB] | kinesis [RECORDS] | thumbnails [N] | tables [MB] | cold [RUNS] | commits [N,N,…]" >&2; exit 2 ;;
 esac
 cargo build --profile dist --quiet -p sluice-cli -p sluice-benches -p hello-lambda
 work=$(mktemp -d)

@@ -148,6 +148,19 @@ pub async fn run(cmd: TableCommand) -> anyhow::Result<u8> {
 
 fn print_report(r: &sluice_pipeline::table::TableReport) {
     println!("table    {} (catalog {})", r.table, r.catalog);
+    if let Some(q) = &r.queue {
+        match (q.waiting, q.committing, &q.error) {
+            (Some(w), Some(c), _) => println!(
+                "queue    {}: {w} message(s) of files waiting for the committer, {c} being committed",
+                q.queue
+            ),
+            (_, _, e) => println!(
+                "queue    {}: its depth cannot be read ({})",
+                q.queue,
+                e.as_deref().unwrap_or("no answer")
+            ),
+        }
+    }
     if !r.exists {
         println!("         not created yet: the first commit creates it");
         return;
@@ -191,6 +204,9 @@ fn print_report(r: &sluice_pipeline::table::TableReport) {
         );
         for src in &s.sources {
             println!("         from {src}");
+        }
+        if !s.writers.is_empty() {
+            println!("         queued by {}", s.writers.join(", "));
         }
     }
 }

@@ -33,6 +33,11 @@ pub mod service_prices {
     pub const KINESIS_UNIT_BYTES: usize = 25 * 1024;
     /// AWS Glue Data Catalog requests past the free million, dollars each ($1 per million).
     pub const GLUE_REQUEST: f64 = 1.0 / 1e6;
+    /// SQS standard queue requests, dollars each ($0.40 per million; each 64 KiB of a message
+    /// is billed as a request).
+    pub const SQS_REQUEST: f64 = 0.40 / 1e6;
+    /// An SQS request covers this much of a message.
+    pub const SQS_REQUEST_BYTES: u64 = 64 * 1024;
     /// CloudWatch Logs standard ingestion, dollars per GB (2^30 bytes).
     pub const LOGS_PER_GB: f64 = 0.50;
     /// Bytes of Lambda's own lines for each invocation (`START`, `END`, `REPORT`).
@@ -54,8 +59,11 @@ pub struct Requests {
     pub kinesis_records: u64,
     /// Their PUT payload units (each 25 KB of a record, or part of it).
     pub kinesis_put_units: u64,
-    /// Catalog requests of an Iceberg output: the table loaded and the commit (two per commit).
+    /// Catalog requests of an Iceberg output: the table loaded and the commit (two per commit;
+    /// one, the load, for an invocation that sends its files to the commit queue).
     pub catalog: u64,
+    /// SQS requests of `commit = "queue"`: each message sent, a request per 64 KiB of it.
+    pub sqs: u64,
     /// The function's log lines (its own and the metrics line) and Lambda's three.
     pub log_lines: u64,
     /// Their bytes, as CloudWatch Logs ingests them.
@@ -71,6 +79,7 @@ impl Requests {
             kinesis_records: self.kinesis_records + o.kinesis_records,
             kinesis_put_units: self.kinesis_put_units + o.kinesis_put_units,
             catalog: self.catalog + o.catalog,
+            sqs: self.sqs + o.sqs,
             log_lines: self.log_lines + o.log_lines,
             log_bytes: self.log_bytes + o.log_bytes,
         }
@@ -88,14 +97,16 @@ impl Requests {
             Catalog::Glue => self.catalog as f64 * GLUE_REQUEST,
             Catalog::S3Tables => self.catalog as f64 / 2.0 * (S3_TIER1 + S3_TIER2),
         };
+        let sqs = self.sqs as f64 * SQS_REQUEST;
         let logs = self.log_bytes as f64 / f64::from(1u32 << 30) * LOGS_PER_GB;
         Costs {
             s3,
             kms,
             kinesis,
             catalog,
+            sqs,
             logs,
-            total: s3 + kms + kinesis + catalog + logs,
+            total: s3 + kms + kinesis + catalog + sqs + logs,
         }
     }
 }
@@ -111,6 +122,8 @@ pub struct Costs {
     pub kinesis: f64,
     /// Catalog requests.
     pub catalog: f64,
+    /// SQS requests.
+    pub sqs: f64,
     /// CloudWatch Logs ingestion.
     pub logs: f64,
     /// All of them.
@@ -125,6 +138,7 @@ impl Costs {
             kms: self.kms / d,
             kinesis: self.kinesis / d,
             catalog: self.catalog / d,
+            sqs: self.sqs / d,
             logs: self.logs / d,
             total: self.total / d,
         }
@@ -252,7 +266,16 @@ impl Meter {
             kms,
             kinesis_records: self.putter.records.swap(0, Ordering::Relaxed),
             kinesis_put_units: self.putter.units.swap(0, Ordering::Relaxed),
-            catalog: if s.commit_ms.is_some() { 2 } else { 0 },
+            catalog: match s.commit.as_ref().map(|c| c.mode) {
+                Some("queued") => 1,
+                Some(_) => 2,
+                None => 0,
+            },
+            sqs: s
+                .commit
+                .as_ref()
+                .and_then(|c| c.message_bytes)
+                .map_or(0, |b| b.div_ceil(service_prices::SQS_REQUEST_BYTES).max(1)),
             log_lines: lines,
             log_bytes: bytes,
         }

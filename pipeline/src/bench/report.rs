@@ -334,6 +334,7 @@ impl Report {
                 ),
                 c.catalog,
             ),
+            ("SQS", format!("{} requests", each(r.sqs)), c.sqs),
             (
                 "CloudWatch Logs",
                 format!(

@@ -101,10 +101,11 @@ fn the_page_stands_alone() {
         html.matches("<circle class=\"cost\"").count(),
         DEFAULT_MEMORY_MB.len()
     );
-    // The estimates (a header and 12 sizes) and the rest of the bill (a header and 6 rows).
+    // The estimates (a header and 12 sizes) and the rest of the bill (a header and 7 rows: S3,
+    // KMS, Kinesis, catalog, SQS, CloudWatch Logs and all of these).
     assert_eq!(
         html.matches("<tr>").count() + html.matches("<tr class").count(),
-        13 + 7
+        13 + 8
     );
     let text = r.text();
     assert!(text.contains("cheapest"), "{text}");
@@ -136,6 +137,7 @@ fn the_rest_of_the_bill_prices_what_was_counted() {
         kinesis_records: 10,
         kinesis_put_units: 12,
         catalog: 2,
+        sqs: 3,
         log_lines: 6,
         log_bytes: 1 << 20,
     };
@@ -147,8 +149,12 @@ fn the_rest_of_the_bill_prices_what_was_counted() {
     near(c.kms, 4.0 * 0.03 / 10_000.0);
     near(c.kinesis, 12.0 * 0.014 / 1e6);
     near(c.catalog, 2.0 / 1e6);
+    near(c.sqs, 3.0 * 0.40 / 1e6);
     near(c.logs, 0.5 / 1024.0);
-    near(c.total, c.s3 + c.kms + c.kinesis + c.catalog + c.logs);
+    near(
+        c.total,
+        c.s3 + c.kms + c.kinesis + c.catalog + c.sqs + c.logs,
+    );
     near(
         b.usd_per_million_records.unwrap().total,
         c.total / 1000.0 * 1e6,

@@ -47,6 +47,36 @@ pub fn emf_line(
             None => values.push((name, "Milliseconds", st.ms)),
         }
     }
+    let mut values: Vec<(String, &str, Value)> = values
+        .into_iter()
+        .map(|(n, u, v)| (n, u, v.into()))
+        .collect();
+    // A table's commit: what it held and how contended it was; the committer's messages, and
+    // how long each took from its writer to visibility (a list: CloudWatch takes percentiles).
+    if let Some(c) = &summary.commit {
+        values.push(("CommitFiles".into(), "Count", (c.files as f64).into()));
+        values.push(("CommitRows".into(), "Count", (c.rows as f64).into()));
+        values.push((
+            "CommitConflicts".into(),
+            "Count",
+            f64::from(c.conflicts).into(),
+        ));
+        if let Some(ms) = summary.commit_ms {
+            values.push(("CommitLatency".into(), "Milliseconds", ms.into()));
+        }
+        if let Some([committed, dropped, refused]) = c.messages {
+            values.push(("CommitMessages".into(), "Count", (committed as f64).into()));
+            values.push(("CommitDropped".into(), "Count", (dropped as f64).into()));
+            values.push(("CommitRefused".into(), "Count", (refused as f64).into()));
+        }
+        if !c.visible_ms.is_empty() {
+            values.push((
+                "TimeToVisibility".into(),
+                "Milliseconds",
+                Value::from(c.visible_ms.clone()),
+            ));
+        }
+    }
     let mut line = Map::new();
     line.insert(
         "_aws".into(),
@@ -68,7 +98,7 @@ pub fn emf_line(
         line.insert(d.clone(), v.into());
     }
     for (n, _, v) in values {
-        line.insert(n, v.into());
+        line.insert(n, v);
     }
     Value::Object(line)
 }
@@ -77,6 +107,64 @@ pub fn emf_line(
 mod tests {
     use super::*;
     use crate::run::StageTime;
+
+    #[test]
+    fn a_committer_reports_its_commit_and_each_message_s_time_to_visibility() {
+        let s = Summary {
+            trigger: crate::trigger::Source::of(crate::trigger::Kind::Messages),
+            commit_ms: Some(41.5),
+            commit: Some(crate::run::CommitStats {
+                mode: "committer",
+                files: 12,
+                rows: 3400,
+                conflicts: 2,
+                messages: Some([6, 1, 0]),
+                visible_ms: vec![1200.0, 900.0, 15000.0],
+                message_bytes: None,
+            }),
+            ..Summary::default()
+        };
+        let v = emf_line(&s, &MetricsConfig::default(), "clicks", "fn", 1);
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for name in &names {
+            assert!(v[*name].is_number() || v[*name].is_array(), "{name} in {v}");
+        }
+        assert_eq!(
+            (
+                &v["CommitFiles"],
+                &v["CommitRows"],
+                &v["CommitConflicts"],
+                &v["CommitLatency"],
+                &v["CommitMessages"],
+                &v["CommitDropped"],
+                &v["CommitRefused"],
+            ),
+            (
+                &json!(12.0),
+                &json!(3400.0),
+                &json!(2.0),
+                &json!(41.5),
+                &json!(6.0),
+                &json!(1.0),
+                &json!(0.0)
+            )
+        );
+        assert_eq!(v["TimeToVisibility"], json!([1200.0, 900.0, 15000.0]));
+        // Without a commit, none of them.
+        let plain = emf_line(
+            &Summary::default(),
+            &MetricsConfig::default(),
+            "clicks",
+            "fn",
+            1,
+        );
+        assert!(plain.get("CommitFiles").is_none() && plain.get("TimeToVisibility").is_none());
+    }
 
     #[test]
     fn a_line_cloudwatch_reads_as_metrics() {

@@ -35,7 +35,7 @@ use crate::write::Outputs;
 
 use deadline::{deadline_cuts, out_of_time};
 use outcome::Tally;
-pub use outcome::{Outcome, Skip, StageTime, Summary};
+pub use outcome::{CommitStats, Outcome, Skip, StageTime, Summary};
 use unit::stage_clock;
 
 /// Runs a [`Plan`] against objects in a store.
@@ -511,21 +511,32 @@ impl Handler {
             .map(|f| f.file_path().to_string())
             .collect();
         let started = Instant::now();
+        let rows: u64 = pending.units.iter().map(|u| u.rows).sum();
+        let mut stats = outcome::CommitStats {
+            files: paths.len() as u64,
+            rows,
+            ..Default::default()
+        };
         let committed = if session.queued() {
             // The committer commits them: the files are the invocation's output once queued.
-            session.enqueue(pending).await.map(|()| {
+            stats.mode = "queued";
+            session.enqueue(pending).await.map(|bytes| {
                 tracing::info!(table = %session.name(), files = paths.len(), "Queued the files for the committer.");
-                None
+                stats.message_bytes = Some(bytes);
             })
         } else {
-            session.commit(pending).await
+            stats.mode = "direct";
+            session.commit(pending).await.map(|done| {
+                stats.conflicts = done.conflicts;
+                if let Some(id) = done.snapshot {
+                    tracing::info!(table = %session.name(), snapshot = id, files = paths.len(), "Committed.");
+                }
+            })
         };
         t.s.commit_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         match committed {
-            Ok(snapshot) => {
-                if let Some(id) = snapshot {
-                    tracing::info!(table = %session.name(), snapshot = id, files = paths.len(), "Committed.");
-                }
+            Ok(()) => {
+                t.s.commit = Some(stats);
                 t.s.outputs.extend(paths);
             }
             Err(e) => {
@@ -593,6 +604,23 @@ impl Handler {
         t.s.commit_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         match folded {
             Ok(f) => {
+                let mut stats = outcome::CommitStats {
+                    mode: "committer",
+                    conflicts: f.conflicts,
+                    messages: Some([
+                        f.committed.len() as u64,
+                        // Messages none of whose units was committed.
+                        f.dropped
+                            .iter()
+                            .map(|(id, _)| id)
+                            .filter(|id| f.committed.iter().all(|(c, _, _)| c != *id))
+                            .collect::<std::collections::HashSet<_>>()
+                            .len() as u64,
+                        f.refused.len() as u64,
+                    ]),
+                    visible_ms: f.visible_ms,
+                    ..Default::default()
+                };
                 for (id, why) in f.refused {
                     warn!(message_id = %id, reason = %why, "Refused a queued message.");
                     t.fail_item(&id, ErrorClass::Permanent, &why);
@@ -605,14 +633,16 @@ impl Handler {
                         reason: why,
                     });
                 }
-                let files: usize = f.committed.iter().map(|(_, _, p)| p.len()).sum();
                 for (_, rows, paths) in f.committed {
                     t.s.records_out += rows;
+                    stats.rows += rows;
+                    stats.files += paths.len() as u64;
                     t.s.outputs.extend(paths);
                 }
                 if let Some(id) = f.snapshot {
-                    tracing::info!(table = %target.name(), snapshot = id, files, "Committed the queued files.");
+                    tracing::info!(table = %target.name(), snapshot = id, files = stats.files, "Committed the queued files.");
                 }
+                t.s.commit = Some(stats);
             }
             Err(e) => {
                 warn!(error = %e, class = %e.class(), "Commit failed; every message returns to the queue.");

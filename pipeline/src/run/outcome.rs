@@ -53,6 +53,10 @@ pub struct Summary {
     /// append and the catalog's update, conflicts retried included), whenever it tried one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_ms: Option<f64>,
+    /// An Iceberg output: what its commit (or, `commit = "queue"`, its message, or the
+    /// committer's fold of a batch) came to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitStats>,
     /// A Firehose transformation's answer: in the summary, how many records were answered `Ok`,
     /// `Dropped` and `ProcessingFailed` (each failed one with its reason).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +78,31 @@ pub struct Summary {
     /// An S3 Batch Operations invocation: what its answer names.
     #[serde(skip)]
     pub batch: Option<trigger::BatchJob>,
+}
+
+/// What an invocation's table commit came to.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CommitStats {
+    /// `direct` (the invocation committed), `queued` (it sent its files to the committer) or
+    /// `committer` (it folded a batch of messages).
+    pub mode: &'static str,
+    /// Data files committed (queued, for `queued`).
+    pub files: u64,
+    /// The rows they hold.
+    pub rows: u64,
+    /// Commit attempts that conflicted with another commit and were retried.
+    pub conflicts: u32,
+    /// The committer: messages committed, dropped (their sources were committed already) and
+    /// refused (returned to the queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<[u64; 3]>,
+    /// The committer: milliseconds from each committed message's sending to its commit (up to
+    /// 100 of them): how long the writers' rows took to become visible.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub visible_ms: Vec<f64>,
+    /// `queued`: the message's bytes (SQS bills each 64 KiB as a request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_bytes: Option<u64>,
 }
 
 /// A skipped record.

@@ -38,7 +38,7 @@ use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableCreation,
 use parquet::file::properties::WriterProperties;
 
 pub use io::{StoreIo, StoreIoFactory};
-pub use report::{Column, Orphan, Snapshot, TableReport};
+pub use report::{Column, Orphan, QueueDepth, Snapshot, TableReport};
 
 use crate::Error;
 use crate::config::{CatalogSpec, Destination, TableSpec};
@@ -630,9 +630,9 @@ impl Session {
     /// nothing to commit. When a refreshed table already holds one of the sources (another
     /// delivery of the same object committed meanwhile), nothing is committed and the error
     /// says so.
-    pub(crate) async fn commit(&self, pending: Pending) -> Result<Option<i64>, Error> {
+    pub(crate) async fn commit(&self, pending: Pending) -> Result<Appended, Error> {
         if pending.units.is_empty() {
-            return Ok(None);
+            return Ok(Appended::default());
         }
         let t = &self.target;
         let sources = pending.sources();
@@ -676,11 +676,22 @@ impl Session {
                 }
             })
             .await?;
-        if let Some((_, table)) = &done {
+        if let Some(table) = &done.table {
             *self.table.lock().await = Some(table.clone());
         }
-        Ok(done.and_then(|(id, _)| id))
+        Ok(done)
     }
+}
+
+/// What an append came to.
+#[derive(Default)]
+pub(crate) struct Appended {
+    /// The new snapshot's id.
+    pub snapshot: Option<i64>,
+    /// The table after it; `None` when there was nothing to commit.
+    pub table: Option<iceberg::table::Table>,
+    /// Attempts that conflicted with another commit, and were tried again.
+    pub conflicts: u32,
 }
 
 /// What an append puts in the table as it is now (see [`Target::append`]).
@@ -702,21 +713,26 @@ impl Target {
     /// Append to the table, in one snapshot, what `plan` makes of the table as it is now (or of
     /// its absence), with `properties` in the snapshot's summary beside the sources. A conflict
     /// (another commit came first) asks `plan` again of the refreshed table, until the
-    /// invocation's deadline (without one, 100 times). Returns the snapshot's id and the table
-    /// after it, or `None` when `plan` found nothing to commit.
+    /// invocation's deadline (without one, 100 times).
     pub(crate) async fn append(
         &self,
         catalog: &Arc<dyn Catalog>,
         mut properties: HashMap<String, String>,
         mut plan: impl FnMut(Option<&iceberg::table::Table>) -> Plan,
-    ) -> Result<Option<(Option<i64>, iceberg::table::Table)>, Error> {
+    ) -> Result<Appended, Error> {
         let mut wait = std::time::Duration::from_millis(20);
         let mut attempts_left = 100u32;
+        let mut conflicts = 0;
         loop {
             // The table as it is now: created by this invocation, or refreshed after a conflict.
             let current = self.load(catalog).await?;
             let (files, mut sources) = match plan(current.as_ref()) {
-                Plan::Nothing => return Ok(None),
+                Plan::Nothing => {
+                    return Ok(Appended {
+                        conflicts,
+                        ..Appended::default()
+                    });
+                }
                 Plan::Refuse(e) => return Err(e),
                 Plan::Append {
                     files,
@@ -760,10 +776,14 @@ impl Target {
             .await;
             match attempt {
                 Ok(table) => {
-                    let id = table.metadata().current_snapshot().map(|s| s.snapshot_id());
-                    return Ok(Some((id, table)));
+                    return Ok(Appended {
+                        snapshot: table.metadata().current_snapshot().map(|s| s.snapshot_id()),
+                        table: Some(table),
+                        conflicts,
+                    });
                 }
                 Err(e) if conflict => {
+                    conflicts += 1;
                     attempts_left = attempts_left.saturating_sub(1);
                     let past = match crate::store::request_deadline() {
                         Some(d) => std::time::Instant::now() + wait >= d,

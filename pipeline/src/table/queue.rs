@@ -312,7 +312,9 @@ impl Session {
     /// Send `pending` to the queue as one message (its units in an object beside the table's
     /// metadata when they do not fit). Nothing is sent for sources with no rows into a table
     /// that does not exist yet.
-    pub(crate) async fn enqueue(&self, pending: super::Pending) -> Result<(), Error> {
+    ///
+    /// Returns the message's size in bytes (0 when none was sent).
+    pub(crate) async fn enqueue(&self, pending: super::Pending) -> Result<u64, Error> {
         let t = &self.target;
         let Some(queue) = &t.queue else {
             return Err(Error::Data(
@@ -321,7 +323,7 @@ impl Session {
         };
         let Some(table) = self.table.lock().await.clone() else {
             if pending.files().is_empty() {
-                return Ok(());
+                return Ok(0);
             }
             return Err(Error::Store {
                 location: format!("table {}", t.name()),
@@ -366,7 +368,9 @@ impl Session {
             m.units_at = Some(path);
             body = serde_json::to_string(&m).map_err(|e| Error::Data(e.to_string()))?;
         }
-        queue.send(body, &t.name(), &m.sources).await
+        let bytes = body.len() as u64;
+        queue.send(body, &t.name(), &m.sources).await?;
+        Ok(bytes)
     }
 }
 
@@ -388,6 +392,10 @@ pub(crate) struct Folded {
     pub dropped: Vec<(String, String)>,
     /// Messages refused (returned to the queue): id, why.
     pub refused: Vec<(String, String)>,
+    /// Commit attempts that conflicted and were tried again.
+    pub conflicts: u32,
+    /// For each committed message (up to 100), milliseconds from its sending to the commit.
+    pub visible_ms: Vec<f64>,
 }
 
 /// How a unit stands against the table and the units taken before it.
@@ -502,6 +510,15 @@ impl Target {
                                 continue;
                             }
                         },
+                        // Gone for good (a kept object is removed only once its message
+                        // is committed): this message cannot be, and the batch's others can.
+                        Err(e) if !e.retryable() => {
+                            folded.refused.push((
+                                q.id,
+                                format!("its files' description {path} cannot be read: {e}"),
+                            ));
+                            continue;
+                        }
                         Err(e) => return Err(self.error(&format!("reading {path}"), e)),
                     }
                 }
@@ -612,15 +629,32 @@ impl Target {
             })
             .await;
         let done = done?;
-        folded.snapshot = done.and_then(|(id, _)| id);
+        folded.snapshot = done.snapshot;
+        folded.conflicts = done.conflicts;
+        if done.snapshot.is_some() {
+            let now = now_ms();
+            let sent: HashMap<&str, u64> = ready
+                .iter()
+                .map(|(id, m, _, _)| (id.as_str(), m.sent_ms))
+                .collect();
+            folded.visible_ms = committed
+                .iter()
+                .filter_map(|(id, _, _)| sent.get(id.as_str()))
+                .take(100)
+                .map(|&at| now.saturating_sub(at) as f64)
+                .collect();
+        }
         folded.committed = committed;
         folded.dropped.extend(dropped);
         folded.refused.extend(refused);
         // The objects that held the units of committed messages are not needed again: a
         // redelivery of such a message finds all its sources committed and never reads them.
+        // A refused message keeps its object, to be read when it is tried again.
+        let refused: HashSet<&str> = folded.refused.iter().map(|(id, _)| id.as_str()).collect();
         if let Ok(Some(table)) = self.load(&catalog).await {
-            for (_, m, _, _) in &ready {
+            for (id, m, _, _) in &ready {
                 if let Some(path) = &m.units_at
+                    && !refused.contains(id.as_str())
                     && let Err(e) = table.file_io().delete(path).await
                 {
                     tracing::warn!(path, error = %e, "Cannot remove a queued files' description.");

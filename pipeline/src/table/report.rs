@@ -33,6 +33,23 @@ pub struct TableReport {
     pub files: u64,
     /// Rows in the current snapshot.
     pub rows: u64,
+    /// `commit = "queue"`: the messages waiting for the committer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueDepth>,
+}
+
+/// Files queued for the committer and not committed yet, as the queue's depth tells them.
+#[derive(Debug, Serialize)]
+pub struct QueueDepth {
+    /// The queue, as configured.
+    pub queue: String,
+    /// Messages waiting (each one invocation's files; SQS's approximate count).
+    pub waiting: Option<u64>,
+    /// Messages being committed now (received by the committer, not yet deleted).
+    pub committing: Option<u64>,
+    /// Why the depth could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One column of a table's schema.
@@ -56,6 +73,8 @@ pub struct Snapshot {
     pub id: i64,
     /// When it was committed (RFC 3339, UTC).
     pub committed_at: String,
+    /// The same, in milliseconds since the epoch.
+    pub timestamp_ms: u64,
     /// `append`, `overwrite`…
     pub operation: String,
     /// The pipeline that committed it, when Sluice did.
@@ -64,6 +83,9 @@ pub struct Snapshot {
     pub invocation: Option<String>,
     /// The sources its rows came from, as recorded by Sluice.
     pub sources: Vec<String>,
+    /// A committer's snapshot: the writers' invocations whose queued files it holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<String>,
     /// Data files and rows it added.
     pub added_files: u64,
     /// Rows it added.
@@ -103,7 +125,26 @@ impl Target {
             snapshots: Vec::new(),
             files: 0,
             rows: 0,
+            queue: None,
         };
+        if let (crate::config::CommitMode::Queue(q), Some(depth)) =
+            (&self.spec.commit, self.queue_depth().await)
+        {
+            report.queue = Some(match depth {
+                Ok((waiting, committing)) => QueueDepth {
+                    queue: q.clone(),
+                    waiting: Some(waiting),
+                    committing: Some(committing),
+                    error: None,
+                },
+                Err(e) => QueueDepth {
+                    queue: q.clone(),
+                    waiting: None,
+                    committing: None,
+                    error: Some(e.to_string()),
+                },
+            });
+        }
         let Some(table) = self.load(&catalog).await? else {
             return Ok(report);
         };
@@ -143,6 +184,11 @@ impl Target {
                 id: s.snapshot_id(),
                 committed_at: chrono::DateTime::from_timestamp_millis(s.timestamp_ms())
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default(),
+                timestamp_ms: u64::try_from(s.timestamp_ms()).unwrap_or(0),
+                writers: props
+                    .get(super::queue::WRITERS_PROPERTY)
+                    .and_then(|l| serde_json::from_str(l).ok())
                     .unwrap_or_default(),
                 operation: summary.operation.as_str().to_string(),
                 pipeline: props.get(PIPELINE_PROPERTY).cloned(),

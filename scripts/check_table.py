@@ -18,7 +18,8 @@
 7. Glue: the example's table in the AWS Glue Data Catalog against moto's Glue and S3
    (SLUICE_TEST_S3_ENDPOINT), read back with pyiceberg's GlueCatalog: the rows equal the Parquet
    output's in S3 for the same objects; replayed again, nothing added.
-8. Commit queue (`commit = "queue"`) against moto's SQS and S3 with a local SQLite catalog: 64
+8. Commit queue (`commit = "queue"`) against moto's SQS and S3 with a local SQLite catalog (and
+   again with moto's Glue as the catalog): 64
    writers at once (one of them delivered twice) each queue one message and commit nothing; the
    committer, fed the queue's messages in SQS batches as Lambda delivers them, is killed mid-batch
    and run again on that batch: every row exactly once (pyiceberg), the duplicate dropped, and a
@@ -331,15 +332,15 @@ schema = {{ id = "int64", who = "string", n = "int64" }}
 [output]
 uri = "s3://{bucket}/lake/"
 format = "iceberg"
-table = "raw.queued"
-catalog = "sqlite:{catalog}"
+table = "{ns}.queued"
+{catalog}
 partition = ["bucket(4, who)"]
 commit = "queue"
 queue = "{queue}"
 """
 
 
-def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
+def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
     import random
     import time
 
@@ -348,7 +349,7 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
     creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
     s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
     sqs = boto3.client("sqs", endpoint_url=endpoint, **creds)
-    tag = f"{os.getpid()}"
+    tag = f"{os.getpid()}{'g' if glue else ''}"
     bucket, qname = f"queued-{tag}", f"commits-{tag}"
     s3.create_bucket(Bucket=bucket)
     url = sqs.create_queue(QueueName=qname, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
@@ -357,7 +358,9 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
     with tempfile.TemporaryDirectory() as tmp:
         catalog = os.path.join(tmp, "catalog.db")
         config = os.path.join(tmp, "pipeline.toml")
-        open(config, "w").write(QUEUED.format(bucket=bucket, catalog=catalog, queue=qname))
+        ns = f"queued{tag}" if glue else "raw"
+        catalog_line = 'catalog = "glue"' if glue else f'catalog = "sqlite:{catalog}"'
+        open(config, "w").write(QUEUED.format(bucket=bucket, catalog=catalog_line, queue=qname, ns=ns))
         store = os.path.join(tmp, "store")
         events = []
         for w in range(writers):
@@ -391,10 +394,16 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
         # One writer delivered again before the committer ran: its files again, a second message.
         assert finish(start(events[0]))["records_out"] == per
         # Nothing is in the table until the committer runs.
-        sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **{
-            "s3.endpoint": endpoint, "s3.region": "us-east-1",
-            "s3.access-key-id": "test", "s3.secret-access-key": "test"})
-        assert sql.load_table("raw.queued").snapshots() == []
+        s3props = {"s3.endpoint": endpoint, "s3.region": "us-east-1",
+                   "s3.access-key-id": "test", "s3.secret-access-key": "test"}
+        if glue:
+            from pyiceberg.catalog.glue import GlueCatalog
+            sql = GlueCatalog("glue", **{"glue.endpoint": endpoint, "glue.region": "us-east-1",
+                                         "glue.access-key-id": "test", "glue.secret-access-key": "test"},
+                              **s3props)
+        else:
+            sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **s3props)
+        assert sql.load_table(f"{ns}.queued").snapshots() == []
         # `sluice table show` tells the pending messages from the queue's depth.
         r = subprocess.run([sluice, "table", "show", config, "--endpoint-url", endpoint, "--json"],
                            capture_output=True, text=True, timeout=DEADLINE_S, env=env)
@@ -439,7 +448,7 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
         dropped = sum(len(s["skips"]) for s in summaries)
         # The duplicate writer's message, and after a kill that came after the commit, batch 0's.
         assert dropped >= 1, summaries
-        t = sql.load_table("raw.queued")
+        t = sql.load_table(f"{ns}.queued")
         ids = sorted(t.scan().to_arrow().column("id").to_pylist())
         assert ids == list(range(writers * per)), f"rows lost or duplicated: {len(ids)} rows"
         snaps = t.snapshots()
@@ -452,13 +461,18 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16):
         # The last batch delivered again (its answer lost): nothing added.
         again = finish(start(batches[-1]))
         assert again["records_out"] == 0 and len(again["skips"]) >= 1, again
-        t = sql.load_table("raw.queued")
+        t = sql.load_table(f"{ns}.queued")
         assert len(t.snapshots()) == len(snaps) and t.scan().to_arrow().num_rows == writers * per
+        if glue:
+            print(f"queue (Glue): {writers} writers at once (one delivered twice) into a table in moto's "
+                  f"Glue; the committer, killed mid-batch and run again: {writers * per} rows exactly once "
+                  f"(pyiceberg's GlueCatalog) in {len(snaps)} snapshots; a batch delivered again added nothing")
+            return
 
         # A writer whose files do not fit in a message (400 partitions): the message points to
         # an object beside the table's metadata, which the committer reads, then removes.
         wide = os.path.join(tmp, "wide.toml")
-        open(wide, "w").write(QUEUED.format(bucket=bucket, catalog=catalog, queue=qname)
+        open(wide, "w").write(QUEUED.format(bucket=bucket, catalog=catalog_line, queue=qname, ns=ns)
                               .replace("raw.queued", "raw.wide")
                               .replace('partition = ["bucket(4, who)"]',
                                        'partition = ["identity(id)"]\nmax_open_partitions = 1000'))
@@ -727,6 +741,7 @@ def main():
         glue(sluice, endpoint)
         rest_s3(sluice, endpoint)
         queue_mode(sluice, endpoint)
+        queue_mode(sluice, endpoint, writers=64, batch=16, glue=True)
     elif os.environ.get("SLUICE_REQUIRE_S3"):
         sys.exit("SLUICE_REQUIRE_S3 is set but SLUICE_TEST_S3_ENDPOINT is not: the Glue check cannot run")
     else:

@@ -99,7 +99,7 @@ commits() {
     sleep 0.1
   done
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
-    timeout 3600 "$BIN/commit-curve" "http://127.0.0.1:$port" benches/peers "${1:-1,4,16,64,256}" "${COMMIT_ROUNDS:-2}"
+    timeout 3600 "$BIN/commit-curve" "http://127.0.0.1:$port" benches/peers "${1:-1,4,16,64,256}" "${COMMIT_ROUNDS:-1}" "${COMMIT_BUDGET_S:-300}"
   kill "$moto" 2>/dev/null || true
 }
 

@@ -35,7 +35,8 @@ pub(crate) struct LazyClient<C> {
 }
 
 impl<C> LazyClient<C> {
-    /// A client made already.
+    /// A client made already (the S3 store's and the Kinesis output's constructors take one).
+    #[cfg_attr(not(any(feature = "s3", feature = "kinesis")), allow(dead_code))]
     pub(crate) fn ready(client: C, make: fn(&aws_config::SdkConfig, Option<&str>) -> C) -> Self {
         Self {
             cell: std::sync::Arc::new(tokio::sync::OnceCell::new_with(Some(client))),

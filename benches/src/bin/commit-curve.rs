@@ -2,12 +2,16 @@
 //! Iceberg table (the embedded SQLite catalog), in both modes, as `benches/peers/run.sh commits`
 //! runs it.
 //!
-//! `commit-curve SQS_ENDPOINT OUT_DIR [N,N,…] [ROUNDS]`: for each N (default 1,4,16,64,256),
+//! `commit-curve SQS_ENDPOINT OUT_DIR [N,N,…] [ROUNDS] [BUDGET_S]`: for each N (default
+//! 1,4,16,64,256),
 //! N simulated invocations run at once in this process — each its own handler, so its own
 //! catalog connection and table state, as separate Lambda sandboxes are — each reading its own
-//! S3 object (a local store) and committing its rows; every writer does ROUNDS (default 2) such
+//! S3 object (a local store) and committing its rows; every writer does ROUNDS (default 1) such
 //! invocations one after the other. A failed invocation is handled again, as Lambda retries it
-//! (after 100 ms, at most 20 times). With `commit = "queue"` the writers send their files to an
+//! (after 100 ms, at most 20 times), until BUDGET_S (default 300) seconds after the start: a
+//! mode that cannot land every invocation by then is reported with what it landed (direct
+//! commits at 256 writers landed 143 of 512 in 17 minutes on the development machine, every
+//! attempt writing a metadata file that lists every snapshot before it). With `commit = "queue"` the writers send their files to an
 //! SQS queue (moto at SQS_ENDPOINT) and one committer drains it as Lambda's event source does: it
 //! receives up to 10 messages a request, gathers up to 1 000 or 500 ms, and hands the batch to
 //! the handler as an SQS event, then deletes what was not reported as failed.
@@ -74,7 +78,11 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     retried: u64,
+    /// Every invocation landed, once.
     exactly_once: bool,
+    /// No source landed twice (whether or not all landed in the budget).
+    no_duplicates: bool,
+    landed: usize,
     note: String,
 }
 
@@ -90,9 +98,11 @@ async fn run(
     mode: &'static str,
     writers: usize,
     rounds: usize,
+    budget: Duration,
     endpoint: &str,
     sqs: &aws_sdk_sqs::Client,
 ) -> Result<Run, String> {
+    let deadline = Instant::now() + budget;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let store_dir = dir.path().join("store");
     std::fs::create_dir_all(store_dir.join("in")).map_err(|e| e.to_string())?;
@@ -155,6 +165,9 @@ async fn run(
         let store_dir = store_dir.clone();
         tasks.push(tokio::spawn(async move {
             for r in 0..rounds {
+                if Instant::now() >= deadline {
+                    break;
+                }
                 let i = r * writers + w;
                 let ev = event(&store_dir, &format!("part-{i:05}.ndjson"));
                 let id = format!("writer-{i:05}");
@@ -162,10 +175,11 @@ async fn run(
                     s.insert(id.clone(), now_ms());
                 }
                 // Each invocation its own sandbox: its own handler and catalog connection.
+                let left = deadline.saturating_duration_since(Instant::now());
                 let handler = pipeline
                     .handler(store.clone(), store.clone())
                     .with_endpoint(Some(&endpoint))
-                    .with_timeout(Duration::from_secs(60));
+                    .with_timeout(left.clamp(Duration::from_millis(200), Duration::from_secs(60)));
                 let mut attempt = 0;
                 loop {
                     let out =
@@ -177,7 +191,7 @@ async fn run(
                             commits.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    if !out.summary.failed() || attempt >= RETRIES {
+                    if !out.summary.failed() || attempt >= RETRIES || Instant::now() >= deadline {
                         break;
                     }
                     attempt += 1;
@@ -216,7 +230,7 @@ async fn run(
                     }
                 }
                 if batch.is_empty() {
-                    if finished {
+                    if finished || Instant::now() >= deadline + Duration::from_secs(60) {
                         return;
                     }
                     continue;
@@ -291,9 +305,8 @@ async fn run(
             }
         }
     }
-    let exactly_once = report.rows == (invocations * ROWS) as u64
-        && seen.len() == invocations
-        && seen.values().all(|&n| n == 1);
+    let no_duplicates = seen.values().all(|&n| n == 1) && report.rows == (seen.len() * ROWS) as u64;
+    let exactly_once = no_duplicates && seen.len() == invocations;
     let commits = commits.load(Ordering::Relaxed).max(1);
     let secs = (last.saturating_sub(t0)).max(1) as f64 / 1e3;
     if let Some((_, url)) = &queue_url {
@@ -310,6 +323,8 @@ async fn run(
         p99_ms: pct(&mut visible, 0.99),
         retried: retried.load(Ordering::Relaxed),
         exactly_once,
+        no_duplicates,
+        landed: seen.len(),
         note: format!("{} rows, {} sources", report.rows, seen.len()),
     })
 }
@@ -404,7 +419,8 @@ fn main() {
         .get(2)
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 4, 16, 64, 256]);
-    let rounds: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(2);
+    let rounds: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(1);
+    let budget = Duration::from_secs(args.get(4).and_then(|b| b.parse().ok()).unwrap_or(300));
     let out = PathBuf::from(out);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -426,7 +442,7 @@ fn main() {
         let mut runs = Vec::new();
         for &n in &ns {
             for mode in ["direct", "queue"] {
-                match run(mode, n, rounds, endpoint, &sqs).await {
+                match run(mode, n, rounds, budget, endpoint, &sqs).await {
                     Ok(r) => {
                         eprintln!(
                             "{mode} N={n}: {:.1} landed/s, {} snapshots, {:.2} conflicts/commit, p50 {:.0} ms, p99 {:.0} ms, {} retried, exactly once: {} ({})",
@@ -449,7 +465,8 @@ fn main() {
             json!({"mode": r.mode, "writers": r.writers, "invocations": r.invocations,
                    "landed_per_s": r.landed_per_s, "snapshots": r.snapshots,
                    "conflicts_per_commit": r.conflicts_per_commit, "p50_ms": r.p50_ms,
-                   "p99_ms": r.p99_ms, "retried": r.retried, "exactly_once": r.exactly_once})
+                   "p99_ms": r.p99_ms, "retried": r.retried, "landed": r.landed,
+                   "exactly_once": r.exactly_once, "no_duplicates": r.no_duplicates})
         })
         .collect();
     let mut md = String::from(
@@ -467,7 +484,18 @@ fn main() {
             r.p50_ms,
             r.p99_ms,
             r.retried,
-            if r.exactly_once { "yes" } else { "NO" }
+            if r.exactly_once {
+                "yes".to_string()
+            } else if r.no_duplicates {
+                format!(
+                    "{} of {} landed in {} s, none twice",
+                    r.landed,
+                    r.invocations,
+                    budget.as_secs()
+                )
+            } else {
+                "NO: a source landed twice".to_string()
+            }
         );
     }
     let series = |f: fn(&Run) -> f64| -> Vec<Series> {
@@ -487,8 +515,9 @@ fn main() {
     };
     let html = format!(
         "<!doctype html><meta charset='utf-8'><title>Sluice: direct commits against the commit queue</title>\
-         <h1>N concurrent writers into one Iceberg table</h1><p>Local SQLite catalog, moto's SQS; {rounds} invocations per writer of {ROWS} rows each.</p>\
+         <h1>N concurrent writers into one Iceberg table</h1><p>Local SQLite catalog, moto's SQS; {rounds} invocation(s) per writer of {ROWS} rows each, {} s at most per run.</p>\
          {}{}{}<pre>{md}</pre>",
+        budget.as_secs(),
         chart(
             "invocations landed per second",
             "/s",
@@ -514,7 +543,8 @@ fn main() {
     write("commits.md", md.clone());
     write("commits.html", html);
     print!("{md}");
-    if runs.iter().any(|r| !r.exactly_once) {
+    // Running out of the budget is a result; a row landing twice is a bug.
+    if runs.iter().any(|r| !r.no_duplicates) {
         std::process::exit(1);
     }
 }

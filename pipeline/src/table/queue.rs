@@ -51,7 +51,7 @@ pub struct Message {
     /// The partition spec the files' partition values are of.
     pub spec_id: i32,
     /// Every unit's sources: a message whose sources are all committed is dropped without
-    /// reading `units_at`.
+    /// reading `units_at`. Empty when even they do not fit: `units_at` names them then.
     pub sources: Vec<String>,
     /// The units, when they fit in the message.
     #[serde(default)]
@@ -162,18 +162,13 @@ impl Queue {
     /// at a time per table) and a digest of the sources as the deduplication id (a writer that
     /// sends the same sources twice within five minutes is deduplicated by SQS itself).
     async fn send(&self, body: String, table: &str, sources: &[String]) -> Result<(), Error> {
-        use sha2::Digest;
         let url = self.url().await?;
         let client = self.client.get().await;
         let mut req = client.send_message().queue_url(url).message_body(body);
         if url.ends_with(".fifo") {
-            let mut h = sha2::Sha256::new();
-            for s in sources {
-                h.update(s.as_bytes());
-                h.update([0]);
-            }
-            let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            req = req.message_group_id(table).message_deduplication_id(digest);
+            req = req
+                .message_group_id(table)
+                .message_deduplication_id(digest(sources));
         }
         crate::store::bounded(&format!("sqs queue {}", self.name), async {
             req.send().await.map(|_| ()).map_err(|e| {
@@ -332,31 +327,22 @@ impl Session {
             });
         };
         let invocation = super::INVOCATION.try_with(Clone::clone).ok();
-        let mut m = message(
+        let m = message(
             table.metadata(),
             &t.name(),
             &t.pipeline,
             invocation,
             pending.units,
         )?;
-        let mut body = serde_json::to_string(&m).map_err(|e| Error::Data(e.to_string()))?;
-        if body.len() > MAX_BODY {
-            // Named after the message's sources, so a redelivered writer overwrites its own.
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for s in &m.sources {
-                h.update(s.as_bytes());
-                h.update([0]);
-            }
-            let digest: String = h.finalize()[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            let path = format!(
-                "{}/metadata/sluice-queued-{digest}.json",
-                table.metadata().location().trim_end_matches('/')
-            );
-            let units = serde_json::to_vec(&m.units).map_err(|e| Error::Data(e.to_string()))?;
+        // Named after the message's sources, so a redelivered writer overwrites its own.
+        let sources = m.sources.clone();
+        let path = format!(
+            "{}/metadata/sluice-queued-{}.json",
+            table.metadata().location().trim_end_matches('/'),
+            &digest(&sources)[..32]
+        );
+        let (body, object) = fit(m, &path)?;
+        if let Some(units) = object {
             let out = table
                 .file_io()
                 .new_output(&path)
@@ -364,14 +350,45 @@ impl Session {
             out.write(units.into())
                 .await
                 .map_err(|e| t.error("writing the queued files' description", e))?;
-            m.units.clear();
-            m.units_at = Some(path);
-            body = serde_json::to_string(&m).map_err(|e| Error::Data(e.to_string()))?;
         }
         let bytes = body.len() as u64;
-        queue.send(body, &t.name(), &m.sources).await?;
+        queue.send(body, &t.name(), &sources).await?;
         Ok(bytes)
     }
+}
+
+/// A hex SHA-256 of `sources`, each ended by a NUL.
+fn digest(sources: &[String]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for s in sources {
+        h.update(s.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The body of message `m`, and what to write to the object at `path` when it does not fit in
+/// [`MAX_BODY`]: its units go there (`units_at`), and when even its sources do not fit, the
+/// body names none (the object's units do; see [`Message::sources`]).
+fn fit(mut m: Message, path: &str) -> Result<(String, Option<Vec<u8>>), Error> {
+    let json = |m: &Message| serde_json::to_string(m).map_err(|e| Error::Data(e.to_string()));
+    let body = json(&m)?;
+    if body.len() <= MAX_BODY {
+        return Ok((body, None));
+    }
+    let units = serde_json::to_vec(&m.units).map_err(|e| Error::Data(e.to_string()))?;
+    m.units.clear();
+    m.units_at = Some(path.to_string());
+    let mut body = json(&m)?;
+    if body.len() > MAX_BODY {
+        // Thousands of sources (an SQS batch of 10 000 uploads): the committer reads the object
+        // to tell whether they are committed, so it is then kept (`sluice table orphans`
+        // removes it later).
+        m.sources.clear();
+        body = json(&m)?;
+    }
+    Ok((body, Some(units)))
 }
 
 /// A commit message as the committer received it.
@@ -396,6 +413,16 @@ pub(crate) struct Folded {
     pub conflicts: u32,
     /// For each committed message (up to 100), milliseconds from its sending to the commit.
     pub visible_ms: Vec<f64>,
+}
+
+/// Sources as a reason names them: all of a few, else the first two and how many.
+fn named(sources: &[String]) -> String {
+    match sources {
+        [] => "no source".into(),
+        [a] => a.clone(),
+        [a, b] => format!("{a}, {b}"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} more", rest.len()),
+    }
 }
 
 /// How a unit stands against the table and the units taken before it.
@@ -528,7 +555,7 @@ impl Target {
             if all_held && units.is_empty() {
                 folded.dropped.push((
                     q.id,
-                    format!("already committed: {}", q.message.sources.join(", ")),
+                    format!("already committed: {}", named(&q.message.sources)),
                 ));
                 continue;
             }
@@ -569,11 +596,11 @@ impl Target {
                                 match snap {
                                     Some(s) => format!(
                                         "{} already committed (snapshot {s})",
-                                        u.sources.join(", ")
+                                        named(&u.sources)
                                     ),
                                     None => format!(
                                         "{} in an earlier message of this batch",
-                                        u.sources.join(", ")
+                                        named(&u.sources)
                                     ),
                                 },
                             )),
@@ -648,12 +675,14 @@ impl Target {
         folded.dropped.extend(dropped);
         folded.refused.extend(refused);
         // The objects that held the units of committed messages are not needed again: a
-        // redelivery of such a message finds all its sources committed and never reads them.
+        // redelivery of such a message finds all its sources committed and never reads them —
+        // unless its sources were in the object too, which it then still needs.
         // A refused message keeps its object, to be read when it is tried again.
         let refused: HashSet<&str> = folded.refused.iter().map(|(id, _)| id.as_str()).collect();
         if let Ok(Some(table)) = self.load(&catalog).await {
             for (id, m, _, _) in &ready {
                 if let Some(path) = &m.units_at
+                    && !m.sources.is_empty()
                     && !refused.contains(id.as_str())
                     && let Err(e) = table.file_io().delete(path).await
                 {
@@ -742,6 +771,59 @@ mod tests {
         let e = stands(&unit(&[&across]), &[], &[&whole]).expect_err("overlap in the batch");
         assert!(e.contains("without lying inside it"), "{e}");
         assert_eq!(stands(&unit(&[&inside]), &[], &[&whole]), Ok(Some(None)));
+    }
+
+    #[test]
+    fn a_message_too_long_for_sqs_keeps_its_units_and_then_its_sources_in_an_object() {
+        let message = |sources: usize, files: usize| {
+            Message {
+            sluice: KIND.into(),
+            table: "db.t".into(),
+            pipeline: "p".into(),
+            invocation: None,
+            sent_ms: 1,
+            schema_id: 0,
+            spec_id: 0,
+            sources: (0..sources)
+                .map(|i| format!("s3://bucket/uploads/2026/12/07/object-{i:06}.ndjson@0123456789abcdef0123456789abcdef"))
+                .collect(),
+            units: vec![QueuedUnit {
+                sources: vec!["s3://bucket/k@e".into()],
+                rows: 1,
+                files: vec![serde_json::json!({"file_path": "x".repeat(1000)}); files],
+            }],
+            units_at: None,
+        }
+        };
+        // Small: all in the body.
+        let (body, object) = fit(message(3, 2), "s3://t/metadata/q.json").unwrap();
+        assert!(object.is_none());
+        assert_eq!(Message::parse(body.as_bytes()).unwrap(), message(3, 2));
+        // 400 files: the units go to the object, the sources stay (a redelivery is dropped
+        // without reading it).
+        let (body, object) = fit(message(3, 400), "s3://t/metadata/q.json").unwrap();
+        assert!(body.len() <= MAX_BODY);
+        let m = Message::parse(body.as_bytes()).unwrap();
+        assert_eq!((m.units.len(), m.sources.len()), (0, 3));
+        assert_eq!(m.units_at.as_deref(), Some("s3://t/metadata/q.json"));
+        let units: Vec<QueuedUnit> = serde_json::from_slice(&object.unwrap()).unwrap();
+        assert_eq!(units, message(3, 400).units);
+        // 10 000 sources (an SQS batch of uploads gathered): they do not fit either.
+        let (body, object) = fit(message(10_000, 1), "s3://t/metadata/q.json").unwrap();
+        assert!(body.len() <= MAX_BODY, "{}", body.len());
+        let m = Message::parse(body.as_bytes()).unwrap();
+        assert!(m.sources.is_empty() && m.units.is_empty() && m.units_at.is_some());
+        assert!(object.is_some());
+        // Their digest (FIFO deduplication, the object's name) is of the sources, all of them.
+        assert_ne!(digest(&message(10_000, 1).sources), digest(&[]));
+    }
+
+    #[test]
+    fn a_reason_names_a_few_sources_and_counts_the_rest() {
+        let s = |n: usize| (0..n).map(|i| format!("s3://b/{i}")).collect::<Vec<_>>();
+        assert_eq!(named(&s(1)), "s3://b/0");
+        assert_eq!(named(&s(2)), "s3://b/0, s3://b/1");
+        assert_eq!(named(&s(10_000)), "s3://b/0, s3://b/1 and 9998 more");
     }
 
     #[test]

@@ -57,15 +57,7 @@ fn config(dir: &Path, queue: Option<&str>) -> String {
 /// The S3 event of `s3://in/{key}` in `store`, as S3 sends it.
 fn event(store: &Path, key: &str) -> Value {
     let size = std::fs::metadata(store.join("in").join(key)).map_or(0, |m| m.len());
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-12-07T00:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:EXAMPLE"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "0", "x-amz-id-2": "0"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "curve",
-               "bucket": {"name": "in", "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": "arn:aws:s3:::in"},
-               "object": {"key": key, "size": size, "sequencer": "0"}}}]})
+    sluice_pipeline::event::s3_event(vec![sluice_pipeline::event::s3_record("in", key, size, "")])
 }
 
 struct Run {

@@ -506,9 +506,9 @@ impl Handler {
         }
         let pending = crate::table::Pending { units: held.units };
         let paths: Vec<String> = pending
-            .files()
+            .units
             .iter()
-            .map(|f| f.file_path().to_string())
+            .flat_map(|u| u.files.iter().map(|f| f.file_path().to_string()))
             .collect();
         let started = Instant::now();
         let rows: u64 = pending.units.iter().map(|u| u.rows).sum();

@@ -317,7 +317,7 @@ impl Session {
             ));
         };
         let Some(table) = self.table.lock().await.clone() else {
-            if pending.files().is_empty() {
+            if pending.units.iter().all(|u| u.files.is_empty()) {
                 return Ok(0);
             }
             return Err(Error::Store {
@@ -679,15 +679,14 @@ impl Target {
         // unless its sources were in the object too, which it then still needs.
         // A refused message keeps its object, to be read when it is tried again.
         let refused: HashSet<&str> = folded.refused.iter().map(|(id, _)| id.as_str()).collect();
-        if let Ok(Some(table)) = self.load(&catalog).await {
-            for (id, m, _, _) in &ready {
-                if let Some(path) = &m.units_at
-                    && !m.sources.is_empty()
-                    && !refused.contains(id.as_str())
-                    && let Err(e) = table.file_io().delete(path).await
-                {
-                    tracing::warn!(path, error = %e, "Cannot remove a queued files' description.");
-                }
+        // (The table's files are reached through the same storage at any version of it.)
+        for (id, m, _, _) in &ready {
+            if let Some(path) = &m.units_at
+                && !m.sources.is_empty()
+                && !refused.contains(id.as_str())
+                && let Err(e) = table.file_io().delete(path).await
+            {
+                tracing::warn!(path, error = %e, "Cannot remove a queued files' description.");
             }
         }
         Ok(folded)

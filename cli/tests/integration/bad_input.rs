@@ -499,3 +499,26 @@ fn inferring_a_schema_from_very_wide_records_is_bounded() {
     );
     assert_bounded(peak);
 }
+
+/// The memory watcher measures sluice, not the test harness: CI once read the harness's own
+/// high-water mark (1174 MiB) for a run that peaks at 37, in the moment `spawn` has returned and
+/// the child's exec has not yet swapped its memory. Here the harness holds 400 MiB while it
+/// watches small runs; each must be measured, and small. (The window is a race: this catches
+/// it only when the child is descheduled there, as under CI's load.)
+#[test]
+fn the_memory_watcher_measures_the_run_not_the_harness() {
+    let ballast = vec![1u8; 400 << 20];
+    let s = Scratch::new(
+        CONFIG,
+        "in",
+        &[("a.ndjson".to_string(), b"{\"n\":1}\n".to_vec())],
+    );
+    for _ in 0..10 {
+        let (_, peak) = replay_watched(&s);
+        assert_bounded(peak);
+    }
+    assert_eq!(
+        ballast.iter().map(|b| *b as usize).sum::<usize>(),
+        400 << 20
+    );
+}

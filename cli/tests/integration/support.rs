@@ -5,9 +5,12 @@ use std::process::{Command, Output};
 
 use arrow_array::RecordBatch;
 
-/// The workspace root.
+/// The workspace root. Cargo's runtime CARGO_MANIFEST_DIR first: the build cache is shared by
+/// clones at different paths (CI's and a working copy), and cargo reuses a test binary built in
+/// the other clone, whose compile-time path points there.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("workspace root")
         .to_path_buf()
@@ -260,7 +263,13 @@ pub fn sluice_watched(args: &[&str], dir: &Path) -> (Option<i32>, String, Option
 }
 
 /// A peak within a 128 MB function (the debug binary alone is ~40 MiB).
+/// On Linux the peak must have been measured: a watcher that never saw sluice running is a
+/// broken watcher, not a bounded run.
 pub fn assert_bounded(peak: Option<u64>) {
+    assert!(
+        peak.is_some() || !cfg!(target_os = "linux"),
+        "the run's peak memory was never sampled"
+    );
     if let Some(peak) = peak {
         eprintln!("peak RSS {} MiB", peak >> 20);
         assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
@@ -268,17 +277,35 @@ pub fn assert_bounded(peak: Option<u64>) {
 }
 
 /// Highest VmHWM seen in /proc while the process runs (Linux), in bytes.
+///
+/// Only samples taken once the child runs the sluice binary count. `spawn` returns as soon as
+/// the kernel releases a vfork'ed parent, which it does in `exec` *before* it swaps the child's
+/// memory for the new program's: a sample in that window reads the test harness's own VmHWM
+/// (CI once saw 1174 MiB for a run that peaks at 37). The command name changes only after the
+/// swap, so a sample counts when the name is sluice's. Sampled every 5 ms: a run that peaks and
+/// exits between two samples is under-measured, never over.
 pub fn peak_rss_while_running(pid: u32) -> Option<u64> {
     let mut peak = None;
     while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
         if status.contains("State:\tZ") {
             break;
         }
-        let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
-        if let Some(kb) = hwm.and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()) {
-            peak = Some(peak.unwrap_or(0).max(kb * 1024));
+        if sampled_program(&status) == Some("sluice") {
+            let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+            if let Some(kb) = hwm.and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            {
+                peak = Some(peak.unwrap_or(0).max(kb * 1024));
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     peak
+}
+
+/// The command name in a /proc status (`Name:`), which exec sets to the program's file name.
+fn sampled_program(status: &str) -> Option<&str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Name:"))
+        .map(str::trim)
 }

@@ -1216,7 +1216,11 @@ mod tests {
     #[test]
     fn changes_that_are_not_uploads_name_their_object() {
         let fixture = |name: &str| -> Value {
-            let path = format!("{}/../fixtures/events/{name}", env!("CARGO_MANIFEST_DIR"));
+            // Cargo's runtime path first: a test binary reused from another clone's build
+            // carries that clone's compile-time path.
+            let dir = std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+            let path = format!("{dir}/../fixtures/events/{name}");
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
         };
         let p = parse(&fixture("s3-other-kinds.json"));

@@ -24,10 +24,21 @@
    committer, fed the queue's messages in SQS batches as Lambda delivers them, is killed mid-batch
    and run again on that batch: every row exactly once (pyiceberg), the duplicate dropped, and a
    batch delivered again adds nothing.
+9. Commit queue faults, through a proxy in front of moto: a SendMessage refused, one whose answer
+   is lost after SQS took it, one that stalls past the function's timeout; each writer fails with
+   the reason and its retry queues again; the committer commits every row once.
+10. Commit queue from Kinesis: a batch, its redelivery and its bisected halves; a range the table
+   holds whole is dropped, one crossing a committed range is refused with the reason; every
+   record once.
 
 Usage: check_table.py SLUICE
 """
 import contextlib
+import http.client
+import http.server
+import threading
+import time
+import urllib.parse
 import datetime
 import json
 import os
@@ -342,7 +353,6 @@ queue = "{queue}"
 
 def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
     import random
-    import time
 
     import boto3
 
@@ -512,6 +522,278 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
               f"in {len(snaps)} snapshots: {writers * per} rows exactly once (pyiceberg), {dropped} "
               f"dropped as already committed; a batch delivered again added nothing; 400 files of one "
               f"writer went through an object beside the metadata and were committed")
+
+
+class SqsFaults(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of moto that forwards every request (S3, SQS, Glue) and does what `mode`
+    says to SQS SendMessage calls (JSON protocol: `X-Amz-Target: AmazonSQS.SendMessage`; query
+    protocol: `Action=SendMessage`): "fail" answers 500 without forwarding, "lost" forwards and
+    then answers 500 (SQS has the message, the writer is told it failed), "stall" never answers
+    in time; "pass" forwards. `sends` counts the SendMessage calls seen."""
+
+    upstream = None
+    mode = "pass"
+    sends = 0
+
+    def forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            body = b"".join(chunks)
+        target = self.headers.get("X-Amz-Target", "")
+        send = target.endswith(".SendMessage") or (body is not None and b"Action=SendMessage&" in body)
+        if send:
+            SqsFaults.sends += 1
+            if SqsFaults.mode == "stall":
+                time.sleep(30)
+                return self.answer(500, [], b"")
+            if SqsFaults.mode == "fail":
+                return self.answer(500, [("Content-Type", "application/x-amz-json-1.0")],
+                                   b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected by the test proxy"}')
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        conn = http.client.HTTPConnection(*SqsFaults.upstream, timeout=60)
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if send and SqsFaults.mode == "lost":
+            return self.answer(500, [("Content-Type", "application/x-amz-json-1.0")],
+                               b'{"__type":"com.amazonaws.sqs#InternalError","message":"answer lost (test proxy)"}')
+        # A HEAD's Content-Length is the object's, not its empty body's.
+        keep = ("transfer-encoding", "connection", "date", "server") + (() if self.command == "HEAD" else ("content-length",))
+        self.answer(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in keep], data)
+
+    def answer(self, status, headers, data):
+        try:
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            if self.command != "HEAD":
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+
+    def log_message(self, *args):
+        pass
+
+
+def sqs_event(messages, arn):
+    """The SQS event Lambda delivers for `messages` (as boto3's receive_message gives them)."""
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"} for m in messages]}
+
+
+def drain(sqs, url, want, seconds=30):
+    """Every message of the queue, up to `want` (waiting at most `seconds`)."""
+    got = []
+    deadline = time.monotonic() + seconds
+    while len(got) < want and time.monotonic() < deadline:
+        got += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    return got
+
+
+@contextlib.contextmanager
+def queue_scratch(endpoint, name, config_text):
+    """A bucket and a queue in moto (both named `name`-PID), a SQLite catalog, and `config_text`
+    formatted with them: yields their namespace (tmp, config, bucket, s3, sqs, url, arn, sql, env)."""
+    import types
+    import boto3
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
+    sqs = boto3.client("sqs", endpoint_url=endpoint, **creds)
+    tag = f"{name}-{os.getpid()}"
+    s3.create_bucket(Bucket=tag)
+    url = sqs.create_queue(QueueName=tag, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = os.path.join(tmp, "catalog.db")
+        config = os.path.join(tmp, "pipeline.toml")
+        open(config, "w").write(config_text.format(bucket=tag, catalog=f'catalog = "sqlite:{catalog}"',
+                                                   queue=tag, ns="raw"))
+        sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **{
+            "s3.endpoint": endpoint, "s3.region": "us-east-1",
+            "s3.access-key-id": "test", "s3.secret-access-key": "test"})
+        yield types.SimpleNamespace(tmp=tmp, config=config, bucket=tag, s3=s3, sqs=sqs, url=url,
+                                    arn=arn, sql=sql, env=env)
+
+
+def run_sluice(sluice, config, event, endpoint, env, *extra):
+    """`sluice replay CONFIG EVENT --endpoint-url ENDPOINT --json`: (exit code, last summary)."""
+    r = subprocess.run([sluice, "replay", config, event, "--endpoint-url", endpoint, "--json", *extra],
+                       capture_output=True, text=True, timeout=DEADLINE_S, env=env)
+    lines = r.stdout.splitlines()
+    assert lines, f"exited {r.returncode} with no summary: {r.stderr[-2000:]}"
+    return r.returncode, json.loads(lines[-1])
+
+
+def queue_faults(sluice, endpoint):
+    """A writer's SendMessage that fails, whose answer is lost after SQS took the message, or that
+    stalls past the function's timeout: the writer fails with the reason and its object is retried;
+    the retry queues again; the committer folds whatever reached the queue into one snapshot with
+    every row exactly once (read back by pyiceberg, which reads each file at the size the
+    manifest records)."""
+    up = urllib.parse.urlparse(endpoint)
+    SqsFaults.upstream = (up.hostname, up.port)
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SqsFaults)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    via = f"http://127.0.0.1:{proxy.server_address[1]}"
+    try:
+        with queue_scratch(endpoint, "qfaults", QUEUED) as q:
+            store = os.path.join(q.tmp, "store")
+            events = {}
+            for name, first in [("fail", 0), ("lost", 100), ("stall", 200)]:
+                key = f"in/{name}.ndjson"
+                local = os.path.join(store, q.bucket, key)
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                with open(local, "w") as f:
+                    for i in range(first, first + 30):
+                        f.write(json.dumps({"id": i, "who": f"{name}{i % 5}", "n": i}) + "\n")
+                q.s3.upload_file(local, q.bucket, key)
+                ev = os.path.join(q.tmp, f"{name}.json")
+                with open(ev, "w") as f:
+                    subprocess.run([sluice, "event", "s3", "--bucket", q.bucket, "--key", key, "--store", store],
+                                   check=True, stdout=f, timeout=30)
+                events[name] = ev
+
+            # SendMessage refused, every attempt: the writer fails, naming the queue; nothing queued.
+            SqsFaults.mode, SqsFaults.sends = "fail", 0
+            code, s = run_sluice(sluice, q.config, events["fail"], via, q.env)
+            assert code != 0 and s["failed"] == 1 and "sending the commit message" in (s["error"] or ""), s
+            assert SqsFaults.sends >= 2, f"the SDK tried {SqsFaults.sends} times"
+            assert drain(q.sqs, q.url, 1, seconds=2) == [], "a message was queued by a failed send"
+
+            # SQS takes each attempt, but every answer is lost: the writer fails, and the queue
+            # holds one message per attempt, all with the same sources.
+            SqsFaults.mode, SqsFaults.sends = "lost", 0
+            code, s = run_sluice(sluice, q.config, events["lost"], via, q.env)
+            assert code != 0 and s["failed"] == 1, s
+            lost_sends = SqsFaults.sends
+            assert lost_sends >= 2, (lost_sends, s)
+
+            # SendMessage stalls: the writer gives up inside its 6 s timeout.
+            SqsFaults.mode = "stall"
+            started = time.monotonic()
+            code, s = run_sluice(sluice, q.config, events["stall"], via, q.env, "--timeout", "6")
+            took = time.monotonic() - started
+            assert code != 0 and s["failed"] == 1 and took < 15, (took, s)
+
+            # Each object retried, the queue answering: one message each.
+            SqsFaults.mode = "pass"
+            for name in ("fail", "lost", "stall"):
+                code, s = run_sluice(sluice, q.config, events[name], via, q.env)
+                assert code == 0 and s["commit"]["mode"] == "queued", s
+            messages = drain(q.sqs, q.url, lost_sends + 3)
+            assert len(messages) == lost_sends + 3, f"{len(messages)} messages for {lost_sends + 3} accepted sends"
+            ev = os.path.join(q.tmp, "commit.json")
+            with open(ev, "w") as f:
+                json.dump(sqs_event(messages, q.arn), f)
+            code, s = run_sluice(sluice, q.config, ev, endpoint, q.env)
+            assert code == 0 and s["batch_item_failures"] == [], s
+            assert s["commit"]["messages"] == [3, lost_sends, 0], s["commit"]
+            t = q.sql.load_table("raw.queued")
+            ids = sorted(t.scan().to_arrow().column("id").to_pylist())
+            want = list(range(0, 30)) + list(range(100, 130)) + list(range(200, 230))
+            assert ids == want, f"rows lost or duplicated: {len(ids)} rows"
+            assert len(t.snapshots()) == 1
+            print(f"queue faults: a refused SendMessage fails its writer and queues nothing; {lost_sends} "
+                  f"sends taken by SQS with their answers lost, and the retry's, commit once; a stalled send "
+                  f"ends inside the 6 s timeout ({took:.1f} s); 90 rows exactly once in one snapshot")
+    finally:
+        proxy.shutdown()
+
+
+QUEUED_STREAM = """
+name = "queued-stream"
+[input]
+format = "ndjson"
+schema = {{ id = "int64", page = "string" }}
+[output]
+uri = "s3://{bucket}/lake/"
+format = "iceberg"
+table = "{ns}.stream"
+{catalog}
+partition = ["identity(page)"]
+commit = "queue"
+queue = "{queue}"
+"""
+
+
+def queue_kinesis(sluice, endpoint):
+    """Kinesis batches through the commit queue. Each message records its batch's sequence range;
+    the committer drops a range the table holds whole (a batch delivered again, the halves of a
+    bisected batch after the whole), and refuses with the reason a range that crosses a
+    committed one (the whole batch after one of its halves): committing it would double the
+    records they share. Every record lands exactly once."""
+    with queue_scratch(endpoint, "qstream", QUEUED_STREAM) as q:
+        lines = os.path.join(q.tmp, "records.ndjson")
+        with open(lines, "w") as f:
+            for i in range(150):
+                f.write(json.dumps({"id": i, "page": f"/p{i % 3}"}) + "\n")
+        r = subprocess.run([sluice, "event", "kinesis", lines], capture_output=True, text=True,
+                           timeout=30, check=True)
+        whole = json.loads(r.stdout)
+        batches = {"a": whole["Records"][:100], "a-first-half": whole["Records"][:50],
+                   "a-second-half": whole["Records"][50:100], "b": whole["Records"][100:]}
+        paths = {}
+        for name, records in batches.items():
+            paths[name] = os.path.join(q.tmp, f"{name}.json")
+            with open(paths[name], "w") as f:
+                json.dump(dict(whole, Records=records), f)
+
+        def write(name):
+            code, s = run_sluice(sluice, q.config, paths[name], endpoint, q.env)
+            assert code == 0 and s["commit"]["mode"] == "queued", s
+            assert s["records_out"] == len(batches[name]), s
+            return [m for m in drain(q.sqs, q.url, 1)]
+
+        def commit(messages, code=0):
+            ev = os.path.join(q.tmp, "commit.json")
+            with open(ev, "w") as f:
+                json.dump(sqs_event(messages, q.arn), f)
+            got, s = run_sluice(sluice, q.config, ev, endpoint, q.env)
+            assert got == code, s
+            return s
+
+        # Batch a, its message's answer lost: Lambda delivers a again (a second message), and,
+        # bisecting on the error, its halves (two more).
+        [a] = write("a")
+        [a_again] = write("a")
+        [h1] = write("a-first-half")
+        [h2] = write("a-second-half")
+        # The first half commits first; then the whole batch crosses it: refused, with the reason.
+        s = commit([h1])
+        assert s["records_out"] == 50 and s["commit"]["messages"] == [1, 0, 0], s
+        s = commit([a, a_again, h2], code=1)
+        refused = set(s["batch_item_failures"])
+        assert refused == {a["MessageId"], a_again["MessageId"]}, s
+        assert "without lying inside it" in s["error"], s["error"]
+        assert s["records_out"] == 50 and s["commit"]["messages"] == [1, 0, 2], s
+        # Batch b, its answer lost, delivered again: the second message is dropped.
+        [b] = write("b")
+        [b_again] = write("b")
+        s = commit([b, b_again])
+        assert s["records_out"] == 50 and s["commit"]["messages"] == [1, 1, 0], s
+        assert "earlier message of this batch" in s["skips"][0]["reason"], s["skips"]
+        t = q.sql.load_table("raw.stream")
+        ids = sorted(t.scan().to_arrow().column("id").to_pylist())
+        assert ids == list(range(150)), f"rows lost or duplicated: {len(ids)} rows"
+        print("queue (Kinesis): a batch, its redelivery and its bisected halves queued; the halves "
+              "committed, the whole batch crossing one refused with the reason, a later batch "
+              "committed: 150 records exactly once")
 
 
 STREAM = """
@@ -742,6 +1024,8 @@ def main():
         rest_s3(sluice, endpoint)
         queue_mode(sluice, endpoint)
         queue_mode(sluice, endpoint, writers=64, batch=16, glue=True)
+        queue_faults(sluice, endpoint)
+        queue_kinesis(sluice, endpoint)
     elif os.environ.get("SLUICE_REQUIRE_S3"):
         sys.exit("SLUICE_REQUIRE_S3 is set but SLUICE_TEST_S3_ENDPOINT is not: the Glue check cannot run")
     else:

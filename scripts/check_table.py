@@ -27,9 +27,9 @@
 9. Commit queue faults, through a proxy in front of moto: a SendMessage refused, one whose answer
    is lost after SQS took it, one that stalls past the function's timeout; each writer fails with
    the reason and its retry queues again; the committer commits every row once.
-10. Commit queue from Kinesis: a batch, its redelivery and its bisected halves; a range the table
-   holds whole is dropped, one crossing a committed range is refused with the reason; every
-   record once.
+10. Commit queue from Kinesis: each writer claims its range before it sends; a batch delivered
+   again, half of it, a longer batch after a send whose answers were lost, and a batch after a
+   refused send: every record once, no message refused, every claim removed.
 
 Usage: check_table.py SLUICE
 """
@@ -640,80 +640,88 @@ def run_sluice(sluice, config, event, endpoint, env, *extra):
     return r.returncode, json.loads(lines[-1])
 
 
+@contextlib.contextmanager
+def sqs_faults(endpoint):
+    """A [`SqsFaults`] proxy in front of `endpoint`: yields its URL."""
+    up = urllib.parse.urlparse(endpoint)
+    SqsFaults.upstream = (up.hostname, up.port)
+    SqsFaults.mode, SqsFaults.sends = "pass", 0
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SqsFaults)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
 def queue_faults(sluice, endpoint):
     """A writer's SendMessage that fails, whose answer is lost after SQS took the message, or that
     stalls past the function's timeout: the writer fails with the reason and its object is retried;
     the retry queues again; the committer folds whatever reached the queue into one snapshot with
     every row exactly once (read back by pyiceberg, which reads each file at the size the
     manifest records)."""
-    up = urllib.parse.urlparse(endpoint)
-    SqsFaults.upstream = (up.hostname, up.port)
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SqsFaults)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    via = f"http://127.0.0.1:{proxy.server_address[1]}"
-    try:
-        with queue_scratch(endpoint, "qfaults", QUEUED) as q:
-            store = os.path.join(q.tmp, "store")
-            events = {}
-            for name, first in [("fail", 0), ("lost", 100), ("stall", 200)]:
-                key = f"in/{name}.ndjson"
-                local = os.path.join(store, q.bucket, key)
-                os.makedirs(os.path.dirname(local), exist_ok=True)
-                with open(local, "w") as f:
-                    for i in range(first, first + 30):
-                        f.write(json.dumps({"id": i, "who": f"{name}{i % 5}", "n": i}) + "\n")
-                q.s3.upload_file(local, q.bucket, key)
-                ev = os.path.join(q.tmp, f"{name}.json")
-                with open(ev, "w") as f:
-                    subprocess.run([sluice, "event", "s3", "--bucket", q.bucket, "--key", key, "--store", store],
-                                   check=True, stdout=f, timeout=30)
-                events[name] = ev
-
-            # SendMessage refused, every attempt: the writer fails, naming the queue; nothing queued.
-            SqsFaults.mode, SqsFaults.sends = "fail", 0
-            code, s = run_sluice(sluice, q.config, events["fail"], via, q.env)
-            assert code != 0 and s["failed"] == 1 and "sending the commit message" in (s["error"] or ""), s
-            assert SqsFaults.sends >= 2, f"the SDK tried {SqsFaults.sends} times"
-            assert drain(q.sqs, q.url, 1, seconds=2) == [], "a message was queued by a failed send"
-
-            # SQS takes each attempt, but every answer is lost: the writer fails, and the queue
-            # holds one message per attempt, all with the same sources.
-            SqsFaults.mode, SqsFaults.sends = "lost", 0
-            code, s = run_sluice(sluice, q.config, events["lost"], via, q.env)
-            assert code != 0 and s["failed"] == 1, s
-            lost_sends = SqsFaults.sends
-            assert lost_sends >= 2, (lost_sends, s)
-
-            # SendMessage stalls: the writer gives up inside its 6 s timeout.
-            SqsFaults.mode = "stall"
-            started = time.monotonic()
-            code, s = run_sluice(sluice, q.config, events["stall"], via, q.env, "--timeout", "6")
-            took = time.monotonic() - started
-            assert code != 0 and s["failed"] == 1 and took < 15, (took, s)
-
-            # Each object retried, the queue answering: one message each.
-            SqsFaults.mode = "pass"
-            for name in ("fail", "lost", "stall"):
-                code, s = run_sluice(sluice, q.config, events[name], via, q.env)
-                assert code == 0 and s["commit"]["mode"] == "queued", s
-            messages = drain(q.sqs, q.url, lost_sends + 3)
-            assert len(messages) == lost_sends + 3, f"{len(messages)} messages for {lost_sends + 3} accepted sends"
-            ev = os.path.join(q.tmp, "commit.json")
+    with queue_scratch(endpoint, "qfaults", QUEUED) as q, sqs_faults(endpoint) as via:
+        store = os.path.join(q.tmp, "store")
+        events = {}
+        for name, first in [("fail", 0), ("lost", 100), ("stall", 200)]:
+            key = f"in/{name}.ndjson"
+            local = os.path.join(store, q.bucket, key)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "w") as f:
+                for i in range(first, first + 30):
+                    f.write(json.dumps({"id": i, "who": f"{name}{i % 5}", "n": i}) + "\n")
+            q.s3.upload_file(local, q.bucket, key)
+            ev = os.path.join(q.tmp, f"{name}.json")
             with open(ev, "w") as f:
-                json.dump(sqs_event(messages, q.arn), f)
-            code, s = run_sluice(sluice, q.config, ev, endpoint, q.env)
-            assert code == 0 and s["batch_item_failures"] == [], s
-            assert s["commit"]["messages"] == [3, lost_sends, 0], s["commit"]
-            t = q.sql.load_table("raw.queued")
-            ids = sorted(t.scan().to_arrow().column("id").to_pylist())
-            want = list(range(0, 30)) + list(range(100, 130)) + list(range(200, 230))
-            assert ids == want, f"rows lost or duplicated: {len(ids)} rows"
-            assert len(t.snapshots()) == 1
-            print(f"queue faults: a refused SendMessage fails its writer and queues nothing; {lost_sends} "
-                  f"sends taken by SQS with their answers lost, and the retry's, commit once; a stalled send "
-                  f"ends inside the 6 s timeout ({took:.1f} s); 90 rows exactly once in one snapshot")
-    finally:
-        proxy.shutdown()
+                subprocess.run([sluice, "event", "s3", "--bucket", q.bucket, "--key", key, "--store", store],
+                               check=True, stdout=f, timeout=30)
+            events[name] = ev
+
+        # SendMessage refused, every attempt: the writer fails, naming the queue; nothing queued.
+        SqsFaults.mode, SqsFaults.sends = "fail", 0
+        code, s = run_sluice(sluice, q.config, events["fail"], via, q.env)
+        assert code != 0 and s["failed"] == 1 and "sending the commit message" in (s["error"] or ""), s
+        assert SqsFaults.sends >= 2, f"the SDK tried {SqsFaults.sends} times"
+        assert drain(q.sqs, q.url, 1, seconds=2) == [], "a message was queued by a failed send"
+
+        # SQS takes each attempt, but every answer is lost: the writer fails, and the queue
+        # holds one message per attempt, all with the same sources.
+        SqsFaults.mode, SqsFaults.sends = "lost", 0
+        code, s = run_sluice(sluice, q.config, events["lost"], via, q.env)
+        assert code != 0 and s["failed"] == 1, s
+        lost_sends = SqsFaults.sends
+        assert lost_sends >= 2, (lost_sends, s)
+
+        # SendMessage stalls: the writer gives up inside its 6 s timeout.
+        SqsFaults.mode = "stall"
+        started = time.monotonic()
+        code, s = run_sluice(sluice, q.config, events["stall"], via, q.env, "--timeout", "6")
+        took = time.monotonic() - started
+        assert code != 0 and s["failed"] == 1 and took < 15, (took, s)
+
+        # Each object retried, the queue answering: one message each.
+        SqsFaults.mode = "pass"
+        for name in ("fail", "lost", "stall"):
+            code, s = run_sluice(sluice, q.config, events[name], via, q.env)
+            assert code == 0 and s["commit"]["mode"] == "queued", s
+        messages = drain(q.sqs, q.url, lost_sends + 3)
+        assert len(messages) == lost_sends + 3, f"{len(messages)} messages for {lost_sends + 3} accepted sends"
+        ev = os.path.join(q.tmp, "commit.json")
+        with open(ev, "w") as f:
+            json.dump(sqs_event(messages, q.arn), f)
+        code, s = run_sluice(sluice, q.config, ev, endpoint, q.env)
+        assert code == 0 and s["batch_item_failures"] == [], s
+        assert s["commit"]["messages"] == [3, lost_sends, 0], s["commit"]
+        t = q.sql.load_table("raw.queued")
+        ids = sorted(t.scan().to_arrow().column("id").to_pylist())
+        want = list(range(0, 30)) + list(range(100, 130)) + list(range(200, 230))
+        assert ids == want, f"rows lost or duplicated: {len(ids)} rows"
+        assert len(t.snapshots()) == 1
+        print(f"queue faults: a refused SendMessage fails its writer and queues nothing; {lost_sends} "
+              f"sends taken by SQS with their answers lost, and the retry's, commit once; a stalled send "
+              f"ends inside the 6 s timeout ({took:.1f} s); 90 rows exactly once in one snapshot")
 
 
 QUEUED_STREAM = """
@@ -733,67 +741,83 @@ queue = "{queue}"
 
 
 def queue_kinesis(sluice, endpoint):
-    """Kinesis batches through the commit queue. Each message records its batch's sequence range;
-    the committer drops a range the table holds whole (a batch delivered again, the halves of a
-    bisected batch after the whole), and refuses with the reason a range that crosses a
-    committed one (the whole batch after one of its halves): committing it would double the
-    records they share. Every record lands exactly once."""
-    with queue_scratch(endpoint, "qstream", QUEUED_STREAM) as q:
+    """Kinesis batches through the commit queue. A writer claims its range (an object named by
+    shard and range, holding its message) before it sends; a later delivery of those records
+    leaves them out and sends the claim's message again. So a redelivered batch, the halves of a
+    bisected one, a longer batch after a send whose answer was lost, and a batch after a send
+    that failed all end with every record once, and no message is refused; the committer
+    removes each claim once its message is committed or dropped."""
+    with queue_scratch(endpoint, "qstream", QUEUED_STREAM) as q, sqs_faults(endpoint) as via:
         lines = os.path.join(q.tmp, "records.ndjson")
         with open(lines, "w") as f:
-            for i in range(150):
+            for i in range(250):
                 f.write(json.dumps({"id": i, "page": f"/p{i % 3}"}) + "\n")
         r = subprocess.run([sluice, "event", "kinesis", lines], capture_output=True, text=True,
                            timeout=30, check=True)
         whole = json.loads(r.stdout)
         batches = {"a": whole["Records"][:100], "a-first-half": whole["Records"][:50],
-                   "a-second-half": whole["Records"][50:100], "b": whole["Records"][100:]}
+                   "b": whole["Records"][100:150], "b-longer": whole["Records"][100:200],
+                   "c": whole["Records"][200:]}
         paths = {}
         for name, records in batches.items():
             paths[name] = os.path.join(q.tmp, f"{name}.json")
             with open(paths[name], "w") as f:
                 json.dump(dict(whole, Records=records), f)
 
-        def write(name):
-            code, s = run_sluice(sluice, q.config, paths[name], endpoint, q.env)
-            assert code == 0 and s["commit"]["mode"] == "queued", s
-            assert s["records_out"] == len(batches[name]), s
-            return [m for m in drain(q.sqs, q.url, 1)]
+        def write(name, mode="pass", code=0):
+            SqsFaults.mode = mode
+            got, s = run_sluice(sluice, q.config, paths[name], via, q.env)
+            SqsFaults.mode = "pass"
+            assert got == code, s
+            return s
 
-        def commit(messages, code=0):
+        def claims():
+            listed = q.s3.list_objects_v2(Bucket=q.bucket, Prefix="lake/").get("Contents", [])
+            return sorted(o["Key"].rsplit("/", 1)[1] for o in listed if "/sluice-queued-kinesis/" in o["Key"])
+
+        def commit(messages):
             ev = os.path.join(q.tmp, "commit.json")
             with open(ev, "w") as f:
                 json.dump(sqs_event(messages, q.arn), f)
             got, s = run_sluice(sluice, q.config, ev, endpoint, q.env)
-            assert got == code, s
+            assert got == 0 and s["batch_item_failures"] == [], s
             return s
 
-        # Batch a, its message's answer lost: Lambda delivers a again (a second message), and,
-        # bisecting on the error, its halves (two more).
-        [a] = write("a")
-        [a_again] = write("a")
-        [h1] = write("a-first-half")
-        [h2] = write("a-second-half")
-        # The first half commits first; then the whole batch crosses it: refused, with the reason.
-        s = commit([h1])
-        assert s["records_out"] == 50 and s["commit"]["messages"] == [1, 0, 0], s
-        s = commit([a, a_again, h2], code=1)
-        refused = set(s["batch_item_failures"])
-        assert refused == {a["MessageId"], a_again["MessageId"]}, s
-        assert "without lying inside it" in s["error"], s["error"]
-        assert s["records_out"] == 50 and s["commit"]["messages"] == [1, 0, 2], s
-        # Batch b, its answer lost, delivered again: the second message is dropped.
-        [b] = write("b")
-        [b_again] = write("b")
-        s = commit([b, b_again])
-        assert s["records_out"] == 50 and s["commit"]["messages"] == [1, 1, 0], s
-        assert "earlier message of this batch" in s["skips"][0]["reason"], s["skips"]
+        seq = [r["kinesis"]["sequenceNumber"] for r in whole["Records"]]
+        s = write("a")
+        assert s["records_out"] == 100 and s["commit"]["mode"] == "queued", s
+        assert claims() == [f"{seq[0]}..{seq[99]}.json"], claims()
+        # Delivered again, and bisected: nothing written, the claim's message sent again.
+        for name, n in [("a", 100), ("a-first-half", 50)]:
+            s = write(name)
+            assert s["records_out"] == 0 and s["skipped"] == n, s
+            assert "queued already for table raw.stream" in s["skips"][0]["reason"], s["skips"]
+        # Batch b: SQS takes each attempt, the answers are lost; the writer fails, and Lambda's
+        # retry brings a longer batch: b's records are left out (b's message sent again), the
+        # new ones claimed and queued.
+        s = write("b", mode="lost", code=1)
+        assert s["batch_item_failures"] == [seq[100]] and "sending the commit message" in s["error"], s
+        s = write("b-longer")
+        assert s["records_out"] == 50 and s["skipped"] == 50, s
+        # Batch c: the send refused; the claim is there, the message is not; the retry sends it.
+        s = write("c", mode="fail", code=1)
+        assert s["batch_item_failures"] == [seq[200]], s
+        s = write("c")
+        assert s["records_out"] == 0 and s["skipped"] == 50, s
+        assert len(claims()) == 4, claims()
+        messages = drain(q.sqs, q.url, 50, seconds=10)
+        refused = 0
+        for i in range(0, len(messages), 10):
+            s = commit(messages[i:i + 10])
+            refused += s["commit"]["messages"][2]
+        assert refused == 0
         t = q.sql.load_table("raw.stream")
         ids = sorted(t.scan().to_arrow().column("id").to_pylist())
-        assert ids == list(range(150)), f"rows lost or duplicated: {len(ids)} rows"
-        print("queue (Kinesis): a batch, its redelivery and its bisected halves queued; the halves "
-              "committed, the whole batch crossing one refused with the reason, a later batch "
-              "committed: 150 records exactly once")
+        assert ids == list(range(250)), f"rows lost or duplicated: {len(ids)} rows"
+        assert claims() == [], f"claims left after their messages were committed: {claims()}"
+        print(f"queue (Kinesis): a batch, its redelivery and half of it; a longer batch after a send "
+              f"whose answers were lost; a batch after a refused send: {len(messages)} messages, none "
+              f"refused, 250 records exactly once, every claim removed")
 
 
 STREAM = """

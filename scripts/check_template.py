@@ -88,9 +88,13 @@ def problems(template):
         if s3 & READ and s3 & WRITE:
             found.append(f"{sid}: reads and writes in one statement")
         if "s3:ListBucket" in s3:
+            # The input, under its prefix; a queued table's Kinesis writers list their claims,
+            # under the output prefix (ListClaims only).
+            bucket, within = (("${OutputBucketName}", "${OutputPrefix}*") if sid == "ListClaims"
+                              else ("${InputBucketName}", "${InputPrefix}*"))
             prefix = st.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
-            if resource_text(prefix or "") != "${InputPrefix}*":
-                found.append(f"{sid}: listing not limited to the input prefix")
+            if resource_text(prefix or "") != within or texts != {"arn:${AWS::Partition}:s3:::" + bucket}:
+                found.append(f"{sid}: listing not limited to {bucket} under {within}: {texts}")
         unknown = s3 - READ - WRITE - {"s3:ListBucket"}
         if unknown:
             found.append(f"{sid}: S3 actions beyond read, list and write: {sorted(unknown)}")
@@ -158,7 +162,7 @@ def main():
     sts = list(statements(template))
     sids = {st["Sid"] for st in sts}
     for needed in ["ReadInput", "ListInput", "WriteOutputAndRejects", "ReadStream", "WriteStream", "EncryptOutputs",
-                   "ReadTable", "CatalogTable", "S3TablesCatalog", "SendCommits", "ConsumeCommitQueue"]:
+                   "ReadTable", "CatalogTable", "S3TablesCatalog", "SendCommits", "ConsumeCommitQueue", "ListClaims"]:
         assert needed in sids, f"no {needed} statement"
 
     # Broken copies, each of which the rules must refuse.
@@ -178,6 +182,9 @@ def main():
         "delete the input": broken("ReadInput", lambda st: st["Action"].append("s3:DeleteObject")),
         "delete versions": broken("WriteOutputAndRejects", lambda st: st["Action"].append("s3:DeleteObjectVersion")),
         "list everything": broken("ListInput", lambda st: st.pop("Condition")),
+        "list all of the output bucket": broken("ListClaims", lambda st: st.pop("Condition")),
+        "list claims in the input": broken("ListClaims", lambda st: st.update(
+            Resource={"Fn::Sub": "arn:${AWS::Partition}:s3:::${InputBucketName}"})),
         "any stream": broken("ReadStream", lambda st: st.update(Resource="*")),
         "any key": broken("EncryptOutputs", lambda st: st.update(Resource="*")),
         "any queue": broken("SendCommits", lambda st: st.update(

@@ -477,6 +477,15 @@ impl Handler {
                         ),
                     });
                 }
+                if session.queued()
+                    && !records.is_empty()
+                    && let Err(e) = Self::leave_out_claimed(&session, records, t).await
+                {
+                    warn!(error = %e, class = %e.class(), "Cannot read the table's queued claims.");
+                    t.s.redeliver(records, invocation.source.ordered());
+                    t.fail(e.class(), e.to_string());
+                    records.clear();
+                }
                 Ok(Some(session))
             }
             Err(e) => {
@@ -493,6 +502,67 @@ impl Handler {
                 Err(())
             }
         }
+    }
+
+    /// A Kinesis batch into a queued table: the records a claim holds (an earlier delivery
+    /// queued them, or claimed them and failed to send) are left out, once each, and each claim
+    /// the batch overlaps has its message sent again, so what the earlier delivery queued
+    /// reaches the committer however its send ended.
+    #[cfg(feature = "iceberg")]
+    async fn leave_out_claimed(
+        session: &crate::table::Session,
+        records: &mut Vec<&StreamRecord>,
+        t: &mut Tally,
+    ) -> Result<(), crate::Error> {
+        use crate::table::seq_cmp;
+        let mut shards: Vec<String> = records.iter().map(|r| r.shard().to_string()).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let claims = session.claims(&shard).await?;
+            let ids = || {
+                records
+                    .iter()
+                    .filter(|r| r.shard() == shard)
+                    .map(|r| r.id())
+            };
+            let (Some(lo), Some(hi)) = (
+                ids().min_by(|a, b| seq_cmp(a, b)),
+                ids().max_by(|a, b| seq_cmp(a, b)),
+            ) else {
+                continue;
+            };
+            let overlapped: Vec<_> = claims.iter().filter(|c| c.overlaps(lo, hi)).collect();
+            for c in &overlapped {
+                session.resend(c).await?;
+            }
+            let before = records.len();
+            let mut first = None;
+            records.retain(|r| {
+                if r.shard() != shard || !overlapped.iter().any(|c| c.covers(r.id())) {
+                    return true;
+                }
+                first.get_or_insert(r.id().to_string());
+                false
+            });
+            if let Some(first) = first {
+                let n = before - records.len();
+                t.s.skipped += n as u64;
+                let named: Vec<String> = overlapped
+                    .iter()
+                    .map(|c| format!("{}..{}", c.first, c.last))
+                    .collect();
+                t.s.skips.push(crate::run::Skip {
+                    source: format!("kinesis {shard} from {first} ({n} records)"),
+                    reason: format!(
+                        "queued already for table {} (claimed {}; its message sent again)",
+                        session.name(),
+                        named.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Commit the data files the event's units wrote, in one snapshot. When the commit fails

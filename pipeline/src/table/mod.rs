@@ -340,14 +340,14 @@ pub fn stream_source(shard: &str, first: &str, last: &str) -> String {
 }
 
 /// The shard and the first and last sequence numbers of a [`stream_source`].
-fn stream_range(source: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn stream_range(source: &str) -> Option<(&str, &str, &str)> {
     let (shard, range) = source.strip_prefix("kinesis:")?.rsplit_once('#')?;
     let (first, last) = range.split_once("..")?;
     Some((shard, first, last))
 }
 
 /// Sequence numbers in order: decimal strings of up to 128 digits, compared as numbers.
-fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     (a.len(), a).cmp(&(b.len(), b))
 }
 

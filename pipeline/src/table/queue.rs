@@ -11,6 +11,10 @@
 //! its message is refused with the reason, and returns until the queue's redrive policy moves
 //! it to the dead-letter queue. When the commit itself fails, every message of the batch is
 //! reported as a batch item failure, so all of them return.
+//!
+//! A Kinesis writer claims its range before it sends ([`Claim`]): a later delivery of the same
+//! records leaves them out and sends the claim's message again, so whatever became of a send,
+//! no second message crosses the first.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -56,9 +60,95 @@ pub struct Message {
     /// The units, when they fit in the message.
     #[serde(default)]
     pub units: Vec<QueuedUnit>,
-    /// Otherwise the object (a JSON array of units) that holds them.
+    /// Otherwise the object (a JSON array of units, or the whole message when it is a
+    /// claim) that holds them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub units_at: Option<String>,
+    /// A Kinesis writer's claim: the object holding this whole message, written before it was
+    /// sent, named by shard and range ([`Claim`]); the committer removes it once the message is
+    /// committed or dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+}
+
+/// Where a table's claims are, under its location: `{CLAIMS}/{shard}/{first}..{last}.json`.
+const CLAIMS: &str = "metadata/sluice-queued-kinesis";
+
+/// A Kinesis writer's claim on the records of one shard from `first` to `last`: the object
+/// holding the message that queues them, written before the message is sent. A later delivery
+/// of those records (the send failed, or its answer was lost, and Lambda's retry brought the
+/// same records, half of them, or more) leaves them out and sends the claim's message again,
+/// so the committer never sees two messages whose files share records: a range that crossed a
+/// queued one could be neither committed (doubling the shared records) nor dropped (losing
+/// the others).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Claim {
+    pub first: String,
+    pub last: String,
+    /// The object's URI.
+    pub uri: String,
+}
+
+impl Claim {
+    /// Whether record `seq` of the claim's shard is one it holds.
+    pub(crate) fn covers(&self, seq: &str) -> bool {
+        use std::cmp::Ordering::Greater;
+        super::seq_cmp(&self.first, seq) != Greater && super::seq_cmp(seq, &self.last) != Greater
+    }
+
+    /// Whether it holds any record from `first` to `last`.
+    pub(crate) fn overlaps(&self, first: &str, last: &str) -> bool {
+        use std::cmp::Ordering::Greater;
+        super::seq_cmp(&self.first, last) != Greater && super::seq_cmp(first, &self.last) != Greater
+    }
+}
+
+/// The claim object of a message under the table at `location`, when its sources are Kinesis
+/// ranges of one shard (an S3 object is its own identity: a redelivery names it whole).
+fn claim_path(location: &str, sources: &[String]) -> Option<String> {
+    use std::cmp::Ordering::{Greater, Less};
+    let mut range: Option<(&str, &str, &str)> = None;
+    for s in sources {
+        let (shard, first, last) = super::stream_range(s)?;
+        range = Some(match range {
+            None => (shard, first, last),
+            Some((sh, _, _)) if sh != shard => return None,
+            Some((sh, lo, hi)) => (
+                sh,
+                if super::seq_cmp(first, lo) == Less {
+                    first
+                } else {
+                    lo
+                },
+                if super::seq_cmp(last, hi) == Greater {
+                    last
+                } else {
+                    hi
+                },
+            ),
+        });
+    }
+    let (shard, first, last) = range?;
+    Some(format!(
+        "{}/{CLAIMS}/{shard}/{first}..{last}.json",
+        location.trim_end_matches('/')
+    ))
+}
+
+/// The claim a key under a shard's claims folder (`prefix`) names.
+fn claim_of(prefix: &str, key: &str) -> Option<(String, String)> {
+    let name = key.strip_prefix(prefix)?.strip_suffix(".json")?;
+    let (first, last) = name.split_once("..")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(first) && digits(last)).then(|| (first.to_string(), last.to_string()))
+}
+
+/// What an object beside the metadata holds: a message's units, or (a claim) the message.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeldUnits {
+    Units(Vec<QueuedUnit>),
+    Message(Box<Message>),
 }
 
 /// One unit of work's files and sources, in a message.
@@ -266,6 +356,7 @@ pub(crate) fn message(
         sources,
         units: queued,
         units_at: None,
+        claim: None,
     })
 }
 
@@ -334,26 +425,97 @@ impl Session {
             invocation,
             pending.units,
         )?;
-        // Named after the message's sources, so a redelivered writer overwrites its own.
+        let mut m = m;
         let sources = m.sources.clone();
-        let path = format!(
-            "{}/metadata/sluice-queued-{}.json",
-            table.metadata().location().trim_end_matches('/'),
-            &digest(&sources)[..32]
-        );
+        let location = table.metadata().location();
+        let write = |path: String, bytes: Vec<u8>| {
+            let io = table.file_io().clone();
+            async move {
+                let out = io
+                    .new_output(&path)
+                    .map_err(|e| t.error("queuing the files", e))?;
+                out.write(bytes.into())
+                    .await
+                    .map_err(|e| t.error("writing the queued files' description", e))
+            }
+        };
+        // A Kinesis range is claimed before it is sent: a retry finds the claim whatever became
+        // of the send.
+        let claim = claim_path(location, &sources);
+        if let Some(path) = &claim {
+            m.claim = Some(path.clone());
+            let whole = serde_json::to_vec(&m).map_err(|e| Error::Data(e.to_string()))?;
+            write(path.clone(), whole).await?;
+        }
+        // Named after the message's sources, so a redelivered writer overwrites its own.
+        let path = claim.clone().unwrap_or_else(|| {
+            format!(
+                "{}/metadata/sluice-queued-{}.json",
+                location.trim_end_matches('/'),
+                &digest(&sources)[..32]
+            )
+        });
         let (body, object) = fit(m, &path)?;
-        if let Some(units) = object {
-            let out = table
-                .file_io()
-                .new_output(&path)
-                .map_err(|e| t.error("queuing the files", e))?;
-            out.write(units.into())
-                .await
-                .map_err(|e| t.error("writing the queued files' description", e))?;
+        if let Some(units) = object
+            && claim.is_none()
+        {
+            write(path, units).await?;
         }
         let bytes = body.len() as u64;
         queue.send(body, &t.name(), &sources).await?;
         Ok(bytes)
+    }
+
+    /// The claims on Kinesis `shard`'s records that wait in the queue for this table (their
+    /// messages not yet committed, or never sent), oldest first.
+    pub(crate) async fn claims(&self, shard: &str) -> Result<Vec<Claim>, Error> {
+        let Some(table) = self.table.lock().await.clone() else {
+            return Ok(Vec::new());
+        };
+        let t = &self.target;
+        let io = t.io()?;
+        let folder = format!(
+            "{}/{CLAIMS}/{shard}/",
+            table.metadata().location().trim_end_matches('/')
+        );
+        let (bucket, prefix) = io
+            .locate(&folder)
+            .map_err(|e| t.error("finding the queued claims", e))?;
+        let store = io
+            .store()
+            .map_err(|e| t.error("listing the queued claims", e))?;
+        let mut claims: Vec<Claim> = store
+            .list(bucket, prefix)
+            .await?
+            .into_iter()
+            .filter_map(|key| {
+                let (first, last) = claim_of(prefix, &key)?;
+                Some(Claim {
+                    first,
+                    last,
+                    uri: io.uri_in(bucket, &key),
+                })
+            })
+            .collect();
+        claims.sort_by(|a, b| super::seq_cmp(&a.first, &b.first));
+        Ok(claims)
+    }
+
+    /// Send the message `claim` holds again (the committer drops it if it has the first).
+    pub(crate) async fn resend(&self, claim: &Claim) -> Result<(), Error> {
+        let t = &self.target;
+        let (Some(queue), Some(table)) = (&t.queue, self.table.lock().await.clone()) else {
+            return Ok(());
+        };
+        let read = async { table.file_io().new_input(&claim.uri)?.read().await };
+        let bytes = read
+            .await
+            .map_err(|e| t.error(&format!("reading the claim {}", claim.uri), e))?;
+        let m: Message = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Data(format!("the claim {} is not a message: {e}", claim.uri)))?;
+        let sources = m.sources.clone();
+        let (body, _) = fit(m, &claim.uri)?;
+        queue.send(body, &t.name(), &sources).await
     }
 }
 
@@ -504,6 +666,8 @@ impl Target {
         let already = committed_sources(&table);
         let ranges = stream_ranges(&already);
         let mut ready: Vec<Ready> = Vec::new();
+        // Claims of messages dropped before their units were read, removed at the end.
+        let mut stale: Vec<String> = Vec::new();
         for q in messages {
             if q.message.table != self.name() {
                 folded.refused.push((
@@ -528,8 +692,9 @@ impl Target {
                         input.read().await
                     };
                     match read.await {
-                        Ok(bytes) => match serde_json::from_slice::<Vec<QueuedUnit>>(&bytes) {
-                            Ok(u) => u,
+                        Ok(bytes) => match serde_json::from_slice::<HeldUnits>(&bytes) {
+                            Ok(HeldUnits::Units(u)) => u,
+                            Ok(HeldUnits::Message(m)) => m.units,
                             Err(e) => {
                                 folded
                                     .refused
@@ -557,6 +722,7 @@ impl Target {
                     q.id,
                     format!("already committed: {}", named(&q.message.sources)),
                 ));
+                stale.extend(q.message.claim);
                 continue;
             }
             match data_files(table.metadata(), &q.message, &units) {
@@ -678,14 +844,25 @@ impl Target {
         // redelivery of such a message finds all its sources committed and never reads them —
         // unless its sources were in the object too, which it then still needs.
         // A refused message keeps its object, to be read when it is tried again.
+        // A claim goes once its message is committed or dropped: its records are the table's.
         let refused: HashSet<&str> = folded.refused.iter().map(|(id, _)| id.as_str()).collect();
-        // (The table's files are reached through the same storage at any version of it.)
+        let mut gone: Vec<&str> = stale.iter().map(String::as_str).collect();
         for (id, m, _, _) in &ready {
+            if refused.contains(id.as_str()) {
+                continue;
+            }
             if let Some(path) = &m.units_at
                 && !m.sources.is_empty()
-                && !refused.contains(id.as_str())
-                && let Err(e) = table.file_io().delete(path).await
             {
+                gone.push(path);
+            }
+            gone.extend(m.claim.as_deref());
+        }
+        gone.sort_unstable();
+        gone.dedup();
+        // (The table's files are reached through the same storage at any version of it.)
+        for path in gone {
+            if let Err(e) = table.file_io().delete(path).await {
                 tracing::warn!(path, error = %e, "Cannot remove a queued files' description.");
             }
         }
@@ -726,6 +903,83 @@ mod tests {
             Standing::Held(s) => Ok(Some(s)),
             Standing::Split(why) => Err(why),
         }
+    }
+
+    #[test]
+    fn a_kinesis_message_is_claimed_by_shard_and_range() {
+        let shard = "shardId-000000000003";
+        let loc = "s3://b/lake/raw/t/";
+        let one = [stream_source(shard, "100", "199")];
+        let path = claim_path(loc, &one).unwrap();
+        assert_eq!(
+            path,
+            "s3://b/lake/raw/t/metadata/sluice-queued-kinesis/shardId-000000000003/100..199.json"
+        );
+        // Several ranges of one shard: from the lowest first to the highest last, compared as
+        // numbers (99 < 100).
+        let two = [
+            stream_source(shard, "100", "199"),
+            stream_source(shard, "99", "99"),
+        ];
+        assert!(claim_path(loc, &two).unwrap().ends_with("/99..199.json"));
+        // S3 objects, and ranges of two shards, are not claimed.
+        assert_eq!(claim_path(loc, &["s3://b/k@e".to_string()]), None);
+        let mixed = [
+            stream_source(shard, "1", "2"),
+            stream_source("shardId-000000000004", "3", "4"),
+        ];
+        assert_eq!(claim_path(loc, &mixed), None);
+        let prefix = "lake/raw/t/metadata/sluice-queued-kinesis/shardId-000000000003/";
+        assert_eq!(
+            claim_of(prefix, &format!("{prefix}100..199.json")),
+            Some(("100".to_string(), "199".to_string()))
+        );
+        for junk in [
+            "x..199.json",
+            "100..199.json.tmp",
+            "100-199.json",
+            "..5.json",
+        ] {
+            assert_eq!(claim_of(prefix, &format!("{prefix}{junk}")), None, "{junk}");
+        }
+        let c = Claim {
+            first: "100".into(),
+            last: "199".into(),
+            uri: path,
+        };
+        assert!(c.covers("100") && c.covers("150") && c.covers("199"));
+        assert!(!c.covers("99") && !c.covers("200") && !c.covers("1000"));
+        assert!(c.overlaps("50", "100") && c.overlaps("199", "300") && c.overlaps("120", "130"));
+        assert!(!c.overlaps("200", "300") && !c.overlaps("1", "99"));
+    }
+
+    #[test]
+    fn an_object_beside_the_metadata_holds_units_or_a_whole_message() {
+        let units = vec![unit(&["s3://b/a@1"])];
+        let list = serde_json::to_vec(&units).unwrap();
+        assert!(matches!(
+            serde_json::from_slice::<HeldUnits>(&list),
+            Ok(HeldUnits::Units(u)) if u == units
+        ));
+        let m = Message {
+            sluice: KIND.into(),
+            table: "raw.t".into(),
+            pipeline: "p".into(),
+            invocation: None,
+            sent_ms: 1,
+            schema_id: 0,
+            spec_id: 0,
+            sources: vec!["kinesis:s#1..2".into()],
+            units: units.clone(),
+            units_at: None,
+            claim: Some("s3://b/t/metadata/sluice-queued-kinesis/s/1..2.json".into()),
+        };
+        let whole = serde_json::to_vec(&m).unwrap();
+        assert!(matches!(
+            serde_json::from_slice::<HeldUnits>(&whole),
+            Ok(HeldUnits::Message(got)) if got.units == units && got.claim == m.claim
+        ));
+        assert!(serde_json::from_slice::<HeldUnits>(b"{\"x\": 1}").is_err());
     }
 
     #[test]
@@ -792,6 +1046,7 @@ mod tests {
                 files: vec![serde_json::json!({"file_path": "x".repeat(1000)}); files],
             }],
             units_at: None,
+            claim: None,
         }
         };
         // Small: all in the body.
@@ -838,6 +1093,7 @@ mod tests {
             sources: vec!["s3://b/a@1".into()],
             units: vec![unit(&["s3://b/a@1"])],
             units_at: None,
+            claim: None,
         };
         let body = serde_json::to_vec(&m).unwrap();
         assert!(is_commit(&body));

@@ -457,6 +457,7 @@ impl Handler {
                 // A redelivered Kinesis batch (after a commit whose answer was lost, say, or
                 // split in two by bisect-on-error) starts with records already committed: they
                 // are left out, once each, and the rest processed.
+                let original: Vec<&str> = records.iter().map(|r| r.id()).collect();
                 let before = records.len();
                 let mut held_by = None;
                 records.retain(|r| match session.committed_record(r.shard(), r.id()) {
@@ -485,6 +486,19 @@ impl Handler {
                     t.s.redeliver(records, invocation.source.ordered());
                     t.fail(e.class(), e.to_string());
                     records.clear();
+                }
+                // Held records inside the batch, not at its start (a retry resumes at its
+                // checkpoint, so Lambda does not deliver this; a hand-made event might) leave a
+                // hole that one sequence range cannot record: committing from before the hole
+                // to after it would claim the held records again, and be refused every retry.
+                // The records after the hole are reported for redelivery, which resumes there.
+                if let Some(k) = after_hole(&original, records) {
+                    tracing::info!(
+                        from = records[k].id(),
+                        "Records after committed ones in the batch's middle come back."
+                    );
+                    t.s.redeliver(&records[k..], true);
+                    records.truncate(k);
                 }
                 Ok(Some(session))
             }
@@ -766,4 +780,24 @@ impl Handler {
         self.plan.stages.iter().any(|s| s.factory.per_invocation())
             || self.extra.iter().any(|f| f.per_invocation())
     }
+}
+
+/// The first of `kept` (what is left of a batch whose records were `original`, in order) that
+/// does not follow the one before it in `original`: where a hole of left-out records ends.
+#[cfg(feature = "iceberg")]
+fn after_hole(original: &[&str], kept: &[&StreamRecord]) -> Option<usize> {
+    if kept.len() == original.len() {
+        return None;
+    }
+    let at: std::collections::HashMap<&str, usize> = original
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
+    (1..kept.len()).find(
+        |&k| match (at.get(kept[k - 1].id()), at.get(kept[k].id())) {
+            (Some(a), Some(b)) => *b != a + 1,
+            _ => false,
+        },
+    )
 }

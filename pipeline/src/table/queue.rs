@@ -129,18 +129,32 @@ fn claim_path(location: &str, sources: &[String]) -> Option<String> {
         });
     }
     let (shard, first, last) = range?;
+    // Names from the event go into a key: a shard id and sequence numbers as Kinesis makes
+    // them, or no claim (a key of `..` or `/` could land outside the claims' folder).
+    let shard_ok = !shard.is_empty()
+        && shard.len() <= 128
+        && shard
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !shard_ok || !sequence_like(first) || !sequence_like(last) {
+        return None;
+    }
     Some(format!(
         "{}/{CLAIMS}/{shard}/{first}..{last}.json",
         location.trim_end_matches('/')
     ))
 }
 
+/// Whether `s` reads as a Kinesis sequence number: decimal digits, at most 128.
+fn sequence_like(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The claim a key under a shard's claims folder (`prefix`) names.
 fn claim_of(prefix: &str, key: &str) -> Option<(String, String)> {
     let name = key.strip_prefix(prefix)?.strip_suffix(".json")?;
     let (first, last) = name.split_once("..")?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(first) && digits(last)).then(|| (first.to_string(), last.to_string()))
+    (sequence_like(first) && sequence_like(last)).then(|| (first.to_string(), last.to_string()))
 }
 
 /// What an object beside the metadata holds: a message's units, or (a claim) the message.
@@ -472,6 +486,10 @@ impl Session {
         let Some(table) = self.table.lock().await.clone() else {
             return Ok(Vec::new());
         };
+        // A shard no claim can be made for (its name cannot be a key) has none.
+        if claim_path("", &[super::stream_source(shard, "0", "0")]).is_none() {
+            return Ok(Vec::new());
+        }
         let t = &self.target;
         let io = t.io()?;
         let folder = format!(
@@ -929,6 +947,17 @@ mod tests {
             stream_source("shardId-000000000004", "3", "4"),
         ];
         assert_eq!(claim_path(loc, &mixed), None);
+        // Names from a hostile event never make a key outside the claims' folder.
+        for (shard, first) in [
+            ("../../x", "1"),
+            ("a/b", "1"),
+            ("", "1"),
+            ("s", "../1"),
+            ("s", "1e3"),
+        ] {
+            let src = [stream_source(shard, first, "9")];
+            assert_eq!(claim_path(loc, &src), None, "{shard} {first}");
+        }
         let prefix = "lake/raw/t/metadata/sluice-queued-kinesis/shardId-000000000003/";
         assert_eq!(
             claim_of(prefix, &format!("{prefix}100..199.json")),

@@ -101,10 +101,13 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         resp = conn.getresponse()
         data = resp.read()
         self.send_response(resp.status)
+        # A HEAD's Content-Length is the object's, not its empty body's.
+        dropped = ("transfer-encoding", "connection", "date", "server") + (() if self.command == "HEAD" else ("content-length",))
         for k, v in resp.getheaders():
-            if k.lower() not in ("transfer-encoding", "content-length", "connection", "date", "server"):
+            if k.lower() not in dropped:
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

@@ -94,9 +94,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<u8> {
     };
     let input: Arc<dyn ObjectStore> = Arc::new(meter.input.clone());
     let output: Arc<dyn ObjectStore> = Arc::new(meter.output.clone());
+    // An Iceberg output's catalog: a SQLite file beside the scratch folder (which is emptied
+    // after each invocation), whatever the config names.
+    let catalog = tempfile::tempdir().context("a scratch folder for the table catalog")?;
     let handler = pipeline
         .handler(input, output)
-        .with_record_putter(meter.putter.clone());
+        .with_record_putter(meter.putter.clone())
+        .benched(&catalog.path().join("catalog.db"));
 
     // Cold starts first, while the machine is quiet: fresh processes of this same binary.
     let mut init = Vec::new();

@@ -682,3 +682,58 @@ fn counts_say_what_failed_and_what_was_delivered() {
         stdout(&o)
     );
 }
+
+/// `sluice bench` of a table output, committed directly, through a queue, and with Glue as
+/// its catalog: every invocation writes into a new table (the one before is dropped with the
+/// scratch folder's files; the second invocation used to find the first's table in the
+/// catalog and its files gone), the catalog is a SQLite file of the bench's whatever the config
+/// names (no Glue call: none can be made here), and a queue's messages are sized and priced
+/// (SQS in the bill), never sent: the queue named does not resolve, so a send would fail.
+#[test]
+fn bench_runs_table_outputs_offline_and_sends_no_commit_message() {
+    let example =
+        std::fs::read_to_string(root().join("examples/clickstream-table/pipeline.toml")).unwrap();
+    let queued = example.replace(
+        "partition = [\"identity(day)\"]",
+        "partition = [\"identity(day)\"]\ncommit = \"queue\"\nqueue = \"https://sqs.invalid/000000000000/commits\"",
+    );
+    let glue = example.replace("catalog = \"sqlite:catalog.db\"", "catalog = \"glue\"");
+    assert!(queued.contains("commit = \"queue\"") && glue.contains("\"glue\""));
+    let events = root().join("examples/clickstream/events");
+    let store = root().join("fixtures/objects");
+    for (name, config) in [("direct", &example), ("queue", &queued), ("glue", &glue)] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("pipeline.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let o = sluice(&[
+            "bench",
+            cfg.to_str().unwrap(),
+            events.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--cold-starts",
+            "0",
+            "--json",
+        ]);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}{}", stdout(&o), stderr(&o)));
+        assert!(o.status.success(), "{name}: {report}");
+        assert_eq!(
+            (report["invocations"].as_u64(), report["failed"].as_u64()),
+            (Some(3), Some(0)),
+            "{name}"
+        );
+        assert_eq!(report["records_out_per_invocation"], 99.0, "{name}");
+        let requests = &report["bill"]["requests"];
+        let (sqs, catalog) = (requests["sqs"].as_u64(), requests["catalog"].as_u64());
+        match name {
+            // One catalog request per queued invocation (loading the table), not a commit's two.
+            "queue" => assert!(sqs >= Some(3) && catalog == Some(3), "{requests}"),
+            _ => assert!(sqs == Some(0) && catalog == Some(6), "{name}: {requests}"),
+        }
+    }
+}

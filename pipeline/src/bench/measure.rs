@@ -134,6 +134,7 @@ pub async fn measure(
             };
             let peak = if can_reset { peak_rss() } else { None };
             let requests = meter.map_or_else(Requests::default, |m| m.take(&s, handler.plan()));
+            handler.forget_table().await;
             let bytes_out = take_outputs(scratch);
             done += 1;
             progress(done, total);

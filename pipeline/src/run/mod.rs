@@ -180,6 +180,33 @@ impl Handler {
         self
     }
 
+    /// `sluice bench`: an Iceberg output's table goes into a SQLite catalog at `catalog`
+    /// whatever the config names (no table is created or committed in Glue or a REST catalog),
+    /// and its commit messages (`commit = "queue"`) are taken — sized for the bill — and never
+    /// sent, as Kinesis records are taken by a counting putter: a committer must not be handed
+    /// files in a bench's scratch folder. See [`Handler::forget_table`].
+    #[cfg_attr(not(feature = "iceberg"), allow(unused_mut))]
+    pub fn benched(mut self, catalog: &std::path::Path) -> Self {
+        #[cfg(feature = "iceberg")]
+        if let Some(t) = self.table.take() {
+            self.table = Some(match Arc::try_unwrap(t) {
+                Ok(t) => Arc::new(t.benched(catalog)),
+                Err(shared) => shared,
+            });
+        }
+        let _ = catalog;
+        self
+    }
+
+    /// `sluice bench`, between invocations: a benched table is dropped from its catalog, so
+    /// each invocation (its output folder emptied) writes into a new one, as the first did.
+    pub async fn forget_table(&self) {
+        #[cfg(feature = "iceberg")]
+        if let Some(t) = &self.table {
+            t.forget().await;
+        }
+    }
+
     /// An Iceberg output's table (`sluice table show|orphans`).
     #[cfg(feature = "iceberg")]
     pub fn table(&self) -> Option<&Arc<crate::table::Target>> {

@@ -99,6 +99,8 @@ pub struct Target {
     catalog: tokio::sync::OnceCell<Arc<dyn Catalog>>,
     /// `commit = "queue"`: the queue the invocations' files are sent to.
     queue: Option<queue::Queue>,
+    /// `sluice bench`: the SQLite file that stands in for the configured catalog.
+    bench_catalog: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -148,6 +150,7 @@ impl Target {
                 crate::config::CommitMode::Queue(q) => Some(queue::Queue::new(q, None)),
                 crate::config::CommitMode::Direct => None,
             },
+            bench_catalog: None,
         }
     }
 
@@ -155,9 +158,35 @@ impl Target {
     pub(crate) fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
         self.endpoint = endpoint.map(str::to_string);
         if let crate::config::CommitMode::Queue(q) = &self.spec.commit {
-            self.queue = Some(queue::Queue::new(q, endpoint));
+            let fresh = queue::Queue::new(q, endpoint);
+            let taken = self.queue.as_ref().is_some_and(queue::Queue::is_taken);
+            self.queue = Some(if taken { fresh.taking() } else { fresh });
         }
         self
+    }
+
+    /// The same table for `sluice bench`: its catalog a SQLite file at `catalog` whatever the
+    /// config names (a bench never creates or commits tables in Glue or a REST catalog), its
+    /// commit messages taken, never sent (a committer must not be handed a scratch folder's
+    /// files). Requests are priced for the configured catalog all the same.
+    pub(crate) fn benched(mut self, catalog: &std::path::Path) -> Self {
+        self.bench_catalog = Some(catalog.to_path_buf());
+        self.queue = self.queue.take().map(queue::Queue::taking);
+        self
+    }
+
+    /// `sluice bench`, after an invocation: the table dropped from the bench's catalog, so the
+    /// next invocation (whose files are emptied) starts from none, as the first did.
+    pub(crate) async fn forget(&self) {
+        if self.bench_catalog.is_none() {
+            return;
+        }
+        if let Ok(catalog) = self.catalog().await
+            && catalog.table_exists(&self.ident).await.unwrap_or(false)
+            && let Err(e) = catalog.drop_table(&self.ident).await
+        {
+            tracing::warn!(table = %self.name(), error = %e, "Cannot drop the bench's table.");
+        }
     }
 
     /// Whether the invocations' files go to a queue for the committer (`commit = "queue"`).
@@ -212,7 +241,8 @@ impl Target {
     async fn open_catalog(&self) -> Result<Arc<dyn Catalog>, Error> {
         let io = self.io()?.clone();
         let warehouse = io.uri(self.dir.rsplit_once('/').map_or("", |(p, _)| p));
-        match &self.spec.catalog {
+        let bench = self.bench_catalog.clone().map(CatalogSpec::Sqlite);
+        match bench.as_ref().unwrap_or(&self.spec.catalog) {
             CatalogSpec::Sqlite(path) => {
                 let path = match (&self.local, path.is_relative()) {
                     (Some(root), true) => root.join(path),

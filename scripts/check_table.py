@@ -805,6 +805,18 @@ def queue_kinesis(sluice, endpoint):
         s = write("c")
         assert s["records_out"] == 0 and s["skipped"] == 50, s
         assert len(claims()) == 4, claims()
+        # `table orphans --delete` deletes nothing a queued message may name: not the queued
+        # data files, not a claim while the table does not hold its records.
+        r = subprocess.run([sluice, "table", "orphans", q.config, "--endpoint-url", endpoint, "--delete",
+                            "--older-than", "0s", "--json"], capture_output=True, text=True,
+                           timeout=DEADLINE_S, env=q.env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        listed = [json.loads(line) for line in r.stdout.splitlines()]
+        pending = [o for o in listed if "/sluice-queued-kinesis/" in o["uri"]]
+        assert len(pending) == 4 and all(not o["deleted"] and "claim" in o["kept"] for o in pending), pending
+        data = [o for o in listed if o["uri"].endswith(".parquet")]
+        assert data and all(not o["deleted"] and "queued message" in o["kept"] for o in data), listed
+        assert len(claims()) == 4, claims()
         messages = drain(q.sqs, q.url, 50, seconds=10)
         refused = 0
         for i in range(0, len(messages), 10):
@@ -815,6 +827,17 @@ def queue_kinesis(sluice, endpoint):
         ids = sorted(t.scan().to_arrow().column("id").to_pylist())
         assert ids == list(range(250)), f"rows lost or duplicated: {len(ids)} rows"
         assert claims() == [], f"claims left after their messages were committed: {claims()}"
+        # A claim left behind (its removal failed) on records the table holds is an orphan to delete.
+        held = f"{seq[0]}..{seq[99]}.json"
+        key = f"lake/raw/stream/metadata/sluice-queued-kinesis/shardId-000000000000/{held}"
+        q.s3.put_object(Bucket=q.bucket, Key=key, Body=b"{}")
+        r = subprocess.run([sluice, "table", "orphans", q.config, "--endpoint-url", endpoint, "--delete",
+                            "--older-than", "0s", "--json"], capture_output=True, text=True,
+                           timeout=DEADLINE_S, env=q.env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        gone = [json.loads(line) for line in r.stdout.splitlines() if held in line]
+        assert len(gone) == 1 and gone[0]["deleted"], r.stdout
+        assert claims() == [], claims()
         print(f"queue (Kinesis): a batch, its redelivery and half of it; a longer batch after a send "
               f"whose answers were lost; a batch after a refused send: {len(messages)} messages, none "
               f"refused, 250 records exactly once, every claim removed")

@@ -127,7 +127,11 @@ pub async fn run(cmd: TableCommand) -> anyhow::Result<u8> {
                     let age = o
                         .age_s
                         .map_or("age unknown".to_string(), |s| format!("{s} s old"));
-                    let done = if o.deleted { ", deleted" } else { "" };
+                    let done = match (o.deleted, o.kept) {
+                        (true, _) => ", deleted".to_string(),
+                        (false, Some(why)) => format!(", kept: {why}"),
+                        (false, None) => String::new(),
+                    };
                     println!("{} ({age}{done})", o.uri);
                 }
                 let deleted = found.iter().filter(|o| o.deleted).count();

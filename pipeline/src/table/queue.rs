@@ -145,6 +145,15 @@ fn claim_path(location: &str, sources: &[String]) -> Option<String> {
     ))
 }
 
+/// The shard and range a claim's key (`…/metadata/sluice-queued-kinesis/SHARD/FIRST..LAST.json`)
+/// names.
+pub(crate) fn claimed_range(key: &str) -> Option<(&str, &str, &str)> {
+    let (_, rest) = key.split_once(&format!("/{CLAIMS}/"))?;
+    let (shard, name) = rest.split_once('/')?;
+    let (first, last) = name.strip_suffix(".json")?.split_once("..")?;
+    (sequence_like(first) && sequence_like(last)).then_some((shard, first, last))
+}
+
 /// Whether `s` reads as a Kinesis sequence number: decimal digits, at most 128.
 fn sequence_like(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_digit())
@@ -982,6 +991,14 @@ mod tests {
         assert_eq!(
             claim_of(prefix, &format!("{prefix}100..199.json")),
             Some(("100".to_string(), "199".to_string()))
+        );
+        assert_eq!(
+            claimed_range(&format!("{prefix}100..199.json")),
+            Some(("shardId-000000000003", "100", "199"))
+        );
+        assert_eq!(
+            claimed_range("lake/raw/t/metadata/sluice-queued-0a1b.json"),
+            None
         );
         for junk in [
             "x..199.json",

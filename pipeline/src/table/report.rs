@@ -101,7 +101,14 @@ pub struct Orphan {
     pub age_s: Option<u64>,
     /// Whether it was deleted.
     pub deleted: bool,
+    /// Why it was kept whatever its age: a commit message may still need it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<&'static str>,
 }
+
+/// How long SQS keeps a message at most (its retention, and a dead-letter queue's): a commit
+/// message may name a data file or a units object until then.
+const SQS_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
 
 fn count(summary: &iceberg::spec::Summary, key: &str) -> u64 {
     summary
@@ -221,7 +228,9 @@ impl Target {
         // The table's folder: where its metadata says it is (a REST catalog chooses), else
         // where the pipeline would create it.
         let mut place = (io.bucket().to_string(), format!("{}/", self.dir));
+        let mut already = std::collections::HashMap::new();
         if let Some(table) = self.load(&catalog).await? {
+            already = super::committed_sources(&table);
             let meta = table.metadata();
             if let Ok((bucket, key)) = io.locate(meta.location()) {
                 place = (
@@ -270,13 +279,30 @@ impl Target {
         let store = io.store().map_err(|e| Error::Internal(e.to_string()))?;
         let now = SystemTime::now();
         let mut out = Vec::new();
+        let ranges = super::stream_ranges(&already);
         for (key, when) in store.list_dated(&bucket, &prefix).await? {
             if referenced.contains(key.as_str()) {
                 continue;
             }
             let uri = io.uri_in(&bucket, &key);
             let age = when.and_then(|w| now.duration_since(w).ok());
-            let deleted = if delete && age.is_some_and(|a| a >= older_than) {
+            // With a commit queue, what is not in the table yet may be in a message still on
+            // its way: a Kinesis writer's claim goes once the table holds its records (until
+            // then a redelivery needs it, to leave them out), any other file (data files, a
+            // message's units) once no message can still name it.
+            let kept = match super::queue::claimed_range(&key) {
+                Some((shard, first, last)) => {
+                    let source = super::stream_source(shard, first, last);
+                    super::overlapping(&already, &ranges, &source)
+                        .is_none()
+                        .then_some("a claim on Kinesis records the table does not hold yet")
+                }
+                None if self.queued() && age.is_none_or(|a| a < SQS_RETENTION) => {
+                    Some("a queued message may still name it (SQS keeps a message up to 14 days)")
+                }
+                None => None,
+            };
+            let deleted = if delete && kept.is_none() && age.is_some_and(|a| a >= older_than) {
                 store.delete(&bucket, &key).await?;
                 true
             } else {
@@ -286,6 +312,7 @@ impl Target {
                 uri,
                 age_s: age.map(|a| a.as_secs()),
                 deleted,
+                kept,
             });
         }
         Ok(out)

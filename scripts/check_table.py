@@ -827,6 +827,16 @@ def queue_kinesis(sluice, endpoint):
         ids = sorted(t.scan().to_arrow().column("id").to_pylist())
         assert ids == list(range(250)), f"rows lost or duplicated: {len(ids)} rows"
         assert claims() == [], f"claims left after their messages were committed: {claims()}"
+        # A message (a copy of a committed one) naming a data file of the table as its claim:
+        # dropped as committed, and the data file is not deleted.
+        body = json.loads(messages[0]["Body"])
+        victim = t.inspect.files().column("file_path").to_pylist()[0]
+        body["claim"] = victim
+        q.sqs.send_message(QueueUrl=q.url, MessageBody=json.dumps(body))
+        s = commit(drain(q.sqs, q.url, 1))
+        assert s["commit"]["messages"] == [0, 1, 0], s
+        ids = sorted(q.sql.load_table("raw.stream").scan().to_arrow().column("id").to_pylist())
+        assert ids == list(range(250)), f"a message deleted a data file: {len(ids)} rows"
         # A claim left behind (its removal failed) on records the table holds is an orphan to delete.
         held = f"{seq[0]}..{seq[99]}.json"
         key = f"lake/raw/stream/metadata/sluice-queued-kinesis/shardId-000000000000/{held}"

@@ -905,6 +905,22 @@ impl Target {
             }
             gone.extend(m.claim.as_deref());
         }
+        // Only what writers put beside the metadata: a message naming any other file (a data
+        // file of the table, say) gets nothing deleted.
+        let ours = format!(
+            "{}/metadata/sluice-queued-",
+            table.metadata().location().trim_end_matches('/')
+        );
+        gone.retain(|path| {
+            let fine = path.starts_with(&ours) && !path.contains("/../");
+            if !fine {
+                tracing::warn!(
+                    path,
+                    "A queued message names a file the committer does not remove."
+                );
+            }
+            fine
+        });
         gone.sort_unstable();
         gone.dedup();
         // (The table's files are reached through the same storage at any version of it.)

@@ -837,6 +837,19 @@ def queue_kinesis(sluice, endpoint):
         assert s["commit"]["messages"] == [0, 1, 0], s
         ids = sorted(q.sql.load_table("raw.stream").scan().to_arrow().column("id").to_pylist())
         assert ids == list(range(250)), f"a message deleted a data file: {len(ids)} rows"
+        # A message of new records whose file lies outside the table: refused with the reason.
+        body = json.loads(messages[0]["Body"])
+        body.pop("claim", None)
+        body["sources"] = body["units"][0]["sources"] = ["kinesis:shardId-000000000009#1..2"]
+        body["units"][0]["files"][0]["file_path"] = f"s3://{q.bucket}/elsewhere/x.parquet"
+        body["units"] = body["units"][:1]
+        q.sqs.send_message(QueueUrl=q.url, MessageBody=json.dumps(body))
+        ev = os.path.join(q.tmp, "commit.json")
+        with open(ev, "w") as f:
+            json.dump(sqs_event(drain(q.sqs, q.url, 1), q.arn), f)
+        got, s = run_sluice(sluice, q.config, ev, endpoint, q.env)
+        assert got != 0 and "not under the table's location" in s["error"], s
+        assert len(s["batch_item_failures"]) == 1 and s["commit"]["messages"] == [0, 0, 1], s
         # A claim left behind (its removal failed) on records the table holds is an orphan to delete.
         held = f"{seq[0]}..{seq[99]}.json"
         key = f"lake/raw/stream/metadata/sluice-queued-kinesis/shardId-000000000000/{held}"

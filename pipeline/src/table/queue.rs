@@ -418,19 +418,32 @@ fn data_files(
     let partition_type = spec
         .partition_type(schema)
         .map_err(|e| format!("partition spec {}: {e}", m.spec_id))?;
+    // Writers write under the table's location: a file anywhere else (another table's, which
+    // expiring this table's snapshots would then delete) or a delete file is not committed.
+    let home = format!("{}/", meta.location().trim_end_matches('/'));
     units
         .iter()
         .map(|u| {
             u.files
                 .iter()
                 .map(|f| {
-                    iceberg::spec::deserialize_data_file_from_json(
+                    let d = iceberg::spec::deserialize_data_file_from_json(
                         &f.to_string(),
                         m.spec_id,
                         &partition_type,
                         schema,
                     )
-                    .map_err(|e| format!("a data file it names cannot be read: {e}"))
+                    .map_err(|e| format!("a data file it names cannot be read: {e}"))?;
+                    let path = d.file_path();
+                    if !path.starts_with(&home) || path.contains("/../") {
+                        return Err(format!(
+                            "it names {path}, which is not under the table's location {home}"
+                        ));
+                    }
+                    if d.content_type() != iceberg::spec::DataContentType::Data {
+                        return Err(format!("it names {path}, which is not a data file"));
+                    }
+                    Ok(d)
                 })
                 .collect()
         })

@@ -14,7 +14,6 @@ through the emulator, record by record.
 Usage: check_lambda.py SLUICE_BIN CARGO_LAMBDA_BIN S3_ENDPOINT
 """
 import base64
-import http.client
 import http.server
 import io
 import json
@@ -28,6 +27,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+from forwarder import Forwarder
 
 import boto3
 import pyarrow.parquet as pq
@@ -73,49 +74,15 @@ def free_port():
     return port
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
+class Recorder(Forwarder):
     """Forwards every request to the S3 endpoint, noting its method, path and trace header."""
 
-    upstream = None
     seen = []
 
     def forward(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = io.BytesIO()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                chunks.write(self.rfile.read(size))
-                self.rfile.readline()
-            body = chunks.getvalue()
+        body = self.body()
         Recorder.seen.append((self.command, self.path, self.headers.get("X-Amzn-Trace-Id")))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
-        if body is not None:
-            headers["Content-Length"] = str(len(body))
-        conn = http.client.HTTPConnection(*Recorder.upstream)
-        conn.request(self.command, self.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        self.send_response(resp.status)
-        # A HEAD's Content-Length is the object's, not its empty body's.
-        dropped = ("transfer-encoding", "connection", "date", "server") + (() if self.command == "HEAD" else ("content-length",))
-        for k, v in resp.getheaders():
-            if k.lower() not in dropped:
-                self.send_header(k, v)
-        if self.command != "HEAD":
-            self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-
-    def log_message(self, *args):
-        pass
+        self.answer(*self.relay(body))
 
 
 def event(sluice, *args):

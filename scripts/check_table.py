@@ -34,7 +34,6 @@
 Usage: check_table.py SLUICE
 """
 import contextlib
-import http.client
 import http.server
 import threading
 import time
@@ -50,6 +49,8 @@ import tempfile
 import pyarrow as pa
 import pyarrow.dataset as ds
 from pyiceberg.catalog.sql import SqlCatalog
+
+from forwarder import Forwarder
 
 EXAMPLE = "examples/clickstream-table"
 DEADLINE_S = 180
@@ -354,23 +355,9 @@ queue = "{queue}"
 def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
     import random
 
-    import boto3
-
-    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-    s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
-    sqs = boto3.client("sqs", endpoint_url=endpoint, **creds)
-    tag = f"{os.getpid()}{'g' if glue else ''}"
-    bucket, qname = f"queued-{tag}", f"commits-{tag}"
-    s3.create_bucket(Bucket=bucket)
-    url = sqs.create_queue(QueueName=qname, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
-    with tempfile.TemporaryDirectory() as tmp:
-        catalog = os.path.join(tmp, "catalog.db")
-        config = os.path.join(tmp, "pipeline.toml")
-        ns = f"queued{tag}" if glue else "raw"
-        catalog_line = 'catalog = "glue"' if glue else f'catalog = "sqlite:{catalog}"'
-        open(config, "w").write(QUEUED.format(bucket=bucket, catalog=catalog_line, queue=qname, ns=ns))
+    with queue_scratch(endpoint, "queued-g" if glue else "queued", QUEUED, glue) as q:
+        tmp, config, bucket, qname, ns, env = q.tmp, q.config, q.bucket, q.queue, q.ns, q.env
+        s3, sqs, url, sql, catalog_line = q.s3, q.sqs, q.url, q.sql, q.catalog_line
         store = os.path.join(tmp, "store")
         events = []
         for w in range(writers):
@@ -404,15 +391,6 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
         # One writer delivered again before the committer ran: its files again, a second message.
         assert finish(start(events[0]))["records_out"] == per
         # Nothing is in the table until the committer runs.
-        s3props = {"s3.endpoint": endpoint, "s3.region": "us-east-1",
-                   "s3.access-key-id": "test", "s3.secret-access-key": "test"}
-        if glue:
-            from pyiceberg.catalog.glue import GlueCatalog
-            sql = GlueCatalog("glue", **{"glue.endpoint": endpoint, "glue.region": "us-east-1",
-                                         "glue.access-key-id": "test", "glue.secret-access-key": "test"},
-                              **s3props)
-        else:
-            sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **s3props)
         assert sql.load_table(f"{ns}.queued").snapshots() == []
         # `sluice table show` tells the pending messages from the queue's depth.
         r = subprocess.run([sluice, "table", "show", config, "--endpoint-url", endpoint, "--json"],
@@ -433,11 +411,7 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
         for b in range(0, len(messages), batch):
             ev = os.path.join(tmp, f"commit-{b // batch}.json")
             with open(ev, "w") as f:
-                json.dump({"Records": [{
-                    "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                    "attributes": m.get("Attributes", {}), "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
-                    "awsRegion": "us-east-1"} for m in messages[b:b + batch]]}, f)
+                json.dump(sqs_event(messages[b:b + batch], q.arn), f)
             batches.append(ev)
 
         # The committer killed mid-batch (before or after its commit, whichever the moment
@@ -504,10 +478,7 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
         assert body["units"] == [] and body["units_at"].endswith(".json"), m["Body"][:300]
         ev = os.path.join(tmp, "wide-commit.json")
         with open(ev, "w") as f:
-            json.dump({"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                                    "body": m["Body"], "attributes": {}, "messageAttributes": {},
-                                    "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-                                    "eventSourceARN": arn, "awsRegion": "us-east-1"}]}, f)
+            json.dump(sqs_event([m], q.arn), f)
         r = subprocess.run([sluice, "replay", wide, ev, "--endpoint-url", endpoint, "--json"],
                            capture_output=True, text=True, timeout=DEADLINE_S, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -524,68 +495,32 @@ def queue_mode(sluice, endpoint, writers=64, per=20, batch=16, glue=False):
               f"writer went through an object beside the metadata and were committed")
 
 
-class SqsFaults(http.server.BaseHTTPRequestHandler):
+class SqsFaults(Forwarder):
     """A proxy in front of moto that forwards every request (S3, SQS, Glue) and does what `mode`
     says to SQS SendMessage calls (JSON protocol: `X-Amz-Target: AmazonSQS.SendMessage`; query
     protocol: `Action=SendMessage`): "fail" answers 500 without forwarding, "lost" forwards and
     then answers 500 (SQS has the message, the writer is told it failed), "stall" never answers
     in time; "pass" forwards. `sends` counts the SendMessage calls seen."""
 
-    upstream = None
     mode = "pass"
     sends = 0
 
     def forward(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            self.rfile.readline()
-            body = b"".join(chunks)
+        body = self.body()
         target = self.headers.get("X-Amz-Target", "")
         send = target.endswith(".SendMessage") or (body is not None and b"Action=SendMessage&" in body)
+        failed = (500, [("Content-Type", "application/x-amz-json-1.0")],
+                  b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected by the test proxy"}')
         if send:
             SqsFaults.sends += 1
             if SqsFaults.mode == "stall":
                 time.sleep(30)
                 return self.answer(500, [], b"")
             if SqsFaults.mode == "fail":
-                return self.answer(500, [("Content-Type", "application/x-amz-json-1.0")],
-                                   b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected by the test proxy"}')
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
-        if body is not None:
-            headers["Content-Length"] = str(len(body))
-        conn = http.client.HTTPConnection(*SqsFaults.upstream, timeout=60)
-        conn.request(self.command, self.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        if send and SqsFaults.mode == "lost":
-            return self.answer(500, [("Content-Type", "application/x-amz-json-1.0")],
-                               b'{"__type":"com.amazonaws.sqs#InternalError","message":"answer lost (test proxy)"}')
-        # A HEAD's Content-Length is the object's, not its empty body's.
-        keep = ("transfer-encoding", "connection", "date", "server") + (() if self.command == "HEAD" else ("content-length",))
-        self.answer(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in keep], data)
-
-    def answer(self, status, headers, data):
-        try:
-            self.send_response(status)
-            for k, v in headers:
-                self.send_header(k, v)
-            if self.command != "HEAD":
-                self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-
-    def log_message(self, *args):
-        pass
+                return self.answer(*failed)
+        answer = self.relay(body)
+        # "lost": SQS has the message, the writer is told the send failed.
+        self.answer(*(failed if send and SqsFaults.mode == "lost" else answer))
 
 
 def sqs_event(messages, arn):
@@ -606,9 +541,11 @@ def drain(sqs, url, want, seconds=30):
 
 
 @contextlib.contextmanager
-def queue_scratch(endpoint, name, config_text):
-    """A bucket and a queue in moto (both named `name`-PID), a SQLite catalog, and `config_text`
-    formatted with them: yields their namespace (tmp, config, bucket, s3, sqs, url, arn, sql, env)."""
+def queue_scratch(endpoint, name, config_text, glue=False):
+    """A bucket and a queue in moto (both named `name`-PID), a catalog (a SQLite file, or with
+    `glue` moto's Glue and a namespace of the queue's name), and `config_text` formatted with
+    them: yields their namespace (tmp, config, bucket, queue, ns, catalog_line, s3, sqs, url,
+    arn, sql, env)."""
     import types
     import boto3
     creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
@@ -619,16 +556,24 @@ def queue_scratch(endpoint, name, config_text):
     url = sqs.create_queue(QueueName=tag, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+    s3props = {"s3.endpoint": endpoint, "s3.region": "us-east-1",
+               "s3.access-key-id": "test", "s3.secret-access-key": "test"}
     with tempfile.TemporaryDirectory() as tmp:
         catalog = os.path.join(tmp, "catalog.db")
         config = os.path.join(tmp, "pipeline.toml")
-        open(config, "w").write(config_text.format(bucket=tag, catalog=f'catalog = "sqlite:{catalog}"',
-                                                   queue=tag, ns="raw"))
-        sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **{
-            "s3.endpoint": endpoint, "s3.region": "us-east-1",
-            "s3.access-key-id": "test", "s3.secret-access-key": "test"})
-        yield types.SimpleNamespace(tmp=tmp, config=config, bucket=tag, s3=s3, sqs=sqs, url=url,
-                                    arn=arn, sql=sql, env=env)
+        if glue:
+            from pyiceberg.catalog.glue import GlueCatalog
+            ns, catalog_line = tag.replace("-", ""), 'catalog = "glue"'
+            sql = GlueCatalog("glue", **{"glue.endpoint": endpoint, "glue.region": "us-east-1",
+                                         "glue.access-key-id": "test", "glue.secret-access-key": "test"},
+                              **s3props)
+        else:
+            ns, catalog_line = "raw", f'catalog = "sqlite:{catalog}"'
+            sql = SqlCatalog("sluice", uri=f"sqlite:///{catalog}", **s3props)
+        open(config, "w").write(config_text.format(bucket=tag, catalog=catalog_line, queue=tag, ns=ns))
+        yield types.SimpleNamespace(tmp=tmp, config=config, bucket=tag, queue=tag, ns=ns,
+                                    catalog_line=catalog_line, s3=s3, sqs=sqs, url=url, arn=arn,
+                                    sql=sql, env=env)
 
 
 def run_sluice(sluice, config, event, endpoint, env, *extra):

@@ -166,17 +166,26 @@ impl Handler {
 
     /// An Iceberg output's catalog client (Glue) at `endpoint`, the endpoint the stores use
     /// (replay's `--endpoint-url`); without it, the SDK's default for the environment.
-    #[cfg_attr(not(feature = "iceberg"), allow(unused_mut))]
-    pub fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
+    pub fn with_endpoint(self, endpoint: Option<&str>) -> Self {
         #[cfg(feature = "iceberg")]
+        return self.map_table(|t| t.with_endpoint(endpoint));
+        #[cfg(not(feature = "iceberg"))]
+        {
+            let _ = endpoint;
+            self
+        }
+    }
+
+    /// The handler with its Iceberg output's table changed by `f` (not shared yet: a handler
+    /// is set up as it is made).
+    #[cfg(feature = "iceberg")]
+    fn map_table(mut self, f: impl FnOnce(crate::table::Target) -> crate::table::Target) -> Self {
         if let Some(t) = self.table.take() {
-            // Not shared yet (a handler is given its endpoint as it is made).
             self.table = Some(match Arc::try_unwrap(t) {
-                Ok(t) => Arc::new(t.with_endpoint(endpoint)),
+                Ok(t) => Arc::new(f(t)),
                 Err(shared) => shared,
             });
         }
-        let _ = endpoint;
         self
     }
 
@@ -185,17 +194,14 @@ impl Handler {
     /// and its commit messages (`commit = "queue"`) are taken — sized for the bill — and never
     /// sent, as Kinesis records are taken by a counting putter: a committer must not be handed
     /// files in a bench's scratch folder. See [`Handler::forget_table`].
-    #[cfg_attr(not(feature = "iceberg"), allow(unused_mut))]
-    pub fn benched(mut self, catalog: &std::path::Path) -> Self {
+    pub fn benched(self, catalog: &std::path::Path) -> Self {
         #[cfg(feature = "iceberg")]
-        if let Some(t) = self.table.take() {
-            self.table = Some(match Arc::try_unwrap(t) {
-                Ok(t) => Arc::new(t.benched(catalog)),
-                Err(shared) => shared,
-            });
+        return self.map_table(|t| t.benched(catalog));
+        #[cfg(not(feature = "iceberg"))]
+        {
+            let _ = catalog;
+            self
         }
-        let _ = catalog;
-        self
     }
 
     /// `sluice bench`, between invocations: a benched table is dropped from its catalog, so

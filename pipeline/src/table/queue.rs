@@ -474,14 +474,13 @@ impl Session {
             });
         };
         let invocation = super::INVOCATION.try_with(Clone::clone).ok();
-        let m = message(
+        let mut m = message(
             table.metadata(),
             &t.name(),
             &t.pipeline,
             invocation,
             pending.units,
         )?;
-        let mut m = m;
         let sources = m.sources.clone();
         let location = table.metadata().location();
         let write = |path: String, bytes: Vec<u8>| {
